@@ -1,0 +1,91 @@
+"""Episode-level imitation losses of METHOD.md, on masked ``[B, T]`` log-probability arrays.
+
+All functions take per-step log-probabilities ``log π(a_t|s_t)`` of a batch of padded episodes and
+the validity mask, so that the maths stays separate from networks and sampling and can be checked
+against a plain NumPy computation. Conventions follow the iw-SFT authors' control code: each
+episode's log-probability is averaged over its valid steps, then the batch is averaged.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+TRAJECTORY_MAX_WEIGHT = 1000.0
+STEP_MAX_WEIGHT = 2.0
+
+
+def episode_lengths(mask: jax.Array) -> jax.Array:
+    """|τ| per episode; at least 1 so that an all-padding row cannot divide by zero."""
+    return jnp.maximum(jnp.sum(mask, axis=-1), 1.0)
+
+
+def episode_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """(1/|τ|) Σ_t values_t over each episode's valid steps."""
+    return jnp.sum(values * mask, axis=-1) / episode_lengths(mask)
+
+
+def _normalize(weights: jax.Array) -> jax.Array:
+    total = jnp.sum(weights)
+    return jnp.where(total > 0, weights / jnp.where(total > 0, total, 1.0), 0.0)
+
+
+def bc_loss(log_probs: jax.Array, mask: jax.Array) -> jax.Array:
+    """BC: −mean_batch[(1/|τ|) Σ_t log π(a_t|s_t)]."""
+    return -jnp.mean(episode_mean(log_probs, mask))
+
+
+def trajectory_weights(
+    log_probs_iw: jax.Array,
+    log_probs_ref: jax.Array,
+    mask: jax.Array,
+    *,
+    temperature: float,
+    normalize: bool,
+    quality: jax.Array | None = None,
+    max_weight: float = TRAJECTORY_MAX_WEIGHT,
+) -> jax.Array:
+    """w(τ) = clip(exp(temp · (log q_iw(τ) − log q_ref(τ)) / |τ|), 0, max_weight).
+
+    With ``quality`` (one score per trajectory, e.g. min-max normalized return) the weight is
+    multiplied by it, which is the paper's quality-scored generalization of the hard filter.
+    With ``normalize`` the batch weights sum to one (all-zero weights stay zero).
+    """
+    log_ratio = temperature * episode_mean(log_probs_iw - log_probs_ref, mask)
+    weights = jnp.clip(jnp.exp(log_ratio), 0.0, max_weight)
+    if quality is not None:
+        weights = weights * quality
+    weights = _normalize(weights) if normalize else weights
+    return jax.lax.stop_gradient(weights)
+
+
+def step_weights(
+    log_probs_iw: jax.Array,
+    log_probs_ref: jax.Array,
+    mask: jax.Array,
+    *,
+    temperature: float,
+    normalize: bool,
+    max_weight: float = STEP_MAX_WEIGHT,
+) -> jax.Array:
+    """Per-step w_t = clip(exp(temp · (log q_iw(a_t|s_t) − log q_ref(a_t|s_t))), 0, max_weight).
+
+    Padding steps get weight 0. Normalization sums over valid steps only; the authors' code also
+    counted padding steps (each with weight exp(0) = 1), which makes the scale depend on padding.
+    """
+    weights = jnp.clip(jnp.exp(temperature * (log_probs_iw - log_probs_ref)), 0.0, max_weight)
+    weights = weights * mask
+    weights = _normalize(weights) if normalize else weights
+    return jax.lax.stop_gradient(weights)
+
+
+def weighted_trajectory_loss(
+    log_probs: jax.Array, mask: jax.Array, weights: jax.Array
+) -> jax.Array:
+    """iw-BC: −mean_batch[sg(w(τ)) · (1/|τ|) Σ_t log π_θ(a_t|s_t)]."""
+    return -jnp.mean(jax.lax.stop_gradient(weights) * episode_mean(log_probs, mask))
+
+
+def weighted_step_loss(log_probs: jax.Array, mask: jax.Array, weights: jax.Array) -> jax.Array:
+    """Per-step iw-BC: −mean_batch[(1/|τ|) Σ_t sg(w_t) · log π_θ(a_t|s_t)]."""
+    return -jnp.mean(episode_mean(jax.lax.stop_gradient(weights) * log_probs, mask))

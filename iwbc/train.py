@@ -1,0 +1,292 @@
+"""Training engine: one ``jax.jit`` around a ``lax.scan`` over a chunk of updates, seeds vmapped.
+
+A stage (BC pre-training, or an iw-BC fine-tune started from BC) is described by a frozen
+:class:`StageConfig`. The train state is an immutable pytree with a leading seed axis; the
+episodes stay on the device and every update samples its batch there, so no Python runs between
+the updates of a chunk. Between chunks the loop shows progress and writes a checkpoint from which
+a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import flax.serialization
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from iwbc import losses
+from iwbc.policies import GaussianPolicy, policy_log_prob
+from iwbc.sampling import DeviceEpisodes, EpisodeBatch, sample_episodes
+
+LossName = Literal["bc", "iw_trajectory", "iw_step", "iw_quality"]
+LOSSES: tuple[str, ...] = ("bc", "iw_trajectory", "iw_step", "iw_quality")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageConfig:
+    """Hyperparameters of one optimisation stage.
+
+    Defaults are the authors' BC pre-training (10k steps, Adam 1e-3, 128 episodes). The iw-BC
+    fine-tune of the paper is ``StageConfig.iw_finetune()``.
+    """
+
+    loss: LossName = "bc"
+    steps: int = 10_000
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    # None: constant learning rate; else linear warm-up from 0, then cosine decay to 0 at `steps`.
+    warmup_steps: int | None = None
+    temperature: float = 10.0
+    normalize: bool = True
+    # q_iw ← ema_decay · q_iw + (1 − ema_decay) · θ, every step before the loss.
+    ema_decay: float = 0.9
+    # Steps per sampled episode (a random window); None uses whole episodes.
+    window: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.steps <= 0 or self.batch_size <= 0:
+            raise ValueError("steps and batch_size must be positive")
+        if self.warmup_steps is not None and not 0 <= self.warmup_steps < self.steps:
+            raise ValueError(f"warmup_steps must be in [0, steps={self.steps})")
+        if not 0.0 <= self.ema_decay <= 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1], got {self.ema_decay}")
+        if self.window is not None and self.window <= 0:
+            raise ValueError("window must be a positive number of steps or None")
+
+    @classmethod
+    def iw_finetune(cls, **overrides: Any) -> StageConfig:
+        """The paper's fine-tune: Adam 4e-5, 300 warm-up steps, cosine to 0 over 2,000 steps,
+        256 episodes a batch, temperature 10, normalized weights, EMA 0.9."""
+        base = dict(
+            loss="iw_trajectory",
+            steps=2_000,
+            batch_size=256,
+            learning_rate=4e-5,
+            warmup_steps=300,
+            temperature=10.0,
+            normalize=True,
+            ema_decay=0.9,
+        )
+        return cls(**{**base, **overrides})
+
+    @property
+    def importance_weighted(self) -> bool:
+        return self.loss != "bc"
+
+
+class TrainState(flax.struct.PyTreeNode):
+    """Per-seed training state; every leaf has a leading seed axis.
+
+    ``ref_params`` is the frozen q_ref and ``iw_params`` the EMA proposal q_iw; both are None
+    for plain BC.
+    """
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    rng: jax.Array
+    ref_params: Any = None
+    iw_params: Any = None
+
+
+def make_optimizer(config: StageConfig) -> optax.GradientTransformation:
+    """Adam with the stage's schedule; optax's warm-up cosine is the authors' WarmupCosineLR."""
+    if config.warmup_steps is None:
+        return optax.adam(config.learning_rate)
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=config.learning_rate,
+        warmup_steps=config.warmup_steps,
+        decay_steps=config.steps,
+        end_value=0.0,
+    )
+    return optax.adam(schedule)
+
+
+def init_policy_params(policy: GaussianPolicy, observation_dim: int, seeds: Sequence[int]) -> Any:
+    """Fresh network parameters for each seed, stacked on a leading axis."""
+    keys = jnp.stack([jax.random.PRNGKey(seed) for seed in seeds])
+    dummy = jnp.zeros((1, observation_dim), jnp.float32)
+    return jax.vmap(lambda key: policy.init(key, dummy))(keys)
+
+
+def init_train_state(
+    config: StageConfig, params: Any, seeds: Sequence[int], ref_params: Any = None
+) -> TrainState:
+    """Start a stage from ``params`` (seed-stacked). For iw losses q_ref defaults to ``params``."""
+    optimizer = make_optimizer(config)
+    rngs = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(seed), 1) for seed in seeds])
+    if config.importance_weighted:
+        ref_params = params if ref_params is None else ref_params
+        iw_params = params
+    else:
+        ref_params = iw_params = None
+    return TrainState(
+        step=jnp.zeros(len(seeds), jnp.int32),
+        params=params,
+        opt_state=jax.vmap(optimizer.init)(params),
+        rng=rngs,
+        ref_params=ref_params,
+        iw_params=iw_params,
+    )
+
+
+def stage_loss(policy: GaussianPolicy, config: StageConfig) -> Any:
+    """loss_fn(params, batch, iw_params, ref_params) -> (loss, metrics) of the stage's loss."""
+
+    def loss_fn(
+        params: Any, batch: EpisodeBatch, iw_params: Any, ref_params: Any
+    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        log_probs = policy_log_prob(policy, params, batch.observations, batch.actions)
+        if config.loss == "bc":
+            return losses.bc_loss(log_probs, batch.mask), {}
+        log_probs_iw = policy_log_prob(policy, iw_params, batch.observations, batch.actions)
+        log_probs_ref = policy_log_prob(policy, ref_params, batch.observations, batch.actions)
+        if config.loss == "iw_step":
+            weights = losses.step_weights(
+                log_probs_iw,
+                log_probs_ref,
+                batch.mask,
+                temperature=config.temperature,
+                normalize=config.normalize,
+            )
+            loss = losses.weighted_step_loss(log_probs, batch.mask, weights)
+            valid = batch.mask > 0
+            spread = jnp.max(jnp.where(valid, weights, -jnp.inf)) - jnp.min(
+                jnp.where(valid, weights, jnp.inf)
+            )
+            mean_weight = jnp.sum(weights) / jnp.maximum(jnp.sum(batch.mask), 1.0)
+        else:
+            weights = losses.trajectory_weights(
+                log_probs_iw,
+                log_probs_ref,
+                batch.mask,
+                temperature=config.temperature,
+                normalize=config.normalize,
+                quality=batch.quality if config.loss == "iw_quality" else None,
+            )
+            loss = losses.weighted_trajectory_loss(log_probs, batch.mask, weights)
+            spread = jnp.max(weights) - jnp.min(weights)
+            mean_weight = jnp.mean(weights)
+        return loss, {"weight_mean": mean_weight, "weight_spread": spread}
+
+    return loss_fn
+
+
+def make_update(policy: GaussianPolicy, config: StageConfig) -> Any:
+    """One gradient step of one seed: sample a batch on device, EMA q_iw, Adam update."""
+    optimizer = make_optimizer(config)
+    loss_fn = stage_loss(policy, config)
+
+    def update(state: TrainState, data: DeviceEpisodes) -> tuple[TrainState, dict]:
+        rng, key = jax.random.split(state.rng)
+        batch = sample_episodes(key, data, config.batch_size, config.window)
+        iw_params = state.iw_params
+        if config.importance_weighted:
+            decay = config.ema_decay
+            iw_params = jax.tree.map(
+                lambda q, p: decay * q + (1.0 - decay) * p, state.iw_params, state.params
+            )
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, batch, iw_params, state.ref_params
+        )
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        new_state = state.replace(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, updates),
+            opt_state=opt_state,
+            rng=rng,
+            iw_params=iw_params,
+        )
+        return new_state, {"loss": loss, **aux}
+
+    return update
+
+
+def make_chunk(policy: GaussianPolicy, config: StageConfig, length: int) -> Any:
+    """``length`` updates of every seed in one compiled call: jit(vmap(scan(update)))."""
+    update = make_update(policy, config)
+
+    def chunk(state: TrainState, data: DeviceEpisodes) -> tuple[TrainState, dict]:
+        return jax.lax.scan(lambda carry, _: update(carry, data), state, None, length=length)
+
+    return jax.jit(jax.vmap(chunk, in_axes=(0, None)))
+
+
+def _save_checkpoint(path: Path, state: TrainState, history: list[dict]) -> None:
+    """Write state and history atomically, so a kill never leaves a half-written checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(flax.serialization.to_bytes(state))
+    os.replace(tmp, path)
+    history_tmp = path.with_suffix(".history.tmp")
+    history_tmp.write_text(json.dumps(history))
+    os.replace(history_tmp, path.with_suffix(".history.json"))
+
+
+def _load_checkpoint(path: Path, template: TrainState) -> tuple[TrainState, list[dict]]:
+    try:
+        state = flax.serialization.from_bytes(template, path.read_bytes())
+        history = json.loads(path.with_suffix(".history.json").read_text())
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(
+            f"checkpoint {path} is unreadable ({type(error).__name__}); delete it to start over"
+        ) from error
+    return state, history
+
+
+def train_stage(
+    policy: GaussianPolicy,
+    config: StageConfig,
+    state: TrainState,
+    data: DeviceEpisodes,
+    *,
+    chunk_size: int = 500,
+    checkpoint: str | Path | None = None,
+    description: str = "train",
+    progress: bool = True,
+) -> tuple[TrainState, list[dict]]:
+    """Run the stage to ``config.steps`` updates, in jitted chunks.
+
+    Returns the final state and one record per chunk: the step reached and the per-seed mean of
+    each metric over the chunk. With ``checkpoint`` the state is saved after every chunk and an
+    existing checkpoint is resumed from.
+    """
+    history: list[dict] = []
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    if checkpoint is not None and checkpoint.exists():
+        state, history = _load_checkpoint(checkpoint, state)
+    done = int(np.asarray(state.step)[0])
+    chunk_size = max(1, min(chunk_size, config.steps))
+    compiled: dict[int, Any] = {}
+    with tqdm(
+        total=config.steps, initial=done, desc=description, disable=not progress, unit="step"
+    ) as bar:
+        while done < config.steps:
+            length = min(chunk_size, config.steps - done)
+            if length not in compiled:
+                compiled[length] = make_chunk(policy, config, length)
+            state, metrics = compiled[length](state, data)
+            done += length
+            record = {"step": done}
+            record.update(
+                {name: np.asarray(value).mean(axis=1).tolist() for name, value in metrics.items()}
+            )
+            history.append(record)
+            if checkpoint is not None:
+                _save_checkpoint(checkpoint, state, history)
+            bar.update(length)
+            bar.set_postfix(loss=f"{np.mean(record['loss']):.3f}")
+    return state, history
