@@ -1,0 +1,37 @@
+"""Evaluation environments: task specs and vectorized engines with one interface."""
+
+from iwbc.envs.batch import BatchEngine, StepResult
+from iwbc.envs.gymnasium_engine import GymnasiumEngine
+from iwbc.envs.rollout import Engine, RolloutResult, make_engine, rollout_returns
+from iwbc.envs.specs import (
+    SPECS,
+    AntSpec,
+    HalfCheetahSpec,
+    HopperSpec,
+    InvertedDoublePendulumSpec,
+    ReacherSpec,
+    SimState,
+    TaskSpec,
+    Walker2dSpec,
+    get_spec,
+)
+
+__all__ = [
+    "SPECS",
+    "AntSpec",
+    "BatchEngine",
+    "Engine",
+    "GymnasiumEngine",
+    "HalfCheetahSpec",
+    "HopperSpec",
+    "InvertedDoublePendulumSpec",
+    "ReacherSpec",
+    "RolloutResult",
+    "SimState",
+    "StepResult",
+    "TaskSpec",
+    "Walker2dSpec",
+    "get_spec",
+    "make_engine",
+    "rollout_returns",
+]

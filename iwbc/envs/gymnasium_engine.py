@@ -1,0 +1,99 @@
+"""Fallback engine for registered Gymnasium envs without a built-in spec.
+
+A plain list of ``gymnasium.make`` envs stepped in a loop rather than a vector env, so
+that no autoreset changes which step starts an episode: the engine resets only when
+asked, exactly like the batch engine.
+"""
+
+from __future__ import annotations
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+from iwbc.envs.batch import StepResult, resolve_ids
+from iwbc.envs.specs import SPECS
+
+
+def check_env_id(env_id: str) -> None:
+    """ValueError in one line if ``env_id`` is not registered with Gymnasium."""
+    if env_id not in gymnasium.registry:
+        raise ValueError(
+            f"unknown env id {env_id!r}: not registered with Gymnasium; "
+            f"ids with a built-in spec: {', '.join(SPECS)}"
+        )
+
+
+def _check_spaces(env_id: str, env: gymnasium.Env) -> None:
+    if not isinstance(env.action_space, spaces.Box):
+        raise ValueError(
+            f"{env_id} has a {env.action_space} action space; "
+            "iwbc needs a continuous (Box) action space"
+        )
+    if not isinstance(env.observation_space, spaces.Box):
+        raise ValueError(
+            f"{env_id} has a {env.observation_space} observation space; "
+            "iwbc needs a Box observation space"
+        )
+
+
+class GymnasiumEngine:
+    """``num_envs`` copies of ``gymnasium.make(env_id)`` behind the batch engine's interface.
+
+    Observations are flattened to float64 rows; ``truncated`` comes from the env's
+    TimeLimit (``max_episode_steps`` of its registration).
+    """
+
+    def __init__(self, env_id: str, num_envs: int) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        check_env_id(env_id)
+        first = gymnasium.make(env_id)
+        try:
+            _check_spaces(env_id, first)
+        except ValueError:
+            first.close()
+            raise
+        self.env_id = env_id
+        self.num_envs = num_envs
+        self.envs = [first] + [gymnasium.make(env_id) for _ in range(num_envs - 1)]
+        self.max_episode_steps = first.spec.max_episode_steps if first.spec else None
+        self.action_low = np.asarray(first.action_space.low).reshape(-1)
+        self.action_high = np.asarray(first.action_space.high).reshape(-1)
+        self.act_dim = int(self.action_low.size)
+        self._act_shape = first.action_space.shape
+        self.obs_dim = int(np.prod(first.observation_space.shape))
+        self._obs = np.zeros((num_envs, self.obs_dim))
+
+    def reset(self, seeds: list[int] | np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
+        """Reset envs ``ids`` (default all) with ``env.reset(seed=seeds[k])``; all observations."""
+        ids = resolve_ids(ids, self.num_envs)
+        seeds = [int(s) for s in np.asarray(seeds).reshape(-1)]
+        if len(seeds) != ids.size:
+            raise ValueError(f"got {len(seeds)} seeds for {ids.size} envs")
+        for i, seed in zip(ids, seeds, strict=True):
+            obs, _ = self.envs[i].reset(seed=seed)
+            self._obs[i] = np.asarray(obs, dtype=np.float64).reshape(-1)
+        return self._obs.copy()
+
+    def step(self, actions: np.ndarray, ids: np.ndarray | None = None) -> StepResult:
+        """Step envs ``ids`` (default all) with their rows of ``actions``; others stay."""
+        actions = np.asarray(actions)
+        if actions.shape != (self.num_envs, self.act_dim):
+            raise ValueError(
+                f"actions must have shape {(self.num_envs, self.act_dim)}, got {actions.shape}"
+            )
+        ids = resolve_ids(ids, self.num_envs)
+        reward = np.zeros(self.num_envs)
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        for i in ids:
+            obs, r, term, trunc, _ = self.envs[i].step(actions[i].reshape(self._act_shape))
+            self._obs[i] = np.asarray(obs, dtype=np.float64).reshape(-1)
+            reward[i], terminated[i], truncated[i] = r, term, trunc
+        return StepResult(self._obs.copy(), reward, terminated, truncated)
+
+    def close(self) -> None:
+        """Close the underlying envs."""
+        for env in self.envs:
+            env.close()

@@ -1,0 +1,130 @@
+"""Engine factory and fixed-seed evaluation rollouts shared by all methods."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+from iwbc.envs.batch import BatchEngine, StepResult
+from iwbc.envs.gymnasium_engine import GymnasiumEngine, check_env_id
+from iwbc.envs.specs import SPECS, get_spec
+
+ENGINES = ("auto", "batch", "gymnasium", "mjx")
+DEFAULT_MAX_ENVS = 128
+
+
+class Engine(Protocol):
+    """Vectorized envs without auto-reset; what ``make_engine`` returns."""
+
+    env_id: str
+    num_envs: int
+    obs_dim: int
+    act_dim: int
+    max_episode_steps: int | None
+    action_low: np.ndarray
+    action_high: np.ndarray
+
+    def reset(
+        self, seeds: Sequence[int] | np.ndarray, ids: np.ndarray | None = None
+    ) -> np.ndarray: ...
+
+    def step(self, actions: np.ndarray, ids: np.ndarray | None = None) -> StepResult: ...
+
+    def close(self) -> None: ...
+
+
+def make_engine(env_id: str, num_envs: int, engine: str = "auto") -> Engine:
+    """Build ``num_envs`` envs of ``env_id``.
+
+    ``auto`` takes the batch engine when ``env_id`` has a built-in spec, else Gymnasium.
+    """
+    if engine == "mjx":
+        raise NotImplementedError(
+            "engine 'mjx' is not available yet; use engine='batch' or engine='gymnasium'"
+        )
+    if engine == "auto":
+        if env_id in SPECS:
+            engine = "batch"
+        else:
+            check_env_id(env_id)
+            engine = "gymnasium"
+    if engine == "batch":
+        return BatchEngine(get_spec(env_id), num_envs)
+    if engine == "gymnasium":
+        return GymnasiumEngine(env_id, num_envs)
+    raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+
+
+class RolloutResult(NamedTuple):
+    """Per-seed episode returns and lengths, in the order of the seeds."""
+
+    returns: np.ndarray
+    lengths: np.ndarray
+
+
+ActFn = Callable[[np.ndarray], np.ndarray]
+
+
+def rollout_returns(
+    env_id: str,
+    act_fn: ActFn,
+    seeds: Sequence[int] | np.ndarray,
+    *,
+    engine: str = "auto",
+    num_envs: int | None = None,
+) -> RolloutResult:
+    """Run one episode per seed and return its undiscounted return and length.
+
+    Seed ``seeds[i]`` fixes episode i's reset noise, so every method is scored on the
+    same initial states. At most ``num_envs`` (default ``min(len(seeds), 128)``) episodes
+    run at once; a finished env is refilled with the next seed. ``act_fn`` maps float32
+    observations [num_envs, obs_dim] to actions [num_envs, act_dim] once per step;
+    actions of envs with no running episode are ignored. An episode ends when it
+    terminates or after ``max_episode_steps`` steps.
+    """
+    seeds = [int(s) for s in np.asarray(seeds).reshape(-1)]
+    n = len(seeds)
+    returns = np.zeros(n)
+    lengths = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return RolloutResult(returns, lengths)
+    width = min(n, DEFAULT_MAX_ENVS) if num_envs is None else min(n, num_envs)
+    if width < 1:
+        raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+    env = make_engine(env_id, width, engine)
+    try:
+        _run_episodes(env, act_fn, seeds, returns, lengths)
+    finally:
+        env.close()
+    return RolloutResult(returns, lengths)
+
+
+def _run_episodes(
+    env: Engine, act_fn: ActFn, seeds: list[int], returns: np.ndarray, lengths: np.ndarray
+) -> None:
+    if env.max_episode_steps is None:
+        raise ValueError(f"{env.env_id} has no max_episode_steps; episodes might never end")
+    n, width = len(seeds), env.num_envs
+    episode = np.arange(width)  # episode index run by each env, -1 once idle
+    obs = env.reset(seeds[:width])
+    next_episode = width
+    running = np.arange(width)
+    while running.size:
+        actions = np.asarray(act_fn(obs.astype(np.float32)))
+        step_ids = None if running.size == width else running
+        obs, reward, terminated, truncated = env.step(actions, ids=step_ids)
+        ep = episode[running]
+        returns[ep] += reward[running]
+        lengths[ep] += 1
+        done = running[terminated[running] | truncated[running]]
+        if done.size == 0:
+            continue
+        refill = done[: max(0, min(done.size, n - next_episode))]
+        if refill.size:
+            episode[refill] = np.arange(next_episode, next_episode + refill.size)
+            obs = env.reset(seeds[next_episode : next_episode + refill.size], ids=refill)
+            next_episode += refill.size
+        episode[done[refill.size :]] = -1
+        running = np.flatnonzero(episode >= 0)

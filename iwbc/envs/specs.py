@@ -1,0 +1,424 @@
+"""Task specs reproducing Gymnasium's MuJoCo v5 environments as pure array functions.
+
+Each spec holds the default constructor arguments of the Gymnasium environment and
+writes its observation, reward and termination as functions of batched arrays
+(leading env axis) over an array namespace ``xp`` (``numpy`` or ``jax.numpy``), so the
+CPU batch engine and a later MJX engine share one definition. The operations follow
+Gymnasium's source in the same order, so that numpy results are bit-identical to
+``gymnasium.make(env_id)``: e.g. the control cost is taken on the unclipped action in
+the action's own dtype, as Gymnasium does.
+
+Fields read after a step (``xpos``, ``site_xpos``, ``qfrc_constraint``) are MuJoCo's
+derived fields as ``mj_step`` leaves them, one substep behind the state, exactly as
+Gymnasium reads them; ``cfrc_ext`` is the value of ``mj_rnePostConstraint`` after the
+step, which Gymnasium calls explicitly.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import mujoco
+import numpy as np
+
+Array = Any
+"""A numpy or jax array."""
+
+ArrayNamespace = Any
+"""``numpy`` or ``jax.numpy``."""
+
+
+class SimState(NamedTuple):
+    """Batched simulation arrays a spec reads, each with a leading env axis.
+
+    Derived fields a spec does not list in ``derived_fields`` are ``None``.
+    """
+
+    qpos: Array
+    qvel: Array
+    xpos: Array | None = None
+    site_xpos: Array | None = None
+    cfrc_ext: Array | None = None
+    qfrc_constraint: Array | None = None
+
+
+def gymnasium_asset(xml_file: str) -> str:
+    """Path of a model XML shipped with Gymnasium, the one its environments load."""
+    import gymnasium.envs.mujoco as gym_mujoco
+
+    return os.path.join(os.path.dirname(gym_mujoco.__file__), "assets", xml_file)
+
+
+@functools.cache
+def _load_model(path: str) -> mujoco.MjModel:
+    return mujoco.MjModel.from_xml_path(path)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Base of the task specs: the parts every Gymnasium MuJoCo task has."""
+
+    env_id: ClassVar[str]
+    xml_file: ClassVar[str]
+    derived_fields: ClassVar[tuple[str, ...]] = ()
+    """MjData fields besides qpos/qvel that the spec's functions read."""
+
+    frame_skip: int = 1
+    max_episode_steps: int = 1000
+
+    def model(self) -> mujoco.MjModel:
+        """The compiled model (cached and shared: copy it before editing)."""
+        return _load_model(gymnasium_asset(self.xml_file))
+
+    def dt(self) -> float:
+        """Seconds per env step, computed as Gymnasium's ``MujocoEnv.dt``."""
+        return self.model().opt.timestep * self.frame_skip
+
+    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) float32, Gymnasium's action space: the actuators' ctrlrange."""
+        low, high = self.model().actuator_ctrlrange.copy().astype(np.float32).T
+        return low, high
+
+    @property
+    def obs_dim(self) -> int:
+        m = self.model()
+        state = SimState(
+            qpos=np.zeros((1, m.nq)),
+            qvel=np.zeros((1, m.nv)),
+            xpos=np.zeros((1, m.nbody, 3)),
+            site_xpos=np.zeros((1, m.nsite, 3)),
+            cfrc_ext=np.zeros((1, m.nbody, 6)),
+            qfrc_constraint=np.zeros((1, m.nv)),
+        )
+        return int(self.observation(np, state).shape[-1])
+
+    def observation(self, xp: ArrayNamespace, s: SimState) -> Array:
+        """Observations [n, obs_dim] at state ``s``."""
+        raise NotImplementedError
+
+    def reward(
+        self, xp: ArrayNamespace, before: SimState, after: SimState, action: Array, dt: float
+    ) -> Array:
+        """Rewards [n] of a step from ``before`` to ``after`` under ``action`` [n, act_dim]."""
+        raise NotImplementedError
+
+    def terminated(self, xp: ArrayNamespace, s: SimState) -> Array:
+        """Termination flags [n] at the state after a step."""
+        return xp.zeros(s.qpos.shape[:1], dtype=bool)
+
+    def reset_state(
+        self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One env's initial (qpos, qvel): Gymnasium's ``reset_model`` draws from ``rng``."""
+        raise NotImplementedError
+
+
+def _ctrl_cost(xp: ArrayNamespace, weight: float, action: Array) -> Array:
+    # in the action's dtype, as Gymnasium's np.sum(np.square(action)) on a float32 action
+    return weight * xp.sum(xp.square(action), axis=-1)
+
+
+def _in_open(xp: ArrayNamespace, x: Array, bounds: tuple[float, float]) -> Array:
+    return xp.logical_and(bounds[0] < x, x < bounds[1])
+
+
+@dataclass(frozen=True)
+class _PlanarLocomotionSpec(TaskSpec):
+    """Shared by Hopper and Walker2d: forward + healthy - ctrl reward, clipped qvel in obs."""
+
+    frame_skip: int = 4
+    forward_reward_weight: float = 1.0
+    ctrl_cost_weight: float = 1e-3
+    healthy_reward: float = 1.0
+    terminate_when_unhealthy: bool = True
+    reset_noise_scale: float = 5e-3
+    exclude_current_positions_from_observation: bool = True
+
+    def is_healthy(self, xp: ArrayNamespace, s: SimState) -> Array:
+        raise NotImplementedError
+
+    def observation(self, xp: ArrayNamespace, s: SimState) -> Array:
+        position = s.qpos[:, 1:] if self.exclude_current_positions_from_observation else s.qpos
+        return xp.concatenate([position, xp.clip(s.qvel, -10, 10)], axis=-1)
+
+    def reward(
+        self, xp: ArrayNamespace, before: SimState, after: SimState, action: Array, dt: float
+    ) -> Array:
+        x_velocity = (after.qpos[:, 0] - before.qpos[:, 0]) / dt
+        forward_reward = self.forward_reward_weight * x_velocity
+        healthy_reward = self.is_healthy(xp, after) * self.healthy_reward
+        return forward_reward + healthy_reward - _ctrl_cost(xp, self.ctrl_cost_weight, action)
+
+    def terminated(self, xp: ArrayNamespace, s: SimState) -> Array:
+        return xp.logical_and(xp.logical_not(self.is_healthy(xp, s)), self.terminate_when_unhealthy)
+
+    def reset_state(
+        self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        scale = self.reset_noise_scale
+        qpos = init_qpos + rng.uniform(low=-scale, high=scale, size=init_qpos.size)
+        qvel = init_qvel + rng.uniform(low=-scale, high=scale, size=init_qvel.size)
+        return qpos, qvel
+
+
+@dataclass(frozen=True)
+class HopperSpec(_PlanarLocomotionSpec):
+    """``Hopper-v5`` with its default arguments."""
+
+    env_id: ClassVar[str] = "Hopper-v5"
+    xml_file: ClassVar[str] = "hopper.xml"
+
+    healthy_state_range: tuple[float, float] = (-100.0, 100.0)
+    healthy_z_range: tuple[float, float] = (0.7, math.inf)
+    healthy_angle_range: tuple[float, float] = (-0.2, 0.2)
+
+    def is_healthy(self, xp: ArrayNamespace, s: SimState) -> Array:
+        # Gymnasium: state_vector()[2:], i.e. qpos[2:] and the unclipped qvel
+        state = xp.concatenate([s.qpos[:, 2:], s.qvel], axis=-1)
+        healthy_state = xp.all(_in_open(xp, state, self.healthy_state_range), axis=-1)
+        healthy_z = _in_open(xp, s.qpos[:, 1], self.healthy_z_range)
+        healthy_angle = _in_open(xp, s.qpos[:, 2], self.healthy_angle_range)
+        return xp.logical_and(xp.logical_and(healthy_state, healthy_z), healthy_angle)
+
+
+@dataclass(frozen=True)
+class Walker2dSpec(_PlanarLocomotionSpec):
+    """``Walker2d-v5`` with its default arguments."""
+
+    env_id: ClassVar[str] = "Walker2d-v5"
+    xml_file: ClassVar[str] = "walker2d_v5.xml"
+
+    healthy_z_range: tuple[float, float] = (0.8, 2.0)
+    healthy_angle_range: tuple[float, float] = (-1.0, 1.0)
+
+    def is_healthy(self, xp: ArrayNamespace, s: SimState) -> Array:
+        healthy_z = _in_open(xp, s.qpos[:, 1], self.healthy_z_range)
+        healthy_angle = _in_open(xp, s.qpos[:, 2], self.healthy_angle_range)
+        return xp.logical_and(healthy_z, healthy_angle)
+
+
+@dataclass(frozen=True)
+class HalfCheetahSpec(TaskSpec):
+    """``HalfCheetah-v5`` with its default arguments; it never terminates."""
+
+    env_id: ClassVar[str] = "HalfCheetah-v5"
+    xml_file: ClassVar[str] = "half_cheetah.xml"
+
+    frame_skip: int = 5
+    forward_reward_weight: float = 1.0
+    ctrl_cost_weight: float = 0.1
+    reset_noise_scale: float = 0.1
+    exclude_current_positions_from_observation: bool = True
+
+    def observation(self, xp: ArrayNamespace, s: SimState) -> Array:
+        position = s.qpos[:, 1:] if self.exclude_current_positions_from_observation else s.qpos
+        return xp.concatenate([position, s.qvel], axis=-1)
+
+    def reward(
+        self, xp: ArrayNamespace, before: SimState, after: SimState, action: Array, dt: float
+    ) -> Array:
+        x_velocity = (after.qpos[:, 0] - before.qpos[:, 0]) / dt
+        forward_reward = self.forward_reward_weight * x_velocity
+        return forward_reward - _ctrl_cost(xp, self.ctrl_cost_weight, action)
+
+    def reset_state(
+        self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        scale = self.reset_noise_scale
+        qpos = init_qpos + rng.uniform(low=-scale, high=scale, size=init_qpos.size)
+        qvel = init_qvel + scale * rng.standard_normal(init_qvel.size)
+        return qpos, qvel
+
+
+@dataclass(frozen=True)
+class AntSpec(TaskSpec):
+    """``Ant-v5`` with its default arguments, contact forces included in the observation."""
+
+    env_id: ClassVar[str] = "Ant-v5"
+    xml_file: ClassVar[str] = "ant.xml"
+    derived_fields: ClassVar[tuple[str, ...]] = ("xpos", "cfrc_ext")
+
+    frame_skip: int = 5
+    forward_reward_weight: float = 1.0
+    ctrl_cost_weight: float = 0.5
+    contact_cost_weight: float = 5e-4
+    healthy_reward: float = 1.0
+    main_body: int = 1
+    terminate_when_unhealthy: bool = True
+    healthy_z_range: tuple[float, float] = (0.2, 1.0)
+    contact_force_range: tuple[float, float] = (-1.0, 1.0)
+    reset_noise_scale: float = 0.1
+    exclude_current_positions_from_observation: bool = True
+    include_cfrc_ext_in_observation: bool = True
+
+    def contact_forces(self, xp: ArrayNamespace, s: SimState) -> Array:
+        return xp.clip(s.cfrc_ext, *self.contact_force_range)
+
+    def is_healthy(self, xp: ArrayNamespace, s: SimState) -> Array:
+        finite = xp.logical_and(
+            xp.all(xp.isfinite(s.qpos), axis=-1), xp.all(xp.isfinite(s.qvel), axis=-1)
+        )
+        z = s.qpos[:, 2]
+        lo, hi = self.healthy_z_range
+        return xp.logical_and(finite, xp.logical_and(lo <= z, z <= hi))
+
+    def observation(self, xp: ArrayNamespace, s: SimState) -> Array:
+        n = s.qpos.shape[0]
+        position = s.qpos[:, 2:] if self.exclude_current_positions_from_observation else s.qpos
+        parts = [position, s.qvel]
+        if self.include_cfrc_ext_in_observation:
+            parts.append(xp.reshape(self.contact_forces(xp, s)[:, 1:], (n, -1)))
+        return xp.concatenate(parts, axis=-1)
+
+    def reward(
+        self, xp: ArrayNamespace, before: SimState, after: SimState, action: Array, dt: float
+    ) -> Array:
+        n = after.qpos.shape[0]
+        b = self.main_body
+        x_velocity = (after.xpos[:, b, 0] - before.xpos[:, b, 0]) / dt
+        forward_reward = x_velocity * self.forward_reward_weight
+        healthy_reward = self.is_healthy(xp, after) * self.healthy_reward
+        rewards = forward_reward + healthy_reward
+        ctrl_cost = _ctrl_cost(xp, self.ctrl_cost_weight, action)
+        # summed flat per env, as Gymnasium's np.sum over the (nbody, 6) array
+        forces = xp.reshape(self.contact_forces(xp, after), (n, -1))
+        contact_cost = self.contact_cost_weight * xp.sum(xp.square(forces), axis=-1)
+        return rewards - (ctrl_cost + contact_cost)
+
+    def terminated(self, xp: ArrayNamespace, s: SimState) -> Array:
+        return xp.logical_and(xp.logical_not(self.is_healthy(xp, s)), self.terminate_when_unhealthy)
+
+    def reset_state(
+        self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        scale = self.reset_noise_scale
+        qpos = init_qpos + rng.uniform(low=-scale, high=scale, size=init_qpos.size)
+        qvel = init_qvel + scale * rng.standard_normal(init_qvel.size)
+        return qpos, qvel
+
+
+@dataclass(frozen=True)
+class InvertedDoublePendulumSpec(TaskSpec):
+    """``InvertedDoublePendulum-v5``: ends when the tip site drops to y <= 1."""
+
+    env_id: ClassVar[str] = "InvertedDoublePendulum-v5"
+    xml_file: ClassVar[str] = "inverted_double_pendulum.xml"
+    derived_fields: ClassVar[tuple[str, ...]] = ("site_xpos", "qfrc_constraint")
+
+    frame_skip: int = 5
+    healthy_reward: float = 10.0
+    reset_noise_scale: float = 0.1
+
+    def observation(self, xp: ArrayNamespace, s: SimState) -> Array:
+        return xp.concatenate(
+            [
+                s.qpos[:, :1],
+                xp.sin(s.qpos[:, 1:]),
+                xp.cos(s.qpos[:, 1:]),
+                xp.clip(s.qvel, -10, 10),
+                xp.clip(s.qfrc_constraint, -10, 10)[:, :1],
+            ],
+            axis=-1,
+        )
+
+    def terminated(self, xp: ArrayNamespace, s: SimState) -> Array:
+        return s.site_xpos[:, 0, 2] <= 1
+
+    def reward(
+        self, xp: ArrayNamespace, before: SimState, after: SimState, action: Array, dt: float
+    ) -> Array:
+        x, y = after.site_xpos[:, 0, 0], after.site_xpos[:, 0, 2]
+        v1, v2 = after.qvel[:, 1], after.qvel[:, 2]
+        dist_penalty = 0.01 * x**2 + (y - 2) ** 2
+        vel_penalty = 0.001 * v1**2 + 0.005 * v2**2
+        alive_bonus = self.healthy_reward * xp.logical_not(self.terminated(xp, after))
+        return alive_bonus - dist_penalty - vel_penalty
+
+    def reset_state(
+        self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        scale = self.reset_noise_scale
+        qpos = init_qpos + rng.uniform(low=-scale, high=scale, size=init_qpos.size)
+        qvel = init_qvel + rng.standard_normal(init_qvel.size) * scale
+        return qpos, qvel
+
+
+@dataclass(frozen=True)
+class ReacherSpec(TaskSpec):
+    """``Reacher-v5``: 50-step episodes reaching a random target."""
+
+    env_id: ClassVar[str] = "Reacher-v5"
+    xml_file: ClassVar[str] = "reacher.xml"
+    derived_fields: ClassVar[tuple[str, ...]] = ("xpos",)
+
+    frame_skip: int = 2
+    max_episode_steps: int = 50
+    reward_dist_weight: float = 1.0
+    reward_control_weight: float = 1.0
+    fingertip_body: int = 3
+    target_body: int = 4
+
+    def _fingertip_to_target(self, s: SimState) -> Array:
+        return s.xpos[:, self.fingertip_body] - s.xpos[:, self.target_body]
+
+    def observation(self, xp: ArrayNamespace, s: SimState) -> Array:
+        theta = s.qpos[:, :2]
+        return xp.concatenate(
+            [
+                xp.cos(theta),
+                xp.sin(theta),
+                s.qpos[:, 2:],
+                s.qvel[:, :2],
+                self._fingertip_to_target(s)[:, :2],
+            ],
+            axis=-1,
+        )
+
+    def reward(
+        self, xp: ArrayNamespace, before: SimState, after: SimState, action: Array, dt: float
+    ) -> Array:
+        vec = self._fingertip_to_target(after)
+        reward_dist = -xp.sqrt(xp.sum(vec * vec, axis=-1)) * self.reward_dist_weight
+        reward_ctrl = -xp.sum(xp.square(action), axis=-1) * self.reward_control_weight
+        return reward_dist + reward_ctrl
+
+    def reset_state(
+        self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        qpos = rng.uniform(low=-0.1, high=0.1, size=init_qpos.size) + init_qpos
+        while True:
+            goal = rng.uniform(low=-0.2, high=0.2, size=2)
+            if np.linalg.norm(goal) < 0.2:
+                break
+        qpos[-2:] = goal
+        qvel = init_qvel + rng.uniform(low=-0.005, high=0.005, size=init_qvel.size)
+        qvel[-2:] = 0
+        return qpos, qvel
+
+
+SPECS: dict[str, TaskSpec] = {
+    cls.env_id: cls()
+    for cls in (
+        HopperSpec,
+        HalfCheetahSpec,
+        Walker2dSpec,
+        AntSpec,
+        InvertedDoublePendulumSpec,
+        ReacherSpec,
+    )
+}
+"""The tasks with a built-in spec, by Gymnasium env id, with default arguments."""
+
+
+def get_spec(env_id: str) -> TaskSpec:
+    """The built-in spec of ``env_id``; ValueError naming the ids that have one."""
+    try:
+        return SPECS[env_id]
+    except KeyError:
+        raise ValueError(
+            f"no built-in spec for {env_id!r}; ids with a built-in spec: {', '.join(SPECS)}"
+        ) from None
