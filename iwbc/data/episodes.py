@@ -1,0 +1,184 @@
+"""Padded per-episode arrays and flat transitions: the two views training code consumes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+from gymnasium.envs.registration import EnvSpec
+
+from iwbc.data.errors import DatasetError
+
+
+class Transitions(NamedTuple):
+    """Flat (s, a, r, s') tuples over valid steps, episode-major, for TD-style methods.
+
+    `terminals` marks true terminations (no bootstrap); `timeouts` marks truncations.
+    """
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_obs: np.ndarray
+    terminals: np.ndarray
+    timeouts: np.ndarray
+
+
+class EpisodeData(NamedTuple):
+    """Episodes padded to the longest length T so trajectory-level methods can vectorise.
+
+    Shapes: observations/next_observations [E,T,d], actions [E,T,a], rewards, terminations,
+    truncations and mask [E,T] (all float32, zero on padding); lengths [E] int32; returns [E]
+    float64 (undiscounted sums accumulated in float64 from the stored rewards). A NamedTuple, so
+    it is a JAX pytree as is.
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_observations: np.ndarray
+    terminations: np.ndarray
+    truncations: np.ndarray
+    mask: np.ndarray
+    lengths: np.ndarray
+    returns: np.ndarray
+
+    @property
+    def num_episodes(self) -> int:
+        return int(self.lengths.shape[0])
+
+    @property
+    def max_length(self) -> int:
+        return int(self.mask.shape[1])
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.lengths.sum())
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> EpisodeData:
+        """Episodes at `indices` (repeats allowed, so filtered BC can up-weight good episodes)."""
+        idx = np.asarray(indices)
+        if idx.ndim != 1 or not (idx.size == 0 or np.issubdtype(idx.dtype, np.integer)):
+            raise ValueError(
+                f"subset indices must be a 1-D sequence of integers, got shape {idx.shape} "
+                f"and dtype {idx.dtype}"
+            )
+        n = self.num_episodes
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise ValueError(
+                f"subset indices must lie in [0, {n}) for {n} episodes, got min {idx.min()} "
+                f"and max {idx.max()}"
+            )
+        idx = idx.astype(np.intp)
+        return EpisodeData(*(field[idx] for field in self))
+
+    def to_transitions(self) -> Transitions:
+        """Valid steps only, flattened in episode order."""
+        valid = self.mask.astype(bool)
+        return Transitions(
+            obs=self.observations[valid],
+            actions=self.actions[valid],
+            rewards=self.rewards[valid],
+            next_obs=self.next_observations[valid],
+            terminals=self.terminations[valid],
+            timeouts=self.truncations[valid],
+        )
+
+
+def stack_episodes(
+    observations: Sequence[np.ndarray],
+    actions: Sequence[np.ndarray],
+    rewards: Sequence[np.ndarray],
+    terminations: Sequence[np.ndarray],
+    truncations: Sequence[np.ndarray],
+) -> EpisodeData:
+    """Pad Minari-style episodes (T_i+1 observations, T_i of everything else) into EpisodeData.
+
+    One preallocation and one slice copy per episode, so a million steps take well under a
+    second; the episode's final observation only appears as the last next_observation.
+    """
+    num = len(rewards)
+    if num == 0:
+        raise DatasetError("cannot build episode arrays from 0 episodes; supply at least one")
+    if not len(observations) == len(actions) == len(terminations) == len(truncations) == num:
+        raise DatasetError(
+            "observations, actions, rewards, terminations and truncations must hold the same "
+            "number of episodes"
+        )
+    lengths = np.fromiter((len(r) for r in rewards), dtype=np.int32, count=num)
+    obs_dim = _feature_shape(observations[0], "observations")
+    act_dim = _feature_shape(actions[0], "actions")
+    horizon = int(lengths.max())
+
+    obs = np.zeros((num, horizon, obs_dim), np.float32)
+    next_obs = np.zeros((num, horizon, obs_dim), np.float32)
+    acts = np.zeros((num, horizon, act_dim), np.float32)
+    rews = np.zeros((num, horizon), np.float32)
+    terms = np.zeros((num, horizon), np.float32)
+    truncs = np.zeros((num, horizon), np.float32)
+    returns = np.zeros(num, np.float64)
+    for i in range(num):
+        n = int(lengths[i])
+        o = np.asarray(observations[i]).reshape(len(observations[i]), -1)
+        a = np.asarray(actions[i]).reshape(len(actions[i]), -1)
+        if o.shape != (n + 1, obs_dim) or a.shape != (n, act_dim):
+            raise DatasetError(
+                f"episode {i} has observations of shape {o.shape} and actions of shape "
+                f"{a.shape}, expected ({n + 1}, {obs_dim}) and ({n}, {act_dim}) for {n} "
+                "rewards; regenerate the dataset"
+            )
+        if len(terminations[i]) != n or len(truncations[i]) != n:
+            raise DatasetError(
+                f"episode {i} has {len(terminations[i])} terminations and "
+                f"{len(truncations[i])} truncations for {n} rewards; regenerate the dataset"
+            )
+        obs[i, :n] = o[:n]
+        next_obs[i, :n] = o[1:]
+        acts[i, :n] = a
+        rews[i, :n] = rewards[i]
+        terms[i, :n] = terminations[i]
+        truncs[i, :n] = truncations[i]
+        returns[i] = np.sum(rewards[i], dtype=np.float64)
+    mask = (np.arange(horizon)[None, :] < lengths[:, None]).astype(np.float32)
+    return EpisodeData(obs, acts, rews, next_obs, terms, truncs, mask, lengths, returns)
+
+
+def _feature_shape(first: np.ndarray, name: str) -> int:
+    arr = np.asarray(first)
+    if arr.ndim == 0:
+        raise DatasetError(f"{name} of episode 0 is a scalar; expected one row per step")
+    return int(np.prod(arr.shape[1:], dtype=np.int64))
+
+
+@dataclass(frozen=True, eq=False)
+class OfflineDataset:
+    """A loaded Minari dataset: identity, dimensions, reference scores and the episode arrays.
+
+    `ref_min_score`/`ref_max_score` are None when the dataset's metadata has none; `env_spec` is
+    the spec recorded by Minari (None if absent) so evaluation builds the same environment.
+    """
+
+    id: str
+    env_id: str | None
+    observation_dim: int
+    action_dim: int
+    ref_min_score: float | None
+    ref_max_score: float | None
+    episodes: EpisodeData
+    action_low: np.ndarray
+    action_high: np.ndarray
+    env_spec: EnvSpec | None = None
+
+    @property
+    def num_episodes(self) -> int:
+        return self.episodes.num_episodes
+
+    @property
+    def num_steps(self) -> int:
+        return self.episodes.num_steps
+
+    @property
+    def returns(self) -> np.ndarray:
+        return self.episodes.returns
