@@ -1,0 +1,271 @@
+"""Load Minari datasets into OfflineDataset, failing early with one-line DatasetErrors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import gymnasium as gym
+import minari
+import numpy as np
+from minari.dataset.minari_dataset import parse_dataset_id
+from minari.storage import get_dataset_path
+
+from iwbc.data.episodes import EpisodeData, OfflineDataset, stack_episodes
+from iwbc.data.errors import DatasetError, one_line
+
+ROOT_ENV_VAR = "MINARI_DATASETS_PATH"
+REMOTE_ENV_VAR = "MINARI_REMOTE"
+_HDF5_FILE = "main_data.hdf5"
+
+
+@contextmanager
+def _minari_root(root: str | Path | None) -> Iterator[None]:
+    """Point Minari at `root` for the duration of a call.
+
+    Minari only reads its root from MINARI_DATASETS_PATH, so the variable is set and restored;
+    this is not thread-safe, like Minari's own root handling.
+    """
+    if root is None:
+        yield
+        return
+    previous = os.environ.get(ROOT_ENV_VAR)
+    os.environ[ROOT_ENV_VAR] = str(Path(root).expanduser())
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(ROOT_ENV_VAR, None)
+        else:
+            os.environ[ROOT_ENV_VAR] = previous
+
+
+def list_datasets(root: str | Path | None = None) -> list[str]:
+    """Ids of the datasets in the local Minari root (`root`, else MINARI_DATASETS_PATH/default)."""
+    with _minari_root(root):
+        return list(minari.list_local_datasets())
+
+
+def load_dataset(
+    dataset_id: str,
+    *,
+    root: str | Path | None = None,
+    download: bool = False,
+    check_env: bool = True,
+) -> OfflineDataset:
+    """Load a Minari dataset with continuous Box spaces into padded episode arrays.
+
+    `root` overrides MINARI_DATASETS_PATH (else Minari's default root). With `download=True`
+    an id missing locally is fetched through `minari.download_dataset` (remote taken from
+    MINARI_REMOTE, else Farama's). With `check_env=True` the observation/action shapes are
+    compared with `gymnasium.make(env_spec)` when that env can be built here, catching data
+    recorded for another env version. Every unusable dataset raises a one-line DatasetError.
+    """
+    with _minari_root(root):
+        _check_id_syntax(dataset_id)
+        if not _is_local(dataset_id):
+            if not download:
+                raise DatasetError(_not_local_message(dataset_id))
+            _download(dataset_id)
+        dataset = _open(dataset_id)
+        obs_space, act_space = _check_spaces(dataset)
+        if dataset.total_episodes == 0:
+            raise DatasetError(
+                f"dataset '{dataset_id}' has 0 episodes; regenerate it with at least one episode"
+            )
+        if check_env:
+            _check_env_shapes(dataset, obs_space, act_space)
+        episodes = _read_episodes(dataset)
+        metadata = dataset.storage.metadata
+
+    _check_data_shapes(dataset_id, episodes, obs_space, act_space)
+    _check_finite(dataset_id, episodes, np.asarray(dataset.episode_indices))
+    env_spec = dataset.env_spec
+    return OfflineDataset(
+        id=dataset_id,
+        env_id=env_spec.id if env_spec is not None else None,
+        observation_dim=int(obs_space.shape[0]),
+        action_dim=int(act_space.shape[0]),
+        ref_min_score=_optional_float(metadata.get("ref_min_score")),
+        ref_max_score=_optional_float(metadata.get("ref_max_score")),
+        episodes=episodes,
+        action_low=np.asarray(act_space.low, np.float32),
+        action_high=np.asarray(act_space.high, np.float32),
+        env_spec=env_spec,
+    )
+
+
+def _check_id_syntax(dataset_id: str) -> None:
+    try:
+        parse_dataset_id(dataset_id)
+    except (ValueError, TypeError) as err:
+        raise DatasetError(
+            f"'{dataset_id}' is not a Minari dataset id; ids look like "
+            "'namespace/name-v0', e.g. 'mujoco/hopper/expert-v0'"
+        ) from err
+
+
+def _is_local(dataset_id: str) -> bool:
+    """Same test minari.load_dataset uses: the dataset's data directory exists."""
+    return get_dataset_path(dataset_id).joinpath("data").is_dir()
+
+
+def _not_local_message(dataset_id: str) -> str:
+    local = list(minari.list_local_datasets())
+    listing = ", ".join(local) if local else "none"
+    return (
+        f"dataset '{dataset_id}' is not in the local Minari root {get_dataset_path()} "
+        f"(local datasets: {listing}); pass download=True to fetch it, or fix the id or root"
+    )
+
+
+def _download(dataset_id: str) -> None:
+    remote = os.environ.get(REMOTE_ENV_VAR, "Farama's default remote")
+    try:
+        minari.download_dataset(dataset_id)
+    except Exception as err:  # network, auth and "no such remote dataset" errors all land here
+        raise DatasetError(
+            f"could not download dataset '{dataset_id}' from {remote}: {one_line(err)}; check "
+            f"the id (minari.list_remote_datasets()) and the network, or copy the dataset into "
+            f"{get_dataset_path()}"
+        ) from err
+    if not _is_local(dataset_id):
+        raise DatasetError(
+            f"downloading dataset '{dataset_id}' from {remote} left no data at "
+            f"{get_dataset_path(dataset_id)}; delete that directory and retry"
+        )
+
+
+def _open(dataset_id: str) -> minari.MinariDataset:
+    try:
+        return minari.load_dataset(dataset_id)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        path = get_dataset_path(dataset_id)
+        raise DatasetError(
+            f"dataset '{dataset_id}' at {path} cannot be opened ({one_line(err)}); its metadata "
+            f"is corrupt or from an unsupported Minari version: regenerate it, or delete {path} "
+            "and re-download it with download=True"
+        ) from err
+
+
+def _check_spaces(dataset: minari.MinariDataset) -> tuple[gym.spaces.Box, gym.spaces.Box]:
+    hints = {
+        "observation": "flat gymnasium.spaces.Box observation space (record the dataset "
+        "through gymnasium.wrappers.FlattenObservation)",
+        "action": "continuous gymnasium.spaces.Box action space (pick a continuous-control "
+        "dataset)",
+    }
+    checked = []
+    for kind, space in (
+        ("observation", dataset.observation_space),
+        ("action", dataset.action_space),
+    ):
+        if not isinstance(space, gym.spaces.Box):
+            raise DatasetError(
+                f"dataset '{dataset.id}' has a {type(space).__name__} {kind} space; iwbc needs "
+                f"a {hints[kind]}"
+            )
+        if len(space.shape) != 1:
+            raise DatasetError(
+                f"dataset '{dataset.id}': its {kind} space has shape {space.shape}; iwbc needs "
+                f"a 1-D Box {kind} space (flatten it when recording the dataset)"
+            )
+        checked.append(space)
+    return checked[0], checked[1]
+
+
+def _check_env_shapes(
+    dataset: minari.MinariDataset, obs_space: gym.spaces.Box, act_space: gym.spaces.Box
+) -> None:
+    spec = dataset.env_spec
+    if spec is None:
+        return
+    try:
+        env = gym.make(spec)
+    except Exception:  # env not installed/registered here: nothing to compare against
+        return
+    try:
+        env_obs, env_act = env.observation_space.shape, env.action_space.shape
+    finally:
+        env.close()
+    for kind, ours, theirs in (
+        ("observation", obs_space.shape, env_obs),
+        ("action", act_space.shape, env_act),
+    ):
+        if ours != theirs:
+            raise DatasetError(
+                f"dataset '{dataset.id}' has {kind} shape {ours} but its env {spec.id} has "
+                f"{kind} shape {theirs}; the data was recorded for another env version or "
+                "config: use a matching dataset, or pass check_env=False to skip this check"
+            )
+
+
+def _data_file(dataset: minari.MinariDataset) -> Path:
+    data_path = Path(dataset.storage.data_path)
+    hdf5 = data_path / _HDF5_FILE
+    return hdf5 if hdf5.exists() else data_path
+
+
+def _read_episodes(dataset: minari.MinariDataset) -> EpisodeData:
+    """Stream episodes through Minari's reader, keeping only the arrays training needs."""
+    fields: dict[str, list[np.ndarray]] = {
+        "observations": [],
+        "actions": [],
+        "rewards": [],
+        "terminations": [],
+        "truncations": [],
+    }
+    try:
+        for episode in dataset.iterate_episodes():
+            for name, values in fields.items():
+                values.append(np.asarray(getattr(episode, name)))
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError) as err:
+        file = _data_file(dataset)
+        raise DatasetError(
+            f"dataset '{dataset.id}': cannot read {file} ({one_line(err)}); the file is "
+            f"corrupted or truncated: regenerate the dataset, or delete "
+            f"{get_dataset_path(dataset.id)} and re-download it with download=True"
+        ) from err
+    try:
+        return stack_episodes(**fields)
+    except DatasetError as err:
+        raise DatasetError(f"dataset '{dataset.id}': {err}") from err
+
+
+def _check_data_shapes(
+    dataset_id: str, episodes: EpisodeData, obs_space: gym.spaces.Box, act_space: gym.spaces.Box
+) -> None:
+    for kind, stored, declared in (
+        ("observations", episodes.observations.shape[-1], obs_space.shape[0]),
+        ("actions", episodes.actions.shape[-1], act_space.shape[0]),
+    ):
+        if stored != declared:
+            raise DatasetError(
+                f"dataset '{dataset_id}' stores {kind} of width {stored} but declares a space of "
+                f"width {declared}; regenerate the dataset"
+            )
+
+
+def _check_finite(dataset_id: str, episodes: EpisodeData, episode_ids: np.ndarray) -> None:
+    """NaN/inf would silently poison every gradient, so name the field and episode instead."""
+    num = episodes.num_episodes
+    for name, values in (
+        ("observations", episodes.observations),
+        ("observations", episodes.next_observations),
+        ("actions", episodes.actions),
+        ("rewards", episodes.rewards),
+    ):
+        bad = ~np.isfinite(values.reshape(num, -1)).all(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            more = f" and {rows.size - 1} more episode(s)" if rows.size > 1 else ""
+            raise DatasetError(
+                f"dataset '{dataset_id}' has NaN/inf {name} in episode {int(episode_ids[rows[0]])}"
+                f"{more}; clean or regenerate the dataset"
+            )
+
+
+def _optional_float(value: object) -> float | None:
+    return None if value is None else float(value)

@@ -1,0 +1,44 @@
+"""D4RL-style normalised scores, on the 0-100 scale papers report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from iwbc.data.episodes import OfflineDataset
+from iwbc.data.errors import DatasetError
+
+
+def normalized_score(
+    returns: float | Sequence[float] | np.ndarray, ref_min: float, ref_max: float
+) -> np.ndarray:
+    """100 * (R - ref_min) / (ref_max - ref_min): 0 = random policy, 100 = expert reference.
+
+    Equals 100 * minari.get_normalized_score; returned as float64 with the shape of `returns`.
+    """
+    if not (np.isfinite(ref_min) and np.isfinite(ref_max)) or ref_max == ref_min:
+        raise ValueError(
+            f"ref_min and ref_max must be finite and differ, got ref_min={ref_min}, "
+            f"ref_max={ref_max}"
+        )
+    values = np.asarray(returns, dtype=np.float64)
+    return 100.0 * (values - ref_min) / (ref_max - ref_min)
+
+
+def dataset_normalized_score(
+    dataset: OfflineDataset,
+    returns: float | Sequence[float] | np.ndarray,
+    *,
+    ref_min: float | None = None,
+    ref_max: float | None = None,
+) -> np.ndarray:
+    """Normalised score against the dataset's reference scores unless overrides are given."""
+    low = dataset.ref_min_score if ref_min is None else ref_min
+    high = dataset.ref_max_score if ref_max is None else ref_max
+    if low is None or high is None:
+        raise DatasetError(
+            f"dataset {dataset.id} has no ref_min_score/ref_max_score in its metadata; pass "
+            "ref_min=... and ref_max=..."
+        )
+    return normalized_score(returns, low, high)
