@@ -1,0 +1,183 @@
+"""Shared pytest fixtures.
+
+Data fixtures build tiny Minari datasets in a temporary MINARI_DATASETS_PATH (no network), and
+`local_minari_remote` serves a directory as Minari's remote so download code runs for real.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import gymnasium as gym
+import minari
+import numpy as np
+import pytest
+from minari.data_collector import EpisodeBuffer
+from minari.storage import remotes
+from minari.storage.remotes.cloud_storage import CloudStorage
+
+PENDULUM_ENV = "InvertedPendulum-v5"
+# Varied lengths; episode 1 and 3 terminate, the others are truncated (time limit).
+EPISODE_LENGTHS = (7, 3, 10, 1, 5)
+TERMINATED = (False, True, False, True, False)
+REF_MIN_SCORE = -10.0
+REF_MAX_SCORE = 50.0
+
+
+def _sample(space: gym.Space, rng: np.random.Generator, n: int) -> np.ndarray | dict:
+    if isinstance(space, gym.spaces.Box):
+        return rng.normal(size=(n, *space.shape)).astype(space.dtype)
+    if isinstance(space, gym.spaces.Discrete):
+        return rng.integers(space.n, size=n).astype(np.int64)
+    if isinstance(space, gym.spaces.Dict):
+        return {key: _sample(sub, rng, n) for key, sub in space.spaces.items()}
+    raise NotImplementedError(f"no synthetic data for {space}")
+
+
+def synthetic_episodes(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    lengths: Sequence[int] = EPISODE_LENGTHS,
+    terminated: Sequence[bool] = TERMINATED,
+    seed: int = 0,
+) -> list[EpisodeBuffer]:
+    """Deterministic random episodes; each ends terminated or truncated on its last step."""
+    rng = np.random.default_rng(seed)
+    buffers = []
+    for i, (length, term) in enumerate(zip(lengths, terminated, strict=True)):
+        ends = np.zeros(length, bool)
+        ends[-1] = True
+        buffers.append(
+            EpisodeBuffer(
+                id=i,
+                observations=_sample(observation_space, rng, length + 1),
+                actions=_sample(action_space, rng, length),
+                rewards=rng.normal(loc=1.0, size=length),
+                terminations=ends & term,
+                truncations=ends & (not term),
+            )
+        )
+    return buffers
+
+
+@pytest.fixture
+def minari_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty local Minari root, set as MINARI_DATASETS_PATH for the test."""
+    root = tmp_path / "minari_local"
+    root.mkdir()
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    return root
+
+
+@pytest.fixture
+def make_minari_dataset(
+    minari_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., list[EpisodeBuffer]]:
+    """Factory: write a Minari dataset (default InvertedPendulum, 5 episodes); return its buffers.
+
+    `root` writes into another Minari root (e.g. a fake remote) instead of `minari_root`;
+    `env=None` needs explicit spaces and records no env_spec.
+    """
+
+    def make(
+        dataset_id: str,
+        *,
+        env: str | None = PENDULUM_ENV,
+        observation_space: gym.Space | None = None,
+        action_space: gym.Space | None = None,
+        lengths: Sequence[int] = EPISODE_LENGTHS,
+        terminated: Sequence[bool] = TERMINATED,
+        ref_min_score: float | None = REF_MIN_SCORE,
+        ref_max_score: float | None = REF_MAX_SCORE,
+        root: Path | None = None,
+        seed: int = 0,
+    ) -> list[EpisodeBuffer]:
+        if env is not None:
+            made = gym.make(env)
+            observation_space = observation_space or made.observation_space
+            action_space = action_space or made.action_space
+            made.close()
+        buffers = synthetic_episodes(observation_space, action_space, lengths, terminated, seed)
+        with monkeypatch.context() as patch, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "`eval_env` is set to None|env_spec is None")
+            patch.setenv("MINARI_DATASETS_PATH", str(root or minari_root))
+            minari.create_dataset_from_buffers(
+                dataset_id,
+                buffers,
+                env=env,
+                observation_space=observation_space,
+                action_space=action_space,
+                ref_min_score=ref_min_score,
+                ref_max_score=ref_max_score,
+                eval_env=env,
+                algorithm_name="synthetic",
+                author="iwbc tests",
+                author_email="tests@example.invalid",
+                code_permalink="https://example.invalid/iwbc",
+                description="synthetic episodes for iwbc tests",
+            )
+        return buffers
+
+    return make
+
+
+@pytest.fixture
+def pendulum_dataset(
+    make_minari_dataset: Callable[..., list[EpisodeBuffer]],
+) -> tuple[str, list[EpisodeBuffer]]:
+    """The default 5-episode InvertedPendulum dataset: (id, episode buffers)."""
+    dataset_id = "iwbc-test/pendulum/mixed-v0"
+    return dataset_id, make_minari_dataset(dataset_id)
+
+
+_NAMESPACE_FILE = "namespace_metadata.json"
+
+
+class LocalDirRemote(CloudStorage):
+    """A Minari remote backed by a local directory laid out like a Minari root (read-only)."""
+
+    def __init__(self, name: str, token: str | None = None) -> None:
+        self.root = Path(name)
+
+    def list_datasets(self, prefix: str | None = None) -> Iterable[str]:
+        ids = (
+            p.parent.parent.relative_to(self.root).as_posix()
+            for p in self.root.rglob("data/metadata.json")
+        )
+        return sorted(i for i in ids if i.startswith(prefix or ""))
+
+    def get_dataset_metadata(self, dataset_id: str) -> dict:
+        return json.loads((self.root / dataset_id / "data" / "metadata.json").read_text())
+
+    def download_dataset(self, dataset_id: str, path: Path) -> None:
+        shutil.copytree(self.root / dataset_id, Path(path) / dataset_id, dirs_exist_ok=True)
+
+    def list_namespaces(self) -> Iterable[str]:
+        return sorted(
+            p.parent.relative_to(self.root).as_posix() for p in self.root.rglob(_NAMESPACE_FILE)
+        )
+
+    def download_namespace_metadata(self, namespace: str, path: Path) -> None:
+        target = Path(path) / namespace
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(self.root / namespace / _NAMESPACE_FILE, target / _NAMESPACE_FILE)
+
+    def upload_dataset(self, dataset_id: str) -> None:
+        raise NotImplementedError("the local test remote is read-only")
+
+    def upload_namespace(self, namespace: str) -> None:
+        raise NotImplementedError("the local test remote is read-only")
+
+
+@pytest.fixture
+def local_minari_remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory served as Minari's remote through MINARI_REMOTE=file://<dir>."""
+    remote_root = tmp_path / "minari_remote"
+    remote_root.mkdir()
+    monkeypatch.setitem(remotes._registry, "file", lambda: LocalDirRemote)
+    monkeypatch.setenv("MINARI_REMOTE", f"file://{remote_root}")
+    return remote_root

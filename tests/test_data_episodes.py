@@ -1,0 +1,83 @@
+"""EpisodeData construction, subset and transitions on hand-made episodes (no Minari)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from iwbc.data import DatasetError, EpisodeData, stack_episodes
+
+
+def _episodes(lengths: list[int], obs_dim: int = 3, act_dim: int = 2, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    fields: dict[str, list[np.ndarray]] = {
+        "observations": [],
+        "actions": [],
+        "rewards": [],
+        "terminations": [],
+        "truncations": [],
+    }
+    for n in lengths:
+        fields["observations"].append(rng.normal(size=(n + 1, obs_dim)))
+        fields["actions"].append(rng.normal(size=(n, act_dim)))
+        fields["rewards"].append(rng.normal(size=n))
+        fields["terminations"].append(np.eye(1, n, n - 1, dtype=bool)[0])
+        fields["truncations"].append(np.zeros(n, bool))
+    return fields
+
+
+@pytest.fixture
+def data() -> EpisodeData:
+    return stack_episodes(**_episodes([4, 1, 6]))
+
+
+def test_stack_pads_to_longest_episode(data: EpisodeData) -> None:
+    assert data.observations.shape == (3, 6, 3)
+    assert data.actions.shape == (3, 6, 2)
+    for name in ("rewards", "terminations", "truncations", "mask"):
+        assert getattr(data, name).shape == (3, 6)
+    for field in data[:-2]:
+        assert field.dtype == np.float32
+    assert data.lengths.dtype == np.int32 and data.returns.dtype == np.float64
+    np.testing.assert_array_equal(data.lengths, [4, 1, 6])
+    np.testing.assert_array_equal(data.mask.sum(axis=1), [4, 1, 6])
+    assert (data.observations[1, 1:] == 0).all() and (data.rewards[0, 4:] == 0).all()
+    assert (data.num_episodes, data.max_length, data.num_steps) == (3, 6, 11)
+
+
+def test_subset_with_repeats(data: EpisodeData) -> None:
+    sub = data.subset([2, 0, 2])
+    assert sub.num_episodes == 3 and sub.max_length == data.max_length
+    np.testing.assert_array_equal(sub.lengths, [6, 4, 6])
+    np.testing.assert_array_equal(sub.observations[0], sub.observations[2])
+    np.testing.assert_array_equal(sub.returns, data.returns[[2, 0, 2]])
+    assert sub.subset(np.array([], dtype=int)).num_episodes == 0
+
+
+@pytest.mark.parametrize("bad", [[3], [-1], [[0, 1]], [0.5]])
+def test_subset_rejects_bad_indices(data: EpisodeData, bad: list) -> None:
+    with pytest.raises(ValueError, match="subset indices"):
+        data.subset(bad)
+
+
+def test_transitions_cover_valid_steps_in_order(data: EpisodeData) -> None:
+    raw = _episodes([4, 1, 6])
+    tr = data.to_transitions()
+    assert tr.obs.shape == (11, 3) and tr.next_obs.shape == (11, 3) and tr.actions.shape == (11, 2)
+    np.testing.assert_allclose(
+        tr.obs, np.concatenate([o[:-1] for o in raw["observations"]]), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        tr.next_obs, np.concatenate([o[1:] for o in raw["observations"]]), rtol=1e-6
+    )
+    np.testing.assert_allclose(tr.rewards, np.concatenate(raw["rewards"]), rtol=1e-6)
+    assert tr.terminals.sum() == 3 and tr.timeouts.sum() == 0
+
+
+def test_stack_rejects_inconsistent_episodes() -> None:
+    fields = _episodes([3, 2])
+    fields["observations"][1] = fields["observations"][1][:-1]
+    with pytest.raises(DatasetError, match="episode 1 has observations of shape"):
+        stack_episodes(**fields)
+    with pytest.raises(DatasetError, match="0 episodes"):
+        stack_episodes([], [], [], [], [])

@@ -1,0 +1,214 @@
+"""load_dataset against tiny local Minari datasets: views, roots, downloads and bad input."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import gymnasium as gym
+import h5py
+import minari
+import numpy as np
+import pytest
+from minari.data_collector import EpisodeBuffer
+
+from iwbc.data import DatasetError, OfflineDataset, list_datasets, load_dataset
+
+MakeDataset = Callable[..., list[EpisodeBuffer]]
+Pendulum = tuple[str, list[EpisodeBuffer]]
+
+
+def _lengths(buffers: list[EpisodeBuffer]) -> list[int]:
+    return [len(b.rewards) for b in buffers]
+
+
+def _raises_one_line(match: str, *args: object, **kwargs: object) -> str:
+    with pytest.raises(DatasetError, match=match) as info:
+        load_dataset(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def _main_file(root: Path, dataset_id: str) -> Path:
+    return root / dataset_id / "data" / "main_data.hdf5"
+
+
+def test_metadata_fields(make_minari_dataset: MakeDataset) -> None:
+    dataset_id = "iwbc-test/pendulum/refs-v0"
+    make_minari_dataset(dataset_id, ref_min_score=-10.0, ref_max_score=50.0)
+    ds = load_dataset(dataset_id)
+    assert isinstance(ds, OfflineDataset)
+    assert ds.id == dataset_id and ds.env_id == "InvertedPendulum-v5"
+    assert (ds.observation_dim, ds.action_dim) == (4, 1)
+    assert (ds.ref_min_score, ds.ref_max_score) == (-10.0, 50.0)
+    np.testing.assert_array_equal(ds.action_low, [-3.0])
+    np.testing.assert_array_equal(ds.action_high, [3.0])
+    assert ds.env_spec is not None and gym.make(ds.env_spec).observation_space.shape == (4,)
+
+
+def test_views_match_per_episode_python(pendulum_dataset: Pendulum) -> None:
+    dataset_id, buffers = pendulum_dataset
+    ep = load_dataset(dataset_id).episodes
+    lengths = _lengths(buffers)
+    terminated = [bool(b.terminations[-1]) for b in buffers]
+    assert 0 < sum(terminated) < len(terminated) and len(set(lengths)) > 1
+    horizon = max(lengths)
+    assert ep.observations.shape == (5, horizon, 4) and ep.actions.shape == (5, horizon, 1)
+    np.testing.assert_array_equal(ep.lengths, lengths)
+    for i, buf in enumerate(buffers):
+        n = lengths[i]
+        assert ep.returns[i] == pytest.approx(sum(float(r) for r in buf.rewards), rel=1e-12)
+        assert ep.mask[i].tolist() == [1.0] * n + [0.0] * (horizon - n)
+        np.testing.assert_allclose(ep.observations[i, :n], buf.observations[:-1], rtol=1e-6)
+        np.testing.assert_allclose(ep.next_observations[i, :n], buf.observations[1:], rtol=1e-6)
+        np.testing.assert_allclose(ep.actions[i, :n], buf.actions, rtol=1e-6)
+        np.testing.assert_allclose(ep.rewards[i, :n], buf.rewards, rtol=1e-6)
+        assert ep.terminations[i, n - 1] == float(terminated[i])
+        assert ep.truncations[i, n - 1] == float(not terminated[i])
+        assert ep.terminations[i].sum() + ep.truncations[i].sum() == 1.0
+    tr = ep.to_transitions()
+    assert tr.obs.shape == (sum(lengths), 4)
+    assert tr.terminals.sum() == sum(terminated)
+    assert tr.timeouts.sum() == len(terminated) - sum(terminated)
+    np.testing.assert_allclose(tr.next_obs[: lengths[0]], buffers[0].observations[1:], rtol=1e-6)
+
+
+def test_subset_with_repeats_on_loaded_data(pendulum_dataset: Pendulum) -> None:
+    dataset_id, buffers = pendulum_dataset
+    lengths = _lengths(buffers)
+    sub = load_dataset(dataset_id).episodes.subset([2, 2, 4])
+    np.testing.assert_array_equal(sub.lengths, [lengths[2], lengths[2], lengths[4]])
+    assert sub.to_transitions().obs.shape == (2 * lengths[2] + lengths[4], 4)
+
+
+def test_root_argument_and_listing(
+    make_minari_dataset: MakeDataset, minari_root: Path, tmp_path: Path
+) -> None:
+    other_root = tmp_path / "other_root"
+    buffers = make_minari_dataset("iwbc-test/pendulum/elsewhere-v0", root=other_root)
+    make_minari_dataset("iwbc-test/pendulum/here-v0")
+    assert list_datasets() == ["iwbc-test/pendulum/here-v0"]
+    assert list_datasets(root=other_root) == ["iwbc-test/pendulum/elsewhere-v0"]
+    ds = load_dataset("iwbc-test/pendulum/elsewhere-v0", root=other_root)
+    assert ds.episodes.num_episodes == len(buffers)
+    assert os.environ["MINARI_DATASETS_PATH"] == str(minari_root)
+
+
+def test_unknown_id_lists_local_ids(pendulum_dataset: Pendulum) -> None:
+    message = _raises_one_line("not in the local Minari root", "iwbc-test/pendulum/missing-v0")
+    assert pendulum_dataset[0] in message and "download=True" in message
+    _raises_one_line("is not a Minari dataset id", "no version!")
+
+
+def test_truncated_hdf5(pendulum_dataset: Pendulum, minari_root: Path):
+    dataset_id, _ = pendulum_dataset
+    main = _main_file(minari_root, dataset_id)
+    with open(main, "r+b") as f:
+        f.truncate(main.stat().st_size // 2)
+    message = _raises_one_line("corrupted or truncated", dataset_id)
+    assert str(main) in message and "re-download" in message
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("observations", np.nan), ("actions", np.inf), ("rewards", np.nan), ("observations", -np.inf)],
+)
+def test_non_finite_values(
+    pendulum_dataset: Pendulum, minari_root: Path, field: str, value: float
+) -> None:
+    dataset_id, _ = pendulum_dataset
+    with h5py.File(_main_file(minari_root, dataset_id), "r+") as f:
+        data = f[f"episode_2/{field}"]
+        data[1] = value
+    _raises_one_line(rf"NaN/inf {field} in episode 2;", dataset_id)
+
+
+def test_final_observation_nan_is_caught(pendulum_dataset: Pendulum, minari_root: Path) -> None:
+    dataset_id, _ = pendulum_dataset
+    with h5py.File(_main_file(minari_root, dataset_id), "r+") as f:
+        f["episode_4/observations"][-1] = np.nan
+    _raises_one_line("NaN/inf observations in episode 4", dataset_id)
+
+
+def test_discrete_actions_rejected(make_minari_dataset: MakeDataset) -> None:
+    make_minari_dataset("iwbc-test/cartpole/discrete-v0", env="CartPole-v1")
+    _raises_one_line(
+        "Discrete action space; iwbc needs a continuous", "iwbc-test/cartpole/discrete-v0"
+    )
+
+
+def test_dict_observations_rejected(make_minari_dataset: MakeDataset) -> None:
+    obs_space = gym.spaces.Dict(
+        {"pos": gym.spaces.Box(-1, 1, (2,)), "vel": gym.spaces.Box(-1, 1, (2,))}
+    )
+    make_minari_dataset(
+        "iwbc-test/dict/obs-v0",
+        env=None,
+        observation_space=obs_space,
+        action_space=gym.spaces.Box(-1, 1, (1,)),
+    )
+    _raises_one_line("Dict observation space; iwbc needs a flat", "iwbc-test/dict/obs-v0")
+
+
+def test_image_observations_rejected(make_minari_dataset: MakeDataset) -> None:
+    make_minari_dataset(
+        "iwbc-test/image/obs-v0",
+        env=None,
+        observation_space=gym.spaces.Box(-1, 1, (2, 2)),
+        action_space=gym.spaces.Box(-1, 1, (1,)),
+    )
+    _raises_one_line(r"its observation space has shape \(2, 2\)", "iwbc-test/image/obs-v0")
+
+
+def test_empty_dataset(make_minari_dataset: MakeDataset) -> None:
+    make_minari_dataset("iwbc-test/pendulum/empty-v0", lengths=(), terminated=())
+    _raises_one_line("has 0 episodes", "iwbc-test/pendulum/empty-v0")
+
+
+def test_observation_shape_must_match_env(make_minari_dataset: MakeDataset) -> None:
+    dataset_id = "iwbc-test/pendulum/wrongshape-v0"
+    make_minari_dataset(dataset_id, observation_space=gym.spaces.Box(-np.inf, np.inf, (3,)))
+    message = _raises_one_line(
+        r"observation shape \(3,\) but its env InvertedPendulum-v5", dataset_id
+    )
+    assert "check_env=False" in message
+    assert load_dataset(dataset_id, check_env=False).observation_dim == 3
+
+
+def test_corrupt_metadata(pendulum_dataset: Pendulum, minari_root: Path):
+    dataset_id, _ = pendulum_dataset
+    (minari_root / dataset_id / "data" / "metadata.json").write_text("{not json")
+    _raises_one_line("cannot be opened", dataset_id)
+
+
+def test_download_from_local_remote(
+    make_minari_dataset: MakeDataset, local_minari_remote: Path, minari_root: Path
+) -> None:
+    dataset_id = "iwbc-test/pendulum/remote-v0"
+    buffers = make_minari_dataset(dataset_id, root=local_minari_remote)
+    assert list_datasets() == []
+    _raises_one_line("download=True", dataset_id)
+
+    ds = load_dataset(dataset_id, download=True)
+    assert ds.episodes.num_episodes == len(buffers)
+    assert ds.episodes.returns[0] == pytest.approx(float(np.sum(buffers[0].rewards)))
+    assert _main_file(minari_root, dataset_id).exists()
+    assert list_datasets() == [dataset_id]
+    assert load_dataset(dataset_id).episodes.num_steps == sum(_lengths(buffers))
+
+
+def test_download_of_missing_remote_dataset(local_minari_remote: Path, minari_root: Path) -> None:
+    message = _raises_one_line(
+        "could not download dataset", "iwbc-test/pendulum/nowhere-v0", download=True
+    )
+    assert str(local_minari_remote) in message
+
+
+def test_download_failure_is_one_line(minari_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable(dataset_id: str, force_download: bool = False) -> None:
+        raise ConnectionError("Max retries exceeded\nwith url: https://huggingface.co")
+
+    monkeypatch.setattr(minari, "download_dataset", unreachable)
+    _raises_one_line("Max retries exceeded with url", "mujoco/hopper/expert-v0", download=True)

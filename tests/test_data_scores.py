@@ -1,0 +1,46 @@
+"""Normalised scores, including agreement with minari.get_normalized_score."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import minari
+import numpy as np
+import pytest
+from minari.data_collector import EpisodeBuffer
+
+from iwbc.data import DatasetError, dataset_normalized_score, load_dataset, normalized_score
+
+
+def test_normalized_score_scale() -> None:
+    np.testing.assert_allclose(normalized_score([-10.0, 20.0, 50.0], -10.0, 50.0), [0, 50, 100])
+    assert float(normalized_score(80.0, -10.0, 50.0)) == pytest.approx(150.0)
+    with pytest.raises(ValueError, match="must be finite and differ"):
+        normalized_score(1.0, 3.0, 3.0)
+
+
+def test_agrees_with_minari(pendulum_dataset: tuple[str, list[EpisodeBuffer]]) -> None:
+    dataset_id, _ = pendulum_dataset
+    ds = load_dataset(dataset_id)
+    returns = np.array([-3.0, 0.0, 12.5, 49.0, 70.0])
+    expected = 100.0 * minari.get_normalized_score(minari.load_dataset(dataset_id), returns)
+    np.testing.assert_allclose(dataset_normalized_score(ds, returns), expected)
+    np.testing.assert_allclose(
+        dataset_normalized_score(ds, ds.returns),
+        100.0 * minari.get_normalized_score(minari.load_dataset(dataset_id), ds.returns),
+    )
+
+
+def test_overrides_and_missing_refs(make_minari_dataset: Callable[..., list]) -> None:
+    make_minari_dataset("iwbc-test/pendulum/norefs-v0", ref_min_score=None, ref_max_score=None)
+    ds = load_dataset("iwbc-test/pendulum/norefs-v0")
+    assert ds.ref_min_score is None and ds.ref_max_score is None
+    with pytest.raises(DatasetError) as info:
+        dataset_normalized_score(ds, [1.0])
+    assert str(info.value) == (
+        "dataset iwbc-test/pendulum/norefs-v0 has no ref_min_score/ref_max_score in its "
+        "metadata; pass ref_min=... and ref_max=..."
+    )
+    np.testing.assert_allclose(
+        dataset_normalized_score(ds, [5.0], ref_min=0.0, ref_max=10.0), [50.0]
+    )
