@@ -78,6 +78,11 @@ class BatchEngine:
         self._state = self._snapshot()
         self._obs = spec.observation(np, self._state)
 
+    @property
+    def state(self) -> SimState:
+        """The arrays the spec's functions last read (copies of the simulation's)."""
+        return self._state
+
     def _snapshot(self) -> SimState:
         fields = {name: arr.copy() for name, arr in self._derived.items()}
         if self._rne_post:

@@ -1,0 +1,148 @@
+"""Engine factory, fixed-seed rollouts and the errors users see."""
+
+import gymnasium
+import numpy as np
+import pytest
+
+from iwbc.envs import (
+    SPECS,
+    BatchEngine,
+    GymnasiumEngine,
+    get_spec,
+    make_engine,
+    rollout_returns,
+)
+
+
+def linear_policy(obs_dim: int, act_dim: int, seed: int = 0):
+    """A deterministic tanh-linear policy whose rows do not depend on the batch size.
+
+    Written with elementwise products and a sum over a middle axis, not a matmul, so
+    that BLAS blocking cannot make a row's action depend on how many rows there are.
+    """
+    w = np.random.default_rng(seed).normal(0.0, 0.3, (obs_dim, act_dim)).astype(np.float32)
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        assert obs.dtype == np.float32 and obs.ndim == 2
+        return np.tanh((obs[:, :, None] * w[None]).sum(axis=1))
+
+    return act
+
+
+def gymnasium_loop(env_id: str, act_fn, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Reference returns: one plain Gymnasium episode per seed."""
+    env = gymnasium.make(env_id)
+    returns, lengths = [], []
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
+        ret, length, done = 0.0, 0, False
+        while not done:
+            action = act_fn(np.asarray(obs, dtype=np.float32)[None])[0]
+            obs, reward, terminated, truncated, _ = env.step(action)
+            ret += reward
+            length += 1
+            done = terminated or truncated
+        returns.append(ret)
+        lengths.append(length)
+    env.close()
+    return np.array(returns), np.array(lengths)
+
+
+HOPPER_SEEDS = [5, 0, 11, 3, 8, 1, 2]
+
+
+def test_rollout_independent_of_num_envs() -> None:
+    spec = get_spec("Hopper-v5")
+    act = linear_policy(spec.obs_dim, 3)
+    results = [rollout_returns("Hopper-v5", act, HOPPER_SEEDS, num_envs=k) for k in (None, 1, 3, 4)]
+    for res in results[1:]:
+        np.testing.assert_array_equal(res.returns, results[0].returns)
+        np.testing.assert_array_equal(res.lengths, results[0].lengths)
+    assert len(set(results[0].lengths.tolist())) > 1, "episodes of one length test little"
+
+
+def test_rollout_matches_plain_gymnasium_loop() -> None:
+    act = linear_policy(get_spec("Hopper-v5").obs_dim, 3)
+    returns, lengths = gymnasium_loop("Hopper-v5", act, HOPPER_SEEDS)
+    for engine in ("batch", "gymnasium"):
+        res = rollout_returns("Hopper-v5", act, HOPPER_SEEDS, engine=engine, num_envs=3)
+        np.testing.assert_allclose(res.returns, returns, rtol=1e-9)
+        np.testing.assert_array_equal(res.lengths, lengths)
+
+
+def test_rollout_truncates_at_max_episode_steps() -> None:
+    act = linear_policy(get_spec("HalfCheetah-v5").obs_dim, 6)
+    res = rollout_returns("HalfCheetah-v5", act, [0, 1, 2], num_envs=2)
+    np.testing.assert_array_equal(res.lengths, [1000, 1000, 1000])
+    res = rollout_returns("Reacher-v5", linear_policy(10, 2), [4, 9])
+    np.testing.assert_array_equal(res.lengths, [50, 50])
+
+
+def test_gymnasium_engine_for_env_without_spec() -> None:
+    env_id = "Pendulum-v1"
+    engine = make_engine(env_id, 2)
+    assert isinstance(engine, GymnasiumEngine)
+    act = linear_policy(3, 1)
+    returns, lengths = gymnasium_loop(env_id, act, [3, 4, 5])
+    res = rollout_returns(env_id, act, [3, 4, 5], num_envs=2)
+    np.testing.assert_allclose(res.returns, returns, rtol=1e-9)
+    np.testing.assert_array_equal(res.lengths, lengths)
+
+
+def test_auto_engine_prefers_batch() -> None:
+    for env_id in SPECS:
+        assert isinstance(make_engine(env_id, 1), BatchEngine)
+    assert isinstance(make_engine("Hopper-v5", 1, engine="gymnasium"), GymnasiumEngine)
+
+
+def test_subset_step_and_reset_leave_other_envs_alone() -> None:
+    engine = make_engine("Walker2d-v5", 3)
+    full = engine.reset([10, 11, 12])
+    actions = np.full((3, 6), 0.3, dtype=np.float32)
+    obs, reward, terminated, truncated = engine.step(actions, ids=np.array([1]))
+    np.testing.assert_array_equal(obs[[0, 2]], full[[0, 2]])
+    assert reward[0] == reward[2] == 0.0 and reward[1] != 0.0
+    assert not terminated.any() and not truncated.any()
+    obs = engine.reset([12], ids=[1])
+    np.testing.assert_array_equal(obs[1], full[2])
+
+    # an env stepped alone follows the same trajectory as one stepped with the others
+    alone = make_engine("Walker2d-v5", 1)
+    alone.reset([12])
+    ref = alone.step(actions[:1])
+    np.testing.assert_array_equal(engine.step(actions, ids=[1]).obs[1], ref.obs[0])
+
+
+def test_non_box_action_space_is_rejected() -> None:
+    with pytest.raises(ValueError) as err:
+        make_engine("CartPole-v1", 2)
+    assert str(err.value) == (
+        "CartPole-v1 has a Discrete(2) action space; iwbc needs a continuous (Box) action space"
+    )
+
+
+def test_unknown_env_id_lists_built_in_specs() -> None:
+    for engine in ("auto", "gymnasium"):
+        with pytest.raises(ValueError) as err:
+            make_engine("NoSuchEnv-v9", 2, engine=engine)
+        message = str(err.value)
+        assert "\n" not in message and "'NoSuchEnv-v9'" in message
+        assert all(env_id in message for env_id in SPECS)
+    with pytest.raises(ValueError, match=r"no built-in spec for 'Pendulum-v1'.*Hopper-v5"):
+        make_engine("Pendulum-v1", 2, engine="batch")
+
+
+def test_mjx_and_unknown_engines() -> None:
+    with pytest.raises(NotImplementedError, match="not available yet"):
+        make_engine("Hopper-v5", 2, engine="mjx")
+    with pytest.raises(ValueError, match="unknown engine 'cuda'"):
+        make_engine("Hopper-v5", 2, engine="cuda")
+
+
+def test_wrong_action_shape_and_seed_count() -> None:
+    engine = make_engine("Hopper-v5", 2)
+    with pytest.raises(ValueError, match="got 1 seeds for 2 envs"):
+        engine.reset([0])
+    engine.reset([0, 1])
+    with pytest.raises(ValueError, match=r"actions must have shape \(2, 3\)"):
+        engine.step(np.zeros((2, 4)))
