@@ -1,0 +1,117 @@
+"""Episode sampling on the device: uniform with replacement, copies up-weighted, exact windows."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from iwbc.data import EpisodeData, stack_episodes
+from iwbc.sampling import DeviceEpisodes, EpisodeBatch, sample_episodes
+
+# Jitted once per (batch_size, window), as the trainer uses it.
+sample = jax.jit(sample_episodes, static_argnums=(2, 3))
+
+LENGTHS = (3, 10, 25, 40)
+OBS_DIM, ACT_DIM = 3, 2
+
+
+def tagged_episodes(lengths: tuple[int, ...] = LENGTHS) -> EpisodeData:
+    """Episodes whose observations carry (step index, episode id) so a draw names its source."""
+    rng = np.random.default_rng(0)
+    observations, actions = [], []
+    for episode, n in enumerate(lengths):
+        obs = rng.normal(size=(n + 1, OBS_DIM)).astype(np.float32)
+        obs[:, 0] = np.arange(n + 1)
+        obs[:, 1] = episode
+        observations.append(obs)
+        actions.append(rng.uniform(-1, 1, size=(n, ACT_DIM)).astype(np.float32))
+    zeros = [np.zeros(n, np.float32) for n in lengths]
+    return stack_episodes(observations, actions, zeros, zeros, zeros)
+
+
+def to_device(episodes: EpisodeData) -> DeviceEpisodes:
+    """Quality = source episode id, so every sampled row says which episode it came from."""
+    ids = episodes.observations[:, 0, 1]
+    return DeviceEpisodes.from_numpy(episodes.observations, episodes.actions, episodes.mask, ids)
+
+
+def drawn_ids(batch: EpisodeBatch) -> np.ndarray:
+    return np.asarray(batch.quality).astype(int)
+
+
+def test_draws_are_uniform_with_replacement() -> None:
+    data = to_device(tagged_episodes())
+    draws = 40_000
+    ids = drawn_ids(sample(jax.random.PRNGKey(0), data, draws, None))
+    frequencies = np.bincount(ids, minlength=len(LENGTHS)) / draws
+    # One binomial standard deviation is ~0.002 here; 0.01 is five of them.
+    np.testing.assert_allclose(frequencies, 1 / len(LENGTHS), atol=0.01)
+    small = drawn_ids(sample(jax.random.PRNGKey(1), data, len(LENGTHS), None))
+    assert small.min() >= 0 and small.max() < len(LENGTHS)
+
+
+def test_whole_episode_draws_are_the_source_rows() -> None:
+    episodes = tagged_episodes()
+    batch = sample(jax.random.PRNGKey(2), to_device(episodes), 16, None)
+    ids = drawn_ids(batch)
+    np.testing.assert_array_equal(np.asarray(batch.observations), episodes.observations[ids])
+    np.testing.assert_array_equal(np.asarray(batch.actions), episodes.actions[ids])
+    np.testing.assert_array_equal(np.asarray(batch.mask), episodes.mask[ids])
+
+
+def test_repeated_episodes_are_drawn_in_proportion_to_their_copies() -> None:
+    """A stratified union lists good episodes several times; each copy is one more ticket."""
+    subset = tagged_episodes().subset([0, 0, 0, 1, 2, 2])
+    draws = 60_000
+    ids = drawn_ids(sample(jax.random.PRNGKey(3), to_device(subset), draws, None))
+    frequencies = np.bincount(ids, minlength=len(LENGTHS)) / draws
+    np.testing.assert_allclose(frequencies, [3 / 6, 1 / 6, 2 / 6, 0.0], atol=0.01)
+
+
+def test_windows_are_contiguous_slices_with_the_source_mask() -> None:
+    episodes = tagged_episodes()
+    window = 8
+    batch = sample(jax.random.PRNGKey(4), to_device(episodes), 2_000, window)
+    observations = np.asarray(batch.observations)
+    actions, mask = np.asarray(batch.actions), np.asarray(batch.mask)
+    assert observations.shape == (2_000, window, OBS_DIM)
+    starts: dict[int, set[int]] = {e: set() for e in range(len(LENGTHS))}
+    for row, episode in enumerate(drawn_ids(batch)):
+        start = int(observations[row, 0, 0])  # step index tag of the window's first step
+        n = LENGTHS[episode]
+        assert 0 <= start <= max(n - window, 0)
+        stop = start + window
+        np.testing.assert_array_equal(observations[row], episodes.observations[episode, start:stop])
+        np.testing.assert_array_equal(actions[row], episodes.actions[episode, start:stop])
+        np.testing.assert_array_equal(mask[row], episodes.mask[episode, start:stop])
+        starts[episode].add(start)
+    # A shorter episode than the window is taken whole, from its first step.
+    assert starts[0] == {0}
+    # Every admissible start occurs, the last one (len − window) included.
+    for episode in (1, 2):
+        assert starts[episode] == set(range(LENGTHS[episode] - window + 1))
+
+
+def test_short_episode_window_covers_the_whole_episode() -> None:
+    episodes = tagged_episodes()
+    batch = sample(jax.random.PRNGKey(5), to_device(episodes.subset([0])), 4, 8)
+    np.testing.assert_array_equal(np.asarray(batch.mask), np.tile([1, 1, 1, 0, 0, 0, 0, 0], (4, 1)))
+    np.testing.assert_array_equal(
+        np.asarray(batch.observations)[:, :3], np.tile(episodes.observations[0, :3], (4, 1, 1))
+    )
+
+
+def test_window_at_least_the_padded_length_gives_whole_episodes() -> None:
+    data = to_device(tagged_episodes())
+    key = jax.random.PRNGKey(6)
+    whole, windowed = sample(key, data, 8, None), sample(key, data, 8, max(LENGTHS))
+    for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(windowed), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_empty_selection_is_refused() -> None:
+    with pytest.raises(ValueError, match="no episodes to train on"):
+        DeviceEpisodes.from_numpy(
+            np.zeros((0, 5, OBS_DIM)), np.zeros((0, 5, ACT_DIM)), np.zeros((0, 5))
+        )
