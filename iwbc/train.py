@@ -10,6 +10,7 @@ a killed run resumes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -215,8 +216,12 @@ def make_update(policy: GaussianPolicy, config: StageConfig) -> Any:
     return update
 
 
+@functools.cache
 def make_chunk(policy: GaussianPolicy, config: StageConfig, length: int) -> Any:
-    """``length`` updates of every seed in one compiled call: jit(vmap(scan(update)))."""
+    """``length`` updates of every seed in one compiled call: jit(vmap(scan(update))).
+
+    Cached, so stages with the same policy, configuration and chunk length share one compilation.
+    """
     update = make_update(policy, config)
 
     def chunk(state: TrainState, data: DeviceEpisodes) -> tuple[TrainState, dict]:
@@ -226,24 +231,34 @@ def make_chunk(policy: GaussianPolicy, config: StageConfig, length: int) -> Any:
 
 
 def _save_checkpoint(path: Path, state: TrainState, history: list[dict]) -> None:
-    """Write state and history atomically, so a kill never leaves a half-written checkpoint."""
+    """Write state and history as one file, atomically: a kill leaves the old one or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "state": flax.serialization.to_state_dict(state),
+        "history": json.dumps(history),
+    }
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(flax.serialization.to_bytes(state))
+    tmp.write_bytes(flax.serialization.msgpack_serialize(payload))
     os.replace(tmp, path)
-    history_tmp = path.with_suffix(".history.tmp")
-    history_tmp.write_text(json.dumps(history))
-    os.replace(history_tmp, path.with_suffix(".history.json"))
 
 
 def _load_checkpoint(path: Path, template: TrainState) -> tuple[TrainState, list[dict]]:
+    """Restore a checkpoint, refusing one written for other seeds or another network."""
     try:
-        state = flax.serialization.from_bytes(template, path.read_bytes())
-        history = json.loads(path.with_suffix(".history.json").read_text())
-    except (OSError, ValueError, KeyError) as error:
+        payload = flax.serialization.msgpack_restore(path.read_bytes())
+        state = flax.serialization.from_state_dict(template, payload["state"])
+        history = json.loads(payload["history"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(
             f"checkpoint {path} is unreadable ({type(error).__name__}); delete it to start over"
         ) from error
+    expected = [np.shape(leaf) for leaf in jax.tree.leaves(template)]
+    found = [np.shape(leaf) for leaf in jax.tree.leaves(state)]
+    if expected != found:
+        raise ValueError(
+            f"checkpoint {path} was written for other seeds or another network; "
+            "delete it or use another checkpoint path"
+        )
     return state, history
 
 
@@ -270,15 +285,12 @@ def train_stage(
         state, history = _load_checkpoint(checkpoint, state)
     done = int(np.asarray(state.step)[0])
     chunk_size = max(1, min(chunk_size, config.steps))
-    compiled: dict[int, Any] = {}
     with tqdm(
         total=config.steps, initial=done, desc=description, disable=not progress, unit="step"
     ) as bar:
         while done < config.steps:
             length = min(chunk_size, config.steps - done)
-            if length not in compiled:
-                compiled[length] = make_chunk(policy, config, length)
-            state, metrics = compiled[length](state, data)
+            state, metrics = make_chunk(policy, config, length)(state, data)
             done += length
             record = {"step": done}
             record.update(

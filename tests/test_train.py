@@ -164,67 +164,52 @@ def good_checkpoint(data: DeviceEpisodes, tmp_path_factory: pytest.TempPathFacto
 
 
 def copy_checkpoint(source: Path, directory: Path) -> Path:
-    """A private copy of a checkpoint (state and history) that a test may damage."""
+    """A private copy of a checkpoint that a test may damage."""
     path = directory / source.name
-    for suffix in (source.suffix, ".history.json"):
-        path.with_suffix(suffix).write_bytes(source.with_suffix(suffix).read_bytes())
+    path.write_bytes(source.read_bytes())
     return path
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "history missing"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
 def test_damaged_checkpoint_is_a_clear_error(
     data: DeviceEpisodes, good_checkpoint: Path, tmp_path: Path, damage: str
 ) -> None:
     path = copy_checkpoint(good_checkpoint, tmp_path)
     if damage == "truncated":
         path.write_bytes(path.read_bytes()[:100])
-    elif damage == "garbage":
-        path.write_bytes(b"not a checkpoint")
     else:
-        path.with_suffix(".history.json").unlink()
+        path.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"checkpoint .* is unreadable.*delete it to start over"):
         run(bc_config(steps=10), [0], data, checkpoint=path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known bug: state and history are replaced one after the other, so a kill between "
-    "the two leaves the history a chunk behind the state and the resumed history loses it",
-)
-def test_kill_between_state_and_history_writes_loses_no_chunk(
+def test_kill_while_writing_a_checkpoint_loses_no_chunk(
     data: DeviceEpisodes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "stage.msgpack"
     replace = os.replace
     calls = 0
 
-    def replace_then_die_before_second_history(src: Any, dst: Any) -> None:
+    def replace_then_die_on_second_checkpoint(src: Any, dst: Any) -> None:
         nonlocal calls
         calls += 1
-        if calls == 4:  # chunk 2: its state is written, its history not yet
+        if calls == 2:  # chunk 2's checkpoint is written but not yet in place
             raise Killed
         replace(src, dst)
 
     with monkeypatch.context() as patch:
-        patch.setattr(iwbc.train.os, "replace", replace_then_die_before_second_history)
+        patch.setattr(iwbc.train.os, "replace", replace_then_die_on_second_checkpoint)
         with pytest.raises(Killed):
             run(bc_config(), [0], data, chunk_size=5, checkpoint=path)
     _, history = run(bc_config(), [0], data, chunk_size=5, checkpoint=path)
     assert [r["step"] for r in history] == [5, 10, 15, 20]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,  # pytest.raises: DID NOT RAISE
-    reason="known bug: _load_checkpoint does not compare the checkpoint with the given state, "
-    "so a checkpoint of other seeds or another network is resumed silently",
-)
 def test_resuming_a_checkpoint_of_other_seeds_is_refused(
     data: DeviceEpisodes, good_checkpoint: Path, tmp_path: Path
 ) -> None:
     path = copy_checkpoint(good_checkpoint, tmp_path)
-    with pytest.raises(ValueError, match="checkpoint"):
+    with pytest.raises(ValueError, match="written for other seeds or another network"):
         run(bc_config(steps=10), [0, 1, 2], data, checkpoint=path)
 
 
