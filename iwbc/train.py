@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -230,7 +230,7 @@ def make_chunk(policy: GaussianPolicy, config: StageConfig, length: int) -> Any:
     return jax.jit(jax.vmap(chunk, in_axes=(0, None)))
 
 
-def _save_checkpoint(path: Path, state: TrainState, history: list[dict]) -> None:
+def _save_checkpoint(path: Path, state: Any, history: list[dict]) -> None:
     """Write state and history as one file, atomically: a kill leaves the old one or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -242,7 +242,7 @@ def _save_checkpoint(path: Path, state: TrainState, history: list[dict]) -> None
     os.replace(tmp, path)
 
 
-def _load_checkpoint(path: Path, template: TrainState) -> tuple[TrainState, list[dict]]:
+def _load_checkpoint(path: Path, template: Any) -> tuple[Any, list[dict]]:
     """Restore a checkpoint, refusing one written for other seeds or another network."""
     try:
         payload = flax.serialization.msgpack_restore(path.read_bytes())
@@ -262,6 +262,50 @@ def _load_checkpoint(path: Path, template: TrainState) -> tuple[TrainState, list
     return state, history
 
 
+def run_chunks(
+    chunk_for_length: Callable[[int], Any],
+    state: Any,
+    data: Any,
+    steps: int,
+    *,
+    chunk_size: int = 500,
+    checkpoint: str | Path | None = None,
+    description: str = "train",
+    progress: bool = True,
+) -> tuple[Any, list[dict]]:
+    """Run ``state`` to ``steps`` updates with ``chunk_for_length(n)(state, data)`` calls.
+
+    Any seed-stacked state with a ``step`` leaf works, so the offline-RL agents share this loop.
+    Returns the final state and one record per chunk: the step reached and the per-seed mean of
+    each metric over the chunk. With ``checkpoint`` the state is saved after every chunk and an
+    existing checkpoint is resumed from.
+    """
+    history: list[dict] = []
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    if checkpoint is not None and checkpoint.exists():
+        state, history = _load_checkpoint(checkpoint, state)
+    done = int(np.asarray(state.step)[0])
+    chunk_size = max(1, min(chunk_size, steps))
+    bar = tqdm(total=steps, initial=done, desc=description, disable=not progress, unit="step")
+    with bar:
+        while done < steps:
+            length = min(chunk_size, steps - done)
+            state, metrics = chunk_for_length(length)(state, data)
+            done += length
+            record = {"step": done}
+            record.update(
+                {name: np.asarray(value).mean(axis=1).tolist() for name, value in metrics.items()}
+            )
+            history.append(record)
+            if checkpoint is not None:
+                _save_checkpoint(checkpoint, state, history)
+            bar.update(length)
+            shown = "loss" if "loss" in record else next(iter(metrics), None)
+            if shown is not None:
+                bar.set_postfix({shown: f"{np.mean(record[shown]):.3f}"})
+    return state, history
+
+
 def train_stage(
     policy: GaussianPolicy,
     config: StageConfig,
@@ -273,32 +317,14 @@ def train_stage(
     description: str = "train",
     progress: bool = True,
 ) -> tuple[TrainState, list[dict]]:
-    """Run the stage to ``config.steps`` updates, in jitted chunks.
-
-    Returns the final state and one record per chunk: the step reached and the per-seed mean of
-    each metric over the chunk. With ``checkpoint`` the state is saved after every chunk and an
-    existing checkpoint is resumed from.
-    """
-    history: list[dict] = []
-    checkpoint = Path(checkpoint) if checkpoint is not None else None
-    if checkpoint is not None and checkpoint.exists():
-        state, history = _load_checkpoint(checkpoint, state)
-    done = int(np.asarray(state.step)[0])
-    chunk_size = max(1, min(chunk_size, config.steps))
-    with tqdm(
-        total=config.steps, initial=done, desc=description, disable=not progress, unit="step"
-    ) as bar:
-        while done < config.steps:
-            length = min(chunk_size, config.steps - done)
-            state, metrics = make_chunk(policy, config, length)(state, data)
-            done += length
-            record = {"step": done}
-            record.update(
-                {name: np.asarray(value).mean(axis=1).tolist() for name, value in metrics.items()}
-            )
-            history.append(record)
-            if checkpoint is not None:
-                _save_checkpoint(checkpoint, state, history)
-            bar.update(length)
-            bar.set_postfix(loss=f"{np.mean(record['loss']):.3f}")
-    return state, history
+    """Run the stage to ``config.steps`` updates, in jitted chunks (see :func:`run_chunks`)."""
+    return run_chunks(
+        lambda length: make_chunk(policy, config, length),
+        state,
+        data,
+        config.steps,
+        chunk_size=chunk_size,
+        checkpoint=checkpoint,
+        description=description,
+        progress=progress,
+    )
