@@ -7,6 +7,8 @@ one batched rollout, the policy's mean action computed for all of them in one ji
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -39,6 +41,42 @@ def _check_dimensions(env_id: str, engine: str, observation_dim: int, action_dim
         env.close()
 
 
+def evaluate_actor(
+    act_fn: Callable[[Any, jax.Array], jax.Array],
+    params: Any,
+    env_id: str,
+    *,
+    observation_dim: int,
+    action_dim: int,
+    num_episodes: int = 100,
+    engine: str = "auto",
+    seed_base: int = EVAL_SEED_BASE,
+) -> np.ndarray:
+    """Returns [num_seeds, num_episodes] of the deterministic actor ``act_fn(params, obs)``.
+
+    ``params`` is any pytree with a leading training-seed axis, so Gaussian policies and the
+    offline-RL agents are scored by the same batched rollout on the same seeds.
+    """
+    num_seeds = jax.tree.leaves(params)[0].shape[0]
+    _check_dimensions(env_id, engine, observation_dim, action_dim)
+    seeds = np.tile(evaluation_seeds(num_episodes, seed_base), num_seeds)
+
+    @jax.jit
+    def act(observations: jax.Array) -> jax.Array:
+        per_seed = observations.reshape(num_seeds, num_episodes, observation_dim)
+        actions = jax.vmap(act_fn)(params, per_seed)
+        return actions.reshape(num_seeds * num_episodes, -1)
+
+    result = rollout_returns(
+        env_id,
+        lambda obs: np.asarray(act(jnp.asarray(obs))),
+        seeds,
+        engine=engine,
+        num_envs=len(seeds),
+    )
+    return result.returns.reshape(num_seeds, num_episodes)
+
+
 def evaluate_policies(
     policy: GaussianPolicy,
     params: Any,
@@ -52,22 +90,14 @@ def evaluate_policies(
 
     ``params`` carries a leading training-seed axis, as produced by the trainer.
     """
-    first_kernel = params["params"]["Dense_0"]["kernel"]
-    num_seeds, observation_dim = first_kernel.shape[0], first_kernel.shape[1]
-    _check_dimensions(env_id, engine, observation_dim, policy.action_dim)
-    seeds = np.tile(evaluation_seeds(num_episodes, seed_base), num_seeds)
-
-    @jax.jit
-    def act(observations: jax.Array) -> jax.Array:
-        per_seed = observations.reshape(num_seeds, num_episodes, observation_dim)
-        actions = jax.vmap(lambda p, o: policy_mean_action(policy, p, o))(params, per_seed)
-        return actions.reshape(num_seeds * num_episodes, -1)
-
-    result = rollout_returns(
+    observation_dim = params["params"]["Dense_0"]["kernel"].shape[1]
+    return evaluate_actor(
+        functools.partial(policy_mean_action, policy),
+        params,
         env_id,
-        lambda obs: np.asarray(act(jnp.asarray(obs))),
-        seeds,
+        observation_dim=observation_dim,
+        action_dim=policy.action_dim,
+        num_episodes=num_episodes,
         engine=engine,
-        num_envs=len(seeds),
+        seed_base=seed_base,
     )
-    return result.returns.reshape(num_seeds, num_episodes)
