@@ -1,0 +1,221 @@
+"""Pieces the offline-RL agents share: transitions on device, networks, target updates, training.
+
+Every agent is a ``flax.struct.PyTreeNode`` with a ``step`` and an ``rng`` leaf and an
+``update(batch) -> (agent, metrics)`` method. :func:`train_agent` runs it with the engine of
+:mod:`iwbc.train`: jit(vmap over seeds)(lax.scan over a chunk of updates), the transitions
+resident on the device and every batch sampled there.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from iwbc.data.episodes import Transitions
+from iwbc.train import run_chunks
+
+# CORL's normalization: std + 1e-3, so constant features do not blow up.
+NORMALIZATION_EPS = 1e-3
+
+
+class TransitionBatch(flax.struct.PyTreeNode):
+    """(s, a, r, s', done) arrays; ``dones`` is 1 on true terminations only (no bootstrap)."""
+
+    observations: jax.Array
+    actions: jax.Array
+    rewards: jax.Array
+    next_observations: jax.Array
+    dones: jax.Array
+
+
+def _check_transitions(transitions: Transitions) -> int:
+    """Validate shapes, with one-line errors naming the problem; returns the number of steps."""
+    for name in ("obs", "actions", "rewards", "next_obs", "terminals"):
+        if getattr(transitions, name, None) is None:
+            raise ValueError(f"transitions have no {name}; TD methods need (s, a, r, s', done)")
+    obs, next_obs = np.shape(transitions.obs), np.shape(transitions.next_obs)
+    if len(obs) != 2 or len(np.shape(transitions.actions)) != 2:
+        raise ValueError(
+            f"obs and actions must be 2-D [N, dim], got {obs} and {np.shape(transitions.actions)}"
+        )
+    if next_obs != obs:
+        raise ValueError(f"next_obs has shape {next_obs} but obs has shape {obs}")
+    count = obs[0]
+    for name in ("actions", "rewards", "terminals"):
+        length = np.shape(getattr(transitions, name))[0]
+        if length != count:
+            raise ValueError(f"{name} has {length} rows but obs has {count}")
+    for name in ("rewards", "terminals"):
+        if np.ndim(getattr(transitions, name)) != 1:
+            raise ValueError(f"{name} must be 1-D [N], got {np.shape(getattr(transitions, name))}")
+    if count == 0:
+        raise ValueError("no transitions to train on: the dataset is empty")
+    return count
+
+
+def normalization_stats(observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std + 1e-3 of the dataset's states (CORL's state normalization)."""
+    observations = np.asarray(observations, np.float64)
+    mean = observations.mean(axis=0)
+    std = observations.std(axis=0) + NORMALIZATION_EPS
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def episode_returns(rewards: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Undiscounted returns of the episodes of flat transitions, split after each ``ends`` step."""
+    rewards = np.asarray(rewards, np.float64)
+    ends = np.asarray(ends, bool).copy()
+    ends[-1] = True
+    episode = np.concatenate([[0], np.cumsum(ends)[:-1]])
+    return np.bincount(episode, weights=rewards)
+
+
+def locomotion_reward_scale(transitions: Transitions, max_episode_steps: int = 1000) -> float:
+    """CORL's reward scaling for locomotion: rewards · 1000 / (max return − min return)."""
+    ends = np.logical_or(transitions.terminals, transitions.timeouts)
+    returns = episode_returns(transitions.rewards, ends)
+    spread = float(returns.max() - returns.min())
+    if spread <= 0.0:
+        raise ValueError("all episodes have the same return; reward scaling is undefined")
+    return max_episode_steps / spread
+
+
+def device_transitions(
+    transitions: Transitions,
+    *,
+    obs_mean: np.ndarray | None = None,
+    obs_std: np.ndarray | None = None,
+    reward_scale: float = 1.0,
+) -> TransitionBatch:
+    """The whole dataset on the device (float32), states normalized if stats are given."""
+    _check_transitions(transitions)
+    obs = np.asarray(transitions.obs, np.float32)
+    next_obs = np.asarray(transitions.next_obs, np.float32)
+    if obs_mean is not None and obs_std is not None:
+        obs = (obs - obs_mean) / obs_std
+        next_obs = (next_obs - obs_mean) / obs_std
+    return TransitionBatch(
+        observations=jnp.asarray(obs),
+        actions=jnp.asarray(transitions.actions, jnp.float32),
+        rewards=jnp.asarray(np.asarray(transitions.rewards) * reward_scale, jnp.float32),
+        next_observations=jnp.asarray(next_obs),
+        dones=jnp.asarray(transitions.terminals, jnp.float32),
+    )
+
+
+def sample_transitions(key: jax.Array, data: TransitionBatch, batch_size: int) -> TransitionBatch:
+    """``batch_size`` transitions drawn uniformly with replacement, on the device."""
+    index = jax.random.randint(key, (batch_size,), 0, data.rewards.shape[0])
+    return jax.tree.map(lambda x: x[index], data)
+
+
+class MLP(nn.Module):
+    """ReLU hidden layers, linear output."""
+
+    hidden_dims: Sequence[int]
+    output_dim: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for width in self.hidden_dims:
+            x = nn.relu(nn.Dense(width)(x))
+        return nn.Dense(self.output_dim)(x)
+
+
+class DoubleCritic(nn.Module):
+    """Two independent Q(s, a) networks; returns [2, ...] so the min is one reduction."""
+
+    hidden_dims: Sequence[int] = (256, 256)
+
+    @nn.compact
+    def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
+        inputs = jnp.concatenate([observations, actions], axis=-1)
+        ensemble = nn.vmap(
+            MLP,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=2,
+        )
+        return ensemble(self.hidden_dims, 1)(inputs)[..., 0]
+
+
+class ValueNet(nn.Module):
+    """V(s)."""
+
+    hidden_dims: Sequence[int] = (256, 256)
+
+    @nn.compact
+    def __call__(self, observations: jax.Array) -> jax.Array:
+        return MLP(self.hidden_dims, 1)(observations)[..., 0]
+
+
+class DeterministicActor(nn.Module):
+    """a = tanh(MLP(s)), actions in [-1, 1] (max_action = 1 for the MuJoCo tasks)."""
+
+    action_dim: int
+    hidden_dims: Sequence[int] = (256, 256)
+
+    @nn.compact
+    def __call__(self, observations: jax.Array) -> jax.Array:
+        return jnp.tanh(MLP(self.hidden_dims, self.action_dim)(observations))
+
+
+def soft_update(target: Any, online: Any, tau: float) -> Any:
+    """Polyak averaging: target ← τ·online + (1 − τ)·target."""
+    return jax.tree.map(lambda t, o: tau * o + (1.0 - tau) * t, target, online)
+
+
+def stack_seeds(create_one: Callable[[jax.Array], Any], seeds: Sequence[int]) -> Any:
+    """One agent per seed, stacked on a leading axis (the static config is shared)."""
+    keys = jnp.stack([jax.random.PRNGKey(seed) for seed in seeds])
+    return jax.vmap(create_one)(keys)
+
+
+@functools.cache
+def make_agent_chunk(update: Callable, batch_size: int, length: int) -> Callable:
+    """``length`` updates of every seed in one compiled call: jit(vmap(scan(sample, update)))."""
+
+    def step(agent: Any, data: TransitionBatch) -> tuple[Any, dict]:
+        rng, key = jax.random.split(agent.rng)
+        batch = sample_transitions(key, data, batch_size)
+        return update(agent.replace(rng=rng), batch)
+
+    def chunk(agent: Any, data: TransitionBatch) -> tuple[Any, dict]:
+        return jax.lax.scan(lambda carry, _: step(carry, data), agent, None, length=length)
+
+    return jax.jit(jax.vmap(chunk, in_axes=(0, None)))
+
+
+def train_agent(
+    agent: Any,
+    data: TransitionBatch,
+    steps: int,
+    *,
+    chunk_size: int = 1000,
+    checkpoint: str | Path | None = None,
+    description: str | None = None,
+    progress: bool = True,
+) -> tuple[Any, list[dict]]:
+    """Train seed-stacked ``agent`` to ``steps`` updates with the chunked, resumable loop."""
+    update = type(agent).update
+    batch_size = agent.config.batch_size
+    return run_chunks(
+        lambda length: make_agent_chunk(update, batch_size, length),
+        agent,
+        data,
+        steps,
+        chunk_size=chunk_size,
+        checkpoint=checkpoint,
+        description=description or type(agent).__name__,
+        progress=progress,
+    )

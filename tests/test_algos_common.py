@@ -1,0 +1,81 @@
+"""Offline-RL shared pieces: input validation, state/reward normalization, on-device sampling."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from iwbc.algos.common import (
+    device_transitions,
+    episode_returns,
+    locomotion_reward_scale,
+    normalization_stats,
+    sample_transitions,
+    soft_update,
+)
+from iwbc.data.episodes import Transitions
+
+
+def transitions(n: int = 6, obs_dim: int = 3, act_dim: int = 2) -> Transitions:
+    rng = np.random.default_rng(0)
+    terminals = np.zeros(n, np.float32)
+    terminals[2] = 1.0
+    timeouts = np.zeros(n, np.float32)
+    timeouts[4] = 1.0
+    return Transitions(
+        obs=rng.normal(size=(n, obs_dim)).astype(np.float32),
+        actions=rng.uniform(-1, 1, (n, act_dim)).astype(np.float32),
+        rewards=np.arange(n, dtype=np.float32),
+        next_obs=rng.normal(size=(n, obs_dim)).astype(np.float32),
+        terminals=terminals,
+        timeouts=timeouts,
+    )
+
+
+def test_episode_returns_and_reward_scale_split_at_terminals_and_timeouts() -> None:
+    t = transitions()
+    # Episodes: steps 0-2 (terminal), 3-4 (timeout), 5 (end of data).
+    np.testing.assert_allclose(episode_returns(t.rewards, t.terminals + t.timeouts), [3, 7, 5])
+    assert locomotion_reward_scale(t) == pytest.approx(1000 / (7 - 3))
+
+
+def test_states_are_normalized_and_dones_are_terminals_only() -> None:
+    t = transitions()
+    mean, std = normalization_stats(t.obs)
+    np.testing.assert_allclose(std, t.obs.std(axis=0) + 1e-3, rtol=1e-6)
+    data = device_transitions(t, obs_mean=mean, obs_std=std, reward_scale=2.0)
+    np.testing.assert_allclose(data.observations, (t.obs - mean) / std, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(data.next_observations, (t.next_obs - mean) / std, rtol=1e-5)
+    np.testing.assert_allclose(data.rewards, 2.0 * t.rewards)
+    np.testing.assert_array_equal(data.dones, t.terminals)
+
+
+def test_sampled_batches_are_rows_of_the_dataset() -> None:
+    data = device_transitions(transitions())
+    batch = sample_transitions(jax.random.PRNGKey(0), data, 32)
+    rows = np.asarray(batch.rewards).astype(int)
+    np.testing.assert_array_equal(batch.observations, np.asarray(data.observations)[rows])
+    np.testing.assert_array_equal(batch.next_observations, np.asarray(data.next_observations)[rows])
+    assert len(set(rows.tolist())) > 1
+
+
+def test_soft_update_is_polyak_averaging() -> None:
+    out = soft_update({"w": np.array([1.0, 2.0])}, {"w": np.array([3.0, 6.0])}, 0.25)
+    np.testing.assert_allclose(out["w"], [1.5, 3.0])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"next_obs": None}, "no next_obs"),
+        ({"next_obs": np.zeros((6, 4))}, r"next_obs has shape \(6, 4\) but obs has shape \(6, 3\)"),
+        ({"actions": np.zeros((5, 2))}, "actions has 5 rows but obs has 6"),
+        ({"rewards": np.zeros((6, 1))}, r"rewards must be 1-D"),
+        ({"terminals": np.zeros(7)}, "terminals has 7 rows"),
+    ],
+)
+def test_bad_transitions_are_refused_in_one_line(change: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as error:
+        device_transitions(transitions()._replace(**change))
+    assert "\n" not in str(error.value)
