@@ -41,7 +41,7 @@ def returns_figure(
         jitter = np.linspace(-0.15, 0.15, len(s.seed_scores))
         right.scatter(i + jitter, s.seed_scores, s=12, color="k", zorder=3)
     right.set_xticks(x, names, rotation=20)
-    right.set_ylabel("normalized score (final, 0 = random, 100 = expert)")
+    right.set_ylabel("normalized score (0 random, 100 expert)")
     right.axhline(100, color="0.5", lw=0.8, ls=":")
     right.set_title("final evaluation, mean ± std over seeds")
     if title:
