@@ -148,8 +148,9 @@ def _write_results(
         f"- fine-tunes (filtered BC, iw-BC): {pipeline.finetune}",
         f"- policy: Gaussian, tanh mean, hidden {pipeline.hidden_dims}; filtered BC percentiles "
         f"{pipeline.percentiles}; top fraction {pipeline.top_fraction}",
-        f"- wall time: {wall_seconds:.0f} s ({train_seconds:.0f} s training of "
-        f"{len(config.seeds)} vmapped seeds)",
+        f"- wall time of this invocation: {wall_seconds:.0f} s ({train_seconds:.0f} s training of "
+        f"{len(config.seeds)} vmapped seeds; a resumed run reuses finished checkpoints and "
+        "evaluations)",
         "- " + ", ".join(f"{k} {v}" for k, v in env.items()),
         "",
     ]
