@@ -117,7 +117,8 @@ def _not_local_message(dataset_id: str) -> str:
     listing = ", ".join(local) if local else "none"
     return (
         f"dataset '{dataset_id}' is not in the local Minari root {get_dataset_path()} "
-        f"(local datasets: {listing}); pass download=True to fetch it, or fix the id or root"
+        f"(local datasets: {listing}); pass download=True (CLI: --download) to fetch it, "
+        "or fix the id or root"
     )
 
 
