@@ -2,7 +2,13 @@
 
 from iwbc.envs.batch import BatchEngine, StepResult
 from iwbc.envs.gymnasium_engine import GymnasiumEngine
-from iwbc.envs.rollout import Engine, RolloutResult, make_engine, rollout_returns
+from iwbc.envs.rollout import (
+    Engine,
+    RolloutResult,
+    make_engine,
+    resolve_engine,
+    rollout_returns,
+)
 from iwbc.envs.specs import (
     SPECS,
     AntSpec,
@@ -33,5 +39,6 @@ __all__ = [
     "Walker2dSpec",
     "get_spec",
     "make_engine",
+    "resolve_engine",
     "rollout_returns",
 ]

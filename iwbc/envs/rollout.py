@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
@@ -35,26 +36,43 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def make_engine(env_id: str, num_envs: int, engine: str = "auto") -> Engine:
-    """Build ``num_envs`` envs of ``env_id``.
+def resolve_engine(env_id: str, engine: str = "auto") -> str:
+    """The engine ``auto`` stands for, or ``engine`` itself when it is named.
 
-    ``auto`` takes the batch engine when ``env_id`` has a built-in spec, else Gymnasium.
+    ``auto`` takes MJX when JAX runs on a GPU and ``mujoco.mjx`` is installed (MJX pays
+    off only there), else the CPU batch engine, for envs with a built-in spec; Gymnasium
+    for the others. Name an engine to override.
     """
-    if engine == "mjx":
-        raise NotImplementedError(
-            "engine 'mjx' is not available yet; use engine='batch' or engine='gymnasium'"
-        )
-    if engine == "auto":
-        if env_id in SPECS:
-            engine = "batch"
-        else:
-            check_env_id(env_id)
-            engine = "gymnasium"
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine != "auto":
+        return engine
+    if env_id not in SPECS:
+        check_env_id(env_id)
+        return "gymnasium"
+    return "mjx" if _gpu_with_mjx() else "batch"
+
+
+def _gpu_with_mjx() -> bool:
+    import jax
+
+    return jax.default_backend() == "gpu" and importlib.util.find_spec("mujoco.mjx") is not None
+
+
+def make_engine(env_id: str, num_envs: int, engine: str = "auto") -> Engine:
+    """Build ``num_envs`` envs of ``env_id`` on ``engine`` (see ``resolve_engine``)."""
+    engine = resolve_engine(env_id, engine)
     if engine == "batch":
         return BatchEngine(get_spec(env_id), num_envs)
-    if engine == "gymnasium":
-        return GymnasiumEngine(env_id, num_envs)
-    raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine == "mjx":
+        if importlib.util.find_spec("mujoco.mjx") is None:
+            raise NotImplementedError(
+                "engine 'mjx' is not available yet in this install: pip install 'iwbc[mjx]'"
+            )
+        from iwbc.envs.mjx_engine import MjxEngine
+
+        return MjxEngine(get_spec(env_id), num_envs)
+    return GymnasiumEngine(env_id, num_envs)
 
 
 class RolloutResult(NamedTuple):
