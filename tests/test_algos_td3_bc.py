@@ -1,0 +1,175 @@
+"""TD3+BC: critic target and actor loss against NumPy, delayed updates, and that it learns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from iwbc.algos.common import TransitionBatch, device_transitions, normalization_stats, train_agent
+from iwbc.algos.td3_bc import TD3BCAgent, TD3BCConfig
+from iwbc.data.episodes import Transitions
+
+OBS_DIM, ACT_DIM, BATCH = 3, 2, 16
+CONFIG = TD3BCConfig(hidden_dims=(8, 8))
+
+
+def np_mlp(layers: dict, x: np.ndarray) -> np.ndarray:
+    """ReLU MLP with a linear output, in float64."""
+    count = len(layers)
+    for i in range(count):
+        layer = layers[f"Dense_{i}"]
+        x = x @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
+        if i < count - 1:
+            x = np.maximum(x, 0.0)
+    return x
+
+
+def np_actor(params: Any, obs: np.ndarray) -> np.ndarray:
+    return np.tanh(np_mlp(params["params"]["MLP_0"], obs))
+
+
+def np_critic(params: Any, obs: np.ndarray, actions: np.ndarray, k: int) -> np.ndarray:
+    layers = jax.tree.map(lambda x: x[k], params["params"]["VmapMLP_0"])
+    return np_mlp(layers, np.concatenate([obs, actions], axis=-1))[:, 0]
+
+
+def row(agent: TD3BCAgent, i: int) -> TD3BCAgent:
+    return jax.tree.map(lambda x: x[i], agent)
+
+
+@pytest.fixture(scope="module")
+def agent() -> TD3BCAgent:
+    """Seed 0, with targets taken from seed 1 so online and target networks differ."""
+    both = TD3BCAgent.create([0, 1], OBS_DIM, ACT_DIM, config=CONFIG)
+    online, other = row(both, 0), row(both, 1)
+    return online.replace(
+        target_actor_params=other.actor_params, target_critic_params=other.critic_params
+    )
+
+
+@pytest.fixture(scope="module")
+def batch() -> TransitionBatch:
+    rng = np.random.default_rng(3)
+    dones = np.zeros(BATCH, np.float32)
+    dones[::3] = 1.0
+    return TransitionBatch(
+        observations=jnp.asarray(rng.normal(size=(BATCH, OBS_DIM)), jnp.float32),
+        actions=jnp.asarray(rng.uniform(-1, 1, (BATCH, ACT_DIM)), jnp.float32),
+        rewards=jnp.asarray(rng.normal(size=BATCH), jnp.float32),
+        next_observations=jnp.asarray(rng.normal(size=(BATCH, OBS_DIM)), jnp.float32),
+        dones=jnp.asarray(dones),
+    )
+
+
+def test_critic_loss_matches_numpy(agent: TD3BCAgent, batch: TransitionBatch) -> None:
+    # Large noise so the ±noise_clip clip binds, and target actions hit the ±1 bounds.
+    noise = 3.0 * np.random.default_rng(4).normal(size=(BATCH, ACT_DIM))
+    b = jax.tree.map(lambda x: np.asarray(x, np.float64), batch)
+    smoothing = np.clip(0.2 * noise, -0.5, 0.5)
+    assert np.any(np.abs(smoothing) == 0.5)
+    next_actions = np.clip(
+        np_actor(agent.target_actor_params, b.next_observations) + smoothing, -1, 1
+    )
+    next_q = np.minimum(
+        np_critic(agent.target_critic_params, b.next_observations, next_actions, 0),
+        np_critic(agent.target_critic_params, b.next_observations, next_actions, 1),
+    )
+    target = b.rewards + 0.99 * (1.0 - b.dones) * next_q
+    expected = sum(
+        np.mean((np_critic(agent.critic_params, b.observations, b.actions, k) - target) ** 2)
+        for k in (0, 1)
+    )
+    loss, _ = agent.critic_loss(agent.critic_params, batch, jnp.asarray(noise, jnp.float32))
+    np.testing.assert_allclose(loss, expected, rtol=1e-4)
+
+
+def test_actor_loss_matches_numpy_and_lambda_is_not_differentiated(
+    agent: TD3BCAgent, batch: TransitionBatch
+) -> None:
+    b = jax.tree.map(lambda x: np.asarray(x, np.float64), batch)
+    pi = np_actor(agent.actor_params, b.observations)
+    q = np_critic(agent.critic_params, b.observations, pi, 0)
+    lam = 2.5 / np.mean(np.abs(q))
+    expected = -lam * np.mean(q) + np.mean((pi - b.actions) ** 2)
+    loss, info = agent.actor_loss(agent.actor_params, agent.critic_params, batch)
+    np.testing.assert_allclose(loss, expected, rtol=1e-4)
+    np.testing.assert_allclose(info["lambda"], lam, rtol=1e-4)
+
+    def with_fixed_lambda(actor_params: Any) -> jax.Array:
+        actions = agent.actor.apply(actor_params, batch.observations)
+        q = agent.critic.apply(agent.critic_params, batch.observations, actions)[0]
+        return -lam * jnp.mean(q) + jnp.mean((actions - batch.actions) ** 2)
+
+    grads = jax.grad(lambda p: agent.actor_loss(p, agent.critic_params, batch)[0])
+    for got, want in zip(
+        jax.tree.leaves(grads(agent.actor_params)),
+        jax.tree.leaves(jax.grad(with_fixed_lambda)(agent.actor_params)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-6)
+
+
+def test_actor_and_targets_move_only_every_policy_freq_steps(
+    agent: TD3BCAgent, batch: TransitionBatch
+) -> None:
+    def same(a: Any, b: Any) -> bool:
+        return all(
+            np.array_equal(x, y)
+            for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+        )
+
+    first, _ = jax.jit(TD3BCAgent.update)(agent, batch)
+    assert not same(first.critic_params, agent.critic_params)
+    assert same(first.actor_params, agent.actor_params)
+    assert same(first.target_critic_params, agent.target_critic_params)
+    second, _ = jax.jit(TD3BCAgent.update)(first, batch)
+    assert not same(second.actor_params, first.actor_params)
+    assert not same(second.target_actor_params, first.target_actor_params)
+    assert not same(second.target_critic_params, first.target_critic_params)
+
+
+def bandit(num: int = 4000, seed: int = 0) -> tuple[Transitions, np.ndarray]:
+    """One-step episodes: half the actions are the best a* = tanh(s W), half uniform noise.
+
+    The reward is −|a − a*|², so BC imitates the mixture's mean a*/2 while offline RL should
+    pick out a*. Returns the transitions and W.
+    """
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(scale=0.8, size=(OBS_DIM, ACT_DIM))
+    obs = rng.normal(size=(num, OBS_DIM)).astype(np.float32)
+    best = np.tanh(obs @ weights)
+    actions = np.where(
+        (np.arange(num) % 2 == 0)[:, None],
+        np.clip(best + 0.05 * rng.normal(size=best.shape), -1, 1),
+        rng.uniform(-1, 1, best.shape),
+    ).astype(np.float32)
+    rewards = -np.sum((actions - best) ** 2, axis=1)
+    ones = np.ones(num, np.float32)
+    return Transitions(obs, actions, rewards, obs.copy(), ones, np.zeros(num, np.float32)), weights
+
+
+def policy_error(act: Any, agent: Any, weights: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-seed mean |π(s) − a*|² on fresh states, and the same for BC's mixture mean a*/2."""
+    obs = np.random.default_rng(99).normal(size=(500, OBS_DIM)).astype(np.float32)
+    best = np.tanh(obs @ weights)
+    actions = np.asarray(jax.vmap(act, in_axes=(0, None))(agent, jnp.asarray(obs)))
+    errors = np.mean(np.sum((actions - best) ** 2, axis=-1), axis=-1)
+    return errors, float(np.mean(np.sum((best / 2 - best) ** 2, axis=-1)))
+
+
+def test_td3_bc_finds_the_best_action_where_bc_averages() -> None:
+    data, weights = bandit()
+    mean, std = normalization_stats(data.obs)
+    agent = TD3BCAgent.create(
+        [0, 1], OBS_DIM, ACT_DIM, mean, std, TD3BCConfig(hidden_dims=(64, 64))
+    )
+    agent, history = train_agent(
+        agent, device_transitions(data, obs_mean=mean, obs_std=std), 800, progress=False
+    )
+    errors, bc_error = policy_error(TD3BCAgent.act, agent, weights)
+    assert history[-1]["step"] == 800
+    assert np.all(errors < 0.35 * bc_error), (errors, bc_error)
