@@ -1,1 +1,1 @@
-"""Offline-RL baselines (TD3+BC, IQL), trained by the same jit(vmap(scan)) engine as iw-BC."""
+"""Offline-RL baselines (TD3+BC, IQL, AWAC), trained by the same jit(vmap(scan)) engine as iw-BC."""
