@@ -122,6 +122,26 @@ def _ctrl_cost(xp: ArrayNamespace, weight: float, action: Array) -> Array:
     return weight * xp.sum(xp.square(action), axis=-1)
 
 
+def _noisy_reset(
+    rng: np.random.Generator,
+    init_qpos: np.ndarray,
+    init_qvel: np.ndarray,
+    scale: float,
+    *,
+    normal_qvel: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gymnasium's reset_model: qpos ± U(scale), then qvel ± U(scale) or + scale·N(0, 1).
+
+    The draws are made in this order from ``rng`` so seeds give Gymnasium's initial states.
+    """
+    qpos = init_qpos + rng.uniform(low=-scale, high=scale, size=init_qpos.size)
+    if normal_qvel:
+        qvel = init_qvel + scale * rng.standard_normal(init_qvel.size)
+    else:
+        qvel = init_qvel + rng.uniform(low=-scale, high=scale, size=init_qvel.size)
+    return qpos, qvel
+
+
 def _in_open(xp: ArrayNamespace, x: Array, bounds: tuple[float, float]) -> Array:
     return xp.logical_and(bounds[0] < x, x < bounds[1])
 
@@ -159,10 +179,7 @@ class _PlanarLocomotionSpec(TaskSpec):
     def reset_state(
         self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        scale = self.reset_noise_scale
-        qpos = init_qpos + rng.uniform(low=-scale, high=scale, size=init_qpos.size)
-        qvel = init_qvel + rng.uniform(low=-scale, high=scale, size=init_qvel.size)
-        return qpos, qvel
+        return _noisy_reset(rng, init_qpos, init_qvel, self.reset_noise_scale, normal_qvel=False)
 
 
 @dataclass(frozen=True)
@@ -228,10 +245,7 @@ class HalfCheetahSpec(TaskSpec):
     def reset_state(
         self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        scale = self.reset_noise_scale
-        qpos = init_qpos + rng.uniform(low=-scale, high=scale, size=init_qpos.size)
-        qvel = init_qvel + scale * rng.standard_normal(init_qvel.size)
-        return qpos, qvel
+        return _noisy_reset(rng, init_qpos, init_qvel, self.reset_noise_scale, normal_qvel=True)
 
 
 @dataclass(frozen=True)
@@ -295,10 +309,7 @@ class AntSpec(TaskSpec):
     def reset_state(
         self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        scale = self.reset_noise_scale
-        qpos = init_qpos + rng.uniform(low=-scale, high=scale, size=init_qpos.size)
-        qvel = init_qvel + scale * rng.standard_normal(init_qvel.size)
-        return qpos, qvel
+        return _noisy_reset(rng, init_qpos, init_qvel, self.reset_noise_scale, normal_qvel=True)
 
 
 @dataclass(frozen=True)
@@ -341,10 +352,7 @@ class InvertedDoublePendulumSpec(TaskSpec):
     def reset_state(
         self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        scale = self.reset_noise_scale
-        qpos = init_qpos + rng.uniform(low=-scale, high=scale, size=init_qpos.size)
-        qvel = init_qvel + rng.standard_normal(init_qvel.size) * scale
-        return qpos, qvel
+        return _noisy_reset(rng, init_qpos, init_qvel, self.reset_noise_scale, normal_qvel=True)
 
 
 @dataclass(frozen=True)
