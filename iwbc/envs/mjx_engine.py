@@ -33,6 +33,7 @@ import numpy as np
 from mujoco import mjx
 
 from iwbc.envs.batch import StepResult, resolve_ids
+from iwbc.envs.rollout import RolloutResult
 from iwbc.envs.specs import SimState, TaskSpec, get_spec
 
 JaxActFn = Callable[[Any, jax.Array], jax.Array]
@@ -199,8 +200,8 @@ def mjx_rollout_returns(
     num_envs: int | None = None,
     chunk: int = DEFAULT_CHUNK,
     max_steps: int | None = None,
-) -> Any:
-    """One episode per seed on MJX; returns a ``RolloutResult`` like ``rollout_returns``.
+) -> RolloutResult:
+    """One episode per seed on MJX, scored as ``rollout_returns`` scores them.
 
     ``act_fn(params, obs)`` must be a jax function (it is traced into the rollout; pass
     the same function object each call to reuse the compiled rollout). Episodes run
@@ -211,8 +212,6 @@ def mjx_rollout_returns(
     (default the spec's ``max_episode_steps``) truncates episodes earlier, e.g. for
     benchmarks; changing it does not recompile.
     """
-    from iwbc.envs.rollout import RolloutResult
-
     spec = get_spec(env_id)
     seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
     n = seeds.size
