@@ -1,5 +1,7 @@
 """Engine factory, fixed-seed rollouts and the errors users see."""
 
+import importlib.util
+
 import gymnasium
 import numpy as np
 import pytest
@@ -132,9 +134,15 @@ def test_unknown_env_id_lists_built_in_specs() -> None:
         make_engine("Pendulum-v1", 2, engine="batch")
 
 
-def test_mjx_and_unknown_engines() -> None:
-    with pytest.raises(NotImplementedError, match="not available yet"):
+@pytest.mark.skipif(
+    importlib.util.find_spec("mujoco.mjx") is not None, reason="mujoco-mjx is installed"
+)
+def test_mjx_engine_without_mjx_names_the_extra() -> None:
+    with pytest.raises(NotImplementedError, match=r"pip install 'iwbc\[mjx\]'"):
         make_engine("Hopper-v5", 2, engine="mjx")
+
+
+def test_unknown_engine() -> None:
     with pytest.raises(ValueError, match="unknown engine 'cuda'"):
         make_engine("Hopper-v5", 2, engine="cuda")
 
