@@ -11,9 +11,12 @@ from iwbc.algos.common import (
     episode_returns,
     locomotion_reward_scale,
     normalization_stats,
+    prepare_data,
     sample_transitions,
     soft_update,
 )
+from iwbc.algos.iql import IQLConfig
+from iwbc.algos.td3_bc import TD3BCConfig
 from iwbc.data.episodes import Transitions
 
 
@@ -79,3 +82,14 @@ def test_bad_transitions_are_refused_in_one_line(change: dict, message: str) -> 
     with pytest.raises(ValueError, match=message) as error:
         device_transitions(transitions()._replace(**change))
     assert "\n" not in str(error.value)
+
+
+def test_prepare_data_follows_the_config() -> None:
+    t = transitions()
+    data, mean, std = prepare_data(t, IQLConfig())
+    np.testing.assert_allclose(mean, t.obs.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(data.rewards, t.rewards * 1000 / (7 - 3), rtol=1e-6)
+    data, mean, std = prepare_data(t, TD3BCConfig(normalize_states=False))
+    np.testing.assert_allclose(data.observations, t.obs)
+    np.testing.assert_allclose(data.rewards, t.rewards)
+    np.testing.assert_array_equal(std, np.ones(3))

@@ -39,7 +39,8 @@ class AWACConfig:
     # Gaussian actor (mean not squashed, samples clipped to [-1, 1]); log-std clip.
     log_std_min: float = -20.0
     log_std_max: float = 2.0
-    # States are normalized with the dataset's mean and std; rewards are left as they are.
+    # States normalized with the dataset's mean and std, rewards left as they are (both
+    # applied to the data by iwbc.algos.common.prepare_data).
     normalize_states: bool = True
 
 

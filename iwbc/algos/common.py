@@ -222,3 +222,24 @@ def train_agent(
         description=description or type(agent).__name__,
         progress=progress,
     )
+
+
+def prepare_data(
+    transitions: Transitions, config: Any
+) -> tuple[TransitionBatch, np.ndarray, np.ndarray]:
+    """Transitions on the device as ``config`` asks (state normalization, reward scaling).
+
+    Returns the data and the state statistics the agent's ``create`` needs to act on raw
+    observations (mean 0 and std 1 when states are not normalized).
+    """
+    _check_transitions(transitions)
+    dim = np.shape(transitions.obs)[1]
+    if config.normalize_states:
+        mean, std = normalization_stats(transitions.obs)
+    else:
+        mean, std = np.zeros(dim, np.float32), np.ones(dim, np.float32)
+    scale = (
+        locomotion_reward_scale(transitions) if getattr(config, "normalize_rewards", False) else 1.0
+    )
+    data = device_transitions(transitions, obs_mean=mean, obs_std=std, reward_scale=scale)
+    return data, mean, std

@@ -44,8 +44,8 @@ class IQLConfig:
     # Gaussian policy's log-std clip (CORL: LOG_STD_MIN = -20, LOG_STD_MAX = 2).
     log_std_min: float = -20.0
     log_std_max: float = 2.0
-    # States normalized; rewards scaled by 1000 / (max return − min return), see
-    # iwbc.algos.common.locomotion_reward_scale.
+    # States normalized; rewards scaled by 1000 / (max return − min return). Both are applied
+    # to the data by iwbc.algos.common.prepare_data.
     normalize_states: bool = True
     normalize_rewards: bool = True
 

@@ -44,7 +44,8 @@ class TD3BCConfig:
     policy_freq: int = 2
     # Weight of the Q term relative to BC: λ = alpha / mean|Q|.
     alpha: float = 2.5
-    # States are normalized with the dataset's mean and std; rewards are left as they are.
+    # States normalized with the dataset's mean and std, rewards left as they are (both
+    # applied to the data by iwbc.algos.common.prepare_data).
     normalize_states: bool = True
 
 
