@@ -20,16 +20,15 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import argparse
 import itertools
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import gymnasium
-import mujoco
 import numpy as np
 
 from iwbc.envs import BatchEngine, get_spec
+from iwbc.machine import machine_record
 
 DEFAULT_ENV_IDS = ("Hopper-v5", "HalfCheetah-v5")
 DEFAULT_NUM_ENVS = (1, 16, 64, 256)
@@ -120,22 +119,7 @@ def best(runs: list[Timing]) -> Timing:
 
 
 def machine() -> dict[str, object]:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "logical_cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
-        "python": platform.python_version(),
-        "mujoco": mujoco.__version__,
-        "gymnasium": gymnasium.__version__,
-        "numpy": np.__version__,
-        "loadavg": " ".join(open("/proc/loadavg").read().split()[:3]),
-    }
+    return machine_record(("mujoco", "gymnasium", "numpy"))
 
 
 def write_report(rows: list[dict[str, object]], info: dict[str, object], command: str) -> None:

@@ -22,11 +22,8 @@ are capped at (1, 64) and the evaluation at 16 episodes; the GPU defaults are
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import itertools
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -38,6 +35,7 @@ import numpy as np
 
 from iwbc.envs import BatchEngine, get_spec, rollout_returns
 from iwbc.envs.mjx_engine import mjx_rollout_returns
+from iwbc.machine import machine_record
 
 DEFAULT_ENV_ID = "HalfCheetah-v5"
 GPU_NUM_ENVS = (1, 64, 1024, 4096)
@@ -127,21 +125,13 @@ def run_evaluation(env_id: str, params: list[Any], episodes: int) -> dict[str, f
 
 def machine() -> str:
     """CPU, cores, JAX backend and devices, load, versions: what the figures depend on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    versions = ", ".join(
-        f"{name} {importlib.metadata.version(name)}"
-        for name in ("jax", "jaxlib", "mujoco", "mujoco-mjx", "numpy")
-    )
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    packages = ("jax", "jaxlib", "mujoco", "mujoco-mjx", "numpy")
+    info = machine_record(packages)
+    versions = ", ".join(f"{name} {info[name]}" for name in packages)
     return (
-        f"{cpu}, {os.cpu_count()} logical cores (load average {load} at the start); "
-        f"JAX backend {jax.default_backend()} ({', '.join(str(d) for d in jax.devices())}); "
-        f"Python {platform.python_version()}, {versions}."
+        f"{info['cpu']}, {info['logical_cores']} logical cores (load average {info['loadavg']} "
+        f"at the start); JAX backend {jax.default_backend()} "
+        f"({', '.join(str(d) for d in jax.devices())}); Python {info['python']}, {versions}."
     )
 
 

@@ -16,20 +16,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import flax
 import jax
-import jaxlib
 import numpy as np
-import optax
 
+from iwbc.machine import machine_record
 from iwbc.policies import GaussianPolicy
 from iwbc.sampling import DeviceEpisodes
 from iwbc.train import StageConfig, init_policy_params, init_train_state, make_chunk, make_update
@@ -127,24 +123,9 @@ def time_loop(
 
 
 def machine() -> dict[str, object]:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
     return {
-        "cpu": cpu,
-        "logical_cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
+        **machine_record(("jax", "jaxlib", "flax", "optax", "numpy")),
         "device": str(jax.devices()[0]),
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "flax": flax.__version__,
-        "optax": optax.__version__,
-        "numpy": np.__version__,
-        "loadavg": " ".join(open("/proc/loadavg").read().split()[:3]),
     }
 
 

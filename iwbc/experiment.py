@@ -10,16 +10,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import platform
 import time
 from collections.abc import Sequence
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 
 from iwbc.data import OfflineDataset, dataset_normalized_score
 from iwbc.evaluate import EVAL_SEED_BASE, evaluate_policies
+from iwbc.machine import machine_record
 from iwbc.methods import PipelineConfig, resolve_methods, train_methods
 from iwbc.policies import GaussianPolicy
 from iwbc.report.figures import returns_figure
@@ -47,14 +46,6 @@ class ExperimentConfig:
         """A short hash naming the run directory of this configuration on this dataset."""
         text = json.dumps([dataset_id, dataclasses.asdict(self)], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def environment_record() -> dict[str, str]:
-    """Machine and library versions, written beside every result."""
-    record = {"python": platform.python_version(), "machine": platform.machine()}
-    record.update({name: version(name) for name in VERSIONED})
-    record["processor"] = platform.processor() or platform.machine()
-    return record
 
 
 def _evaluate_method(
@@ -125,7 +116,7 @@ def _write_results(
     out_dir.mkdir(parents=True, exist_ok=True)
     returns = dataset.episodes.returns
     p10, p50, p90 = np.percentile(returns, [10, 50, 90])
-    env = environment_record()
+    env = machine_record(VERSIONED)
     pipeline = config.pipeline
     lines = [
         f"# {dataset.id}: final scores",
