@@ -130,7 +130,7 @@ def test_update_moves_every_network_and_the_target_by_tau(
 def test_iql_finds_the_best_action_where_bc_averages() -> None:
     data, weights = bandit()
     mean, std = normalization_stats(data.obs)
-    config = IQLConfig(hidden_dims=(64, 64), actor_decay_steps=800)
+    config = IQLConfig(steps=800, hidden_dims=(64, 64))
     agent = IQLAgent.create([0, 1], OBS_DIM, ACT_DIM, mean, std, config)
     agent, history = train_agent(
         agent, device_transitions(data, obs_mean=mean, obs_std=std), 800, progress=False

@@ -26,6 +26,8 @@ from iwbc.policies import gaussian_log_prob
 class AWACConfig:
     """CORL ``awac.py`` defaults for D4RL locomotion."""
 
+    # Gradient updates of a full run (CORL: num_train_ops = 1M).
+    steps: int = 1_000_000
     batch_size: int = 256
     learning_rate: float = 3e-4
     # CORL's AWAC uses 3 hidden layers of 256 for the actor and both critics.

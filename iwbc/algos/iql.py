@@ -25,13 +25,13 @@ from iwbc.policies import GaussianPolicy, policy_log_prob, policy_mean_action
 class IQLConfig:
     """CORL ``iql.py`` defaults for D4RL locomotion."""
 
+    # Gradient updates of a full run (CORL: max_timesteps = 1M). The actor's learning rate
+    # follows a cosine from actor_lr to 0 over them (CORL: CosineAnnealingLR).
+    steps: int = 1_000_000
     batch_size: int = 256
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     value_lr: float = 3e-4
-    # The actor's learning rate follows a cosine from actor_lr to 0 over this many updates
-    # (CORL: CosineAnnealingLR over max_timesteps = 1M).
-    actor_decay_steps: int = 1_000_000
     hidden_dims: tuple[int, ...] = (256, 256)
     discount: float = 0.99
     # Polyak rate of the target critics.
@@ -212,7 +212,7 @@ def _actor(action_dim: int, config: IQLConfig) -> GaussianPolicy:
 
 
 def _actor_optimizer(config: IQLConfig) -> optax.GradientTransformation:
-    return optax.adam(optax.cosine_decay_schedule(config.actor_lr, config.actor_decay_steps))
+    return optax.adam(optax.cosine_decay_schedule(config.actor_lr, config.steps))
 
 
 def _adam_step(

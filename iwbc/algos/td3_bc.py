@@ -30,6 +30,8 @@ from iwbc.algos.common import (
 class TD3BCConfig:
     """CORL ``td3_bc.py`` defaults for D4RL locomotion."""
 
+    # Gradient updates of a full run (CORL: max_timesteps = 1M).
+    steps: int = 1_000_000
     batch_size: int = 256
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
