@@ -22,7 +22,7 @@ _HDF5_FILE = "main_data.hdf5"
 
 
 @contextmanager
-def _minari_root(root: str | Path | None) -> Iterator[None]:
+def minari_root(root: str | Path | None) -> Iterator[None]:
     """Point Minari at `root` for the duration of a call.
 
     Minari only reads its root from MINARI_DATASETS_PATH, so the variable is set and restored;
@@ -44,7 +44,7 @@ def _minari_root(root: str | Path | None) -> Iterator[None]:
 
 def list_datasets(root: str | Path | None = None) -> list[str]:
     """Ids of the datasets in the local Minari root (`root`, else MINARI_DATASETS_PATH/default)."""
-    with _minari_root(root):
+    with minari_root(root):
         return list(minari.list_local_datasets())
 
 
@@ -63,7 +63,7 @@ def load_dataset(
     compared with `gymnasium.make(env_spec)` when that env can be built here, catching data
     recorded for another env version. Every unusable dataset raises a one-line DatasetError.
     """
-    with _minari_root(root):
+    with minari_root(root):
         _check_id_syntax(dataset_id)
         if not _is_local(dataset_id):
             if not download:

@@ -10,20 +10,17 @@ around the expert would let BC recover the expert and the demo would show nothin
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import lru_cache, partial
 from pathlib import Path
 
 import gymnasium as gym
-import minari
 import mujoco
 import numpy as np
 import scipy.linalg
 from minari.data_collector import EpisodeBuffer
-from minari.storage import get_dataset_path
+
+from iwbc.data.minari_write import dataset_exists, write_dataset
 
 ENV_ID = "InvertedDoublePendulum-v5"
 DEFAULT_DATASET_ID = "iwbc/inverted-double-pendulum/mixed-v0"
@@ -180,23 +177,6 @@ def rollout_mixture(num_episodes: int, seed: int = 0) -> list[EpisodeBuffer]:
     return episodes
 
 
-@contextlib.contextmanager
-def _datasets_root(root: str | Path | None) -> Iterator[None]:
-    """Point minari at `root` (it only reads MINARI_DATASETS_PATH), restoring it afterwards."""
-    if root is None:
-        yield
-        return
-    previous = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(Path(root).expanduser().resolve())
-    try:
-        yield
-    finally:
-        if previous is None:
-            del os.environ["MINARI_DATASETS_PATH"]
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = previous
-
-
 def generate_mixed_dataset(
     dataset_id: str = DEFAULT_DATASET_ID,
     *,
@@ -210,28 +190,24 @@ def generate_mixed_dataset(
     `root` overrides MINARI_DATASETS_PATH (else minari's default directory).  The reference
     scores are `reference_scores()`: 100 random-action and 20 expert episodes on fixed seeds.
     """
-    with _datasets_root(root):
-        if get_dataset_path(dataset_id).exists():
-            if not overwrite:
-                raise FileExistsError(
-                    f"Minari dataset {dataset_id!r} already exists; "
-                    "pass overwrite=True to replace it."
-                )
-            with contextlib.redirect_stdout(io.StringIO()):
-                minari.delete_dataset(dataset_id)
-        ref_min, ref_max = reference_scores()
-        minari.create_dataset_from_buffers(
-            dataset_id=dataset_id,
-            buffer=rollout_mixture(num_episodes, seed),
-            env=ENV_ID,
-            algorithm_name="iwbc",
-            author="iwbc",
-            description=(
-                f"iwbc: LQR expert degraded per episode by a one-sided action bias and noise "
-                f"(degradation u = U(0,1)**{_DEGRADATION_POWER}, bias {BIAS_MAX}*u, noise "
-                f"std {NOISE_MAX}*u); {num_episodes} episodes, seed {seed}."
-            ),
-            ref_min_score=ref_min,
-            ref_max_score=ref_max,
+    if dataset_exists(dataset_id, root) and not overwrite:
+        raise FileExistsError(
+            f"Minari dataset {dataset_id!r} already exists; pass overwrite=True to replace it."
         )
+    ref_min, ref_max = reference_scores()
+    write_dataset(
+        dataset_id,
+        rollout_mixture(num_episodes, seed),
+        env_id=ENV_ID,
+        ref_min_score=ref_min,
+        ref_max_score=ref_max,
+        description=(
+            f"iwbc: LQR expert degraded per episode by a one-sided action bias and noise "
+            f"(degradation u = U(0,1)**{_DEGRADATION_POWER}, bias {BIAS_MAX}*u, noise "
+            f"std {NOISE_MAX}*u); {num_episodes} episodes, seed {seed}."
+        ),
+        algorithm_name="iwbc",
+        root=root,
+        overwrite=overwrite,
+    )
     return dataset_id

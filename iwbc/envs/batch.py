@@ -151,6 +151,34 @@ class BatchEngine:
         self._state, self._obs = after, obs
         return StepResult(obs.copy(), reward, terminated, truncated)
 
+    def save_state(self) -> dict[str, np.ndarray]:
+        """Everything needed to continue bit for bit: MuJoCo's full state rows and step counts.
+
+        The rows hold the integration state including the solver's warm start, so a run
+        restored from them (:meth:`load_state`) takes the same steps as one never stopped.
+        """
+        if self._rne_post:
+            raise NotImplementedError(
+                f"{self.env_id} reads cfrc_ext, which a saved state does not carry; "
+                "save states only for tasks without it"
+            )
+        return {"physics": np.array(self._batch.state, copy=True), "t": self._t.copy()}
+
+    def load_state(self, saved: dict[str, np.ndarray]) -> np.ndarray:
+        """Restore :meth:`save_state`'s output; returns the observations of all envs."""
+        physics = np.asarray(saved["physics"])
+        if physics.shape != self._batch.state.shape:
+            raise ValueError(
+                f"saved physics state has shape {physics.shape}, this engine's is "
+                f"{self._batch.state.shape} ({self.env_id}, {self.num_envs} envs)"
+            )
+        self._batch.state[:] = physics
+        self._batch.forward()
+        self._t = np.asarray(saved["t"], dtype=np.int64).copy()
+        self._state = self._snapshot()
+        self._obs = self.spec.observation(np, self._state)
+        return self._obs.copy()
+
     def close(self) -> None:
         """Nothing to release; the batch is freed with the engine."""
 

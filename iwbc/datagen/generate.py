@@ -1,0 +1,361 @@
+"""D4RL's dataset tiers on Gymnasium v5 tasks, generated here from a SAC behaviour policy.
+
+Per task, one SAC run gives every tier, as in D4RL: ``random`` (uniform actions), ``medium``
+(the first evaluated checkpoint reaching ``medium_fraction`` of the final policy's return,
+acting stochastically), ``medium-replay`` (the run's replay stream up to that checkpoint),
+``expert`` (the final policy, stochastic) and ``medium-expert`` (medium and expert together).
+ref_min_score / ref_max_score are the mean returns of 100 uniform-random and 100 expert
+(deterministic) episodes on fixed seeds, stored in each dataset's metadata.
+
+Work is resumable at every level: the SAC run checkpoints, and a manifest in the run directory
+records each tier once its dataset is in place, so a killed generation redoes neither.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from minari.data_collector import EpisodeBuffer
+
+from iwbc.data.minari_write import dataset_exists, write_dataset
+from iwbc.datagen.behaviour import BehaviourConfig, BehaviourRun, train_behaviour
+from iwbc.datagen.episodes import replay_episodes, rollout_episodes
+from iwbc.datagen.sac import SACConfig, mean_actions, sample_actions
+from iwbc.envs import get_spec, rollout_returns
+
+TASKS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
+TIERS = ("random", "medium", "medium-replay", "expert", "medium-expert")
+# Reset seeds of the reference-score episodes, apart from every dataset's and evaluation's.
+REFERENCE_SEED_BASE = 1_000_000_000
+_TIER_TAGS = {"random": 1, "medium": 2, "expert": 3, "reference-random": 4}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """The SAC run and the tier sizes of one generation."""
+
+    behaviour: BehaviourConfig
+    # Steps of the medium and of the expert tier each (medium-expert holds both).
+    tier_steps: int
+    random_steps: int
+    medium_fraction: float = 1.0 / 3.0
+    reference_episodes: int = 100
+    # Envs stepped together while rolling out a tier.
+    rollout_envs: int = 32
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.medium_fraction < 1.0:
+            raise ValueError(f"medium_fraction must lie in (0, 1), got {self.medium_fraction}")
+        if min(self.tier_steps, self.random_steps, self.reference_episodes) < 1:
+            raise ValueError("tier sizes and reference episodes must be positive")
+
+
+PRESETS = {
+    # Two CPU cores, about 8 minutes a task: a smaller SAC (128-unit layers) for 150k steps,
+    # 100k-step tiers.
+    "quick": Preset(
+        behaviour=BehaviourConfig(
+            env_steps=150_000,
+            start_steps=5_000,
+            eval_every=5_000,
+            checkpoint_every=25_000,
+            sac=SACConfig(hidden_dims=(128, 128)),
+        ),
+        tier_steps=100_000,
+        random_steps=100_000,
+    ),
+    # D4RL's sizes: SAC for 1M steps, 1M-step tiers. Hours on a CPU.
+    "full": Preset(
+        behaviour=BehaviourConfig(env_steps=1_000_000),
+        tier_steps=1_000_000,
+        random_steps=1_000_000,
+    ),
+}
+
+
+def dataset_id(task: str, tier: str) -> str:
+    """The Minari id of a generated tier, e.g. ``iwbc/hopper/medium-replay-v0``."""
+    return f"iwbc/{task}/{tier}-v0"
+
+
+def resolve_task(task: str) -> str:
+    """The Gymnasium id of a task name, with a one-line error listing the known ones."""
+    if task not in TASKS:
+        raise ValueError(f"unknown env {task!r}; available: {', '.join(TASKS)}")
+    return TASKS[task]
+
+
+def resolve_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+@dataclasses.dataclass(frozen=True)
+class TierSummary:
+    """What a written tier holds."""
+
+    dataset_id: str
+    episodes: int
+    steps: int
+    return_p10: float
+    return_p50: float
+    return_p90: float
+
+
+def _summary(tier_id: str, episodes: list[EpisodeBuffer]) -> TierSummary:
+    returns = np.array([sum(e.rewards) for e in episodes])
+    p10, p50, p90 = np.percentile(returns, [10, 50, 90])
+    steps = sum(len(e.rewards) for e in episodes)
+    return TierSummary(tier_id, len(episodes), steps, float(p10), float(p50), float(p90))
+
+
+def _seeds(seed: int, tag: int) -> Callable[[int], int]:
+    return lambda k: int(np.random.SeedSequence([seed, tag, k]).generate_state(1)[0])
+
+
+def _uniform_policy(seed: int, tag: int, action_dim: int) -> Callable:
+    def act(obs: np.ndarray, step: int) -> np.ndarray:
+        rng = np.random.default_rng([seed, tag, step])
+        return rng.uniform(-1.0, 1.0, (obs.shape[0], action_dim))
+
+    return act
+
+
+def _stochastic_policy(params: Any, sac: SACConfig, action_dim: int, seed: int, tag: int):
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), tag)
+    hidden = tuple(sac.hidden_dims)
+
+    def act(obs: np.ndarray, step: int) -> np.ndarray:
+        step_key = jax.random.fold_in(key, step)
+        return np.asarray(sample_actions(params, jnp.asarray(obs), step_key, action_dim, hidden))
+
+    return act
+
+
+def reference_scores(
+    env_id: str, expert_params: Any, sac: SACConfig, episodes: int, seed: int
+) -> tuple[float, float]:
+    """(ref_min, ref_max): mean returns of uniform-random and deterministic expert episodes."""
+    action_dim = int(get_spec(env_id).action_bounds()[0].size)
+    seeds = REFERENCE_SEED_BASE + np.arange(episodes)
+    rng = np.random.default_rng([seed, _TIER_TAGS["reference-random"]])
+    random = rollout_returns(
+        env_id,
+        lambda obs: rng.uniform(-1.0, 1.0, (obs.shape[0], action_dim)),
+        seeds,
+        engine="batch",
+    )
+    hidden = tuple(sac.hidden_dims)
+    expert = rollout_returns(
+        env_id,
+        lambda obs: np.asarray(mean_actions(expert_params, jnp.asarray(obs), action_dim, hidden)),
+        seeds,
+        engine="batch",
+    )
+    return float(random.returns.mean()), float(expert.returns.mean())
+
+
+def medium_checkpoint(evaluations: Sequence[tuple[int, float]], fraction: float) -> int:
+    """Env steps of the first evaluation reaching ``fraction`` of the final one's return."""
+    if not evaluations:
+        raise ValueError("the behaviour run has no evaluations to pick a medium policy from")
+    final = evaluations[-1][1]
+    if final <= 0.0:
+        raise ValueError(
+            f"the final behaviour policy returns {final:.1f} ≤ 0, so 'a fraction of the expert' "
+            "is undefined; train longer (--env-steps)"
+        )
+    return next(step for step, value in evaluations if value >= fraction * final)
+
+
+def _fingerprint(task: str, preset: Preset, seed: int) -> str:
+    text = json.dumps([task, dataclasses.asdict(preset), seed], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.replace(path)
+
+
+@dataclasses.dataclass
+class GenerationResult:
+    """Per-tier summaries and the run's landmarks, as recorded in its manifest."""
+
+    task: str
+    env_id: str
+    seed: int
+    manifest: dict
+    run_dir: Path
+
+    @property
+    def tiers(self) -> dict[str, TierSummary]:
+        return {t: TierSummary(**v) for t, v in self.manifest["tiers"].items()}
+
+
+def generate(
+    task: str,
+    preset: Preset,
+    *,
+    seed: int = 0,
+    tiers: Sequence[str] = TIERS,
+    root: str | Path | None = None,
+    work_dir: str | Path = "runs/datagen",
+    overwrite: bool = False,
+    progress: bool = True,
+    command: str = "",
+) -> GenerationResult:
+    """Generate ``tiers`` of ``task`` as local Minari datasets (resuming a killed run)."""
+    env_id = resolve_task(task)
+    unknown = sorted(set(tiers) - set(TIERS))
+    if unknown:
+        raise ValueError(f"unknown tier(s) {', '.join(unknown)}; available: {', '.join(TIERS)}")
+    started = time.perf_counter()
+    run_dir = Path(work_dir) / f"{task}-seed{seed}-{_fingerprint(task, preset, seed)}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = run_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest.setdefault("tiers", {})
+    if overwrite:
+        manifest["tiers"] = {}
+    todo = [t for t in TIERS if t in tiers and t not in manifest["tiers"]]
+    clashes = [dataset_id(task, t) for t in todo if dataset_exists(dataset_id(task, t), root)]
+    if clashes and not overwrite:
+        raise FileExistsError(
+            f"dataset(s) {', '.join(clashes)} already exist; pass --overwrite to replace them"
+        )
+    manifest.update(
+        task=task, env_id=env_id, seed=seed, preset=dataclasses.asdict(preset), command=command
+    )
+    if not todo:
+        return GenerationResult(task, env_id, seed, manifest, run_dir)
+
+    action_dim = int(get_spec(env_id).action_bounds()[0].size)
+    run: BehaviourRun | None = None
+    if any(t != "random" for t in todo) or "reference" not in manifest:
+        run = train_behaviour(
+            env_id,
+            seed,
+            preset.behaviour,
+            checkpoint=run_dir / "behaviour.msgpack",
+            progress=progress,
+        )
+        medium_step = medium_checkpoint(run.evaluations, preset.medium_fraction)
+        final_step = run.evaluations[-1][0]
+        manifest["behaviour"] = {
+            "evaluations": run.evaluations,
+            "medium_step": medium_step,
+            "medium_return": dict(run.evaluations)[medium_step],
+            "final_step": final_step,
+            "final_return": run.evaluations[-1][1],
+            "train_seconds": run.wall_seconds,
+        }
+        if "reference" not in manifest:
+            ref_min, ref_max = reference_scores(
+                env_id,
+                run.snapshots[final_step],
+                preset.behaviour.sac,
+                preset.reference_episodes,
+                seed,
+            )
+            manifest["reference"] = {"ref_min_score": ref_min, "ref_max_score": ref_max}
+        _write_json(manifest_path, manifest)
+
+    cache: dict[str, list[EpisodeBuffer]] = {}
+
+    def episodes_of(tier: str) -> list[EpisodeBuffer]:
+        if tier in cache:
+            return cache[tier]
+        if tier == "random":
+            policy = _uniform_policy(seed, _TIER_TAGS["random"], action_dim)
+            out = rollout_episodes(
+                env_id,
+                policy,
+                preset.random_steps,
+                _seeds(seed, _TIER_TAGS["random"]),
+                preset.rollout_envs,
+            )
+        elif tier in ("medium", "expert"):
+            behaviour = manifest["behaviour"]
+            step = behaviour["medium_step" if tier == "medium" else "final_step"]
+            policy = _stochastic_policy(
+                run.snapshots[step], preset.behaviour.sac, action_dim, seed, _TIER_TAGS[tier]
+            )
+            out = rollout_episodes(
+                env_id,
+                policy,
+                preset.tier_steps,
+                _seeds(seed, _TIER_TAGS[tier]),
+                preset.rollout_envs,
+            )
+        elif tier == "medium-replay":
+            out = replay_episodes(run.log, manifest["behaviour"]["medium_step"])
+        else:
+            out = episodes_of("medium") + episodes_of("expert")
+        cache[tier] = out
+        return out
+
+    reference = manifest["reference"]
+    for tier in todo:
+        episodes = episodes_of(tier)
+        tier_id = dataset_id(task, tier)
+        write_dataset(
+            tier_id,
+            episodes,
+            env_id=env_id,
+            ref_min_score=reference["ref_min_score"],
+            ref_max_score=reference["ref_max_score"],
+            description=_description(task, tier, preset, seed, manifest, command),
+            algorithm_name="SAC behaviour policy (iwbc.datagen)",
+            root=root,
+            overwrite=overwrite,
+        )
+        manifest["tiers"][tier] = dataclasses.asdict(_summary(tier_id, episodes))
+        _write_json(manifest_path, manifest)
+    manifest["generate_seconds"] = manifest.get("generate_seconds", 0.0) + (
+        time.perf_counter() - started
+    )
+    _write_json(manifest_path, manifest)
+    return GenerationResult(task, env_id, seed, manifest, run_dir)
+
+
+def _description(
+    task: str, tier: str, preset: Preset, seed: int, manifest: dict, command: str
+) -> str:
+    behaviour = manifest.get("behaviour", {})
+    sac = preset.behaviour.sac
+    what = {
+        "random": f"uniform-random actions, whole episodes totalling ≥ {preset.random_steps} steps",
+        "medium": (
+            f"the SAC checkpoint at {behaviour.get('medium_step')} env steps (evaluated return "
+            f"{behaviour.get('medium_return', float('nan')):.1f}, the first to reach "
+            f"{preset.medium_fraction:.3g} of the final policy's), stochastic actions"
+        ),
+        "medium-replay": (
+            f"the SAC run's replay stream up to the medium checkpoint "
+            f"({behaviour.get('medium_step')} env steps), episode boundaries kept"
+        ),
+        "expert": (
+            f"the final SAC policy ({behaviour.get('final_step')} env steps, evaluated return "
+            f"{behaviour.get('final_return', float('nan')):.1f}), stochastic actions"
+        ),
+        "medium-expert": "the medium and expert tiers together",
+    }[tier]
+    return (
+        f"iwbc D4RL-style {tier} tier of {TASKS[task]}: {what}. SAC hidden {sac.hidden_dims}, "
+        f"batch {sac.batch_size}, {preset.behaviour.env_steps} env steps, seed {seed}. "
+        f"ref_min_score: {preset.reference_episodes} uniform-random episodes; ref_max_score: "
+        f"{preset.reference_episodes} deterministic final-policy episodes. "
+        f"Made by `{command or 'iwbc data generate'}`."
+    )

@@ -1,0 +1,281 @@
+"""Soft actor-critic (Haarnoja et al. 2018, with automatic temperature) for behaviour policies.
+
+SAC is online, so the environment runs on the host and only the learning is compiled: the
+replay buffer lives on the device, and a chunk of updates is one jitted ``lax.scan`` that
+samples its minibatches there. This is D4RL's recipe for its behaviour policies (SAC, two
+256-unit hidden layers, learning rates 3e-4, γ = 0.99, τ = 5e-3, target entropy −|A|).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from iwbc.algos.common import MLP, DoubleCritic, TransitionBatch, soft_update
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+_LOG_2 = float(np.log(2.0))
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+@dataclasses.dataclass(frozen=True)
+class SACConfig:
+    """Hyperparameters of SAC v2 as D4RL trained its behaviour policies."""
+
+    hidden_dims: tuple[int, ...] = (256, 256)
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    temperature_lr: float = 3e-4
+    discount: float = 0.99
+    tau: float = 5e-3
+    batch_size: int = 256
+    init_temperature: float = 1.0
+    # None: −|A|, the usual heuristic.
+    target_entropy: float | None = None
+
+
+class TanhGaussianActor(nn.Module):
+    """π(a|s) = tanh(N(μ(s), σ(s)²)), log σ squashed into [LOG_STD_MIN, LOG_STD_MAX]."""
+
+    action_dim: int
+    hidden_dims: Sequence[int] = (256, 256)
+
+    @nn.compact
+    def __call__(self, observations: jax.Array) -> tuple[jax.Array, jax.Array]:
+        out = MLP(self.hidden_dims, 2 * self.action_dim)(observations)
+        mean, raw = jnp.split(out, 2, axis=-1)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(raw) + 1.0)
+        return mean, log_std
+
+
+def tanh_gaussian_sample(
+    mean: jax.Array, log_std: jax.Array, noise: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Reparameterized a = tanh(μ + σ·ε) and log π(a|s), summed over action dimensions.
+
+    The change of variables uses log(1 − tanh(u)²) = 2·(log 2 − u − softplus(−2u)), which
+    stays finite where tanh saturates.
+    """
+    pre_tanh = mean + jnp.exp(log_std) * noise
+    gaussian = jnp.sum(-0.5 * noise**2 - log_std - 0.5 * _LOG_2PI, axis=-1)
+    squash = jnp.sum(2.0 * (_LOG_2 - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh)), axis=-1)
+    return jnp.tanh(pre_tanh), gaussian - squash
+
+
+class ReplayBuffer(flax.struct.PyTreeNode):
+    """A fixed-capacity transition store on the device, filled in order and never overwritten.
+
+    Behaviour training keeps every transition (medium-replay is the buffer itself), so the
+    capacity is the run's total number of env steps and there is no ring to wrap.
+    """
+
+    data: TransitionBatch
+    size: jax.Array
+
+    @classmethod
+    def create(cls, capacity: int, observation_dim: int, action_dim: int) -> ReplayBuffer:
+        def zeros(*shape: int) -> jax.Array:
+            return jnp.zeros((capacity, *shape), jnp.float32)
+
+        data = TransitionBatch(
+            observations=zeros(observation_dim),
+            actions=zeros(action_dim),
+            rewards=zeros(),
+            next_observations=zeros(observation_dim),
+            dones=zeros(),
+        )
+        return cls(data=data, size=jnp.zeros((), jnp.int32))
+
+    @property
+    def capacity(self) -> int:
+        return int(self.data.rewards.shape[0])
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def buffer_append(buffer: ReplayBuffer, transitions: TransitionBatch) -> ReplayBuffer:
+    """The buffer with ``transitions`` (leading axis n) written at its end."""
+    data = jax.tree.map(
+        lambda store, new: jax.lax.dynamic_update_slice_in_dim(
+            store, new.astype(store.dtype), buffer.size, axis=0
+        ),
+        buffer.data,
+        transitions,
+    )
+    return buffer.replace(data=data, size=buffer.size + transitions.rewards.shape[0])
+
+
+class SACAgent(flax.struct.PyTreeNode):
+    """Actor, twin critics with a Polyak target, the log-temperature and their optimizers."""
+
+    step: jax.Array
+    rng: jax.Array
+    actor_params: Any
+    critic_params: Any
+    target_critic_params: Any
+    log_temperature: jax.Array
+    actor_opt_state: Any
+    critic_opt_state: Any
+    temperature_opt_state: Any
+    action_dim: int = flax.struct.field(pytree_node=False)
+    config: SACConfig = flax.struct.field(pytree_node=False)
+
+    @property
+    def actor(self) -> TanhGaussianActor:
+        return TanhGaussianActor(self.action_dim, self.config.hidden_dims)
+
+    @property
+    def critic(self) -> DoubleCritic:
+        return DoubleCritic(self.config.hidden_dims)
+
+    @property
+    def target_entropy(self) -> float:
+        target = self.config.target_entropy
+        return -float(self.action_dim) if target is None else target
+
+    def critic_loss(
+        self, critic_params: Any, batch: TransitionBatch, next_noise: jax.Array
+    ) -> tuple[jax.Array, dict]:
+        """Σ over both critics of the MSE to r + γ(1 − d)(min Q'(s', a') − α log π(a'|s'))."""
+        mean, log_std = self.actor.apply(self.actor_params, batch.next_observations)
+        next_actions, next_log_prob = tanh_gaussian_sample(mean, log_std, next_noise)
+        next_q = self.critic.apply(self.target_critic_params, batch.next_observations, next_actions)
+        soft_value = jnp.min(next_q, axis=0) - jnp.exp(self.log_temperature) * next_log_prob
+        target = batch.rewards + self.config.discount * (1.0 - batch.dones) * soft_value
+        q = self.critic.apply(critic_params, batch.observations, batch.actions)
+        loss = jnp.sum(jnp.mean((q - jax.lax.stop_gradient(target)) ** 2, axis=1))
+        return loss, {"critic_loss": loss, "q_mean": jnp.mean(q)}
+
+    def actor_loss(
+        self, actor_params: Any, critic_params: Any, batch: TransitionBatch, noise: jax.Array
+    ) -> tuple[jax.Array, dict]:
+        """mean(α log π(a|s) − min Q(s, a)), a reparameterized from π."""
+        mean, log_std = self.actor.apply(actor_params, batch.observations)
+        actions, log_prob = tanh_gaussian_sample(mean, log_std, noise)
+        q = jnp.min(self.critic.apply(critic_params, batch.observations, actions), axis=0)
+        loss = jnp.mean(jnp.exp(self.log_temperature) * log_prob - q)
+        return loss, {"actor_loss": loss, "entropy": -jnp.mean(log_prob), "log_prob": log_prob}
+
+    def temperature_loss(self, log_temperature: jax.Array, log_prob: jax.Array) -> jax.Array:
+        """−mean(log α · (log π + H̄)): raises α while the entropy is below its target."""
+        return -jnp.mean(log_temperature * jax.lax.stop_gradient(log_prob + self.target_entropy))
+
+    def update(self, batch: TransitionBatch) -> tuple[SACAgent, dict]:
+        """One critic, actor and temperature step, then the target update."""
+        config = self.config
+        rng, next_key, key = jax.random.split(self.rng, 3)
+        next_noise = jax.random.normal(next_key, batch.actions.shape)
+        noise = jax.random.normal(key, batch.actions.shape)
+
+        critic_grads, critic_info = jax.grad(self.critic_loss, has_aux=True)(
+            self.critic_params, batch, next_noise
+        )
+        updates, critic_opt_state = optax.adam(config.critic_lr).update(
+            critic_grads, self.critic_opt_state
+        )
+        critic_params = optax.apply_updates(self.critic_params, updates)
+
+        actor_grads, actor_info = jax.grad(self.actor_loss, has_aux=True)(
+            self.actor_params, critic_params, batch, noise
+        )
+        updates, actor_opt_state = optax.adam(config.actor_lr).update(
+            actor_grads, self.actor_opt_state
+        )
+        actor_params = optax.apply_updates(self.actor_params, updates)
+
+        log_prob = actor_info.pop("log_prob")
+        temperature_grad = jax.grad(self.temperature_loss)(self.log_temperature, log_prob)
+        updates, temperature_opt_state = optax.adam(config.temperature_lr).update(
+            temperature_grad, self.temperature_opt_state
+        )
+        log_temperature = optax.apply_updates(self.log_temperature, updates)
+
+        agent = self.replace(
+            step=self.step + 1,
+            rng=rng,
+            actor_params=actor_params,
+            critic_params=critic_params,
+            target_critic_params=soft_update(self.target_critic_params, critic_params, config.tau),
+            log_temperature=log_temperature,
+            actor_opt_state=actor_opt_state,
+            critic_opt_state=critic_opt_state,
+            temperature_opt_state=temperature_opt_state,
+        )
+        info = {**critic_info, **actor_info, "temperature": jnp.exp(log_temperature)}
+        return agent, info
+
+    @classmethod
+    def create(
+        cls, seed: int, observation_dim: int, action_dim: int, config: SACConfig | None = None
+    ) -> SACAgent:
+        """A fresh agent; the target critic starts as a copy of the critic."""
+        config = SACConfig() if config is None else config
+        actor = TanhGaussianActor(action_dim, config.hidden_dims)
+        critic = DoubleCritic(config.hidden_dims)
+
+        @jax.jit
+        def create_one(key: jax.Array) -> SACAgent:
+            rng, actor_key, critic_key = jax.random.split(key, 3)
+            actor_params = actor.init(actor_key, jnp.zeros((1, observation_dim)))
+            critic_params = critic.init(
+                critic_key, jnp.zeros((1, observation_dim)), jnp.zeros((1, action_dim))
+            )
+            log_temperature = jnp.log(jnp.asarray(config.init_temperature, jnp.float32))
+            return cls(
+                step=jnp.zeros((), jnp.int32),
+                rng=rng,
+                actor_params=actor_params,
+                critic_params=critic_params,
+                target_critic_params=critic_params,
+                log_temperature=log_temperature,
+                actor_opt_state=optax.adam(config.actor_lr).init(actor_params),
+                critic_opt_state=optax.adam(config.critic_lr).init(critic_params),
+                temperature_opt_state=optax.adam(config.temperature_lr).init(log_temperature),
+                action_dim=action_dim,
+                config=config,
+            )
+
+        return create_one(jax.random.PRNGKey(seed))
+
+
+@functools.partial(jax.jit, static_argnames="length")
+def sac_updates(
+    agent: SACAgent, buffer: ReplayBuffer, length: int
+) -> tuple[SACAgent, dict[str, jax.Array]]:
+    """``length`` updates on minibatches drawn uniformly from the filled part of the buffer."""
+
+    def step(agent: SACAgent, _: None) -> tuple[SACAgent, dict]:
+        rng, key = jax.random.split(agent.rng)
+        index = jax.random.randint(key, (agent.config.batch_size,), 0, buffer.size)
+        batch = jax.tree.map(lambda x: x[index], buffer.data)
+        return agent.replace(rng=rng).update(batch)
+
+    agent, info = jax.lax.scan(step, agent, None, length=length)
+    return agent, jax.tree.map(jnp.mean, info)
+
+
+@functools.partial(jax.jit, static_argnames=("action_dim", "hidden_dims"))
+def sample_actions(
+    actor_params: Any, observations: jax.Array, key: jax.Array, action_dim: int, hidden_dims: tuple
+) -> jax.Array:
+    """Stochastic behaviour actions tanh(μ + σ·ε) for a batch of observations."""
+    mean, log_std = TanhGaussianActor(action_dim, hidden_dims).apply(actor_params, observations)
+    actions, _ = tanh_gaussian_sample(mean, log_std, jax.random.normal(key, mean.shape))
+    return actions
+
+
+@functools.partial(jax.jit, static_argnames=("action_dim", "hidden_dims"))
+def mean_actions(
+    actor_params: Any, observations: jax.Array, action_dim: int, hidden_dims: tuple
+) -> jax.Array:
+    """The deterministic action tanh(μ(s)), used to evaluate a behaviour policy."""
+    mean, _ = TanhGaussianActor(action_dim, hidden_dims).apply(actor_params, observations)
+    return jnp.tanh(mean)
