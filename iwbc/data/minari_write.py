@@ -62,6 +62,7 @@ def write_dataset(
                 dataset_id=dataset_id,
                 buffer=episodes,
                 env=env_id,
+                eval_env=env_id,
                 algorithm_name=algorithm_name,
                 author="iwbc",
                 description=description,

@@ -60,11 +60,11 @@ class Preset:
 
 
 PRESETS = {
-    # Two CPU cores, about 8 minutes a task: a smaller SAC (128-unit layers) for 150k steps,
+    # Two CPU cores, under 10 minutes a task: a smaller SAC (128-unit layers) for 100k steps,
     # 100k-step tiers.
     "quick": Preset(
         behaviour=BehaviourConfig(
-            env_steps=150_000,
+            env_steps=100_000,
             start_steps=5_000,
             eval_every=5_000,
             checkpoint_every=25_000,

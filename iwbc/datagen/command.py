@@ -1,0 +1,129 @@
+"""``iwbc data generate``: the tiers of one or more tasks, and a summary table of what they hold."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
+from iwbc.datagen.generate import (
+    PRESETS,
+    TASKS,
+    TIERS,
+    GenerationResult,
+    generate,
+    resolve_preset,
+    resolve_task,
+)
+from iwbc.machine import machine_record
+
+
+def summary_markdown(results: list[GenerationResult], preset: str, command: str) -> str:
+    """A table of every tier written: episodes, steps and return percentiles, per task."""
+    lines = [
+        f"# Generated datasets: preset `{preset}`",
+        "",
+        f"Regenerate: `{command}`",
+        "",
+        "| dataset | episodes | steps | return p10 | p50 | p90 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for result in results:
+        for tier in TIERS:
+            summary = result.tiers.get(tier)
+            if summary is None:
+                continue
+            lines.append(
+                f"| `{summary.dataset_id}` | {summary.episodes:,} | {summary.steps:,} | "
+                f"{summary.return_p10:.1f} | {summary.return_p50:.1f} | {summary.return_p90:.1f} |"
+            )
+    lines += [
+        "",
+        "| task | SAC env steps | medium checkpoint (return) | final return | "
+        "ref_min | ref_max | wall s |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for result in results:
+        behaviour = result.manifest.get("behaviour", {})
+        reference = result.manifest.get("reference", {})
+        lines.append(
+            f"| {result.env_id} | {result.manifest['preset']['behaviour']['env_steps']:,} | "
+            f"{behaviour.get('medium_step', '—')} ({behaviour.get('medium_return', 0.0):.1f}) | "
+            f"{behaviour.get('final_return', 0.0):.1f} | "
+            f"{reference.get('ref_min_score', 0.0):.1f} | "
+            f"{reference.get('ref_max_score', 0.0):.1f} | "
+            f"{result.manifest.get('generate_seconds', 0.0):.0f} |"
+        )
+    env = machine_record(("jax", "mujoco", "gymnasium", "minari", "numpy"))
+    lines += ["", "Wall s counts every invocation of a resumed generation.", ""]
+    lines.append("- " + ", ".join(f"{k} {v}" for k, v in env.items()))
+    return "\n".join(lines) + "\n"
+
+
+def _generate(args: argparse.Namespace) -> None:
+    for task in args.envs:
+        resolve_task(task)
+    preset = resolve_preset(args.preset)
+    behaviour = preset.behaviour
+    if args.env_steps is not None:
+        behaviour = dataclasses.replace(
+            behaviour,
+            env_steps=args.env_steps,
+            eval_every=min(behaviour.eval_every, args.env_steps),
+            checkpoint_every=min(behaviour.checkpoint_every, args.env_steps),
+        )
+    preset = dataclasses.replace(
+        preset,
+        behaviour=behaviour,
+        tier_steps=args.tier_steps or preset.tier_steps,
+        random_steps=args.random_steps or preset.random_steps,
+    )
+    tiers = tuple(t.strip() for t in args.tiers.split(",")) if args.tiers else TIERS
+    command = "iwbc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    results = []
+    for task in args.envs:
+        result = generate(
+            task,
+            preset,
+            seed=args.seed,
+            tiers=tiers,
+            root=args.root,
+            work_dir=args.work_dir,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+            command=command,
+        )
+        results.append(result)
+        for summary in result.tiers.values():
+            print(
+                f"{summary.dataset_id}: {summary.episodes} episodes, {summary.steps} steps, "
+                f"return p10/p50/p90 {summary.return_p10:.1f} / {summary.return_p50:.1f} / "
+                f"{summary.return_p90:.1f}"
+            )
+    if args.report:
+        report = Path(args.report)
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(summary_markdown(results, args.preset, command))
+        print(f"wrote {report}")
+
+
+def add_generate_parser(commands: argparse._SubParsersAction) -> None:
+    """Register ``generate`` under ``iwbc data``."""
+    parser = commands.add_parser(
+        "generate", help="D4RL-style tiers (random … medium-expert) from a SAC behaviour policy"
+    )
+    parser.add_argument("envs", nargs="+", metavar="ENV", help=f"from {', '.join(TASKS)}")
+    parser.add_argument("--preset", default="quick", help=f"from {', '.join(PRESETS)}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tiers", default=None, help=f"comma-separated, default {','.join(TIERS)}")
+    parser.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
+    parser.add_argument("--work-dir", default="runs/datagen", help="SAC checkpoints, manifests")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing datasets")
+    parser.add_argument("--env-steps", type=int, default=None, help="SAC env steps (override)")
+    parser.add_argument("--tier-steps", type=int, default=None, help="medium/expert size")
+    parser.add_argument("--random-steps", type=int, default=None, help="random tier size")
+    parser.add_argument("--report", default=None, help="write a markdown summary here")
+    parser.add_argument("--quiet", action="store_true")
+    parser.set_defaults(func=_generate)

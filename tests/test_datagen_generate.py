@@ -1,0 +1,181 @@
+"""Tier generation at tiny sizes: episode splitting, the five tiers, resume, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import minari
+import numpy as np
+import pytest
+
+from iwbc.cli import main
+from iwbc.data import load_dataset
+from iwbc.data.minari_io import minari_root
+from iwbc.datagen.behaviour import BehaviourConfig, TransitionLog, train_behaviour
+from iwbc.datagen.episodes import replay_episodes, rollout_episodes
+from iwbc.datagen.generate import TIERS, Preset, dataset_id, generate, medium_checkpoint
+from iwbc.datagen.sac import SACConfig
+from iwbc.envs import BatchEngine, get_spec
+
+TINY = Preset(
+    behaviour=BehaviourConfig(
+        env_steps=3_000,
+        start_steps=1_000,
+        update_every=500,
+        eval_every=1_000,
+        checkpoint_every=1_000,
+        eval_episodes=3,
+        sac=SACConfig(hidden_dims=(32, 32), batch_size=64),
+    ),
+    tier_steps=1_500,
+    random_steps=800,
+    reference_episodes=5,
+    rollout_envs=4,
+)
+
+
+def test_replay_episodes_split_each_envs_stream() -> None:
+    # Two envs interleaved: env 0 ends an episode at its 2nd step, env 1 at its 3rd; both are
+    # mid-episode at the cut.
+    log = TransitionLog.create(10, 1, 1)
+    for t in range(4):
+        for env in range(2):
+            value = 10 * env + t
+            log.append(
+                observations=np.array([[value]]),
+                actions=np.array([[value]]),
+                rewards=np.array([float(value)]),
+                next_observations=np.array([[value + 0.5]]),
+                terminated=np.array([(env, t) == (0, 1)]),
+                truncated=np.array([(env, t) == (1, 2)]),
+                env=np.array([env]),
+            )
+    episodes = replay_episodes(log, 8)
+    assert [e.rewards for e in episodes] == [[0.0, 1.0], [10.0, 11.0, 12.0], [2.0, 3.0], [13.0]]
+    assert [e.terminations[-1] for e in episodes] == [True, False, False, False]
+    assert [e.truncations[-1] for e in episodes] == [False, True, True, True]
+    np.testing.assert_array_equal(np.asarray(episodes[0].observations)[:, 0], [0, 1, 1.5])
+    with pytest.raises(ValueError, match="outside the stream"):
+        replay_episodes(log, 9)
+
+
+def test_rollout_episodes_are_whole_deterministic_and_seeded() -> None:
+    env_id = "Hopper-v5"
+
+    def policy(obs: np.ndarray, step: int) -> np.ndarray:
+        return np.random.default_rng(step).uniform(-1, 1, (obs.shape[0], 3))
+
+    first = rollout_episodes(env_id, policy, 300, lambda k: 100 + k, num_envs=4)
+    again = rollout_episodes(env_id, policy, 300, lambda k: 100 + k, num_envs=4)
+    steps = sum(len(e.rewards) for e in first)
+    assert steps >= 300
+    assert all(e.terminations[-1] or e.truncations[-1] for e in first)
+    assert all(not any(e.terminations[:-1]) for e in first)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a.observations, b.observations)
+    engine = BatchEngine(get_spec(env_id), 1)
+    for k in (0, len(first) - 1):
+        np.testing.assert_array_equal(first[k].observations[0], engine.reset([100 + k])[0])
+
+
+def test_medium_checkpoint_is_the_first_to_reach_the_fraction() -> None:
+    evaluations = [(1, 10.0), (2, 50.0), (3, 20.0), (4, 90.0)]
+    assert medium_checkpoint(evaluations, 1 / 3) == 2
+    with pytest.raises(ValueError, match="train longer"):
+        medium_checkpoint([(1, 5.0), (2, -1.0)], 1 / 3)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
+    root = tmp_path_factory.mktemp("minari")
+    work = tmp_path_factory.mktemp("work")
+    result = generate("hopper", TINY, seed=0, root=root, work_dir=work, progress=False)
+    return root, work, result.manifest
+
+
+def test_all_tiers_are_loadable_minari_datasets(generated: tuple[Path, Path, dict]) -> None:
+    root, _, manifest = generated
+    reference = manifest["reference"]
+    loaded = {t: load_dataset(dataset_id("hopper", t), root=root) for t in TIERS}
+    for tier, data in loaded.items():
+        assert data.env_id == "Hopper-v5"
+        assert data.ref_min_score == pytest.approx(reference["ref_min_score"])
+        assert data.ref_max_score == pytest.approx(reference["ref_max_score"])
+        assert manifest["tiers"][tier]["steps"] == data.num_steps
+        assert manifest["tiers"][tier]["episodes"] == data.num_episodes
+    assert loaded["random"].num_steps >= TINY.random_steps
+    assert loaded["medium"].num_steps >= TINY.tier_steps
+    assert loaded["medium-replay"].num_steps == manifest["behaviour"]["medium_step"]
+    assert (
+        loaded["medium-expert"].num_episodes
+        == loaded["medium"].num_episodes + loaded["expert"].num_episodes
+    )
+    with minari_root(root):
+        dataset = minari.load_dataset(dataset_id("hopper", "expert"))
+        score = minari.get_normalized_score(dataset, np.array([reference["ref_max_score"]]))
+        assert score == pytest.approx(1.0)
+        assert "SAC" in dataset.storage.metadata["algorithm_name"]
+
+
+def test_rerun_resumes_and_a_foreign_dataset_is_refused(
+    generated: tuple[Path, Path, dict], tmp_path: Path
+) -> None:
+    root, work, manifest = generated
+    again = generate("hopper", TINY, seed=0, root=root, work_dir=work, progress=False)
+    assert again.manifest["tiers"] == manifest["tiers"]
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        generate("hopper", TINY, seed=0, root=root, work_dir=tmp_path, progress=False)
+
+
+def test_killed_generation_resumes_to_the_same_data(
+    generated: tuple[Path, Path, dict], tmp_path: Path
+) -> None:
+    _, _, manifest = generated
+    root, work = tmp_path / "minari", tmp_path / "work"
+    # Kill the SAC run after its first checkpoint, then let generate pick it up.
+    probe = generate("hopper", TINY, seed=0, root=root, work_dir=work, tiers=(), progress=False)
+    train_behaviour(
+        "Hopper-v5",
+        0,
+        TINY.behaviour,
+        checkpoint=probe.run_dir / "behaviour.msgpack",
+        progress=False,
+        stop_after=1_000,
+    )
+    resumed = generate("hopper", TINY, seed=0, root=root, work_dir=work, progress=False)
+    assert resumed.manifest["tiers"] == manifest["tiers"]
+    assert resumed.manifest["reference"] == manifest["reference"]
+
+
+def test_a_failed_write_leaves_nothing_visible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(**_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(minari, "create_dataset_from_buffers", disk_full)
+    short = dataclasses.replace(TINY.behaviour, env_steps=1_000, start_steps=500)
+    preset = dataclasses.replace(TINY, behaviour=short, random_steps=50)
+    with pytest.raises(OSError, match=r"No space left on device.*nothing was written"):
+        generate(
+            "hopper",
+            preset,
+            root=tmp_path,
+            work_dir=tmp_path / "w",
+            tiers=("random",),
+            progress=False,
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
+    manifest = json.loads(next((tmp_path / "w").glob("*/manifest.json")).read_text())
+    assert manifest["tiers"] == {}
+
+
+def test_cli_rejects_unknown_env_and_tier(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["data", "generate", "humanoid"]) == 2
+    assert "unknown env 'humanoid'; available: hopper, halfcheetah, walker2d" in (
+        capsys.readouterr().err
+    )
+    assert main(["data", "generate", "hopper", "--tiers", "medium,best"]) == 2
+    assert "unknown tier(s) best" in capsys.readouterr().err

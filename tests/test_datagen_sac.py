@@ -1,0 +1,170 @@
+"""SAC for the behaviour policies: losses against float64 NumPy, the buffer, and that it learns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from iwbc.algos.common import TransitionBatch
+from iwbc.datagen.behaviour import BehaviourConfig, train_behaviour
+from iwbc.datagen.sac import (
+    LOG_STD_MAX,
+    LOG_STD_MIN,
+    ReplayBuffer,
+    SACAgent,
+    SACConfig,
+    buffer_append,
+    sac_updates,
+    tanh_gaussian_sample,
+)
+from iwbc.envs import rollout_returns
+
+OBS_DIM, ACT_DIM, BATCH = 3, 2, 16
+CONFIG = SACConfig(hidden_dims=(8, 8), batch_size=BATCH)
+
+
+def np_mlp(layers: dict, x: np.ndarray) -> np.ndarray:
+    count = len(layers)
+    for i in range(count):
+        layer = layers[f"Dense_{i}"]
+        x = x @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
+        if i < count - 1:
+            x = np.maximum(x, 0.0)
+    return x
+
+
+def np_actor(params: Any, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    out = np_mlp(params["params"]["MLP_0"], obs)
+    mean, raw = out[:, :ACT_DIM], out[:, ACT_DIM:]
+    log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (np.tanh(raw) + 1.0)
+    return mean, log_std
+
+
+def np_sample(mean: np.ndarray, log_std: np.ndarray, noise: np.ndarray):
+    """tanh(u), u ~ N(mean, std²): log-density by the textbook change of variables."""
+    u = mean + np.exp(log_std) * noise
+    gaussian = -0.5 * ((u - mean) / np.exp(log_std)) ** 2 - log_std - 0.5 * np.log(2 * np.pi)
+    return np.tanh(u), np.sum(gaussian - np.log(1.0 - np.tanh(u) ** 2), axis=-1)
+
+
+def np_critic(params: Any, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    stacked = params["params"]["VmapMLP_0"]
+    inputs = np.concatenate([obs, actions], axis=-1)
+    return np.stack(
+        [np_mlp(jax.tree.map(lambda x, k=k: x[k], stacked), inputs)[:, 0] for k in range(2)]
+    )
+
+
+@pytest.fixture(scope="module")
+def agent() -> SACAgent:
+    """A fresh agent whose target critic differs from its critic and whose α is not 1."""
+    base = SACAgent.create(0, OBS_DIM, ACT_DIM, CONFIG)
+    other = SACAgent.create(1, OBS_DIM, ACT_DIM, CONFIG)
+    return base.replace(target_critic_params=other.critic_params, log_temperature=jnp.asarray(-0.7))
+
+
+@pytest.fixture(scope="module")
+def batch() -> TransitionBatch:
+    rng = np.random.default_rng(3)
+    dones = np.zeros(BATCH, np.float32)
+    dones[::4] = 1.0
+    return TransitionBatch(
+        observations=jnp.asarray(rng.normal(size=(BATCH, OBS_DIM)), jnp.float32),
+        actions=jnp.asarray(rng.uniform(-1, 1, size=(BATCH, ACT_DIM)), jnp.float32),
+        rewards=jnp.asarray(rng.normal(size=BATCH), jnp.float32),
+        next_observations=jnp.asarray(rng.normal(size=(BATCH, OBS_DIM)), jnp.float32),
+        dones=jnp.asarray(dones),
+    )
+
+
+def test_tanh_gaussian_log_prob_matches_the_change_of_variables() -> None:
+    rng = np.random.default_rng(0)
+    mean, noise = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    log_std = rng.uniform(-2, 0.5, size=(5, 3))
+    actions, log_prob = tanh_gaussian_sample(jnp.asarray(mean), jnp.asarray(log_std), noise)
+    want_actions, want_log_prob = np_sample(mean, log_std, noise)
+    np.testing.assert_allclose(actions, want_actions, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(log_prob, want_log_prob, rtol=1e-4, atol=1e-4)
+
+
+def test_critic_loss_matches_numpy(agent: SACAgent, batch: TransitionBatch) -> None:
+    noise = np.random.default_rng(4).normal(size=(BATCH, ACT_DIM))
+    loss, _ = agent.critic_loss(agent.critic_params, batch, jnp.asarray(noise, jnp.float32))
+    b = jax.tree.map(lambda x: np.asarray(x, np.float64), batch)
+    next_actions, next_log_prob = np_sample(
+        *np_actor(agent.actor_params, b.next_observations), noise
+    )
+    next_q = np_critic(agent.target_critic_params, b.next_observations, next_actions)
+    alpha = np.exp(-0.7)
+    target = b.rewards + 0.99 * (1 - b.dones) * (next_q.min(axis=0) - alpha * next_log_prob)
+    q = np_critic(agent.critic_params, b.observations, b.actions)
+    want = np.sum(np.mean((q - target) ** 2, axis=1))
+    np.testing.assert_allclose(float(loss), want, rtol=1e-4)
+
+
+def test_actor_and_temperature_losses_match_numpy(agent: SACAgent, batch: TransitionBatch) -> None:
+    noise = np.random.default_rng(5).normal(size=(BATCH, ACT_DIM))
+    loss, info = agent.actor_loss(
+        agent.actor_params, agent.critic_params, batch, jnp.asarray(noise, jnp.float32)
+    )
+    obs = np.asarray(batch.observations, np.float64)
+    actions, log_prob = np_sample(*np_actor(agent.actor_params, obs), noise)
+    q = np_critic(agent.critic_params, obs, actions).min(axis=0)
+    alpha = np.exp(-0.7)
+    np.testing.assert_allclose(float(loss), np.mean(alpha * log_prob - q), rtol=1e-4)
+    temperature = agent.temperature_loss(agent.log_temperature, info["log_prob"])
+    want = -np.mean(-0.7 * (log_prob - ACT_DIM))  # target entropy −|A|
+    np.testing.assert_allclose(float(temperature), want, rtol=1e-4)
+
+
+def test_buffer_appends_in_order_and_updates_sample_only_filled_rows() -> None:
+    buffer = ReplayBuffer.create(10, OBS_DIM, ACT_DIM)
+
+    def rows(start: int, count: int) -> TransitionBatch:
+        values = np.arange(start, start + count, dtype=np.float32)
+        return TransitionBatch(
+            observations=jnp.tile(values[:, None], (1, OBS_DIM)),
+            actions=jnp.zeros((count, ACT_DIM)),
+            rewards=jnp.asarray(values),
+            next_observations=jnp.tile(values[:, None], (1, OBS_DIM)),
+            dones=jnp.zeros(count),
+        )
+
+    buffer = buffer_append(buffer, rows(0, 3))
+    buffer = buffer_append(buffer, rows(3, 4))
+    assert int(buffer.size) == 7
+    np.testing.assert_array_equal(buffer.data.rewards, [0, 1, 2, 3, 4, 5, 6, 0, 0, 0])
+    # NaN rewards past the filled rows: a single draw from there would poison the losses.
+    poisoned = jnp.where(jnp.arange(10) < 7, buffer.data.rewards, jnp.nan)
+    buffer = buffer.replace(data=buffer.data.replace(rewards=poisoned))
+    agent = SACAgent.create(0, OBS_DIM, ACT_DIM, SACConfig(hidden_dims=(8,), batch_size=8))
+    agent, info = sac_updates(agent, buffer, 50)
+    assert int(agent.step) == 50
+    assert all(np.isfinite(float(v)) for v in info.values())
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(agent.critic_params))
+
+
+def test_sac_learns_inverted_double_pendulum() -> None:
+    # 5k env steps of a small SAC: the deterministic policy must balance far longer than random.
+    env_id = "InvertedDoublePendulum-v5"
+    config = BehaviourConfig(
+        env_steps=5_000,
+        start_steps=1_000,
+        update_every=500,
+        eval_every=1_000,
+        checkpoint_every=5_000,
+        eval_episodes=5,
+        sac=SACConfig(hidden_dims=(64, 64), batch_size=128),
+    )
+    run = train_behaviour(env_id, 0, config, progress=False)
+    rng = np.random.default_rng(0)
+    random = rollout_returns(
+        env_id, lambda obs: rng.uniform(-1, 1, (obs.shape[0], 1)), np.arange(20), engine="batch"
+    )
+    final = run.evaluations[-1][1]
+    assert final > 3.0 * random.returns.mean(), (final, random.returns.mean())
+    assert [s for s, _ in run.evaluations] == [1000, 2000, 3000, 4000, 5000]
