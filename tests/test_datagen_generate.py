@@ -15,7 +15,14 @@ from iwbc.data import load_dataset
 from iwbc.data.minari_io import minari_root
 from iwbc.datagen.behaviour import BehaviourConfig, TransitionLog, train_behaviour
 from iwbc.datagen.episodes import replay_episodes, rollout_episodes
-from iwbc.datagen.generate import TIERS, Preset, dataset_id, generate, medium_checkpoint
+from iwbc.datagen.generate import (
+    TIERS,
+    Preset,
+    dataset_id,
+    expert_checkpoint,
+    generate,
+    medium_checkpoint,
+)
 from iwbc.datagen.sac import SACConfig
 from iwbc.envs import BatchEngine, get_spec
 
@@ -81,10 +88,13 @@ def test_rollout_episodes_are_whole_deterministic_and_seeded() -> None:
 
 
 def test_medium_checkpoint_is_the_first_to_reach_the_fraction() -> None:
-    evaluations = [(1, 10.0), (2, 50.0), (3, 20.0), (4, 90.0)]
-    assert medium_checkpoint(evaluations, 1 / 3) == 2
+    evaluations = [(1, 10.0), (2, 40.0), (3, 20.0), (4, 150.0), (5, 90.0)]
+    assert expert_checkpoint(evaluations, "final") == 5
+    assert expert_checkpoint(evaluations, "best") == 4
+    assert medium_checkpoint(evaluations, 1 / 3, expert_step=5) == 2
+    assert medium_checkpoint(evaluations, 1 / 3, expert_step=4) == 4
     with pytest.raises(ValueError, match="train longer"):
-        medium_checkpoint([(1, 5.0), (2, -1.0)], 1 / 3)
+        medium_checkpoint([(1, 5.0), (2, -1.0)], 1 / 3, expert_step=2)
 
 
 @pytest.fixture(scope="module")

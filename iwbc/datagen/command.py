@@ -51,6 +51,7 @@ def summary_markdown(results: list[GenerationResult], preset: str, command: str)
         lines.append(
             f"| {result.env_id} | {result.manifest['preset']['behaviour']['env_steps']:,} | "
             f"{behaviour.get('medium_step', '—')} ({behaviour.get('medium_return', 0.0):.1f}) | "
+            f"{behaviour.get('expert_step', '—')} ({behaviour.get('expert_return', 0.0):.1f}) | "
             f"{behaviour.get('final_return', 0.0):.1f} | "
             f"{reference.get('ref_min_score', 0.0):.1f} | "
             f"{reference.get('ref_max_score', 0.0):.1f} | "

@@ -1,9 +1,10 @@
 """D4RL's dataset tiers on Gymnasium v5 tasks, generated here from a SAC behaviour policy.
 
 Per task, one SAC run gives every tier, as in D4RL: ``random`` (uniform actions), ``medium``
-(the first evaluated checkpoint reaching ``medium_fraction`` of the final policy's return,
-acting stochastically), ``medium-replay`` (the run's replay stream up to that checkpoint),
-``expert`` (the final policy, stochastic) and ``medium-expert`` (medium and expert together).
+(the first evaluated checkpoint reaching ``medium_fraction`` of the expert's return, acting
+stochastically), ``medium-replay`` (the run's replay stream up to that checkpoint), ``expert``
+(the final policy, or the best evaluated one in short runs; stochastic) and ``medium-expert``
+(medium and expert together).
 ref_min_score / ref_max_score are the mean returns of 100 uniform-random and 100 expert
 (deterministic) episodes on fixed seeds, stored in each dataset's metadata.
 
@@ -48,6 +49,9 @@ class Preset:
     tier_steps: int
     random_steps: int
     medium_fraction: float = 1.0 / 3.0
+    # "final": the expert is the last policy, as in D4RL. "best": the best evaluated
+    # checkpoint, for short runs whose return still swings from one evaluation to the next.
+    expert: str = "final"
     reference_episodes: int = 100
     # Envs stepped together while rolling out a tier.
     rollout_envs: int = 32
@@ -55,13 +59,16 @@ class Preset:
     def __post_init__(self) -> None:
         if not 0.0 < self.medium_fraction < 1.0:
             raise ValueError(f"medium_fraction must lie in (0, 1), got {self.medium_fraction}")
+        if self.expert not in ("final", "best"):
+            raise ValueError(f"expert must be 'final' or 'best', got {self.expert!r}")
         if min(self.tier_steps, self.random_steps, self.reference_episodes) < 1:
             raise ValueError("tier sizes and reference episodes must be positive")
 
 
 PRESETS = {
     # Two CPU cores, under 10 minutes a task: a smaller SAC (128-unit layers) for 100k steps,
-    # 100k-step tiers.
+    # 100k-step tiers. So short a run still swings between evaluations (Hopper can drop from
+    # ~1000 to ~300 and back), so the expert is its best evaluated checkpoint.
     "quick": Preset(
         behaviour=BehaviourConfig(
             env_steps=100_000,
@@ -72,6 +79,7 @@ PRESETS = {
         ),
         tier_steps=100_000,
         random_steps=100_000,
+        expert="best",
     ),
     # D4RL's sizes: SAC for 1M steps, 1M-step tiers. Hours on a CPU.
     "full": Preset(
@@ -165,21 +173,34 @@ def reference_scores(
     return float(random.returns.mean()), float(expert.returns.mean())
 
 
-def medium_checkpoint(evaluations: Sequence[tuple[int, float]], fraction: float) -> int:
-    """Env steps of the first evaluation reaching ``fraction`` of the final one's return."""
+def expert_checkpoint(evaluations: Sequence[tuple[int, float]], rule: str) -> int:
+    """Env steps of the expert: the last evaluation, or the best one (the earliest on ties)."""
     if not evaluations:
-        raise ValueError("the behaviour run has no evaluations to pick a medium policy from")
-    final = evaluations[-1][1]
-    if final <= 0.0:
+        raise ValueError("the behaviour run has no evaluations to pick an expert from")
+    if rule == "final":
+        return evaluations[-1][0]
+    return max(evaluations, key=lambda item: (item[1], -item[0]))[0]
+
+
+def medium_checkpoint(
+    evaluations: Sequence[tuple[int, float]], fraction: float, expert_step: int
+) -> int:
+    """Env steps of the first evaluation reaching ``fraction`` of the expert's return."""
+    expert = dict(evaluations)[expert_step]
+    if expert <= 0.0:
         raise ValueError(
-            f"the final behaviour policy returns {final:.1f} ≤ 0, so 'a fraction of the expert' "
+            f"the expert policy returns {expert:.1f} ≤ 0, so 'a fraction of the expert' "
             "is undefined; train longer (--env-steps)"
         )
-    return next(step for step, value in evaluations if value >= fraction * final)
+    return next(step for step, value in evaluations if value >= fraction * expert)
 
 
-def _fingerprint(task: str, preset: Preset, seed: int) -> str:
-    text = json.dumps([task, dataclasses.asdict(preset), seed], sort_keys=True, default=str)
+def _fingerprint(*parts: object) -> str:
+    text = json.dumps(
+        [dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts],
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -223,6 +244,12 @@ def generate(
         raise ValueError(f"unknown tier(s) {', '.join(unknown)}; available: {', '.join(TIERS)}")
     started = time.perf_counter()
     run_dir = Path(work_dir) / f"{task}-seed{seed}-{_fingerprint(task, preset, seed)}"
+    # The SAC run depends on less than the tiers do, so tier settings can change without it.
+    behaviour_checkpoint = (
+        Path(work_dir)
+        / "sac"
+        / f"{task}-seed{seed}-{_fingerprint(task, preset.behaviour, seed)}.msgpack"
+    )
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = run_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
@@ -248,23 +275,25 @@ def generate(
             env_id,
             seed,
             preset.behaviour,
-            checkpoint=run_dir / "behaviour.msgpack",
+            checkpoint=behaviour_checkpoint,
             progress=progress,
         )
-        medium_step = medium_checkpoint(run.evaluations, preset.medium_fraction)
-        final_step = run.evaluations[-1][0]
+        expert_step = expert_checkpoint(run.evaluations, preset.expert)
+        medium_step = medium_checkpoint(run.evaluations, preset.medium_fraction, expert_step)
+        returns = dict(run.evaluations)
         manifest["behaviour"] = {
             "evaluations": run.evaluations,
             "medium_step": medium_step,
-            "medium_return": dict(run.evaluations)[medium_step],
-            "final_step": final_step,
+            "medium_return": returns[medium_step],
+            "expert_step": expert_step,
+            "expert_return": returns[expert_step],
             "final_return": run.evaluations[-1][1],
             "train_seconds": run.wall_seconds,
         }
         if "reference" not in manifest:
             ref_min, ref_max = reference_scores(
                 env_id,
-                run.snapshots[final_step],
+                run.snapshots[expert_step],
                 preset.behaviour.sac,
                 preset.reference_episodes,
                 seed,
@@ -288,7 +317,7 @@ def generate(
             )
         elif tier in ("medium", "expert"):
             behaviour = manifest["behaviour"]
-            step = behaviour["medium_step" if tier == "medium" else "final_step"]
+            step = behaviour["medium_step" if tier == "medium" else "expert_step"]
             policy = _stochastic_policy(
                 run.snapshots[step], preset.behaviour.sac, action_dim, seed, _TIER_TAGS[tier]
             )
@@ -340,15 +369,16 @@ def _description(
         "medium": (
             f"the SAC checkpoint at {behaviour.get('medium_step')} env steps (evaluated return "
             f"{behaviour.get('medium_return', float('nan')):.1f}, the first to reach "
-            f"{preset.medium_fraction:.3g} of the final policy's), stochastic actions"
+            f"{preset.medium_fraction:.3g} of the expert's), stochastic actions"
         ),
         "medium-replay": (
             f"the SAC run's replay stream up to the medium checkpoint "
             f"({behaviour.get('medium_step')} env steps), episode boundaries kept"
         ),
         "expert": (
-            f"the final SAC policy ({behaviour.get('final_step')} env steps, evaluated return "
-            f"{behaviour.get('final_return', float('nan')):.1f}), stochastic actions"
+            f"the {preset.expert} SAC checkpoint ({behaviour.get('expert_step')} env steps, "
+            f"evaluated return {behaviour.get('expert_return', float('nan')):.1f}), "
+            "stochastic actions"
         ),
         "medium-expert": "the medium and expert tiers together",
     }[tier]
@@ -356,6 +386,6 @@ def _description(
         f"iwbc D4RL-style {tier} tier of {TASKS[task]}: {what}. SAC hidden {sac.hidden_dims}, "
         f"batch {sac.batch_size}, {preset.behaviour.env_steps} env steps, seed {seed}. "
         f"ref_min_score: {preset.reference_episodes} uniform-random episodes; ref_max_score: "
-        f"{preset.reference_episodes} deterministic final-policy episodes. "
+        f"{preset.reference_episodes} deterministic expert-policy episodes. "
         f"Made by `{command or 'iwbc data generate'}`."
     )
