@@ -13,6 +13,7 @@ import pytest
 from iwbc.cli import main
 from iwbc.data import load_dataset
 from iwbc.data.minari_io import minari_root
+from iwbc.data.minari_write import write_dataset
 from iwbc.datagen.behaviour import BehaviourConfig, TransitionLog, train_behaviour
 from iwbc.datagen.episodes import replay_episodes, rollout_episodes
 from iwbc.datagen.generate import (
@@ -189,3 +190,27 @@ def test_cli_rejects_unknown_env_and_tier(capsys: pytest.CaptureFixture[str]) ->
     )
     assert main(["data", "generate", "hopper", "--tiers", "medium,best"]) == 2
     assert "unknown tier(s) best" in capsys.readouterr().err
+
+
+def test_write_dataset_under_a_relative_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    def policy(obs: np.ndarray, step: int) -> np.ndarray:
+        return np.zeros((obs.shape[0], 3))
+
+    episodes = rollout_episodes("Hopper-v5", policy, 50, lambda k: k, num_envs=2)
+    write_dataset(
+        "iwbc/test/tiny-v0",
+        episodes,
+        env_id="Hopper-v5",
+        ref_min_score=0.0,
+        ref_max_score=1.0,
+        description="test",
+        algorithm_name="test",
+        root="relative/root",
+    )
+    loaded = load_dataset("iwbc/test/tiny-v0", root="relative/root")
+    assert loaded.num_steps == sum(len(e.rewards) for e in episodes)
+    assert sorted(p.name for p in (tmp_path / "relative/root").iterdir()) == ["iwbc"]

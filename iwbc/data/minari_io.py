@@ -32,7 +32,7 @@ def minari_root(root: str | Path | None) -> Iterator[None]:
         yield
         return
     previous = os.environ.get(ROOT_ENV_VAR)
-    os.environ[ROOT_ENV_VAR] = str(Path(root).expanduser())
+    os.environ[ROOT_ENV_VAR] = str(Path(root).expanduser().resolve())
     try:
         yield
     finally:
