@@ -83,6 +83,11 @@ def test_rollout_episodes_are_whole_deterministic_and_seeded() -> None:
     assert all(not any(e.terminations[:-1]) for e in first)
     for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a.observations, b.observations)
+    # Fixed-length episodes: 4 envs, budget 5,500 → 6 episodes of 1,000, not 8 (two waves).
+    cheetah = rollout_episodes(
+        "HalfCheetah-v5", lambda obs, _: np.zeros((obs.shape[0], 6)), 5_500, lambda k: k, 4
+    )
+    assert [len(e.rewards) for e in cheetah] == [1000] * 6
     engine = BatchEngine(get_spec(env_id), 1)
     for k in (0, len(first) - 1):
         np.testing.assert_array_equal(first[k].observations[0], engine.reset([100 + k])[0])

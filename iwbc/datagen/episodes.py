@@ -41,10 +41,10 @@ def rollout_episodes(
 ) -> list[EpisodeBuffer]:
     """Whole episodes of ``policy`` until they hold at least ``min_steps`` steps.
 
-    New episodes start only while the steps collected and under way fall short of
-    ``min_steps``; running ones always finish, so no episode is cut short by the budget (the
-    total overshoots by less than ``num_envs`` episodes). Episode k resets with
-    ``seeds(k)``, and the dataset is ordered by episode index, so it is deterministic.
+    No episode is cut short by the budget: new episodes start only while the steps taken plus
+    those the running episodes are expected to add (at the mean length of the finished ones)
+    fall short of ``min_steps``, so the total overshoots by about one episode. Episode k resets
+    with ``seeds(k)`` and the dataset is ordered by episode index, so it is deterministic.
     """
     if min_steps < 1:
         raise ValueError(f"a tier needs at least one step, got {min_steps}")
@@ -73,8 +73,8 @@ def rollout_episodes(
         for slot in done:
             k = int(slot_episode[slot])
             finished[k] = _buffer(seeds(k), *open_episodes.pop(k))
-        under_way = sum(len(e[1]) for e in open_episodes.values())
-        refill = done if steps + under_way < min_steps else done[:0]
+        wanted = _episodes_to_start(min_steps, steps, open_episodes, finished) if done.size else 0
+        refill = done[:wanted]
         if refill.size:
             new = np.arange(started, started + refill.size)
             obs = engine.reset([seeds(int(k)) for k in new], ids=refill)
@@ -87,6 +87,15 @@ def rollout_episodes(
         slot_episode[done[refill.size :]] = -1
         running = np.flatnonzero(slot_episode >= 0)
     return [finished[k] for k in sorted(finished)]
+
+
+def _episodes_to_start(
+    min_steps: int, steps: int, running: dict, finished: dict[int, EpisodeBuffer]
+) -> int:
+    """How many new episodes the budget still needs, at the finished episodes' mean length."""
+    typical = sum(len(e.rewards) for e in finished.values()) / len(finished)
+    expected = steps + sum(max(0.0, typical - len(e[1])) for e in running.values())
+    return max(0, int(np.ceil((min_steps - expected) / typical)))
 
 
 def replay_episodes(log: TransitionLog, until: int) -> list[EpisodeBuffer]:
