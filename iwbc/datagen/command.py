@@ -13,6 +13,7 @@ from iwbc.datagen.generate import (
     TASKS,
     TIERS,
     GenerationResult,
+    Preset,
     generate,
     resolve_preset,
     resolve_task,
@@ -63,10 +64,9 @@ def summary_markdown(results: list[GenerationResult], preset: str, command: str)
     return "\n".join(lines) + "\n"
 
 
-def _generate(args: argparse.Namespace) -> None:
-    for task in args.envs:
-        resolve_task(task)
-    preset = resolve_preset(args.preset)
+def _preset(args: argparse.Namespace, task: str) -> Preset:
+    """The named preset for ``task``, with the command line's size overrides."""
+    preset = resolve_preset(args.preset, task)
     behaviour = preset.behaviour
     if args.env_steps is not None:
         behaviour = dataclasses.replace(
@@ -75,19 +75,25 @@ def _generate(args: argparse.Namespace) -> None:
             eval_every=min(behaviour.eval_every, args.env_steps),
             checkpoint_every=min(behaviour.checkpoint_every, args.env_steps),
         )
-    preset = dataclasses.replace(
+    return dataclasses.replace(
         preset,
         behaviour=behaviour,
         tier_steps=args.tier_steps or preset.tier_steps,
         random_steps=args.random_steps or preset.random_steps,
     )
+
+
+def _generate(args: argparse.Namespace) -> None:
+    for task in args.envs:
+        resolve_task(task)
+    presets = {task: _preset(args, task) for task in args.envs}
     tiers = tuple(t.strip() for t in args.tiers.split(",")) if args.tiers else TIERS
     command = "iwbc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     results = []
     for task in args.envs:
         result = generate(
             task,
-            preset,
+            presets[task],
             seed=args.seed,
             tiers=tiers,
             root=args.root,
