@@ -1,8 +1,10 @@
-"""One experiment: a dataset × methods × seeds, trained, evaluated and reported.
+"""One experiment: a dataset × methods × seeds, trained, evaluated and reported (``iwbc run``).
 
-Work is kept under a run directory named by a hash of everything that defines the experiment,
-so a killed run resumes: training from its last chunk checkpoint, and methods already evaluated
-are not evaluated again. A changed configuration gets a new directory instead of a stale resume.
+It runs as a one-dataset benchmark suite through :mod:`iwbc.benchmark`, so the BC family and
+the offline-RL baselines train on the same engine and are scored on the same evaluation
+episodes, and a killed run resumes: finished runs are kept as records, unfinished ones continue
+from their checkpoints. The records live in the work directory, keyed by a hash of the dataset
+and the configuration, so a changed configuration starts afresh instead of resuming.
 """
 
 from __future__ import annotations
@@ -16,51 +18,68 @@ from pathlib import Path
 
 import numpy as np
 
+from iwbc.algos import ALGORITHMS
+from iwbc.benchmark.records import read_record, record_path
+from iwbc.benchmark.runner import run_suite
+from iwbc.benchmark.suites import Suite
+from iwbc.benchmark.units import VERSIONED, dataset_slug
 from iwbc.data import OfflineDataset, dataset_normalized_score
-from iwbc.evaluate import EVAL_SEED_BASE, evaluate_policies
+from iwbc.evaluate import EVAL_SEED_BASE
 from iwbc.machine import machine_record
-from iwbc.methods import PipelineConfig, resolve_methods, train_methods
-from iwbc.policies import GaussianPolicy
+from iwbc.methods import METHODS, PipelineConfig
 from iwbc.report.figures import returns_figure
 from iwbc.report.tables import MethodScores, csv_table, markdown_table
-
-VERSIONED = ("jax", "flax", "optax", "mujoco", "gymnasium", "minari", "numpy")
 
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """Methods, seeds and protocol of an experiment on one dataset."""
+    """Methods, seeds and protocol of an experiment on one dataset.
+
+    ``algorithm_steps`` is the update budget of the offline-RL baselines (None: each one's
+    default, CORL's 1M); their other hyperparameters are their CORL D4RL defaults.
+    """
 
     methods: tuple[str, ...] = ("bc", "filtered_bc", "top10_bc", "iw_bc")
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
     eval_episodes: int = 100
     engine: str = "auto"
+    algorithm_steps: int | None = None
 
     def __post_init__(self) -> None:
-        resolve_methods(self.methods)
+        method_names(self.methods)
         if not self.seeds:
             raise ValueError("at least one training seed is needed")
+        if self.algorithm_steps is not None and self.algorithm_steps <= 0:
+            raise ValueError(f"algorithm_steps must be positive, got {self.algorithm_steps}")
 
     def fingerprint(self, dataset_id: str) -> str:
-        """A short hash naming the run directory of this configuration on this dataset."""
+        """A short hash naming the records directory of this configuration on this dataset."""
         text = json.dumps([dataset_id, dataclasses.asdict(self)], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
-
-def _evaluate_method(
-    dataset: OfflineDataset, config: ExperimentConfig, method: str, params: object, cache: Path
-) -> np.ndarray:
-    if cache.exists():
-        return np.load(cache)
-    policy = GaussianPolicy(action_dim=dataset.action_dim, hidden_dims=config.pipeline.hidden_dims)
-    returns = evaluate_policies(
-        policy, params, dataset.env_id, num_episodes=config.eval_episodes, engine=config.engine
-    )
-    tmp = cache.with_suffix(".tmp.npy")
-    np.save(tmp, returns)
-    tmp.replace(cache)
-    return returns
+    def suite(self, dataset_id: str) -> Suite:
+        """The one-dataset suite that runs this experiment: final evaluation only."""
+        algorithms = []
+        for name in self.methods:
+            if name in ALGORITHMS:
+                config = ALGORITHMS[name][1]()
+                if self.algorithm_steps is not None:
+                    config = dataclasses.replace(config, steps=self.algorithm_steps)
+                algorithms.append((name, config))
+        return Suite(
+            name="run",
+            description=f"iwbc run {dataset_id}",
+            datasets=(dataset_id,),
+            methods=self.methods,
+            seeds=self.seeds,
+            eval_episodes=self.eval_episodes,
+            final_eval_episodes=self.eval_episodes,
+            eval_every=0,
+            engine=self.engine,
+            pipeline=self.pipeline,
+            algorithms=tuple(algorithms),
+        )
 
 
 def run_experiment(
@@ -74,33 +93,36 @@ def run_experiment(
 ) -> list[MethodScores]:
     """Train, evaluate and write ``table.md``, ``table.csv``, ``scores.json``, ``returns.png``."""
     started = time.perf_counter()
-    out_dir = Path(out_dir)
-    run_dir = Path(work_dir) / f"{dataset.id.replace('/', '__')}-{config.fingerprint(dataset.id)}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    trained = train_methods(
-        dataset.episodes,
-        dataset.action_dim,
-        config.methods,
-        config.seeds,
-        config.pipeline,
-        checkpoint_dir=run_dir,
+    dataset_scores = dataset_normalized_score(dataset, dataset.episodes.returns)
+    key = f"{dataset_slug(dataset.id)}-{config.fingerprint(dataset.id)}"
+    records = Path(work_dir) / "records" / key
+    summary = run_suite(
+        config.suite(dataset.id),
+        records,
+        work_dir=work_dir,
         progress=progress,
+        train_progress=progress,
+        dataset=dataset,
     )
-    train_seconds = time.perf_counter() - started
+    if summary.failed:
+        raise ValueError(
+            f"{summary.failed} of {summary.total} runs failed, e.g. {summary.errors[0]}"
+        )
     scores = []
-    for name, result in trained.items():
-        returns = _evaluate_method(dataset, config, name, result.params, run_dir / f"{name}.npy")
+    for method in config.methods:
+        runs = [read_record(record_path(records, dataset.id, method, s)) for s in config.seeds]
+        returns = np.array([run["final"]["episode_returns"] for run in runs])
         scores.append(
             MethodScores(
                 dataset=dataset.id,
-                method=name,
+                method=method,
                 returns=returns,
                 normalized=dataset_normalized_score(dataset, returns),
-                trained_on_episodes=result.num_episodes,
+                trained_on_episodes=runs[0]["trained_on_episodes"],
             )
         )
     wall = time.perf_counter() - started
-    _write_results(dataset, config, scores, out_dir, command, train_seconds, wall)
+    _write_results(dataset, config, scores, dataset_scores, Path(out_dir), command, wall)
     return scores
 
 
@@ -108,9 +130,9 @@ def _write_results(
     dataset: OfflineDataset,
     config: ExperimentConfig,
     scores: list[MethodScores],
+    dataset_scores: np.ndarray,
     out_dir: Path,
     command: str,
-    train_seconds: float,
     wall_seconds: float,
 ) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -137,11 +159,11 @@ def _write_results(
         f"{dataset.env_id}; episode return p10 / p50 / p90 = {p10:.1f} / {p50:.1f} / {p90:.1f}",
         f"- BC pre-training: {pipeline.pretrain}",
         f"- fine-tunes (filtered BC, iw-BC): {pipeline.finetune}",
+        *(f"- {name}: {algorithm}" for name, algorithm in config.suite(dataset.id).algorithms),
         f"- policy: Gaussian, tanh mean, hidden {pipeline.hidden_dims}; filtered BC percentiles "
         f"{pipeline.percentiles}; top fraction {pipeline.top_fraction}",
-        f"- wall time of this invocation: {wall_seconds:.0f} s ({train_seconds:.0f} s training of "
-        f"{len(config.seeds)} vmapped seeds; a resumed run reuses finished checkpoints and "
-        "evaluations)",
+        f"- wall time of this invocation: {wall_seconds:.0f} s ({len(config.seeds)} seeds "
+        "vmapped per method; a resumed run reuses finished runs, checkpoints and evaluations)",
         "- " + ", ".join(f"{k} {v}" for k, v in env.items()),
         "",
     ]
@@ -158,7 +180,6 @@ def _write_results(
         },
     }
     (out_dir / "scores.json").write_text(json.dumps(raw, indent=1, default=str))
-    dataset_scores = dataset_normalized_score(dataset, returns)
     returns_figure(
         dataset_scores,
         scores,
@@ -169,8 +190,14 @@ def _write_results(
 
 
 def method_names(names: Sequence[str] | str) -> tuple[str, ...]:
-    """Parse a comma-separated method list (or pass a sequence through), validated."""
+    """Parse a comma-separated method list (or pass a sequence through), validated against the
+    BC family and the offline-RL baselines."""
     parts = names.split(",") if isinstance(names, str) else list(names)
     cleaned = tuple(p.strip() for p in parts if p.strip())
-    resolve_methods(cleaned)
+    known = (*METHODS, *ALGORITHMS)
+    unknown = [name for name in cleaned if name not in known]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    if not cleaned:
+        raise ValueError(f"no methods given; choose from {', '.join(known)}")
     return cleaned

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import json
 import os
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -237,7 +238,8 @@ def _save_checkpoint(path: Path, state: Any, history: list[dict]) -> None:
         "state": flax.serialization.to_state_dict(state),
         "history": json.dumps(history),
     }
-    tmp = path.with_suffix(".tmp")
+    # A unique temporary name: two workers saving the same checkpoint must not share one.
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
     tmp.write_bytes(flax.serialization.msgpack_serialize(payload))
     os.replace(tmp, path)
 
@@ -316,13 +318,23 @@ def train_stage(
     checkpoint: str | Path | None = None,
     description: str = "train",
     progress: bool = True,
+    until: int | None = None,
 ) -> tuple[TrainState, list[dict]]:
-    """Run the stage to ``config.steps`` updates, in jitted chunks (see :func:`run_chunks`)."""
+    """Run the stage to ``until`` (default ``config.steps``) updates, in jitted chunks (see
+    :func:`run_chunks`).
+
+    The learning-rate schedule always spans ``config.steps``, so training to successive
+    ``until`` targets on one checkpoint (to evaluate along the way) gives the same run as one
+    call to the end.
+    """
+    until = config.steps if until is None else until
+    if not 0 < until <= config.steps:
+        raise ValueError(f"until must be in [1, config.steps={config.steps}], got {until}")
     return run_chunks(
         lambda length: make_chunk(policy, config, length),
         state,
         data,
-        config.steps,
+        until,
         chunk_size=chunk_size,
         checkpoint=checkpoint,
         description=description,

@@ -1,0 +1,107 @@
+"""The result store: one JSON record per run (suite, dataset, method, seed), written atomically.
+
+Records live at ``<results>/<suite>/records/<dataset with / → __>/<method>/seed-<seed>.json``.
+A record is the unit of resumption: a run whose record says ``ok`` for the same configuration
+is finished and never redone, so a killed sweep loses at most the runs it was inside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+SCHEMA = 1
+# Keys every record has; a failed run has null curve, final and best.
+RECORD_KEYS = (
+    "schema",
+    "suite",
+    "dataset",
+    "env_id",
+    "method",
+    "seed",
+    "status",
+    "error",
+    "config",
+    "environment",
+    "curve",
+    "final",
+    "best",
+    "ref_min_score",
+    "ref_max_score",
+    "wall_seconds",
+    "finished_at",
+)
+STATUSES = ("ok", "failed")
+
+
+def records_dir(suite: str, results_dir: str | Path = "results") -> Path:
+    """Where the records of ``suite`` are kept."""
+    return Path(results_dir) / suite / "records"
+
+
+def record_path(directory: str | Path, dataset: str, method: str, seed: int) -> Path:
+    """The record file of one run under a suite's records directory."""
+    return Path(directory) / dataset.replace("/", "__") / method / f"seed-{seed}.json"
+
+
+def write_json_atomic(path: str | Path, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` as JSON so that a reader (or a kill) sees the old file or the new one.
+
+    The temporary file is unique, so two writers racing on one path never mix their bytes.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def check_record(record: Mapping[str, Any], source: str = "record") -> None:
+    """One-line ValueError unless ``record`` has the schema's keys and a known status."""
+    missing = [key for key in RECORD_KEYS if key not in record]
+    if missing:
+        raise ValueError(f"{source} lacks {', '.join(missing)}; delete it to rerun that run")
+    if record["schema"] != SCHEMA or record["status"] not in STATUSES:
+        raise ValueError(
+            f"{source} has schema {record['schema']!r} and status {record['status']!r}; "
+            f"expected schema {SCHEMA} and a status in {', '.join(STATUSES)}"
+        )
+
+
+def read_record(path: str | Path) -> dict[str, Any] | None:
+    """The record at ``path``, or None when there is none."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"record {path} is unreadable ({error}); delete it to rerun") from error
+    check_record(record, f"record {path}")
+    return record
+
+
+def is_finished(path: str | Path, config: Mapping[str, Any]) -> bool:
+    """True when the run at ``path`` succeeded with this configuration.
+
+    Failed runs and runs made with another configuration (an edited suite) are run again.
+    """
+    record = read_record(path)
+    return record is not None and record["status"] == "ok" and record["config"] == config
+
+
+def load_records(suite: str, results_dir: str | Path = "results") -> list[dict[str, Any]]:
+    """Every record of ``suite``, ordered by dataset, method and seed."""
+    directory = records_dir(suite, results_dir)
+    records = [read_record(path) for path in directory.glob("*/*/seed-*.json")]
+    return sorted(records, key=lambda r: (r["dataset"], r["method"], r["seed"]))

@@ -1,0 +1,356 @@
+"""Benchmark suites: which datasets, methods, seeds and budgets a sweep runs, read from TOML.
+
+A suite file ``benchmarks/suites/<name>.toml`` names its datasets, methods (the BC family of
+:mod:`iwbc.methods` and the offline-RL baselines of :mod:`iwbc.algos`), training seeds and
+evaluation protocol, plus the budgets: ``[bc_family]`` (with ``[bc_family.pretrain]`` and
+``[bc_family.finetune]`` overriding :class:`iwbc.train.StageConfig`) and ``[offline_rl]`` (keys
+shared by every algorithm's config, and ``[offline_rl.<algo>]`` for one). ``[scripted.<id>]``
+marks a dataset the runner makes locally when it is missing. Every mistake is a one-line
+ValueError naming the key and what is allowed, so a typo never silently runs defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from iwbc.algos import ALGORITHMS
+from iwbc.envs.rollout import ENGINES
+from iwbc.evaluate import EVAL_SEED_BASE
+from iwbc.methods import METHODS, PipelineConfig
+from iwbc.train import StageConfig
+
+SUITES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
+
+_TOP_KEYS = (
+    "description",
+    "datasets",
+    "methods",
+    "seeds",
+    "eval_episodes",
+    "final_eval_episodes",
+    "eval_every",
+    "engine",
+    "scripted",
+    "bc_family",
+    "offline_rl",
+)
+_BC_KEYS = ("eval_every", "chunk_size", "hidden_dims", "percentiles", "top_fraction")
+_RL_KEYS = ("eval_every", "chunk_size")
+# The method decides the loss; a suite sets everything else of a stage.
+_STAGE_KEYS = tuple(f.name for f in dataclasses.fields(StageConfig) if f.name != "loss")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScriptedDataset:
+    """A dataset made by :func:`iwbc.data.scripted.generate_mixed_dataset` when missing."""
+
+    dataset: str
+    episodes: int = 200
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """A parsed, validated suite. ``eval_every`` 0 evaluates only the final policy."""
+
+    name: str
+    description: str
+    datasets: tuple[str, ...]
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    eval_episodes: int = 10
+    final_eval_episodes: int = 100
+    eval_every: int = 0
+    engine: str = "auto"
+    pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
+    # Per-family overrides of eval_every (None: the suite's); chunk size of the RL trainer.
+    bc_eval_every: int | None = None
+    rl_eval_every: int | None = None
+    rl_chunk_size: int = 1000
+    # (name, config) of each offline-RL method in `methods`.
+    algorithms: tuple[tuple[str, Any], ...] = ()
+    scripted: tuple[ScriptedDataset, ...] = ()
+
+    def is_offline_rl(self, method: str) -> bool:
+        return method in ALGORITHMS
+
+    def algorithm_config(self, method: str) -> Any:
+        """The config the offline-RL ``method`` trains with."""
+        return dict(self.algorithms)[method]
+
+    def total_steps(self, method: str) -> int:
+        """Updates of the run's curve: fine-tunes count the updates after BC pre-training."""
+        if self.is_offline_rl(method):
+            return self.algorithm_config(method).steps
+        return self.pipeline.stage(METHODS[method]).steps
+
+    def method_eval_every(self, method: str) -> int:
+        own = self.rl_eval_every if self.is_offline_rl(method) else self.bc_eval_every
+        return self.eval_every if own is None else own
+
+    def eval_targets(self, method: str) -> tuple[int, ...]:
+        """The steps at which ``method`` is evaluated; the last is the end of training."""
+        return eval_targets(self.total_steps(method), self.method_eval_every(method))
+
+    def method_config(self, method: str) -> dict[str, Any]:
+        """Everything that defines one run of ``method``, as plain JSON (stored in its records
+        and compared with them on resume)."""
+        return json.loads(json.dumps(self._method_config(method)))
+
+    def _method_config(self, method: str) -> dict[str, Any]:
+        evaluation = {
+            "eval_every": self.method_eval_every(method),
+            "eval_episodes": self.eval_episodes,
+            "final_eval_episodes": self.final_eval_episodes,
+            "engine": self.engine,
+            "eval_seed_base": EVAL_SEED_BASE,
+        }
+        if self.is_offline_rl(method):
+            return {
+                "family": "offline_rl",
+                "algorithm": dataclasses.asdict(self.algorithm_config(method)),
+                "chunk_size": self.rl_chunk_size,
+                "steps_counted": "updates of the agent",
+                "evaluation": evaluation,
+            }
+        spec = METHODS[method]
+        pipeline = self.pipeline
+        config: dict[str, Any] = {
+            "family": "bc",
+            "selection": spec.selection,
+            "start": spec.start,
+            "stage": dataclasses.asdict(pipeline.stage(spec)),
+            "hidden_dims": list(pipeline.hidden_dims),
+            "chunk_size": pipeline.chunk_size,
+            "evaluation": evaluation,
+        }
+        if spec.selection == "stratified":
+            config["percentiles"] = list(pipeline.percentiles)
+        if spec.selection == "top_fraction":
+            config["top_fraction"] = pipeline.top_fraction
+        if spec.start == "bc":
+            config["pretrain"] = dataclasses.asdict(pipeline.pretrain)
+            config["steps_counted"] = "fine-tune updates after the BC pre-training"
+        else:
+            config["steps_counted"] = "updates from scratch"
+        return config
+
+
+def eval_targets(total: int, every: int) -> tuple[int, ...]:
+    """Multiples of ``every`` below ``total``, then ``total`` (``every`` 0: ``total`` only)."""
+    if every <= 0:
+        return (total,)
+    return (*range(every, total, every), total)
+
+
+def available_suites(directory: str | Path = SUITES_DIR) -> list[str]:
+    """Names of the suite files in ``directory`` (the repository's ``benchmarks/suites``)."""
+    return sorted(p.stem for p in Path(directory).glob("*.toml"))
+
+
+def load_suite(name_or_path: str | Path, directory: str | Path = SUITES_DIR) -> Suite:
+    """The suite called ``name_or_path`` in ``directory``, or the TOML file at that path."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = Path(directory) / f"{name_or_path}.toml"
+        if not path.is_file():
+            known = ", ".join(available_suites(directory)) or "none"
+            raise ValueError(
+                f"unknown suite {str(name_or_path)!r}; available suites: {known} "
+                "(or pass a path to a .toml file)"
+            )
+    try:
+        table = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise ValueError(f"cannot read suite file {path}: {error.strerror}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"suite file {path} is not valid TOML: {error}") from error
+    return parse_suite(path.stem, table, where=str(path))
+
+
+def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") -> Suite:
+    """Validate a suite's TOML table and build the :class:`Suite`."""
+    _check_keys(table, _TOP_KEYS, where, "the top level")
+    for key in ("datasets", "methods", "seeds"):
+        if key not in table:
+            raise ValueError(f"{where}: missing key {key!r} at the top level")
+    datasets = _string_list(table["datasets"], where, "datasets")
+    methods = _string_list(table["methods"], where, "methods")
+    known = (*METHODS, *ALGORITHMS)
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown method(s) {', '.join(unknown)}; available: {', '.join(known)}"
+        )
+    seeds = table["seeds"]
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise ValueError(f"{where}: 'seeds' must be a non-empty list of distinct integers ≥ 0")
+    engine = table.get("engine", "auto")
+    if engine not in ENGINES:
+        raise ValueError(f"{where}: unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+
+    scripted = []
+    for dataset, options in _table(table, "scripted", where).items():
+        if dataset not in datasets:
+            raise ValueError(f"{where}: [scripted.{dataset!r}] is not one of the suite's datasets")
+        options = _section(options, f"scripted.{dataset!r}", where)
+        _check_keys(options, ("episodes", "seed"), where, f"[scripted.{dataset!r}]")
+        scripted.append(ScriptedDataset(dataset, **_positive_ints(options, where)))
+
+    bc = _table(table, "bc_family", where)
+    _check_keys(bc, (*_BC_KEYS, "pretrain", "finetune"), where, "[bc_family]")
+    pretrain = _section(bc.get("pretrain", {}), "bc_family.pretrain", where)
+    finetune = _section(bc.get("finetune", {}), "bc_family.finetune", where)
+    for section, values in (("pretrain", pretrain), ("finetune", finetune)):
+        _check_keys(values, _STAGE_KEYS, where, f"[bc_family.{section}]")
+        _check_types(StageConfig, values, where, f"[bc_family.{section}]")
+    pipeline_fields = {k: _convert(v) for k, v in bc.items() if k in _BC_KEYS[1:]}
+    _check_types(PipelineConfig, pipeline_fields, where, "[bc_family]")
+    pipeline = _build(
+        where,
+        "[bc_family]",
+        lambda: PipelineConfig(
+            pretrain=StageConfig(**{k: _convert(v) for k, v in pretrain.items()}),
+            finetune=StageConfig.iw_finetune(**{k: _convert(v) for k, v in finetune.items()}),
+            **pipeline_fields,
+        ),
+    )
+
+    rl = _table(table, "offline_rl", where)
+    algorithms = tuple((m, _algorithm_config(m, rl, where)) for m in methods if m in ALGORITHMS)
+
+    numbers = {
+        key: table[key]
+        for key in ("eval_episodes", "final_eval_episodes", "eval_every")
+        if key in table
+    }
+    for scope, values in (("the top level", numbers), ("[bc_family]", bc), ("[offline_rl]", rl)):
+        for key in ("eval_episodes", "final_eval_episodes", "eval_every", "chunk_size"):
+            if key in values:
+                _check_int(values[key], where, f"{key} in {scope}", minimum=key != "eval_every")
+    return Suite(
+        name=name,
+        description=str(table.get("description", "")),
+        datasets=tuple(datasets),
+        methods=tuple(methods),
+        seeds=tuple(seeds),
+        engine=engine,
+        pipeline=pipeline,
+        bc_eval_every=bc.get("eval_every"),
+        rl_eval_every=rl.get("eval_every"),
+        rl_chunk_size=rl.get("chunk_size", Suite.rl_chunk_size),
+        algorithms=algorithms,
+        scripted=tuple(scripted),
+        **numbers,
+    )
+
+
+def _algorithm_config(method: str, rl: Mapping[str, Any], where: str) -> Any:
+    """The method's config class built from the keys shared by all algorithms and its own."""
+    config_cls = ALGORITHMS[method][1]
+    shared = [{f.name for f in dataclasses.fields(c)} for _, c in ALGORITHMS.values()]
+    common = sorted(set.intersection(*shared))
+    own_fields = tuple(f.name for f in dataclasses.fields(config_cls))
+    nested = {k for k in rl if k in ALGORITHMS}
+    _check_keys(
+        {k: v for k, v in rl.items() if k not in nested},
+        (*_RL_KEYS, *common),
+        where,
+        f"[offline_rl] (a table per algorithm: {', '.join(ALGORITHMS)})",
+    )
+    own = _section(rl.get(method, {}), f"offline_rl.{method}", where)
+    _check_keys(own, own_fields, where, f"[offline_rl.{method}]")
+    values = {k: _convert(v) for k, v in rl.items() if k in common}
+    values.update({k: _convert(v) for k, v in own.items()})
+    _check_types(config_cls, values, where, f"[offline_rl.{method}]")
+    config = _build(where, f"[offline_rl.{method}]", lambda: config_cls(**values))
+    _check_int(config.steps, where, f"steps of {method}", minimum=True)
+    return config
+
+
+def _check_types(cls: type, values: Mapping[str, Any], where: str, scope: str) -> None:
+    """Each value must have the type of the field's default (an int may stand for a float)."""
+    defaults = {f.name: _default(f) for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        if not _type_matches(value, defaults.get(key)):
+            expected = type(defaults[key]).__name__
+            raise ValueError(f"{where}: {key} in {scope} must be of type {expected}, got {value!r}")
+
+
+def _type_matches(value: Any, default: Any) -> bool:
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    return isinstance(value, type(default))
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
+
+
+def _build(where: str, scope: str, make: Any) -> Any:
+    """Call ``make``, turning the config classes' own validation errors into suite errors."""
+    try:
+        return make()
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: bad value in {scope}: {error}") from error
+
+
+def _convert(value: Any) -> Any:
+    """TOML arrays become tuples, as the frozen config dataclasses hold them."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _check_keys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str, scope: str) -> None:
+    unknown = [key for key in table if key not in allowed]
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown key {unknown[0]!r} in {scope}; known keys: {', '.join(allowed)}"
+        )
+
+
+def _table(table: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    return _section(table.get(key, {}), key, where)
+
+
+def _section(value: Any, name: str, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: {name} must be a table ([{name}])")
+    return value
+
+
+def _string_list(value: Any, where: str, key: str) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{where}: {key!r} must be a non-empty list of strings")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{where}: {key!r} lists an entry twice")
+    return value
+
+
+def _check_int(value: Any, where: str, what: str, *, minimum: bool) -> None:
+    low = 1 if minimum else 0
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{where}: {what} must be an integer ≥ {low}, got {value!r}")
+
+
+def _positive_ints(options: Mapping[str, Any], where: str) -> dict[str, int]:
+    for key, value in options.items():
+        _check_int(value, where, f"scripted {key}", minimum=key == "episodes")
+    return dict(options)

@@ -1,0 +1,75 @@
+"""The Ray executor runs a tiny suite on a local Ray instance: each unit a task in a worker
+process that writes its records (a failing unit's too), and the driver gathers the outcomes."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from iwbc.benchmark.records import load_records, records_dir
+from iwbc.benchmark.runner import run_suite
+from iwbc.benchmark.suites import load_suite
+from iwbc.data.scripted import generate_mixed_dataset
+
+ray = pytest.importorskip("ray")
+
+DATASET = "iwbc-test/idp/ray-v0"
+MISSING = "iwbc-test/missing/none-v0"
+SUITE = f"""
+datasets = ["{DATASET}", "{MISSING}"]
+methods = ["bc", "td3_bc"]
+seeds = [0, 1]
+eval_episodes = 2
+final_eval_episodes = 3
+eval_every = 10
+
+[bc_family]
+hidden_dims = [16, 16]
+chunk_size = 10
+
+[bc_family.pretrain]
+steps = 20
+batch_size = 4
+window = 8
+
+[offline_rl]
+steps = 20
+batch_size = 16
+chunk_size = 10
+
+[offline_rl.td3_bc]
+hidden_dims = [16, 16]
+"""
+
+
+# Starting processes from a JAX process warns about fork; they exec at once, so it is harmless.
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+def test_ray_executor_runs_a_suite(tmp_path: Path) -> None:
+    root, results = tmp_path / "minari", tmp_path / "results"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        generate_mixed_dataset(DATASET, num_episodes=6, root=root)
+    (tmp_path / "raysuite.toml").write_text(SUITE)
+    suite = load_suite(tmp_path / "raysuite.toml")
+    summary = run_suite(
+        suite,
+        records_dir("raysuite", results),
+        work_dir=tmp_path / "runs",
+        data_root=root,
+        executor="ray",
+        num_cpus=2,
+        progress=False,
+    )
+    assert not ray.is_initialized(), "the executor shuts down the Ray instance it started"
+    assert (summary.total, summary.ok, summary.failed) == (8, 4, 4)
+    records = load_records("raysuite", results)
+    ok = {(r["method"], r["seed"]) for r in records if r["status"] == "ok"}
+    assert ok == {(m, s) for m in ("bc", "td3_bc") for s in (0, 1)}
+    assert all(r["dataset"] == DATASET for r in records if r["status"] == "ok")
+    failed = [r for r in records if r["status"] == "failed"]
+    assert {r["dataset"] for r in failed} == {MISSING}
+    assert all("DatasetError" in r["error"] for r in failed)
+    # Workers ran the units: their records carry curves evaluated at every step.
+    assert all(r["curve"]["steps"] == [10, 20] for r in records if r["status"] == "ok")

@@ -1,0 +1,216 @@
+"""The sweep runner: records match the schema and a straight training run, finished runs are
+skipped, an edited suite reruns only what changed, and a failing unit is recorded while the
+others finish."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from iwbc.algos.run import evaluate_agent, train_algorithm
+from iwbc.benchmark.records import RECORD_KEYS, check_record, load_records, records_dir
+from iwbc.benchmark.runner import plan, run_suite
+from iwbc.benchmark.suites import Suite, load_suite
+from iwbc.cli import main
+from iwbc.data import load_dataset
+from iwbc.evaluate import evaluate_policies
+from iwbc.methods import train_methods
+from iwbc.policies import GaussianPolicy
+
+DATASET = "iwbc-test/idp/mixed-v0"
+MISSING = "iwbc-test/missing/none-v0"
+
+
+def tiny_suite_toml(methods: tuple[str, ...], datasets: tuple[str, ...] = (DATASET,)) -> str:
+    """Two seeds, 20 updates a stage evaluated every 10, 16-unit networks: seconds a unit."""
+    return f"""
+description = "tiny test suite"
+datasets = {json.dumps(list(datasets))}
+methods = {json.dumps(list(methods))}
+seeds = [0, 1]
+eval_episodes = 2
+final_eval_episodes = 3
+eval_every = 10
+
+[scripted."{DATASET}"]
+episodes = 6
+
+[bc_family]
+hidden_dims = [16, 16]
+chunk_size = 10
+
+[bc_family.pretrain]
+steps = 20
+batch_size = 4
+window = 8
+
+[bc_family.finetune]
+steps = 20
+warmup_steps = 2
+batch_size = 4
+window = 8
+learning_rate = 1e-3
+
+[offline_rl]
+steps = 20
+batch_size = 16
+chunk_size = 10
+
+[offline_rl.td3_bc]
+hidden_dims = [16, 16]
+"""
+
+
+def write_suite(directory: Path, name: str, text: str) -> Suite:
+    path = directory / f"{name}.toml"
+    path.write_text(text)
+    return load_suite(path)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One finished sweep of bc, iw_bc and td3_bc; the scripted dataset is made by the runner."""
+    base = tmp_path_factory.mktemp("sweep")
+    suite = write_suite(base, "tiny", tiny_suite_toml(("bc", "iw_bc", "td3_bc")))
+    paths = {"root": base / "minari", "results": base / "results", "work": base / "runs"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        summary = run_suite(
+            suite,
+            records_dir("tiny", paths["results"]),
+            work_dir=paths["work"],
+            data_root=paths["root"],
+            progress=False,
+        )
+    return {"suite": suite, "summary": summary, "base": base, **paths}
+
+
+def test_sweep_writes_one_schema_record_per_run(sweep: dict) -> None:
+    suite = sweep["suite"]
+    summary = sweep["summary"]
+    assert (summary.total, summary.ok, summary.failed, summary.skipped) == (6, 6, 0, 0)
+    records = load_records("tiny", sweep["results"])
+    assert [(r["method"], r["seed"]) for r in records] == [
+        (m, s) for m in ("bc", "iw_bc", "td3_bc") for s in (0, 1)
+    ]
+    for record in records:
+        check_record(record)
+        assert set(RECORD_KEYS) <= set(record)
+        assert (record["suite"], record["dataset"], record["status"]) == ("tiny", DATASET, "ok")
+        assert record["env_id"] == "InvertedDoublePendulum-v5"
+        assert record["error"] is None
+        assert record["config"] == suite.method_config(record["method"])
+        assert record["environment"]["jax"] and record["environment"]["cpu"]
+        curve, final, best = record["curve"], record["final"], record["best"]
+        assert curve["steps"] == [10, 20]
+        assert len(curve["returns"]) == len(curve["normalized"]) == 2
+        low, high = record["ref_min_score"], record["ref_max_score"]
+        expected = 100 * (np.array(curve["returns"]) - low) / (high - low)
+        np.testing.assert_allclose(curve["normalized"], expected)
+        assert len(final["episode_returns"]) == suite.final_eval_episodes
+        assert final["return"] == pytest.approx(np.mean(final["episode_returns"]))
+        assert (final["return"], final["normalized"]) == (
+            curve["returns"][-1],
+            curve["normalized"][-1],
+        )
+        assert best["normalized"] == max(curve["normalized"])
+        assert best["step"] == curve["steps"][int(np.argmax(curve["normalized"]))]
+        assert record["wall_seconds"] > 0
+
+
+def test_curves_by_until_reproduce_a_straight_run(sweep: dict) -> None:
+    """Training to successive targets on one checkpoint (and sharing the BC pre-training) gives
+    the policy one uninterrupted run gives: same final evaluation, episode by episode."""
+    suite = sweep["suite"]
+    dataset = load_dataset(DATASET, root=sweep["root"])
+    trained = train_methods(
+        dataset.episodes,
+        dataset.action_dim,
+        ["bc", "iw_bc"],
+        suite.seeds,
+        suite.pipeline,
+        progress=False,
+    )
+    policy = GaussianPolicy(action_dim=dataset.action_dim, hidden_dims=suite.pipeline.hidden_dims)
+    agent, _ = train_algorithm(
+        "td3_bc",
+        dataset.episodes.to_transitions(),
+        suite.seeds,
+        config=suite.algorithm_config("td3_bc"),
+        progress=False,
+    )
+    straight = {
+        name: evaluate_policies(policy, result.params, dataset.env_id, num_episodes=3)
+        for name, result in trained.items()
+    }
+    straight["td3_bc"] = evaluate_agent(agent, dataset.env_id, num_episodes=3)
+    for record in load_records("tiny", sweep["results"]):
+        index = suite.seeds.index(record["seed"])
+        np.testing.assert_allclose(
+            record["final"]["episode_returns"], straight[record["method"]][index], rtol=1e-6
+        )
+
+
+def test_second_invocation_redoes_nothing(sweep: dict) -> None:
+    directory = records_dir("tiny", sweep["results"])
+    before = {p: p.stat().st_mtime_ns for p in directory.rglob("*.json")}
+    summary = run_suite(
+        sweep["suite"], directory, work_dir=sweep["work"], data_root=sweep["root"], progress=False
+    )
+    assert (summary.total, summary.skipped, summary.ok, summary.failed) == (6, 6, 0, 0)
+    assert {p: p.stat().st_mtime_ns for p in directory.rglob("*.json")} == before
+
+
+def test_edited_suite_reruns_only_the_changed_method(sweep: dict) -> None:
+    text = tiny_suite_toml(("bc", "iw_bc", "td3_bc")).replace(
+        "learning_rate = 1e-3", "learning_rate = 5e-4"
+    )
+    folder = sweep["base"] / "edited"
+    folder.mkdir(exist_ok=True)
+    edited = write_suite(folder, "tiny", text)
+    units, total, finished = plan(edited, records_dir("tiny", sweep["results"]))
+    assert (total, finished) == (6, 4)
+    assert [(u.method, u.pending) for u in units] == [("iw_bc", (0, 1))]
+
+
+def test_failing_unit_is_recorded_and_the_sweep_goes_on(
+    sweep: dict, capsys: pytest.CaptureFixture
+) -> None:
+    """A missing dataset fails its unit; the other dataset's runs finish; exit status is 1; a
+    later invocation retries only the failed runs."""
+    suite = write_suite(
+        sweep["base"], "mixed", tiny_suite_toml(("bc",), datasets=(MISSING, DATASET))
+    )
+    results = sweep["base"] / "results-mixed"
+    argv = [
+        "bench",
+        "--suite",
+        str(sweep["base"] / "mixed.toml"),
+        "--results",
+        str(results),
+        "--work-dir",
+        str(sweep["work"]),
+        "--root",
+        str(sweep["root"]),
+        "--quiet",
+    ]
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert "mixed: 2 runs done now, 0 already done, 2 failed, of 4" in out
+    assert f"failed: {MISSING} bc: DatasetError: dataset '{MISSING}' is not in the local" in err
+    records = {(r["dataset"], r["seed"]): r for r in load_records("mixed", results)}
+    assert len(records) == 4
+    for seed in suite.seeds:
+        failed, ok = records[(MISSING, seed)], records[(DATASET, seed)]
+        check_record(failed)
+        assert failed["status"] == "failed"
+        assert "\n" not in failed["error"] and "DatasetError" in failed["error"]
+        assert failed["curve"] is failed["final"] is failed["best"] is None
+        assert ok["status"] == "ok" and ok["final"]["return"] > 0
+    units, _, finished = plan(suite, records_dir("mixed", results))
+    assert finished == 2
+    assert [(u.dataset, u.method) for u in units] == [(MISSING, "bc")]

@@ -1,0 +1,166 @@
+"""Benchmark suites: the shipped TOML files, evaluation steps, and one-line errors for mistakes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from iwbc.algos import ALGORITHMS
+from iwbc.benchmark.suites import available_suites, eval_targets, load_suite, parse_suite
+from iwbc.data.scripted import DEFAULT_DATASET_ID
+from iwbc.demo import DEMO_CONFIG
+from iwbc.methods import METHODS
+from iwbc.train import StageConfig
+
+MINIMAL = {"datasets": ["a/b/c-v0"], "methods": ["bc", "td3_bc"], "seeds": [0, 1]}
+
+
+def parse(**changes: object):
+    return parse_suite("t", {**MINIMAL, **changes}, where="t.toml")
+
+
+def test_shipped_suites_load() -> None:
+    assert {"demo", "paper", "full"} <= set(available_suites())
+    demo = load_suite("demo")
+    assert demo.datasets == (DEFAULT_DATASET_ID,)
+    assert set(demo.methods) == {"bc", "filtered_bc", "iw_bc", "td3_bc", "iql", "cql", "awac"}
+    assert demo.seeds == (0, 1, 2, 3, 4)
+    # The dataset and the BC-family budget are the ones `iwbc demo` uses.
+    assert [(s.dataset, s.episodes, s.seed) for s in demo.scripted] == [
+        (DEFAULT_DATASET_ID, 200, 0)
+    ]
+    assert demo.pipeline.pretrain == DEMO_CONFIG.pipeline.pretrain
+    assert demo.pipeline.finetune == DEMO_CONFIG.pipeline.finetune
+
+    paper = load_suite("paper")
+    tiers = ("medium", "medium-replay", "medium-expert")
+    expected = {
+        f"iwbc/{env}/{tier}-v0" for env in ("hopper", "halfcheetah", "walker2d") for tier in tiers
+    }
+    assert set(paper.datasets) == expected
+    assert set(paper.methods) == {"bc", "filtered_bc", "iw_bc", "td3_bc", "iql", "cql", "awac"}
+    assert len(paper.seeds) == 5
+    # METHOD.md's budgets and CORL's 1M updates.
+    assert paper.pipeline.pretrain == StageConfig()
+    assert paper.pipeline.finetune == StageConfig.iw_finetune()
+    assert all(
+        paper.algorithm_config(m).steps == 1_000_000 for m in ("td3_bc", "iql", "cql", "awac")
+    )
+    assert paper.algorithm_config("iql") == ALGORITHMS["iql"][1]()
+    assert (paper.eval_episodes, paper.final_eval_episodes) == (10, 100)
+
+    full = load_suite("full")
+    assert set(full.methods) == set(METHODS) | set(ALGORITHMS)
+    assert len(full.datasets) == 15
+
+
+def test_load_by_path(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text('datasets = ["x/y/z-v0"]\nmethods = ["iw_bc"]\nseeds = [3]\n')
+    suite = load_suite(path)
+    assert (suite.name, suite.methods, suite.seeds) == ("mine", ("iw_bc",), (3,))
+
+
+@pytest.mark.parametrize(
+    ("total", "every", "expected"),
+    [
+        (400, 100, (100, 200, 300, 400)),
+        (400, 150, (150, 300, 400)),
+        (400, 0, (400,)),
+        (50, 100, (50,)),
+    ],
+)
+def test_eval_targets(total: int, every: int, expected: tuple[int, ...]) -> None:
+    assert eval_targets(total, every) == expected
+
+
+def test_family_budgets_and_eval_every() -> None:
+    suite = parse(
+        eval_every=5,
+        bc_family={"eval_every": 50, "pretrain": {"steps": 100}, "finetune": {"steps": 600}},
+        offline_rl={"steps": 40, "td3_bc": {"steps": 30, "alpha": 1.0}},
+        methods=["bc", "iw_bc", "td3_bc", "iql"],
+    )
+    assert suite.eval_targets("bc") == (50, 100)
+    assert suite.eval_targets("iw_bc") == tuple(range(50, 601, 50))
+    assert suite.eval_targets("td3_bc") == tuple(range(5, 31, 5))
+    assert suite.algorithm_config("td3_bc").alpha == 1.0
+    assert suite.algorithm_config("iql").steps == 40
+    # The fine-tune keeps the paper's fine-tune defaults it does not override.
+    assert suite.pipeline.finetune.learning_rate == StageConfig.iw_finetune().learning_rate
+
+
+def test_method_config_is_plain_json_and_says_what_steps_count() -> None:
+    suite = parse(methods=["bc", "iw_bc", "td3_bc"])
+    for method in suite.methods:
+        config = suite.method_config(method)
+        assert json.loads(json.dumps(config)) == config
+    assert suite.method_config("iw_bc")["steps_counted"].startswith("fine-tune updates after")
+    assert suite.method_config("iw_bc")["pretrain"]["steps"] == StageConfig().steps
+    assert suite.method_config("td3_bc")["algorithm"]["steps"] == 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"epochs": 3}, r"unknown key 'epochs' in the top level; known keys: description, "),
+        ({"methods": ["bc", "dqn"]}, r"unknown method\(s\) dqn; available: bc, filtered_bc, "),
+        ({"seeds": [0, 0]}, r"'seeds' must be a non-empty list of distinct integers"),
+        ({"datasets": []}, r"'datasets' must be a non-empty list of strings"),
+        ({"engine": "warp"}, r"unknown engine 'warp'; choose one of auto, batch"),
+        ({"eval_every": -1}, r"eval_every in the top level must be an integer ≥ 0"),
+        (
+            {"bc_family": {"pretrain": {"stepz": 3}}},
+            r"unknown key 'stepz' in \[bc_family.pretrain\]",
+        ),
+        (
+            {"bc_family": {"finetune": {"loss": "bc"}}},
+            r"unknown key 'loss' in \[bc_family.finetune\]",
+        ),
+        (
+            {"bc_family": {"pretrain": {"steps": 1.5}}},
+            r"steps in \[bc_family.pretrain\] must be of type int",
+        ),
+        (
+            {"bc_family": {"pretrain": {"steps": 0}}},
+            r"bad value in \[bc_family\]: steps and batch_size",
+        ),
+        (
+            {"offline_rl": {"expectile": 0.9}},
+            r"unknown key 'expectile' in \[offline_rl\] \(a table per",
+        ),
+        (
+            {"offline_rl": {"td3_bc": {"expectile": 0.9}}},
+            r"unknown key 'expectile' in \[offline_rl.td3_bc\]",
+        ),
+        (
+            {"offline_rl": {"td3_bc": {"normalize_states": 1}}},
+            r"normalize_states .* must be of type bool",
+        ),
+        (
+            {"scripted": {"q/r/s-v0": {"episodes": 5}}},
+            r"\[scripted.'q/r/s-v0'\] is not one of the suite's",
+        ),
+    ],
+)
+def test_mistakes_are_one_line_errors(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as error:
+        parse(**changes)
+    assert "\n" not in str(error.value)
+    assert str(error.value).startswith("t.toml: ")
+
+
+def test_missing_key_and_unknown_suite(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="missing key 'seeds'"):
+        parse_suite("t", {"datasets": ["a/b/c-v0"], "methods": ["bc"]})
+    with pytest.raises(
+        ValueError, match=r"unknown suite 'nope'; available suites: demo, full, paper"
+    ):
+        load_suite("nope")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("datasets = [\n")
+    with pytest.raises(ValueError, match="is not valid TOML") as error:
+        load_suite(bad)
+    assert "\n" not in str(error.value)
