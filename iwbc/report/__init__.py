@@ -1,1 +1,2 @@
-"""Tables and figures made from evaluated scores."""
+"""Tables, statistics and figures made from evaluated scores: one experiment's (``iwbc run``) and
+a benchmark suite's, rebuilt from its run records (``iwbc report``)."""

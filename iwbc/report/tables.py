@@ -1,4 +1,8 @@
-"""Score tables: mean ± std over training seeds of the final evaluation, as markdown and CSV."""
+"""Score tables: mean ± std over training seeds of the final evaluation, as markdown and CSV.
+
+``markdown_table``/``csv_table`` serve one experiment (``iwbc run``); the ``suite_*`` tables serve
+a benchmark suite (``iwbc report``): datasets × methods, with published numbers beside them.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from iwbc.report.literature import PublishedSource
+from iwbc.report.runs import SuiteRuns, split_dataset_id
 
 
 @dataclass(frozen=True)
@@ -73,4 +80,110 @@ def csv_table(scores: Sequence[MethodScores]) -> str:
     for s in scores:
         for seed, (score, ret) in enumerate(zip(s.seed_scores, s.seed_returns, strict=True)):
             writer.writerow([s.dataset, s.method, seed, f"{score:.4f}", f"{ret:.4f}"])
+    return out.getvalue()
+
+
+# Footnote marks of the literature column groups, in the order of ``published_columns``.
+FOOTNOTE_MARKS = "†‡§¶"
+
+
+def score_cell(values: np.ndarray, expected: int) -> str:
+    """``mean ± std`` over seeds (std with ddof 0), ``(k/n)`` when only k of n seeds finished,
+    ``—`` when none did."""
+    if values.size == 0:
+        return "—"
+    cell = _mean_std(values)
+    return cell if values.size >= expected else f"{cell} ({values.size}/{expected})"
+
+
+def _average(runs: SuiteRuns, method: str, best: bool) -> float:
+    """Mean over datasets of each dataset's mean over seeds; NaN unless every dataset has one."""
+    scores = runs.best_scores if best else runs.final_scores
+    means = [scores(d, method) for d in runs.datasets]
+    return float(np.mean([m.mean() for m in means])) if all(m.size for m in means) else np.nan
+
+
+def published_columns(
+    runs: SuiteRuns, literature: Sequence[PublishedSource]
+) -> list[tuple[PublishedSource, str]]:
+    """(source, method) pairs with a published number on at least one of the suite's datasets:
+    the literature columns of the table."""
+    return [
+        (source, method)
+        for source in literature
+        for method in runs.methods
+        if any(np.isfinite(source.score(method, d)) for d in runs.datasets)
+    ]
+
+
+def _published_average(runs: SuiteRuns, source: PublishedSource, method: str) -> float:
+    values = [source.score(method, d) for d in runs.datasets]
+    return float(np.mean(values))  # NaN if any dataset lacks a published number
+
+
+def _number(value: float) -> str:
+    return "—" if np.isnan(value) else f"{value:.1f}"
+
+
+def suite_markdown_table(
+    runs: SuiteRuns, literature: Sequence[PublishedSource] = (), *, best: bool = False
+) -> str:
+    """Rows = datasets grouped by environment, columns = methods (``mean ± std`` over seeds),
+    then an ``average`` row; with ``literature``, a column group of published numbers."""
+    published = [] if best else published_columns(runs, literature)
+    header = ["env", "dataset", *runs.methods]
+    groups = list(dict.fromkeys(source for source, _ in published))
+    for mark, source in zip(FOOTNOTE_MARKS, groups, strict=False):
+        header.append(f"{source.group} →")
+        header += [f"{source.labels[m]}{mark}" for s, m in published if s is source]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    scores = runs.best_scores if best else runs.final_scores
+    previous_env = None
+    for dataset in runs.datasets:
+        env = split_dataset_id(dataset)[0].rpartition("/")[2]
+        row = [env if env != previous_env else "", dataset]
+        previous_env = env
+        row += [score_cell(scores(dataset, m), len(runs.seeds)) for m in runs.methods]
+        for source in groups:
+            row.append("")
+            row += [_number(source.score(m, dataset)) for s, m in published if s is source]
+        lines.append("| " + " | ".join(row) + " |")
+    average = ["**average**", "", *(_number(_average(runs, m, best)) for m in runs.methods)]
+    for source in groups:
+        average.append("")
+        average += [_number(_published_average(runs, s, m)) for s, m in published if s is source]
+    lines.append("| " + " | ".join(average) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ()) -> str:
+    """Long format, one row per (table, dataset, method): ours final and best, and published."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["table", "dataset", "method", "mean", "std", "seeds_ok", "seeds_expected", "source"]
+    )
+    for table, scores in (("final", runs.final_scores), ("best", runs.best_scores)):
+        for dataset in runs.datasets:
+            for method in runs.methods:
+                values = scores(dataset, method)
+                mean, std = (
+                    (f"{values.mean():.4f}", f"{values.std():.4f}") if values.size else ("", "")
+                )
+                writer.writerow(
+                    [table, dataset, method, mean, std, values.size, len(runs.seeds), "ours"]
+                )
+        for method in runs.methods:
+            average = _average(runs, method, table == "best")
+            mean = "" if np.isnan(average) else f"{average:.4f}"
+            writer.writerow([table, "average", method, mean, "", "", "", "ours"])
+    for source, method in published_columns(runs, literature):
+        for dataset in (*runs.datasets, "average"):
+            value = (
+                _published_average(runs, source, method)
+                if dataset == "average"
+                else source.score(method, dataset)
+            )
+            mean = "" if np.isnan(value) else f"{value:.1f}"
+            writer.writerow(["published", dataset, method, mean, "", "", "", source.citation])
     return out.getvalue()

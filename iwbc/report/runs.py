@@ -1,0 +1,229 @@
+"""A suite's runs, read back from its records: the grid every table, statistic and figure uses.
+
+``iwbc bench`` writes one JSON record per (dataset, method, seed) under
+``<results>/<suite>/records/<dataset id, "/" → "__">/<method>/seed-<seed>.json``. Reports are
+built from these files alone, so they can be regenerated at any time, and a run that failed or
+never ran stays visible in the grid instead of silently shrinking a mean.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from iwbc.benchmark.records import read_record, records_dir
+
+# Rows of a paper-style table: each environment's tiers in this order, unknown tiers after.
+TIER_ORDER = ("random", "medium", "medium-replay", "medium-expert", "expert")
+# Columns when no suite file gives the order: the BC family, then the offline-RL baselines.
+METHOD_ORDER = (
+    "bc",
+    "filtered_bc",
+    "top10_bc",
+    "iw_bc",
+    "iw_bc_step",
+    "iw_bc_quality",
+    "td3_bc",
+    "iql",
+    "cql",
+    "awac",
+)
+
+
+class Layout(Protocol):
+    """What a suite says about its grid (``iwbc.benchmark.suites.Suite`` has these)."""
+
+    datasets: tuple[str, ...]
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One record: a (dataset, method, seed) that finished (``ok``) or failed."""
+
+    dataset: str
+    method: str
+    seed: int
+    status: str
+    error: str | None
+    env_id: str
+    steps: np.ndarray  # updates at each evaluation of the learning curve
+    curve: np.ndarray  # normalized score at each evaluation (mean over its episodes)
+    final: float  # normalized score of the final policy; NaN for a failed run
+    best: float  # max of the curve; NaN for a failed run
+    final_episodes: int
+    ref_min_score: float
+    ref_max_score: float
+    wall_seconds: float
+    config: dict[str, Any]
+    environment: dict[str, Any]
+    finished_at: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclass(frozen=True)
+class SuiteRuns:
+    """All records of a suite on the grid datasets × methods × seeds (rows in table order)."""
+
+    suite: str
+    datasets: tuple[str, ...]
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+    runs: dict[tuple[str, str, int], Run]
+
+    def ok_runs(self, dataset: str, method: str) -> list[Run]:
+        """The finished runs of one cell, in seed order."""
+        cell = (self.runs.get((dataset, method, seed)) for seed in self.seeds)
+        return [run for run in cell if run is not None and run.ok]
+
+    def final_scores(self, dataset: str, method: str) -> np.ndarray:
+        """Final normalized scores of a cell's finished runs, in seed order."""
+        return np.array([run.final for run in self.ok_runs(dataset, method)], dtype=float)
+
+    def best_scores(self, dataset: str, method: str) -> np.ndarray:
+        """Best-during-training normalized scores of a cell's finished runs, in seed order."""
+        return np.array([run.best for run in self.ok_runs(dataset, method)], dtype=float)
+
+    @property
+    def failed(self) -> list[Run]:
+        """Runs recorded as failed, in grid order."""
+        return [run for key in self.grid() if (run := self.runs.get(key)) and not run.ok]
+
+    @property
+    def missing(self) -> list[tuple[str, str, int]]:
+        """Grid points with no record at all (not run yet, or the sweep was stopped)."""
+        return [key for key in self.grid() if key not in self.runs]
+
+    def grid(self) -> list[tuple[str, str, int]]:
+        return [(d, m, s) for d in self.datasets for m in self.methods for s in self.seeds]
+
+
+def split_dataset_id(dataset: str) -> tuple[str, str]:
+    """``iwbc/hopper/medium-replay-v0`` → (``iwbc/hopper``, ``medium-replay``): env and tier."""
+    group, _, name = dataset.rpartition("/")
+    tier = re.sub(r"-v\d+$", "", name)
+    return group, tier
+
+
+def order_datasets(datasets: Sequence[str]) -> tuple[str, ...]:
+    """Group datasets by environment (in order of first appearance), tiers in TIER_ORDER."""
+    groups: dict[str, list[str]] = {}
+    for dataset in dict.fromkeys(datasets):
+        groups.setdefault(split_dataset_id(dataset)[0], []).append(dataset)
+
+    def tier_rank(dataset: str) -> int:
+        tier = split_dataset_id(dataset)[1]
+        return TIER_ORDER.index(tier) if tier in TIER_ORDER else len(TIER_ORDER)
+
+    return tuple(d for group in groups.values() for d in sorted(group, key=tier_rank))
+
+
+def _number(value: object) -> float:
+    return math.nan if value is None else float(value)
+
+
+def parse_record(record: dict[str, Any], path: Path) -> Run:
+    """Read a record that passed ``check_record``, checking it against the path it was found at
+    and that a finished run has a usable curve and final score."""
+    dataset, method, seed = str(record["dataset"]), str(record["method"]), int(record["seed"])
+    found = (path.parent.parent.name, path.parent.name, path.name)
+    expected = (dataset.replace("/", "__"), method, f"seed-{seed}.json")
+    if found != expected:
+        raise ValueError(
+            f"record {path} is for {dataset} / {method} / seed {seed}; it belongs at "
+            f"{'/'.join(expected)}"
+        )
+    common = {
+        "dataset": dataset,
+        "method": method,
+        "seed": seed,
+        "status": str(record["status"]),
+        "env_id": str(record["env_id"] or ""),
+        "ref_min_score": _number(record["ref_min_score"]),
+        "ref_max_score": _number(record["ref_max_score"]),
+        "wall_seconds": _number(record["wall_seconds"]),
+        "config": dict(record["config"] or {}),
+        "environment": dict(record["environment"] or {}),
+        "finished_at": str(record["finished_at"] or ""),
+    }
+    if record["status"] == "failed":
+        error = " ".join(str(record["error"] or "no error message recorded").split())
+        empty = np.zeros(0)
+        return Run(
+            **common,
+            error=error,
+            steps=empty,
+            curve=empty,
+            final=math.nan,
+            best=math.nan,
+            final_episodes=0,
+        )
+    try:
+        curve, final = record["curve"], record["final"]
+        run = Run(
+            **common,
+            error=None,
+            steps=np.asarray(curve["steps"], dtype=float),
+            curve=np.asarray(curve["normalized"], dtype=float),
+            final=float(final["normalized"]),
+            best=float(record["best"]["normalized"]),
+            final_episodes=len(final.get("episode_returns") or ()),
+        )
+    except (TypeError, KeyError, ValueError, AttributeError) as error:
+        raise ValueError(
+            f"record {path} has a malformed curve, final or best ({error!r}); delete it and "
+            "rerun `iwbc bench`"
+        ) from error
+    if run.steps.shape != run.curve.shape or not np.isfinite(run.final):
+        raise ValueError(
+            f"record {path}: the curve's steps and scores differ in length or the final score "
+            "is not finite; delete it and rerun `iwbc bench`"
+        )
+    return run
+
+
+def load_runs(
+    suite: str, results_dir: str | Path = "results", layout: Layout | None = None
+) -> SuiteRuns:
+    """Read every record of ``suite``; the grid is the suite's (if given) plus whatever ran.
+
+    Without a layout, datasets are ordered by ``order_datasets`` over their sorted ids and
+    methods by METHOD_ORDER, so a report made from records alone is still deterministic.
+    """
+    root = records_dir(suite, results_dir)
+    paths = sorted(root.glob("*/*/seed-*.json"))
+    if not paths:
+        raise ValueError(
+            f"no records for suite '{suite}' under {root}; run `iwbc bench --suite {suite}` first"
+        )
+    runs: dict[tuple[str, str, int], Run] = {}
+    for path in paths:
+        record = read_record(path)
+        if record["suite"] != suite:
+            raise ValueError(f"record {path} belongs to suite {record['suite']!r}, not '{suite}'")
+        run = parse_record(record, path)
+        runs[(run.dataset, run.method, run.seed)] = run
+    datasets = tuple(layout.datasets) if layout else ()
+    methods = tuple(layout.methods) if layout else ()
+    seeds = tuple(layout.seeds) if layout else ()
+    known = {m: i for i, m in enumerate(METHOD_ORDER)}
+    extra_methods = sorted(
+        {m for _, m, _ in runs} - set(methods), key=lambda m: (known.get(m, len(known)), m)
+    )
+    return SuiteRuns(
+        suite=suite,
+        datasets=order_datasets([*datasets, *sorted({d for d, _, _ in runs})]),
+        methods=(*methods, *extra_methods),
+        seeds=tuple(sorted({*seeds, *(s for _, _, s in runs)})),
+        runs=runs,
+    )

@@ -1,0 +1,284 @@
+"""``iwbc report --suite NAME``: a suite's tables, statistics and figures, from its records alone.
+
+Everything is written under ``<results>/<suite>/``: ``table.md``/``table.csv`` (final scores per
+dataset and method, published numbers beside them, best-during-training apart), ``runs.csv``
+(every run), ``stats.md``/``stats.csv``/``profiles.csv`` (rliable aggregates) and ``figures/``.
+Nothing in it depends on the time it was made, so rerunning on the same records gives the same
+files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from iwbc.benchmark.suites import available_suites, load_suite
+from iwbc.report.figures import aggregates_figure, learning_curves_figure, profiles_figure
+from iwbc.report.literature import PublishedSource, load_literature
+from iwbc.report.runs import Layout, SuiteRuns, load_runs, records_dir
+from iwbc.report.stats import (
+    EXPERT,
+    SuiteStats,
+    profiles_csv,
+    stats_csv,
+    stats_markdown,
+    suite_stats,
+)
+from iwbc.report.tables import (
+    FOOTNOTE_MARKS,
+    published_columns,
+    suite_csv_table,
+    suite_markdown_table,
+)
+
+# Keys of a record's machine description that change run to run and say nothing about versions.
+_VOLATILE = ("loadavg",)
+
+
+def suite_layout(suite: str) -> Layout | None:
+    """The suite file's datasets, methods and seeds, which order the table and name the runs
+    that never ran; None for a suite with records but no file (e.g. since deleted)."""
+    if suite not in available_suites():
+        return None
+    return load_suite(suite)
+
+
+def report_command(suite: str, results_dir: str | Path) -> str:
+    """The command that regenerates the report, written into it."""
+    extra = "" if Path(results_dir) == Path("results") else f" --results {results_dir}"
+    return f"iwbc report --suite {suite}{extra}"
+
+
+def _distinct(values: Sequence[object]) -> str:
+    return " / ".join(str(v) for v in dict.fromkeys(values)) or "—"
+
+
+def _failed_and_missing(runs: SuiteRuns) -> list[str]:
+    if not runs.failed and not runs.missing:
+        return ["None: every run of the grid finished.", ""]
+    lines = ["| method | dataset | seed | status | error |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {r.method} | {r.dataset} | {r.seed} | failed | {r.error.replace('|', '/')} |"
+        for r in runs.failed
+    ]
+    lines += [
+        f"| {m} | {d} | {s} | missing | no record (not run yet, or the sweep was stopped) |"
+        for d, m, s in runs.missing
+    ]
+    return [*lines, ""]
+
+
+def _metadata(runs: SuiteRuns, command: str, results_dir: str | Path) -> list[str]:
+    done = [run for run in runs.runs.values() if run.ok]
+    evaluation = [run.config.get("evaluation", {}) for run in runs.runs.values()]
+    walls = {
+        m: np.nansum([r.wall_seconds for r in runs.runs.values() if r.method == m])
+        for m in runs.methods
+    }
+    finished = sorted(run.finished_at for run in runs.runs.values() if run.finished_at)
+    grid = len(runs.grid())
+    lines = [
+        "## Runs and provenance",
+        "",
+        f"- regenerate: `{command}` (reads {records_dir(runs.suite, results_dir)}/, written by "
+        f"`iwbc bench --suite {runs.suite}`; each record holds its run's full training config)",
+        f"- grid: {len(runs.datasets)} datasets × {len(runs.methods)} methods × "
+        f"{len(runs.seeds)} seeds = {grid} runs: {len(done)} finished, {len(runs.failed)} "
+        f"failed, {len(runs.missing)} missing",
+        f"- training seeds: {', '.join(map(str, runs.seeds))}",
+        "- evaluation episodes per run: final "
+        f"{_distinct(sorted({r.final_episodes for r in done}))}, during training "
+        f"{_distinct([e.get('eval_episodes') for e in evaluation if 'eval_episodes' in e])}; "
+        "evaluation every "
+        f"{_distinct([e.get('eval_every') for e in evaluation if 'eval_every' in e])} updates "
+        "(0: final only); deterministic policy, fixed reset seeds shared by all runs",
+        f"- wall time, sum over records: {sum(walls.values()):.0f} s ("
+        + ", ".join(f"{m} {w:.0f} s" for m, w in walls.items())
+        + ")",
+        f"- records finished {finished[0]} … {finished[-1]}" if finished else "",
+        "",
+        "| dataset | env | ref_min_score | ref_max_score |",
+        "|---|---|---|---|",
+    ]
+    for dataset in runs.datasets:
+        cell = [r for r in runs.runs.values() if r.dataset == dataset]
+        lines.append(
+            f"| {dataset} | {_distinct([r.env_id for r in cell if r.env_id])} | "
+            f"{_distinct([f'{r.ref_min_score:.2f}' for r in cell if r.ok])} | "
+            f"{_distinct([f'{r.ref_max_score:.2f}' for r in cell if r.ok])} |"
+        )
+    keys = dict.fromkeys(k for r in runs.runs.values() for k in r.environment)
+    machine = [
+        f"{k} {_distinct([r.environment[k] for r in runs.runs.values() if k in r.environment])}"
+        for k in keys
+        if k not in _VOLATILE
+    ]
+    lines += ["", "Machine and versions (from the records): " + "; ".join(machine), ""]
+    return lines
+
+
+def table_markdown(
+    runs: SuiteRuns, literature: Sequence[PublishedSource], command: str, results_dir: str | Path
+) -> str:
+    """``table.md``: final scores with the literature group, best-during-training apart,
+    failed and missing runs, and where the numbers came from."""
+    shown = list(dict.fromkeys(source for source, _ in published_columns(runs, literature)))
+    lines = [
+        f"# Suite {runs.suite}: final normalized scores",
+        "",
+        f"Made by `{command}`.",
+        "",
+        suite_markdown_table(runs, shown),
+        "Each cell: mean ± std (ddof 0) over training seeds of the normalized score of the final "
+        "policy (no selection over training), 100·(R − ref_min)/(ref_max − ref_min) with the "
+        "dataset's reference returns below. (k/n): only k of the n seeds finished; —: none did "
+        "(see *Failed and missing runs*). **average**: mean over datasets of the per-dataset "
+        "means, — unless every dataset has a finished run.",
+        "",
+    ]
+    for mark, source in zip(FOOTNOTE_MARKS, shown, strict=False):
+        lines += [
+            f"{mark} {source.group}: {source.citation} ({source.url}), on {source.data}. "
+            "Other data than ours (our datasets are generated locally on Gymnasium -v5 "
+            "environments), quoted for context: not comparable cell by cell. Their average "
+            "is over the rows shown.",
+            "",
+        ]
+    if not shown:
+        lines += [
+            "No published numbers for these datasets (iwbc/report/literature.toml maps D4RL's "
+            "HalfCheetah, Hopper and Walker2d medium, medium-replay and medium-expert).",
+            "",
+        ]
+    lines += [
+        "## Best during training (labelled: not the final policy)",
+        "",
+        "Max over the evaluations of each run's learning curve (the final one included), "
+        "mean ± std over seeds. Selecting the best checkpoint by its evaluation score is "
+        "optimistic; the table above is the one to compare.",
+        "",
+        suite_markdown_table(runs, best=True),
+        "## Failed and missing runs",
+        "",
+        *_failed_and_missing(runs),
+        *_metadata(runs, command, results_dir),
+    ]
+    return "\n".join(lines)
+
+
+def runs_csv(runs: SuiteRuns) -> str:
+    """Every run of the grid: its status, final and best scores, wall time and error."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["dataset", "method", "seed", "status", "final", "best", "wall_seconds", "error"]
+    )
+    for dataset, method, seed in runs.grid():
+        run = runs.runs.get((dataset, method, seed))
+        if run is None:
+            writer.writerow([dataset, method, seed, "missing", "", "", "", ""])
+            continue
+        scores = [f"{run.final:.4f}", f"{run.best:.4f}"] if run.ok else ["", ""]
+        wall = "" if np.isnan(run.wall_seconds) else f"{run.wall_seconds:.1f}"
+        writer.writerow([dataset, method, seed, run.status, *scores, wall, run.error or ""])
+    return out.getvalue()
+
+
+def stats_report(stats: SuiteStats, runs: SuiteRuns, command: str) -> str:
+    """``stats.md``: the aggregates table, how each was computed, and what was left out."""
+    lines = [
+        f"# Suite {runs.suite}: aggregate statistics of final normalized scores",
+        "",
+        f"Made by `{command}`.",
+        "",
+        stats_markdown(stats)
+        if stats.scores
+        else "No method has a finished run on every dataset, so there are no aggregates.",
+        "",
+        "Over all (dataset × seed) runs of each method (rliable, Agarwal et al. 2021). IQM: mean "
+        "of the middle 50% of all runs' scores (25% trimmed mean); median: median over datasets "
+        f"of the per-dataset mean; mean: over all runs; optimality gap: {EXPERT:.0f} − "
+        f"mean(min(score, {EXPERT:.0f})), lower is better. 95% CIs: percentile stratified "
+        f"bootstrap (runs resampled within each dataset), {stats.reps} resamples, NumPy seed "
+        f"{stats.seed}, so the numbers are the same on every regeneration.",
+        "",
+        "Performance profiles (fraction of runs with score > τ, with 95% CIs): profiles.csv and "
+        "figures/profiles.png / .svg; aggregates: figures/aggregates.png / .svg; learning curves: "
+        "figures/learning_curves.png / .svg.",
+        "",
+    ]
+    if stats.notes:
+        lines += ["Left out of the aggregates:", "", *(f"- {note}" for note in stats.notes), ""]
+    if runs.failed or runs.missing:
+        lines += [
+            f"{len(runs.failed)} failed and {len(runs.missing)} missing run(s) have no score; "
+            "table.md lists them.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def write_suite_report(
+    suite: str,
+    results_dir: str | Path = "results",
+    *,
+    reps: int = 2000,
+    seed: int = 0,
+    layout: Layout | None = None,
+    literature: Sequence[PublishedSource] | None = None,
+) -> list[Path]:
+    """Write the report of ``suite`` from ``<results_dir>/<suite>/records``; returns the files.
+
+    ``layout`` (default: the suite file, if any) orders the rows and columns and names the runs
+    that never ran; ``reps`` bootstrap resamples with NumPy seed ``seed`` make the CIs.
+    """
+    if layout is None:
+        layout = suite_layout(suite)
+    if layout is None and not records_dir(suite, results_dir).exists():
+        raise ValueError(
+            f"unknown suite '{suite}' and no records under {records_dir(suite, results_dir)}; "
+            f"run `iwbc bench --suite <name>` first, <name> one of: "
+            f"{', '.join(available_suites()) or 'none'}"
+        )
+    runs = load_runs(suite, results_dir, layout)
+    literature = load_literature() if literature is None else literature
+    stats = suite_stats(runs, reps=reps, seed=seed)
+    command = report_command(suite, results_dir)
+    out = Path(results_dir) / suite
+    files = {
+        "table.md": table_markdown(runs, literature, command, results_dir),
+        "table.csv": suite_csv_table(runs, literature),
+        "runs.csv": runs_csv(runs),
+        "stats.md": stats_report(stats, runs, command),
+        "stats.csv": stats_csv(stats),
+        "profiles.csv": profiles_csv(stats),
+    }
+    written = []
+    for name, text in files.items():
+        (out / name).write_text(text)
+        written.append(out / name)
+    figures = out / "figures"
+    written += learning_curves_figure(runs, figures / "learning_curves")
+    if stats.scores:
+        written += aggregates_figure(stats, runs, figures / "aggregates")
+        written += profiles_figure(stats, runs, figures / "profiles")
+    else:  # no aggregates: drop an earlier report's, which no longer match the records
+        for stale in ("aggregates.png", "aggregates.svg", "profiles.png", "profiles.svg"):
+            (figures / stale).unlink(missing_ok=True)
+    return written
+
+
+def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
+    """What ``iwbc report`` prints: the files written and how long it took."""
+    started = time.perf_counter()
+    written = write_suite_report(suite, results_dir, reps=reps)
+    seconds = time.perf_counter() - started
+    out = Path(results_dir) / suite
+    figures = sum(1 for p in written if p.parent.name == "figures")
+    names = ", ".join(p.name for p in written if p.parent == out)
+    return f"wrote {out}/{{{names}}} and {figures} figures in {out}/figures ({seconds:.1f} s)"

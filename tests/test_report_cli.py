@@ -1,0 +1,107 @@
+"""`iwbc report`: every file written from records alone, figures, failures listed, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from test_report_records import SUITE, make_record, write_records
+
+from iwbc.benchmark.records import record_path, records_dir, write_json_atomic
+from iwbc.cli import main
+from iwbc.report.suite_report import write_suite_report
+
+OUTCOMES = {
+    ("iwbc/hopper/medium-v0", "bc"): [50.0, 60.0, "fail: NaN in the actor loss | step 12"],
+    ("iwbc/hopper/medium-v0", "td3_bc"): [70.0, 75.0, 80.0],
+    ("iwbc/hopper/medium-replay-v0", "bc"): [20.0, 30.0, None],
+    ("iwbc/hopper/medium-replay-v0", "td3_bc"): [60.0, 65.0, 70.0],
+}
+FILES = ("table.md", "table.csv", "runs.csv", "stats.md", "stats.csv", "profiles.csv")
+FIGURES = ("learning_curves", "aggregates", "profiles")
+
+
+def test_report_writes_tables_stats_and_figures(tmp_path: Path) -> None:
+    write_records(tmp_path, OUTCOMES)
+    written = write_suite_report(SUITE, tmp_path, reps=50)
+    out = tmp_path / SUITE
+    assert {p.relative_to(out).as_posix() for p in written} == {
+        *FILES,
+        *(f"figures/{name}.{ext}" for name in FIGURES for ext in ("png", "svg")),
+    }
+    for name in FIGURES:
+        assert (out / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert b"<svg" in (out / "figures" / f"{name}.svg").read_bytes()[:1000]
+    table = (out / "table.md").read_text()
+    assert "`iwbc report --suite toy --results " in table
+    assert "| bc | iwbc/hopper/medium-v0 | 2 | failed | NaN in the actor loss / step 12 |" in table
+    assert "| bc | iwbc/hopper/medium-replay-v0 | 2 | missing |" in table
+    assert "55.0 ± 5.0 (2/3)" in table
+    assert "published (D4RL v2, other data)" in table and "other data than ours" in table.lower()
+    assert "## Best during training (labelled: not the final policy)" in table
+    assert "3 seeds = 12 runs: 10 finished, 1 failed, 1 missing" in table
+    assert "jax 0.0.test" in table and "loadavg" not in table
+    runs_csv = (out / "runs.csv").read_text()
+    assert "iwbc/hopper/medium-replay-v0,bc,2,missing" in runs_csv
+    stats = (out / "stats.md").read_text()
+    assert "| bc | 2 × 2 |" in stats and "| td3_bc | 3 × 2 |" in stats
+
+
+def test_report_is_the_same_when_regenerated(tmp_path: Path) -> None:
+    write_records(tmp_path, OUTCOMES)
+    first = {p: p.read_bytes() for p in write_suite_report(SUITE, tmp_path, reps=20)}
+    second = {p: p.read_bytes() for p in write_suite_report(SUITE, tmp_path, reps=20)}
+    assert first == second
+
+
+def test_learning_curves_of_different_lengths(tmp_path: Path) -> None:
+    """BC fine-tunes (hundreds of updates) beside offline RL (a million): symlog x, no error."""
+    directory = write_records(tmp_path, {("e/x/medium-v0", "bc"): [10.0, 20.0]})
+    for seed in (0, 1):
+        record = make_record("e/x/medium-v0", "iql", seed, 40.0)
+        record["curve"]["steps"] = [250_000, 500_000, 1_000_000]
+        write_json_atomic(record_path(directory, "e/x/medium-v0", "iql", seed), record)
+    written = write_suite_report(SUITE, tmp_path, reps=10)
+    assert all(p.stat().st_size > 0 for p in written)
+
+
+def test_layout_names_datasets_nobody_ran(tmp_path: Path) -> None:
+    write_records(tmp_path, {("e/x/medium-v0", "bc"): [1.0]})
+    layout = SimpleNamespace(
+        datasets=("e/x/medium-v0", "e/z/medium-v0"), methods=("bc",), seeds=(0,)
+    )
+    write_suite_report(SUITE, tmp_path, reps=10)
+    assert (tmp_path / SUITE / "figures" / "aggregates.png").exists()
+    write_suite_report(SUITE, tmp_path, reps=10, layout=layout)
+    assert not (tmp_path / SUITE / "figures" / "aggregates.png").exists()  # stale, removed
+    table = (tmp_path / SUITE / "table.md").read_text()
+    assert "| z | e/z/medium-v0 | — |" in table
+    assert (
+        "No method has a finished run on every dataset"
+        in (tmp_path / SUITE / "stats.md").read_text()
+    )
+
+
+def test_cli_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_records(tmp_path, OUTCOMES)
+    assert main(["report", "--suite", SUITE, "--results", str(tmp_path), "--reps", "20"]) == 0
+    assert "table.md" in capsys.readouterr().out
+    assert (tmp_path / SUITE / "figures" / "profiles.svg").stat().st_size > 0
+
+
+def test_cli_unknown_suite_says_run_bench_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", "--suite", "nope", "--results", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("iwbc: error: unknown suite 'nope' and no records")
+    assert "`iwbc bench --suite <name>` first" in error and "demo" in error
+    assert error.count("\n") == 1
+
+
+def test_cli_known_suite_without_records(tmp_path: Path, capsys) -> None:
+    assert main(["report", "--suite", "demo", "--results", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert f"no records for suite 'demo' under {records_dir('demo', tmp_path)}" in error
+    assert "run `iwbc bench --suite demo` first" in error

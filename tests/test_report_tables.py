@@ -1,0 +1,112 @@
+"""Suite tables: cells against NumPy, the literature column group, failed and missing runs."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_report_records import SUITE, write_records
+
+from iwbc.report.literature import load_literature
+from iwbc.report.runs import load_runs
+from iwbc.report.tables import suite_csv_table, suite_markdown_table
+
+HOPPER = ("iwbc/hopper/medium-v0", "iwbc/hopper/medium-replay-v0")
+METHODS = ("bc", "iw_bc", "td3_bc")
+
+
+def _rows(markdown: str) -> dict[str, list[str]]:
+    """Table rows keyed by their dataset cell (or the first cell for the average row)."""
+    rows = {}
+    lines = [line for line in markdown.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[1] or cells[0]] = cells
+    rows["header"] = header
+    return rows
+
+
+@pytest.fixture
+def scores() -> dict[tuple[str, str], list[float]]:
+    rng = np.random.default_rng(3)
+    return {(d, m): list(rng.uniform(0, 120, size=4)) for d in HOPPER for m in METHODS}
+
+
+def test_cells_are_mean_and_std_over_seeds(tmp_path: Path, scores) -> None:
+    write_records(tmp_path, scores)
+    runs = load_runs(SUITE, tmp_path)
+    rows = _rows(suite_markdown_table(runs))
+    best_rows = _rows(suite_markdown_table(runs, best=True))
+    for (dataset, method), values in scores.items():
+        column = rows["header"].index(method)
+        values = np.array(values)
+        assert rows[dataset][column] == f"{values.mean():.1f} ± {values.std():.1f}"
+        best = values + 5  # the factory's curve peaks 5 above the final score
+        assert best_rows[dataset][column] == f"{best.mean():.1f} ± {best.std():.1f}"
+    for method in METHODS:
+        average = np.mean([np.mean(scores[(d, method)]) for d in HOPPER])
+        assert rows["**average**"][rows["header"].index(method)] == f"{average:.1f}"
+
+
+def test_csv_has_the_same_numbers(tmp_path: Path, scores) -> None:
+    write_records(tmp_path, scores)
+    table = list(csv.DictReader(io.StringIO(suite_csv_table(load_runs(SUITE, tmp_path)))))
+    final = {(r["dataset"], r["method"]): r for r in table if r["table"] == "final"}
+    for key, values in scores.items():
+        np.testing.assert_allclose(float(final[key]["mean"]), np.mean(values), atol=1e-4)
+        np.testing.assert_allclose(float(final[key]["std"]), np.std(values), atol=1e-4)
+        assert (final[key]["seeds_ok"], final[key]["seeds_expected"]) == ("4", "4")
+
+
+def test_rows_follow_env_then_tier(tmp_path: Path, scores) -> None:
+    write_records(tmp_path, {**scores, ("iwbc/ant/medium-expert-v0", "bc"): [1.0]})
+    lines = suite_markdown_table(load_runs(SUITE, tmp_path)).splitlines()
+    firsts = [line.split("|")[1].strip() for line in lines[2:]]
+    datasets = [line.split("|")[2].strip() for line in lines[2:]]
+    assert datasets[:3] == ["iwbc/ant/medium-expert-v0", "iwbc/hopper/medium-v0", HOPPER[1]]
+    assert firsts[:3] == ["ant", "hopper", ""]  # the env is named once per group
+
+
+def test_literature_columns_sit_beside_our_rows(tmp_path: Path, scores) -> None:
+    write_records(tmp_path, scores)
+    markdown = suite_markdown_table(load_runs(SUITE, tmp_path), load_literature())
+    rows = _rows(markdown)
+    assert "published (D4RL v2, other data) →" in rows["header"]
+    bc, td3 = rows["header"].index("BC†"), rows["header"].index("TD3+BC†")
+    assert (rows[HOPPER[0]][bc], rows[HOPPER[0]][td3]) == ("53.5", "60.4")
+    assert (rows[HOPPER[1]][bc], rows[HOPPER[1]][td3]) == ("29.8", "64.4")
+    assert rows["**average**"][bc] == f"{(53.5 + 29.8) / 2:.1f}"
+    assert "IQL†" not in rows["header"]  # only methods the suite ran
+    published = [
+        r
+        for r in csv.DictReader(
+            io.StringIO(suite_csv_table(load_runs(SUITE, tmp_path), load_literature()))
+        )
+        if r["table"] == "published"
+    ]
+    assert {(r["dataset"], r["method"], r["mean"]) for r in published} >= {
+        (HOPPER[1], "bc", "29.8"),
+        (HOPPER[1], "td3_bc", "64.4"),
+    }
+
+
+def test_failed_and_missing_cells(tmp_path: Path) -> None:
+    write_records(
+        tmp_path,
+        {
+            ("e/x/medium-v0", "bc"): [10.0, "fail: diverged", 30.0],
+            ("e/x/medium-v0", "iql"): ["fail: diverged", "fail: diverged", None],
+            ("e/y/medium-v0", "bc"): [1.0, 2.0, 3.0],
+            ("e/y/medium-v0", "iql"): [4.0, 5.0, 6.0],
+        },
+    )
+    rows = _rows(suite_markdown_table(load_runs(SUITE, tmp_path)))
+    bc, iql = rows["header"].index("bc"), rows["header"].index("iql")
+    assert rows["e/x/medium-v0"][bc] == "20.0 ± 10.0 (2/3)"
+    assert rows["e/x/medium-v0"][iql] == "—"
+    assert rows["**average**"][iql] == "—"  # e/x has no finished iql run
+    assert rows["**average**"][bc] == f"{(20.0 + 2.0) / 2:.1f}"
