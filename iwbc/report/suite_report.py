@@ -158,7 +158,7 @@ def table_markdown(
     lines += [
         "## Best during training (labelled: not the final policy)",
         "",
-        "Max over the evaluations of each run's learning curve (the final one included), "
+        "Max over the evaluations of each run's learning curve (end of training included), "
         "mean ± std over seeds. Selecting the best checkpoint by its evaluation score is "
         "optimistic; the table above is the one to compare.",
         "",
