@@ -73,6 +73,7 @@ PRESETS = {
         behaviour=BehaviourConfig(
             env_steps=100_000,
             start_steps=5_000,
+            update_every=1_000,
             eval_every=5_000,
             checkpoint_every=25_000,
             sac=SACConfig(hidden_dims=(128, 128)),
