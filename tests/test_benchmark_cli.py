@@ -56,7 +56,7 @@ def test_run_accepts_baselines_and_writes_its_tables(root: Path, tmp_path: Path)
     ("argv", "message"),
     [
         (["run", DATASET, "--methods", "bc,dqn"], "unknown method(s) dqn; choose from bc, "),
-        (["bench", "--suite", "nope"], "unknown suite 'nope'; available suites: demo, full, paper"),
+        (["bench", "--suite", "nope"], "unknown suite 'nope'; available suites: demo, full, "),
         (["bench", "--suite", "demo", "--only-methods", "dqn"], "method(s) dqn not in suite demo"),
     ],
 )

@@ -156,7 +156,8 @@ def test_missing_key_and_unknown_suite(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="missing key 'seeds'"):
         parse_suite("t", {"datasets": ["a/b/c-v0"], "methods": ["bc"]})
     with pytest.raises(
-        ValueError, match=r"unknown suite 'nope'; available suites: demo, full, paper"
+        ValueError,
+        match=r"unknown suite 'nope'; available suites: demo, full, paper(, \w+)* \(or pass a path",
     ):
         load_suite("nope")
     bad = tmp_path / "bad.toml"
