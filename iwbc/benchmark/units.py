@@ -153,7 +153,7 @@ def run_unit(
     for step in targets:
         episodes = suite.final_eval_episodes if step == targets[-1] else suite.eval_episodes
         if report is not None:
-            report(f"{unit.method} step {step}/{targets[-1]}")
+            report(f"{unit.dataset} {unit.method} step {step}/{targets[-1]}")
         curve.append(_cached_evaluation(directory, step, episodes, params_at, evaluate))
     wall = time.perf_counter() - started
     return tuple(
