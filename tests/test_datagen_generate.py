@@ -15,9 +15,11 @@ from iwbc.data import load_dataset
 from iwbc.data.minari_io import minari_root
 from iwbc.data.minari_write import write_dataset
 from iwbc.datagen.behaviour import BehaviourConfig, TransitionLog, train_behaviour
+from iwbc.datagen.command import summary_markdown
 from iwbc.datagen.episodes import replay_episodes, rollout_episodes
 from iwbc.datagen.generate import (
     TIERS,
+    GenerationResult,
     Preset,
     dataset_id,
     expert_checkpoint,
@@ -219,3 +221,15 @@ def test_write_dataset_under_a_relative_root(
     loaded = load_dataset("iwbc/test/tiny-v0", root="relative/root")
     assert loaded.num_steps == sum(len(e.rewards) for e in episodes)
     assert sorted(p.name for p in (tmp_path / "relative/root").iterdir()) == ["iwbc"]
+
+
+def test_summary_table_lists_every_tier(generated: tuple[Path, Path, dict]) -> None:
+    _, work, manifest = generated
+    result = GenerationResult("hopper", "Hopper-v5", 0, manifest, work)
+    text = summary_markdown([result], "tiny", "iwbc data generate hopper")
+    rows = [line for line in text.splitlines() if line.startswith("| `iwbc/hopper/")]
+    assert len(rows) == len(TIERS)
+    tables = [line for line in text.splitlines() if line.startswith("|")]
+    header, task_row = tables[len(TIERS) + 2], tables[-1]
+    assert header.count("|") == task_row.count("|")
+    assert task_row.startswith("| Hopper-v5 | 3,000 |")

@@ -42,9 +42,9 @@ def summary_markdown(results: list[GenerationResult], preset: str, command: str)
             )
     lines += [
         "",
-        "| task | SAC env steps | medium checkpoint (return) | final return | "
-        "ref_min | ref_max | wall s |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| task | SAC env steps | medium step (return) | expert step (return) | final return | "
+        "ref_min | ref_max | SAC s | reference + tiers s |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|",
     ]
     for result in results:
         behaviour = result.manifest.get("behaviour", {})
@@ -56,10 +56,23 @@ def summary_markdown(results: list[GenerationResult], preset: str, command: str)
             f"{behaviour.get('final_return', 0.0):.1f} | "
             f"{reference.get('ref_min_score', 0.0):.1f} | "
             f"{reference.get('ref_max_score', 0.0):.1f} | "
-            f"{result.manifest.get('generate_seconds', 0.0):.0f} |"
+            f"{behaviour.get('train_seconds', 0.0):.0f} | "
+            f"{result.manifest.get('tier_seconds', 0.0):.0f} |"
         )
     env = machine_record(("jax", "mujoco", "gymnasium", "minari", "numpy"))
-    lines += ["", "Wall s counts every invocation of a resumed generation.", ""]
+    total = sum(
+        r.manifest.get("behaviour", {}).get("train_seconds", 0.0)
+        + r.manifest.get("tier_seconds", 0.0)
+        for r in results
+    )
+    lines += [
+        "",
+        f"Total {total / 60:.1f} min. Returns in the first table are per-episode sums; "
+        "medium/expert steps are the SAC evaluations (10 episodes, deterministic policy) the "
+        "tiers were cut at. SAC s is the training wall time summed over resumed invocations "
+        "(read from its checkpoint); the rest is the reference scores and the tiers.",
+        "",
+    ]
     lines.append("- " + ", ".join(f"{k} {v}" for k, v in env.items()))
     return "\n".join(lines) + "\n"
 
