@@ -48,8 +48,8 @@ def record_path(directory: str | Path, dataset: str, method: str, seed: int) -> 
     return Path(directory) / dataset.replace("/", "__") / method / f"seed-{seed}.json"
 
 
-def write_json_atomic(path: str | Path, payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` as JSON so that a reader (or a kill) sees the old file or the new one.
+def write_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` so that a reader (or a kill) sees the old file or the new one.
 
     The temporary file is unique, so two writers racing on one path never mix their bytes.
     """
@@ -57,13 +57,18 @@ def write_json_atomic(path: str | Path, payload: Mapping[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json_atomic(path: str | Path, payload: Mapping[str, Any]) -> Path:
+    """Write ``payload`` as JSON with :func:`write_atomic`."""
+    return write_atomic(path, json.dumps(payload, indent=1).encode())
 
 
 def check_record(record: Mapping[str, Any], source: str = "record") -> None:

@@ -18,9 +18,8 @@ import dataclasses
 import datetime
 import functools
 import hashlib
+import io
 import json
-import os
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -31,7 +30,7 @@ import flax.serialization
 import numpy as np
 
 from iwbc.algos.run import evaluate_agent, train_algorithm
-from iwbc.benchmark.records import SCHEMA, record_path, write_json_atomic
+from iwbc.benchmark.records import SCHEMA, record_path, write_atomic, write_json_atomic
 from iwbc.benchmark.suites import Suite
 from iwbc.data import OfflineDataset, load_dataset, normalized_score
 from iwbc.data.errors import one_line
@@ -170,10 +169,9 @@ def _cached_evaluation(
     if cache.exists():
         return np.load(cache)
     returns = np.asarray(evaluate(params_at(step), episodes))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{cache.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        np.save(f, returns)
-    os.replace(tmp, cache)
+    buffer = io.BytesIO()
+    np.save(buffer, returns)
+    write_atomic(cache, buffer.getvalue())
     return returns
 
 
@@ -325,7 +323,7 @@ def _snapshots(
                 state = train_until(target)
                 reached = int(np.asarray(state.step)[0])
                 if reached == target:
-                    _write_bytes_atomic(path, flax.serialization.to_bytes(state.params))
+                    write_atomic(path, flax.serialization.to_bytes(state.params))
                 elif not path.exists():
                     raise ValueError(
                         f"shared checkpoint in {directory} is at step {reached} without a "
@@ -336,14 +334,6 @@ def _snapshots(
         raise ValueError(f"step {step} is not one of the evaluation steps {tuple(targets)}")
 
     return params_at
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 @functools.lru_cache(maxsize=1)
