@@ -120,6 +120,7 @@ def test_sweep_writes_one_schema_record_per_run(sweep: dict) -> None:
         assert best["normalized"] == max(curve["normalized"])
         assert best["step"] == curve["steps"][int(np.argmax(curve["normalized"]))]
         assert record["wall_seconds"] > 0
+        assert record["trained_with_seeds"] == [0, 1]
 
 
 def test_curves_by_until_reproduce_a_straight_run(sweep: dict) -> None:

@@ -366,6 +366,8 @@ def _record(unit: WorkUnit, context: UnitContext, seed: int, wall: float) -> dic
         "ref_min_score": None,
         "ref_max_score": None,
         "wall_seconds": wall,
+        # The seeds vmapped in the same process: they share one wall time.
+        "trained_with_seeds": list(unit.seeds),
         "finished_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
