@@ -23,14 +23,12 @@ import jax
 import numpy as np
 from train_throughput import JAX_CORL_ANCHOR, machine
 
-from iwbc.algos.awac import AWACAgent
+from iwbc.algos import ALGORITHMS
 from iwbc.algos.common import device_transitions, make_agent_chunk, normalization_stats
-from iwbc.algos.iql import IQLAgent
-from iwbc.algos.td3_bc import TD3BCAgent
 from iwbc.data.episodes import Transitions
 
 OBS_DIM, ACT_DIM, NUM_TRANSITIONS, BATCH_SIZE = 17, 6, 200_000, 256
-AGENTS = {"td3_bc": TD3BCAgent, "iql": IQLAgent, "awac": AWACAgent}
+AGENTS = {name: agent_cls for name, (agent_cls, _) in ALGORITHMS.items()}
 SEED_COUNTS = (1, 8)
 REPEATS = 3
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "perf"
@@ -78,15 +76,17 @@ def write_report(report: dict[str, Any]) -> None:
     lines = [
         "# Offline-RL baselines: gradient updates/s",
         "",
-        "Updates/s of TD3+BC, IQL and AWAC trained by the engine the iw-BC trainer uses:",
+        "Updates/s of TD3+BC, IQL, CQL and AWAC trained by the engine the iw-BC trainer uses:",
         "`make_agent_chunk` = jit(vmap over seeds(lax.scan over N updates)), each update sampling",
         f"{BATCH_SIZE} transitions on the device from {NUM_TRANSITIONS:,} resident synthetic "
         f"transitions ({OBS_DIM}-dim observations,",
         f"{ACT_DIM}-dim actions: D4RL locomotion shape). Networks and hyperparameters are CORL's "
         "D4RL defaults",
         "(TD3+BC: 2 x 256 twin critics, deterministic actor updated every 2nd step; IQL: 2 x 256",
-        "twin critics, value net and Gaussian actor, all updated every step; AWAC: 3 x 256 twin",
-        "critics and Gaussian actor). Updates are counted per seed; rates",
+        "twin critics, value net and Gaussian actor, all updated every step; CQL: 3 x 256 twin",
+        "critics and tanh-Gaussian actor, each critic scoring 10 uniform + 20 policy actions per",
+        "state for its logsumexp; AWAC: 3 x 256 twin critics and Gaussian actor). Updates are",
+        "counted per seed; rates",
         f"exclude compilation (reported separately); best of {REPEATS} timed runs.",
         "",
         f"Regenerate: `{report['command']}`",

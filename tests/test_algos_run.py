@@ -39,7 +39,7 @@ def transitions(dataset) -> Transitions:
 
 
 def test_every_baseline_is_registered_with_its_config() -> None:
-    assert {"td3_bc", "iql", "awac"} <= set(ALGORITHMS)
+    assert set(ALGORITHMS) == {"td3_bc", "iql", "cql", "awac"}
     for agent_cls, config_cls in ALGORITHMS.values():
         assert hasattr(agent_cls, "update") and hasattr(agent_cls, "act")
         assert config_cls().steps == 1_000_000
@@ -90,7 +90,7 @@ def test_each_seed_is_evaluated_as_its_own_rollout(dataset, transitions: Transit
 @pytest.mark.parametrize(
     ("name", "kwargs", "message"),
     [
-        ("sac", {}, "unknown offline-RL algorithm 'sac'; choose one of td3_bc, iql, awac"),
+        ("sac", {}, "unknown offline-RL algorithm 'sac'; choose one of td3_bc, iql, cql, awac"),
         ("td3_bc", {"config": IQLConfig()}, "td3_bc needs a TD3BCConfig, got a IQLConfig"),
         ("td3_bc", {"config": CONFIG, "until": 2000}, r"until must be in \[1, config.steps=1000\]"),
         ("td3_bc", {"until": 0}, r"until must be in \[1,"),
