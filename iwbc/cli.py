@@ -1,4 +1,4 @@
-"""The ``iwbc`` command: ``demo``, ``run`` and ``data``.
+"""The ``iwbc`` command: ``demo``, ``run``, ``bench``, ``report`` and ``data``.
 
 Errors a user can fix (unknown dataset, bad data, bad option) are printed as one line and exit
 with status 2 rather than as a traceback.
@@ -13,7 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from iwbc.algos import ALGORITHMS
 from iwbc.data import DatasetError, list_datasets, load_dataset
+from iwbc.datagen.command import add_generate_parser
 from iwbc.methods import METHODS, PipelineConfig
 from iwbc.train import StageConfig
 
@@ -56,6 +58,7 @@ def _run(args: argparse.Namespace) -> None:
         pipeline=_pipeline(args),
         eval_episodes=args.eval_episodes,
         engine=args.engine,
+        algorithm_steps=args.algo_steps,
     )
     out = args.out or f"results/{args.dataset.replace('/', '__')}"
     command = "iwbc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -63,6 +66,44 @@ def _run(args: argparse.Namespace) -> None:
         dataset, config, out, work_dir=args.work_dir, command=command, progress=not args.quiet
     )
     print(f"wrote {out}/table.md, table.csv, scores.json and returns.png")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from iwbc.report.suite_report import report_main
+
+    print(report_main(args.suite, args.results, args.reps))
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from iwbc.benchmark.records import records_dir
+    from iwbc.benchmark.runner import run_suite
+    from iwbc.benchmark.suites import load_suite
+
+    suite = load_suite(args.suite)
+    records = records_dir(suite.name, args.results)
+    summary = run_suite(
+        suite,
+        records,
+        work_dir=args.work_dir,
+        data_root=args.root,
+        executor=args.executor,
+        num_cpus=args.num_cpus,
+        address=args.address,
+        only_datasets=_names(args.only_datasets),
+        only_methods=_names(args.only_methods),
+        progress=not args.quiet,
+    )
+    print(
+        f"{suite.name}: {summary.ok} runs done now, {summary.skipped} already done, "
+        f"{summary.failed} failed, of {summary.total}; records in {records}"
+    )
+    for line in summary.errors:
+        print(f"failed: {line}", file=sys.stderr)
+    return 1 if summary.failed else 0
 
 
 def _data_list(args: argparse.Namespace) -> None:
@@ -115,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--methods",
         default="bc,filtered_bc,top10_bc,iw_bc",
-        help=f"comma-separated, from {','.join(METHODS)}",
+        help=f"comma-separated, from {','.join((*METHODS, *ALGORITHMS))}",
     )
     run.add_argument("--seeds", type=int, default=5, help="number of training seeds (vmapped)")
     run.add_argument("--seed", type=int, default=0, help="first training seed")
@@ -131,12 +172,38 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-normalize", action="store_true", help="unnormalized iw weights")
     run.add_argument("--window", type=int, default=None, help="steps per sampled episode")
     run.add_argument("--hidden", default="256,256,256", help="hidden layer widths")
+    run.add_argument(
+        "--algo-steps", type=int, default=None, help="updates of the offline-RL baselines (1M)"
+    )
     run.add_argument("--eval-episodes", type=int, default=100)
     run.add_argument("--engine", default="auto", choices=("auto", "batch", "gymnasium"))
     run.add_argument("--out", default=None, help="default: results/<dataset id>")
     run.add_argument("--work-dir", default="runs")
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=_run)
+
+    report = commands.add_parser(
+        "report", help="tables, statistics and figures of a benchmark suite, from its records"
+    )
+    report.add_argument("--suite", required=True, help="the suite `iwbc bench --suite` ran")
+    report.add_argument("--results", default="results", help="reads RESULTS/<suite>/records")
+    report.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the CIs")
+    report.set_defaults(func=_report)
+
+    bench = commands.add_parser(
+        "bench", help="run a benchmark suite (datasets × methods × seeds), resumably"
+    )
+    bench.add_argument("--suite", required=True, help="suite name in benchmarks/suites, or a path")
+    bench.add_argument("--executor", default="local", choices=("local", "ray"))
+    bench.add_argument("--results", default="results", help="records go to RESULTS/<suite>/")
+    bench.add_argument("--work-dir", default="runs", help="checkpoints and cached evaluations")
+    bench.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
+    bench.add_argument("--only-datasets", default=None, help="comma-separated subset")
+    bench.add_argument("--only-methods", default=None, help="comma-separated subset")
+    bench.add_argument("--num-cpus", type=int, default=None, help="local Ray instance's CPUs")
+    bench.add_argument("--address", default=None, help="Ray cluster address (default: local)")
+    bench.add_argument("--quiet", action="store_true", help="no progress bar")
+    bench.set_defaults(func=_bench)
 
     data = commands.add_parser("data", help="local datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True)
@@ -157,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     scripted.add_argument("--root", default=None)
     scripted.add_argument("--overwrite", action="store_true")
     scripted.set_defaults(func=_data_scripted)
+    add_generate_parser(data_commands)
     return parser
 
 
@@ -165,11 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
-    except (DatasetError, ValueError, FileExistsError, NotImplementedError) as error:
+        return args.func(args) or 0
+    except (DatasetError, ValueError, OSError, NotImplementedError) as error:
         print(f"iwbc: error: {error}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":
