@@ -12,14 +12,19 @@ import numpy as np
 import pytest
 from test_algos_td3_bc import ACT_DIM, BATCH, OBS_DIM, bandit, np_mlp, policy_error
 
-from iwbc.algos.common import TransitionBatch, device_transitions, normalization_stats, train_agent
+from iwbc.algos.common import (
+    TransitionBatch,
+    device_transitions,
+    normalization_stats,
+    tanh_gaussian_sample,
+    train_agent,
+)
 from iwbc.algos.cql import (
     CQLAgent,
     CQLConfig,
     CQLNoise,
     entropy_temperature_loss,
     lagrange_loss,
-    tanh_gaussian_sample,
 )
 from iwbc.algos.run import train_algorithm
 

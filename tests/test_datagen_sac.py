@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_algos_td3_bc import np_mlp
 
-from iwbc.algos.common import TransitionBatch
+from iwbc.algos.common import TransitionBatch, tanh_gaussian_sample
 from iwbc.datagen.behaviour import BehaviourConfig, train_behaviour
 from iwbc.datagen.sac import (
     LOG_STD_MAX,
@@ -19,22 +20,11 @@ from iwbc.datagen.sac import (
     SACConfig,
     buffer_append,
     sac_updates,
-    tanh_gaussian_sample,
 )
 from iwbc.envs import rollout_returns
 
 OBS_DIM, ACT_DIM, BATCH = 3, 2, 16
 CONFIG = SACConfig(hidden_dims=(8, 8), batch_size=BATCH)
-
-
-def np_mlp(layers: dict, x: np.ndarray) -> np.ndarray:
-    count = len(layers)
-    for i in range(count):
-        layer = layers[f"Dense_{i}"]
-        x = x @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
-        if i < count - 1:
-            x = np.maximum(x, 0.0)
-    return x
 
 
 def np_actor(params: Any, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,10 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from iwbc.data.episodes import Transitions
+from iwbc.policies import LOG_2PI
 from iwbc.train import run_chunks
 
 # CORL's normalization: std + 1e-3, so constant features do not blow up.
 NORMALIZATION_EPS = 1e-3
+LOG_2 = float(np.log(2.0))
 
 
 class TransitionBatch(flax.struct.PyTreeNode):
@@ -168,6 +170,19 @@ class DeterministicActor(nn.Module):
     @nn.compact
     def __call__(self, observations: jax.Array) -> jax.Array:
         return jnp.tanh(MLP(self.hidden_dims, self.action_dim)(observations))
+
+
+def tanh_gaussian_sample(
+    mean: jax.Array, log_std: jax.Array, noise: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Reparameterized a = tanh(μ + σ·ε) and its log-density, summed over action dimensions.
+
+    log(1 − tanh(u)²) is written 2·(log 2 − u − softplus(−2u)), finite where tanh saturates.
+    """
+    pre_tanh = mean + jnp.exp(log_std) * noise
+    gaussian = jnp.sum(-0.5 * noise**2 - log_std - 0.5 * LOG_2PI, axis=-1)
+    squash = jnp.sum(2.0 * (LOG_2 - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh)), axis=-1)
+    return jnp.tanh(pre_tanh), gaussian - squash
 
 
 def soft_update(target: Any, online: Any, tau: float) -> Any:

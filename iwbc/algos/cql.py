@@ -23,10 +23,8 @@ import numpy as np
 import optax
 from flax.typing import Initializer
 
-from iwbc.algos.common import TransitionBatch, soft_update, stack_seeds
-from iwbc.policies import LOG_2PI
+from iwbc.algos.common import TransitionBatch, soft_update, stack_seeds, tanh_gaussian_sample
 
-LOG_2 = float(np.log(2.0))
 LOG_HALF = float(np.log(0.5))
 # CORL clamps the Lagrange multiplier exp(log α') to [0, 1e6].
 ALPHA_PRIME_MAX = 1e6
@@ -148,19 +146,6 @@ class TanhGaussianActor(nn.Module):
         offset = self.param("log_std_offset", nn.initializers.constant(-1.0), ())
         log_std = jnp.clip(multiplier * raw_log_std + offset, self.log_std_min, self.log_std_max)
         return mean, log_std
-
-
-def tanh_gaussian_sample(
-    mean: jax.Array, log_std: jax.Array, noise: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """Reparameterized a = tanh(μ + σ·ε) and its log-density, summed over action dimensions.
-
-    log(1 − tanh(u)²) is written 2·(log 2 − u − softplus(−2u)), finite where tanh saturates.
-    """
-    pre_tanh = mean + jnp.exp(log_std) * noise
-    gaussian = jnp.sum(-0.5 * noise**2 - log_std - 0.5 * LOG_2PI, axis=-1)
-    squash = jnp.sum(2.0 * (LOG_2 - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh)), axis=-1)
-    return jnp.tanh(pre_tanh), gaussian - squash
 
 
 class CQLNoise(flax.struct.PyTreeNode):

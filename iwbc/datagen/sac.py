@@ -17,14 +17,17 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from iwbc.algos.common import MLP, DoubleCritic, TransitionBatch, soft_update
+from iwbc.algos.common import (
+    MLP,
+    DoubleCritic,
+    TransitionBatch,
+    soft_update,
+    tanh_gaussian_sample,
+)
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
-_LOG_2 = float(np.log(2.0))
-_LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,20 +58,6 @@ class TanhGaussianActor(nn.Module):
         mean, raw = jnp.split(out, 2, axis=-1)
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(raw) + 1.0)
         return mean, log_std
-
-
-def tanh_gaussian_sample(
-    mean: jax.Array, log_std: jax.Array, noise: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """Reparameterized a = tanh(μ + σ·ε) and log π(a|s), summed over action dimensions.
-
-    The change of variables uses log(1 − tanh(u)²) = 2·(log 2 − u − softplus(−2u)), which
-    stays finite where tanh saturates.
-    """
-    pre_tanh = mean + jnp.exp(log_std) * noise
-    gaussian = jnp.sum(-0.5 * noise**2 - log_std - 0.5 * _LOG_2PI, axis=-1)
-    squash = jnp.sum(2.0 * (_LOG_2 - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh)), axis=-1)
-    return jnp.tanh(pre_tanh), gaussian - squash
 
 
 class ReplayBuffer(flax.struct.PyTreeNode):
