@@ -23,8 +23,10 @@ from iwbc.train import StageConfig
 def _demo(args: argparse.Namespace) -> None:
     from iwbc.demo import run_demo
 
-    run_demo(args.out, data_root=args.root, work_dir=args.work_dir, progress=not args.quiet)
-    print(f"wrote {args.out}/table.md, table.csv, scores.json and returns.png")
+    written = run_demo(
+        args.results, data_root=args.root, work_dir=args.work_dir, progress=not args.quiet
+    )
+    print(f"wrote {len(written)} files under {args.results}/demo (table.md, stats.md, figures/)")
 
 
 def _pipeline(args: argparse.Namespace) -> PipelineConfig:
@@ -141,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="the built-in default run (offline, CPU, minutes)")
-    demo.add_argument("--out", default="results/demo")
+    demo.add_argument("--results", default="results", help="the report goes to RESULTS/demo/")
     demo.add_argument("--root", default="data/minari", help="local Minari root for the dataset")
     demo.add_argument("--work-dir", default="runs", help="checkpoints and cached evaluations")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")

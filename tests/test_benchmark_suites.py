@@ -10,7 +10,6 @@ import pytest
 from iwbc.algos import ALGORITHMS
 from iwbc.benchmark.suites import available_suites, eval_targets, load_suite, parse_suite
 from iwbc.data.scripted import DEFAULT_DATASET_ID
-from iwbc.demo import DEMO_CONFIG
 from iwbc.methods import METHODS
 from iwbc.train import StageConfig
 
@@ -25,14 +24,26 @@ def test_shipped_suites_load() -> None:
     assert {"demo", "paper", "full"} <= set(available_suites())
     demo = load_suite("demo")
     assert demo.datasets == (DEFAULT_DATASET_ID,)
-    assert set(demo.methods) == {"bc", "filtered_bc", "iw_bc", "td3_bc", "iql", "cql", "awac"}
+    assert set(demo.methods) == {
+        "bc",
+        "filtered_bc",
+        "top10_bc",
+        "iw_bc",
+        "iw_bc_quality",
+        "td3_bc",
+        "iql",
+        "cql",
+        "awac",
+    }
     assert demo.seeds == (0, 1, 2, 3, 4)
-    # The dataset and the BC-family budget are the ones `iwbc demo` uses.
+    # The demo's own dataset, made locally, and its CPU budget for the BC family.
     assert [(s.dataset, s.episodes, s.seed) for s in demo.scripted] == [
         (DEFAULT_DATASET_ID, 200, 0)
     ]
-    assert demo.pipeline.pretrain == DEMO_CONFIG.pipeline.pretrain
-    assert demo.pipeline.finetune == DEMO_CONFIG.pipeline.finetune
+    assert demo.pipeline.pretrain == StageConfig(steps=400, batch_size=32, window=32)
+    assert demo.pipeline.finetune == StageConfig.iw_finetune(
+        steps=200, warmup_steps=30, batch_size=32, window=32, learning_rate=3e-4
+    )
 
     paper = load_suite("paper")
     tiers = ("medium", "medium-replay", "medium-expert")
