@@ -76,9 +76,15 @@ def _failed_and_missing(runs: SuiteRuns) -> list[str]:
 def _metadata(runs: SuiteRuns, command: str, results_dir: str | Path) -> list[str]:
     done = [run for run in runs.runs.values() if run.ok]
     evaluation = [run.config.get("evaluation", {}) for run in runs.runs.values()]
+    # The seeds of a (dataset, method) unit train together and their records share its wall
+    # time, so each unit counts once.
+    unit_walls: dict[tuple[str, str], float] = {}
+    for r in runs.runs.values():
+        if not np.isnan(r.wall_seconds):
+            key = (r.dataset, r.method)
+            unit_walls[key] = max(unit_walls.get(key, 0.0), r.wall_seconds)
     walls = {
-        m: np.nansum([r.wall_seconds for r in runs.runs.values() if r.method == m])
-        for m in runs.methods
+        m: sum(w for (_, method), w in unit_walls.items() if method == m) for m in runs.methods
     }
     finished = sorted(run.finished_at for run in runs.runs.values() if run.finished_at)
     grid = len(runs.grid())
@@ -97,7 +103,8 @@ def _metadata(runs: SuiteRuns, command: str, results_dir: str | Path) -> list[st
         "evaluation every "
         f"{_distinct([e.get('eval_every') for e in evaluation if 'eval_every' in e])} updates "
         "(0: final only); deterministic policy, fixed reset seeds shared by all runs",
-        f"- wall time, sum over records: {sum(walls.values()):.0f} s ("
+        f"- wall time, summed over (dataset, method) units (seeds train together): "
+        f"{sum(walls.values()):.0f} s ("
         + ", ".join(f"{m} {w:.0f} s" for m, w in walls.items())
         + ")",
         f"- records finished {finished[0]} … {finished[-1]}" if finished else "",
