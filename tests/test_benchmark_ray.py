@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from test_benchmark_runner import tiny_suite_toml
 
 from iwbc.benchmark.records import load_records, records_dir
 from iwbc.benchmark.runner import run_suite
@@ -17,31 +18,7 @@ ray = pytest.importorskip("ray")
 
 DATASET = "iwbc-test/idp/ray-v0"
 MISSING = "iwbc-test/missing/none-v0"
-SUITE = f"""
-datasets = ["{DATASET}", "{MISSING}"]
-methods = ["bc", "td3_bc"]
-seeds = [0, 1]
-eval_episodes = 2
-final_eval_episodes = 3
-eval_every = 10
-
-[bc_family]
-hidden_dims = [16, 16]
-chunk_size = 10
-
-[bc_family.pretrain]
-steps = 20
-batch_size = 4
-window = 8
-
-[offline_rl]
-steps = 20
-batch_size = 16
-chunk_size = 10
-
-[offline_rl.td3_bc]
-hidden_dims = [16, 16]
-"""
+SUITE = tiny_suite_toml(("bc", "td3_bc"), (DATASET, MISSING), scripted=None)
 
 
 # Starting processes from a JAX process warns about fork; they exec at once, so it is harmless.

@@ -17,6 +17,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from test_benchmark_runner import tiny_suite_toml
 
 from iwbc.benchmark.records import load_records, records_dir
 from iwbc.benchmark.runner import run_suite
@@ -27,38 +28,7 @@ DATASET = "iwbc-test/idp/resume-v0"
 # The budgets of test_benchmark_runner's suite, on the same 6 scripted episodes: same shapes
 # and configs, so the two modules share JAX compilations.
 METHODS = ("bc", "iw_bc", "td3_bc")
-SUITE = f"""
-datasets = ["{DATASET}"]
-methods = ["bc", "iw_bc", "td3_bc"]
-seeds = [0, 1]
-eval_episodes = 2
-final_eval_episodes = 3
-eval_every = 10
-
-[bc_family]
-hidden_dims = [16, 16]
-chunk_size = 10
-
-[bc_family.pretrain]
-steps = 20
-batch_size = 4
-window = 8
-
-[bc_family.finetune]
-steps = 20
-warmup_steps = 2
-batch_size = 4
-window = 8
-learning_rate = 1e-3
-
-[offline_rl]
-steps = 20
-batch_size = 16
-chunk_size = 10
-
-[offline_rl.td3_bc]
-hidden_dims = [16, 16]
-"""
+SUITE = tiny_suite_toml(METHODS, (DATASET,), scripted=None)
 
 
 def _files(directory: Path, pattern: str) -> dict[Path, tuple[int, bytes]]:

@@ -25,8 +25,15 @@ DATASET = "iwbc-test/idp/mixed-v0"
 MISSING = "iwbc-test/missing/none-v0"
 
 
-def tiny_suite_toml(methods: tuple[str, ...], datasets: tuple[str, ...] = (DATASET,)) -> str:
-    """Two seeds, 20 updates a stage evaluated every 10, 16-unit networks: seconds a unit."""
+def tiny_suite_toml(
+    methods: tuple[str, ...],
+    datasets: tuple[str, ...] = (DATASET,),
+    scripted: str | None = DATASET,
+) -> str:
+    """Two seeds, 20 updates a stage evaluated every 10, 16-unit networks: seconds a unit.
+
+    ``scripted`` names a dataset the runner makes itself (None: the test makes its own)."""
+    made_here = f'[scripted."{scripted}"]\nepisodes = 6\n' if scripted else ""
     return f"""
 description = "tiny test suite"
 datasets = {json.dumps(list(datasets))}
@@ -36,9 +43,7 @@ eval_episodes = 2
 final_eval_episodes = 3
 eval_every = 10
 
-[scripted."{DATASET}"]
-episodes = 6
-
+{made_here}
 [bc_family]
 hidden_dims = [16, 16]
 chunk_size = 10
