@@ -18,7 +18,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from iwbc.algos.common import MLP, DoubleCritic, TransitionBatch, soft_update, stack_seeds
+from iwbc.algos.common import (
+    MLP,
+    DoubleCritic,
+    TransitionBatch,
+    optimizer_step,
+    soft_update,
+    stack_seeds,
+)
 from iwbc.policies import gaussian_log_prob
 
 
@@ -130,23 +137,22 @@ class AWACAgent(flax.struct.PyTreeNode):
         critic_grads, critic_info = jax.grad(self.critic_loss, has_aux=True)(
             self.critic_params, batch, critic_noise
         )
-        updates, critic_opt_state = optimizer.update(
-            critic_grads, self.critic_opt_state, self.critic_params
+        critic_params, critic_opt_state = optimizer_step(
+            optimizer, critic_grads, self.critic_opt_state, self.critic_params
         )
-        critic_params = optax.apply_updates(self.critic_params, updates)
         agent = self.replace(critic_params=critic_params, critic_opt_state=critic_opt_state)
 
         actor_noise = jax.random.normal(actor_key, batch.actions.shape)
         actor_grads, actor_info = jax.grad(agent.actor_loss, has_aux=True)(
             self.actor_params, batch, actor_noise
         )
-        updates, actor_opt_state = optimizer.update(
-            actor_grads, self.actor_opt_state, self.actor_params
+        actor_params, actor_opt_state = optimizer_step(
+            optimizer, actor_grads, self.actor_opt_state, self.actor_params
         )
         agent = agent.replace(
             step=self.step + 1,
             rng=rng,
-            actor_params=optax.apply_updates(self.actor_params, updates),
+            actor_params=actor_params,
             actor_opt_state=actor_opt_state,
             target_critic_params=soft_update(self.target_critic_params, critic_params, config.tau),
         )

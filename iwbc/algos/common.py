@@ -18,6 +18,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from iwbc.data.episodes import Transitions
 from iwbc.policies import LOG_2PI
@@ -183,6 +184,14 @@ def tanh_gaussian_sample(
     gaussian = jnp.sum(-0.5 * noise**2 - log_std - 0.5 * LOG_2PI, axis=-1)
     squash = jnp.sum(2.0 * (LOG_2 - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh)), axis=-1)
     return jnp.tanh(pre_tanh), gaussian - squash
+
+
+def optimizer_step(
+    optimizer: optax.GradientTransformation, grads: Any, opt_state: Any, params: Any
+) -> tuple[Any, Any]:
+    """One optimizer update of ``params``; returns the new parameters and optimizer state."""
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
 
 
 def soft_update(target: Any, online: Any, tau: float) -> Any:

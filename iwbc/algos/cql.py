@@ -23,7 +23,13 @@ import numpy as np
 import optax
 from flax.typing import Initializer
 
-from iwbc.algos.common import TransitionBatch, soft_update, stack_seeds, tanh_gaussian_sample
+from iwbc.algos.common import (
+    TransitionBatch,
+    optimizer_step,
+    soft_update,
+    stack_seeds,
+    tanh_gaussian_sample,
+)
 
 LOG_HALF = float(np.log(0.5))
 # CORL clamps the Lagrange multiplier exp(log α') to [0, 1e6].
@@ -347,22 +353,25 @@ class CQLAgent(flax.struct.PyTreeNode):
             self.critic_params, batch, noise
         )
         gaps = critic_info.pop("cql_gap")
-        actor_params, actor_opt_state = _adam_step(
-            config.actor_lr, actor_grads, self.actor_opt_state, self.actor_params
+        actor_params, actor_opt_state = optimizer_step(
+            optax.adam(config.actor_lr), actor_grads, self.actor_opt_state, self.actor_params
         )
-        log_alpha, alpha_opt_state = _adam_step(
-            config.actor_lr, alpha_grad, self.alpha_opt_state, self.log_alpha
+        log_alpha, alpha_opt_state = optimizer_step(
+            optax.adam(config.actor_lr), alpha_grad, self.alpha_opt_state, self.log_alpha
         )
-        critic_params, critic_opt_state = _adam_step(
-            config.critic_lr, critic_grads, self.critic_opt_state, self.critic_params
+        critic_params, critic_opt_state = optimizer_step(
+            optax.adam(config.critic_lr), critic_grads, self.critic_opt_state, self.critic_params
         )
         log_alpha_prime, alpha_prime_opt_state = self.log_alpha_prime, self.alpha_prime_opt_state
         if config.cql_lagrange:
             alpha_prime_grad = jax.grad(lagrange_loss)(
                 self.log_alpha_prime, gaps, config.cql_alpha, config.cql_target_action_gap
             )
-            log_alpha_prime, alpha_prime_opt_state = _adam_step(
-                config.critic_lr, alpha_prime_grad, alpha_prime_opt_state, log_alpha_prime
+            log_alpha_prime, alpha_prime_opt_state = optimizer_step(
+                optax.adam(config.critic_lr),
+                alpha_prime_grad,
+                alpha_prime_opt_state,
+                log_alpha_prime,
             )
         agent = self.replace(
             step=self.step + 1,
@@ -444,8 +453,3 @@ class CQLAgent(flax.struct.PyTreeNode):
 
 def _alpha_prime(log_alpha_prime: jax.Array) -> jax.Array:
     return jnp.clip(jnp.exp(log_alpha_prime), 0.0, ALPHA_PRIME_MAX)
-
-
-def _adam_step(learning_rate: float, grads: Any, opt_state: Any, params: Any) -> tuple[Any, Any]:
-    updates, opt_state = optax.adam(learning_rate).update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state

@@ -17,7 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from iwbc.algos.common import DoubleCritic, TransitionBatch, ValueNet, soft_update, stack_seeds
+from iwbc.algos.common import (
+    DoubleCritic,
+    TransitionBatch,
+    ValueNet,
+    optimizer_step,
+    soft_update,
+    stack_seeds,
+)
 from iwbc.policies import GaussianPolicy, policy_log_prob, policy_mean_action
 
 
@@ -132,13 +139,13 @@ class IQLAgent(flax.struct.PyTreeNode):
         actor_grads, actor_info = jax.grad(self.actor_loss, has_aux=True)(
             self.actor_params, batch, advantages
         )
-        value_params, value_opt_state = _adam_step(
+        value_params, value_opt_state = optimizer_step(
             optax.adam(config.value_lr), value_grads, self.value_opt_state, self.value_params
         )
-        critic_params, critic_opt_state = _adam_step(
+        critic_params, critic_opt_state = optimizer_step(
             optax.adam(config.critic_lr), critic_grads, self.critic_opt_state, self.critic_params
         )
-        actor_params, actor_opt_state = _adam_step(
+        actor_params, actor_opt_state = optimizer_step(
             _actor_optimizer(config), actor_grads, self.actor_opt_state, self.actor_params
         )
         agent = self.replace(
@@ -213,10 +220,3 @@ def _actor(action_dim: int, config: IQLConfig) -> GaussianPolicy:
 
 def _actor_optimizer(config: IQLConfig) -> optax.GradientTransformation:
     return optax.adam(optax.cosine_decay_schedule(config.actor_lr, config.steps))
-
-
-def _adam_step(
-    optimizer: optax.GradientTransformation, grads: Any, opt_state: Any, params: Any
-) -> tuple[Any, Any]:
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state

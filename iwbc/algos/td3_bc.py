@@ -21,6 +21,7 @@ from iwbc.algos.common import (
     DeterministicActor,
     DoubleCritic,
     TransitionBatch,
+    optimizer_step,
     soft_update,
     stack_seeds,
 )
@@ -130,18 +131,16 @@ class TD3BCAgent(flax.struct.PyTreeNode):
         critic_grads, critic_info = jax.grad(self.critic_loss, has_aux=True)(
             self.critic_params, batch, noise
         )
-        updates, critic_opt_state = optax.adam(config.critic_lr).update(
-            critic_grads, self.critic_opt_state, self.critic_params
+        critic_params, critic_opt_state = optimizer_step(
+            optax.adam(config.critic_lr), critic_grads, self.critic_opt_state, self.critic_params
         )
-        critic_params = optax.apply_updates(self.critic_params, updates)
 
         actor_grads, actor_info = jax.grad(self.actor_loss, has_aux=True)(
             self.actor_params, critic_params, batch
         )
-        updates, actor_opt_state = optax.adam(config.actor_lr).update(
-            actor_grads, self.actor_opt_state, self.actor_params
+        actor_params, actor_opt_state = optimizer_step(
+            optax.adam(config.actor_lr), actor_grads, self.actor_opt_state, self.actor_params
         )
-        actor_params = optax.apply_updates(self.actor_params, updates)
         # Under vmap a cond would run both branches anyway; a select keeps it one straight graph.
         delayed = (self.step + 1) % config.policy_freq == 0
 

@@ -23,6 +23,7 @@ from iwbc.algos.common import (
     MLP,
     DoubleCritic,
     TransitionBatch,
+    optimizer_step,
     soft_update,
     tanh_gaussian_sample,
 )
@@ -167,25 +168,25 @@ class SACAgent(flax.struct.PyTreeNode):
         critic_grads, critic_info = jax.grad(self.critic_loss, has_aux=True)(
             self.critic_params, batch, next_noise
         )
-        updates, critic_opt_state = optax.adam(config.critic_lr).update(
-            critic_grads, self.critic_opt_state
+        critic_params, critic_opt_state = optimizer_step(
+            optax.adam(config.critic_lr), critic_grads, self.critic_opt_state, self.critic_params
         )
-        critic_params = optax.apply_updates(self.critic_params, updates)
 
         actor_grads, actor_info = jax.grad(self.actor_loss, has_aux=True)(
             self.actor_params, critic_params, batch, noise
         )
-        updates, actor_opt_state = optax.adam(config.actor_lr).update(
-            actor_grads, self.actor_opt_state
+        actor_params, actor_opt_state = optimizer_step(
+            optax.adam(config.actor_lr), actor_grads, self.actor_opt_state, self.actor_params
         )
-        actor_params = optax.apply_updates(self.actor_params, updates)
 
         log_prob = actor_info.pop("log_prob")
         temperature_grad = jax.grad(self.temperature_loss)(self.log_temperature, log_prob)
-        updates, temperature_opt_state = optax.adam(config.temperature_lr).update(
-            temperature_grad, self.temperature_opt_state
+        log_temperature, temperature_opt_state = optimizer_step(
+            optax.adam(config.temperature_lr),
+            temperature_grad,
+            self.temperature_opt_state,
+            self.log_temperature,
         )
-        log_temperature = optax.apply_updates(self.log_temperature, updates)
 
         agent = self.replace(
             step=self.step + 1,
