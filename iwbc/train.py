@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +25,7 @@ import optax
 from tqdm.auto import tqdm
 
 from iwbc import losses
+from iwbc.files import write_atomic
 from iwbc.policies import GaussianPolicy, policy_log_prob
 from iwbc.sampling import DeviceEpisodes, EpisodeBatch, sample_episodes
 
@@ -233,15 +232,11 @@ def make_chunk(policy: GaussianPolicy, config: StageConfig, length: int) -> Any:
 
 def _save_checkpoint(path: Path, state: Any, history: list[dict]) -> None:
     """Write state and history as one file, atomically: a kill leaves the old one or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "state": flax.serialization.to_state_dict(state),
         "history": json.dumps(history),
     }
-    # A unique temporary name: two workers saving the same checkpoint must not share one.
-    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_bytes(flax.serialization.msgpack_serialize(payload))
-    os.replace(tmp, path)
+    write_atomic(path, flax.serialization.msgpack_serialize(payload))
 
 
 def _load_checkpoint(path: Path, template: Any) -> tuple[Any, list[dict]]:

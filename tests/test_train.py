@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+import iwbc.files
 import iwbc.train
 from iwbc.policies import GaussianPolicy, policy_mean_action
 from iwbc.sampling import DeviceEpisodes
@@ -198,7 +199,7 @@ def test_kill_while_writing_a_checkpoint_loses_no_chunk(
         replace(src, dst)
 
     with monkeypatch.context() as patch:
-        patch.setattr(iwbc.train.os, "replace", replace_then_die_on_second_checkpoint)
+        patch.setattr(iwbc.files.os, "replace", replace_then_die_on_second_checkpoint)
         with pytest.raises(Killed):
             run(bc_config(), [0], data, chunk_size=5, checkpoint=path)
     _, history = run(bc_config(), [0], data, chunk_size=5, checkpoint=path)

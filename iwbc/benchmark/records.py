@@ -8,8 +8,6 @@ is finished and never redone, so a killed sweep loses at most the runs it was in
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,29 +44,6 @@ def records_dir(suite: str, results_dir: str | Path = "results") -> Path:
 def record_path(directory: str | Path, dataset: str, method: str, seed: int) -> Path:
     """The record file of one run under a suite's records directory."""
     return Path(directory) / dataset.replace("/", "__") / method / f"seed-{seed}.json"
-
-
-def write_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` so that a reader (or a kill) sees the old file or the new one.
-
-    The temporary file is unique, so two writers racing on one path never mix their bytes.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json_atomic(path: str | Path, payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` as JSON with :func:`write_atomic`."""
-    return write_atomic(path, json.dumps(payload, indent=1).encode())
 
 
 def check_record(record: Mapping[str, Any], source: str = "record") -> None:

@@ -30,11 +30,12 @@ import flax.serialization
 import numpy as np
 
 from iwbc.algos.run import evaluate_agent, train_algorithm
-from iwbc.benchmark.records import SCHEMA, record_path, write_atomic, write_json_atomic
+from iwbc.benchmark.records import SCHEMA, record_path
 from iwbc.benchmark.suites import Suite
 from iwbc.data import OfflineDataset, load_dataset, normalized_score
 from iwbc.data.errors import one_line
 from iwbc.evaluate import evaluate_policies
+from iwbc.files import write_atomic, write_json_atomic
 from iwbc.machine import machine_record
 from iwbc.methods import METHODS, select_episodes
 from iwbc.policies import GaussianPolicy

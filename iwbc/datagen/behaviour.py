@@ -10,7 +10,6 @@ finishes bit for bit as if it had never stopped.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ from iwbc.datagen.sac import (
     sample_actions,
 )
 from iwbc.envs import BatchEngine, get_spec, rollout_returns
+from iwbc.files import write_atomic
 
 # Reset seeds of the periodic evaluations: fixed, and apart from the training episodes' seeds.
 EVAL_RESET_SEED_BASE = 500_000_000
@@ -260,15 +260,6 @@ class _Trainer:
         self.wall_seconds = float(saved["wall_seconds"])
 
 
-def _write_atomically(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-
-
 def train_behaviour(
     env_id: str,
     seed: int,
@@ -311,10 +302,7 @@ def train_behaviour(
             bar.update(trainer.steps - start)
             at_checkpoint = trainer.steps % config.checkpoint_every == 0
             if checkpoint is not None and (at_checkpoint or trainer.steps == config.env_steps):
-                checkpoint.parent.mkdir(parents=True, exist_ok=True)
-                _write_atomically(
-                    checkpoint, flax.serialization.msgpack_serialize(trainer.state_dict())
-                )
+                write_atomic(checkpoint, flax.serialization.msgpack_serialize(trainer.state_dict()))
             if stop_after is not None and trainer.steps >= stop_after and at_checkpoint:
                 break
     return BehaviourRun(

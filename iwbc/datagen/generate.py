@@ -32,6 +32,7 @@ from iwbc.datagen.behaviour import BehaviourConfig, BehaviourRun, train_behaviou
 from iwbc.datagen.episodes import replay_episodes, rollout_episodes
 from iwbc.datagen.sac import SACConfig, mean_actions, sample_actions
 from iwbc.envs import get_spec, rollout_returns
+from iwbc.files import write_json_atomic
 
 TASKS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
 TIERS = ("random", "medium", "medium-replay", "expert", "medium-expert")
@@ -219,12 +220,6 @@ def _fingerprint(*parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(path)
-
-
 @dataclasses.dataclass
 class GenerationResult:
     """Per-tier summaries and the run's landmarks, as recorded in its manifest."""
@@ -316,7 +311,7 @@ def generate(
                 seed,
             )
             manifest["reference"] = {"ref_min_score": ref_min, "ref_max_score": ref_max}
-        _write_json(manifest_path, manifest)
+        write_json_atomic(manifest_path, manifest)
 
     cache: dict[str, list[EpisodeBuffer]] = {}
 
@@ -368,9 +363,9 @@ def generate(
             overwrite=overwrite,
         )
         manifest["tiers"][tier] = dataclasses.asdict(_summary(tier_id, episodes))
-        _write_json(manifest_path, manifest)
+        write_json_atomic(manifest_path, manifest)
     manifest["tier_seconds"] = manifest.get("tier_seconds", 0.0) + time.perf_counter() - started
-    _write_json(manifest_path, manifest)
+    write_json_atomic(manifest_path, manifest)
     return GenerationResult(task, env_id, seed, manifest, run_dir)
 
 
