@@ -16,6 +16,7 @@ import numpy as np
 from iwbc.algos import ALGORITHMS
 from iwbc.data import DatasetError, list_datasets, load_dataset
 from iwbc.datagen.command import add_generate_parser
+from iwbc.envs.rollout import ENGINES
 from iwbc.methods import METHODS, PipelineConfig
 from iwbc.train import StageConfig
 
@@ -178,7 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--algo-steps", type=int, default=None, help="updates of the offline-RL baselines (1M)"
     )
     run.add_argument("--eval-episodes", type=int, default=100)
-    run.add_argument("--engine", default="auto", choices=("auto", "batch", "gymnasium"))
+    run.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINES,
+        help="evaluation engine; auto: MJX on a GPU, else the CPU batch engine",
+    )
     run.add_argument("--out", default=None, help="default: results/<dataset id>")
     run.add_argument("--work-dir", default="runs")
     run.add_argument("--quiet", action="store_true")

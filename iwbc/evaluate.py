@@ -7,15 +7,15 @@ one batched rollout, the policy's mean action computed for all of them in one ji
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from iwbc.envs import make_engine, rollout_returns
+from iwbc.envs import SPECS, get_spec, make_engine, resolve_engine, rollout_returns
 from iwbc.policies import GaussianPolicy, policy_mean_action
 
 EVAL_SEED_BASE = 1_000_000
@@ -28,17 +28,52 @@ def evaluation_seeds(num_episodes: int, base: int = EVAL_SEED_BASE) -> np.ndarra
     return base + np.arange(num_episodes)
 
 
-def _check_dimensions(env_id: str, engine: str, observation_dim: int, action_dim: int) -> None:
+def _env_dimensions(env_id: str, engine: str) -> tuple[int, int]:
+    if engine != "gymnasium" and env_id in SPECS:
+        spec = get_spec(env_id)
+        return spec.obs_dim, int(spec.action_bounds()[0].size)
     env = make_engine(env_id, 1, engine)
     try:
-        if env.obs_dim != observation_dim or env.act_dim != action_dim:
-            raise ValueError(
-                f"the policy maps {observation_dim}-dim observations to {action_dim}-dim actions "
-                f"but {env_id} has {env.obs_dim}-dim observations and {env.act_dim}-dim "
-                "actions; evaluate on the environment the dataset was collected in"
-            )
+        return env.obs_dim, env.act_dim
     finally:
         env.close()
+
+
+def _check_dimensions(env_id: str, engine: str, observation_dim: int, action_dim: int) -> None:
+    obs_dim, act_dim = _env_dimensions(env_id, engine)
+    if obs_dim != observation_dim or act_dim != action_dim:
+        raise ValueError(
+            f"the policy maps {observation_dim}-dim observations to {action_dim}-dim actions "
+            f"but {env_id} has {obs_dim}-dim observations and {act_dim}-dim "
+            "actions; evaluate on the environment the dataset was collected in"
+        )
+
+
+@dataclass(frozen=True)
+class SeedBatchedActor:
+    """``act_fn`` over params with a leading training-seed axis, envs laid out seed-major.
+
+    Frozen (hashable, equal by value) so that MJX's compiled rollout, which takes the
+    actor as a static argument, is reused by every evaluation of the same method.
+    """
+
+    act_fn: Callable[[Any, jax.Array], jax.Array]
+    num_seeds: int
+
+    def __call__(self, params: Any, observations: jax.Array) -> jax.Array:
+        per_seed = observations.reshape(self.num_seeds, -1, observations.shape[-1])
+        actions = jax.vmap(self.act_fn)(params, per_seed)
+        return actions.reshape(observations.shape[0], -1)
+
+
+@dataclass(frozen=True)
+class MeanAction:
+    """``policy_mean_action`` bound to a policy, equal for equal policies."""
+
+    policy: GaussianPolicy
+
+    def __call__(self, params: dict, observations: jax.Array) -> jax.Array:
+        return policy_mean_action(self.policy, params, observations)
 
 
 def evaluate_actor(
@@ -55,25 +90,28 @@ def evaluate_actor(
     """Returns [num_seeds, num_episodes] of the deterministic actor ``act_fn(params, obs)``.
 
     ``params`` is any pytree with a leading training-seed axis, so Gaussian policies and the
-    offline-RL agents are scored by the same batched rollout on the same seeds.
+    offline-RL agents are scored by the same batched rollout on the same seeds. On MJX the
+    whole evaluation, policy included, is one compiled call (pass an ``act_fn`` that is
+    equal across calls, a plain function or a frozen dataclass, to compile it once).
     """
     num_seeds = jax.tree.leaves(params)[0].shape[0]
+    engine = resolve_engine(env_id, engine)
     _check_dimensions(env_id, engine, observation_dim, action_dim)
     seeds = np.tile(evaluation_seeds(num_episodes, seed_base), num_seeds)
+    actor = SeedBatchedActor(act_fn, num_seeds)
+    if engine == "mjx":
+        from iwbc.envs.mjx_engine import mjx_rollout_returns
 
-    @jax.jit
-    def act(observations: jax.Array) -> jax.Array:
-        per_seed = observations.reshape(num_seeds, num_episodes, observation_dim)
-        actions = jax.vmap(act_fn)(params, per_seed)
-        return actions.reshape(num_seeds * num_episodes, -1)
-
-    result = rollout_returns(
-        env_id,
-        lambda obs: np.asarray(act(jnp.asarray(obs))),
-        seeds,
-        engine=engine,
-        num_envs=len(seeds),
-    )
+        result = mjx_rollout_returns(env_id, actor, params, seeds)
+    else:
+        act = jax.jit(actor)
+        result = rollout_returns(
+            env_id,
+            lambda obs: np.asarray(act(params, jnp.asarray(obs))),
+            seeds,
+            engine=engine,
+            num_envs=len(seeds),
+        )
     return result.returns.reshape(num_seeds, num_episodes)
 
 
@@ -92,7 +130,7 @@ def evaluate_policies(
     """
     observation_dim = params["params"]["Dense_0"]["kernel"].shape[1]
     return evaluate_actor(
-        functools.partial(policy_mean_action, policy),
+        MeanAction(policy),
         params,
         env_id,
         observation_dim=observation_dim,
