@@ -7,11 +7,11 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: install demo test lint bench
 
+# MuJoCo 4 split into mujoco-core and mujoco-studio, which a move back to the 3.17 pin (that of
+# mujoco-mjx) would leave behind over the same files: the install removes them first.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# MuJoCo 4 split into mujoco-core and mujoco-studio, which a move back to the 3.17 pin
-	# (that of mujoco-mjx) would leave behind over the same files: remove them first
 	$(BIN)/python -m pip uninstall -q -y mujoco-core mujoco-studio 2>/dev/null || true
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
