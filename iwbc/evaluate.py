@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from iwbc.envs import SPECS, get_spec, make_engine, resolve_engine, rollout_returns
+from iwbc.envs.rollout import require_mjx
 from iwbc.policies import GaussianPolicy, policy_mean_action
 
 EVAL_SEED_BASE = 1_000_000
@@ -100,6 +101,7 @@ def evaluate_actor(
     seeds = np.tile(evaluation_seeds(num_episodes, seed_base), num_seeds)
     actor = SeedBatchedActor(act_fn, num_seeds)
     if engine == "mjx":
+        require_mjx()
         from iwbc.envs.mjx_engine import mjx_rollout_returns
 
         result = mjx_rollout_returns(env_id, actor, params, seeds)

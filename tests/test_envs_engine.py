@@ -3,6 +3,7 @@
 import importlib.util
 
 import gymnasium
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -14,6 +15,7 @@ from iwbc.envs import (
     make_engine,
     rollout_returns,
 )
+from iwbc.evaluate import evaluate_actor
 
 
 def linear_policy(obs_dim: int, act_dim: int, seed: int = 0):
@@ -134,12 +136,25 @@ def test_unknown_env_id_lists_built_in_specs() -> None:
         make_engine("Pendulum-v1", 2, engine="batch")
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("mujoco.mjx") is not None, reason="mujoco-mjx is installed"
-)
-def test_mjx_engine_without_mjx_names_the_extra() -> None:
+def test_mjx_engine_without_mjx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "mujoco.mjx" else find_spec(name)
+    )
     with pytest.raises(NotImplementedError, match=r"pip install 'iwbc\[mjx\]'"):
         make_engine("Hopper-v5", 2, engine="mjx")
+    spec = get_spec("Hopper-v5")
+    params = jnp.zeros((1, spec.obs_dim, 3))
+    with pytest.raises(NotImplementedError, match=r"pip install 'iwbc\[mjx\]'"):
+        evaluate_actor(
+            lambda p, obs: obs @ p,
+            params,
+            "Hopper-v5",
+            observation_dim=spec.obs_dim,
+            action_dim=3,
+            num_episodes=2,
+            engine="mjx",
+        )
 
 
 def test_unknown_engine() -> None:

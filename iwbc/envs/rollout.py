@@ -59,16 +59,21 @@ def _gpu_with_mjx() -> bool:
     return jax.default_backend() == "gpu" and importlib.util.find_spec("mujoco.mjx") is not None
 
 
+def require_mjx() -> None:
+    """Raise the install hint when ``mujoco.mjx`` (an optional extra) is missing."""
+    if importlib.util.find_spec("mujoco.mjx") is None:
+        raise NotImplementedError(
+            "engine 'mjx' is not available yet in this install: pip install 'iwbc[mjx]'"
+        )
+
+
 def make_engine(env_id: str, num_envs: int, engine: str = "auto") -> Engine:
     """Build ``num_envs`` envs of ``env_id`` on ``engine`` (see ``resolve_engine``)."""
     engine = resolve_engine(env_id, engine)
     if engine == "batch":
         return BatchEngine(get_spec(env_id), num_envs)
     if engine == "mjx":
-        if importlib.util.find_spec("mujoco.mjx") is None:
-            raise NotImplementedError(
-                "engine 'mjx' is not available yet in this install: pip install 'iwbc[mjx]'"
-            )
+        require_mjx()
         from iwbc.envs.mjx_engine import MjxEngine
 
         return MjxEngine(get_spec(env_id), num_envs)
