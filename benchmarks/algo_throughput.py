@@ -52,12 +52,12 @@ def time_chunk(agent_cls: Any, data: Any, stats: Any, num_seeds: int, steps: int
     """Compile one chunk of ``steps`` updates for ``num_seeds`` seeds; best of REPEATS runs."""
     agent = agent_cls.create(list(range(num_seeds)), OBS_DIM, ACT_DIM, *stats)
     start = time.perf_counter()
-    compiled = make_agent_chunk(agent_cls.update, BATCH_SIZE, steps).lower(agent, data).compile()
+    compiled = make_agent_chunk(agent_cls.update, BATCH_SIZE, steps).lower(agent, data, 0).compile()
     compile_s = time.perf_counter() - start
     seconds = []
     for _ in range(REPEATS):
         start = time.perf_counter()
-        jax.block_until_ready(compiled(agent, data))
+        jax.block_until_ready(compiled(agent, data, 0))
         seconds.append(time.perf_counter() - start)
     best = min(seconds)
     return {

@@ -17,7 +17,7 @@ import numpy as np
 
 from iwbc.envs import SPECS, get_spec, make_engine, resolve_engine, rollout_returns
 from iwbc.envs.rollout import require_mjx
-from iwbc.policies import GaussianPolicy, policy_mean_action
+from iwbc.policies import GaussianPolicy, check_policy_params, policy_mean_action
 
 EVAL_SEED_BASE = 1_000_000
 
@@ -128,8 +128,11 @@ def evaluate_policies(
 ) -> np.ndarray:
     """Returns [num_seeds, num_episodes] of the deterministic (mean-action) policies.
 
-    ``params`` carries a leading training-seed axis, as produced by the trainer.
+    ``params`` carries a leading training-seed axis, as produced by the trainer; a standardizing
+    policy's ``normalizer`` (the training data's observation statistics) is applied to the
+    environment's raw observations inside the policy, whichever engine runs it.
     """
+    check_policy_params(policy, params)
     observation_dim = params["params"]["Dense_0"]["kernel"].shape[1]
     return evaluate_actor(
         MeanAction(policy),

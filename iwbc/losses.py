@@ -2,17 +2,27 @@
 
 All functions take per-step log-probabilities ``log π(a_t|s_t)`` of a batch of padded episodes and
 the validity mask, so that the maths stays separate from networks and sampling and can be checked
-against a plain NumPy computation. Conventions follow the iw-SFT authors' control code: each
-episode's log-probability is averaged over its valid steps, then the batch is averaged.
+against a plain NumPy computation.
+
+Two weightings of the steps, named by ``weighting``:
+- ``"episode"`` (the iw-SFT authors' code): each episode's log-probability is averaged over its
+  valid steps, then the batch is averaged, so a 20-step episode weighs as much as a 1,000-step one.
+- ``"transition"`` (CORL's BC and most readers' "BC"): every valid step of the batch weighs the
+  same, −Σ_bt m_bt w_b log π_bt / Σ_bt m_bt; the sampler draws episodes in proportion to their
+  steps so that each transition of the dataset is equally likely.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 
 TRAJECTORY_MAX_WEIGHT = 1000.0
 STEP_MAX_WEIGHT = 2.0
+WEIGHTINGS: tuple[str, ...] = ("transition", "episode")
+Weighting = Literal["transition", "episode"]
 
 
 def episode_lengths(mask: jax.Array) -> jax.Array:
@@ -30,9 +40,16 @@ def _normalize(weights: jax.Array) -> jax.Array:
     return jnp.where(total > 0, weights / jnp.where(total > 0, total, 1.0), 0.0)
 
 
-def bc_loss(log_probs: jax.Array, mask: jax.Array) -> jax.Array:
-    """BC: −mean_batch[(1/|τ|) Σ_t log π(a_t|s_t)]."""
-    return -jnp.mean(episode_mean(log_probs, mask))
+def batch_mean(values: jax.Array, mask: jax.Array, weighting: Weighting = "episode") -> jax.Array:
+    """Mean of per-step ``values`` over a batch: episode means averaged, or all valid steps."""
+    if weighting == "episode":
+        return jnp.mean(episode_mean(values, mask))
+    return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def bc_loss(log_probs: jax.Array, mask: jax.Array, weighting: Weighting = "episode") -> jax.Array:
+    """BC: −mean_batch[(1/|τ|) Σ_t log π(a_t|s_t)] (episode), −Σ m log π / Σ m (transition)."""
+    return -batch_mean(log_probs, mask, weighting)
 
 
 def trajectory_weights(
@@ -47,12 +64,34 @@ def trajectory_weights(
 ) -> jax.Array:
     """w(τ) = clip(exp(temp · (log q_iw(τ) − log q_ref(τ)) / |τ|), 0, max_weight).
 
+    The batch holds whole episodes here; :func:`weights_from_log_ratios` takes per-episode mean
+    log-ratios computed elsewhere (from whole trajectories when the batch holds windows).
+    """
+    mean_log_ratio = episode_mean(log_probs_iw - log_probs_ref, mask)
+    return weights_from_log_ratios(
+        mean_log_ratio,
+        temperature=temperature,
+        normalize=normalize,
+        quality=quality,
+        max_weight=max_weight,
+    )
+
+
+def weights_from_log_ratios(
+    mean_log_ratio: jax.Array,
+    *,
+    temperature: float,
+    normalize: bool,
+    quality: jax.Array | None = None,
+    max_weight: float = TRAJECTORY_MAX_WEIGHT,
+) -> jax.Array:
+    """clip(exp(temp · ℓ̄), 0, max_weight) of each trajectory's mean log-ratio ℓ̄ [B].
+
     With ``quality`` (one score per trajectory, e.g. min-max normalized return) the weight is
     multiplied by it, which is the paper's quality-scored generalization of the hard filter.
     With ``normalize`` the batch weights sum to one (all-zero weights stay zero).
     """
-    log_ratio = temperature * episode_mean(log_probs_iw - log_probs_ref, mask)
-    weights = jnp.clip(jnp.exp(log_ratio), 0.0, max_weight)
+    weights = jnp.clip(jnp.exp(temperature * mean_log_ratio), 0.0, max_weight)
     if quality is not None:
         weights = weights * quality
     weights = _normalize(weights) if normalize else weights
@@ -80,12 +119,19 @@ def step_weights(
 
 
 def weighted_trajectory_loss(
-    log_probs: jax.Array, mask: jax.Array, weights: jax.Array
+    log_probs: jax.Array, mask: jax.Array, weights: jax.Array, weighting: Weighting = "episode"
 ) -> jax.Array:
-    """iw-BC: −mean_batch[sg(w(τ)) · (1/|τ|) Σ_t log π_θ(a_t|s_t)]."""
-    return -jnp.mean(jax.lax.stop_gradient(weights) * episode_mean(log_probs, mask))
+    """iw-BC: −mean_batch[sg(w(τ)) · (1/|τ|) Σ_t log π_θ(a_t|s_t)] (episode weighting), or
+    −Σ_bt m_bt sg(w_b) log π_θ / Σ_bt m_bt (transition weighting)."""
+    weights = jax.lax.stop_gradient(weights)
+    if weighting == "episode":
+        return -jnp.mean(weights * episode_mean(log_probs, mask))
+    return -batch_mean(weights[:, None] * log_probs, mask, weighting)
 
 
-def weighted_step_loss(log_probs: jax.Array, mask: jax.Array, weights: jax.Array) -> jax.Array:
-    """Per-step iw-BC: −mean_batch[(1/|τ|) Σ_t sg(w_t) · log π_θ(a_t|s_t)]."""
-    return -jnp.mean(episode_mean(jax.lax.stop_gradient(weights) * log_probs, mask))
+def weighted_step_loss(
+    log_probs: jax.Array, mask: jax.Array, weights: jax.Array, weighting: Weighting = "episode"
+) -> jax.Array:
+    """Per-step iw-BC: −mean_batch[(1/|τ|) Σ_t sg(w_t) · log π_θ(a_t|s_t)] (episode), or
+    −Σ_bt m_bt sg(w_bt) log π_θ / Σ_bt m_bt (transition)."""
+    return -batch_mean(jax.lax.stop_gradient(weights) * log_probs, mask, weighting)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from iwbc.data import EpisodeData, quality_scores, stratified_top, top_fraction
+from iwbc.data.statistics import normalization_stats
 from iwbc.policies import GaussianPolicy
 from iwbc.sampling import DeviceEpisodes
 from iwbc.train import LossName, StageConfig, init_policy_params, init_train_state, train_stage
@@ -57,7 +58,10 @@ class PipelineConfig:
 
     Defaults are the paper's: BC pre-training (10k steps, Adam 1e-3, 128 episodes), fine-tunes
     of 2k steps (Adam 4e-5, warm-up 300, cosine; 256 episodes; temperature 10; normalized),
-    a 3×256 policy, percentiles 90/95/98 and a 10% top fraction.
+    a 3×256 policy, percentiles 90/95/98 and a 10% top fraction; except two choices made on
+    evidence (METHOD.md, README): observations standardized with the dataset's statistics, as
+    CORL does for BC and every baseline (``standardize_observations=False`` is the authors'
+    raw input), and transition-uniform step weighting (``StageConfig.weighting``).
     """
 
     pretrain: StageConfig = dataclasses.field(default_factory=StageConfig)
@@ -66,6 +70,22 @@ class PipelineConfig:
     percentiles: tuple[float, ...] = (90.0, 95.0, 98.0)
     top_fraction: float = 0.1
     chunk_size: int = 500
+    standardize_observations: bool = True
+
+    def policy(self, action_dim: int) -> GaussianPolicy:
+        """The policy network every method of the pipeline trains."""
+        return GaussianPolicy(
+            action_dim=action_dim,
+            hidden_dims=self.hidden_dims,
+            standardize=self.standardize_observations,
+        )
+
+    def statistics(self, episodes: EpisodeData) -> tuple[np.ndarray, np.ndarray] | None:
+        """The observation statistics of the whole dataset (every method's, q_ref's and q_iw's
+        alike), or None without standardization."""
+        if not self.standardize_observations:
+            return None
+        return normalization_stats(episodes.observations[episodes.mask > 0])
 
     def stage(self, method: Method) -> StageConfig:
         """The stage a method trains with: pre-training from scratch, else the fine-tune."""
@@ -75,9 +95,11 @@ class PipelineConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainedMethod:
-    """Seed-stacked parameters of one method and its per-chunk training history."""
+    """Seed-stacked parameters of one method, the policy they belong to and the per-chunk
+    training history."""
 
     method: str
+    policy: GaussianPolicy
     params: Any
     history: list[dict]
     num_episodes: int
@@ -126,7 +148,7 @@ def train_methods(
     """
     config = PipelineConfig() if config is None else config
     methods = resolve_methods(method_names)
-    policy = GaussianPolicy(action_dim=action_dim, hidden_dims=config.hidden_dims)
+    policy = config.policy(action_dim)
     observation_dim = episodes.observations.shape[-1]
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
 
@@ -145,10 +167,10 @@ def train_methods(
             description=method.name,
             progress=progress,
         )
-        return TrainedMethod(method.name, state.params, history, data.num_episodes)
+        return TrainedMethod(method.name, policy, state.params, history, data.num_episodes)
 
     results: dict[str, TrainedMethod] = {}
-    fresh = init_policy_params(policy, observation_dim, seeds)
+    fresh = init_policy_params(policy, observation_dim, seeds, config.statistics(episodes))
     if any(m.name == "bc" or m.start == "bc" for m in methods):
         results["bc"] = run(METHODS["bc"], fresh)
     for method in methods:

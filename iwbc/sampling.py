@@ -5,8 +5,18 @@ uniformly with replacement as in the authors' code. A filtered dataset that list
 several times (the stratified union of percentiles) is sampled in proportion to its copies.
 
 ``window`` bounds the cost of an update on CPU: each sampled episode contributes a random
-contiguous window of that many steps instead of all of its steps; the per-episode mean over the
-window is an unbiased estimate of the per-episode mean over the whole episode.
+contiguous window of that many steps instead of all of its steps. How episodes and windows are
+drawn follows the loss's ``weighting`` (:mod:`iwbc.losses`):
+
+- ``"episode"``: episodes uniformly, the window's start uniformly among the positions where it
+  fits; the per-episode mean over the window is an unbiased estimate of the whole episode's.
+- ``"transition"``: a window start uniformly among all starts of all episodes, a start being any
+  step from −(window − 1) to the episode's last (steps outside the episode are masked), so every
+  transition of the dataset is covered by exactly ``window`` starts and is equally likely. With
+  whole episodes, episodes are drawn uniformly and every step counts once.
+
+The episodes are also kept flat (valid steps only, padded to a block size) so that a statistic of
+whole trajectories, such as iw-BC's log q(τ)/|τ|, can be computed for every episode at once.
 """
 
 from __future__ import annotations
@@ -16,15 +26,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from iwbc.losses import Weighting
+
+# Flat steps are padded to a multiple of this, so whole-dataset passes run in fixed-size blocks.
+FLAT_BLOCK = 4096
+
 
 class DeviceEpisodes(flax.struct.PyTreeNode):
-    """Padded episodes as device arrays: observations/actions [E, T, ·], mask [E, T]."""
+    """Padded episodes as device arrays: observations/actions [E, T, ·], mask [E, T].
+
+    ``flat_*`` hold the valid steps in episode order, padded to a multiple of ``FLAT_BLOCK``;
+    ``flat_episode`` names each step's episode (E on padding).
+    """
 
     observations: jax.Array
     actions: jax.Array
     mask: jax.Array
     lengths: jax.Array
     quality: jax.Array
+    flat_observations: jax.Array
+    flat_actions: jax.Array
+    flat_episode: jax.Array
 
     @classmethod
     def from_numpy(
@@ -40,12 +62,22 @@ class DeviceEpisodes(flax.struct.PyTreeNode):
         if num_episodes == 0:
             raise ValueError("no episodes to train on: the selection is empty")
         quality = np.ones(num_episodes, np.float32) if quality is None else quality
+        valid = mask > 0
+        steps = int(valid.sum())
+        padded = -(-max(steps, 1) // FLAT_BLOCK) * FLAT_BLOCK
+        episode_of_step = np.full(padded, num_episodes, np.int32)
+        episode_of_step[:steps] = np.nonzero(valid)[0]
+        observations = np.asarray(observations, np.float32)
+        actions = np.asarray(actions, np.float32)
         return cls(
-            observations=jnp.asarray(observations, jnp.float32),
-            actions=jnp.asarray(actions, jnp.float32),
+            observations=jnp.asarray(observations),
+            actions=jnp.asarray(actions),
             mask=jnp.asarray(mask),
             lengths=jnp.asarray(mask.sum(axis=1), jnp.int32),
             quality=jnp.asarray(quality, jnp.float32),
+            flat_observations=jnp.asarray(_pad_rows(observations[valid], padded)),
+            flat_actions=jnp.asarray(_pad_rows(actions[valid], padded)),
+            flat_episode=jnp.asarray(episode_of_step),
         )
 
     @property
@@ -57,28 +89,45 @@ class DeviceEpisodes(flax.struct.PyTreeNode):
         return self.mask.shape[1]
 
 
+def _pad_rows(rows: np.ndarray, size: int) -> np.ndarray:
+    out = np.zeros((size, *rows.shape[1:]), rows.dtype)
+    out[: len(rows)] = rows
+    return out
+
+
 class EpisodeBatch(flax.struct.PyTreeNode):
-    """A batch of episodes: observations/actions [B, L, ·], mask [B, L], quality [B]."""
+    """A batch of episodes: observations/actions [B, L, ·], mask [B, L], quality [B], and the
+    row of ``DeviceEpisodes`` each one was drawn from, ``index`` [B]."""
 
     observations: jax.Array
     actions: jax.Array
     mask: jax.Array
     quality: jax.Array
+    index: jax.Array
 
 
 def sample_episodes(
-    key: jax.Array, data: DeviceEpisodes, batch_size: int, window: int | None = None
+    key: jax.Array,
+    data: DeviceEpisodes,
+    batch_size: int,
+    window: int | None = None,
+    weighting: Weighting = "episode",
 ) -> EpisodeBatch:
-    """Draw ``batch_size`` episodes uniformly with replacement (optionally a window of each)."""
+    """Draw ``batch_size`` episodes with replacement (optionally a window of each), as the
+    ``weighting`` asks (see the module's docstring)."""
     index_key, start_key = jax.random.split(key)
+    whole = window is None or window >= data.max_length
+    if weighting == "transition" and not whole:
+        return _transition_windows(index_key, data, batch_size, window)
     index = jax.random.randint(index_key, (batch_size,), 0, data.num_episodes)
     quality = data.quality[index]
-    if window is None or window >= data.max_length:
+    if whole:
         return EpisodeBatch(
             observations=data.observations[index],
             actions=data.actions[index],
             mask=data.mask[index],
             quality=quality,
+            index=index,
         )
     slack = jnp.maximum(data.lengths[index] - window, 0)
     start = jnp.floor(jax.random.uniform(start_key, (batch_size,)) * (slack + 1)).astype(jnp.int32)
@@ -96,4 +145,27 @@ def sample_episodes(
         actions=windows(data.actions),
         mask=windows(data.mask),
         quality=quality,
+        index=index,
+    )
+
+
+def _transition_windows(
+    key: jax.Array, data: DeviceEpisodes, batch_size: int, window: int
+) -> EpisodeBatch:
+    """Windows whose starts are uniform over every episode's steps −(window − 1) … length − 1."""
+    starts = data.lengths + (window - 1)
+    cumulative = jnp.cumsum(starts)
+    draw = jax.random.randint(key, (batch_size,), 0, cumulative[-1])
+    index = jnp.searchsorted(cumulative, draw, side="right")
+    first = draw - (cumulative[index] - starts[index]) - (window - 1)
+    steps = first[:, None] + jnp.arange(window)
+    valid = (steps >= 0) & (steps < data.lengths[index][:, None])
+    rows = index[:, None]
+    safe = jnp.clip(steps, 0, data.max_length - 1)
+    return EpisodeBatch(
+        observations=data.observations[rows, safe],
+        actions=data.actions[rows, safe],
+        mask=valid.astype(jnp.float32),
+        quality=data.quality[index],
+        index=index,
     )

@@ -26,19 +26,24 @@ from tqdm.auto import tqdm
 
 from iwbc import losses
 from iwbc.files import write_atomic
-from iwbc.policies import GaussianPolicy, policy_log_prob
-from iwbc.sampling import DeviceEpisodes, EpisodeBatch, sample_episodes
+from iwbc.losses import WEIGHTINGS, Weighting
+from iwbc.policies import GaussianPolicy, policy_log_prob, with_statistics
+from iwbc.sampling import FLAT_BLOCK, DeviceEpisodes, EpisodeBatch, sample_episodes
 
 LossName = Literal["bc", "iw_trajectory", "iw_step", "iw_quality"]
 LOSSES: tuple[str, ...] = ("bc", "iw_trajectory", "iw_step", "iw_quality")
+# Steps between exact recomputations of log q_iw(τ)/|τ| under windows (see StageConfig).
+REFRESH_EVERY = 10
 
 
 @dataclasses.dataclass(frozen=True)
 class StageConfig:
     """Hyperparameters of one optimisation stage.
 
-    Defaults are the authors' BC pre-training (10k steps, Adam 1e-3, 128 episodes). The iw-BC
-    fine-tune of the paper is ``StageConfig.iw_finetune()``.
+    Defaults are the authors' BC pre-training (10k steps, Adam 1e-3, 128 episodes) except the
+    ``weighting`` of the steps, which is CORL's transition-uniform one (the authors' code weighs
+    episodes; see :mod:`iwbc.losses` and METHOD.md). The iw-BC fine-tune of the paper is
+    ``StageConfig.iw_finetune()``.
     """
 
     loss: LossName = "bc"
@@ -53,6 +58,13 @@ class StageConfig:
     ema_decay: float = 0.9
     # Steps per sampled episode (a random window); None uses whole episodes.
     window: int | None = None
+    # "transition": every step of the data weighs the same (CORL); "episode": every episode
+    # does, whatever its length (the authors' code).
+    weighting: Weighting = "transition"
+    # With windows, iw-BC's trajectory weight needs log q_iw(τ)/|τ| over whole trajectories: it
+    # is recomputed for every episode each `refresh_every` steps (log q_ref(τ) once, q_ref is
+    # frozen). Measured in benchmarks/iw_refresh.py.
+    refresh_every: int = REFRESH_EVERY
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -65,6 +77,14 @@ class StageConfig:
             raise ValueError(f"ema_decay must be in [0, 1], got {self.ema_decay}")
         if self.window is not None and self.window <= 0:
             raise ValueError("window must be a positive number of steps or None")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(
+                f"unknown weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}"
+            )
+        if self.refresh_every <= 0:
+            raise ValueError(
+                f"refresh_every must be a positive step count, got {self.refresh_every}"
+            )
 
     @classmethod
     def iw_finetune(cls, **overrides: Any) -> StageConfig:
@@ -86,12 +106,20 @@ class StageConfig:
     def importance_weighted(self) -> bool:
         return self.loss != "bc"
 
+    @property
+    def trajectory_table(self) -> bool:
+        """Whether trajectory weights come from whole-episode tables (windows of a trajectory
+        loss) rather than from the batch, which then holds whole episodes."""
+        return self.loss in ("iw_trajectory", "iw_quality") and self.window is not None
+
 
 class TrainState(flax.struct.PyTreeNode):
     """Per-seed training state; every leaf has a leading seed axis.
 
     ``ref_params`` is the frozen q_ref and ``iw_params`` the EMA proposal q_iw; both are None
-    for plain BC.
+    for plain BC. ``ref_log_q`` and ``iw_log_q`` [E] are log q(τ)/|τ| of every training episode
+    under q_ref and under q_iw as of its last refresh; they exist only where the batch holds
+    windows of a trajectory-weighted loss (``StageConfig.trajectory_table``).
     """
 
     step: jax.Array
@@ -100,6 +128,8 @@ class TrainState(flax.struct.PyTreeNode):
     rng: jax.Array
     ref_params: Any = None
     iw_params: Any = None
+    ref_log_q: Any = None
+    iw_log_q: Any = None
 
 
 def make_optimizer(config: StageConfig) -> optax.GradientTransformation:
@@ -116,11 +146,53 @@ def make_optimizer(config: StageConfig) -> optax.GradientTransformation:
     return optax.adam(schedule)
 
 
-def init_policy_params(policy: GaussianPolicy, observation_dim: int, seeds: Sequence[int]) -> Any:
-    """Fresh network parameters for each seed, stacked on a leading axis."""
+def init_policy_params(
+    policy: GaussianPolicy,
+    observation_dim: int,
+    seeds: Sequence[int],
+    statistics: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Any:
+    """Fresh network parameters for each seed, stacked on a leading axis.
+
+    A standardizing policy needs the dataset's observation ``statistics`` (mean, std), from
+    :func:`iwbc.data.statistics.normalization_stats`; they are stored in its ``normalizer``.
+    """
     keys = jnp.stack([jax.random.PRNGKey(seed) for seed in seeds])
     dummy = jnp.zeros((1, observation_dim), jnp.float32)
-    return jax.vmap(lambda key: policy.init(key, dummy))(keys)
+    params = jax.vmap(lambda key: policy.init(key, dummy))(keys)
+    if not policy.standardize:
+        if statistics is not None:
+            raise ValueError(
+                "observation statistics given for a policy built with "
+                "standardize=False; drop them or standardize"
+            )
+        return params
+    if statistics is None:
+        raise ValueError(
+            "a standardizing policy needs the dataset's observation statistics: pass "
+            "statistics=normalization_stats(observations), or build it with standardize=False"
+        )
+    return with_statistics(params, *statistics)
+
+
+def ema(iw_params: Any, params: Any, decay: float) -> Any:
+    """q_iw ← decay · q_iw + (1 − decay) · θ over the trainable ``params`` collection; the
+    observation statistics are the same for both and stay exactly as they are."""
+    average = jax.tree.map(
+        lambda q, p: decay * q + (1.0 - decay) * p, iw_params["params"], params["params"]
+    )
+    return {**iw_params, "params": average}
+
+
+def episode_log_probs(policy: GaussianPolicy, params: Any, data: DeviceEpisodes) -> jax.Array:
+    """log q(τ)/|τ| of every episode of ``data`` [E], from all its steps, in fixed-size blocks."""
+    observations = data.flat_observations.reshape(-1, FLAT_BLOCK, data.flat_observations.shape[-1])
+    actions = data.flat_actions.reshape(-1, FLAT_BLOCK, data.flat_actions.shape[-1])
+    log_probs = jax.lax.map(
+        lambda block: policy_log_prob(policy, params, *block), (observations, actions)
+    ).reshape(-1)
+    sums = jax.ops.segment_sum(log_probs, data.flat_episode, num_segments=data.num_episodes + 1)
+    return sums[: data.num_episodes] / jnp.maximum(data.lengths, 1)
 
 
 def init_train_state(
@@ -145,14 +217,34 @@ def init_train_state(
 
 
 def stage_loss(policy: GaussianPolicy, config: StageConfig) -> Any:
-    """loss_fn(params, batch, iw_params, ref_params) -> (loss, metrics) of the stage's loss."""
+    """loss_fn(params, batch, iw_params, ref_params, mean_log_ratio) -> (loss, metrics).
+
+    ``mean_log_ratio`` [B] is log q_iw(τ)/|τ| − log q_ref(τ)/|τ| of each batch row's whole
+    trajectory where the batch holds windows (``config.trajectory_table``); else None, and the
+    trajectory losses compute it from the batch's whole episodes.
+    """
+    weighting = config.weighting
 
     def loss_fn(
-        params: Any, batch: EpisodeBatch, iw_params: Any, ref_params: Any
+        params: Any,
+        batch: EpisodeBatch,
+        iw_params: Any,
+        ref_params: Any,
+        mean_log_ratio: jax.Array | None = None,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         log_probs = policy_log_prob(policy, params, batch.observations, batch.actions)
         if config.loss == "bc":
-            return losses.bc_loss(log_probs, batch.mask), {}
+            return losses.bc_loss(log_probs, batch.mask, weighting), {}
+        quality = batch.quality if config.loss == "iw_quality" else None
+        if mean_log_ratio is not None:
+            weights = losses.weights_from_log_ratios(
+                mean_log_ratio,
+                temperature=config.temperature,
+                normalize=config.normalize,
+                quality=quality,
+            )
+            loss = losses.weighted_trajectory_loss(log_probs, batch.mask, weights, weighting)
+            return loss, _weight_metrics(weights)
         log_probs_iw = policy_log_prob(policy, iw_params, batch.observations, batch.actions)
         log_probs_ref = policy_log_prob(policy, ref_params, batch.observations, batch.actions)
         if config.loss == "iw_step":
@@ -163,45 +255,55 @@ def stage_loss(policy: GaussianPolicy, config: StageConfig) -> Any:
                 temperature=config.temperature,
                 normalize=config.normalize,
             )
-            loss = losses.weighted_step_loss(log_probs, batch.mask, weights)
+            loss = losses.weighted_step_loss(log_probs, batch.mask, weights, weighting)
             valid = batch.mask > 0
             spread = jnp.max(jnp.where(valid, weights, -jnp.inf)) - jnp.min(
                 jnp.where(valid, weights, jnp.inf)
             )
             mean_weight = jnp.sum(weights) / jnp.maximum(jnp.sum(batch.mask), 1.0)
-        else:
-            weights = losses.trajectory_weights(
-                log_probs_iw,
-                log_probs_ref,
-                batch.mask,
-                temperature=config.temperature,
-                normalize=config.normalize,
-                quality=batch.quality if config.loss == "iw_quality" else None,
-            )
-            loss = losses.weighted_trajectory_loss(log_probs, batch.mask, weights)
-            spread = jnp.max(weights) - jnp.min(weights)
-            mean_weight = jnp.mean(weights)
-        return loss, {"weight_mean": mean_weight, "weight_spread": spread}
+            return loss, {"weight_mean": mean_weight, "weight_spread": spread}
+        weights = losses.trajectory_weights(
+            log_probs_iw,
+            log_probs_ref,
+            batch.mask,
+            temperature=config.temperature,
+            normalize=config.normalize,
+            quality=quality,
+        )
+        loss = losses.weighted_trajectory_loss(log_probs, batch.mask, weights, weighting)
+        return loss, _weight_metrics(weights)
 
     return loss_fn
 
 
+def _weight_metrics(weights: jax.Array) -> dict[str, jax.Array]:
+    return {"weight_mean": jnp.mean(weights), "weight_spread": jnp.max(weights) - jnp.min(weights)}
+
+
 def make_update(policy: GaussianPolicy, config: StageConfig) -> Any:
-    """One gradient step of one seed: sample a batch on device, EMA q_iw, Adam update."""
+    """One gradient step of one seed: sample a batch on device, EMA q_iw, Adam update.
+
+    ``step`` is the update's index, the same for every seed (not vmapped), so that the refresh of
+    the trajectory tables under windows is a real branch rather than a select of both.
+    """
     optimizer = make_optimizer(config)
     loss_fn = stage_loss(policy, config)
 
-    def update(state: TrainState, data: DeviceEpisodes) -> tuple[TrainState, dict]:
+    def update(state: TrainState, data: DeviceEpisodes, step: jax.Array) -> tuple[TrainState, dict]:
         rng, key = jax.random.split(state.rng)
-        batch = sample_episodes(key, data, config.batch_size, config.window)
-        iw_params = state.iw_params
+        batch = sample_episodes(key, data, config.batch_size, config.window, config.weighting)
+        iw_params, iw_log_q, mean_log_ratio = state.iw_params, state.iw_log_q, None
         if config.importance_weighted:
-            decay = config.ema_decay
-            iw_params = jax.tree.map(
-                lambda q, p: decay * q + (1.0 - decay) * p, state.iw_params, state.params
+            iw_params = ema(state.iw_params, state.params, config.ema_decay)
+        if config.trajectory_table:
+            iw_log_q = jax.lax.cond(
+                step % config.refresh_every == 0,
+                lambda: episode_log_probs(policy, iw_params, data),
+                lambda: state.iw_log_q,
             )
+            mean_log_ratio = iw_log_q[batch.index] - state.ref_log_q[batch.index]
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params, batch, iw_params, state.ref_params
+            state.params, batch, iw_params, state.ref_params, mean_log_ratio
         )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         new_state = state.replace(
@@ -210,6 +312,7 @@ def make_update(policy: GaussianPolicy, config: StageConfig) -> Any:
             opt_state=opt_state,
             rng=rng,
             iw_params=iw_params,
+            iw_log_q=iw_log_q,
         )
         return new_state, {"loss": loss, **aux}
 
@@ -220,14 +323,40 @@ def make_update(policy: GaussianPolicy, config: StageConfig) -> Any:
 def make_chunk(policy: GaussianPolicy, config: StageConfig, length: int) -> Any:
     """``length`` updates of every seed in one compiled call: jit(vmap(scan(update))).
 
+    The call is ``chunk(state, data, start)`` with ``start`` the index of its first update.
     Cached, so stages with the same policy, configuration and chunk length share one compilation.
     """
     update = make_update(policy, config)
 
-    def chunk(state: TrainState, data: DeviceEpisodes) -> tuple[TrainState, dict]:
-        return jax.lax.scan(lambda carry, _: update(carry, data), state, None, length=length)
+    def chunk(state: TrainState, data: DeviceEpisodes, start: jax.Array) -> tuple[TrainState, dict]:
+        steps = start + jnp.arange(length)
+        return jax.lax.scan(lambda carry, step: update(carry, data, step), state, steps)
 
-    return jax.jit(jax.vmap(chunk, in_axes=(0, None)))
+    return jax.jit(jax.vmap(chunk, in_axes=(0, None, None)))
+
+
+@functools.cache
+def _trajectory_tables(policy: GaussianPolicy) -> Any:
+    """jit(vmap over seeds) of (log q_ref(τ)/|τ|, log q_iw(τ)/|τ|) for every episode."""
+
+    def tables(state: TrainState, data: DeviceEpisodes) -> tuple[jax.Array, jax.Array]:
+        return (
+            episode_log_probs(policy, state.ref_params, data),
+            episode_log_probs(policy, state.iw_params, data),
+        )
+
+    return jax.jit(jax.vmap(tables, in_axes=(0, None)))
+
+
+def with_trajectory_tables(
+    policy: GaussianPolicy, config: StageConfig, state: TrainState, data: DeviceEpisodes
+) -> TrainState:
+    """``state`` with its whole-trajectory tables filled in, where the stage needs them and
+    they are missing (a new stage; a resumed one reads them from its checkpoint)."""
+    if not config.trajectory_table or state.ref_log_q is not None:
+        return state
+    ref_log_q, iw_log_q = _trajectory_tables(policy)(state, data)
+    return state.replace(ref_log_q=ref_log_q, iw_log_q=iw_log_q)
 
 
 def _save_checkpoint(path: Path, state: Any, history: list[dict]) -> None:
@@ -272,7 +401,8 @@ def run_chunks(
 ) -> tuple[Any, list[dict]]:
     """Run ``state`` to ``steps`` updates with ``chunk_for_length(n)(state, data)`` calls.
 
-    Any seed-stacked state with a ``step`` leaf works, so the offline-RL agents share this loop.
+    Any seed-stacked state with a ``step`` leaf works, so the offline-RL agents share this loop;
+    a chunk is called as ``chunk(state, data, start)``, ``start`` the index of its first update.
     Returns the final state and one record per chunk: the step reached and the per-seed mean of
     each metric over the chunk. With ``checkpoint`` the state is saved after every chunk and an
     existing checkpoint is resumed from.
@@ -287,7 +417,7 @@ def run_chunks(
     with bar:
         while done < steps:
             length = min(chunk_size, steps - done)
-            state, metrics = chunk_for_length(length)(state, data)
+            state, metrics = chunk_for_length(length)(state, data, done)
             done += length
             record = {"step": done}
             record.update(
@@ -325,6 +455,7 @@ def train_stage(
     until = config.steps if until is None else until
     if not 0 < until <= config.steps:
         raise ValueError(f"until must be in [1, config.steps={config.steps}], got {until}")
+    state = with_trajectory_tables(policy, config, state, data)
     return run_chunks(
         lambda length: make_chunk(policy, config, length),
         state,

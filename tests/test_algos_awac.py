@@ -11,7 +11,8 @@ import pytest
 from test_algos_td3_bc import ACT_DIM, BATCH, OBS_DIM, bandit, np_critic, np_mlp, policy_error
 
 from iwbc.algos.awac import AWACAgent, AWACConfig
-from iwbc.algos.common import TransitionBatch, device_transitions, normalization_stats, train_agent
+from iwbc.algos.common import TransitionBatch, device_transitions, train_agent
+from iwbc.data.statistics import normalization_stats
 
 CONFIG = AWACConfig(hidden_dims=(8, 8))
 

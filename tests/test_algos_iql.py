@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from test_algos_td3_bc import ACT_DIM, BATCH, OBS_DIM, bandit, np_critic, np_mlp, policy_error
 
-from iwbc.algos.common import TransitionBatch, device_transitions, normalization_stats, train_agent
+from iwbc.algos.common import TransitionBatch, device_transitions, train_agent
 from iwbc.algos.iql import IQLAgent, IQLConfig, expectile_loss
+from iwbc.data.statistics import normalization_stats
 
 CONFIG = IQLConfig(hidden_dims=(8, 8))
 

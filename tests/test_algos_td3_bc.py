@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from iwbc.algos.common import TransitionBatch, device_transitions, normalization_stats, train_agent
+from iwbc.algos.common import TransitionBatch, device_transitions, train_agent
 from iwbc.algos.td3_bc import TD3BCAgent, TD3BCConfig
 from iwbc.data.episodes import Transitions
+from iwbc.data.statistics import normalization_stats
 
 OBS_DIM, ACT_DIM, BATCH = 3, 2, 16
 CONFIG = TD3BCConfig(hidden_dims=(8, 8))

@@ -36,7 +36,6 @@ from iwbc.envs.mjx_engine import (
     mjx_rollout_returns,
 )
 from iwbc.envs.rollout import resolve_engine
-from iwbc.evaluate import evaluate_actor
 
 ENV = "InvertedDoublePendulum-v5"
 gpu = pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a JAX GPU backend")
@@ -219,16 +218,6 @@ def _check_step_budget(
     assert (cut.lengths[~done] < full.lengths[~done]).all() and (~done).any()
     with pytest.raises(ValueError, match="step_budget must be at least 1"):
         mjx_rollout(env_id, _act, weights, seeds, num_envs=num_envs, step_budget=0)
-
-
-def test_evaluate_actor_on_mjx_scores_like_the_batch_engine() -> None:
-    # two "training seeds" of a linear actor, scored in one compiled MJX rollout
-    weights = np.stack([_linear_policy(ENV, seed=0), _linear_policy(ENV, seed=1)])
-    kwargs = {"observation_dim": weights.shape[1], "action_dim": 1, "num_episodes": 20}
-    on_mjx = evaluate_actor(_act, jnp.asarray(weights), ENV, engine="mjx", **kwargs)
-    on_cpu = evaluate_actor(_act, jnp.asarray(weights), ENV, engine="batch", **kwargs)
-    assert on_mjx.shape == (2, 20)
-    np.testing.assert_allclose(on_mjx, on_cpu, rtol=1e-2, atol=1e-2)
 
 
 @pytest.mark.gpu

@@ -14,7 +14,7 @@ from iwbc.train import init_policy_params
 
 ENV_ID = "InvertedDoublePendulum-v5"  # 9-dim observations, 1-dim actions, short episodes
 OBS_DIM, ACT_DIM = 9, 1
-POLICY = GaussianPolicy(action_dim=ACT_DIM, hidden_dims=(32, 32))
+POLICY = GaussianPolicy(action_dim=ACT_DIM, hidden_dims=(32, 32), standardize=False)
 
 
 def test_evaluation_seeds_are_fixed_and_nested() -> None:

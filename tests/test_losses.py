@@ -24,9 +24,13 @@ OBS_DIM, ACT_DIM, B, T = 5, 3, 6, 9
 
 
 def numpy_policy(params: dict, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The Gaussian policy's forward pass written out in NumPy (float64)."""
+    """The Gaussian policy's forward pass written out in NumPy (float64), standardizing the
+    observations first where the parameters carry statistics."""
     layers = params["params"]
     x = obs.astype(np.float64)
+    if "normalizer" in params:
+        stats = params["normalizer"]
+        x = (x - np.asarray(stats["mean"], np.float64)) / np.asarray(stats["std"], np.float64)
     names = sorted((k for k in layers if k.startswith("Dense_")), key=lambda k: int(k[6:]))
     for name in names[:-1]:
         x = np.maximum(x @ np.asarray(layers[name]["kernel"]) + np.asarray(layers[name]["bias"]), 0)
@@ -54,7 +58,7 @@ def perturbed(params: dict, scale: float, seed: int) -> dict:
 @pytest.fixture(scope="module")
 def setting() -> dict:
     rng = np.random.default_rng(0)
-    policy = GaussianPolicy(action_dim=ACT_DIM, hidden_dims=(16, 16, 16))
+    policy = GaussianPolicy(action_dim=ACT_DIM, hidden_dims=(16, 16, 16), standardize=False)
     params = jax.tree.map(lambda x: x[0], init_policy_params(policy, OBS_DIM, [0]))
     params["params"]["log_std"] = jnp.array([-0.3, 0.1, 3.0])  # last one exercises the clip
     lengths = np.array([9, 1, 4, 7, 9, 2])
@@ -174,12 +178,16 @@ def _batch(setting: dict) -> EpisodeBatch:
         actions=jnp.asarray(setting["actions"]),
         mask=jnp.asarray(setting["mask"]),
         quality=jnp.asarray(setting["quality"]),
+        index=jnp.arange(B),
     )
 
 
+@pytest.mark.parametrize("weighting", ["episode", "transition"])
 @pytest.mark.parametrize("loss", ["bc", "iw_trajectory", "iw_quality", "iw_step"])
-def test_stage_loss_matches_numpy(setting: dict, loss: str) -> None:
-    config = StageConfig.iw_finetune(loss=loss)
+def test_stage_loss_matches_numpy(setting: dict, loss: str, weighting: str) -> None:
+    """Episode weighting averages each episode's steps, then episodes; transition weighting
+    averages all valid steps of the batch (each times its episode's or its own weight)."""
+    config = StageConfig.iw_finetune(loss=loss, weighting=weighting)
     value, _ = stage_loss(setting["policy"], config)(
         setting["params"], _batch(setting), setting["iw"], setting["ref"]
     )
@@ -188,18 +196,22 @@ def test_stage_loss_matches_numpy(setting: dict, loss: str) -> None:
     lp_ref = numpy_log_probs(setting["ref"], setting["obs"], setting["actions"])
     lengths = setting["lengths"]
     if loss == "bc":
-        expected = -np.mean([lp[i, :n].mean() for i, n in enumerate(lengths)])
+        per_step = [lp[i, :n] for i, n in enumerate(lengths)]
     elif loss == "iw_step":
         w = [
             np.clip(np.exp(10 * (lp_iw[i, :n] - lp_ref[i, :n])), 0, 2)
             for i, n in enumerate(lengths)
         ]
         total = sum(x.sum() for x in w)
-        expected = -np.mean([(w[i] / total * lp[i, :n]).mean() for i, n in enumerate(lengths)])
+        per_step = [w[i] / total * lp[i, :n] for i, n in enumerate(lengths)]
     else:
         quality = setting["quality"] if loss == "iw_quality" else None
         w = reference_trajectory_weights(lp_iw, lp_ref, lengths, 10.0, True, quality)
-        expected = -np.mean([w[i] * lp[i, :n].mean() for i, n in enumerate(lengths)])
+        per_step = [w[i] * lp[i, :n] for i, n in enumerate(lengths)]
+    if weighting == "episode":
+        expected = -np.mean([steps.mean() for steps in per_step])
+    else:
+        expected = -np.concatenate(per_step).mean()
     np.testing.assert_allclose(float(value), expected, rtol=1e-4)
 
 
@@ -210,7 +222,8 @@ def test_update_moves_ema_before_the_loss(setting: dict) -> None:
     stacked = jax.tree.map(lambda x: x[None], setting["params"])
     state = init_train_state(config, stacked, [0], ref_params=stacked)
     state = state.replace(iw_params=jax.tree.map(lambda x: x[None], setting["iw"]))
-    new_state, _ = jax.vmap(make_update(setting["policy"], config), in_axes=(0, None))(state, data)
+    update = jax.vmap(make_update(setting["policy"], config), in_axes=(0, None, None))
+    new_state, _ = update(state, data, 0)
     ema = jax.tree.map(lambda q, p: 0.9 * q + 0.1 * p, setting["iw"], setting["params"])
     for got, want in zip(jax.tree.leaves(new_state.iw_params), jax.tree.leaves(ema), strict=True):
         np.testing.assert_allclose(np.asarray(got[0]), np.asarray(want), rtol=1e-6, atol=1e-8)
@@ -269,6 +282,10 @@ def test_bad_stage_config_is_refused() -> None:
         StageConfig(loss="awr")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="warmup_steps"):
         StageConfig(steps=10, warmup_steps=10)
+    with pytest.raises(ValueError, match="unknown weighting 'steps'; choose one of transition"):
+        StageConfig(weighting="steps")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="refresh_every"):
+        StageConfig(refresh_every=0)
 
 
 def test_batch_type_is_a_pytree() -> None:
@@ -277,5 +294,6 @@ def test_batch_type_is_a_pytree() -> None:
         actions=jnp.zeros((2, 3, 1)),
         mask=jnp.ones((2, 3)),
         quality=jnp.ones(2),
+        index=jnp.arange(2),
     )
-    assert len(jax.tree.leaves(batch)) == 4
+    assert len(jax.tree.leaves(batch)) == 5

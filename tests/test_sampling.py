@@ -10,7 +10,7 @@ from iwbc.data import EpisodeData, stack_episodes
 from iwbc.sampling import DeviceEpisodes, EpisodeBatch, sample_episodes
 
 # Jitted once per (batch_size, window), as the trainer uses it.
-sample = jax.jit(sample_episodes, static_argnums=(2, 3))
+sample = jax.jit(sample_episodes, static_argnums=(2, 3, 4))
 
 LENGTHS = (3, 10, 25, 40)
 OBS_DIM, ACT_DIM = 3, 2
@@ -115,3 +115,62 @@ def test_empty_selection_is_refused() -> None:
         DeviceEpisodes.from_numpy(
             np.zeros((0, 5, OBS_DIM)), np.zeros((0, 5, ACT_DIM)), np.zeros((0, 5))
         )
+
+
+@pytest.mark.parametrize("window", [1, 4, 16])
+def test_transition_windows_cover_every_step_equally(window: int) -> None:
+    """Transition weighting: each valid step of the dataset is equally likely to be in a batch,
+    whatever its episode's length or its place in the episode."""
+    episodes = tagged_episodes()
+    draws = 60_000
+    batch = sample(jax.random.PRNGKey(5), to_device(episodes), draws, window, "transition")
+    obs, mask = np.asarray(batch.observations), np.asarray(batch.mask) > 0
+    episode_ids, steps = obs[..., 1][mask].astype(int), obs[..., 0][mask].astype(int)
+    counts = np.zeros((len(LENGTHS), max(LENGTHS)))
+    np.add.at(counts, (episode_ids, steps), 1)
+    per_step = counts[episodes.mask > 0]
+    expected = draws * window / sum(n + window - 1 for n in LENGTHS)
+    assert per_step.size == sum(LENGTHS)
+    # ~1,500-8,000 expected hits per step: 8% is over 3 binomial standard deviations.
+    np.testing.assert_allclose(per_step, expected, rtol=0.08)
+    assert (counts[episodes.mask == 0] == 0).all()
+
+
+def test_transition_windows_are_contiguous_slices_of_one_episode() -> None:
+    episodes = tagged_episodes()
+    batch = sample(jax.random.PRNGKey(6), to_device(episodes), 64, 8, "transition")
+    index = np.asarray(batch.index)
+    for row in range(64):
+        valid = np.asarray(batch.mask[row]) > 0
+        steps = np.asarray(batch.observations[row, valid, 0]).astype(int)
+        assert valid.any()
+        np.testing.assert_array_equal(np.diff(steps), 1)
+        assert np.flatnonzero(valid).tolist() == list(
+            range(valid.argmax(), valid.argmax() + len(steps))
+        )
+        np.testing.assert_array_equal(
+            np.asarray(batch.actions[row, valid]), episodes.actions[index[row], steps]
+        )
+        assert float(batch.quality[row]) == index[row]
+
+
+def test_episode_weighting_with_whole_episodes_ignores_transition_option() -> None:
+    """Whole episodes are drawn uniformly under both weightings (the loss differs, not the draw)."""
+    data = to_device(tagged_episodes())
+    a = sample(jax.random.PRNGKey(7), data, 32, None, "episode")
+    b = sample(jax.random.PRNGKey(7), data, 32, None, "transition")
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_flat_view_lists_every_valid_step_with_its_episode() -> None:
+    episodes = tagged_episodes()
+    data = to_device(episodes)
+    flat_episode = np.asarray(data.flat_episode)
+    total = sum(LENGTHS)
+    assert flat_episode.size % 4096 == 0
+    np.testing.assert_array_equal(flat_episode[:total], np.repeat(np.arange(4), LENGTHS))
+    assert (flat_episode[total:] == len(LENGTHS)).all()
+    np.testing.assert_array_equal(
+        np.asarray(data.flat_observations[:total]), episodes.observations[episodes.mask > 0]
+    )

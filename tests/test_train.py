@@ -25,7 +25,7 @@ from iwbc.train import (
 
 OBS_DIM, ACT_DIM, HIDDEN = 4, 2, (32, 32)
 LENGTHS = (12, 5, 9, 12, 3, 7)
-POLICY = GaussianPolicy(action_dim=ACT_DIM, hidden_dims=HIDDEN)
+POLICY = GaussianPolicy(action_dim=ACT_DIM, hidden_dims=HIDDEN, standardize=False)
 # A fixed target the BC data follows: a = tanh(s W).
 TARGET = np.random.default_rng(1).normal(scale=0.7, size=(OBS_DIM, ACT_DIM)).astype(np.float32)
 
@@ -87,7 +87,7 @@ def test_vmapped_seeds_equal_each_seed_trained_alone(
     one_seed_chunk = make_chunk(POLICY, config, 10)  # compiled once, reused for every seed
     for i, seed in enumerate([0, 1, 2]):
         params = init_policy_params(POLICY, OBS_DIM, [seed])
-        alone, _ = one_seed_chunk(init_train_state(config, params, [seed]), data)
+        alone, _ = one_seed_chunk(init_train_state(config, params, [seed]), data, 0)
         assert_trees_close(row(together, i), row(alone, 0), atol=1e-6)
     # The seeds really differ, so the equalities above are not vacuous.
     kernels = np.asarray(together.params["params"]["Dense_0"]["kernel"])

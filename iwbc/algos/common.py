@@ -21,11 +21,10 @@ import numpy as np
 import optax
 
 from iwbc.data.episodes import Transitions
+from iwbc.data.statistics import normalization_stats
 from iwbc.policies import LOG_2PI
 from iwbc.train import run_chunks
 
-# CORL's normalization: std + 1e-3, so constant features do not blow up.
-NORMALIZATION_EPS = 1e-3
 LOG_2 = float(np.log(2.0))
 
 
@@ -62,14 +61,6 @@ def _check_transitions(transitions: Transitions) -> int:
     if count == 0:
         raise ValueError("no transitions to train on: the dataset is empty")
     return count
-
-
-def normalization_stats(observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and std + 1e-3 of the dataset's states (CORL's state normalization)."""
-    observations = np.asarray(observations, np.float64)
-    mean = observations.mean(axis=0)
-    std = observations.std(axis=0) + NORMALIZATION_EPS
-    return mean.astype(np.float32), std.astype(np.float32)
 
 
 def episode_returns(rewards: np.ndarray, ends: np.ndarray) -> np.ndarray:
@@ -217,10 +208,11 @@ def make_agent_chunk(update: Callable, batch_size: int, length: int) -> Callable
         batch = sample_transitions(key, data, batch_size)
         return update(agent.replace(rng=rng), batch)
 
-    def chunk(agent: Any, data: TransitionBatch) -> tuple[Any, dict]:
+    def chunk(agent: Any, data: TransitionBatch, start: jax.Array) -> tuple[Any, dict]:
+        """``start`` (the first update's index, see :func:`iwbc.train.run_chunks`) is unused."""
         return jax.lax.scan(lambda carry, _: step(carry, data), agent, None, length=length)
 
-    return jax.jit(jax.vmap(chunk, in_axes=(0, None)))
+    return jax.jit(jax.vmap(chunk, in_axes=(0, None, None)))
 
 
 def train_agent(

@@ -215,6 +215,8 @@ def _actor(action_dim: int, config: IQLConfig) -> GaussianPolicy:
         hidden_dims=config.hidden_dims,
         log_std_min=config.log_std_min,
         log_std_max=config.log_std_max,
+        # The agent standardizes its transitions itself (prepare_data) and acts through act().
+        standardize=False,
     )
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from iwbc.algos import ALGORITHMS
+from iwbc.data.statistics import STD_EPSILON
 from iwbc.envs.rollout import ENGINES
 from iwbc.evaluate import EVAL_SEED_BASE
 from iwbc.methods import METHODS, PipelineConfig
@@ -39,7 +40,14 @@ _TOP_KEYS = (
     "bc_family",
     "offline_rl",
 )
-_BC_KEYS = ("eval_every", "chunk_size", "hidden_dims", "percentiles", "top_fraction")
+_BC_KEYS = (
+    "eval_every",
+    "chunk_size",
+    "hidden_dims",
+    "percentiles",
+    "top_fraction",
+    "standardize_observations",
+)
 _RL_KEYS = ("eval_every", "chunk_size")
 # The method decides the loss; a suite sets everything else of a stage.
 _STAGE_KEYS = tuple(f.name for f in dataclasses.fields(StageConfig) if f.name != "loss")
@@ -111,9 +119,11 @@ class Suite:
             "eval_seed_base": EVAL_SEED_BASE,
         }
         if self.is_offline_rl(method):
+            algorithm = self.algorithm_config(method)
             return {
                 "family": "offline_rl",
-                "algorithm": dataclasses.asdict(self.algorithm_config(method)),
+                "observations": observation_preprocessing(algorithm.normalize_states),
+                "algorithm": dataclasses.asdict(algorithm),
                 "chunk_size": self.rl_chunk_size,
                 "steps_counted": "updates of the agent",
                 "evaluation": evaluation,
@@ -122,6 +132,7 @@ class Suite:
         pipeline = self.pipeline
         config: dict[str, Any] = {
             "family": "bc",
+            "observations": observation_preprocessing(pipeline.standardize_observations),
             "selection": spec.selection,
             "start": spec.start,
             "stage": dataclasses.asdict(pipeline.stage(spec)),
@@ -139,6 +150,13 @@ class Suite:
         else:
             config["steps_counted"] = "updates from scratch"
         return config
+
+
+def observation_preprocessing(standardized: bool) -> str:
+    """How a method's observations were preprocessed, in the words records and tables use."""
+    if standardized:
+        return f"standardized (training data's mean, std + {STD_EPSILON:g})"
+    return "raw"
 
 
 def eval_targets(total: int, every: int) -> tuple[int, ...]:

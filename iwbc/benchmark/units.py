@@ -208,11 +208,15 @@ def _bc_family(
     pipeline = suite.pipeline
     method = METHODS[unit.method]
     stage = pipeline.stage(method)
-    policy = GaussianPolicy(action_dim=dataset.action_dim, hidden_dims=pipeline.hidden_dims)
+    policy = pipeline.policy(dataset.action_dim)
     selected = functools.cache(
         lambda name: select_episodes(dataset.episodes, METHODS[name], pipeline)
     )
-    fresh = functools.cache(lambda: init_policy_params(policy, dataset.observation_dim, unit.seeds))
+    fresh = functools.cache(
+        lambda: init_policy_params(
+            policy, dataset.observation_dim, unit.seeds, pipeline.statistics(dataset.episodes)
+        )
+    )
     pretrain_targets = suite.eval_targets("bc")
     pretrain_key = fingerprint(
         unit.dataset,
@@ -220,6 +224,7 @@ def _bc_family(
         pipeline.hidden_dims,
         unit.seeds,
         pretrain_targets,
+        pipeline.standardize_observations,
     )
     pretrain_dir = context.work_dir / dataset_slug(unit.dataset) / f"pretrain-{pretrain_key}"
     pretrain = _stage_trainer(
