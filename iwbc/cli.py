@@ -15,6 +15,7 @@ import numpy as np
 
 from iwbc.algos import ALGORITHMS
 from iwbc.data import DatasetError, list_datasets, load_dataset
+from iwbc.data.command import add_data_parsers
 from iwbc.datagen.command import add_generate_parser
 from iwbc.envs.rollout import ENGINES
 from iwbc.methods import METHODS, PipelineConfig
@@ -233,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     scripted.add_argument("--overwrite", action="store_true")
     scripted.set_defaults(func=_data_scripted)
     add_generate_parser(data_commands)
+    add_data_parsers(data_commands)
     return parser
 
 

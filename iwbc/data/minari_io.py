@@ -15,6 +15,7 @@ from minari.storage import get_dataset_path
 
 from iwbc.data.episodes import EpisodeData, OfflineDataset, stack_episodes
 from iwbc.data.errors import DatasetError, one_line
+from iwbc.data.reference_cache import cached_reference_scores
 
 ROOT_ENV_VAR = "MINARI_DATASETS_PATH"
 REMOTE_ENV_VAR = "MINARI_REMOTE"
@@ -61,7 +62,9 @@ def load_dataset(
     an id missing locally is fetched through `minari.download_dataset` (remote taken from
     MINARI_REMOTE, else Farama's). With `check_env=True` the observation/action shapes are
     compared with `gymnasium.make(env_spec)` when that env can be built here, catching data
-    recorded for another env version. Every unusable dataset raises a one-line DatasetError.
+    recorded for another env version. Reference scores come from the dataset's metadata, else
+    from those `iwbc data minari-tiers` stored for its namespace under the root. Every unusable
+    dataset raises a one-line DatasetError.
     """
     with minari_root(root):
         _check_id_syntax(dataset_id)
@@ -79,6 +82,13 @@ def load_dataset(
             _check_env_shapes(dataset, obs_space, act_space)
         episodes = _read_episodes(dataset)
         metadata = dataset.storage.metadata
+        ref_min = _optional_float(metadata.get("ref_min_score"))
+        ref_max = _optional_float(metadata.get("ref_max_score"))
+        if ref_min is None or ref_max is None:
+            # Minari's MuJoCo sets have none; `iwbc data minari-tiers` stores them beside the root.
+            cached = cached_reference_scores(get_dataset_path(), dataset_id)
+            if cached is not None:
+                ref_min, ref_max = cached
 
     _check_data_shapes(dataset_id, episodes, obs_space, act_space)
     _check_finite(dataset_id, episodes, np.asarray(dataset.episode_indices))
@@ -88,8 +98,8 @@ def load_dataset(
         env_id=env_spec.id if env_spec is not None else None,
         observation_dim=int(obs_space.shape[0]),
         action_dim=int(act_space.shape[0]),
-        ref_min_score=_optional_float(metadata.get("ref_min_score")),
-        ref_max_score=_optional_float(metadata.get("ref_max_score")),
+        ref_min_score=ref_min,
+        ref_max_score=ref_max,
         episodes=episodes,
         action_low=np.asarray(act_space.low, np.float32),
         action_high=np.asarray(act_space.high, np.float32),

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import minari
+from gymnasium.envs.registration import EnvSpec
 from minari.data_collector import EpisodeBuffer
 from minari.storage import get_dataset_path
 
@@ -32,7 +33,7 @@ def write_dataset(
     dataset_id: str,
     episodes: list[EpisodeBuffer],
     *,
-    env_id: str,
+    env_id: str | EnvSpec,
     ref_min_score: float,
     ref_max_score: float,
     description: str,
@@ -41,6 +42,8 @@ def write_dataset(
     overwrite: bool = False,
 ) -> Path:
     """Write ``episodes`` as dataset ``dataset_id`` with its metadata; returns its directory.
+
+    ``env_id`` may be a full EnvSpec, to keep a source dataset's env arguments.
 
     An existing dataset is refused unless ``overwrite``; then it is replaced only once the new
     one is complete. On any failure nothing new is left visible under the root.

@@ -1,0 +1,219 @@
+"""Minari's own MuJoCo datasets made usable like D4RL's: reference scores and a medium-expert tier.
+
+Minari's ``mujoco/<task>/{simple,medium,expert}-v0`` (SB3 SAC/TQC policies on Gymnasium v5)
+carry no reference scores and no medium-expert tier. ``iwbc data generate`` computes its
+references as the mean returns of 100 uniform-random and 100 deterministic expert episodes; the
+policy behind Minari's ``expert-v0`` is not available here, so the rule for a Minari namespace is:
+
+- ``ref_min_score``: the mean return of ``episodes`` (100) uniform-random episodes, reset seeds
+  ``REFERENCE_SEED_BASE + i`` and the action stream of the generator's ``reference_scores``
+  (``numpy.random.default_rng([seed, 4])``) on the CPU batch engine, so for the same task and
+  seed it is the number ``iwbc data generate`` writes;
+- ``ref_max_score``: the mean undiscounted return of every episode of ``<namespace>/expert-v0``
+  (the expert's own stochastic rollouts, not a deterministic evaluation).
+
+They are stored per namespace beside the root (:mod:`iwbc.data.reference_cache`), so every
+dataset of the namespace loads with them. ``medium-expert-v0`` is ``medium-v0``'s episodes then
+``expert-v0``'s, as D4RL concatenated its medium and expert files, with the scores in its metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import minari
+import numpy as np
+from gymnasium.envs.registration import EnvSpec
+from minari.data_collector import EpisodeBuffer
+from minari.storage import get_dataset_path
+
+from iwbc.data.errors import DatasetError
+from iwbc.data.minari_io import load_dataset, minari_root
+from iwbc.data.minari_write import dataset_exists, write_dataset
+from iwbc.data.reference_cache import cached_entry, store_reference_scores
+from iwbc.envs import SPECS, rollout_returns
+
+# The generator's reset seeds and action-stream tag for reference episodes
+# (iwbc.datagen.generate.REFERENCE_SEED_BASE and its "reference-random" tag); a test checks
+# that both give the same ref_min.
+REFERENCE_SEED_BASE = 1_000_000_000
+_RANDOM_TAG = 4
+VERSION = "v0"
+
+
+def resolve_namespace(name: str) -> str:
+    """``hopper`` -> ``mujoco/hopper``; a namespace with a slash is taken as it is."""
+    name = name.strip().strip("/")
+    if not name:
+        raise DatasetError("empty namespace; pass e.g. mujoco/hopper")
+    return name if "/" in name else f"mujoco/{name}"
+
+
+def tier_id(namespace: str, tier: str) -> str:
+    """``mujoco/hopper``, ``expert`` -> ``mujoco/hopper/expert-v0``."""
+    return f"{namespace}/{tier}-{VERSION}"
+
+
+def uniform_random_return(env_id: str, episodes: int = 100, seed: int = 0) -> float:
+    """Mean return of ``episodes`` uniform-random episodes on fixed reset seeds.
+
+    The batch engine where iwbc has the task, else Gymnasium; actions are drawn uniformly in the
+    action bounds from one stream, as ``iwbc.datagen.generate.reference_scores`` does.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be at least 1, got {episodes}")
+    engine = "batch" if env_id in SPECS else "gymnasium"
+    rng = np.random.default_rng([seed, _RANDOM_TAG])
+    if env_id in SPECS:
+        low, high = SPECS[env_id].action_bounds()
+    else:
+        env = gym.make(env_id)
+        low, high = env.action_space.low, env.action_space.high
+        env.close()
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        return rng.uniform(low, high, (obs.shape[0], np.size(low)))
+
+    seeds = REFERENCE_SEED_BASE + np.arange(episodes)
+    return float(rollout_returns(env_id, act, seeds, engine=engine).returns.mean())
+
+
+@dataclasses.dataclass(frozen=True)
+class TierResult:
+    """What ``prepare_namespace`` found or made."""
+
+    namespace: str
+    env_id: str
+    ref_min_score: float
+    ref_max_score: float
+    reference: dict
+    medium_expert: str | None  # the id written, None if it existed and was kept
+
+
+def _buffers(dataset_id: str, root: str | Path | None) -> list[EpisodeBuffer]:
+    """A dataset's episodes as stored (float64 observations and rewards kept)."""
+    with minari_root(root):
+        dataset = minari.load_dataset(dataset_id)
+        return [
+            EpisodeBuffer(
+                observations=np.asarray(e.observations),
+                actions=np.asarray(e.actions),
+                rewards=[float(r) for r in e.rewards],
+                terminations=[bool(t) for t in e.terminations],
+                truncations=[bool(t) for t in e.truncations],
+            )
+            for e in dataset.iterate_episodes()
+        ]
+
+
+def _env_spec(dataset_id: str, root: str | Path | None) -> EnvSpec | None:
+    with minari_root(root):
+        return minari.load_dataset(dataset_id).env_spec
+
+
+def reference_entry(
+    namespace: str,
+    *,
+    root: str | Path | None = None,
+    download: bool = False,
+    episodes: int = 100,
+    seed: int = 0,
+) -> dict:
+    """Compute the namespace's reference scores by the module's rule, with how they were made."""
+    expert = load_dataset(tier_id(namespace, "expert"), root=root, download=download)
+    if expert.env_id is None:
+        raise DatasetError(f"{expert.id} records no env, so no random policy can be run on it")
+    started = time.perf_counter()
+    ref_min = uniform_random_return(expert.env_id, episodes, seed)
+    ref_max = float(expert.returns.mean())
+    if ref_max <= ref_min:
+        raise DatasetError(
+            f"{expert.id}'s mean return {ref_max:.1f} is not above the random policy's "
+            f"{ref_min:.1f}; normalized scores would be meaningless"
+        )
+    return {
+        "ref_min_score": ref_min,
+        "ref_max_score": ref_max,
+        "env_id": expert.env_id,
+        "episodes": episodes,
+        "seed": seed,
+        "ref_min_rule": (
+            f"mean return of {episodes} uniform-random episodes, reset seeds "
+            f"{REFERENCE_SEED_BASE} + i, action seed {seed}, iwbc batch engine"
+        ),
+        "ref_max_rule": (
+            f"mean return of the {expert.num_episodes} episodes of {expert.id} "
+            f"({expert.num_steps} steps)"
+        ),
+        "seconds": round(time.perf_counter() - started, 2),
+        "made_by": "iwbc data minari-tiers",
+    }
+
+
+def prepare_namespace(
+    name: str,
+    *,
+    root: str | Path | None = None,
+    download: bool = False,
+    episodes: int = 100,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> TierResult:
+    """Reference scores (computed once, cached) and ``medium-expert-v0`` for one namespace.
+
+    ``overwrite`` recomputes the scores and rewrites medium-expert; without it both are kept
+    when they already exist (so a second call costs nothing), unless ``episodes`` or ``seed``
+    differ from the cached scores'.
+    """
+    namespace = resolve_namespace(name)
+    with minari_root(root):
+        base = get_dataset_path()
+    entry = None if overwrite else cached_entry(base, namespace)
+    if entry is None or (entry.get("episodes"), entry.get("seed")) != (episodes, seed):
+        entry = reference_entry(
+            namespace, root=root, download=download, episodes=episodes, seed=seed
+        )
+        store_reference_scores(base, namespace, entry)
+    medium_id, expert_id = tier_id(namespace, "medium"), tier_id(namespace, "expert")
+    target = tier_id(namespace, "medium-expert")
+    written = None
+    if overwrite or not dataset_exists(target, root):
+        medium = load_dataset(medium_id, root=root, download=download)
+        expert = load_dataset(expert_id, root=root, download=download)
+        if (medium.env_id, medium.observation_dim, medium.action_dim) != (
+            expert.env_id,
+            expert.observation_dim,
+            expert.action_dim,
+        ):
+            raise DatasetError(
+                f"{medium_id} and {expert_id} differ in env or dimensions; cannot join them"
+            )
+        buffers = _buffers(medium_id, root) + _buffers(expert_id, root)
+        write_dataset(
+            target,
+            buffers,
+            env_id=_env_spec(expert_id, root) or expert.env_id,
+            ref_min_score=entry["ref_min_score"],
+            ref_max_score=entry["ref_max_score"],
+            description=(
+                f"{medium_id}'s {medium.num_episodes} episodes then {expert_id}'s "
+                f"{expert.num_episodes}, as D4RL built medium-expert. ref_min_score: "
+                f"{entry['ref_min_rule']}; ref_max_score: {entry['ref_max_rule']}. Made by "
+                "`iwbc data minari-tiers`."
+            ),
+            algorithm_name="medium and expert tiers joined (iwbc)",
+            root=root,
+            overwrite=True,
+        )
+        written = target
+    return TierResult(
+        namespace=namespace,
+        env_id=entry["env_id"],
+        ref_min_score=float(entry["ref_min_score"]),
+        ref_max_score=float(entry["ref_max_score"]),
+        reference=entry,
+        medium_expert=written,
+    )

@@ -1,0 +1,55 @@
+"""Reference scores kept beside a Minari root for datasets whose metadata has none.
+
+Minari's own MuJoCo datasets carry no ``ref_min_score`` / ``ref_max_score`` (Minari issues #318,
+#323), and rewriting a downloaded dataset's metadata would be lost on the next download. So
+``iwbc data minari-tiers`` computes them once per namespace (e.g. ``mujoco/hopper``) and stores
+them here, in a hidden file of the root that Minari's listing skips; ``load_dataset`` falls back
+to it when a dataset's metadata lacks them. The entry records how each number was made.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from iwbc.files import write_json_atomic
+
+CACHE_FILE = Path(".iwbc") / "reference_scores.json"
+
+
+def _read(root: Path) -> dict[str, Any]:
+    path = Path(root) / CACHE_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def namespace_of(dataset_id: str) -> str:
+    """``mujoco/hopper/medium-v0`` -> ``mujoco/hopper``."""
+    return dataset_id.rpartition("/")[0]
+
+
+def cached_reference_scores(root: str | Path, dataset_id: str) -> tuple[float, float] | None:
+    """(ref_min, ref_max) stored for ``dataset_id``'s namespace under ``root``, else None."""
+    entry = _read(Path(root)).get(namespace_of(dataset_id))
+    if not entry:
+        return None
+    return float(entry["ref_min_score"]), float(entry["ref_max_score"])
+
+
+def cached_entry(root: str | Path, namespace: str) -> dict[str, Any] | None:
+    """The whole stored entry of ``namespace`` (scores and how they were made), else None."""
+    return _read(Path(root)).get(namespace)
+
+
+def store_reference_scores(root: str | Path, namespace: str, entry: dict[str, Any]) -> Path:
+    """Store ``entry`` (with ``ref_min_score`` and ``ref_max_score``) for ``namespace``."""
+    if "ref_min_score" not in entry or "ref_max_score" not in entry:
+        raise ValueError("a reference-score entry needs ref_min_score and ref_max_score")
+    table = _read(Path(root))
+    table[namespace] = entry
+    return write_json_atomic(Path(root) / CACHE_FILE, table)

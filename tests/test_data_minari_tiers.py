@@ -1,0 +1,161 @@
+"""`iwbc data minari-tiers`: reference scores and medium-expert for Minari-shaped MuJoCo datasets
+(local fixtures laid out like `mujoco/hopper/{simple,medium,expert}-v0`, served by a local remote).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import iwbc.datagen.generate as generate
+from iwbc.cli import main
+from iwbc.data import DatasetError, dataset_normalized_score, list_datasets, load_dataset
+from iwbc.data.minari_tiers import (
+    REFERENCE_SEED_BASE,
+    prepare_namespace,
+    resolve_namespace,
+    uniform_random_return,
+)
+from iwbc.data.reference_cache import CACHE_FILE
+from iwbc.datagen.sac import SACConfig
+
+ENV = "Hopper-v5"
+# Like Minari's sets: no reference scores in the metadata; the expert's episodes are long
+# enough that its mean return clears a random Hopper's (about 17).
+TIERS = {
+    "simple": dict(lengths=(6, 9), terminated=(True, True), seed=1),
+    "medium": dict(lengths=(12, 30, 7), terminated=(True, False, True), seed=2),
+    "expert": dict(lengths=(80, 100, 90), terminated=(False, False, True), seed=3),
+}
+
+
+@pytest.fixture
+def minari_mujoco(make_minari_dataset, local_minari_remote):
+    """mujoco/hopper/{simple,medium,expert}-v0 on the (local) remote; their episode buffers."""
+    return {
+        tier: make_minari_dataset(
+            f"mujoco/hopper/{tier}-v0",
+            env=ENV,
+            ref_min_score=None,
+            ref_max_score=None,
+            root=local_minari_remote,
+            **options,
+        )
+        for tier, options in TIERS.items()
+    }
+
+
+def _return(buffer) -> float:
+    return float(np.sum(np.asarray(buffer.rewards, np.float64)))
+
+
+def test_random_reference_is_the_generators(monkeypatch):
+    """Same reset seeds and action stream as iwbc.datagen.generate.reference_scores."""
+    assert REFERENCE_SEED_BASE == generate.REFERENCE_SEED_BASE
+    monkeypatch.setattr(
+        generate, "mean_actions", lambda params, obs, dim, hidden: np.zeros((obs.shape[0], dim))
+    )
+    ref_min, _ = generate.reference_scores(ENV, None, SACConfig(), 6, 2)
+    assert uniform_random_return(ENV, 6, seed=2) == ref_min
+    assert uniform_random_return(ENV, 6, seed=3) != ref_min
+
+
+def test_namespace_names():
+    assert resolve_namespace("hopper") == "mujoco/hopper"
+    assert resolve_namespace("mujoco/walker2d/") == "mujoco/walker2d"
+    with pytest.raises(DatasetError, match="empty namespace"):
+        resolve_namespace(" ")
+
+
+def test_scores_cached_and_medium_expert_written(minari_mujoco, minari_root, capsys):
+    args = ["data", "minari-tiers", "hopper", "--root", str(minari_root), "--download"]
+    assert main([*args, "--episodes", "10"]) == 0
+    out = capsys.readouterr().out.splitlines()[-2:]  # after Minari's download messages
+    ref_min = uniform_random_return(ENV, 10, seed=0)
+    expert = minari_mujoco["expert"]
+    ref_max = float(np.mean([_return(b) for b in expert]))
+    assert out[0].startswith(f"mujoco/hopper ({ENV}): ref_min_score {ref_min:.2f}")
+    assert f"ref_max_score {ref_max:.2f}" in out[0]
+    assert "mean return of the 3 episodes of mujoco/hopper/expert-v0" in out[0]
+    assert out[1] == "  medium-expert: mujoco/hopper/medium-expert-v0"
+
+    # The scores are cached beside the root, with their rules; Minari's listing ignores them.
+    cache = json.loads((minari_root / CACHE_FILE).read_text())["mujoco/hopper"]
+    assert (cache["ref_min_score"], cache["ref_max_score"]) == (ref_min, ref_max)
+    assert sorted(list_datasets(minari_root)) == [
+        "mujoco/hopper/expert-v0",
+        "mujoco/hopper/medium-expert-v0",
+        "mujoco/hopper/medium-v0",
+    ]
+
+    # Every dataset of the namespace now loads with them, even ones downloaded later.
+    for tier in ("medium", "expert", "simple"):
+        ds = load_dataset(f"mujoco/hopper/{tier}-v0", root=minari_root, download=True)
+        assert (ds.ref_min_score, ds.ref_max_score) == (ref_min, ref_max)
+        returns = np.array([_return(b) for b in minari_mujoco[tier]])
+        np.testing.assert_allclose(
+            dataset_normalized_score(ds, ds.returns),
+            100 * (returns - ref_min) / (ref_max - ref_min),
+            rtol=1e-12,
+        )
+
+    # medium-expert: medium's episodes then expert's, as stored, with the scores in metadata.
+    joined = load_dataset("mujoco/hopper/medium-expert-v0", root=minari_root)
+    buffers = minari_mujoco["medium"] + minari_mujoco["expert"]
+    assert joined.env_id == ENV
+    assert (joined.ref_min_score, joined.ref_max_score) == (ref_min, ref_max)
+    np.testing.assert_array_equal(joined.episodes.lengths, [len(b.rewards) for b in buffers])
+    np.testing.assert_array_equal(joined.returns, [_return(b) for b in buffers])
+    for i, buffer in enumerate(buffers):
+        n = len(buffer.rewards)
+        np.testing.assert_array_equal(
+            joined.episodes.observations[i, :n], np.asarray(buffer.observations[:-1], np.float32)
+        )
+        np.testing.assert_array_equal(joined.episodes.terminations[i, :n], buffer.terminations)
+        np.testing.assert_array_equal(joined.episodes.truncations[i, :n], buffer.truncations)
+
+
+def test_second_call_keeps_and_overwrite_recomputes(minari_mujoco, minari_root, monkeypatch):
+    first = prepare_namespace("mujoco/hopper", root=minari_root, download=True, episodes=4)
+    assert first.medium_expert == "mujoco/hopper/medium-expert-v0"
+
+    calls = []
+    import iwbc.data.minari_tiers as tiers
+
+    real = tiers.uniform_random_return
+    monkeypatch.setattr(
+        tiers, "uniform_random_return", lambda *a, **k: calls.append(a) or real(*a, **k)
+    )
+    again = prepare_namespace("mujoco/hopper", root=minari_root, episodes=4)
+    assert (again.medium_expert, calls) == (None, [])
+    assert again.reference == first.reference
+
+    changed = prepare_namespace("mujoco/hopper", root=minari_root, episodes=5)
+    assert len(calls) == 1 and changed.reference["episodes"] == 5
+    assert changed.ref_min_score == uniform_random_return(ENV, 5)
+
+    rewritten = prepare_namespace("mujoco/hopper", root=minari_root, episodes=5, overwrite=True)
+    assert rewritten.medium_expert == "mujoco/hopper/medium-expert-v0" and len(calls) == 2
+
+
+def test_missing_tier_is_a_one_line_error(make_minari_dataset, minari_root, capsys):
+    make_minari_dataset("mujoco/hopper/medium-v0", env=ENV, ref_min_score=None, ref_max_score=None)
+    assert main(["data", "minari-tiers", "mujoco/hopper", "--root", str(minari_root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert err.startswith("iwbc: error: dataset 'mujoco/hopper/expert-v0' is not in the local")
+    assert not (minari_root / CACHE_FILE).exists()
+    assert list_datasets(minari_root) == ["mujoco/hopper/medium-v0"]
+
+
+def test_expert_below_random_is_refused(make_minari_dataset, minari_root: Path):
+    for tier in ("medium", "expert"):
+        make_minari_dataset(
+            f"mujoco/hopper/{tier}-v0", env=ENV, ref_min_score=None, ref_max_score=None
+        )
+    with pytest.raises(DatasetError, match="not above the random policy"):
+        prepare_namespace("hopper", root=minari_root, episodes=4)
+    assert not (minari_root / CACHE_FILE).exists()
