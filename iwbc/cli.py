@@ -18,6 +18,7 @@ from iwbc.data import DatasetError, list_datasets, load_dataset
 from iwbc.data.command import add_data_parsers
 from iwbc.datagen.command import add_generate_parser
 from iwbc.envs.rollout import ENGINES
+from iwbc.losses import WEIGHTINGS
 from iwbc.methods import METHODS, PipelineConfig
 from iwbc.train import StageConfig
 
@@ -37,6 +38,7 @@ def _pipeline(args: argparse.Namespace) -> PipelineConfig:
         batch_size=args.bc_batch_size,
         learning_rate=args.bc_lr,
         window=args.window,
+        weighting=args.weighting,
     )
     finetune = StageConfig.iw_finetune(
         steps=args.finetune_steps,
@@ -47,9 +49,15 @@ def _pipeline(args: argparse.Namespace) -> PipelineConfig:
         normalize=not args.no_normalize,
         ema_decay=args.ema_decay,
         window=args.window,
+        weighting=args.weighting,
     )
     hidden = tuple(int(h) for h in args.hidden.split(","))
-    return PipelineConfig(pretrain=pretrain, finetune=finetune, hidden_dims=hidden)
+    return PipelineConfig(
+        pretrain=pretrain,
+        finetune=finetune,
+        hidden_dims=hidden,
+        standardize_observations=not args.raw_observations,
+    )
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -175,6 +183,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ema-decay", type=float, default=paper.ema_decay)
     run.add_argument("--no-normalize", action="store_true", help="unnormalized iw weights")
     run.add_argument("--window", type=int, default=None, help="steps per sampled episode")
+    run.add_argument(
+        "--weighting",
+        default=defaults.weighting,
+        choices=WEIGHTINGS,
+        help="how BC-family losses weigh the data: 'transition' = every step of the dataset "
+        "weighs the same (CORL's BC; the default); 'episode' = every episode weighs the same "
+        "whatever its length, its steps averaged first (the iw-SFT authors' code)",
+    )
+    run.add_argument(
+        "--raw-observations",
+        action="store_true",
+        help="train the BC family on raw observations, as the authors' code does (default: "
+        "standardized with the dataset's mean and std, as the baselines are)",
+    )
     run.add_argument("--hidden", default="256,256,256", help="hidden layer widths")
     run.add_argument(
         "--algo-steps", type=int, default=None, help="updates of the offline-RL baselines (1M)"

@@ -21,7 +21,7 @@ import numpy as np
 from iwbc.algos import ALGORITHMS
 from iwbc.benchmark.records import read_record, record_path
 from iwbc.benchmark.runner import run_suite
-from iwbc.benchmark.suites import Suite
+from iwbc.benchmark.suites import Suite, observation_preprocessing
 from iwbc.benchmark.units import VERSIONED, dataset_slug
 from iwbc.data import OfflineDataset, dataset_normalized_score
 from iwbc.evaluate import EVAL_SEED_BASE
@@ -157,6 +157,12 @@ def _write_results(
         "## Data and protocol",
         f"- dataset: {dataset.num_episodes} episodes, {dataset.num_steps} steps, env "
         f"{dataset.env_id}; episode return p10 / p50 / p90 = {p10:.1f} / {p50:.1f} / {p90:.1f}",
+        f"- observations: BC family "
+        f"{observation_preprocessing(pipeline.standardize_observations)}"
+        + "".join(
+            f"; {name} {observation_preprocessing(algorithm.normalize_states)}"
+            for name, algorithm in config.suite(dataset.id).algorithms
+        ),
         f"- BC pre-training: {pipeline.pretrain}",
         f"- fine-tunes (filtered BC, iw-BC): {pipeline.finetune}",
         *(f"- {name}: {algorithm}" for name, algorithm in config.suite(dataset.id).algorithms),

@@ -125,8 +125,43 @@ def _metadata(runs: SuiteRuns, command: str, results_dir: str | Path) -> list[st
         for k in keys
         if k not in _VOLATILE
     ]
-    lines += ["", "Machine and versions (from the records): " + "; ".join(machine), ""]
+    lines += ["", *_preprocessing(runs)]
+    lines += ["Machine and versions (from the records): " + "; ".join(machine), ""]
     return lines
+
+
+def _preprocessing(runs: SuiteRuns) -> list[str]:
+    """What each method's inputs and batches were, from its records' configs."""
+    lines = [
+        "What each method was fed (from its records):",
+        "",
+        "| method | observations | step weighting | batch |",
+        "|---|---|---|---|",
+    ]
+    for method in runs.methods:
+        configs = [r.config for r in runs.runs.values() if r.method == method and r.config]
+        observations = _distinct(
+            [c.get("observations", "raw (record predates the key)") for c in configs]
+        )
+        weighting = _distinct([_weighting(c) for c in configs])
+        batch = _distinct([_batch(c) for c in configs])
+        lines.append(f"| {method} | {observations} | {weighting} | {batch} |")
+    return [*lines, ""]
+
+
+def _weighting(config: dict) -> str:
+    if config.get("family") == "offline_rl":
+        return "transition (uniform transitions)"
+    return config.get("stage", {}).get("weighting", "episode (record predates the key)")
+
+
+def _batch(config: dict) -> str:
+    if config.get("family") == "offline_rl":
+        return f"{config.get('algorithm', {}).get('batch_size')} transitions"
+    stage = config.get("stage", {})
+    window = stage.get("window")
+    shape = "whole episodes" if window is None else f"windows of {window} steps"
+    return f"{stage.get('batch_size')} × {shape}"
 
 
 def table_markdown(

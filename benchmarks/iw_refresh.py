@@ -1,0 +1,157 @@
+"""How stale may iw-BC's whole-trajectory log q_iw(τ)/|τ| be? Weight error against refresh interval.
+
+Under windows the trainer keeps log q(τ)/|τ| of every training episode in a table, q_ref's once
+and q_iw's (the EMA of the policy) recomputed every ``refresh_every`` steps (iwbc.train). This
+script fine-tunes iw-BC from BC with the table refreshed at every step (exact), records it, and
+measures for each interval k the error of the weights a k-step-old table would have given:
+the total-variation distance between the normalized weights over the training episodes
+(0 = same, 1 = disjoint) and the largest relative error of one episode's weight
+|exp(temp·Δℓ) − 1|. It also times one refresh against one update.
+
+    python benchmarks/iw_refresh.py --root data/minari --dataset iwbc/hopper/medium-replay-v0
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from iwbc.data import list_datasets, load_dataset
+from iwbc.data.scripted import DEFAULT_DATASET_ID, generate_mixed_dataset
+from iwbc.machine import machine_record
+from iwbc.methods import METHODS, PipelineConfig, select_episodes, train_methods
+from iwbc.train import (
+    StageConfig,
+    episode_log_probs,
+    init_train_state,
+    make_chunk,
+    with_trajectory_tables,
+)
+
+INTERVALS = (1, 2, 5, 10, 20, 50, 100)
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "perf"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default=DEFAULT_DATASET_ID)
+    parser.add_argument("--root", default="data/minari")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--bc-steps", type=int, default=3000)
+    parser.add_argument("--finetune-steps", type=int, default=1000)
+    parser.add_argument("--window", type=int, default=1)
+    parser.add_argument("--out", default=str(RESULTS / "iw_refresh"))
+    args = parser.parse_args()
+    if args.dataset == DEFAULT_DATASET_ID and args.dataset not in list_datasets(args.root):
+        generate_mixed_dataset(DEFAULT_DATASET_ID, num_episodes=200, seed=0, root=args.root)
+    dataset = load_dataset(args.dataset, root=args.root)
+    seeds = list(range(args.seeds))
+    config = PipelineConfig(
+        pretrain=StageConfig(steps=args.bc_steps, batch_size=256, window=1),
+        finetune=StageConfig.iw_finetune(
+            steps=args.finetune_steps,
+            warmup_steps=args.finetune_steps // 10,
+            learning_rate=1e-4,
+            batch_size=256,
+            window=args.window,
+            refresh_every=1,
+        ),
+        chunk_size=500,
+    )
+    bc = train_methods(dataset.episodes, dataset.action_dim, ["bc"], seeds, config, progress=False)
+    policy = bc["bc"].policy
+    stage = config.stage(METHODS["iw_bc"])
+    data = select_episodes(dataset.episodes, METHODS["iw_bc"], config)
+    state = init_train_state(stage, bc["bc"].params, seeds)
+    state = with_trajectory_tables(policy, stage, state, data)
+    one_step = make_chunk(policy, stage, 1)
+    tables = []
+    for step in range(stage.steps):
+        state, _ = one_step(state, data, step)
+        tables.append(np.asarray(state.iw_log_q, np.float64))
+    tables = np.stack(tables)  # [steps, seeds, E]
+    ref = np.asarray(state.ref_log_q, np.float64)
+    temp = stage.temperature
+
+    def normalized(log_q: np.ndarray) -> np.ndarray:
+        w = np.clip(np.exp(temp * (log_q - ref)), 0.0, 1000.0)
+        return w / w.sum(axis=-1, keepdims=True)
+
+    exact = normalized(tables)
+    rows = []
+    for k in INTERVALS:
+        stale = tables[np.arange(stage.steps) - np.arange(stage.steps) % k]
+        tv = 0.5 * np.abs(normalized(stale) - exact).sum(axis=-1)  # [steps, seeds]
+        relative = np.abs(np.expm1(temp * (stale - tables)))
+        rows.append(
+            {
+                "refresh_every": k,
+                "tv_median": float(np.median(tv)),
+                "tv_max": float(tv.max()),
+                "relative_weight_error_median": float(np.median(relative)),
+                "relative_weight_error_max": float(relative.max()),
+            }
+        )
+    refresh = jax.jit(jax.vmap(lambda p: episode_log_probs(policy, p, data)))
+    jax.block_until_ready(refresh(state.iw_params))
+    started = time.perf_counter()
+    for _ in range(5):
+        jax.block_until_ready(refresh(state.iw_params))
+    refresh_s = (time.perf_counter() - started) / 5
+    # Updates alone: a refresh interval longer than the timed chunk.
+    chunk = make_chunk(policy, dataclasses.replace(stage, refresh_every=10**9), 50)
+    jax.block_until_ready(chunk(state, data, 1))
+    started = time.perf_counter()
+    jax.block_until_ready(chunk(state, data, 1))
+    update_s = (time.perf_counter() - started) / 50
+    report = {
+        "command": "python " + " ".join(sys.argv),
+        "dataset": args.dataset,
+        "episodes": int(data.num_episodes),
+        "steps_in_selection": int(np.asarray(data.lengths).sum()),
+        "seeds": len(seeds),
+        "finetune": dataclasses.asdict(stage),
+        "refresh_seconds": refresh_s,
+        "update_seconds": update_s,
+        "rows": rows,
+        "machine": machine_record(("jax", "jaxlib", "numpy")),
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    lines = [
+        f"# iw-BC trajectory-weight staleness: {args.dataset}",
+        "",
+        f"Regenerate: `{report['command']}`",
+        "",
+        f"iw-BC fine-tune from BC ({args.bc_steps} steps), {stage.steps} steps, lr "
+        f"{stage.learning_rate}, {stage.batch_size} × window {stage.window}, temperature "
+        f"{temp}, EMA {stage.ema_decay}; {data.num_episodes} training episodes "
+        f"({report['steps_in_selection']} steps, the stratified p90/95/98 selection with its "
+        f"copies), {len(seeds)} seeds. One refresh of the table: {refresh_s * 1e3:.0f} ms; one "
+        f"update: {update_s * 1e3:.1f} ms (all seeds).",
+        "",
+        "| refresh every | TV distance median | TV max | relative weight error median | max |",
+        "|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r['refresh_every']} | {r['tv_median']:.4f} | {r['tv_max']:.4f} | "
+            f"{r['relative_weight_error_median']:.4f} | {r['relative_weight_error_max']:.4f} |"
+            for r in rows
+        ),
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),
+        "",
+    ]
+    out.with_suffix(".md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
