@@ -93,7 +93,7 @@ class TierResult:
     medium_expert: str | None  # the id written, None if it existed and was kept
 
 
-def _buffers(dataset_id: str, root: str | Path | None) -> list[EpisodeBuffer]:
+def episode_buffers(dataset_id: str, root: str | Path | None) -> list[EpisodeBuffer]:
     """A dataset's episodes as stored (float64 observations and rewards kept)."""
     with minari_root(root):
         dataset = minari.load_dataset(dataset_id)
@@ -109,7 +109,7 @@ def _buffers(dataset_id: str, root: str | Path | None) -> list[EpisodeBuffer]:
         ]
 
 
-def _env_spec(dataset_id: str, root: str | Path | None) -> EnvSpec | None:
+def stored_env_spec(dataset_id: str, root: str | Path | None) -> EnvSpec | None:
     with minari_root(root):
         return minari.load_dataset(dataset_id).env_spec
 
@@ -191,11 +191,11 @@ def prepare_namespace(
             raise DatasetError(
                 f"{medium_id} and {expert_id} differ in env or dimensions; cannot join them"
             )
-        buffers = _buffers(medium_id, root) + _buffers(expert_id, root)
+        buffers = episode_buffers(medium_id, root) + episode_buffers(expert_id, root)
         write_dataset(
             target,
             buffers,
-            env_id=_env_spec(expert_id, root) or expert.env_id,
+            env_id=stored_env_spec(expert_id, root) or expert.env_id,
             ref_min_score=entry["ref_min_score"],
             ref_max_score=entry["ref_max_score"],
             description=(
