@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Sequence
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
 
 def cpu_model() -> str:
@@ -20,8 +20,18 @@ def cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
+def package_version(name: str) -> str | None:
+    """The installed version of ``name``; None if it is not installed (e.g. iwbc itself, run
+    from a source checkout on PYTHONPATH, as on the GPU machine)."""
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
 def machine_record(packages: Sequence[str]) -> dict[str, object]:
-    """CPU, cores (all and usable by this process), load average, Python and ``packages``."""
+    """CPU, cores (all and usable by this process), load average, Python and the versions of
+    ``packages`` (None for one not installed)."""
     record: dict[str, object] = {
         "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
@@ -29,5 +39,5 @@ def machine_record(packages: Sequence[str]) -> dict[str, object]:
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "python": platform.python_version(),
     }
-    record.update({name: version(name) for name in packages})
+    record.update({name: package_version(name) for name in packages})
     return record
