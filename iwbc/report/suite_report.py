@@ -160,7 +160,7 @@ def _batch(config: dict) -> str:
         return f"{config.get('algorithm', {}).get('batch_size')} transitions"
     stage = config.get("stage", {})
     window = stage.get("window")
-    shape = "whole episodes" if window is None else f"windows of {window} steps"
+    shape = "whole episodes" if window is None else f"{window}-step windows"
     return f"{stage.get('batch_size')} × {shape}"
 
 
