@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from iwbc.data.errors import DatasetError
 from iwbc.losses import Weighting
 
 # Flat steps are padded to a multiple of this, so whole-dataset passes run in fixed-size blocks.
@@ -63,6 +64,14 @@ class DeviceEpisodes(flax.struct.PyTreeNode):
             raise ValueError("no episodes to train on: the selection is empty")
         quality = np.ones(num_episodes, np.float32) if quality is None else quality
         valid = mask > 0
+        for name, values in (("observations", observations), ("actions", actions)):
+            bad = ~np.isfinite(np.asarray(values)[valid]).all(axis=-1)
+            if bad.any():
+                episode = int(np.nonzero(valid)[0][np.argmax(bad)])
+                raise DatasetError(
+                    f"{name} hold NaN or infinite values (first in episode {episode} of the "
+                    "training selection); clean the dataset before training"
+                )
         steps = int(valid.sum())
         padded = -(-max(steps, 1) // FLAT_BLOCK) * FLAT_BLOCK
         episode_of_step = np.full(padded, num_episodes, np.int32)

@@ -174,3 +174,18 @@ def test_flat_view_lists_every_valid_step_with_its_episode() -> None:
     np.testing.assert_array_equal(
         np.asarray(data.flat_observations[:total]), episodes.observations[episodes.mask > 0]
     )
+
+
+@pytest.mark.parametrize("field", ["observations", "actions"])
+def test_nan_training_data_is_a_one_line_error(field: str) -> None:
+    """Raw-observation training has no statistics to catch a NaN: the device view does."""
+    episodes = tagged_episodes()
+    values = getattr(episodes, field).copy()
+    values[2, 5, 0] = np.nan
+    episodes = episodes._replace(**{field: values})
+    with pytest.raises(
+        ValueError,
+        match=rf"{field} hold NaN or infinite values \(first in "
+        r"episode 2 of the training selection\)",
+    ):
+        to_device(episodes)
