@@ -51,7 +51,7 @@ def minimal_bc(observations: np.ndarray, actions: np.ndarray, steps: int, seed: 
     keys = jax.random.split(jax.random.PRNGKey(seed), len(sizes))
     params = [
         (jax.random.normal(k, (m, n)) * np.sqrt(2.0 / m), jnp.zeros(n))
-        for k, m, n in zip(keys, sizes[:-1], sizes[1:], strict=True)
+        for k, m, n in zip(keys[:-1], sizes[:-1], sizes[1:], strict=True)
     ]
 
     def act(params, raw):
