@@ -43,6 +43,9 @@ def test_report_writes_tables_stats_and_figures(tmp_path: Path) -> None:
     assert "## Best during training (labelled: not the final policy)" in table
     assert "3 seeds = 12 runs: 10 finished, 1 failed, 1 missing" in table
     assert "jax 0.0.test" in table and "loadavg" not in table
+    fed = "| standardized (training data's mean, std + 0.001) | transition"
+    assert f"| bc {fed} | 256 × 1-step windows |" in table
+    assert f"| td3_bc {fed} (uniform transitions) | 256 transitions |" in table
     runs_csv = (out / "runs.csv").read_text()
     assert "iwbc/hopper/medium-replay-v0,bc,2,missing" in runs_csv
     stats = (out / "stats.md").read_text()

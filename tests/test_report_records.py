@@ -22,6 +22,21 @@ SUITE = "toy"
 Outcome = float | str | None
 
 
+# What a record's config says each method was fed (see iwbc.benchmark.suites.Suite.method_config).
+FED = {
+    "bc": {
+        "family": "bc",
+        "observations": "standardized (training data's mean, std + 0.001)",
+        "stage": {"weighting": "transition", "batch_size": 256, "window": 1},
+    },
+    "td3_bc": {
+        "family": "offline_rl",
+        "observations": "standardized (training data's mean, std + 0.001)",
+        "algorithm": {"batch_size": 256},
+    },
+}
+
+
 def make_record(
     dataset: str, method: str, seed: int, outcome: float | str, suite: str = SUITE
 ) -> dict:
@@ -36,7 +51,7 @@ def make_record(
         "seed": seed,
         "status": "ok",
         "error": None,
-        "config": {"evaluation": {"eval_every": 100, "eval_episodes": 3}},
+        "config": {"evaluation": {"eval_every": 100, "eval_episodes": 3}, **FED.get(method, {})},
         "environment": {"cpu": "toy cpu", "loadavg": f"{seed}.00", "jax": "0.0.test"},
         "curve": None,
         "final": None,
