@@ -286,6 +286,11 @@ def test_bad_stage_config_is_refused() -> None:
         StageConfig(weighting="steps")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="refresh_every"):
         StageConfig(refresh_every=0)
+    for bad in (float("nan"), float("inf"), 0.0, -1.0):
+        with pytest.raises(ValueError, match="temperature must be a positive finite number"):
+            StageConfig(temperature=bad)
+        with pytest.raises(ValueError, match="learning_rate must be a positive finite number"):
+            StageConfig(learning_rate=bad)
 
 
 def test_batch_type_is_a_pytree() -> None:
