@@ -240,19 +240,9 @@ def stage_loss(policy: GaussianPolicy, config: StageConfig) -> Any:
         log_probs = policy_log_prob(policy, params, batch.observations, batch.actions)
         if config.loss == "bc":
             return losses.bc_loss(log_probs, batch.mask, weighting), {}
-        quality = batch.quality if config.loss == "iw_quality" else None
-        if mean_log_ratio is not None:
-            weights = losses.weights_from_log_ratios(
-                mean_log_ratio,
-                temperature=config.temperature,
-                normalize=config.normalize,
-                quality=quality,
-            )
-            loss = losses.weighted_trajectory_loss(log_probs, batch.mask, weights, weighting)
-            return loss, _weight_metrics(weights)
-        log_probs_iw = policy_log_prob(policy, iw_params, batch.observations, batch.actions)
-        log_probs_ref = policy_log_prob(policy, ref_params, batch.observations, batch.actions)
         if config.loss == "iw_step":
+            log_probs_iw = policy_log_prob(policy, iw_params, batch.observations, batch.actions)
+            log_probs_ref = policy_log_prob(policy, ref_params, batch.observations, batch.actions)
             weights = losses.step_weights(
                 log_probs_iw,
                 log_probs_ref,
@@ -267,22 +257,23 @@ def stage_loss(policy: GaussianPolicy, config: StageConfig) -> Any:
             )
             mean_weight = jnp.sum(weights) / jnp.maximum(jnp.sum(batch.mask), 1.0)
             return loss, {"weight_mean": mean_weight, "weight_spread": spread}
-        weights = losses.trajectory_weights(
-            log_probs_iw,
-            log_probs_ref,
-            batch.mask,
+        if mean_log_ratio is None:
+            log_probs_iw = policy_log_prob(policy, iw_params, batch.observations, batch.actions)
+            log_probs_ref = policy_log_prob(policy, ref_params, batch.observations, batch.actions)
+            mean_log_ratio = losses.episode_mean(log_probs_iw - log_probs_ref, batch.mask)
+        weights = losses.weights_from_log_ratios(
+            mean_log_ratio,
             temperature=config.temperature,
             normalize=config.normalize,
-            quality=quality,
+            quality=batch.quality if config.loss == "iw_quality" else None,
         )
         loss = losses.weighted_trajectory_loss(log_probs, batch.mask, weights, weighting)
-        return loss, _weight_metrics(weights)
+        return loss, {
+            "weight_mean": jnp.mean(weights),
+            "weight_spread": jnp.max(weights) - jnp.min(weights),
+        }
 
     return loss_fn
-
-
-def _weight_metrics(weights: jax.Array) -> dict[str, jax.Array]:
-    return {"weight_mean": jnp.mean(weights), "weight_spread": jnp.max(weights) - jnp.min(weights)}
 
 
 def make_update(policy: GaussianPolicy, config: StageConfig) -> Any:
