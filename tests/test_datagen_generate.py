@@ -28,6 +28,7 @@ from iwbc.datagen.generate import (
 )
 from iwbc.datagen.sac import SACConfig
 from iwbc.envs import BatchEngine, get_spec
+from iwbc.errors import WriteError
 
 TINY = Preset(
     behaviour=BehaviourConfig(
@@ -176,7 +177,7 @@ def test_a_failed_write_leaves_nothing_visible(
     monkeypatch.setattr(minari, "create_dataset_from_buffers", disk_full)
     short = dataclasses.replace(TINY.behaviour, env_steps=1_000, start_steps=500)
     preset = dataclasses.replace(TINY, behaviour=short, random_steps=50)
-    with pytest.raises(OSError, match=r"No space left on device.*nothing was written"):
+    with pytest.raises(WriteError, match=r"^no space left on device while writing .*nothing was"):
         generate(
             "hopper",
             preset,
