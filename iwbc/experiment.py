@@ -12,8 +12,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,7 @@ from iwbc.benchmark.runner import run_suite
 from iwbc.benchmark.suites import Suite, observation_preprocessing
 from iwbc.benchmark.units import VERSIONED, dataset_slug
 from iwbc.data import OfflineDataset, dataset_normalized_score
+from iwbc.errors import write_error
 from iwbc.evaluate import EVAL_SEED_BASE
 from iwbc.machine import machine_record
 from iwbc.methods import METHODS, PipelineConfig
@@ -135,7 +139,6 @@ def _write_results(
     command: str,
     wall_seconds: float,
 ) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
     returns = dataset.episodes.returns
     p10, p50, p90 = np.percentile(returns, [10, 50, 90])
     env = machine_record(VERSIONED)
@@ -173,8 +176,6 @@ def _write_results(
         "- " + ", ".join(f"{k} {v}" for k, v in env.items()),
         "",
     ]
-    (out_dir / "table.md").write_text("\n".join(lines))
-    (out_dir / "table.csv").write_text(csv_table(scores))
     raw = {
         "dataset": dataset.id,
         "config": dataclasses.asdict(config),
@@ -185,14 +186,51 @@ def _write_results(
             for s in scores
         },
     }
-    (out_dir / "scores.json").write_text(json.dumps(raw, indent=1, default=str))
-    returns_figure(
-        dataset_scores,
-        scores,
-        out_dir / "returns.png",
-        percentiles=pipeline.percentiles,
-        title=f"{dataset.id} ({len(config.seeds)} seeds, {config.eval_episodes} episodes each)",
+    title = f"{dataset.id} ({len(config.seeds)} seeds, {config.eval_episodes} episodes each)"
+    write_file_set(
+        out_dir,
+        {
+            "table.md": lambda path: path.write_text("\n".join(lines)),
+            "table.csv": lambda path: path.write_text(csv_table(scores)),
+            "scores.json": lambda path: path.write_text(json.dumps(raw, indent=1, default=str)),
+            "returns.png": lambda path: returns_figure(
+                dataset_scores, scores, path, percentiles=pipeline.percentiles, title=title
+            ),
+        },
     )
+
+
+def write_file_set(out_dir: Path, writers: Mapping[str, Callable[[Path], object]]) -> None:
+    """Write the files of ``writers`` (name -> function writing that path) into ``out_dir`` as
+    one set: each is written into a hidden staging directory first and only then are they
+    renamed into place, so a failure while writing (a full disk) replaces none of a previous
+    set and leaves no partial file. A failed write raises a one-line WriteError naming the
+    file."""
+    staging: Path | None = None
+    target, replaced = out_dir, []
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
+        for name, write in writers.items():
+            target = out_dir / name
+            write(staging / name)
+        for name in writers:
+            target = out_dir / name
+            os.replace(staging / name, target)
+            replaced.append(name)
+    except OSError as err:
+        if err.errno is None:
+            raise
+        kept = f"only {', '.join(replaced)} replaced" if replaced else "none of the files replaced"
+        raise write_error(
+            target,
+            err.errno,
+            f"{kept}: free space or fix permissions and run again (finished runs are kept and "
+            "not trained again)",
+        ) from err
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def method_names(names: Sequence[str] | str) -> tuple[str, ...]:

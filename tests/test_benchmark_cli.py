@@ -4,7 +4,9 @@ benchmark runner and keeps its table output; ``iwbc bench`` reports bad input in
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import pytest
 
 from iwbc.cli import main
 from iwbc.data.scripted import generate_mixed_dataset
+from iwbc.errors import WriteError
+from iwbc.experiment import write_file_set
 
 DATASET = "iwbc-test/idp/cli-v0"
 
@@ -67,3 +71,47 @@ def test_bad_input_is_one_line(
     err = capsys.readouterr().err
     assert err.startswith("iwbc: error: ") and message in err
     assert err.count("\n") == 1
+
+
+def test_run_on_a_full_disk_replaces_none_of_its_files(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    out, work = tmp_path / "out", tmp_path / "runs"
+    argv = ["run", DATASET, "--root", str(root), "--methods", "bc", "--seeds", "1"]
+    argv += ["--bc-steps", "10", "--bc-batch-size", "4", "--hidden", "16,16"]
+    argv += ["--eval-episodes", "2", "--out", str(out), "--work-dir", str(work), "--quiet"]
+    assert main(argv) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["returns.png", "scores.json", "table.csv", "table.md"]
+    capsys.readouterr()
+
+    write_text = Path.write_text
+
+    def disk_fills_at_scores(self: Path, data: str, *args: object, **kwargs: object) -> int:
+        if self.name == "scores.json":
+            write_text(self, data[:10])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_text(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", disk_fills_at_scores)
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"iwbc: error: no space left on device while writing {out / 'scores.json'}; none of "
+        "the files replaced: free space or fix permissions and run again (finished runs are "
+        "kept and not trained again)\n"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_file_set_that_fails_midway_leaves_no_file(tmp_path: Path) -> None:
+    def fails(path: Path) -> None:
+        path.write_bytes(b"half")
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+
+    out = tmp_path / "new" / "out"
+    writers = {"a.md": lambda p: p.write_text("a"), "b.csv": lambda p: p.write_text("b")}
+    with pytest.raises(WriteError, match=r"^permission denied while writing .*c\.json; none "):
+        write_file_set(out, {**writers, "c.json": fails, "d.png": lambda p: p.write_text("d")})
+    assert list(out.iterdir()) == []
+    write_file_set(out, writers)
+    assert sorted(p.name for p in out.iterdir()) == ["a.md", "b.csv"]
