@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from minari.data_collector import EpisodeBuffer
 
+from iwbc import cli
 from iwbc.data import DatasetError, OfflineDataset, list_datasets, load_dataset
 
 MakeDataset = Callable[..., list[EpisodeBuffer]]
@@ -165,6 +166,28 @@ def test_image_observations_rejected(make_minari_dataset: MakeDataset) -> None:
 def test_empty_dataset(make_minari_dataset: MakeDataset) -> None:
     make_minari_dataset("iwbc-test/pendulum/empty-v0", lengths=(), terminated=())
     _raises_one_line("has 0 episodes", "iwbc-test/pendulum/empty-v0")
+
+
+def test_episode_without_steps_is_named(
+    pendulum_dataset: Pendulum, minari_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Minari neither records nor writes an episode without steps, so one means a damaged or
+    foreign dataset: refused, naming dataset and episode, not a reshape error nor skipped."""
+    dataset_id, _ = pendulum_dataset
+    with h5py.File(_main_file(minari_root, dataset_id), "r+") as f:
+        for episode in ("episode_1", "episode_3"):
+            group = f[episode]
+            for key in ("actions", "rewards", "terminations", "truncations"):
+                data = group[key]
+                data.resize((0, *data.shape[1:]))
+            group["observations"].resize((1, *group["observations"].shape[1:]))
+            group.attrs["total_steps"] = 0
+    message = _raises_one_line(
+        rf"^dataset '{dataset_id}': episode 1 \(and 1 more\) has no steps", dataset_id
+    )
+    assert message.endswith("regenerate the dataset without it")
+    assert cli.main(["data", "info", dataset_id]) == 2
+    assert capsys.readouterr().err == f"iwbc: error: {message}\n"
 
 
 def test_observation_shape_must_match_env(make_minari_dataset: MakeDataset) -> None:

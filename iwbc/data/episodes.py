@@ -108,6 +108,13 @@ def stack_episodes(
             "number of episodes"
         )
     lengths = np.fromiter((len(r) for r in rewards), dtype=np.int32, count=num)
+    hollow = np.flatnonzero(lengths == 0)
+    if hollow.size:
+        more = f" (and {hollow.size - 1} more)" if hollow.size > 1 else ""
+        raise DatasetError(
+            f"episode {hollow[0]}{more} has no steps (a reset observation only); every "
+            "episode needs at least one step: regenerate the dataset without it"
+        )
     obs_dim = _feature_shape(observations[0], "observations")
     act_dim = _feature_shape(actions[0], "actions")
     horizon = int(lengths.max())
