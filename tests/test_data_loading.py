@@ -97,6 +97,23 @@ def test_root_argument_and_listing(
     assert os.environ["MINARI_DATASETS_PATH"] == str(minari_root)
 
 
+def test_read_only_commands_leave_a_missing_root_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "typo" / "minari"
+    assert cli.main(["data", "list", "--root", str(missing)]) == 0
+    assert capsys.readouterr().out.startswith("no local Minari datasets")
+    hint = "pass --root with the directory that holds dataset 'iwbc/some/data-v0', or --download"
+    for argv in (["data", "info", "iwbc/some/data-v0"], ["run", "iwbc/some/data-v0"]):
+        assert cli.main([*argv, "--root", str(missing)]) == 2
+        err = capsys.readouterr().err
+        assert err == f"iwbc: error: --root {missing} does not exist; {hint} to fetch it there\n"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(missing))
+    assert list_datasets() == []
+    _raises_one_line(f"^MINARI_DATASETS_PATH {missing} does not exist; {hint}", "iwbc/some/data-v0")
+    assert not (tmp_path / "typo").exists()
+
+
 def test_unknown_id_lists_local_ids(pendulum_dataset: Pendulum) -> None:
     message = _raises_one_line("not in the local Minari root", "iwbc-test/pendulum/missing-v0")
     assert pendulum_dataset[0] in message and "download=True" in message

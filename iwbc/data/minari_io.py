@@ -43,8 +43,20 @@ def minari_root(root: str | Path | None) -> Iterator[None]:
             os.environ[ROOT_ENV_VAR] = previous
 
 
+def datasets_root(root: str | Path | None = None) -> Path:
+    """The local Minari root a call with `root` uses, found without Minari's lookup, which
+    creates the directory: read-only commands must not leave an empty root behind a typo."""
+    if root is not None:
+        return Path(root).expanduser().resolve()
+    configured = os.environ.get(ROOT_ENV_VAR)
+    return Path(configured) if configured else Path.home() / ".minari" / "datasets"
+
+
 def list_datasets(root: str | Path | None = None) -> list[str]:
-    """Ids of the datasets in the local Minari root (`root`, else MINARI_DATASETS_PATH/default)."""
+    """Ids of the datasets in the local Minari root (`root`, else MINARI_DATASETS_PATH/default);
+    none for a root that does not exist."""
+    if not datasets_root(root).is_dir():
+        return []
     with minari_root(root):
         return list(minari.list_local_datasets())
 
@@ -66,8 +78,10 @@ def load_dataset(
     from those `iwbc data minari-tiers` stored for its namespace under the root. Every unusable
     dataset raises a one-line DatasetError.
     """
+    _check_id_syntax(dataset_id)
+    if not download and not datasets_root(root).is_dir():
+        raise DatasetError(_missing_root_message(dataset_id, root))
     with minari_root(root):
-        _check_id_syntax(dataset_id)
         if not _is_local(dataset_id):
             if not download:
                 raise DatasetError(_not_local_message(dataset_id))
@@ -115,6 +129,19 @@ def _check_id_syntax(dataset_id: str) -> None:
             f"'{dataset_id}' is not a Minari dataset id; ids look like "
             "'namespace/name-v0', e.g. 'mujoco/hopper/expert-v0'"
         ) from err
+
+
+def _missing_root_message(dataset_id: str, root: str | Path | None) -> str:
+    if root is not None:
+        named = "--root"
+    elif ROOT_ENV_VAR in os.environ:
+        named = ROOT_ENV_VAR
+    else:
+        named = "Minari's default root"
+    return (
+        f"{named} {datasets_root(root)} does not exist; pass --root with the directory that "
+        f"holds dataset '{dataset_id}', or --download to fetch it there"
+    )
 
 
 def _is_local(dataset_id: str) -> bool:
