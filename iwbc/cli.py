@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench", help="run a benchmark suite (datasets × methods × seeds), resumably"
     )
-    bench.add_argument("--suite", required=True, help="suite name in benchmarks/suites, or a path")
+    bench.add_argument("--suite", required=True, help="a shipped suite (iwbc/suites) or a path")
     bench.add_argument("--executor", default="local", choices=("local", "ray"))
     bench.add_argument("--results", default="results", help="records go to RESULTS/<suite>/")
     bench.add_argument("--work-dir", default="runs", help="checkpoints and cached evaluations")

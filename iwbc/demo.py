@@ -1,7 +1,7 @@
 """The built-in default run (`make demo`): the ``demo`` benchmark suite, then its report.
 
 It makes the scripted mixed-quality InvertedDoublePendulum-v5 dataset locally, trains every
-method of ``benchmarks/suites/demo.toml`` (the BC family and the offline-RL baselines) for five
+method of ``iwbc/suites/demo.toml`` (the BC family and the offline-RL baselines) for five
 vmapped seeds at budgets cut to fit a laptop-class CPU, evaluates each on fixed-seed episodes
 on the mujoco.batch engine, and writes tables, statistics and figures under
 ``results/demo/``. It is exactly ``iwbc bench --suite demo`` followed by

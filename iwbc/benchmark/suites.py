@@ -1,12 +1,13 @@
 """Benchmark suites: which datasets, methods, seeds and budgets a sweep runs, read from TOML.
 
-A suite file ``benchmarks/suites/<name>.toml`` names its datasets, methods (the BC family of
-:mod:`iwbc.methods` and the offline-RL baselines of :mod:`iwbc.algos`), training seeds and
-evaluation protocol, plus the budgets: ``[bc_family]`` (with ``[bc_family.pretrain]`` and
-``[bc_family.finetune]`` overriding :class:`iwbc.train.StageConfig`) and ``[offline_rl]`` (keys
-shared by every algorithm's config, and ``[offline_rl.<algo>]`` for one). ``[scripted.<id>]``
-marks a dataset the runner makes locally when it is missing. Every mistake is a one-line
-ValueError naming the key and what is allowed, so a typo never silently runs defaults.
+A suite file (a shipped ``iwbc/suites/<name>.toml``, package data so that every install has
+them, or a path) names its datasets, methods (the BC family of :mod:`iwbc.methods` and the
+offline-RL baselines of :mod:`iwbc.algos`), training seeds and evaluation protocol, plus the
+budgets: ``[bc_family]`` (with ``[bc_family.pretrain]`` and ``[bc_family.finetune]`` overriding
+:class:`iwbc.train.StageConfig`) and ``[offline_rl]`` (keys shared by every algorithm's config,
+and ``[offline_rl.<algo>]`` for one). ``[scripted.<id>]`` marks a dataset the runner makes
+locally when it is missing. Every mistake is a one-line ValueError naming the key and what is
+allowed, so a typo never silently runs defaults.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import json
 import tomllib
 from collections.abc import Mapping
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from iwbc.evaluate import EVAL_SEED_BASE
 from iwbc.methods import METHODS, PipelineConfig
 from iwbc.train import StageConfig
 
-SUITES_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "suites"
+SUITES_DIR = Path(str(files("iwbc") / "suites"))
 
 _TOP_KEYS = (
     "description",
@@ -167,7 +169,7 @@ def eval_targets(total: int, every: int) -> tuple[int, ...]:
 
 
 def available_suites(directory: str | Path = SUITES_DIR) -> list[str]:
-    """Names of the suite files in ``directory`` (the repository's ``benchmarks/suites``)."""
+    """Names of the suite files in ``directory`` (the shipped ``iwbc/suites``)."""
     return sorted(p.stem for p in Path(directory).glob("*.toml"))
 
 
