@@ -102,7 +102,7 @@ def test_ctrl_c_kills_the_writer_and_cleans_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick_scripted: None
 ) -> None:
     def interrupt_parent() -> None:
-        time.sleep(0.5)  # the parent is waiting for the child by then
+        time.sleep(1)  # the parent is waiting for the child by then
         os.kill(os.getppid(), signal.SIGINT)
         time.sleep(20)
 

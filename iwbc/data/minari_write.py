@@ -136,16 +136,16 @@ def _in_child_process(write: Callable[[], object], path: Path, consequence: str)
             code = _child(write, writer)
         finally:
             os._exit(code)  # never return into the caller's code, nor run its exit handlers
-    os.close(writer)
-    try:
-        with os.fdopen(reader, "rb") as pipe:
+    with os.fdopen(reader, "rb") as pipe:
+        try:
+            os.close(writer)
             report = pipe.read()
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        raise
-    finally:
-        _, status = os.waitpid(pid, 0)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            raise
+        finally:
+            _, status = os.waitpid(pid, 0)
     if report:
         raise pickle.loads(report)
     if status:
