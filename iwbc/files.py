@@ -2,17 +2,32 @@
 
 Checkpoints, records, manifests and cached evaluations are rewritten while a run may be killed
 or a second worker may be writing the same path: each goes to a unique temporary file in the
-same directory and replaces the target with one rename.
+same directory and replaces the target with one rename. The temporary file is created with mode
+0666 less the umask, as ``open`` would, so a record is as readable as any other output.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+
+def _create_unique(directory: Path, name: str) -> tuple[int, Path]:
+    """A new file ``.<name>.<random>.tmp`` in ``directory``, opened for writing.
+
+    Not ``tempfile.mkstemp``, which makes the file 0600 whatever the umask; ``os.open`` with
+    0666 lets the kernel apply the umask.
+    """
+    while True:
+        tmp = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def write_atomic(path: str | Path, data: bytes) -> Path:
@@ -22,7 +37,7 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_unique(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -30,11 +45,23 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
 
+def json_text(payload: Any, where: str | Path, **options: Any) -> str:
+    """``payload`` as strict JSON for the file ``where``: a NaN or infinity (which ``json``
+    would write as a token no other JSON reader accepts) is an error, never a broken file."""
+    try:
+        return json.dumps(payload, allow_nan=False, **options)
+    except ValueError as error:
+        raise ValueError(
+            f"refusing to write {where}: it holds a NaN or infinite number, which JSON cannot "
+            "represent (a diverged result must be reported as a failure, not a score)"
+        ) from error
+
+
 def write_json_atomic(path: str | Path, payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` as JSON with :func:`write_atomic`."""
-    return write_atomic(path, json.dumps(payload, indent=1).encode())
+    """Write ``payload`` as strict JSON (:func:`json_text`) with :func:`write_atomic`."""
+    return write_atomic(path, json_text(payload, path, indent=1).encode())
