@@ -15,3 +15,8 @@ def one_line(text: object) -> str:
     """Collapse text (e.g. a wrapped library error) to one line, without a final period, so it
     can be embedded mid-sentence in an error message."""
     return " ".join(str(text).split()).rstrip(".")
+
+
+class TrainingDiverged(UserError):
+    """Training (or the policy it made) produced a NaN or infinity: the run stops there and is
+    recorded as failed, never evaluated or scored. Usually a learning rate too high."""

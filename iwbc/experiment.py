@@ -24,7 +24,9 @@ from iwbc.benchmark.runner import run_suite
 from iwbc.benchmark.suites import Suite, observation_preprocessing
 from iwbc.benchmark.units import VERSIONED, dataset_slug
 from iwbc.data import OfflineDataset, dataset_normalized_score
+from iwbc.errors import UserError
 from iwbc.evaluate import EVAL_SEED_BASE
+from iwbc.files import json_text
 from iwbc.machine import machine_record
 from iwbc.methods import METHODS, PipelineConfig
 from iwbc.report.figures import returns_figure
@@ -105,7 +107,8 @@ def run_experiment(
         dataset=dataset,
     )
     if summary.failed:
-        raise ValueError(
+        # A unit's error is one line with the path of its traceback, so it is reported as one.
+        raise UserError(
             f"{summary.failed} of {summary.total} runs failed, e.g. {summary.errors[0]}"
         )
     scores = []
@@ -185,7 +188,8 @@ def _write_results(
             for s in scores
         },
     }
-    (out_dir / "scores.json").write_text(json.dumps(raw, indent=1, default=str))
+    scores_path = out_dir / "scores.json"
+    scores_path.write_text(json_text(raw, scores_path, indent=1, default=str))
     returns_figure(
         dataset_scores,
         scores,

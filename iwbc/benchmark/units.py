@@ -34,6 +34,7 @@ from iwbc.benchmark.records import SCHEMA, record_path
 from iwbc.benchmark.suites import Suite
 from iwbc.data import OfflineDataset, load_dataset, normalized_score
 from iwbc.data.errors import one_line
+from iwbc.errors import TrainingDiverged
 from iwbc.evaluate import evaluate_policies
 from iwbc.files import write_atomic, write_json_atomic
 from iwbc.machine import machine_record
@@ -154,7 +155,7 @@ def run_unit(
         episodes = suite.final_eval_episodes if step == targets[-1] else suite.eval_episodes
         if report is not None:
             report(f"{unit.dataset} {unit.method} step {step}/{targets[-1]}")
-        curve.append(_cached_evaluation(directory, step, episodes, params_at, evaluate))
+        curve.append(cached_evaluation(directory, unit.method, step, episodes, params_at, evaluate))
     wall = time.perf_counter() - started
     return tuple(
         _write_success(unit, context, dataset, seed, targets, curve, trained_on, wall)
@@ -162,17 +163,33 @@ def run_unit(
     )
 
 
-def _cached_evaluation(
-    directory: Path, step: int, episodes: int, params_at: ParamsAt, evaluate: Evaluate
+def cached_evaluation(
+    directory: Path,
+    method: str,
+    step: int,
+    episodes: int,
+    params_at: ParamsAt,
+    evaluate: Evaluate,
 ) -> np.ndarray:
-    """Returns [seeds, episodes] at ``step``, evaluated once and then read from disk."""
+    """Returns [seeds, episodes] at ``step``, evaluated once and then read from disk.
+
+    A non-finite return (a policy or simulation that blew up) is a failure naming ``method``
+    and the update, never cached nor scored.
+    """
     cache = directory / f"eval-{step}-{episodes}ep.npy"
-    if cache.exists():
-        return np.load(cache)
-    returns = np.asarray(evaluate(params_at(step), episodes))
-    buffer = io.BytesIO()
-    np.save(buffer, returns)
-    write_atomic(cache, buffer.getvalue())
+    fresh = not cache.exists()
+    returns = np.asarray(evaluate(params_at(step), episodes)) if fresh else np.load(cache)
+    finite = np.isfinite(returns).all(axis=1)
+    if not finite.all():
+        seeds = ", ".join(map(str, np.flatnonzero(~finite)))
+        raise TrainingDiverged(
+            f"{method} diverged: its policy after update {step} scored a non-finite return "
+            f"(seed index {seeds}); lower the learning rate and rerun"
+        )
+    if fresh:
+        buffer = io.BytesIO()
+        np.save(buffer, returns)
+        write_atomic(cache, buffer.getvalue())
     return returns
 
 
@@ -237,6 +254,7 @@ def _bc_family(
         pretrain_dir,
         pipeline.chunk_size,
         context.progress,
+        METHODS["bc"].stage_name + ("" if unit.method == "bc" else f" (for {unit.method})"),
     )
     pretrained = _snapshots(pretrain, pretrain_targets, fresh, pretrain_dir)
 
@@ -263,6 +281,7 @@ def _bc_family(
         directory,
         pipeline.chunk_size,
         context.progress,
+        method.stage_name,
     )
 
     def params_at(step: int) -> Any:
@@ -287,8 +306,10 @@ def _stage_trainer(
     directory: Path,
     chunk_size: int,
     progress: bool,
+    description: str,
 ) -> Callable[[int], Any]:
-    """train_until(step) -> state: the stage continued on its checkpoint up to ``step``."""
+    """train_until(step) -> state: the stage continued on its checkpoint up to ``step``;
+    ``description`` names the method and stage on its progress bar and in a divergence."""
 
     def train_until(step: int) -> Any:
         state = init_train_state(
@@ -302,7 +323,7 @@ def _stage_trainer(
             until=step,
             chunk_size=chunk_size,
             checkpoint=directory / "checkpoint.msgpack",
-            description=unit.method,
+            description=description,
             progress=progress,
         )
         return state
