@@ -30,7 +30,7 @@ import flax.serialization
 import numpy as np
 
 from iwbc.algos.run import evaluate_agent, train_algorithm
-from iwbc.benchmark.records import SCHEMA, record_path
+from iwbc.benchmark.records import SCHEMA, config_fingerprint, record_path
 from iwbc.benchmark.suites import Suite
 from iwbc.data import OfflineDataset, load_dataset, normalized_score
 from iwbc.data.errors import one_line
@@ -376,6 +376,7 @@ def _dataset(context: UnitContext, dataset_id: str) -> OfflineDataset:
 
 
 def _record(unit: WorkUnit, context: UnitContext, seed: int, wall: float) -> dict[str, Any]:
+    config = context.suite.method_config(unit.method)
     return {
         "schema": SCHEMA,
         "suite": context.suite.name,
@@ -385,7 +386,8 @@ def _record(unit: WorkUnit, context: UnitContext, seed: int, wall: float) -> dic
         "seed": seed,
         "status": "ok",
         "error": None,
-        "config": context.suite.method_config(unit.method),
+        "config": config,
+        "fingerprint": config_fingerprint(config),
         "environment": machine_record(VERSIONED),
         "curve": None,
         "final": None,
