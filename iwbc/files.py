@@ -4,14 +4,17 @@ Checkpoints, records, manifests and cached evaluations are rewritten while a run
 or a second worker may be writing the same path: each goes to a unique temporary file in the
 same directory and replaces the target with one rename. The temporary file is created with mode
 0666 less the umask, as ``open`` would, so a record is as readable as any other output.
+:func:`file_lock` keeps two processes from doing the same work at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +68,25 @@ def json_text(payload: Any, where: str | Path, **options: Any) -> str:
 def write_json_atomic(path: str | Path, payload: Mapping[str, Any]) -> Path:
     """Write ``payload`` as strict JSON (:func:`json_text`) with :func:`write_atomic`."""
     return write_atomic(path, json_text(payload, path, indent=1).encode())
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path, *, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block.
+
+    The kernel drops the lock when its holder exits, however it dies, so a killed run never
+    leaves a stale lock behind. With ``wait=False`` it does not block: it yields False, holding
+    nothing, when another process (or another open of the file) holds it; else True.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
