@@ -55,3 +55,8 @@ def write_error(path: str | Path, errno: int, consequence: str) -> WriteError:
     return WriteError(
         f"{reason[:1].lower()}{reason[1:]} while writing {path}; {consequence}", errno
     )
+
+
+class TrainingDiverged(UserError):
+    """Training (or the policy it made) produced a NaN or infinity: the run stops there and is
+    recorded as failed, never evaluated or scored. Usually a learning rate too high."""

@@ -27,8 +27,9 @@ from iwbc.benchmark.runner import run_suite
 from iwbc.benchmark.suites import Suite, observation_preprocessing
 from iwbc.benchmark.units import VERSIONED, dataset_slug
 from iwbc.data import OfflineDataset, dataset_normalized_score
-from iwbc.errors import write_error
+from iwbc.errors import UserError, write_error
 from iwbc.evaluate import EVAL_SEED_BASE
+from iwbc.files import json_text
 from iwbc.machine import machine_record
 from iwbc.methods import METHODS, PipelineConfig
 from iwbc.report.figures import returns_figure
@@ -109,7 +110,8 @@ def run_experiment(
         dataset=dataset,
     )
     if summary.failed:
-        raise ValueError(
+        # A unit's error is one line with the path of its traceback, so it is reported as one.
+        raise UserError(
             f"{summary.failed} of {summary.total} runs failed, e.g. {summary.errors[0]}"
         )
     scores = []
@@ -192,7 +194,9 @@ def _write_results(
         {
             "table.md": lambda path: path.write_text("\n".join(lines)),
             "table.csv": lambda path: path.write_text(csv_table(scores)),
-            "scores.json": lambda path: path.write_text(json.dumps(raw, indent=1, default=str)),
+            "scores.json": lambda path: path.write_text(
+                json_text(raw, out_dir / "scores.json", indent=1, default=str)
+            ),
             "returns.png": lambda path: returns_figure(
                 dataset_scores, scores, path, percentiles=pipeline.percentiles, title=title
             ),

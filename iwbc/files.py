@@ -2,17 +2,35 @@
 
 Checkpoints, records, manifests and cached evaluations are rewritten while a run may be killed
 or a second worker may be writing the same path: each goes to a unique temporary file in the
-same directory and replaces the target with one rename.
+same directory and replaces the target with one rename. The temporary file is created with mode
+0666 less the umask, as ``open`` would, so a record is as readable as any other output.
+:func:`file_lock` keeps two processes from doing the same work at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
-import tempfile
-from collections.abc import Mapping
+import secrets
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+
+def _create_unique(directory: Path, name: str) -> tuple[int, Path]:
+    """A new file ``.<name>.<random>.tmp`` in ``directory``, opened for writing.
+
+    Not ``tempfile.mkstemp``, which makes the file 0600 whatever the umask; ``os.open`` with
+    0666 lets the kernel apply the umask.
+    """
+    while True:
+        tmp = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def write_atomic(path: str | Path, data: bytes) -> Path:
@@ -22,7 +40,7 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_unique(path.parent, path.name)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -30,11 +48,45 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
 
+def json_text(payload: Any, where: str | Path, **options: Any) -> str:
+    """``payload`` as strict JSON for the file ``where``: a NaN or infinity (which ``json``
+    would write as a token no other JSON reader accepts) is an error, never a broken file."""
+    try:
+        return json.dumps(payload, allow_nan=False, **options)
+    except ValueError as error:
+        raise ValueError(
+            f"refusing to write {where}: it holds a NaN or infinite number, which JSON cannot "
+            "represent (a diverged result must be reported as a failure, not a score)"
+        ) from error
+
+
 def write_json_atomic(path: str | Path, payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` as JSON with :func:`write_atomic`."""
-    return write_atomic(path, json.dumps(payload, indent=1).encode())
+    """Write ``payload`` as strict JSON (:func:`json_text`) with :func:`write_atomic`."""
+    return write_atomic(path, json_text(payload, path, indent=1).encode())
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path, *, wait: bool = True) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block.
+
+    The kernel drops the lock when its holder exits, however it dies, so a killed run never
+    leaves a stale lock behind. With ``wait=False`` it does not block: it yields False, holding
+    nothing, when another process (or another open of the file) holds it; else True.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)

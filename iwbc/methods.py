@@ -38,6 +38,13 @@ class Method:
     start: Literal["scratch", "bc"]
     loss: LossName
 
+    @property
+    def stage_name(self) -> str:
+        """The method and its stage, as progress bars and divergence errors name them."""
+        if self.name == "bc":
+            return "bc pre-training"
+        return f"{self.name} {'fine-tune' if self.start == 'bc' else 'training from scratch'}"
+
 
 METHODS: dict[str, Method] = {
     m.name: m
@@ -164,7 +171,7 @@ def train_methods(
             data,
             chunk_size=config.chunk_size,
             checkpoint=checkpoint,
-            description=method.name,
+            description=method.stage_name,
             progress=progress,
         )
         return TrainedMethod(method.name, policy, state.params, history, data.num_episodes)

@@ -26,6 +26,7 @@ import optax
 from tqdm.auto import tqdm
 
 from iwbc import losses
+from iwbc.errors import TrainingDiverged
 from iwbc.files import write_atomic
 from iwbc.losses import WEIGHTINGS, Weighting
 from iwbc.policies import GaussianPolicy, policy_log_prob, with_statistics
@@ -384,6 +385,48 @@ def _load_checkpoint(path: Path, template: Any) -> tuple[Any, list[dict]]:
     return state, history
 
 
+@jax.jit
+def finite_state(state: Any) -> jax.Array:
+    """[seeds] bool: whether every floating-point leaf of seed-stacked ``state`` (parameters,
+    optimizer moments, targets) is finite. One reduction on the device, read once per chunk."""
+    leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    per_leaf = [jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1) for x in leaves]
+    return jnp.all(jnp.stack(per_leaf), axis=0)
+
+
+def check_chunk(
+    description: str, start: int, end: int, metrics: dict[str, np.ndarray], finite: np.ndarray
+) -> None:
+    """Raise TrainingDiverged if the chunk of updates ``start + 1`` … ``end`` made a loss or
+    the state non-finite, naming the first update whose loss was (losses are per update).
+
+    ``metrics`` are the chunk's [seeds, updates] values; those named ``*loss`` are checked (the
+    others, e.g. a weight spread, may be infinite by construction). ``finite`` is
+    :func:`finite_state` of the state after the chunk.
+    """
+    bad = {name: ~np.isfinite(v) for name, v in metrics.items() if name.endswith("loss")}
+    bad = {name: mask for name, mask in bad.items() if mask.any()}
+    if not bad and finite.all():
+        return
+    chunk = f"(chunk of updates {start + 1}-{end})"
+    fix = "lower the learning rate and rerun"
+    if not bad:
+        seeds = ", ".join(map(str, np.flatnonzero(~finite)))
+        raise TrainingDiverged(
+            f"{description} diverged: non-finite parameters after update {end} {chunk}, "
+            f"seed index {seeds}; {fix}"
+        )
+    first = min(int(np.argmax(mask.any(axis=0))) for mask in bad.values())
+    names = ", ".join(name for name, mask in bad.items() if mask[:, first].any())
+    seeds = ", ".join(
+        map(str, sorted({s for mask in bad.values() for s in np.flatnonzero(mask[:, first])}))
+    )
+    raise TrainingDiverged(
+        f"{description} diverged: non-finite {names} at update {start + first + 1} {chunk}, "
+        f"seed index {seeds}; {fix}"
+    )
+
+
 def run_chunks(
     chunk_for_length: Callable[[int], Any],
     state: Any,
@@ -401,7 +444,9 @@ def run_chunks(
     a chunk is called as ``chunk(state, data, start)``, ``start`` the index of its first update.
     Returns the final state and one record per chunk: the step reached and the per-seed mean of
     each metric over the chunk. With ``checkpoint`` the state is saved after every chunk and an
-    existing checkpoint is resumed from.
+    existing checkpoint is resumed from. A chunk whose losses or resulting state hold a NaN or
+    infinity raises :class:`TrainingDiverged` naming ``description`` (method and stage) and the
+    update, before it is checkpointed: checked on the host once per chunk, never per update.
     """
     history: list[dict] = []
     checkpoint = Path(checkpoint) if checkpoint is not None else None
@@ -414,11 +459,11 @@ def run_chunks(
         while done < steps:
             length = min(chunk_size, steps - done)
             state, metrics = chunk_for_length(length)(state, data, done)
+            values = {name: np.asarray(value) for name, value in metrics.items()}
+            check_chunk(description, done, done + length, values, np.asarray(finite_state(state)))
             done += length
             record = {"step": done}
-            record.update(
-                {name: np.asarray(value).mean(axis=1).tolist() for name, value in metrics.items()}
-            )
+            record.update({name: value.mean(axis=1).tolist() for name, value in values.items()})
             history.append(record)
             if checkpoint is not None:
                 _save_checkpoint(checkpoint, state, history)

@@ -68,7 +68,7 @@ def train_algorithm(
         until,
         chunk_size=chunk_size,
         checkpoint=checkpoint,
-        description=name,
+        description=f"{name} training",
         progress=progress,
     )
     reached = int(np.asarray(agent.step)[0])

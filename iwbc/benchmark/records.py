@@ -2,11 +2,14 @@
 
 Records live at ``<results>/<suite>/records/<dataset with / → __>/<method>/seed-<seed>.json``.
 A record is the unit of resumption: a run whose record says ``ok`` for the same configuration
-is finished and never redone, so a killed sweep loses at most the runs it was inside.
+is finished and never redone, so a killed sweep loses at most the runs it was inside. Each
+record also carries the ``fingerprint`` of that configuration, so a report can tell records of
+the suite as it now stands from those an edit of the suite file left behind.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,6 +47,19 @@ def records_dir(suite: str, results_dir: str | Path = "results") -> Path:
 def record_path(directory: str | Path, dataset: str, method: str, seed: int) -> Path:
     """The record file of one run under a suite's records directory."""
     return Path(directory) / dataset.replace("/", "__") / method / f"seed-{seed}.json"
+
+
+def config_fingerprint(config: Mapping[str, Any]) -> str:
+    """A short hash of a run's configuration (``Suite.method_config``): equal exactly when the
+    runner would count a record made under one as finished under the other."""
+    text = json.dumps(config, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def record_fingerprint(record: Mapping[str, Any]) -> str:
+    """The record's configuration fingerprint; records written before the key existed get it
+    from their stored configuration."""
+    return record.get("fingerprint") or config_fingerprint(record["config"] or {})
 
 
 def check_record(record: Mapping[str, Any], source: str = "record") -> None:

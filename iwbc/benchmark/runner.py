@@ -4,6 +4,10 @@ A run is finished when its record says ``ok`` for the suite's current configurat
 method; finished runs are skipped, so re-invoking a killed sweep continues where it stopped
 (unfinished units resume from their checkpoints and cached evaluations). Failed runs are
 recorded and retried on the next invocation; the sweep itself goes on past them.
+
+Sweeps of one suite may run at once on one work directory: a unit another process is running
+(its lock is held) is skipped, then collected at the end by waiting for that lock; if the other
+process stopped without finishing it, this one runs it then.
 """
 
 from __future__ import annotations
@@ -17,20 +21,56 @@ from tqdm.auto import tqdm
 from iwbc.benchmark.executors import EXECUTORS, run_local, run_ray
 from iwbc.benchmark.records import is_finished, record_path
 from iwbc.benchmark.suites import Suite
-from iwbc.benchmark.units import UnitContext, UnitOutcome, WorkUnit
+from iwbc.benchmark.units import UnitContext, UnitOutcome, WorkUnit, execute_unit
 from iwbc.data import OfflineDataset, list_datasets
 from iwbc.data.scripted import generate_mixed_dataset
+from iwbc.files import file_lock
 
 
 @dataclasses.dataclass(frozen=True)
 class SweepSummary:
-    """Run counts of one invocation; ``errors`` has one line per failed unit."""
+    """Run counts of one invocation; ``errors`` has one line per failed unit.
+
+    ``skipped`` runs were finished without this invocation: before it, or by another process
+    during it (``elsewhere`` of them).
+    """
 
     total: int
     skipped: int
     ok: int
     failed: int
     errors: tuple[str, ...] = ()
+    elsewhere: int = 0
+
+
+@dataclasses.dataclass
+class _Tally:
+    """The counts of a sweep in progress, and its progress bar."""
+
+    bar: tqdm
+    progress: bool
+    ok: int = 0
+    failed: int = 0
+    elsewhere: int = 0
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+    def say(self, line: str) -> None:
+        if self.progress:
+            self.bar.write(line)
+
+    def add(self, outcome: UnitOutcome) -> None:
+        runs = len(outcome.unit.pending)
+        if outcome.elsewhere == "finished":
+            self.elsewhere += runs
+            self.say(f"{outcome.unit.dataset} {outcome.unit.method}: run by another process")
+        elif outcome.ok:
+            self.ok += runs
+        else:
+            self.failed += runs
+            self.errors.append(f"{outcome.unit.dataset} {outcome.unit.method}: {outcome.error}")
+            self.say(f"failed: {self.errors[-1]}")
+        self.bar.update(runs)
+        self.bar.set_postfix_str(f"{self.failed} failed" if self.failed else "")
 
 
 def select(
@@ -82,15 +122,22 @@ def plan(
     return units, total, finished
 
 
-def prepare_datasets(suite: Suite, datasets: Sequence[str], data_root: str | None) -> None:
+def prepare_datasets(
+    suite: Suite, datasets: Sequence[str], data_root: str | None, lock: Path
+) -> None:
     """Make the suite's scripted datasets that are missing from the data root, before any
-    worker needs them (so parallel workers never race to write one)."""
-    local = set(list_datasets(data_root))
-    for spec in suite.scripted:
-        if spec.dataset in datasets and spec.dataset not in local:
-            generate_mixed_dataset(
-                spec.dataset, num_episodes=spec.episodes, seed=spec.seed, root=data_root
-            )
+    worker needs them, holding ``lock`` (so neither parallel workers nor a concurrent sweep
+    race to write one)."""
+    wanted = [spec for spec in suite.scripted if spec.dataset in datasets]
+    if not wanted:
+        return
+    with file_lock(lock):
+        local = set(list_datasets(data_root))
+        for spec in wanted:
+            if spec.dataset not in local:
+                generate_mixed_dataset(
+                    spec.dataset, num_episodes=spec.episodes, seed=spec.seed, root=data_root
+                )
 
 
 def run_suite(
@@ -120,11 +167,12 @@ def run_suite(
         suite, records_dir, only_datasets=only_datasets, only_methods=only_methods
     )
     root = None if data_root is None else str(Path(data_root).expanduser().resolve())
-    prepare_datasets(suite, sorted({u.dataset for u in units}), root)
+    work = Path(work_dir).resolve()
+    prepare_datasets(suite, sorted({u.dataset for u in units}), root, work / "datasets.lock")
     context = UnitContext(
         suite=suite,
         records_dir=Path(records_dir).resolve(),
-        work_dir=Path(work_dir).resolve(),
+        work_dir=work,
         data_root=root,
         progress=train_progress,
         dataset=dataset,
@@ -134,22 +182,26 @@ def run_suite(
         outcomes = run_ray(units, context, num_cpus=num_cpus, address=address)
     else:
         outcomes = run_local(units, context, report=bar.set_postfix_str)
-    ok = failed = 0
-    errors = []
+    tally = _Tally(bar, progress)
     with bar:
+        running = []
         for outcome in outcomes:
-            runs = len(outcome.unit.pending)
-            if outcome.ok:
-                ok += runs
+            if outcome.elsewhere == "running":
+                running.append(outcome.unit)
+                tally.say(
+                    f"{outcome.unit.dataset} {outcome.unit.method}: another process is running "
+                    "it; skipped, its result is collected at the end"
+                )
             else:
-                failed += runs
-                errors.append(_error_line(outcome))
-                if progress:
-                    bar.write(f"failed: {errors[-1]}")
-            bar.update(runs)
-            bar.set_postfix_str(f"{failed} failed" if failed else "")
-    return SweepSummary(total, finished, ok, failed, tuple(errors))
-
-
-def _error_line(outcome: UnitOutcome) -> str:
-    return f"{outcome.unit.dataset} {outcome.unit.method}: {outcome.error}"
+                tally.add(outcome)
+        for unit in running:
+            tally.say(f"{unit.dataset} {unit.method}: waiting for the other process")
+            tally.add(execute_unit(unit, context, bar.set_postfix_str, wait=True))
+    return SweepSummary(
+        total,
+        finished + tally.elsewhere,
+        tally.ok,
+        tally.failed,
+        tuple(tally.errors),
+        tally.elsewhere,
+    )

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from iwbc.algos import ALGORITHMS
+from iwbc.benchmark.records import config_fingerprint
 from iwbc.data.statistics import STD_EPSILON
 from iwbc.envs.rollout import ENGINES
 from iwbc.evaluate import EVAL_SEED_BASE
@@ -111,6 +112,10 @@ class Suite:
         """Everything that defines one run of ``method``, as plain JSON (stored in its records
         and compared with them on resume)."""
         return json.loads(json.dumps(self._method_config(method)))
+
+    def method_fingerprint(self, method: str) -> str:
+        """The short hash of ``method_config`` that records carry and reports compare."""
+        return config_fingerprint(self.method_config(method))
 
     def _method_config(self, method: str) -> dict[str, Any]:
         evaluation = {

@@ -8,8 +8,11 @@ so an edited suite trains afresh instead of resuming a stale checkpoint.
 
 The BC pre-training is shared: ``bc`` and every method that fine-tunes from it train one
 checkpoint under ``<work_dir>/<dataset>/pretrain-<hash>/``, which saves the parameters at each
-evaluation step before moving past it. Whoever trains it (and two workers may race on it; every
-file is written atomically under a unique temporary name), ``bc``'s curve reads those snapshots.
+evaluation step before moving past it. Whoever trains it (one worker at a time, under the
+stage's lock; every file is written atomically), ``bc``'s curve reads those snapshots.
+
+A unit runs under an exclusive lock file in its work directory, so two sweeps of one suite
+sharing a work directory (two ``iwbc bench`` at once, or Ray workers) never train it twice.
 """
 
 from __future__ import annotations
@@ -24,18 +27,19 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import flax.serialization
 import numpy as np
 
 from iwbc.algos.run import evaluate_agent, train_algorithm
-from iwbc.benchmark.records import SCHEMA, record_path
+from iwbc.benchmark.records import SCHEMA, config_fingerprint, is_finished, record_path
 from iwbc.benchmark.suites import Suite
 from iwbc.data import OfflineDataset, load_dataset, normalized_score
 from iwbc.data.errors import one_line
+from iwbc.errors import TrainingDiverged
 from iwbc.evaluate import evaluate_policies
-from iwbc.files import write_atomic, write_json_atomic
+from iwbc.files import file_lock, write_atomic, write_json_atomic
 from iwbc.machine import machine_record
 from iwbc.methods import METHODS, select_episodes
 from iwbc.policies import GaussianPolicy
@@ -75,11 +79,17 @@ class UnitContext:
 
 @dataclasses.dataclass(frozen=True)
 class UnitOutcome:
-    """What a unit did: its records (one per pending seed) and its error, if it failed."""
+    """What a unit did: its records (one per pending seed) and its error, if it failed.
+
+    ``elsewhere`` says another process has the unit: ``"running"`` (it holds the unit's lock)
+    or ``"finished"`` (it wrote the records after this sweep was planned). This process then
+    did nothing and ``records`` is empty.
+    """
 
     unit: WorkUnit
     records: tuple[Path, ...]
     error: str | None = None
+    elsewhere: Literal["running", "finished"] | None = None
 
     @property
     def ok(self) -> bool:
@@ -103,15 +113,44 @@ def unit_directory(context: UnitContext, unit: WorkUnit) -> Path:
     return context.work_dir / dataset_slug(unit.dataset) / f"{unit.method}-{key}"
 
 
+def unit_lock(context: UnitContext, unit: WorkUnit) -> Path:
+    """The lock file held while ``unit`` runs, beside its checkpoints."""
+    return unit_directory(context, unit) / "unit.lock"
+
+
 def execute_unit(
     unit: WorkUnit,
     context: UnitContext,
     report: Callable[[str], None] | None = None,
+    *,
+    wait: bool = False,
 ) -> UnitOutcome:
-    """Run ``unit``; any exception becomes a failed record per pending seed, not a crash.
+    """Run ``unit`` under its lock; any exception becomes a failed record per pending seed.
 
-    The full traceback is kept beside the unit's checkpoints for whoever debugs it.
+    If another process holds the lock, returns at once (``elsewhere="running"``), or with
+    ``wait`` blocks until it is released. With the lock held, the seeds finished meanwhile are
+    dropped (all of them: ``elsewhere="finished"``), so concurrent sweeps train a unit once.
     """
+    with file_lock(unit_lock(context, unit), wait=wait) as held:
+        if not held:
+            return UnitOutcome(unit, (), elsewhere="running")
+        config = context.suite.method_config(unit.method)
+        pending = tuple(
+            seed
+            for seed in unit.pending
+            if not is_finished(
+                record_path(context.records_dir, unit.dataset, unit.method, seed), config
+            )
+        )
+        if not pending:
+            return UnitOutcome(unit, (), elsewhere="finished")
+        return _execute(dataclasses.replace(unit, pending=pending), context, report)
+
+
+def _execute(
+    unit: WorkUnit, context: UnitContext, report: Callable[[str], None] | None
+) -> UnitOutcome:
+    """Run ``unit``, keeping the full traceback of a failure beside its checkpoints."""
     started = time.perf_counter()
     try:
         dataset = _dataset(context, unit.dataset)
@@ -154,7 +193,7 @@ def run_unit(
         episodes = suite.final_eval_episodes if step == targets[-1] else suite.eval_episodes
         if report is not None:
             report(f"{unit.dataset} {unit.method} step {step}/{targets[-1]}")
-        curve.append(_cached_evaluation(directory, step, episodes, params_at, evaluate))
+        curve.append(cached_evaluation(directory, unit.method, step, episodes, params_at, evaluate))
     wall = time.perf_counter() - started
     return tuple(
         _write_success(unit, context, dataset, seed, targets, curve, trained_on, wall)
@@ -162,17 +201,33 @@ def run_unit(
     )
 
 
-def _cached_evaluation(
-    directory: Path, step: int, episodes: int, params_at: ParamsAt, evaluate: Evaluate
+def cached_evaluation(
+    directory: Path,
+    method: str,
+    step: int,
+    episodes: int,
+    params_at: ParamsAt,
+    evaluate: Evaluate,
 ) -> np.ndarray:
-    """Returns [seeds, episodes] at ``step``, evaluated once and then read from disk."""
+    """Returns [seeds, episodes] at ``step``, evaluated once and then read from disk.
+
+    A non-finite return (a policy or simulation that blew up) is a failure naming ``method``
+    and the update, never cached nor scored.
+    """
     cache = directory / f"eval-{step}-{episodes}ep.npy"
-    if cache.exists():
-        return np.load(cache)
-    returns = np.asarray(evaluate(params_at(step), episodes))
-    buffer = io.BytesIO()
-    np.save(buffer, returns)
-    write_atomic(cache, buffer.getvalue())
+    fresh = not cache.exists()
+    returns = np.asarray(evaluate(params_at(step), episodes)) if fresh else np.load(cache)
+    finite = np.isfinite(returns).all(axis=1)
+    if not finite.all():
+        seeds = ", ".join(map(str, np.flatnonzero(~finite)))
+        raise TrainingDiverged(
+            f"{method} diverged: its policy after update {step} scored a non-finite return "
+            f"(seed index {seeds}); lower the learning rate and rerun"
+        )
+    if fresh:
+        buffer = io.BytesIO()
+        np.save(buffer, returns)
+        write_atomic(cache, buffer.getvalue())
     return returns
 
 
@@ -237,6 +292,7 @@ def _bc_family(
         pretrain_dir,
         pipeline.chunk_size,
         context.progress,
+        METHODS["bc"].stage_name + ("" if unit.method == "bc" else f" (for {unit.method})"),
     )
     pretrained = _snapshots(pretrain, pretrain_targets, fresh, pretrain_dir)
 
@@ -263,6 +319,7 @@ def _bc_family(
         directory,
         pipeline.chunk_size,
         context.progress,
+        method.stage_name,
     )
 
     def params_at(step: int) -> Any:
@@ -287,8 +344,10 @@ def _stage_trainer(
     directory: Path,
     chunk_size: int,
     progress: bool,
+    description: str,
 ) -> Callable[[int], Any]:
-    """train_until(step) -> state: the stage continued on its checkpoint up to ``step``."""
+    """train_until(step) -> state: the stage continued on its checkpoint up to ``step``;
+    ``description`` names the method and stage on its progress bar and in a divergence."""
 
     def train_until(step: int) -> Any:
         state = init_train_state(
@@ -302,7 +361,7 @@ def _stage_trainer(
             until=step,
             chunk_size=chunk_size,
             checkpoint=directory / "checkpoint.msgpack",
-            description=unit.method,
+            description=description,
             progress=progress,
         )
         return state
@@ -318,28 +377,34 @@ def _snapshots(
 ) -> ParamsAt:
     """params_at(step) of a shared stage, from parameter snapshots saved at every target.
 
-    A snapshot at each target is written before the checkpoint moves past it, so a worker
-    that finds the checkpoint already further on (another unit trained it) reads the snapshot.
+    A snapshot at each target is written before the checkpoint moves past it, under the
+    stage's lock, so a worker that needs it while another trains it waits and reads it.
     """
 
     def params_at(step: int) -> Any:
         for target in targets:
             path = directory / f"params-{target}.msgpack"
             if not path.exists():
-                state = train_until(target)
-                reached = int(np.asarray(state.step)[0])
-                if reached == target:
-                    write_atomic(path, flax.serialization.to_bytes(state.params))
-                elif not path.exists():
-                    raise ValueError(
-                        f"shared checkpoint in {directory} is at step {reached} without a "
-                        f"snapshot at step {target}; delete {directory} to rerun"
-                    )
+                with file_lock(directory / "stage.lock"):
+                    if not path.exists():
+                        _snapshot(train_until, target, path, directory)
             if target == step:
                 return flax.serialization.from_bytes(template(), path.read_bytes())
         raise ValueError(f"step {step} is not one of the evaluation steps {tuple(targets)}")
 
     return params_at
+
+
+def _snapshot(train_until: Callable[[int], Any], target: int, path: Path, directory: Path) -> None:
+    """Train the shared stage to ``target`` and save its parameters there at ``path``."""
+    state = train_until(target)
+    reached = int(np.asarray(state.step)[0])
+    if reached != target:
+        raise ValueError(
+            f"shared checkpoint in {directory} is at step {reached} without a snapshot at "
+            f"step {target}; delete {directory} to rerun"
+        )
+    write_atomic(path, flax.serialization.to_bytes(state.params))
 
 
 @functools.lru_cache(maxsize=1)
@@ -355,6 +420,7 @@ def _dataset(context: UnitContext, dataset_id: str) -> OfflineDataset:
 
 
 def _record(unit: WorkUnit, context: UnitContext, seed: int, wall: float) -> dict[str, Any]:
+    config = context.suite.method_config(unit.method)
     return {
         "schema": SCHEMA,
         "suite": context.suite.name,
@@ -364,7 +430,8 @@ def _record(unit: WorkUnit, context: UnitContext, seed: int, wall: float) -> dic
         "seed": seed,
         "status": "ok",
         "error": None,
-        "config": context.suite.method_config(unit.method),
+        "config": config,
+        "fingerprint": config_fingerprint(config),
         "environment": machine_record(VERSIONED),
         "curve": None,
         "final": None,

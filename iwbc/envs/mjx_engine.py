@@ -26,18 +26,42 @@ returns over many episodes, not trajectories.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Sequence
+import io
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from mujoco import mjx
 
 from iwbc.envs.batch import StepResult, resolve_ids
 from iwbc.envs.rollout import RolloutResult
 from iwbc.envs.specs import SimState, TaskSpec, get_spec
+
+# What mujoco.mjx prints (with print, on stdout) on import when its optional Warp backend, a
+# GPU-only alternative iwbc never uses, is not installed.
+BACKEND_NOISE = ("Failed to import warp:", "Failed to import mujoco_warp:")
+
+
+@contextlib.contextmanager
+def without_backend_noise() -> Iterator[None]:
+    """Drop the BACKEND_NOISE lines printed inside the block; anything else printed still
+    reaches stdout, and warnings (stderr) are untouched."""
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            yield
+    finally:
+        for line in printed.getvalue().splitlines(keepends=True):
+            if not line.startswith(BACKEND_NOISE):
+                sys.stdout.write(line)
+
+
+with without_backend_noise():
+    from mujoco import mjx
 
 JaxActFn = Callable[[Any, jax.Array], jax.Array]
 """``act_fn(params, obs)``: float32 observations [n, obs_dim] to actions [n, act_dim]."""

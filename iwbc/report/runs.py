@@ -3,7 +3,9 @@
 ``iwbc bench`` writes one JSON record per (dataset, method, seed) under
 ``<results>/<suite>/records/<dataset id, "/" → "__">/<method>/seed-<seed>.json``. Reports are
 built from these files alone, so they can be regenerated at any time, and a run that failed or
-never ran stays visible in the grid instead of silently shrinking a mean.
+never ran stays visible in the grid instead of silently shrinking a mean. Likewise a finished
+run made under another configuration than the suite file's current one (an edited budget) is
+*stale*: kept, but flagged wherever its score is shown.
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from iwbc.benchmark.records import read_record, records_dir
+from iwbc.benchmark.records import read_record, record_fingerprint, records_dir
 
 # Rows of a paper-style table: each environment's tiers in this order, unknown tiers after.
 TIER_ORDER = ("random", "medium", "medium-replay", "medium-expert", "expert")
@@ -44,6 +46,13 @@ class Layout(Protocol):
     seeds: tuple[int, ...]
 
 
+@runtime_checkable
+class ConfiguredLayout(Layout, Protocol):
+    """A layout that also knows each method's current configuration (a ``Suite`` does)."""
+
+    def method_fingerprint(self, method: str) -> str: ...
+
+
 @dataclass(frozen=True)
 class Run:
     """One record: a (dataset, method, seed) that finished (``ok``) or failed."""
@@ -65,6 +74,7 @@ class Run:
     config: dict[str, Any]
     environment: dict[str, Any]
     finished_at: str
+    fingerprint: str  # of the configuration it ran under (iwbc.benchmark.records)
 
     @property
     def ok(self) -> bool:
@@ -80,6 +90,21 @@ class SuiteRuns:
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
     runs: dict[tuple[str, str, int], Run]
+    # Method -> fingerprint of its configuration in the suite file now; empty without one.
+    current: dict[str, str] = field(default_factory=dict)
+
+    def is_stale(self, run: Run) -> bool:
+        """Whether a finished run was made under another configuration than the current one."""
+        return run.ok and run.method in self.current and run.fingerprint != self.current[run.method]
+
+    def stale_in(self, dataset: str, method: str) -> int:
+        """How many of a cell's finished runs are stale."""
+        return sum(self.is_stale(run) for run in self.ok_runs(dataset, method))
+
+    @property
+    def stale(self) -> list[Run]:
+        """Finished runs made under another configuration than the suite's current one."""
+        return [run for key in self.grid() if (run := self.runs.get(key)) and self.is_stale(run)]
 
     def ok_runs(self, dataset: str, method: str) -> list[Run]:
         """The finished runs of one cell, in seed order."""
@@ -155,6 +180,7 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
         "config": dict(record["config"] or {}),
         "environment": dict(record["environment"] or {}),
         "finished_at": str(record["finished_at"] or ""),
+        "fingerprint": record_fingerprint(record),
     }
     if record["status"] == "failed":
         error = " ".join(str(record["error"] or "no error message recorded").split())
@@ -198,7 +224,8 @@ def load_runs(
     """Read every record of ``suite``; the grid is the suite's (if given) plus whatever ran.
 
     Without a layout, datasets are ordered by ``order_datasets`` over their sorted ids and
-    methods by METHOD_ORDER, so a report made from records alone is still deterministic.
+    methods by METHOD_ORDER, so a report made from records alone is still deterministic. A
+    layout that knows the methods' configurations (a suite) marks the stale runs.
     """
     root = records_dir(suite, results_dir)
     paths = sorted(root.glob("*/*/seed-*.json"))
@@ -226,4 +253,7 @@ def load_runs(
         methods=(*methods, *extra_methods),
         seeds=tuple(sorted({*seeds, *(s for _, _, s in runs)})),
         runs=runs,
+        current={m: layout.method_fingerprint(m) for m in methods}
+        if isinstance(layout, ConfiguredLayout)
+        else {},
     )

@@ -58,10 +58,32 @@ def _distinct(values: Sequence[object]) -> str:
     return " / ".join(str(v) for v in dict.fromkeys(values)) or "—"
 
 
-def _failed_and_missing(runs: SuiteRuns) -> list[str]:
-    if not runs.failed and not runs.missing:
-        return ["None: every run of the grid finished.", ""]
-    lines = ["| method | dataset | seed | status | error |", "|---|---|---|---|---|"]
+def rerun_command(runs: SuiteRuns, results_dir: str | Path) -> str:
+    """The ``iwbc bench`` command that reruns the stale runs (and nothing else finished)."""
+    stale = runs.stale
+    methods = ",".join(dict.fromkeys(run.method for run in stale))
+    datasets = list(dict.fromkeys(run.dataset for run in stale))
+    extra = "" if Path(results_dir) == Path("results") else f" --results {results_dir}"
+    only = "" if set(datasets) == set(runs.datasets) else f" --only-datasets {','.join(datasets)}"
+    return f"iwbc bench --suite {runs.suite}{extra} --only-methods {methods}{only}"
+
+
+def stale_summary(runs: SuiteRuns, results_dir: str | Path) -> str:
+    """One line saying how many finished runs are stale, where, and how to rerun them."""
+    stale = runs.stale
+    cells = ", ".join(dict.fromkeys(f"{run.method} on {run.dataset}" for run in stale))
+    return (
+        f"{len(stale)} finished run(s) were made under another configuration of suite "
+        f"{runs.suite} than its file's current one ({cells}); their scores are marked "
+        f"'stale'. Rerun them with `{rerun_command(runs, results_dir)}`"
+    )
+
+
+def _failed_missing_and_stale(runs: SuiteRuns, results_dir: str | Path) -> list[str]:
+    if not runs.failed and not runs.missing and not runs.stale:
+        return ["None: every run of the grid finished under the suite's current configuration.", ""]
+    lines = [stale_summary(runs, results_dir) + ".", ""] if runs.stale else []
+    lines += ["| method | dataset | seed | status | error |", "|---|---|---|---|---|"]
     lines += [
         f"| {r.method} | {r.dataset} | {r.seed} | failed | {r.error.replace('|', '/')} |"
         for r in runs.failed
@@ -69,6 +91,11 @@ def _failed_and_missing(runs: SuiteRuns) -> list[str]:
     lines += [
         f"| {m} | {d} | {s} | missing | no record (not run yet, or the sweep was stopped) |"
         for d, m, s in runs.missing
+    ]
+    lines += [
+        f"| {r.method} | {r.dataset} | {r.seed} | stale | made under configuration "
+        f"{r.fingerprint}; the suite's is now {runs.current[r.method]} |"
+        for r in runs.stale
     ]
     return [*lines, ""]
 
@@ -94,8 +121,9 @@ def _metadata(runs: SuiteRuns, command: str, results_dir: str | Path) -> list[st
         f"- regenerate: `{command}` (reads {records_dir(runs.suite, results_dir)}/, written by "
         f"`iwbc bench --suite {runs.suite}`; each record holds its run's full training config)",
         f"- grid: {len(runs.datasets)} datasets × {len(runs.methods)} methods × "
-        f"{len(runs.seeds)} seeds = {grid} runs: {len(done)} finished, {len(runs.failed)} "
-        f"failed, {len(runs.missing)} missing",
+        f"{len(runs.seeds)} seeds = {grid} runs: {len(done)} finished"
+        + (f" ({len(runs.stale)} stale)" if runs.stale else "")
+        + f", {len(runs.failed)} failed, {len(runs.missing)} missing",
         f"- training seeds: {', '.join(map(str, runs.seeds))}",
         "- evaluation episodes per run: final "
         f"{_distinct(sorted({r.final_episodes for r in done}))}, during training "
@@ -179,8 +207,15 @@ def table_markdown(
         "Each cell: mean ± std (ddof 0) over training seeds of the normalized score of the final "
         "policy (no selection over training), 100·(R − ref_min)/(ref_max − ref_min) with the "
         "dataset's reference returns below. (k/n): only k of the n seeds finished; —: none did "
-        "(see *Failed and missing runs*). **average**: mean over datasets of the per-dataset "
-        "means, — unless every dataset has a finished run.",
+        "(see *Failed, missing and stale runs*). "
+        + (
+            "(s stale): s of them ran under another configuration than the suite file's "
+            "current one. "
+            if runs.stale
+            else ""
+        )
+        + "**average**: mean over datasets of the per-dataset means, — unless every dataset "
+        "has a finished run.",
         "",
     ]
     for mark, source in zip(FOOTNOTE_MARKS, shown, strict=False):
@@ -205,9 +240,9 @@ def table_markdown(
         "optimistic; the table above is the one to compare.",
         "",
         suite_markdown_table(runs, best=True),
-        "## Failed and missing runs",
+        "## Failed, missing and stale runs",
         "",
-        *_failed_and_missing(runs),
+        *_failed_missing_and_stale(runs, results_dir),
         *_metadata(runs, command, results_dir),
     ]
     return "\n".join(lines)
@@ -231,7 +266,9 @@ def runs_csv(runs: SuiteRuns) -> str:
     return out.getvalue()
 
 
-def stats_report(stats: SuiteStats, runs: SuiteRuns, command: str) -> str:
+def stats_report(
+    stats: SuiteStats, runs: SuiteRuns, command: str, results_dir: str | Path = "results"
+) -> str:
     """``stats.md``: the aggregates table, how each was computed, and what was left out."""
     lines = [
         f"# Suite {runs.suite}: aggregate statistics of final normalized scores",
@@ -262,6 +299,8 @@ def stats_report(stats: SuiteStats, runs: SuiteRuns, command: str) -> str:
             "table.md lists them.",
             "",
         ]
+    if runs.stale:
+        lines += [f"Included in the aggregates: {stale_summary(runs, results_dir)}.", ""]
     return "\n".join(lines)
 
 
@@ -296,7 +335,7 @@ def write_suite_report(
         "table.md": table_markdown(runs, literature, command, results_dir),
         "table.csv": suite_csv_table(runs, literature),
         "runs.csv": runs_csv(runs),
-        "stats.md": stats_report(stats, runs, command),
+        "stats.md": stats_report(stats, runs, command, results_dir),
         "stats.csv": stats_csv(stats),
         "profiles.csv": profiles_csv(stats),
     }
@@ -316,11 +355,14 @@ def write_suite_report(
 
 
 def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
-    """What ``iwbc report`` prints: the files written and how long it took."""
+    """What ``iwbc report`` prints: the files written and how long it took, then a warning
+    line if some scores are stale (the tables flag them too)."""
     started = time.perf_counter()
     written = write_suite_report(suite, results_dir, reps=reps)
     seconds = time.perf_counter() - started
     out = Path(results_dir) / suite
     figures = sum(1 for p in written if p.parent.name == "figures")
     names = ", ".join(p.name for p in written if p.parent == out)
-    return f"wrote {out}/{{{names}}} and {figures} figures in {out}/figures ({seconds:.1f} s)"
+    line = f"wrote {out}/{{{names}}} and {figures} figures in {out}/figures ({seconds:.1f} s)"
+    runs = load_runs(suite, results_dir, suite_layout(suite))
+    return f"{line}\nwarning: {stale_summary(runs, results_dir)}" if runs.stale else line

@@ -87,13 +87,16 @@ def csv_table(scores: Sequence[MethodScores]) -> str:
 FOOTNOTE_MARKS = "†‡§¶"
 
 
-def score_cell(values: np.ndarray, expected: int) -> str:
+def score_cell(values: np.ndarray, expected: int, stale: int = 0) -> str:
     """``mean ± std`` over seeds (std with ddof 0), ``(k/n)`` when only k of n seeds finished,
-    ``—`` when none did."""
+    ``—`` when none did; ``(s stale)`` when s of them ran under another configuration than the
+    suite's current one."""
     if values.size == 0:
         return "—"
     cell = _mean_std(values)
-    return cell if values.size >= expected else f"{cell} ({values.size}/{expected})"
+    if values.size < expected:
+        cell = f"{cell} ({values.size}/{expected})"
+    return f"{cell} ({stale} stale)" if stale else cell
 
 
 def _average(runs: SuiteRuns, method: str, best: bool) -> float:
@@ -143,12 +146,18 @@ def suite_markdown_table(
         env = split_dataset_id(dataset)[0].rpartition("/")[2]
         row = [env if env != previous_env else "", dataset]
         previous_env = env
-        row += [score_cell(scores(dataset, m), len(runs.seeds)) for m in runs.methods]
+        row += [
+            score_cell(scores(dataset, m), len(runs.seeds), runs.stale_in(dataset, m))
+            for m in runs.methods
+        ]
         for source in groups:
             row.append("")
             row += [_number(source.score(m, dataset)) for s, m in published if s is source]
         lines.append("| " + " | ".join(row) + " |")
-    average = ["**average**", "", *(_number(_average(runs, m, best)) for m in runs.methods)]
+    average = ["**average**", ""]
+    for method in runs.methods:
+        stale = any(runs.stale_in(d, method) for d in runs.datasets)
+        average.append(_number(_average(runs, method, best)) + (" (stale)" if stale else ""))
     for source in groups:
         average.append("")
         average += [_number(_published_average(runs, s, m)) for s, m in published if s is source]
@@ -161,7 +170,17 @@ def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ())
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
-        ["table", "dataset", "method", "mean", "std", "seeds_ok", "seeds_expected", "source"]
+        [
+            "table",
+            "dataset",
+            "method",
+            "mean",
+            "std",
+            "seeds_ok",
+            "seeds_expected",
+            "source",
+            "seeds_stale",
+        ]
     )
     for table, scores in (("final", runs.final_scores), ("best", runs.best_scores)):
         for dataset in runs.datasets:
@@ -170,13 +189,15 @@ def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ())
                 mean, std = (
                     (f"{values.mean():.4f}", f"{values.std():.4f}") if values.size else ("", "")
                 )
+                expected, stale = len(runs.seeds), runs.stale_in(dataset, method)
                 writer.writerow(
-                    [table, dataset, method, mean, std, values.size, len(runs.seeds), "ours"]
+                    [table, dataset, method, mean, std, values.size, expected, "ours", stale]
                 )
         for method in runs.methods:
             average = _average(runs, method, table == "best")
             mean = "" if np.isnan(average) else f"{average:.4f}"
-            writer.writerow([table, "average", method, mean, "", "", "", "ours"])
+            stale = sum(runs.stale_in(d, method) for d in runs.datasets)
+            writer.writerow([table, "average", method, mean, "", "", "", "ours", stale])
     for source, method in published_columns(runs, literature):
         for dataset in (*runs.datasets, "average"):
             value = (
@@ -185,5 +206,6 @@ def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ())
                 else source.score(method, dataset)
             )
             mean = "" if np.isnan(value) else f"{value:.1f}"
-            writer.writerow(["published", dataset, method, mean, "", "", "", source.citation])
+            row = ["published", dataset, method, mean, "", "", "", source.citation, ""]
+            writer.writerow(row)
     return out.getvalue()

@@ -1,0 +1,172 @@
+"""A NaN or infinity in training stops the run with one line naming the method, stage and
+update; the benchmark runner records that unit as failed (never evaluated) and goes on, and no
+NaN reaches a record or scores.json."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_benchmark_runner import tiny_suite_toml, write_suite
+from test_train import bc_config, padded_data, run
+
+from iwbc.benchmark.records import load_records, records_dir
+from iwbc.benchmark.runner import run_suite
+from iwbc.benchmark.units import cached_evaluation
+from iwbc.cli import main
+from iwbc.data.scripted import generate_mixed_dataset
+from iwbc.errors import TrainingDiverged, UserError
+from iwbc.train import run_chunks
+
+DATASET = "iwbc-test/idp/diverge-v0"
+
+
+class Toy(flax.struct.PyTreeNode):
+    """A seed-stacked state as run_chunks sees one: a step and a parameter per seed."""
+
+    step: jax.Array
+    w: jax.Array
+
+
+def toy_chunks(
+    nan_loss_at: int | None = None, nan_params_at: int | None = None
+) -> Callable[[int], Any]:
+    """chunk_for_length of two seeds whose loss turns NaN for seed 1 from update
+    ``nan_loss_at`` (1-based) on, or whose parameter turns NaN at ``nan_params_at``, with a
+    metric that is infinite by construction throughout."""
+
+    def for_length(length: int) -> Callable:
+        def chunk(state: Toy, data: None, start: int) -> tuple[Toy, dict]:
+            updates = list(range(start + 1, start + length + 1))
+            loss = np.ones((2, length))
+            if nan_loss_at in updates:
+                loss[1, updates.index(nan_loss_at) :] = np.nan
+            w = state.w * (np.nan if nan_params_at in updates else 1.0)
+            spread = np.full((2, length), np.inf)
+            return Toy(state.step + length, w), {"loss": loss, "weight_spread": spread}
+
+        return chunk
+
+    return for_length
+
+
+def toy_state() -> Toy:
+    return Toy(step=jnp.zeros(2, jnp.int32), w=jnp.ones((2, 3)))
+
+
+def test_nan_loss_names_the_first_update_and_is_never_checkpointed(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "toy.msgpack"
+    train = dict(chunk_size=5, checkpoint=checkpoint, description="iw_bc fine-tune")
+    message = (
+        r"^iw_bc fine-tune diverged: non-finite loss at update 13 \(chunk of updates 11-15\), "
+        r"seed index 1; lower the learning rate and rerun$"
+    )
+    with pytest.raises(TrainingDiverged, match=message):
+        run_chunks(toy_chunks(nan_loss_at=13), toy_state(), None, 20, progress=False, **train)
+    # The checkpoint holds the last finite chunk: a clean rerun continues from update 10.
+    state, history = run_chunks(toy_chunks(), toy_state(), None, 20, progress=False, **train)
+    assert [record["step"] for record in history] == [5, 10, 15, 20]
+    assert np.isfinite(np.asarray(state.w)).all()
+
+
+def test_non_finite_parameters_with_finite_losses() -> None:
+    message = r"^td3_bc training diverged: non-finite parameters after update 10 \(chunk of "
+    with pytest.raises(TrainingDiverged, match=message):
+        run_chunks(
+            toy_chunks(nan_params_at=7),
+            toy_state(),
+            None,
+            20,
+            chunk_size=5,
+            description="td3_bc training",
+            progress=False,
+        )
+
+
+def test_infinite_non_loss_metrics_are_not_divergence() -> None:
+    _, history = run_chunks(toy_chunks(), toy_state(), None, 10, progress=False)
+    assert history[-1]["weight_spread"] == [np.inf, np.inf]
+
+
+def test_absurd_learning_rate_stops_bc_at_the_second_update() -> None:
+    assert issubclass(TrainingDiverged, UserError)
+    with pytest.raises(TrainingDiverged, match=r"^bc pre-training diverged: .* at update 2 \("):
+        run(
+            bc_config(learning_rate=1e30),
+            [0, 1],
+            padded_data(),
+            chunk_size=5,
+            description="bc pre-training",
+        )
+
+
+def test_a_non_finite_evaluation_is_a_failure_never_cached(tmp_path: Path) -> None:
+    def evaluate(params: Any, episodes: int) -> np.ndarray:
+        return np.array([[1.0, 2.0], [np.nan, 3.0]])
+
+    message = (
+        r"^bc diverged: its policy after update 20 scored a non-finite return \(seed index 1\)"
+    )
+    with pytest.raises(TrainingDiverged, match=message):
+        cached_evaluation(tmp_path, "bc", 20, 2, lambda step: None, evaluate)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("minari")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        generate_mixed_dataset(DATASET, num_episodes=6, root=root)
+    return root
+
+
+def test_sweep_records_diverged_units_as_failed_and_goes_on(root: Path, tmp_path: Path) -> None:
+    """The fine-tune and TD3+BC get an absurd learning rate, BC a sane one."""
+    text = tiny_suite_toml(("bc", "iw_bc", "td3_bc"), (DATASET,), scripted=None)
+    text = text.replace("learning_rate = 1e-3", "learning_rate = 1e30")
+    text += "actor_lr = 1e30\ncritic_lr = 1e30\n"
+    suite = write_suite(tmp_path, "diverge", text)
+    records, work = records_dir("diverge", tmp_path / "results"), tmp_path / "runs"
+    summary = run_suite(suite, records, work_dir=work, data_root=root, progress=False)
+    assert (summary.total, summary.ok, summary.failed) == (6, 2, 4)
+    assert [line.split(": ", 2)[:2] for line in summary.errors] == [
+        [f"{DATASET} iw_bc", "TrainingDiverged"],
+        [f"{DATASET} td3_bc", "TrainingDiverged"],
+    ]
+    assert "iw_bc fine-tune diverged: non-finite loss at update" in summary.errors[0]
+    assert "td3_bc training diverged: non-finite" in summary.errors[1]
+    for record in load_records("diverge", tmp_path / "results"):
+        failed = record["method"] != "bc"
+        assert record["status"] == ("failed" if failed else "ok")
+        assert (record["final"] is None) == failed
+    # Strict JSON everywhere: no NaN token in any record.
+    for path in records.rglob("*.json"):
+        json.loads(path.read_text(), parse_constant=pytest.fail)
+    # Never evaluated: the failed units cached no evaluation.
+    for method in ("iw_bc", "td3_bc"):
+        assert not list(work.rglob(f"{method}-*/eval-*.npy"))
+    assert list(work.rglob("bc-*/eval-*.npy"))
+
+
+def test_run_command_stops_in_one_line_and_writes_no_scores(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    argv = ["run", DATASET, "--root", str(root), "--methods", "bc", "--seeds", "1"]
+    argv += ["--bc-steps", "20", "--bc-lr", "1e30", "--bc-batch-size", "4", "--hidden", "16,16"]
+    argv += ["--eval-episodes", "2", "--out", str(out), "--work-dir", str(tmp_path / "runs")]
+    assert main([*argv, "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "1 of 1 runs failed" in error
+    assert "TrainingDiverged: bc pre-training diverged: non-finite loss at update 2 " in error
+    assert not (out / "scores.json").exists()

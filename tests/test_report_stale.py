@@ -1,0 +1,128 @@
+"""Records made under two configurations of one suite (a budget edited, one method rerun): the
+report flags the stale scores in its tables and summary lines, with the command that reruns
+them, instead of saying every run finished."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+from test_report_records import SUITE, make_record
+
+import iwbc.report.suite_report
+from iwbc.benchmark.records import read_record, record_path, records_dir
+from iwbc.benchmark.suites import Suite, parse_suite
+from iwbc.benchmark.units import UnitContext, WorkUnit, record_failure
+from iwbc.report.runs import load_runs
+from iwbc.report.suite_report import report_main, write_suite_report
+
+DATASETS = ("e/x/medium-v0", "e/y/medium-v0")
+BEFORE = """
+datasets = ["e/x/medium-v0", "e/y/medium-v0"]
+methods = ["bc", "td3_bc"]
+seeds = [0, 1]
+
+[bc_family.pretrain]
+steps = 100
+
+[offline_rl]
+steps = 100
+"""
+# The suite file after its budgets were edited.
+AFTER = BEFORE.replace("steps = 100", "steps = 200")
+
+
+def suite(text: str) -> Suite:
+    return parse_suite(SUITE, tomllib.loads(text))
+
+
+def write(results: Path, method: str, under: Suite, score: float = 50.0) -> None:
+    """Records of ``method`` on every dataset and seed, as a sweep of ``under`` writes them."""
+    for dataset in DATASETS:
+        for seed in under.seeds:
+            record = make_record(dataset, method, seed, score + seed)
+            record["config"] = under.method_config(method)
+            record["fingerprint"] = under.method_fingerprint(method)
+            path = record_path(records_dir(SUITE, results), dataset, method, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record))
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> Path:
+    """bc ran before the edit; after it, only td3_bc was rerun."""
+    write(tmp_path, "bc", suite(BEFORE))
+    write(tmp_path, "td3_bc", suite(AFTER), score=70.0)
+    return tmp_path
+
+
+def test_records_of_the_old_configuration_are_stale(mixed: Path) -> None:
+    runs = load_runs(SUITE, mixed, suite(AFTER))
+    assert [(r.method, r.dataset, r.seed) for r in runs.stale] == [
+        ("bc", d, s) for d in DATASETS for s in (0, 1)
+    ]
+    assert runs.stale_in(DATASETS[0], "bc") == 2 and runs.stale_in(DATASETS[0], "td3_bc") == 0
+    # Under the old suite file it is the other way round; without one nothing can be told.
+    assert {r.method for r in load_runs(SUITE, mixed, suite(BEFORE)).stale} == {"td3_bc"}
+    assert load_runs(SUITE, mixed).stale == []
+
+
+def test_records_without_the_key_are_fingerprinted_from_their_config(mixed: Path) -> None:
+    for path in records_dir(SUITE, mixed).rglob("*.json"):
+        record = read_record(path)
+        del record["fingerprint"]
+        path.write_text(json.dumps(record))
+    assert len(load_runs(SUITE, mixed, suite(AFTER)).stale) == 4
+
+
+def test_report_flags_stale_cells_and_says_how_to_rerun(mixed: Path) -> None:
+    write_suite_report(SUITE, mixed, reps=20, layout=suite(AFTER))
+    table = (mixed / SUITE / "table.md").read_text()
+    assert "every run of the grid finished" not in table
+    assert "| x | e/x/medium-v0 | 50.5 ± 0.5 (2 stale) | 70.5 ± 0.5 |" in table
+    assert "| **average** |  | 50.5 (stale) | 70.5 |" in table
+    rerun = f"iwbc bench --suite {SUITE} --results {mixed} --only-methods bc"
+    summary = (
+        f"4 finished run(s) were made under another configuration of suite {SUITE} than its "
+        "file's current one (bc on e/x/medium-v0, bc on e/y/medium-v0); their scores are "
+        f"marked 'stale'. Rerun them with `{rerun}`."
+    )
+    assert summary in table
+    assert "= 8 runs: 8 finished (4 stale), 0 failed, 0 missing" in table
+    assert "| bc | e/y/medium-v0 | 1 | stale | made under configuration " in table
+    assert summary.removesuffix(".") in (mixed / SUITE / "stats.md").read_text()
+    rows = list(csv.DictReader(io.StringIO((mixed / SUITE / "table.csv").read_text())))
+    final = {(r["dataset"], r["method"]): r["seeds_stale"] for r in rows if r["table"] == "final"}
+    assert final[(DATASETS[1], "bc")] == "2" and final[(DATASETS[1], "td3_bc")] == "0"
+    assert final[("average", "bc")] == "4"
+
+
+def test_current_records_say_every_run_finished(tmp_path: Path) -> None:
+    for method in ("bc", "td3_bc"):
+        write(tmp_path, method, suite(AFTER))
+    write_suite_report(SUITE, tmp_path, reps=20, layout=suite(AFTER))
+    table = (tmp_path / SUITE / "table.md").read_text()
+    assert "None: every run of the grid finished under the suite's current configuration." in table
+    assert " stale)" not in table and "(stale)" not in table and "| stale |" not in table
+
+
+def test_report_command_prints_a_warning_line(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(iwbc.report.suite_report, "suite_layout", lambda name: suite(AFTER))
+    lines = report_main(SUITE, mixed, reps=20).splitlines()
+    assert len(lines) == 2 and lines[0].startswith("wrote ")
+    assert lines[1].startswith("warning: 4 finished run(s) were made under another configuration")
+    assert lines[1].endswith(f"`iwbc bench --suite {SUITE} --results {mixed} --only-methods bc`")
+
+
+def test_the_runner_writes_the_fingerprint_it_compares(tmp_path: Path) -> None:
+    current = suite(AFTER)
+    context = UnitContext(suite=current, records_dir=tmp_path / "records", work_dir=tmp_path)
+    outcome = record_failure(WorkUnit(DATASETS[0], "td3_bc", (0, 1), (0, 1)), context, "x", 1.0)
+    for path in outcome.records:
+        record = read_record(path)
+        assert record["fingerprint"] == current.method_fingerprint("td3_bc")
+        assert record["fingerprint"] != suite(BEFORE).method_fingerprint("td3_bc")
