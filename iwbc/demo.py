@@ -15,6 +15,7 @@ from pathlib import Path
 from iwbc.benchmark.records import records_dir
 from iwbc.benchmark.runner import run_suite
 from iwbc.benchmark.suites import load_suite
+from iwbc.errors import UserError
 from iwbc.report.suite_report import write_suite_report
 
 SUITE = "demo"
@@ -37,7 +38,7 @@ def run_demo(
         progress=progress,
     )
     if summary.failed:
-        raise RuntimeError(
+        raise UserError(
             f"{summary.failed} demo run(s) failed: {'; '.join(summary.errors)}; "
             "fix the cause and rerun `iwbc demo` (finished runs are kept)"
         )

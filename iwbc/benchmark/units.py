@@ -34,6 +34,7 @@ from iwbc.benchmark.records import SCHEMA, record_path
 from iwbc.benchmark.suites import Suite
 from iwbc.data import OfflineDataset, load_dataset, normalized_score
 from iwbc.data.errors import one_line
+from iwbc.errors import UserError
 from iwbc.evaluate import evaluate_policies
 from iwbc.files import write_atomic, write_json_atomic
 from iwbc.machine import machine_record
@@ -141,7 +142,7 @@ def run_unit(
     started = time.perf_counter()
     suite = context.suite
     if dataset.env_id is None:
-        raise ValueError(f"dataset {dataset.id} records no environment, so it cannot be evaluated")
+        raise UserError(f"dataset {dataset.id} records no environment, so it cannot be evaluated")
     directory = unit_directory(context, unit)
     directory.mkdir(parents=True, exist_ok=True)
     if suite.is_offline_rl(unit.method):
@@ -269,7 +270,7 @@ def _bc_family(
         state = train_until(step)
         reached = int(np.asarray(state.step)[0])
         if reached != step:
-            raise ValueError(
+            raise UserError(
                 f"checkpoint in {directory} is at step {reached}, past {step}; delete it to rerun"
             )
         return state.params
@@ -331,7 +332,7 @@ def _snapshots(
                 if reached == target:
                     write_atomic(path, flax.serialization.to_bytes(state.params))
                 elif not path.exists():
-                    raise ValueError(
+                    raise UserError(
                         f"shared checkpoint in {directory} is at step {reached} without a "
                         f"snapshot at step {target}; delete {directory} to rerun"
                     )

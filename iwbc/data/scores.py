@@ -8,6 +8,7 @@ import numpy as np
 
 from iwbc.data.episodes import OfflineDataset
 from iwbc.data.errors import DatasetError
+from iwbc.errors import UserError
 
 
 def normalized_score(
@@ -18,7 +19,7 @@ def normalized_score(
     Equals 100 * minari.get_normalized_score; returned as float64 with the shape of `returns`.
     """
     if not (np.isfinite(ref_min) and np.isfinite(ref_max)) or ref_max == ref_min:
-        raise ValueError(
+        raise UserError(
             f"ref_min and ref_max must be finite and differ, got ref_min={ref_min}, "
             f"ref_max={ref_max}"
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from iwbc.benchmark.suites import available_suites, load_suite
+from iwbc.errors import UserError
 from iwbc.report.figures import aggregates_figure, learning_curves_figure, profiles_figure
 from iwbc.report.literature import PublishedSource, load_literature
 from iwbc.report.runs import Layout, SuiteRuns, load_runs, records_dir
@@ -282,7 +283,7 @@ def write_suite_report(
     if layout is None:
         layout = suite_layout(suite)
     if layout is None and not records_dir(suite, results_dir).exists():
-        raise ValueError(
+        raise UserError(
             f"unknown suite '{suite}' and no records under {records_dir(suite, results_dir)}; "
             f"run `iwbc bench --suite <name>` first, <name> one of: "
             f"{', '.join(available_suites()) or 'none'}"
