@@ -40,7 +40,7 @@ def dataset_normalized_score(
     if low is None or high is None:
         raise DatasetError(
             f"dataset {dataset.id} has no ref_min_score/ref_max_score in its metadata; pass "
-            "ref_min=... and ref_max=..., or for Minari's mujoco/<task> datasets run "
-            "`iwbc data minari-tiers mujoco/<task>` once"
+            "--ref-min and --ref-max (ref_min=/ref_max= from Python), or for Minari's "
+            "mujoco/<task> datasets run `iwbc data minari-tiers mujoco/<task>` once"
         )
     return normalized_score(returns, low, high)
