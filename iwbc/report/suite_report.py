@@ -317,9 +317,14 @@ def write_suite_report(
 
 
 def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
-    """What ``iwbc report`` prints: the files written and how long it took."""
+    """What ``iwbc report`` prints: the files written and how long it took. ``suite`` is a
+    suite's name or, as for ``iwbc bench``, the path of its ``.toml`` file."""
     started = time.perf_counter()
-    written = write_suite_report(suite, results_dir, reps=reps)
+    layout = None
+    if suite.endswith(".toml"):
+        layout = load_suite(suite)
+        suite = layout.name
+    written = write_suite_report(suite, results_dir, reps=reps, layout=layout)
     seconds = time.perf_counter() - started
     out = Path(results_dir) / suite
     figures = sum(1 for p in written if p.parent.name == "figures")
