@@ -26,7 +26,7 @@ from iwbc.benchmark.records import records_dir
 from iwbc.data import list_datasets, load_dataset
 from iwbc.data.command import add_data_parsers
 from iwbc.datagen.command import add_generate_parser
-from iwbc.envs.rollout import ENGINES
+from iwbc.envs.rollout import ENGINES, require_mjx
 from iwbc.errors import UserError, one_line
 from iwbc.losses import WEIGHTINGS
 from iwbc.methods import METHODS, PipelineConfig
@@ -119,6 +119,8 @@ def _run(args: argparse.Namespace) -> None:
         engine=args.engine,
         algorithm_steps=args.algo_steps,
     )
+    if args.engine == "mjx":
+        require_mjx()
     dataset = load_dataset(args.dataset, root=args.root, download=args.download)
     if args.ref_min is not None:
         dataset = dataclasses.replace(
@@ -154,6 +156,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite)
     select(suite, args.only_datasets, args.only_methods)
+    if suite.engine == "mjx":
+        require_mjx()
     records = records_dir(suite.name, args.results)
     check_writable(records, "--results")
     check_writable(args.work_dir, "--work-dir")

@@ -5,6 +5,7 @@ Ctrl-C exits 130 saying how to resume."""
 from __future__ import annotations
 
 import errno
+import importlib.util
 import os
 import signal
 import subprocess
@@ -301,6 +302,30 @@ def test_os_errors_name_what_and_where(
     assert main(["data", "list"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"iwbc: error: {message}") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[*RUN, "--engine", "mjx"], ["bench", "--suite", "{suite:mjx}"]],
+    ids=["run", "bench"],
+)
+def test_mjx_without_the_extra_is_refused_before_training(
+    argv: list[str],
+    root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "mujoco.mjx" else find_spec(name)
+    )
+    suite = _suite(tmp_path, "mjx", 'methods = ["bc"]\nengine = "mjx"\n')
+    places = {"root": str(root), "suite:mjx": str(suite)}
+    assert main([_fill(arg, places) for arg in argv]) == 2
+    err = capsys.readouterr().err
+    expected = "iwbc: error: engine 'mjx' is not available yet in this install: pip install "
+    assert err == expected + "'iwbc[mjx]'\n"
 
 
 def test_ref_scores_from_the_command_line(
