@@ -1,31 +1,58 @@
 """The ``iwbc`` command: ``demo``, ``run``, ``bench``, ``report`` and ``data``.
 
-Errors a user can fix (unknown dataset, bad data, bad option) are printed as one line and exit
-with status 2 rather than as a traceback.
+Errors a user can fix (unknown dataset, bad data, bad option, unwritable folder) are printed as
+one line and exit with status 2 rather than as a traceback; every option is checked before
+anything is trained. Any other exception is a bug and keeps its traceback; ``--debug`` shows it
+for a user's error too. Ctrl-C exits with status 130 and says how to resume.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
+import re
 import shlex
 import sys
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
 from iwbc.algos import ALGORITHMS
-from iwbc.data import DatasetError, list_datasets, load_dataset
+from iwbc.benchmark.records import records_dir
+from iwbc.data import list_datasets, load_dataset
 from iwbc.data.command import add_data_parsers
 from iwbc.datagen.command import add_generate_parser
-from iwbc.envs.rollout import ENGINES
+from iwbc.envs.rollout import ENGINES, require_mjx
+from iwbc.errors import UserError, one_line
 from iwbc.losses import WEIGHTINGS
 from iwbc.methods import METHODS, PipelineConfig
+from iwbc.options import (
+    check_directory,
+    check_writable,
+    dataset_id,
+    decay,
+    finite_float,
+    layer_widths,
+    name_list,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 from iwbc.train import StageConfig
+
+# Options naming folders a command writes into or reads from: a file there is refused at once.
+_FOLDER_OPTIONS = ("root", "work_dir", "results", "out")
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from iwbc.demo import run_demo
+    from iwbc.demo import SUITE, run_demo
 
+    check_writable(records_dir(SUITE, args.results), "--results")
+    check_writable(args.work_dir, "--work-dir")
     written = run_demo(
         args.results, data_root=args.root, work_dir=args.work_dir, progress=not args.quiet
     )
@@ -33,6 +60,11 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _pipeline(args: argparse.Namespace) -> PipelineConfig:
+    if args.warmup_steps >= args.finetune_steps:
+        raise UserError(
+            f"--warmup-steps must be less than --finetune-steps ({args.finetune_steps}), "
+            f"got {args.warmup_steps}"
+        )
     pretrain = StageConfig(
         steps=args.bc_steps,
         batch_size=args.bc_batch_size,
@@ -51,28 +83,52 @@ def _pipeline(args: argparse.Namespace) -> PipelineConfig:
         window=args.window,
         weighting=args.weighting,
     )
-    hidden = tuple(int(h) for h in args.hidden.split(","))
     return PipelineConfig(
         pretrain=pretrain,
         finetune=finetune,
-        hidden_dims=hidden,
+        hidden_dims=args.hidden,
         standardize_observations=not args.raw_observations,
     )
 
 
-def _run(args: argparse.Namespace) -> None:
-    from iwbc.experiment import ExperimentConfig, method_names, run_experiment
+def _methods(text: str) -> tuple[str, ...]:
+    """``--methods``: known methods, each once."""
+    from iwbc.experiment import method_names
 
-    dataset = load_dataset(args.dataset, root=args.root, download=args.download)
+    try:
+        return method_names(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _run(args: argparse.Namespace) -> None:
+    from iwbc.experiment import ExperimentConfig, run_experiment
+
+    if (args.ref_min is None) != (args.ref_max is None):
+        raise UserError("--ref-min and --ref-max go together; pass both or neither")
+    if args.ref_min is not None and args.ref_max <= args.ref_min:
+        raise UserError(
+            f"--ref-max must be greater than --ref-min, got --ref-min {args.ref_min:g} and "
+            f"--ref-max {args.ref_max:g}"
+        )
     config = ExperimentConfig(
-        methods=method_names(args.methods),
+        methods=args.methods,
         seeds=tuple(range(args.seed, args.seed + args.seeds)),
         pipeline=_pipeline(args),
         eval_episodes=args.eval_episodes,
         engine=args.engine,
         algorithm_steps=args.algo_steps,
     )
+    if args.engine == "mjx":
+        require_mjx()
+    dataset = load_dataset(args.dataset, root=args.root, download=args.download)
+    if args.ref_min is not None:
+        dataset = dataclasses.replace(
+            dataset, ref_min_score=args.ref_min, ref_max_score=args.ref_max
+        )
     out = args.out or f"results/{args.dataset.replace('/', '__')}"
+    check_writable(out, "--out")
+    check_writable(args.work_dir, "--work-dir")
     command = "iwbc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     run_experiment(
         dataset, config, out, work_dir=args.work_dir, command=command, progress=not args.quiet
@@ -80,23 +136,31 @@ def _run(args: argparse.Namespace) -> None:
     print(f"wrote {out}/table.md, table.csv, scores.json and returns.png")
 
 
+def _suite_name(suite: str) -> str:
+    """The name records are kept under: a suite file's stem, as ``load_suite`` names it."""
+    return Path(suite).stem if suite.endswith(".toml") else suite
+
+
 def _report(args: argparse.Namespace) -> None:
     from iwbc.report.suite_report import report_main
 
+    out = Path(args.results) / _suite_name(args.suite)
+    if out.is_dir():
+        check_writable(out, "--results")
     print(report_main(args.suite, args.results, args.reps))
 
 
-def _names(text: str | None) -> list[str] | None:
-    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
-
-
 def _bench(args: argparse.Namespace) -> int:
-    from iwbc.benchmark.records import records_dir
-    from iwbc.benchmark.runner import run_suite
+    from iwbc.benchmark.runner import run_suite, select
     from iwbc.benchmark.suites import load_suite
 
     suite = load_suite(args.suite)
+    select(suite, args.only_datasets, args.only_methods)
+    if suite.engine == "mjx":
+        require_mjx()
     records = records_dir(suite.name, args.results)
+    check_writable(records, "--results")
+    check_writable(args.work_dir, "--work-dir")
     summary = run_suite(
         suite,
         records,
@@ -105,8 +169,8 @@ def _bench(args: argparse.Namespace) -> int:
         executor=args.executor,
         num_cpus=args.num_cpus,
         address=args.address,
-        only_datasets=_names(args.only_datasets),
-        only_methods=_names(args.only_methods),
+        only_datasets=args.only_datasets,
+        only_methods=args.only_methods,
         progress=not args.quiet,
     )
     print(
@@ -149,7 +213,7 @@ def _data_scripted(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(prog="iwbc", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="iwbc", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="the built-in default run (offline, CPU, minutes)")
@@ -167,22 +231,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--download", action="store_true", help="download the dataset if missing")
     run.add_argument(
         "--methods",
+        type=_methods,
         default="bc,filtered_bc,top10_bc,iw_bc",
         help=f"comma-separated, from {','.join((*METHODS, *ALGORITHMS))}",
     )
-    run.add_argument("--seeds", type=int, default=5, help="number of training seeds (vmapped)")
-    run.add_argument("--seed", type=int, default=0, help="first training seed")
-    run.add_argument("--bc-steps", type=int, default=defaults.steps)
-    run.add_argument("--bc-batch-size", type=int, default=defaults.batch_size)
-    run.add_argument("--bc-lr", type=float, default=defaults.learning_rate)
-    run.add_argument("--finetune-steps", type=int, default=paper.steps)
-    run.add_argument("--finetune-batch-size", type=int, default=paper.batch_size)
-    run.add_argument("--finetune-lr", type=float, default=paper.learning_rate)
-    run.add_argument("--warmup-steps", type=int, default=paper.warmup_steps)
-    run.add_argument("--temperature", type=float, default=paper.temperature)
-    run.add_argument("--ema-decay", type=float, default=paper.ema_decay)
+    run.add_argument(
+        "--seeds", type=positive_int, default=5, help="number of training seeds (vmapped)"
+    )
+    run.add_argument("--seed", type=nonnegative_int, default=0, help="first training seed")
+    run.add_argument("--bc-steps", type=positive_int, default=defaults.steps)
+    run.add_argument("--bc-batch-size", type=positive_int, default=defaults.batch_size)
+    run.add_argument("--bc-lr", type=positive_float, default=defaults.learning_rate)
+    run.add_argument("--finetune-steps", type=positive_int, default=paper.steps)
+    run.add_argument("--finetune-batch-size", type=positive_int, default=paper.batch_size)
+    run.add_argument("--finetune-lr", type=positive_float, default=paper.learning_rate)
+    run.add_argument("--warmup-steps", type=nonnegative_int, default=paper.warmup_steps)
+    run.add_argument("--temperature", type=positive_float, default=paper.temperature)
+    run.add_argument("--ema-decay", type=decay, default=paper.ema_decay)
     run.add_argument("--no-normalize", action="store_true", help="unnormalized iw weights")
-    run.add_argument("--window", type=int, default=None, help="steps per sampled episode")
+    run.add_argument("--window", type=positive_int, default=None, help="steps per sampled episode")
     run.add_argument(
         "--weighting",
         default=defaults.weighting,
@@ -197,16 +264,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the BC family on raw observations, as the authors' code does (default: "
         "standardized with the dataset's mean and std, as the baselines are)",
     )
-    run.add_argument("--hidden", default="256,256,256", help="hidden layer widths")
     run.add_argument(
-        "--algo-steps", type=int, default=None, help="updates of the offline-RL baselines (1M)"
+        "--hidden", type=layer_widths, default="256,256,256", help="hidden layer widths"
     )
-    run.add_argument("--eval-episodes", type=int, default=100)
+    run.add_argument(
+        "--algo-steps",
+        type=positive_int,
+        default=None,
+        help="updates of the offline-RL baselines (1M)",
+    )
+    run.add_argument("--eval-episodes", type=positive_int, default=100)
     run.add_argument(
         "--engine",
         default="auto",
         choices=ENGINES,
         help="evaluation engine; auto: MJX on a GPU, else the CPU batch engine",
+    )
+    run.add_argument(
+        "--ref-min",
+        type=finite_float,
+        default=None,
+        help="reference score of a random policy (0 normalized), overriding the dataset's",
+    )
+    run.add_argument(
+        "--ref-max",
+        type=finite_float,
+        default=None,
+        help="reference score of an expert (100 normalized), overriding the dataset's",
     )
     run.add_argument("--out", default=None, help="default: results/<dataset id>")
     run.add_argument("--work-dir", default="runs")
@@ -216,9 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report", help="tables, statistics and figures of a benchmark suite, from its records"
     )
-    report.add_argument("--suite", required=True, help="the suite `iwbc bench --suite` ran")
+    report.add_argument(
+        "--suite", required=True, help="the suite (name or .toml path) `iwbc bench --suite` ran"
+    )
     report.add_argument("--results", default="results", help="reads RESULTS/<suite>/records")
-    report.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the CIs")
+    report.add_argument(
+        "--reps", type=positive_int, default=2000, help="bootstrap resamples of the CIs"
+    )
     report.set_defaults(func=_report)
 
     bench = commands.add_parser(
@@ -229,9 +317,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--results", default="results", help="records go to RESULTS/<suite>/")
     bench.add_argument("--work-dir", default="runs", help="checkpoints and cached evaluations")
     bench.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
-    bench.add_argument("--only-datasets", default=None, help="comma-separated subset")
-    bench.add_argument("--only-methods", default=None, help="comma-separated subset")
-    bench.add_argument("--num-cpus", type=int, default=None, help="local Ray instance's CPUs")
+    bench.add_argument(
+        "--only-datasets", type=name_list, default=None, help="comma-separated subset"
+    )
+    bench.add_argument(
+        "--only-methods", type=name_list, default=None, help="comma-separated subset"
+    )
+    bench.add_argument(
+        "--num-cpus", type=positive_int, default=None, help="local Ray instance's CPUs"
+    )
     bench.add_argument("--address", default=None, help="Ray cluster address (default: local)")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
     bench.set_defaults(func=_bench)
@@ -249,25 +343,92 @@ def build_parser() -> argparse.ArgumentParser:
     scripted = data_commands.add_parser(
         "scripted", help="make the mixed-quality InvertedDoublePendulum dataset"
     )
-    scripted.add_argument("--dataset", default=None)
-    scripted.add_argument("--episodes", type=int, default=200)
-    scripted.add_argument("--seed", type=int, default=0)
+    scripted.add_argument("--dataset", type=dataset_id, default=None)
+    scripted.add_argument("--episodes", type=positive_int, default=200)
+    scripted.add_argument("--seed", type=nonnegative_int, default=0)
     scripted.add_argument("--root", default=None)
     scripted.add_argument("--overwrite", action="store_true")
     scripted.set_defaults(func=_data_scripted)
     add_generate_parser(data_commands)
     add_data_parsers(data_commands)
+    _add_debug(parser, top=True)
     return parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """Parse errors as UserErrors, printed in one line like any other mistake (argparse would
+    print the usage and exit), phrased ``--flag must be ...`` for the option checks."""
+
+    def error(self, message: str) -> NoReturn:
+        match = re.fullmatch(r"argument ([^:]+): (.*)", message, flags=re.DOTALL)
+        if match is None:
+            raise UserError(message)
+        separator = " " if match[2].startswith("must ") else ": "
+        raise UserError(f"{match[1]}{separator}{match[2]}")
+
+
+def _add_debug(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``--debug`` on the command and every subcommand, so it may come anywhere in the line."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                _add_debug(subparser, top=False)
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        # A subcommand without the flag must not reset the top level's.
+        default=False if top else argparse.SUPPRESS,
+        help="show the traceback of an error",
+    )
+
+
+def _describe(error: Exception) -> str:
+    """One line for a user's error; an OSError as what happened and to which path."""
+    if not isinstance(error, OSError) or error.errno is None:
+        return one_line(error)
+    where = error.filename if error.filename2 is None else f"{error.filename} → {error.filename2}"
+    if error.errno == errno.ENOSPC:
+        written = "" if where is None else f" while writing {where}"
+        return f"no space left on device{written}; free some space and run the same command again"
+    what = {errno.EACCES: "permission denied", errno.EPERM: "permission denied"}.get(
+        error.errno, one_line(error.strerror or error).lower()
+    )
+    return what if where is None else f"{what}: {where}"
+
+
+def _kept(args: argparse.Namespace | None) -> str:
+    """What an interrupted command keeps, and how to resume it."""
+    command = None if args is None else (args.command, getattr(args, "data_command", None))
+    resume = "run the same command again to resume"
+    if command == ("run", None):
+        return f"; finished runs and checkpoints are kept under {args.work_dir}; {resume}"
+    if command in (("bench", None), ("demo", None)):
+        suite = _suite_name(args.suite) if command[0] == "bench" else "demo"
+        return (
+            f"; finished runs are kept under {records_dir(suite, args.results)} and "
+            f"checkpoints under {args.work_dir}; {resume}"
+        )
+    if command == ("data", "generate"):
+        return f"; the behaviour policies' checkpoints are kept under {args.work_dir}; {resume}"
+    return ""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``iwbc`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Entry point of the ``iwbc`` console script: 0 done, 1 some benchmark runs failed, 2 a
+    user's error (one line), 130 interrupted; a bug raises with its traceback."""
+    args = None
     try:
+        args = build_parser().parse_args(argv)
+        for name in _FOLDER_OPTIONS:
+            check_directory(getattr(args, name, None), f"--{name.replace('_', '-')}")
         return args.func(args) or 0
-    except (DatasetError, ValueError, OSError, NotImplementedError) as error:
-        print(f"iwbc: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"iwbc: interrupted{_kept(args)}", file=sys.stderr)
+        return 130
+    except (UserError, OSError) as error:
+        if args is not None and args.debug:
+            traceback.print_exc()
+        print(f"iwbc: error: {_describe(error)}", file=sys.stderr)
         return 2
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from iwbc.envs import SPECS, get_spec, make_engine, resolve_engine, rollout_returns
 from iwbc.envs.rollout import require_mjx
+from iwbc.errors import UserError
 from iwbc.policies import GaussianPolicy, check_policy_params, policy_mean_action
 
 EVAL_SEED_BASE = 1_000_000
@@ -25,7 +26,7 @@ EVAL_SEED_BASE = 1_000_000
 def evaluation_seeds(num_episodes: int, base: int = EVAL_SEED_BASE) -> np.ndarray:
     """The fixed reset seeds of an evaluation of ``num_episodes`` episodes."""
     if num_episodes <= 0:
-        raise ValueError(f"num_episodes must be positive, got {num_episodes}")
+        raise UserError(f"num_episodes must be positive, got {num_episodes}")
     return base + np.arange(num_episodes)
 
 
@@ -43,7 +44,7 @@ def _env_dimensions(env_id: str, engine: str) -> tuple[int, int]:
 def _check_dimensions(env_id: str, engine: str, observation_dim: int, action_dim: int) -> None:
     obs_dim, act_dim = _env_dimensions(env_id, engine)
     if obs_dim != observation_dim or act_dim != action_dim:
-        raise ValueError(
+        raise UserError(
             f"the policy maps {observation_dim}-dim observations to {action_dim}-dim actions "
             f"but {env_id} has {obs_dim}-dim observations and {act_dim}-dim "
             "actions; evaluate on the environment the dataset was collected in"

@@ -54,9 +54,11 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         method_names(self.methods)
         if not self.seeds:
-            raise ValueError("at least one training seed is needed")
+            raise UserError("at least one training seed is needed")
+        if self.eval_episodes < 1:
+            raise UserError(f"eval_episodes must be at least 1, got {self.eval_episodes}")
         if self.algorithm_steps is not None and self.algorithm_steps <= 0:
-            raise ValueError(f"algorithm_steps must be positive, got {self.algorithm_steps}")
+            raise UserError(f"algorithm_steps must be positive, got {self.algorithm_steps}")
 
     def fingerprint(self, dataset_id: str) -> str:
         """A short hash naming the records directory of this configuration on this dataset."""
@@ -112,7 +114,8 @@ def run_experiment(
     if summary.failed:
         # A unit's error is one line with the path of its traceback, so it is reported as one.
         raise UserError(
-            f"{summary.failed} of {summary.total} runs failed, e.g. {summary.errors[0]}"
+            f"{summary.failed} of {summary.total} runs failed, e.g. {summary.errors[0]}; fix the "
+            "cause and run the same command again (finished runs are kept)"
         )
     scores = []
     for method in config.methods:
@@ -245,7 +248,10 @@ def method_names(names: Sequence[str] | str) -> tuple[str, ...]:
     known = (*METHODS, *ALGORITHMS)
     unknown = [name for name in cleaned if name not in known]
     if unknown:
-        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+        raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     if not cleaned:
-        raise ValueError(f"no methods given; choose from {', '.join(known)}")
+        raise UserError(f"no methods given; choose from {', '.join(known)}")
+    twice = sorted({name for name in cleaned if cleaned.count(name) > 1})
+    if twice:
+        raise UserError(f"method(s) {', '.join(twice)} listed twice; list each method once")
     return cleaned

@@ -22,6 +22,7 @@ import numpy as np
 
 from iwbc.data import EpisodeData, quality_scores, stratified_top, top_fraction
 from iwbc.data.statistics import normalization_stats
+from iwbc.errors import UserError
 from iwbc.policies import GaussianPolicy
 from iwbc.sampling import DeviceEpisodes
 from iwbc.train import LossName, StageConfig, init_policy_params, init_train_state, train_stage
@@ -79,6 +80,21 @@ class PipelineConfig:
     chunk_size: int = 500
     standardize_observations: bool = True
 
+    def __post_init__(self) -> None:
+        dims = self.hidden_dims
+        if not dims or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+            raise UserError(f"hidden_dims must be a non-empty list of integers, got {dims!r}")
+        if min(dims) < 1:
+            raise UserError(f"hidden_dims must be positive layer widths, got {dims!r}")
+        if not self.percentiles or not all(0.0 <= p <= 100.0 for p in self.percentiles):
+            raise UserError(
+                f"percentiles must be a non-empty list in [0, 100], got {self.percentiles!r}"
+            )
+        if not 0.0 < self.top_fraction <= 1.0:
+            raise UserError(f"top_fraction must be in (0, 1], got {self.top_fraction}")
+        if self.chunk_size < 1:
+            raise UserError(f"chunk_size must be at least 1, got {self.chunk_size}")
+
     def policy(self, action_dim: int) -> GaussianPolicy:
         """The policy network every method of the pipeline trains."""
         return GaussianPolicy(
@@ -116,9 +132,7 @@ def resolve_methods(names: Sequence[str]) -> list[Method]:
     """Look up method names, with a one-line error listing the known ones."""
     unknown = [n for n in names if n not in METHODS]
     if unknown:
-        raise ValueError(
-            f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}"
-        )
+        raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
     return [METHODS[n] for n in names]
 
 

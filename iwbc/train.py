@@ -26,7 +26,7 @@ import optax
 from tqdm.auto import tqdm
 
 from iwbc import losses
-from iwbc.errors import TrainingDiverged
+from iwbc.errors import TrainingDiverged, UserError
 from iwbc.files import write_atomic
 from iwbc.losses import WEIGHTINGS, Weighting
 from iwbc.policies import GaussianPolicy, policy_log_prob, with_statistics
@@ -56,7 +56,8 @@ class StageConfig:
     warmup_steps: int | None = None
     temperature: float = 10.0
     normalize: bool = True
-    # q_iw ← ema_decay · q_iw + (1 − ema_decay) · θ, every step before the loss.
+    # q_iw ← ema_decay · q_iw + (1 − ema_decay) · θ, every step before the loss. Below 1: at 1
+    # q_iw stays at its start (q_ref in the pipeline), all weights are equal and iw-BC is BC.
     ema_decay: float = 0.9
     # Steps per sampled episode (a random window); None uses whole episodes.
     window: int | None = None
@@ -70,25 +71,25 @@ class StageConfig:
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+            raise UserError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if self.steps <= 0 or self.batch_size <= 0:
-            raise ValueError("steps and batch_size must be positive")
+            raise UserError("steps and batch_size must be positive")
         for name in ("learning_rate", "temperature"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {value}")
+                raise UserError(f"{name} must be a positive finite number, got {value}")
         if self.warmup_steps is not None and not 0 <= self.warmup_steps < self.steps:
-            raise ValueError(f"warmup_steps must be in [0, steps={self.steps})")
-        if not 0.0 <= self.ema_decay <= 1.0:
-            raise ValueError(f"ema_decay must be in [0, 1], got {self.ema_decay}")
+            raise UserError(f"warmup_steps must be in [0, steps={self.steps})")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise UserError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.window is not None and self.window <= 0:
-            raise ValueError("window must be a positive number of steps or None")
+            raise UserError("window must be a positive number of steps or None")
         if self.weighting not in WEIGHTINGS:
-            raise ValueError(
+            raise UserError(
                 f"unknown weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}"
             )
         if self.refresh_every <= 0:
-            raise ValueError(
+            raise UserError(
                 f"refresh_every must be a positive step count, got {self.refresh_every}"
             )
 
@@ -372,13 +373,13 @@ def _load_checkpoint(path: Path, template: Any) -> tuple[Any, list[dict]]:
         state = flax.serialization.from_state_dict(template, payload["state"])
         history = json.loads(payload["history"])
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(
+        raise UserError(
             f"checkpoint {path} is unreadable ({type(error).__name__}); delete it to start over"
         ) from error
     expected = [np.shape(leaf) for leaf in jax.tree.leaves(template)]
     found = [np.shape(leaf) for leaf in jax.tree.leaves(state)]
     if expected != found:
-        raise ValueError(
+        raise UserError(
             f"checkpoint {path} was written for other seeds or another network; "
             "delete it or use another checkpoint path"
         )

@@ -15,6 +15,7 @@ from iwbc.envs import (
     make_engine,
     rollout_returns,
 )
+from iwbc.errors import UserError
 from iwbc.evaluate import evaluate_actor
 
 
@@ -141,11 +142,11 @@ def test_mjx_engine_without_mjx_names_the_extra(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name: None if name == "mujoco.mjx" else find_spec(name)
     )
-    with pytest.raises(NotImplementedError, match=r"pip install 'iwbc\[mjx\]'"):
+    with pytest.raises(UserError, match=r"pip install 'iwbc\[mjx\]'"):
         make_engine("Hopper-v5", 2, engine="mjx")
     spec = get_spec("Hopper-v5")
     params = jnp.zeros((1, spec.obs_dim, 3))
-    with pytest.raises(NotImplementedError, match=r"pip install 'iwbc\[mjx\]'"):
+    with pytest.raises(UserError, match=r"pip install 'iwbc\[mjx\]'"):
         evaluate_actor(
             lambda p, obs: obs @ p,
             params,

@@ -22,6 +22,7 @@ from iwbc.algos.common import (
     MLP,
     DoubleCritic,
     TransitionBatch,
+    check_config,
     optimizer_step,
     soft_update,
     stack_seeds,
@@ -51,6 +52,9 @@ class AWACConfig:
     # States normalized with the dataset's mean and std, rewards left as they are (both
     # applied to the data by iwbc.algos.common.prepare_data).
     normalize_states: bool = True
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
 
 class GaussianActor(nn.Module):

@@ -8,7 +8,9 @@ resident on the device and every batch sampled there.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,35 @@ import optax
 
 from iwbc.data.episodes import Transitions
 from iwbc.data.statistics import normalization_stats
+from iwbc.errors import UserError
 from iwbc.policies import LOG_2PI
 from iwbc.train import run_chunks
 
 LOG_2 = float(np.log(2.0))
+
+
+def check_config(config: Any) -> None:
+    """Refuse, in one line, a config no run could use (a suite typo or a CLI value), before the
+    run starts: counts below 1, non-finite numbers, learning rates ≤ 0, a discount outside
+    [0, 1], a Polyak rate outside (0, 1], empty or non-positive hidden layers."""
+    name = type(config).__name__
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name == "hidden_dims":
+            if not value or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in value
+            ):
+                raise UserError(f"{name}.hidden_dims must be positive layer widths, got {value!r}")
+        elif field.type == "int" and value < 1:
+            raise UserError(f"{name}.{field.name} must be an integer ≥ 1, got {value!r}")
+        elif field.type == "float" and not math.isfinite(value):
+            raise UserError(f"{name}.{field.name} must be a finite number, got {value!r}")
+        elif field.name.endswith(("_lr", "learning_rate")) and value <= 0:
+            raise UserError(f"{name}.{field.name} must be > 0, got {value!r}")
+    if not 0.0 <= config.discount <= 1.0:
+        raise UserError(f"{name}.discount must be in [0, 1], got {config.discount!r}")
+    if not 0.0 < config.tau <= 1.0:
+        raise UserError(f"{name}.tau must be in (0, 1], got {config.tau!r}")
 
 
 class TransitionBatch(flax.struct.PyTreeNode):
@@ -59,7 +86,7 @@ def _check_transitions(transitions: Transitions) -> int:
         if np.ndim(getattr(transitions, name)) != 1:
             raise ValueError(f"{name} must be 1-D [N], got {np.shape(getattr(transitions, name))}")
     if count == 0:
-        raise ValueError("no transitions to train on: the dataset is empty")
+        raise UserError("no transitions to train on: the dataset is empty")
     return count
 
 
@@ -78,7 +105,7 @@ def locomotion_reward_scale(transitions: Transitions, max_episode_steps: int = 1
     returns = episode_returns(transitions.rewards, ends)
     spread = float(returns.max() - returns.min())
     if spread <= 0.0:
-        raise ValueError("all episodes have the same return; reward scaling is undefined")
+        raise UserError("all episodes have the same return; reward scaling is undefined")
     return max_episode_steps / spread
 
 

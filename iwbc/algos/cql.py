@@ -25,6 +25,7 @@ from flax.typing import Initializer
 
 from iwbc.algos.common import (
     TransitionBatch,
+    check_config,
     optimizer_step,
     soft_update,
     stack_seeds,
@@ -67,6 +68,9 @@ class CQLConfig:
     # States normalized with the dataset's mean and std, rewards left as they are (both
     # applied to the data by iwbc.algos.common.prepare_data).
     normalize_states: bool = True
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
 
 def one_at_a_time(initializer: Initializer) -> Initializer:

@@ -21,6 +21,7 @@ from iwbc.algos.common import (
     DoubleCritic,
     TransitionBatch,
     ValueNet,
+    check_config,
     optimizer_step,
     soft_update,
     stack_seeds,
@@ -55,6 +56,9 @@ class IQLConfig:
     # to the data by iwbc.algos.common.prepare_data.
     normalize_states: bool = True
     normalize_rewards: bool = True
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
 
 def expectile_loss(diff: jax.Array, expectile: float) -> jax.Array:

@@ -18,13 +18,14 @@ import numpy as np
 from iwbc.algos import ALGORITHMS
 from iwbc.algos.common import prepare_data, train_agent
 from iwbc.data.episodes import Transitions
+from iwbc.errors import UserError
 from iwbc.evaluate import EVAL_SEED_BASE, evaluate_actor
 
 
 def algorithm_classes(name: str) -> tuple[type, type]:
     """(agent class, config class) of ``name``, or a one-line error listing the known names."""
     if name not in ALGORITHMS:
-        raise ValueError(
+        raise UserError(
             f"unknown offline-RL algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}"
         )
     return ALGORITHMS[name]

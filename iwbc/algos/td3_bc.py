@@ -21,6 +21,7 @@ from iwbc.algos.common import (
     DeterministicActor,
     DoubleCritic,
     TransitionBatch,
+    check_config,
     optimizer_step,
     soft_update,
     stack_seeds,
@@ -50,6 +51,9 @@ class TD3BCConfig:
     # States normalized with the dataset's mean and std, rewards left as they are (both
     # applied to the data by iwbc.algos.common.prepare_data).
     normalize_states: bool = True
+
+    def __post_init__(self) -> None:
+        check_config(self)
 
 
 def critic_target(

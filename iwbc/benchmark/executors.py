@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from iwbc.benchmark.units import UnitContext, UnitOutcome, WorkUnit, execute_unit, record_failure
+from iwbc.errors import UserError
 
 EXECUTORS = ("local", "ray")
 
@@ -41,7 +42,7 @@ def run_ray(
     try:
         import ray
     except ImportError as error:
-        raise ValueError(
+        raise UserError(
             "the ray executor needs Ray: pip install 'iwbc[ray]' (or use --executor local)"
         ) from error
     started_here = not ray.is_initialized()

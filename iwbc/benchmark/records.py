@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from iwbc.errors import UserError
+
 SCHEMA = 1
 # Keys every record has; a failed run has null curve, final and best.
 RECORD_KEYS = (
@@ -63,12 +65,12 @@ def record_fingerprint(record: Mapping[str, Any]) -> str:
 
 
 def check_record(record: Mapping[str, Any], source: str = "record") -> None:
-    """One-line ValueError unless ``record`` has the schema's keys and a known status."""
+    """One-line UserError unless ``record`` has the schema's keys and a known status."""
     missing = [key for key in RECORD_KEYS if key not in record]
     if missing:
-        raise ValueError(f"{source} lacks {', '.join(missing)}; delete it to rerun that run")
+        raise UserError(f"{source} lacks {', '.join(missing)}; delete it to rerun that run")
     if record["schema"] != SCHEMA or record["status"] not in STATUSES:
-        raise ValueError(
+        raise UserError(
             f"{source} has schema {record['schema']!r} and status {record['status']!r}; "
             f"expected schema {SCHEMA} and a status in {', '.join(STATUSES)}"
         )
@@ -82,7 +84,7 @@ def read_record(path: str | Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"record {path} is unreadable ({error}); delete it to rerun") from error
+        raise UserError(f"record {path} is unreadable ({error}); delete it to rerun") from error
     check_record(record, f"record {path}")
     return record
 

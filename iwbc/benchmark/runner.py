@@ -24,6 +24,7 @@ from iwbc.benchmark.suites import Suite
 from iwbc.benchmark.units import UnitContext, UnitOutcome, WorkUnit, execute_unit
 from iwbc.data import OfflineDataset, list_datasets
 from iwbc.data.scripted import generate_mixed_dataset
+from iwbc.errors import UserError
 from iwbc.files import file_lock
 
 
@@ -89,7 +90,7 @@ def select(
             continue
         unknown = [name for name in only if name not in available]
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"{kind}(s) {', '.join(unknown)} not in suite {suite.name}; "
                 f"it has: {', '.join(available)}"
             )
@@ -162,7 +163,7 @@ def run_suite(
     instead of loading it.
     """
     if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+        raise UserError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
     units, total, finished = plan(
         suite, records_dir, only_datasets=only_datasets, only_methods=only_methods
     )

@@ -6,7 +6,7 @@ offline-RL baselines of :mod:`iwbc.algos`), training seeds and evaluation protoc
 budgets: ``[bc_family]`` (with ``[bc_family.pretrain]`` and ``[bc_family.finetune]`` overriding
 :class:`iwbc.train.StageConfig`) and ``[offline_rl]`` (keys shared by every algorithm's config,
 and ``[offline_rl.<algo>]`` for one). ``[scripted.<id>]`` marks a dataset the runner makes
-locally when it is missing. Every mistake is a one-line ValueError naming the key and what is
+locally when it is missing. Every mistake is a one-line UserError naming the key and what is
 allowed, so a typo never silently runs defaults.
 """
 
@@ -24,6 +24,7 @@ from iwbc.algos import ALGORITHMS
 from iwbc.benchmark.records import config_fingerprint
 from iwbc.data.statistics import STD_EPSILON
 from iwbc.envs.rollout import ENGINES
+from iwbc.errors import UserError
 from iwbc.evaluate import EVAL_SEED_BASE
 from iwbc.methods import METHODS, PipelineConfig
 from iwbc.train import StageConfig
@@ -185,16 +186,16 @@ def load_suite(name_or_path: str | Path, directory: str | Path = SUITES_DIR) -> 
         path = Path(directory) / f"{name_or_path}.toml"
         if not path.is_file():
             known = ", ".join(available_suites(directory)) or "none"
-            raise ValueError(
+            raise UserError(
                 f"unknown suite {str(name_or_path)!r}; available suites: {known} "
                 "(or pass a path to a .toml file)"
             )
     try:
         table = tomllib.loads(path.read_text())
     except OSError as error:
-        raise ValueError(f"cannot read suite file {path}: {error.strerror}") from error
+        raise UserError(f"cannot read suite file {path}: {error.strerror}") from error
     except tomllib.TOMLDecodeError as error:
-        raise ValueError(f"suite file {path} is not valid TOML: {error}") from error
+        raise UserError(f"suite file {path} is not valid TOML: {error}") from error
     return parse_suite(path.stem, table, where=str(path))
 
 
@@ -203,13 +204,13 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
     _check_keys(table, _TOP_KEYS, where, "the top level")
     for key in ("datasets", "methods", "seeds"):
         if key not in table:
-            raise ValueError(f"{where}: missing key {key!r} at the top level")
+            raise UserError(f"{where}: missing key {key!r} at the top level")
     datasets = _string_list(table["datasets"], where, "datasets")
     methods = _string_list(table["methods"], where, "methods")
     known = (*METHODS, *ALGORITHMS)
     unknown = [m for m in methods if m not in known]
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"{where}: unknown method(s) {', '.join(unknown)}; available: {', '.join(known)}"
         )
     seeds = table["seeds"]
@@ -219,15 +220,15 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
         or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
         or len(set(seeds)) != len(seeds)
     ):
-        raise ValueError(f"{where}: 'seeds' must be a non-empty list of distinct integers ≥ 0")
+        raise UserError(f"{where}: 'seeds' must be a non-empty list of distinct integers ≥ 0")
     engine = table.get("engine", "auto")
     if engine not in ENGINES:
-        raise ValueError(f"{where}: unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        raise UserError(f"{where}: unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
 
     scripted = []
     for dataset, options in _table(table, "scripted", where).items():
         if dataset not in datasets:
-            raise ValueError(f"{where}: [scripted.{dataset!r}] is not one of the suite's datasets")
+            raise UserError(f"{where}: [scripted.{dataset!r}] is not one of the suite's datasets")
         options = _section(options, f"scripted.{dataset!r}", where)
         _check_keys(options, ("episodes", "seed"), where, f"[scripted.{dataset!r}]")
         scripted.append(ScriptedDataset(dataset, **_positive_ints(options, where)))
@@ -309,7 +310,7 @@ def _check_types(cls: type, values: Mapping[str, Any], where: str, scope: str) -
     for key, value in values.items():
         if not _type_matches(value, defaults.get(key)):
             expected = type(defaults[key]).__name__
-            raise ValueError(f"{where}: {key} in {scope} must be of type {expected}, got {value!r}")
+            raise UserError(f"{where}: {key} in {scope} must be of type {expected}, got {value!r}")
 
 
 def _type_matches(value: Any, default: Any) -> bool:
@@ -335,7 +336,7 @@ def _build(where: str, scope: str, make: Any) -> Any:
     try:
         return make()
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{where}: bad value in {scope}: {error}") from error
+        raise UserError(f"{where}: bad value in {scope}: {error}") from error
 
 
 def _convert(value: Any) -> Any:
@@ -346,7 +347,7 @@ def _convert(value: Any) -> Any:
 def _check_keys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str, scope: str) -> None:
     unknown = [key for key in table if key not in allowed]
     if unknown:
-        raise ValueError(
+        raise UserError(
             f"{where}: unknown key {unknown[0]!r} in {scope}; known keys: {', '.join(allowed)}"
         )
 
@@ -357,22 +358,23 @@ def _table(table: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
 
 def _section(value: Any, name: str, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ValueError(f"{where}: {name} must be a table ([{name}])")
+        raise UserError(f"{where}: {name} must be a table ([{name}])")
     return value
 
 
 def _string_list(value: Any, where: str, key: str) -> list[str]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"{where}: {key!r} must be a non-empty list of strings")
-    if len(set(value)) != len(value):
-        raise ValueError(f"{where}: {key!r} lists an entry twice")
+        raise UserError(f"{where}: {key!r} must be a non-empty list of strings")
+    twice = sorted({v for v in value if value.count(v) > 1})
+    if twice:
+        raise UserError(f"{where}: {key!r} lists {', '.join(twice)} twice; list each once")
     return value
 
 
 def _check_int(value: Any, where: str, what: str, *, minimum: bool) -> None:
     low = 1 if minimum else 0
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{where}: {what} must be an integer ≥ {low}, got {value!r}")
+        raise UserError(f"{where}: {what} must be an integer ≥ {low}, got {value!r}")
 
 
 def _positive_ints(options: Mapping[str, Any], where: str) -> dict[str, int]:

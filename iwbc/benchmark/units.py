@@ -37,7 +37,7 @@ from iwbc.benchmark.records import SCHEMA, config_fingerprint, is_finished, reco
 from iwbc.benchmark.suites import Suite
 from iwbc.data import OfflineDataset, load_dataset, normalized_score
 from iwbc.data.errors import one_line
-from iwbc.errors import TrainingDiverged
+from iwbc.errors import TrainingDiverged, UserError
 from iwbc.evaluate import evaluate_policies
 from iwbc.files import file_lock, write_atomic, write_json_atomic
 from iwbc.machine import machine_record
@@ -180,7 +180,7 @@ def run_unit(
     started = time.perf_counter()
     suite = context.suite
     if dataset.env_id is None:
-        raise ValueError(f"dataset {dataset.id} records no environment, so it cannot be evaluated")
+        raise UserError(f"dataset {dataset.id} records no environment, so it cannot be evaluated")
     directory = unit_directory(context, unit)
     directory.mkdir(parents=True, exist_ok=True)
     if suite.is_offline_rl(unit.method):
@@ -326,7 +326,7 @@ def _bc_family(
         state = train_until(step)
         reached = int(np.asarray(state.step)[0])
         if reached != step:
-            raise ValueError(
+            raise UserError(
                 f"checkpoint in {directory} is at step {reached}, past {step}; delete it to rerun"
             )
         return state.params
@@ -400,7 +400,7 @@ def _snapshot(train_until: Callable[[int], Any], target: int, path: Path, direct
     state = train_until(target)
     reached = int(np.asarray(state.step)[0])
     if reached != target:
-        raise ValueError(
+        raise UserError(
             f"shared checkpoint in {directory} is at step {reached} without a snapshot at "
             f"step {target}; delete {directory} to rerun"
         )

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from iwbc.data.d4rl import TASKS
+from iwbc.errors import UserError
+from iwbc.options import nonnegative_int, positive_int
 
 
 def _import_d4rl(args: argparse.Namespace) -> None:
     from iwbc.data.d4rl import import_d4rl
 
+    if not Path(args.file).is_file():
+        raise UserError(f"{args.file} is not a file; pass the path of a D4RL .hdf5 file")
     result = import_d4rl(
         args.file, name=args.name, env=args.env, root=args.root, overwrite=args.overwrite
     )
@@ -22,8 +27,10 @@ def _import_d4rl(args: argparse.Namespace) -> None:
 
 
 def _minari_tiers(args: argparse.Namespace) -> None:
-    from iwbc.data.minari_tiers import prepare_namespace
+    from iwbc.data.minari_tiers import prepare_namespace, resolve_namespace
 
+    for name in args.namespaces:
+        resolve_namespace(name)
     for name in args.namespaces:
         result = prepare_namespace(
             name,
@@ -63,8 +70,8 @@ def add_data_parsers(commands: argparse._SubParsersAction) -> None:
     )
     tiers.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
     tiers.add_argument("--download", action="store_true", help="fetch missing tiers from Minari")
-    tiers.add_argument("--episodes", type=int, default=100, help="uniform-random episodes")
-    tiers.add_argument("--seed", type=int, default=0, help="seed of the random actions")
+    tiers.add_argument("--episodes", type=positive_int, default=100, help="uniform-random episodes")
+    tiers.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random actions")
     tiers.add_argument(
         "--overwrite", action="store_true", help="recompute the scores, rewrite medium-expert"
     )

@@ -154,7 +154,7 @@ def _not_local_message(dataset_id: str) -> str:
     listing = ", ".join(local) if local else "none"
     return (
         f"dataset '{dataset_id}' is not in the local Minari root {get_dataset_path()} "
-        f"(local datasets: {listing}); pass download=True (CLI: --download) to fetch it, "
+        f"(local datasets: {listing}); pass --download (download=True from Python) to fetch it, "
         "or fix the id or root"
     )
 
@@ -184,7 +184,7 @@ def _open(dataset_id: str) -> minari.MinariDataset:
         raise DatasetError(
             f"dataset '{dataset_id}' at {path} cannot be opened ({one_line(err)}); its metadata "
             f"is corrupt or from an unsupported Minari version: regenerate it, or delete {path} "
-            "and re-download it with download=True"
+            "and re-download it with --download (download=True from Python)"
         ) from err
 
 
@@ -236,7 +236,7 @@ def _check_env_shapes(
             raise DatasetError(
                 f"dataset '{dataset.id}' has {kind} shape {ours} but its env {spec.id} has "
                 f"{kind} shape {theirs}; the data was recorded for another env version or "
-                "config: use a matching dataset, or pass check_env=False to skip this check"
+                "config: use a matching dataset (from Python, check_env=False skips this check)"
             )
 
 
@@ -264,7 +264,8 @@ def _read_episodes(dataset: minari.MinariDataset) -> EpisodeData:
         raise DatasetError(
             f"dataset '{dataset.id}': cannot read {file} ({one_line(err)}); the file is "
             f"corrupted or truncated: regenerate the dataset, or delete "
-            f"{get_dataset_path(dataset.id)} and re-download it with download=True"
+            f"{get_dataset_path(dataset.id)} and re-download it with --download (download=True "
+            "from Python)"
         ) from err
     try:
         return stack_episodes(**fields)

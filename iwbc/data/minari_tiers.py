@@ -35,6 +35,7 @@ from iwbc.data.minari_io import load_dataset, minari_root
 from iwbc.data.minari_write import dataset_exists, write_dataset
 from iwbc.data.reference_cache import cached_entry, store_reference_scores
 from iwbc.envs import SPECS, rollout_returns
+from iwbc.errors import UserError
 
 # The generator's reset seeds and action-stream tag for reference episodes
 # (iwbc.datagen.generate.REFERENCE_SEED_BASE and its "reference-random" tag); a test checks
@@ -64,7 +65,7 @@ def uniform_random_return(env_id: str, episodes: int = 100, seed: int = 0) -> fl
     action bounds from one stream, as ``iwbc.datagen.generate.reference_scores`` does.
     """
     if episodes < 1:
-        raise ValueError(f"episodes must be at least 1, got {episodes}")
+        raise UserError(f"episodes must be at least 1, got {episodes}")
     engine = "batch" if env_id in SPECS else "gymnasium"
     rng = np.random.default_rng([seed, _RANDOM_TAG])
     if env_id in SPECS:

@@ -8,6 +8,7 @@ import numpy as np
 
 from iwbc.data.episodes import OfflineDataset
 from iwbc.data.errors import DatasetError
+from iwbc.errors import UserError
 
 
 def normalized_score(
@@ -18,7 +19,7 @@ def normalized_score(
     Equals 100 * minari.get_normalized_score; returned as float64 with the shape of `returns`.
     """
     if not (np.isfinite(ref_min) and np.isfinite(ref_max)) or ref_max == ref_min:
-        raise ValueError(
+        raise UserError(
             f"ref_min and ref_max must be finite and differ, got ref_min={ref_min}, "
             f"ref_max={ref_max}"
         )
@@ -39,7 +40,7 @@ def dataset_normalized_score(
     if low is None or high is None:
         raise DatasetError(
             f"dataset {dataset.id} has no ref_min_score/ref_max_score in its metadata; pass "
-            "ref_min=... and ref_max=..., or for Minari's mujoco/<task> datasets run "
-            "`iwbc data minari-tiers mujoco/<task>` once"
+            "--ref-min and --ref-max (ref_min=/ref_max= from Python), or for Minari's "
+            "mujoco/<task> datasets run `iwbc data minari-tiers mujoco/<task>` once"
         )
     return normalized_score(returns, low, high)

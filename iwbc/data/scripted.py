@@ -192,7 +192,8 @@ def generate_mixed_dataset(
     """
     if dataset_exists(dataset_id, root) and not overwrite:
         raise FileExistsError(
-            f"Minari dataset {dataset_id!r} already exists; pass overwrite=True to replace it."
+            f"Minari dataset {dataset_id!r} already exists; pass --overwrite (overwrite=True "
+            "from Python) to replace it"
         )
     ref_min, ref_max = reference_scores()
     write_dataset(

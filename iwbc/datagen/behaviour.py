@@ -32,6 +32,7 @@ from iwbc.datagen.sac import (
     sample_actions,
 )
 from iwbc.envs import BatchEngine, get_spec, rollout_returns
+from iwbc.errors import UserError
 from iwbc.files import write_atomic
 
 # Reset seeds of the periodic evaluations: fixed, and apart from the training episodes' seeds.
@@ -58,13 +59,13 @@ class BehaviourConfig:
 
     def __post_init__(self) -> None:
         if self.update_every % self.num_envs:
-            raise ValueError(
+            raise UserError(
                 f"update_every ({self.update_every}) must be a multiple of num_envs "
                 f"({self.num_envs})"
             )
         for name in ("eval_every", "checkpoint_every", "env_steps"):
             if getattr(self, name) % self.update_every:
-                raise ValueError(
+                raise UserError(
                     f"{name} ({getattr(self, name)}) must be a multiple of update_every "
                     f"({self.update_every})"
                 )

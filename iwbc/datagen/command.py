@@ -18,7 +18,9 @@ from iwbc.datagen.generate import (
     resolve_preset,
     resolve_task,
 )
+from iwbc.errors import UserError
 from iwbc.machine import machine_record
+from iwbc.options import check_writable, name_list, nonnegative_int, positive_int
 
 
 def summary_markdown(results: list[GenerationResult], preset: str, command: str) -> str:
@@ -82,6 +84,11 @@ def _preset(args: argparse.Namespace, task: str) -> Preset:
     preset = resolve_preset(args.preset, task)
     behaviour = preset.behaviour
     if args.env_steps is not None:
+        if args.env_steps % behaviour.update_every:
+            raise UserError(
+                f"--env-steps must be a multiple of {behaviour.update_every} (the {args.preset} "
+                f"preset's SAC update interval), got {args.env_steps}"
+            )
         behaviour = dataclasses.replace(
             behaviour,
             env_steps=args.env_steps,
@@ -100,7 +107,15 @@ def _generate(args: argparse.Namespace) -> None:
     for task in args.envs:
         resolve_task(task)
     presets = {task: _preset(args, task) for task in args.envs}
-    tiers = tuple(t.strip() for t in args.tiers.split(",")) if args.tiers else TIERS
+    tiers = args.tiers or TIERS
+    unknown = [tier for tier in tiers if tier not in TIERS]
+    if unknown:
+        raise UserError(
+            f"--tiers: unknown tier(s) {', '.join(unknown)}; available: {', '.join(TIERS)}"
+        )
+    check_writable(args.work_dir, "--work-dir")
+    if args.report:
+        check_writable(Path(args.report).parent, "--report")
     command = "iwbc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     results = []
     for task in args.envs:
@@ -124,7 +139,6 @@ def _generate(args: argparse.Namespace) -> None:
             )
     if args.report:
         report = Path(args.report)
-        report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(summary_markdown(results, args.preset, command))
         print(f"wrote {report}")
 
@@ -136,14 +150,18 @@ def add_generate_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("envs", nargs="+", metavar="ENV", help=f"from {', '.join(TASKS)}")
     parser.add_argument("--preset", default="quick", help=f"from {', '.join(PRESETS)}")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tiers", default=None, help=f"comma-separated, default {','.join(TIERS)}")
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
+    parser.add_argument(
+        "--tiers", type=name_list, default=None, help=f"comma-separated, default {','.join(TIERS)}"
+    )
     parser.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
     parser.add_argument("--work-dir", default="runs/datagen", help="SAC checkpoints, manifests")
     parser.add_argument("--overwrite", action="store_true", help="replace existing datasets")
-    parser.add_argument("--env-steps", type=int, default=None, help="SAC env steps (override)")
-    parser.add_argument("--tier-steps", type=int, default=None, help="medium/expert size")
-    parser.add_argument("--random-steps", type=int, default=None, help="random tier size")
+    parser.add_argument(
+        "--env-steps", type=positive_int, default=None, help="SAC env steps (override)"
+    )
+    parser.add_argument("--tier-steps", type=positive_int, default=None, help="medium/expert size")
+    parser.add_argument("--random-steps", type=positive_int, default=None, help="random tier size")
     parser.add_argument("--report", default=None, help="write a markdown summary here")
     parser.add_argument("--quiet", action="store_true")
     parser.set_defaults(func=_generate)

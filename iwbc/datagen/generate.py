@@ -32,6 +32,7 @@ from iwbc.datagen.behaviour import BehaviourConfig, BehaviourRun, train_behaviou
 from iwbc.datagen.episodes import replay_episodes, rollout_episodes
 from iwbc.datagen.sac import SACConfig, mean_actions, sample_actions
 from iwbc.envs import get_spec, rollout_returns
+from iwbc.errors import UserError
 from iwbc.files import write_json_atomic
 
 TASKS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
@@ -59,11 +60,11 @@ class Preset:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.medium_fraction < 1.0:
-            raise ValueError(f"medium_fraction must lie in (0, 1), got {self.medium_fraction}")
+            raise UserError(f"medium_fraction must lie in (0, 1), got {self.medium_fraction}")
         if self.expert not in ("final", "best"):
-            raise ValueError(f"expert must be 'final' or 'best', got {self.expert!r}")
+            raise UserError(f"expert must be 'final' or 'best', got {self.expert!r}")
         if min(self.tier_steps, self.random_steps, self.reference_episodes) < 1:
-            raise ValueError("tier sizes and reference episodes must be positive")
+            raise UserError("tier sizes and reference episodes must be positive")
 
 
 PRESETS = {
@@ -117,7 +118,7 @@ def dataset_id(task: str, tier: str) -> str:
 def resolve_task(task: str) -> str:
     """The Gymnasium id of a task name, with a one-line error listing the known ones."""
     if task not in TASKS:
-        raise ValueError(f"unknown env {task!r}; available: {', '.join(TASKS)}")
+        raise UserError(f"unknown env {task!r}; available: {', '.join(TASKS)}")
     return TASKS[task]
 
 
@@ -134,7 +135,7 @@ TASK_ENV_STEPS = {
 def resolve_preset(name: str, task: str) -> Preset:
     """Preset ``name`` as it applies to ``task`` (with the task's SAC length, if it has one)."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
+        raise UserError(f"unknown preset {name!r}; available: {', '.join(PRESETS)}")
     preset = PRESETS[name]
     env_steps = TASK_ENV_STEPS.get(name, {}).get(task)
     if env_steps is None:
@@ -224,7 +225,7 @@ def medium_checkpoint(
     """Env steps of the first evaluation reaching ``fraction`` of the expert's return."""
     expert = dict(evaluations)[expert_step]
     if expert <= 0.0:
-        raise ValueError(
+        raise UserError(
             f"the expert policy returns {expert:.1f} ≤ 0, so 'a fraction of the expert' "
             "is undefined; train longer (--env-steps)"
         )
@@ -271,7 +272,7 @@ def generate(
     env_id = resolve_task(task)
     unknown = sorted(set(tiers) - set(TIERS))
     if unknown:
-        raise ValueError(f"unknown tier(s) {', '.join(unknown)}; available: {', '.join(TIERS)}")
+        raise UserError(f"unknown tier(s) {', '.join(unknown)}; available: {', '.join(TIERS)}")
     run_dir = Path(work_dir) / f"{task}-seed{seed}-{_fingerprint(task, preset, seed)}"
     # The SAC run depends on less than the tiers do, so tier settings can change without it.
     behaviour_checkpoint = (

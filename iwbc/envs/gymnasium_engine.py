@@ -13,12 +13,13 @@ from gymnasium import spaces
 
 from iwbc.envs.batch import StepResult, resolve_ids
 from iwbc.envs.specs import SPECS
+from iwbc.errors import UserError
 
 
 def check_env_id(env_id: str) -> None:
-    """ValueError in one line if ``env_id`` is not registered with Gymnasium."""
+    """UserError in one line if ``env_id`` is not registered with Gymnasium."""
     if env_id not in gymnasium.registry:
-        raise ValueError(
+        raise UserError(
             f"unknown env id {env_id!r}: not registered with Gymnasium; "
             f"ids with a built-in spec: {', '.join(SPECS)}"
         )
@@ -26,12 +27,12 @@ def check_env_id(env_id: str) -> None:
 
 def _check_spaces(env_id: str, env: gymnasium.Env) -> None:
     if not isinstance(env.action_space, spaces.Box):
-        raise ValueError(
+        raise UserError(
             f"{env_id} has a {env.action_space} action space; "
             "iwbc needs a continuous (Box) action space"
         )
     if not isinstance(env.observation_space, spaces.Box):
-        raise ValueError(
+        raise UserError(
             f"{env_id} has a {env.observation_space} observation space; "
             "iwbc needs a Box observation space"
         )

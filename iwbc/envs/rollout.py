@@ -11,6 +11,7 @@ import numpy as np
 from iwbc.envs.batch import BatchEngine, StepResult
 from iwbc.envs.gymnasium_engine import GymnasiumEngine, check_env_id
 from iwbc.envs.specs import SPECS, get_spec
+from iwbc.errors import UserError
 
 ENGINES = ("auto", "batch", "gymnasium", "mjx")
 DEFAULT_MAX_ENVS = 128
@@ -44,7 +45,7 @@ def resolve_engine(env_id: str, engine: str = "auto") -> str:
     for the others. Name an engine to override.
     """
     if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+        raise UserError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if engine != "auto":
         return engine
     if env_id not in SPECS:
@@ -62,7 +63,7 @@ def _gpu_with_mjx() -> bool:
 def require_mjx() -> None:
     """Raise the install hint when ``mujoco.mjx`` (an optional extra) is missing."""
     if importlib.util.find_spec("mujoco.mjx") is None:
-        raise NotImplementedError(
+        raise UserError(
             "engine 'mjx' is not available yet in this install: pip install 'iwbc[mjx]'"
         )
 
@@ -128,7 +129,7 @@ def _run_episodes(
     env: Engine, act_fn: ActFn, seeds: list[int], returns: np.ndarray, lengths: np.ndarray
 ) -> None:
     if env.max_episode_steps is None:
-        raise ValueError(f"{env.env_id} has no max_episode_steps; episodes might never end")
+        raise UserError(f"{env.env_id} has no max_episode_steps; episodes might never end")
     n, width = len(seeds), env.num_envs
     episode = np.arange(width)  # episode index run by each env, -1 once idle
     obs = env.reset(seeds[:width])

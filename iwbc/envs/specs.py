@@ -25,6 +25,8 @@ from typing import Any, ClassVar, NamedTuple
 import mujoco
 import numpy as np
 
+from iwbc.errors import UserError
+
 Array = Any
 """A numpy or jax array."""
 
@@ -423,10 +425,10 @@ SPECS: dict[str, TaskSpec] = {
 
 
 def get_spec(env_id: str) -> TaskSpec:
-    """The built-in spec of ``env_id``; ValueError naming the ids that have one."""
+    """The built-in spec of ``env_id``; UserError naming the ids that have one."""
     try:
         return SPECS[env_id]
     except KeyError:
-        raise ValueError(
+        raise UserError(
             f"no built-in spec for {env_id!r}; ids with a built-in spec: {', '.join(SPECS)}"
         ) from None

@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from iwbc.benchmark.records import read_record, record_fingerprint, records_dir
+from iwbc.errors import UserError
 
 # Rows of a paper-style table: each environment's tiers in this order, unknown tiers after.
 TIER_ORDER = ("random", "medium", "medium-replay", "medium-expert", "expert")
@@ -164,7 +165,7 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
     found = (path.parent.parent.name, path.parent.name, path.name)
     expected = (dataset.replace("/", "__"), method, f"seed-{seed}.json")
     if found != expected:
-        raise ValueError(
+        raise UserError(
             f"record {path} is for {dataset} / {method} / seed {seed}; it belongs at "
             f"{'/'.join(expected)}"
         )
@@ -206,12 +207,12 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
             final_episodes=len(final.get("episode_returns") or ()),
         )
     except (TypeError, KeyError, ValueError, AttributeError) as error:
-        raise ValueError(
+        raise UserError(
             f"record {path} has a malformed curve, final or best ({error!r}); delete it and "
             "rerun `iwbc bench`"
         ) from error
     if run.steps.shape != run.curve.shape or not np.isfinite(run.final):
-        raise ValueError(
+        raise UserError(
             f"record {path}: the curve's steps and scores differ in length or the final score "
             "is not finite; delete it and rerun `iwbc bench`"
         )
@@ -230,14 +231,14 @@ def load_runs(
     root = records_dir(suite, results_dir)
     paths = sorted(root.glob("*/*/seed-*.json"))
     if not paths:
-        raise ValueError(
+        raise UserError(
             f"no records for suite '{suite}' under {root}; run `iwbc bench --suite {suite}` first"
         )
     runs: dict[tuple[str, str, int], Run] = {}
     for path in paths:
         record = read_record(path)
         if record["suite"] != suite:
-            raise ValueError(f"record {path} belongs to suite {record['suite']!r}, not '{suite}'")
+            raise UserError(f"record {path} belongs to suite {record['suite']!r}, not '{suite}'")
         run = parse_record(record, path)
         runs[(run.dataset, run.method, run.seed)] = run
     datasets = tuple(layout.datasets) if layout else ()

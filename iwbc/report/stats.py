@@ -20,6 +20,7 @@ import numpy as np
 from rliable import library as rly
 from rliable import metrics
 
+from iwbc.errors import UserError
 from iwbc.report.runs import SuiteRuns
 
 METRICS = ("IQM", "median", "mean", "optimality gap")
@@ -103,7 +104,7 @@ def profile_taus(matrices: dict[str, np.ndarray], points: int = 51) -> np.ndarra
 def suite_stats(runs: SuiteRuns, *, reps: int = 2000, seed: int = 0) -> SuiteStats:
     """Aggregates with 95% stratified bootstrap CIs (``reps`` resamples) and profiles."""
     if reps < 1:
-        raise ValueError(f"bootstrap reps must be at least 1, got {reps}")
+        raise UserError(f"bootstrap reps must be at least 1, got {reps}")
     matrices, notes = score_matrices(runs)
     taus = profile_taus(matrices)
     if matrices:

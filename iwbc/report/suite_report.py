@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from iwbc.benchmark.suites import available_suites, load_suite
+from iwbc.errors import UserError
 from iwbc.report.figures import aggregates_figure, learning_curves_figure, profiles_figure
 from iwbc.report.literature import PublishedSource, load_literature
 from iwbc.report.runs import Layout, SuiteRuns, load_runs, records_dir
@@ -321,7 +322,7 @@ def write_suite_report(
     if layout is None:
         layout = suite_layout(suite)
     if layout is None and not records_dir(suite, results_dir).exists():
-        raise ValueError(
+        raise UserError(
             f"unknown suite '{suite}' and no records under {records_dir(suite, results_dir)}; "
             f"run `iwbc bench --suite <name>` first, <name> one of: "
             f"{', '.join(available_suites()) or 'none'}"
@@ -356,9 +357,14 @@ def write_suite_report(
 
 def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
     """What ``iwbc report`` prints: the files written and how long it took, then a warning
-    line if some scores are stale (the tables flag them too)."""
+    line if some scores are stale (the tables flag them too). ``suite`` is a suite's name or,
+    as for ``iwbc bench``, the path of its ``.toml`` file."""
     started = time.perf_counter()
-    written = write_suite_report(suite, results_dir, reps=reps)
+    layout = None
+    if suite.endswith(".toml"):
+        layout = load_suite(suite)
+        suite = layout.name
+    written = write_suite_report(suite, results_dir, reps=reps, layout=layout)
     seconds = time.perf_counter() - started
     out = Path(results_dir) / suite
     figures = sum(1 for p in written if p.parent.name == "figures")
