@@ -15,7 +15,7 @@ from iwbc.data import load_dataset
 from iwbc.data.minari_io import minari_root
 from iwbc.data.minari_write import write_dataset
 from iwbc.datagen.behaviour import BehaviourConfig, TransitionLog, train_behaviour
-from iwbc.datagen.command import summary_markdown
+from iwbc.datagen.command import sac_curves_figure, summary_markdown
 from iwbc.datagen.episodes import replay_episodes, rollout_episodes
 from iwbc.datagen.generate import (
     TIERS,
@@ -234,3 +234,18 @@ def test_summary_table_lists_every_tier(generated: tuple[Path, Path, dict]) -> N
     header, task_row = tables[len(TIERS) + 2], tables[-1]
     assert header.count("|") == task_row.count("|")
     assert task_row.startswith("| Hopper-v5 | 3,000 |")
+
+
+def test_summary_sets_each_tier_and_expert_beside_d4rl(
+    generated: tuple[Path, Path, dict], tmp_path: Path
+) -> None:
+    _, work, manifest = generated
+    result = GenerationResult("hopper", "Hopper-v5", 0, manifest, work)
+    text = summary_markdown([result], "tiny", "iwbc data generate hopper")
+    medium_replay = next(r for r in text.splitlines() if "hopper/medium-replay-v0`" in r)
+    assert medium_replay.split("|")[4].strip() == "402,000"
+    # A tiny run's expert is far below 80% of D4RL's 3,234: the table says so.
+    task_row = next(r for r in text.splitlines() if r.startswith("| Hopper-v5 |"))
+    assert "| 3,234 (2,587) | **no** |" in task_row
+    figure = sac_curves_figure([result], tmp_path / "curves.png")
+    assert figure.stat().st_size > 1000

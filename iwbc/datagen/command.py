@@ -8,6 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from iwbc.datagen.generate import (
     PRESETS,
     TASKS,
@@ -22,16 +24,40 @@ from iwbc.errors import UserError
 from iwbc.machine import machine_record
 from iwbc.options import check_writable, name_list, nonnegative_int, positive_int
 
+# D4RL v2's published sizes (transitions) and expert reference returns (d4rl/infos.py
+# REF_MAX_SCORE), the yardstick the generated tiers are read against. D4RL publishes no return
+# percentiles per tier; its normalization uses these references.
+D4RL_TIER_STEPS = {
+    "halfcheetah": {"medium-replay": 202_000},
+    "hopper": {"medium-replay": 402_000},
+    "walker2d": {"medium-replay": 302_000},
+}
+D4RL_DEFAULT_TIER_STEPS = {
+    "random": 1_000_000,
+    "medium": 1_000_000,
+    "expert": 1_000_000,
+    "medium-expert": 2_000_000,
+}
+D4RL_EXPERT_RETURN = {"halfcheetah": 12_135.0, "hopper": 3_234.3, "walker2d": 4_592.3}
+# The strong preset's bar: 80% of D4RL's expert reference return.
+STRONG_FRACTION = 0.8
+
+
+def d4rl_tier_steps(task: str, tier: str) -> int:
+    """D4RL v2's number of transitions in ``tier`` of ``task``."""
+    return D4RL_TIER_STEPS[task].get(tier, D4RL_DEFAULT_TIER_STEPS.get(tier, 0))
+
 
 def summary_markdown(results: list[GenerationResult], preset: str, command: str) -> str:
-    """A table of every tier written: episodes, steps and return percentiles, per task."""
+    """A table of every tier written: episodes, steps and return percentiles, per task, beside
+    D4RL v2's sizes; then each SAC run's landmarks against D4RL's expert return."""
     lines = [
         f"# Generated datasets: preset `{preset}`",
         "",
         f"Regenerate: `{command}`",
         "",
-        "| dataset | episodes | steps | return p10 | p50 | p90 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| dataset | episodes | steps | D4RL v2 steps | return p10 | p50 | p90 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for result in results:
         for tier in TIERS:
@@ -40,13 +66,14 @@ def summary_markdown(results: list[GenerationResult], preset: str, command: str)
                 continue
             lines.append(
                 f"| `{summary.dataset_id}` | {summary.episodes:,} | {summary.steps:,} | "
+                f"{d4rl_tier_steps(result.task, tier):,} | "
                 f"{summary.return_p10:.1f} | {summary.return_p50:.1f} | {summary.return_p90:.1f} |"
             )
     lines += [
         "",
         "| task | SAC env steps | medium step (return) | expert step (return) | final return | "
-        "ref_min | ref_max | SAC s | reference + tiers s |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|",
+        "ref_min | ref_max | D4RL expert (80%) | ref_max ≥ 80%? | SAC s | reference + tiers s |",
+        "|---|---:|---|---|---:|---:|---:|---:|---|---:|---:|",
     ]
     for result in results:
         behaviour = result.manifest.get("behaviour", {})
@@ -58,6 +85,9 @@ def summary_markdown(results: list[GenerationResult], preset: str, command: str)
             f"{behaviour.get('final_return', 0.0):.1f} | "
             f"{reference.get('ref_min_score', 0.0):.1f} | "
             f"{reference.get('ref_max_score', 0.0):.1f} | "
+            f"{D4RL_EXPERT_RETURN[result.task]:,.0f} "
+            f"({STRONG_FRACTION * D4RL_EXPERT_RETURN[result.task]:,.0f}) | "
+            f"{_verdict(reference.get('ref_max_score'), result.task)} | "
             f"{behaviour.get('train_seconds', 0.0):.0f} | "
             f"{result.manifest.get('tier_seconds', 0.0):.0f} |"
         )
@@ -77,6 +107,42 @@ def summary_markdown(results: list[GenerationResult], preset: str, command: str)
     ]
     lines.append("- " + ", ".join(f"{k} {v}" for k, v in env.items()))
     return "\n".join(lines) + "\n"
+
+
+def _verdict(ref_max: float | None, task: str) -> str:
+    if ref_max is None:
+        return "—"
+    return "yes" if ref_max >= STRONG_FRACTION * D4RL_EXPERT_RETURN[task] else "**no**"
+
+
+def sac_curves_figure(results: list[GenerationResult], path: Path) -> Path:
+    """Each task's SAC evaluations (deterministic return against env steps) with D4RL's expert
+    return and the 80% bar, and where the medium and expert checkpoints were cut."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.2 * len(results), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(results), squeeze=False)[0]
+    for ax, result in zip(axes, results, strict=True):
+        behaviour = result.manifest.get("behaviour", {})
+        evaluations = np.asarray(behaviour.get("evaluations", []), float).reshape(-1, 2)
+        ax.plot(evaluations[:, 0], evaluations[:, 1], color="tab:blue", label="SAC evaluation")
+        expert = D4RL_EXPERT_RETURN[result.task]
+        ax.axhline(expert, color="black", lw=0.8, label="D4RL expert")
+        ax.axhline(STRONG_FRACTION * expert, color="black", lw=0.8, ls="--", label="80% bar")
+        for key, marker in (("medium_step", "o"), ("expert_step", "*")):
+            step = behaviour.get(key)
+            if step is not None:
+                value = dict(map(tuple, evaluations)).get(float(step))
+                ax.plot([step], [value], marker, color="tab:red", ms=8, label=key[:-5])
+        ax.set_title(result.env_id)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("return (10 episodes, deterministic)")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    return path
 
 
 def _preset(args: argparse.Namespace, task: str) -> Preset:
@@ -139,8 +205,10 @@ def _generate(args: argparse.Namespace) -> None:
             )
     if args.report:
         report = Path(args.report)
-        report.write_text(summary_markdown(results, args.preset, command))
-        print(f"wrote {report}")
+        figure = sac_curves_figure(results, report.with_name(f"{report.stem}_sac_curves.png"))
+        text = summary_markdown(results, args.preset, command)
+        report.write_text(f"{text}\n![SAC learning curves]({figure.name})\n")
+        print(f"wrote {report} and {figure}")
 
 
 def add_generate_parser(commands: argparse._SubParsersAction) -> None:
