@@ -9,14 +9,19 @@ for a user's error too. Ctrl-C exits with status 130 and says how to resume.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import errno
+import gc
 import re
 import shlex
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import NoReturn
 
 import numpy as np
@@ -413,15 +418,61 @@ def _kept(args: argparse.Namespace | None) -> str:
     return ""
 
 
+def _in_gc_callback(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs (inside) one of the garbage collector's callbacks."""
+    codes = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C: a KeyboardInterrupt, as Python's own handler raises, except where it would be
+    lost: raised inside a garbage-collector callback (JAX registers one, which runs often while
+    a command imports and allocates), it is printed as "Exception ignored" and the command goes
+    on to its end. There the signal is sent again a moment later, once the callback is over."""
+    if not _in_gc_callback(frame):
+        raise KeyboardInterrupt
+    main_thread = threading.main_thread().ident
+
+    def again() -> None:
+        if signal.getsignal(signal.SIGINT) is _interrupt:  # the command has not ended
+            signal.pthread_kill(main_thread, signal.SIGINT)
+
+    timer = threading.Timer(0.01, again)
+    timer.daemon = True
+    timer.start()
+
+
+@contextlib.contextmanager
+def _reliable_ctrl_c() -> Iterator[None]:
+    """:func:`_interrupt` handles Ctrl-C while a command runs, where Python's default handler
+    would (neither while it is ignored, nor in place of a caller's own handler)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    signal.signal(signal.SIGINT, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``iwbc`` console script: 0 done, 1 some benchmark runs failed, 2 a
     user's error (one line), 130 interrupted; a bug raises with its traceback."""
     args = None
     try:
-        args = build_parser().parse_args(argv)
-        for name in _FOLDER_OPTIONS:
-            check_directory(getattr(args, name, None), f"--{name.replace('_', '-')}")
-        return args.func(args) or 0
+        with _reliable_ctrl_c():
+            args = build_parser().parse_args(argv)
+            for name in _FOLDER_OPTIONS:
+                check_directory(getattr(args, name, None), f"--{name.replace('_', '-')}")
+            return args.func(args) or 0
     except KeyboardInterrupt:
         print(f"iwbc: interrupted{_kept(args)}", file=sys.stderr)
         return 130

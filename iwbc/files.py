@@ -36,7 +36,9 @@ def _create_unique(directory: Path, name: str) -> tuple[int, Path]:
 def write_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` so that a reader (or a kill) sees the old file or the new one.
 
-    The temporary file is unique, so two writers racing on one path never mix their bytes.
+    The temporary file is unique, so two writers racing on one path never mix their bytes. A
+    failed write (a full disk) raises an OSError naming ``path``, which a write to an open file
+    would not.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,6 +49,11 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        if error.errno is None or error.filename is not None:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from error
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

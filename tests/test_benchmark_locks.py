@@ -4,7 +4,9 @@ holds is skipped, then collected at the end (or run here if that process gave it
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 import re
 import subprocess
 import sys
@@ -145,3 +147,23 @@ def test_two_concurrent_sweeps_train_each_unit_once(tmp_path: Path) -> None:
     assert sorted((r["method"], r["seed"], r["status"]) for r in records) == [
         (m, s, "ok") for m in ("bc", "filtered_bc") for s in (0, 1)
     ]
+
+
+def test_a_full_disk_while_recording_a_failure_names_the_file(
+    setup: tuple[Suite, UnitContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A unit failed (here: a full disk) and not even its traceback could be written: the
+    error names that file, not just "file too large" (found by the bad-input sweep)."""
+    _, context = setup
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+
+    monkeypatch.setattr(iwbc.benchmark.units, "run_unit", failing)
+    monkeypatch.setattr(iwbc.benchmark.units, "_dataset", lambda context, dataset: None)
+    monkeypatch.setattr(os, "fsync", failing)  # every atomic write fails as the disk is full
+    with pytest.raises(OSError) as raised:
+        execute_unit(UNIT, context)
+    assert raised.value.errno == errno.EFBIG
+    assert raised.value.filename.endswith("/traceback.txt")
+    assert not list(context.work_dir.rglob("traceback.txt"))

@@ -5,6 +5,7 @@ Ctrl-C exits 130 saying how to resume."""
 from __future__ import annotations
 
 import errno
+import gc
 import importlib.util
 import os
 import signal
@@ -421,3 +422,36 @@ def test_ctrl_c_during_run_exits_130_in_one_line(root: Path, tmp_path: Path) -> 
         "command again to resume\n"
     )
     assert "Traceback" not in out + err
+
+
+def test_ctrl_c_inside_a_garbage_collector_callback_is_not_lost(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Python prints a KeyboardInterrupt raised inside a gc callback as "Exception ignored" and
+    goes on; JAX registers one, so a Ctrl-C while a command loaded its libraries was often lost
+    and the command ran to its end (found by the bad-input sweep)."""
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            signal.raise_signal(signal.SIGINT)  # its handler runs here, inside the callback
+
+    def command(args: object) -> int:
+        gc.callbacks.append(callback)
+        try:
+            gc.collect()
+        finally:
+            gc.callbacks.remove(callback)
+        time.sleep(20)  # the interrupt must come here
+        return 0
+
+    monkeypatch.setattr(iwbc.cli, "_data_list", command)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        started = time.monotonic()
+        assert main(["data", "list"]) == 130
+        assert time.monotonic() - started < 10
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    err = capsys.readouterr().err
+    assert err == "iwbc: interrupted\n"

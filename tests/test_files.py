@@ -1,8 +1,9 @@
-"""Atomic writes: files get the modes ``open`` would give them under the umask, and JSON that
-other tools can read (no NaN token)."""
+"""Atomic writes: files get the modes ``open`` would give them under the umask, JSON that
+other tools can read (no NaN token), and a failed write names its file."""
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import stat
@@ -55,3 +56,21 @@ def test_a_non_finite_number_is_never_written_as_json(tmp_path: Path, value: flo
         write_json_atomic(path, {"final": {"return": value}})
     assert not path.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_write_names_the_file_and_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk fails ``write`` on an open file, whose OSError names no file: the bench
+    reported "OSError: [Errno 27] File too large" for a checkpoint without saying which."""
+
+    def full(fd: int) -> None:
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+
+    monkeypatch.setattr(os, "fsync", full)
+    path = tmp_path / "runs" / "checkpoint.msgpack"
+    with pytest.raises(OSError) as raised:
+        write_atomic(path, b"\x00" * 10)
+    assert (raised.value.errno, raised.value.filename) == (errno.EFBIG, str(path))
+    assert str(raised.value) == f"[Errno 27] File too large: '{path}'"
+    assert list((tmp_path / "runs").iterdir()) == []

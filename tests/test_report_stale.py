@@ -118,6 +118,15 @@ def test_report_command_prints_a_warning_line(mixed: Path, monkeypatch: pytest.M
     assert lines[1].endswith(f"`iwbc bench --suite {SUITE} --results {mixed} --only-methods bc`")
 
 
+def test_a_suite_given_as_a_path_gets_the_warning_line_too(mixed: Path) -> None:
+    """A suite file outside the shipped ones: its records are compared with that file."""
+    path = mixed / f"{SUITE}.toml"
+    path.write_text(AFTER)
+    lines = report_main(str(path), mixed, reps=20).splitlines()
+    assert len(lines) == 2 and lines[0].startswith("wrote ")
+    assert lines[1].startswith("warning: 4 finished run(s) were made under another configuration")
+
+
 def test_the_runner_writes_the_fingerprint_it_compares(tmp_path: Path) -> None:
     current = suite(AFTER)
     context = UnitContext(suite=current, records_dir=tmp_path / "records", work_dir=tmp_path)

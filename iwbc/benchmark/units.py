@@ -158,7 +158,8 @@ def _execute(
     except Exception as error:
         directory = unit_directory(context, unit)
         directory.mkdir(parents=True, exist_ok=True)
-        (directory / "traceback.txt").write_text(traceback.format_exc())
+        # Atomic, so that a full disk is an error naming the file, not a half traceback.
+        write_atomic(directory / "traceback.txt", traceback.format_exc().encode())
         message = f"{type(error).__name__}: {one_line(error)} (traceback: {directory})"
         return record_failure(unit, context, message, time.perf_counter() - started)
 

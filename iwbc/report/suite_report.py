@@ -370,5 +370,5 @@ def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
     figures = sum(1 for p in written if p.parent.name == "figures")
     names = ", ".join(p.name for p in written if p.parent == out)
     line = f"wrote {out}/{{{names}}} and {figures} figures in {out}/figures ({seconds:.1f} s)"
-    runs = load_runs(suite, results_dir, suite_layout(suite))
+    runs = load_runs(suite, results_dir, layout or suite_layout(suite))
     return f"{line}\nwarning: {stale_summary(runs, results_dir)}" if runs.stale else line
