@@ -1,6 +1,6 @@
 """Bad inputs, interrupts, full disks and concurrent runs against the real ``iwbc`` command.
 
-Tried as a new user would: every case runs ``python -m iwbc.cli ...`` as a subprocess in a
+Tried as a new user would: every case runs ``python -m iwbc ...`` as a subprocess in a
 fresh folder of its own (its cwd, so default ``results/`` and ``runs/`` land there; Minari's
 default root points into it too), on its own copy of one small dataset made once with
 ``iwbc data scripted --episodes 20``, at tiny budgets (``--bc-steps 20 --finetune-steps 10
@@ -183,7 +183,7 @@ def start(
 ) -> subprocess.Popen:
     """``iwbc ARGV`` in its own process group (so a signal reaches it and its children)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "iwbc.cli", *argv],
+        [sys.executable, "-m", "iwbc", *argv],
         cwd=cwd,
         env=cli_env(cwd, env),
         stdin=subprocess.DEVNULL,
@@ -1913,7 +1913,7 @@ def markdown(results: list[dict], totals: dict[str, int], meta: dict) -> str:
     lines = [
         "# Bad-input sweep of the `iwbc` command",
         "",
-        f"{len(results)} cases, run as a new user would: `python -m iwbc.cli ...` as a "
+        f"{len(results)} cases, run as a new user would: `python -m iwbc ...` as a "
         "subprocess, each in a fresh folder with its own copy of a 20-episode dataset made by "
         "`iwbc data scripted --episodes 20`, at tiny budgets. How the cases are built and "
         "classified: the docstring of `benchmarks/bad_input_sweep.py`.",

@@ -455,3 +455,23 @@ def test_ctrl_c_inside_a_garbage_collector_callback_is_not_lost(
         signal.signal(signal.SIGINT, previous)
     err = capsys.readouterr().err
     assert err == "iwbc: interrupted\n"
+
+
+def test_ctrl_c_while_the_libraries_import_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The console script imports the CLI (JAX, Flax, MuJoCo: seconds) inside its own guard."""
+    import builtins
+
+    import iwbc.__main__
+
+    real_import = builtins.__import__
+
+    def interrupted(name: str, *args: object, **kwargs: object) -> object:
+        if name == "iwbc.cli":
+            raise KeyboardInterrupt
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    assert iwbc.__main__.main() == 130
+    assert capsys.readouterr().err == "iwbc: interrupted while starting; nothing was run\n"

@@ -125,6 +125,10 @@ def test_a_suite_given_as_a_path_gets_the_warning_line_too(mixed: Path) -> None:
     lines = report_main(str(path), mixed, reps=20).splitlines()
     assert len(lines) == 2 and lines[0].startswith("wrote ")
     assert lines[1].startswith("warning: 4 finished run(s) were made under another configuration")
+    # The commands it writes name the file, as `iwbc bench` needs it.
+    assert lines[1].endswith(f"`iwbc bench --suite {path} --results {mixed} --only-methods bc`")
+    table = (mixed / SUITE / "table.md").read_text()
+    assert f"iwbc report --suite {path} --results {mixed}" in table
 
 
 def test_the_runner_writes_the_fingerprint_it_compares(tmp_path: Path) -> None:

@@ -93,6 +93,13 @@ class SuiteRuns:
     runs: dict[tuple[str, str, int], Run]
     # Method -> fingerprint of its configuration in the suite file now; empty without one.
     current: dict[str, str] = field(default_factory=dict)
+    # How commands written into the report name the suite: its name, or the path of the file
+    # it was given as (a suite outside the shipped ones is found only by its path).
+    command_suite: str = ""
+
+    @property
+    def suite_argument(self) -> str:
+        return self.command_suite or self.suite
 
     def is_stale(self, run: Run) -> bool:
         """Whether a finished run was made under another configuration than the current one."""

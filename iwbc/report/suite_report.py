@@ -10,6 +10,7 @@ files.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import time
 from collections.abc import Sequence
@@ -66,7 +67,7 @@ def rerun_command(runs: SuiteRuns, results_dir: str | Path) -> str:
     datasets = list(dict.fromkeys(run.dataset for run in stale))
     extra = "" if Path(results_dir) == Path("results") else f" --results {results_dir}"
     only = "" if set(datasets) == set(runs.datasets) else f" --only-datasets {','.join(datasets)}"
-    return f"iwbc bench --suite {runs.suite}{extra} --only-methods {methods}{only}"
+    return f"iwbc bench --suite {runs.suite_argument}{extra} --only-methods {methods}{only}"
 
 
 def stale_summary(runs: SuiteRuns, results_dir: str | Path) -> str:
@@ -313,11 +314,13 @@ def write_suite_report(
     seed: int = 0,
     layout: Layout | None = None,
     literature: Sequence[PublishedSource] | None = None,
+    command_suite: str = "",
 ) -> list[Path]:
     """Write the report of ``suite`` from ``<results_dir>/<suite>/records``; returns the files.
 
     ``layout`` (default: the suite file, if any) orders the rows and columns and names the runs
-    that never ran; ``reps`` bootstrap resamples with NumPy seed ``seed`` make the CIs.
+    that never ran; ``reps`` bootstrap resamples with NumPy seed ``seed`` make the CIs;
+    ``command_suite`` (default ``suite``) is how the commands written into it name the suite.
     """
     if layout is None:
         layout = suite_layout(suite)
@@ -327,10 +330,10 @@ def write_suite_report(
             f"run `iwbc bench --suite <name>` first, <name> one of: "
             f"{', '.join(available_suites()) or 'none'}"
         )
-    runs = load_runs(suite, results_dir, layout)
+    runs = dataclasses.replace(load_runs(suite, results_dir, layout), command_suite=command_suite)
     literature = load_literature() if literature is None else literature
     stats = suite_stats(runs, reps=reps, seed=seed)
-    command = report_command(suite, results_dir)
+    command = report_command(runs.suite_argument, results_dir)
     out = Path(results_dir) / suite
     files = {
         "table.md": table_markdown(runs, literature, command, results_dir),
@@ -360,15 +363,17 @@ def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
     line if some scores are stale (the tables flag them too). ``suite`` is a suite's name or,
     as for ``iwbc bench``, the path of its ``.toml`` file."""
     started = time.perf_counter()
-    layout = None
+    layout, given = None, suite
     if suite.endswith(".toml"):
         layout = load_suite(suite)
         suite = layout.name
-    written = write_suite_report(suite, results_dir, reps=reps, layout=layout)
+    written = write_suite_report(suite, results_dir, reps=reps, layout=layout, command_suite=given)
     seconds = time.perf_counter() - started
     out = Path(results_dir) / suite
     figures = sum(1 for p in written if p.parent.name == "figures")
     names = ", ".join(p.name for p in written if p.parent == out)
     line = f"wrote {out}/{{{names}}} and {figures} figures in {out}/figures ({seconds:.1f} s)"
-    runs = load_runs(suite, results_dir, layout or suite_layout(suite))
+    runs = dataclasses.replace(
+        load_runs(suite, results_dir, layout or suite_layout(suite)), command_suite=given
+    )
     return f"{line}\nwarning: {stale_summary(runs, results_dir)}" if runs.stale else line
