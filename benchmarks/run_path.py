@@ -11,6 +11,8 @@ call apart: compilation happens once per process and program, not once per chunk
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -72,6 +74,7 @@ def benchmark_dataset(dataset_id: str, root: str | Path) -> tuple[OfflineDataset
         origin = f"`{dataset_id}` from `{root}`"
     else:
         generated = tempfile.mkdtemp(prefix="iwbc-bench-data-")
+        atexit.register(shutil.rmtree, generated, ignore_errors=True)
         generate_mixed_dataset(DEFAULT_DATASET_ID, num_episodes=FALLBACK_EPISODES, root=generated)
         dataset = load_dataset(DEFAULT_DATASET_ID, root=generated)
         origin = (
