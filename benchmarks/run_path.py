@@ -124,6 +124,8 @@ def compare(
         "run_s": min(run_s),
         "kernel_all_s": kernel_s,
         "run_all_s": run_s,
+        # kernel ÷ run path of each adjacent pair: what drifting load leaves of the ratio.
+        "paired_ratios": [k / r for k, r in zip(kernel_s, run_s, strict=True)],
         "timed_kernel_compile_s": kernel_compile_s,
         "timed_run_compile_s": run_compile_s,
     }

@@ -207,7 +207,9 @@ def unit_training(
     return [params_at(step) for step in suite.eval_targets(method)][-1]
 
 
-def time_run_path(dataset: OfflineDataset, num_seeds: int, chunk: int) -> list[dict[str, Any]]:
+def time_run_path(
+    dataset: OfflineDataset, num_seeds: int, chunk: int, repeats: int = REPEATS
+) -> list[dict[str, Any]]:
     """BC pre-training (the ``bc`` unit), then the iw-BC fine-tune (the ``iw_bc`` unit, its
     pre-training already on disk), each against its kernel: 2 ``chunk``-step calls from one
     start state on the unit's own training episodes."""
@@ -245,7 +247,7 @@ def time_run_path(dataset: OfflineDataset, num_seeds: int, chunk: int) -> list[d
                 call = make_chunk(policy, stage, chunk)
                 return lambda: [call(state, data, start) for start in (0, chunk)]
 
-            timing = compare(run, make_kernel, REPEATS)
+            timing = compare(run, make_kernel, repeats)
             rows.append(
                 {
                     "method": method,
@@ -373,7 +375,8 @@ def run_path_section(report: dict[str, Any]) -> list[str]:
         "tables. `kernel`: the same",
         "compiled chunk called twice from one start state on the unit's training episodes. "
         "Alternately in one",
-        f"process, best of {REPEATS} each; `chunk`: steps per seed ({RUN_SUITE}.toml's chunk_size "
+        f"process, best of {setup.get('run_repeats', REPEATS)} each; `chunk`: steps per seed "
+        f"({RUN_SUITE}.toml's chunk_size "
         "is 500, and it evaluates every 1000",
         "steps: the per-call costs weigh half as much there). `first run s`: the first run-path "
         "call, with the seconds JAX spent",
@@ -404,6 +407,9 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         default=load_suite(RUN_SUITE).pipeline.chunk_size,
         help="steps per seed of a run-path chunk (default: the quick suite's chunk size)",
+    )
+    parser.add_argument(
+        "--run-repeats", type=int, default=REPEATS, help="timed runs of each, run path and kernel"
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
     add_dataset_arguments(parser)
@@ -437,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     run_rows: list[dict[str, Any]] = []
     if dataset is not None:
         for num_seeds in RUN_SEED_COUNTS:
-            for row in time_run_path(dataset, num_seeds, args.run_chunk):
+            for row in time_run_path(dataset, num_seeds, args.run_chunk, args.run_repeats):
                 print(
                     f"{row['method']:6s} seeds={num_seeds} {summary(row['run_path'])}", flush=True
                 )
@@ -461,7 +467,11 @@ def main(argv: list[str] | None = None) -> None:
                 "jax_corl_anchor_updates_per_s": JAX_CORL_ANCHOR,
             },
             "results": rows,
-            "run_path_setup": {"dataset": described, "run_chunk": args.run_chunk},
+            "run_path_setup": {
+                "dataset": described,
+                "run_chunk": args.run_chunk,
+                "run_repeats": args.run_repeats,
+            },
             "run_path": run_rows,
         }
         write_report(report)
