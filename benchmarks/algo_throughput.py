@@ -1,35 +1,56 @@
-"""Gradient updates/s of the offline-RL baselines with the trainer's engine, 1 and 8 seeds.
+"""Gradient updates/s of the offline-RL baselines: the kernel and the path users train through.
 
-Each measured call is ``make_agent_chunk`` = jit(vmap over seeds(lax.scan over N updates)), every
-update sampling a batch of 256 transitions on the device from a resident synthetic dataset shaped
-like D4RL locomotion (17-dim observations, 6-dim actions), with CORL's D4RL networks and
-hyperparameters. Updates are counted per seed (8 seeds x N steps = 8N updates); compile time is
-reported separately and excluded from the rates.
+The kernel is ``make_agent_chunk`` = jit(vmap over seeds(lax.scan over N updates)), every update
+sampling a batch of 256 transitions on the device from a resident synthetic dataset shaped like
+D4RL locomotion (17-dim observations, 6-dim actions), with CORL's D4RL networks and
+hyperparameters. The run path is :func:`iwbc.algos.run.train_algorithm` as a benchmark unit calls
+it (``iwbc run``, ``iwbc bench``): two curve points on one checkpoint, on a real dataset, timed
+against the kernel on that dataset in the same process (``run_path.py``). Rates are
+seed-updates/s summed over the seeds (5 seeds x N steps = 5N); compile time is reported apart.
 
-    python benchmarks/algo_throughput.py
-    python benchmarks/algo_throughput.py --steps 50
+    python benchmarks/algo_throughput.py --root data/minari
+    python benchmarks/algo_throughput.py --steps 50 --no-run-path
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+from run_path import (
+    RUN_PATH_COLUMNS,
+    add_dataset_arguments,
+    benchmark_dataset,
+    compare,
+    rates,
+    run_path_cells,
+    summary,
+)
 from train_throughput import JAX_CORL_ANCHOR, machine
 
 from iwbc.algos import ALGORITHMS
-from iwbc.algos.common import device_transitions, make_agent_chunk, normalization_stats
+from iwbc.algos.common import (
+    device_transitions,
+    make_agent_chunk,
+    normalization_stats,
+    prepare_data,
+)
+from iwbc.algos.run import train_algorithm
+from iwbc.data import OfflineDataset
 from iwbc.data.episodes import Transitions
 
 OBS_DIM, ACT_DIM, NUM_TRANSITIONS, BATCH_SIZE = 17, 6, 200_000, 256
 AGENTS = {name: agent_cls for name, (agent_cls, _) in ALGORITHMS.items()}
-SEED_COUNTS = (1, 8)
+# 5: every suite's seed count.
+SEED_COUNTS = (1, 5)
 REPEATS = 3
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "perf"
 
@@ -69,26 +90,100 @@ def time_chunk(agent_cls: Any, data: Any, stats: Any, num_seeds: int, steps: int
     }
 
 
+def run_chunk(kernel_row: dict, seconds: float) -> int:
+    """Updates per seed of a run-path chunk that takes about ``seconds`` at the kernel's rate."""
+    per_seed = kernel_row["updates_per_s"] / kernel_row["seeds"]
+    return max(10, 10 * round(per_seed * seconds / 10))
+
+
+def time_run_path(name: str, dataset: OfflineDataset, num_seeds: int, chunk: int) -> dict:
+    """A unit's training (iwbc.benchmark.units._offline_rl with eval_every = chunk_size = chunk)
+    against the kernel: ``chunk``-update chunks from one start state, on the same data."""
+    agent_cls, config_cls = ALGORITHMS[name]
+    config = dataclasses.replace(config_cls(), steps=2 * chunk)
+    seeds = list(range(num_seeds))
+
+    def run() -> Any:
+        transitions = dataset.episodes.to_transitions()
+        with tempfile.TemporaryDirectory() as directory:
+            for until in (chunk, 2 * chunk):
+                agent, _ = train_algorithm(
+                    name,
+                    transitions,
+                    seeds,
+                    config=config,
+                    until=until,
+                    checkpoint=Path(directory) / "checkpoint.msgpack",
+                    progress=False,
+                    chunk_size=chunk,
+                )
+        return agent
+
+    def make_kernel() -> Any:
+        transitions = dataset.episodes.to_transitions()
+        data, mean, std = prepare_data(transitions, config)
+        agent = agent_cls.create(
+            seeds, dataset.observation_dim, dataset.action_dim, mean, std, config
+        )
+        call = make_agent_chunk(agent_cls.update, config.batch_size, chunk)
+        return lambda: [call(agent, data, start) for start in (0, chunk)]
+
+    timing = compare(run, make_kernel, REPEATS)
+    return {"chunk": chunk, **rates(timing, num_seeds * 2 * chunk)}
+
+
 def write_report(report: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "algo_throughput.json").write_text(json.dumps(report, indent=2) + "\n")
     info = report["machine"]
+    with_run_path = report["setup"].get("dataset") is not None
     lines = [
-        "# Offline-RL baselines: gradient updates/s",
+        "# Offline-RL baselines: gradient updates/s, kernel and run path",
         "",
-        "Updates/s of TD3+BC, IQL, CQL and AWAC trained by the engine the iw-BC trainer uses:",
+        "**Every rate is seed-updates per second summed over the seeds trained together** "
+        "(5 seeds x N steps",
+        "in t seconds: 5N/t); `per seed` divides it by the seeds. On this 2-core CPU vmapping "
+        "seeds does not",
+        "multiply the total, so the per-seed rate falls about as 1/seeds "
+        "(results/perf/run_path.md).",
+        "",
+        "`kernel (synthetic)`: TD3+BC, IQL, CQL and AWAC trained by the engine the iw-BC "
+        "trainer uses,",
         "`make_agent_chunk` = jit(vmap over seeds(lax.scan over N updates)), each update sampling",
         f"{BATCH_SIZE} transitions on the device from {NUM_TRANSITIONS:,} resident synthetic "
         f"transitions ({OBS_DIM}-dim observations,",
-        f"{ACT_DIM}-dim actions: D4RL locomotion shape). Networks and hyperparameters are CORL's "
-        "D4RL defaults",
+        f"{ACT_DIM}-dim actions: D4RL locomotion shape); one call of `steps` updates, timed from "
+        "the same start state;",
+        f"best of {REPEATS}, compilation excluded (`compile s`). Networks and hyperparameters are "
+        "CORL's D4RL defaults",
         "(TD3+BC: 2 x 256 twin critics, deterministic actor updated every 2nd step; IQL: 2 x 256",
         "twin critics, value net and Gaussian actor, all updated every step; CQL: 3 x 256 twin",
         "critics and tanh-Gaussian actor, each critic scoring 10 uniform + 20 policy actions per",
-        "state for its logsumexp; AWAC: 3 x 256 twin critics and Gaussian actor). Updates are",
-        "counted per seed; rates",
-        f"exclude compilation (reported separately); best of {REPEATS} timed runs.",
+        "state for its logsumexp; AWAC: 3 x 256 twin critics and Gaussian actor).",
         "",
+    ]
+    if with_run_path:
+        lines += [
+            "`run path`: what `iwbc run` / `iwbc bench` do for a baseline "
+            "(iwbc.benchmark.units): `train_algorithm`",
+            "called for each curve point on one checkpoint, here 2 points of `chunk` updates per "
+            "seed (eval_every",
+            "= chunk_size = chunk): each call prepares the data, creates the agent, reads the "
+            "checkpoint, runs the",
+            "chunk, syncs its metrics to the host and writes the checkpoint; evaluation is left "
+            "out. `kernel`: the",
+            "same compiled chunk called twice from one start state on the same data. Both on",
+            f"{report['setup']['dataset']};",
+            f"alternately in one process, best of {REPEATS} each; `chunk` is sized to take ~"
+            f"{report['setup']['run_seconds']:g} s at the kernel's rate (the "
+            "suites use 1000: per-call costs",
+            "weigh less there). `first run s`: the first run-path call of the process, "
+            "with the seconds JAX spent",
+            "compiling in it (tracing, lowering, XLA): paid once per process and program, "
+            "excluded from the rates.",
+            "",
+        ]
+    lines += [
         f"Regenerate: `{report['command']}`",
         "",
         f"Machine: {info['cpu']}, {info['logical_cores']} logical cores "
@@ -96,17 +191,29 @@ def write_report(report: dict[str, Any]) -> None:
         f"{info['device']}; Python {info['python']}, jax {info['jax']}, jaxlib {info['jaxlib']}, "
         f"flax {info['flax']}, optax {info['optax']}, numpy {info['numpy']}.",
         "A load average above the usable cores means other processes shared the CPU during the",
-        "run, so the rates are then lower bounds of what the machine does alone.",
+        "run, so the rates are then lower bounds of what the machine does alone; the ratios, "
+        "measured",
+        "alternately in one process, are what to compare.",
         "",
-        "| algorithm | seeds | steps timed | updates/s | ms per step (all seeds) | compile s |",
-        "|---|---:|---:|---:|---:|---:|",
     ]
+    header = (
+        "| algorithm | seeds | steps | kernel (synthetic) | per seed | ms per step (all seeds) "
+        "| compile s |"
+    )
+    rule = "|---|---:|---:|---:|---:|---:|---:|"
+    if with_run_path:
+        header += " chunk " + RUN_PATH_COLUMNS
+        rule += "---:|---:|---:|---:|---:|---:|"
+    lines += [header, rule]
     for row in report["results"]:
-        lines.append(
+        line = (
             f"| {row['algorithm']} | {row['seeds']} | {row['steps']} "
-            f"| {row['updates_per_s']:,.0f} | {row['seconds'] / row['steps'] * 1e3:.2f} "
-            f"| {row['compile_s']:.1f} |"
+            f"| {row['updates_per_s']:,.0f} | {row['updates_per_s'] / row['seeds']:,.0f} "
+            f"| {row['seconds'] / row['steps'] * 1e3:.2f} | {row['compile_s']:.1f} |"
         )
+        if with_run_path:
+            line += f" {row['run_path']['chunk']} " + run_path_cells(row)
+        lines.append(line)
     lines += [
         "",
         f"Context only: JAX-CORL reports ~{JAX_CORL_ANCHOR:,} updates/s for TD3+BC / IQL (1M "
@@ -121,33 +228,58 @@ def write_report(report: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100, help="updates per timed call, 1 seed")
+    parser.add_argument(
+        "--run-seconds",
+        type=float,
+        default=3.0,
+        help="run-path chunks are sized to take about this long at the kernel's rate",
+    )
+    parser.add_argument(
+        "--algorithms", default=",".join(AGENTS), help="comma-separated subset of the baselines"
+    )
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    add_dataset_arguments(parser)
     args = parser.parse_args()
+    info = machine()
+    dataset, described = (None, None)
+    if not args.no_run_path:
+        dataset, described = benchmark_dataset(args.dataset, args.root)
+        print(f"run path on {described}", flush=True)
     transitions = synthetic_transitions()
     stats = normalization_stats(transitions.obs)
     data = device_transitions(transitions, obs_mean=stats[0], obs_std=stats[1])
     report: dict[str, Any] = {
         "command": " ".join(["python", "benchmarks/algo_throughput.py", *sys.argv[1:]]),
-        "machine": machine(),
+        "machine": info,
         "setup": {
             "batch_size": BATCH_SIZE,
             "num_transitions": NUM_TRANSITIONS,
             "observation_dim": OBS_DIM,
             "action_dim": ACT_DIM,
+            "rates": "seed-updates/s, summed over the seeds",
+            "dataset": described,
+            "run_seconds": args.run_seconds,
         },
         "results": [],
     }
-    for name, agent_cls in AGENTS.items():
+    for name in args.algorithms.split(","):
+        agent_cls = AGENTS[name]
         for num_seeds in SEED_COUNTS:
             # Same total work per timed call for every seed count.
             steps = max(1, args.steps // num_seeds)
             row = {"algorithm": name, **time_chunk(agent_cls, data, stats, num_seeds, steps)}
-            report["results"].append(row)
-            print(
-                f"{name:7s} seeds={num_seeds} {row['updates_per_s']:8.0f} updates/s "
-                f"(compile {row['compile_s']:.1f} s)",
-                flush=True,
+            line = (
+                f"{name:7s} seeds={num_seeds} kernel {row['updates_per_s']:6.0f} seed-updates/s "
+                f"(compile {row['compile_s']:.1f} s)"
             )
-    write_report(report)
+            if dataset is not None:
+                chunk = run_chunk(row, args.run_seconds)
+                row["run_path"] = time_run_path(name, dataset, num_seeds, chunk)
+                line += " | " + summary(row["run_path"])
+            report["results"].append(row)
+            print(line, flush=True)
+    if not args.no_write:
+        write_report(report)
 
 
 if __name__ == "__main__":

@@ -1,22 +1,30 @@
-"""Gradient updates/s of the trainer: jit(vmap(scan(update))) vs a Python loop of jitted updates.
+"""Gradient updates/s of the BC family's trainer: the kernel, a Python loop, and the run path.
 
-Synthetic padded episodes shaped like D4RL locomotion (17-dim observations, 6-dim actions,
-episodes of 200-1000 steps padded to 1000) and the paper's 3 x 256 Gaussian policy. The paper's
-batches (128 BC / 256 iw-BC whole episodes, i.e. up to 128k-256k steps an update) take seconds
-an update on a CPU, so the measured configuration is CPU-sized: 32 episodes x a random window of
-32 steps. Updates are counted per seed (8 seeds x N steps = 8N updates); compile time is
-reported separately and excluded from the rates.
+Kernel: jit(vmap(scan(update))) vs a Python loop of jitted updates, on synthetic padded episodes
+shaped like D4RL locomotion (17-dim observations, 6-dim actions, episodes of 200-1000 steps
+padded to 1000) with the paper's 3 x 256 Gaussian policy. The paper's batches (128 BC / 256
+iw-BC whole episodes, i.e. up to 128k-256k steps an update) take seconds an update on a CPU, so
+the measured configuration is CPU-sized: 32 episodes x a random window of 32 steps.
 
-    python benchmarks/train_throughput.py
-    python benchmarks/train_throughput.py --batch-size 64 --window 64 --steps 50
+Run path: BC pre-training and the iw-BC fine-tune at the quick suite's stage configurations
+(256 one-step windows; benchmarks/suites/quick.toml) trained as a benchmark unit trains them
+(``iwbc run``, ``iwbc bench``), on a real dataset, against the kernel on that dataset in the same
+process (``run_path.py``). Rates are seed-updates/s summed over the seeds (8 seeds x N steps =
+8N); compile time is reported apart and excluded from the rates.
+
+    python benchmarks/train_throughput.py --root data/minari
+    python benchmarks/train_throughput.py --batch-size 64 --window 64 --steps 50 --no-run-path
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,28 +32,65 @@ from typing import Any
 
 import jax
 import numpy as np
+from run_path import (
+    RUN_PATH_COLUMNS,
+    add_dataset_arguments,
+    benchmark_dataset,
+    compare,
+    rates,
+    run_path_cells,
+    summary,
+)
 
+from iwbc.benchmark.suites import Suite, load_suite
+from iwbc.benchmark.units import UnitContext, WorkUnit, _bc_family, unit_directory
+from iwbc.data import OfflineDataset
 from iwbc.machine import machine_record
+from iwbc.methods import METHODS, select_episodes
 from iwbc.policies import GaussianPolicy
 from iwbc.sampling import DeviceEpisodes
-from iwbc.train import StageConfig, init_policy_params, init_train_state, make_chunk, make_update
+from iwbc.train import (
+    StageConfig,
+    init_policy_params,
+    init_train_state,
+    make_chunk,
+    make_update,
+    with_trajectory_tables,
+)
 
-OBS_DIM, ACT_DIM, MAX_LEN, NUM_EPISODES = 17, 6, 1000, 500
+# 100 episodes: iw-BC under windows recomputes log q_iw over every step of the data each 10
+# updates, so the data's size sets its cost (~60k steps here, 3x Hopper medium-replay's quick tier).
+OBS_DIM, ACT_DIM, MAX_LEN, NUM_EPISODES = 17, 6, 1000, 100
 HIDDEN_DIMS = (256, 256, 256)
 LOSSES = ("bc", "iw_trajectory")
 SEED_COUNTS = (1, 8)
 REPEATS = 3
+# The run path: BC pre-training and the iw-BC fine-tune of the quick suite, 1 and 5 (its) seeds.
+RUN_SUITE = "quick"
+RUN_METHODS = ("bc", "iw_bc")
+RUN_SEED_COUNTS = (1, 5)
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "perf"
 # Context only: JAX-CORL's TD3+BC / IQL on a GTX 1080 Ti (another algorithm, batch and device).
 JAX_CORL_ANCHOR = 1_850
 
 
-def flops_per_update(loss: str, batch_size: int, window: int | None) -> float:
-    """FLOPs of the MLP's matrix products in one update: the yardstick for compute-boundness."""
+def flops_per_update(config: StageConfig, flat_steps: int) -> float:
+    """FLOPs of the MLP's matrix products in one update: the yardstick for compute-boundness.
+
+    Forward + backward (2x) on the batch; iw losses add the q_iw and q_ref forward passes on it,
+    except under trajectory tables, which instead take one q_iw forward pass over every step of
+    the data (``flat_steps``) each ``refresh_every`` updates.
+    """
     widths = (OBS_DIM, *HIDDEN_DIMS, ACT_DIM)
     macs_per_row = sum(a * b for a, b in itertools.pairwise(widths))
-    passes = 3 if loss == "bc" else 5  # forward + backward (2x); iw adds q_iw and q_ref forwards
-    return 2.0 * macs_per_row * passes * batch_size * (window or MAX_LEN)
+    rows = config.batch_size * (config.window or MAX_LEN)
+    if config.loss == "bc" or config.trajectory_table:
+        flops = 2.0 * macs_per_row * 3 * rows
+    else:
+        flops = 2.0 * macs_per_row * 5 * rows
+    if config.trajectory_table:
+        flops += 2.0 * macs_per_row * flat_steps / config.refresh_every
+    return flops
 
 
 def synthetic_episodes(seed: int = 0) -> DeviceEpisodes:
@@ -68,11 +113,16 @@ def stage(loss: str, batch_size: int, window: int | None) -> StageConfig:
     return StageConfig.iw_finetune(loss=loss, batch_size=batch_size, window=window)
 
 
-def start_state(policy: GaussianPolicy, config: StageConfig, num_seeds: int) -> Any:
+def start_state(
+    policy: GaussianPolicy, config: StageConfig, data: DeviceEpisodes, num_seeds: int
+) -> Any:
+    """A stage's start for ``num_seeds`` seeds, trajectory tables filled in where it has them
+    (iw-BC under windows), as :func:`iwbc.train.train_stage` starts it."""
     seeds = list(range(num_seeds))
     # Identity statistics: the standardization's cost is measured, its values do not matter.
     statistics = (np.zeros(OBS_DIM, np.float32), np.ones(OBS_DIM, np.float32))
-    return init_train_state(config, init_policy_params(policy, OBS_DIM, seeds, statistics), seeds)
+    state = init_train_state(config, init_policy_params(policy, OBS_DIM, seeds, statistics), seeds)
+    return with_trajectory_tables(policy, config, state, data)
 
 
 def best_seconds(run: Callable[[], Any]) -> float:
@@ -89,7 +139,7 @@ def time_scan(
     policy: GaussianPolicy, config: StageConfig, data: DeviceEpisodes, num_seeds: int, steps: int
 ) -> dict[str, float]:
     """The trainer's path: one compiled call runs ``steps`` updates of every seed."""
-    state = start_state(policy, config, num_seeds)
+    state = start_state(policy, config, data, num_seeds)
     start = time.perf_counter()
     compiled = make_chunk(policy, config, steps).lower(state, data, 0).compile()
     compile_s = time.perf_counter() - start
@@ -109,19 +159,103 @@ def time_loop(
     Only the final state is waited for, so JAX's asynchronous dispatch overlaps the Python
     overhead with compute; a loop that logged the loss every step would be slower.
     """
-    state = jax.tree.map(lambda x: x[0], start_state(policy, config, 1))
+    state = jax.tree.map(lambda x: x[0], start_state(policy, config, data, 1))
     start = time.perf_counter()
     compiled = jax.jit(make_update(policy, config)).lower(state, data, 0).compile()
     compile_s = time.perf_counter() - start
 
     def run() -> Any:
         current = state
-        for _ in range(steps):
-            current, _ = compiled(current, data, 0)
+        for step in range(steps):
+            current, _ = compiled(current, data, step)
         return current
 
     seconds = best_seconds(run)
     return {"compile_s": compile_s, "seconds": seconds, "updates_per_s": steps / seconds}
+
+
+def run_suite(dataset: OfflineDataset, chunk: int) -> Suite:
+    """The quick suite's BC-family stages on ``dataset``, each cut to 2 chunks of ``chunk`` steps
+    with a curve point after each (a stage's length changes its schedule, not its speed)."""
+    suite = load_suite(RUN_SUITE)
+    pipeline = suite.pipeline
+    finetune = pipeline.finetune
+    warmup = None if finetune.warmup_steps is None else min(finetune.warmup_steps, chunk)
+    pipeline = dataclasses.replace(
+        pipeline,
+        pretrain=dataclasses.replace(pipeline.pretrain, steps=2 * chunk),
+        finetune=dataclasses.replace(finetune, steps=2 * chunk, warmup_steps=warmup),
+        chunk_size=chunk,
+    )
+    return dataclasses.replace(
+        suite, datasets=(dataset.id,), pipeline=pipeline, eval_every=chunk, bc_eval_every=chunk
+    )
+
+
+def unit_training(
+    suite: Suite, dataset: OfflineDataset, method: str, seeds: tuple[int, ...], work_dir: Path
+) -> Any:
+    """What a benchmark unit (``iwbc.benchmark.units.run_unit``) does for ``method`` but
+    evaluate: the parameters at each curve point; returns the last."""
+    context = UnitContext(
+        suite=suite, records_dir=work_dir / "records", work_dir=work_dir, dataset=dataset
+    )
+    unit = WorkUnit(dataset.id, method, seeds, seeds)
+    directory = unit_directory(context, unit)
+    directory.mkdir(parents=True, exist_ok=True)
+    params_at, _, _ = _bc_family(unit, context, dataset, directory)
+    return [params_at(step) for step in suite.eval_targets(method)][-1]
+
+
+def time_run_path(
+    dataset: OfflineDataset, num_seeds: int, chunk: int, repeats: int = REPEATS
+) -> list[dict[str, Any]]:
+    """BC pre-training (the ``bc`` unit), then the iw-BC fine-tune (the ``iw_bc`` unit, its
+    pre-training already on disk), each against its kernel: 2 ``chunk``-step calls from one
+    start state on the unit's own training episodes."""
+    suite = run_suite(dataset, chunk)
+    pipeline = suite.pipeline
+    policy = pipeline.policy(dataset.action_dim)
+    seeds = tuple(range(num_seeds))
+    rows = []
+    with tempfile.TemporaryDirectory() as shared:
+        shared_dir = Path(shared)
+        for method in RUN_METHODS:
+            if method == "bc":
+
+                def run() -> Any:
+                    with tempfile.TemporaryDirectory() as fresh:
+                        return unit_training(suite, dataset, "bc", seeds, Path(fresh))
+
+            else:
+                unit_training(suite, dataset, "bc", seeds, shared_dir)  # the shared pre-training
+
+                def run(method: str = method) -> Any:
+                    context = UnitContext(suite, shared_dir / "records", shared_dir)
+                    unit = WorkUnit(dataset.id, method, seeds, ())
+                    shutil.rmtree(unit_directory(context, unit), ignore_errors=True)
+                    return unit_training(suite, dataset, method, seeds, shared_dir)
+
+            def make_kernel(method: str = method) -> Callable[[], Any]:
+                stage = pipeline.stage(METHODS[method])
+                data = select_episodes(dataset.episodes, METHODS[method], pipeline)
+                params = init_policy_params(
+                    policy, dataset.observation_dim, seeds, pipeline.statistics(dataset.episodes)
+                )
+                state = init_train_state(stage, params, seeds)
+                state = with_trajectory_tables(policy, stage, state, data)
+                call = make_chunk(policy, stage, chunk)
+                return lambda: [call(state, data, start) for start in (0, chunk)]
+
+            timing = compare(run, make_kernel, repeats)
+            rows.append(
+                {
+                    "method": method,
+                    "seeds": num_seeds,
+                    "run_path": {"chunk": chunk, **rates(timing, num_seeds * 2 * chunk)},
+                }
+            )
+    return rows
 
 
 def machine() -> dict[str, object]:
@@ -142,11 +276,17 @@ def write_report(report: dict[str, Any]) -> None:
         "Updates/s of one stage of the trainer (`make_chunk` = jit(vmap(scan(update)))), each",
         "update sampling its batch on the device, against a reference Python loop that calls a",
         "jitted single update per step for 1 seed (no scan; only the final state is waited for,",
-        "so asynchronous dispatch already hides part of the Python overhead). Updates are",
-        f"counted per seed: {max(SEED_COUNTS)} seeds x N steps = {max(SEED_COUNTS)}N updates.",
+        "so asynchronous dispatch already hides part of the Python overhead).",
+        "**Every rate is seed-updates per second summed over the seeds trained together** "
+        f"({max(SEED_COUNTS)} seeds x N steps",
+        f"in t seconds: {max(SEED_COUNTS)}N/t); on this CPU vmapping seeds does not multiply "
+        "that total (below).",
         f"Rates exclude compilation (reported separately); best of {REPEATS} timed runs of",
-        f"{setup['steps']} steps each. GFLOP/s counts the MLP's matrix products only",
-        "(forward + 2x for the backward pass, plus the q_iw and q_ref forward passes for iw).",
+        f"{setup['steps']} steps each, starting at step 0. GFLOP/s counts the MLP's matrix "
+        "products only (forward +",
+        "2x for the backward pass; for iw-BC under windows, plus its trajectory-table refresh: a "
+        "q_iw forward pass over",
+        "every step of the data each 10 updates).",
         "",
         f"**CPU-sized configuration, not the paper's:** {setup['batch_size']} episodes x "
         f"window {window} steps per update",
@@ -154,11 +294,14 @@ def write_report(report: dict[str, Any]) -> None:
         "trains on 128 (BC) / 256 (iw-BC) whole episodes, up to",
         "128k-256k steps a batch, which takes seconds per update on this CPU. Data: "
         f"{NUM_EPISODES} synthetic episodes",
-        f"of 200-{MAX_LEN} steps padded to {MAX_LEN}, {OBS_DIM}-dim observations, "
-        f"{ACT_DIM}-dim actions (D4RL locomotion shape);",
-        "policy: the paper's 3 x 256 Gaussian MLP. `bc` is BC pre-training (Adam 1e-3);",
-        "`iw_trajectory` is the iw-BC fine-tune (warm-up cosine schedule, EMA q_iw, frozen",
-        "q_ref: three policy forward passes per update instead of one).",
+        f"of 200-{MAX_LEN} steps padded to {MAX_LEN} ({setup['data_steps']:,} steps), "
+        f"{OBS_DIM}-dim observations, {ACT_DIM}-dim actions (D4RL locomotion",
+        "shape); policy: the paper's 3 x 256 Gaussian MLP. `bc` is BC pre-training (Adam 1e-3);",
+        "`iw_trajectory` is the iw-BC fine-tune (warm-up cosine schedule, EMA q_iw, frozen q_ref; "
+        "under windows its",
+        "trajectory weights come from whole-episode tables of log q(τ)/|τ|, q_iw's refreshed "
+        "every 10 updates, so",
+        "its cost grows with the data: see the GFLOP/s).",
         "",
         f"Regenerate: `{report['command']}`",
         "",
@@ -167,7 +310,7 @@ def write_report(report: dict[str, Any]) -> None:
         f"{info['device']}; Python {info['python']}, jax {info['jax']}, jaxlib {info['jaxlib']}, "
         f"flax {info['flax']}, optax {info['optax']}, numpy {info['numpy']}.",
         "",
-        "| loss | mode | seeds | updates/s | ms per step (all seeds) | ≈GFLOP/s | compile s "
+        "| loss | mode | seeds | seed-updates/s | ms per step (all seeds) | ≈GFLOP/s | compile s "
         "| ÷ loop, 1 seed |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -203,7 +346,53 @@ def write_report(report: dict[str, Any]) -> None:
         "different algorithm (transition batches of 256, critic + actor), batch and device,",
         "so not comparable.",
     ]
+    if report.get("run_path"):
+        lines += run_path_section(report)
     (RESULTS / "train_throughput.md").write_text("\n".join(lines) + "\n")
+
+
+def run_path_section(report: dict[str, Any]) -> list[str]:
+    """The table of the BC family's run path against its kernel on the dataset."""
+    setup = report["run_path_setup"]
+    lines = [
+        "",
+        "## Run path: the BC family as `iwbc run` / `iwbc bench` train it",
+        "",
+        f"The quick suite's stages (benchmarks/suites/{RUN_SUITE}.toml: BC pre-training, Adam "
+        "1e-3; the iw-BC fine-tune,",
+        "Adam 1e-4 after a warm-up, trajectory weights from whole-episode tables refreshed every "
+        "10 steps; 256 one-step",
+        f"windows a batch), on {setup['dataset']}.",
+        "`run path`: a benchmark unit's training (iwbc.benchmark.units) with its evaluation "
+        "left out: 2 curve points",
+        "of `chunk` steps per seed on one checkpoint (eval_every = chunk_size = chunk), each "
+        "rebuilding the start",
+        "state, reading the checkpoint, training, syncing the metrics and writing the "
+        "checkpoint; `bc` also saves and",
+        "reloads its parameter snapshot at each point, `iw_bc` reads BC's final snapshot (its "
+        "pre-training is done",
+        "beforehand, as the shared pre-training is in a sweep) and fills its trajectory "
+        "tables. `kernel`: the same",
+        "compiled chunk called twice from one start state on the unit's training episodes. "
+        "Alternately in one",
+        f"process, best of {setup.get('run_repeats', REPEATS)} each; `chunk`: steps per seed "
+        f"({RUN_SUITE}.toml's chunk_size "
+        "is 500, and it evaluates every 1000",
+        "steps: the per-call costs weigh half as much there). `first run s`: the first run-path "
+        "call, with the seconds JAX spent",
+        "compiling in it, paid once per process and program and excluded from the rates. "
+        "Rates: seed-updates/s, all",
+        "seeds.",
+        "",
+        "| method | seeds | chunk " + RUN_PATH_COLUMNS,
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["run_path"]:
+        lines.append(
+            f"| {row['method']} | {row['seeds']} | {row['run_path']['chunk']} "
+            + run_path_cells(row)
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -213,11 +402,25 @@ def main(argv: list[str] | None = None) -> None:
         "--window", type=int, default=32, help="steps per episode; 0 for whole episodes"
     )
     parser.add_argument("--steps", type=int, default=20, help="updates per timed run")
+    parser.add_argument(
+        "--run-chunk",
+        type=int,
+        default=load_suite(RUN_SUITE).pipeline.chunk_size,
+        help="steps per seed of a run-path chunk (default: the quick suite's chunk size)",
+    )
+    parser.add_argument(
+        "--run-repeats", type=int, default=REPEATS, help="timed runs of each, run path and kernel"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
+    add_dataset_arguments(parser)
     args = parser.parse_args(argv)
     window = args.window or None
 
     info = machine()
+    dataset, described = (None, None)
+    if not args.no_run_path:
+        dataset, described = benchmark_dataset(args.dataset, args.root)
+        print(f"run path on {described}", flush=True)
     data = synthetic_episodes()
     policy = GaussianPolicy(action_dim=ACT_DIM, hidden_dims=HIDDEN_DIMS)
     rows: list[dict[str, Any]] = []
@@ -228,7 +431,7 @@ def main(argv: list[str] | None = None) -> None:
             ("jit(vmap(scan))", n, time_scan(policy, config, data, n, args.steps))
             for n in SEED_COUNTS
         ]
-        flops = flops_per_update(loss, args.batch_size, window)
+        flops = flops_per_update(config, data.flat_observations.shape[0])
         for mode, seeds, timing in runs:
             timing["gflops"] = timing["updates_per_s"] * flops / 1e9
             rows.append({"loss": loss, "mode": mode, "seeds": seeds, **timing})
@@ -237,6 +440,14 @@ def main(argv: list[str] | None = None) -> None:
                 f"  compile {timing['compile_s']:.1f}s",
                 flush=True,
             )
+    run_rows: list[dict[str, Any]] = []
+    if dataset is not None:
+        for num_seeds in RUN_SEED_COUNTS:
+            for row in time_run_path(dataset, num_seeds, args.run_chunk, args.run_repeats):
+                print(
+                    f"{row['method']:6s} seeds={num_seeds} {summary(row['run_path'])}", flush=True
+                )
+                run_rows.append(row)
     print(json.dumps(info))
     if not args.no_write:
         report = {
@@ -248,6 +459,7 @@ def main(argv: list[str] | None = None) -> None:
                 "steps": args.steps,
                 "repeats": REPEATS,
                 "num_episodes": NUM_EPISODES,
+                "data_steps": int(np.asarray(data.lengths).sum()),
                 "max_length": MAX_LEN,
                 "observation_dim": OBS_DIM,
                 "action_dim": ACT_DIM,
@@ -255,6 +467,12 @@ def main(argv: list[str] | None = None) -> None:
                 "jax_corl_anchor_updates_per_s": JAX_CORL_ANCHOR,
             },
             "results": rows,
+            "run_path_setup": {
+                "dataset": described,
+                "run_chunk": args.run_chunk,
+                "run_repeats": args.run_repeats,
+            },
+            "run_path": run_rows,
         }
         write_report(report)
 

@@ -6,7 +6,9 @@ import jax
 import numpy as np
 import pytest
 
+from iwbc.algos import ALGORITHMS
 from iwbc.algos.common import (
+    _INITIALIZERS,
     device_transitions,
     episode_returns,
     locomotion_reward_scale,
@@ -93,3 +95,20 @@ def test_prepare_data_follows_the_config() -> None:
     np.testing.assert_allclose(data.observations, t.obs)
     np.testing.assert_allclose(data.rewards, t.rewards)
     np.testing.assert_array_equal(std, np.ones(3))
+
+
+@pytest.mark.parametrize("name", list(ALGORITHMS))
+def test_agents_are_created_by_one_compiled_initializer_whatever_the_statistics(name: str) -> None:
+    """A resumed run creates its agent again: that must not compile the initializer again,
+    and each agent must still carry the statistics it was created with."""
+    agent_cls, config_cls = ALGORITHMS[name]
+    config = config_cls(hidden_dims=(8, 8))
+    first = agent_cls.create([0, 1], 3, 2, config=config)
+    initialize = _INITIALIZERS[(agent_cls, 3, 2, config)]
+    mean, std = np.arange(3, dtype=np.float32), np.full(3, 2.0, np.float32)
+    second = agent_cls.create([0, 1], 3, 2, mean, std, config)
+    assert initialize._cache_size() == 1
+    np.testing.assert_array_equal(second.obs_mean, np.stack([mean, mean]))
+    np.testing.assert_array_equal(second.obs_std, np.stack([std, std]))
+    np.testing.assert_array_equal(first.obs_mean, np.zeros((2, 3)))
+    jax.tree.map(np.testing.assert_array_equal, first.actor_params, second.actor_params)

@@ -187,7 +187,7 @@ class AWACAgent(flax.struct.PyTreeNode):
         dummy_obs = jnp.zeros((1, observation_dim))
         dummy_act = jnp.zeros((1, action_dim))
 
-        def create_one(key: jax.Array) -> AWACAgent:
+        def create_one(key: jax.Array, obs_mean: jax.Array, obs_std: jax.Array) -> AWACAgent:
             rng, actor_key, critic_key = jax.random.split(key, 3)
             actor_params = actor.init(actor_key, dummy_obs)
             critic_params = critic.init(critic_key, dummy_obs, dummy_act)
@@ -199,13 +199,14 @@ class AWACAgent(flax.struct.PyTreeNode):
                 target_critic_params=critic_params,
                 actor_opt_state=optimizer.init(actor_params),
                 critic_opt_state=optimizer.init(critic_params),
-                obs_mean=jnp.asarray(mean, jnp.float32),
-                obs_std=jnp.asarray(std, jnp.float32),
+                obs_mean=obs_mean,
+                obs_std=obs_std,
                 action_dim=action_dim,
                 config=config,
             )
 
-        return stack_seeds(create_one, seeds)
+        cache_key = (cls, observation_dim, action_dim, config)
+        return stack_seeds(create_one, seeds, mean, std, cache_key=cache_key)
 
 
 def _actor(action_dim: int, config: AWACConfig) -> GaussianActor:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -217,13 +217,34 @@ def soft_update(target: Any, online: Any, tau: float) -> Any:
     return jax.tree.map(lambda t, o: tau * o + (1.0 - tau) * t, target, online)
 
 
-def stack_seeds(create_one: Callable[[jax.Array], Any], seeds: Sequence[int]) -> Any:
+# Compiled seed-stacked initializers, by everything an agent's ``create_one`` closes over: a run
+# that resumes from a checkpoint (each curve point of a benchmark unit) calls ``create`` again,
+# and compiling the initializer anew took about as long as compiling a training chunk
+# (results/perf/run_path.md).
+_INITIALIZERS: dict[Hashable, Callable] = {}
+
+
+def stack_seeds(
+    create_one: Callable[[jax.Array, jax.Array, jax.Array], Any],
+    seeds: Sequence[int],
+    obs_mean: np.ndarray,
+    obs_std: np.ndarray,
+    *,
+    cache_key: Hashable,
+) -> Any:
     """One agent per seed, stacked on a leading axis (the static config is shared).
 
+    ``create_one(key, obs_mean, obs_std)`` builds one agent; the state statistics are inputs of
+    the compiled initializer, and everything else ``create_one`` uses must be determined by
+    ``cache_key`` (agent class, dimensions, config), under which it is compiled once per process.
     Jitted: initializing the networks op by op takes seconds, compiled it takes a fraction.
     """
     keys = jnp.stack([jax.random.PRNGKey(seed) for seed in seeds])
-    return jax.jit(jax.vmap(create_one))(keys)
+    initialize = _INITIALIZERS.get(cache_key)
+    if initialize is None:
+        initialize = jax.jit(jax.vmap(create_one, in_axes=(0, None, None)))
+        _INITIALIZERS[cache_key] = initialize
+    return initialize(keys, jnp.asarray(obs_mean, jnp.float32), jnp.asarray(obs_std, jnp.float32))
 
 
 @functools.cache

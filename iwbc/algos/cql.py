@@ -428,7 +428,7 @@ class CQLAgent(flax.struct.PyTreeNode):
         dummy_obs = jnp.zeros((1, observation_dim))
         dummy_act = jnp.zeros((1, action_dim))
 
-        def create_one(key: jax.Array) -> CQLAgent:
+        def create_one(key: jax.Array, obs_mean: jax.Array, obs_std: jax.Array) -> CQLAgent:
             rng, actor_key, critic_key = jax.random.split(key, 3)
             actor_params = actor.init(actor_key, dummy_obs)
             critic_params = critic.init(critic_key, dummy_obs, dummy_act)
@@ -446,13 +446,14 @@ class CQLAgent(flax.struct.PyTreeNode):
                 critic_opt_state=optax.adam(config.critic_lr).init(critic_params),
                 alpha_opt_state=optax.adam(config.actor_lr).init(log_alpha),
                 alpha_prime_opt_state=optax.adam(config.critic_lr).init(log_alpha_prime),
-                obs_mean=jnp.asarray(mean, jnp.float32),
-                obs_std=jnp.asarray(std, jnp.float32),
+                obs_mean=obs_mean,
+                obs_std=obs_std,
                 action_dim=action_dim,
                 config=config,
             )
 
-        return stack_seeds(create_one, seeds)
+        cache_key = (cls, observation_dim, action_dim, config)
+        return stack_seeds(create_one, seeds, mean, std, cache_key=cache_key)
 
 
 def _alpha_prime(log_alpha_prime: jax.Array) -> jax.Array:

@@ -189,7 +189,7 @@ class IQLAgent(flax.struct.PyTreeNode):
         dummy_obs = jnp.zeros((1, observation_dim))
         dummy_act = jnp.zeros((1, action_dim))
 
-        def create_one(key: jax.Array) -> IQLAgent:
+        def create_one(key: jax.Array, obs_mean: jax.Array, obs_std: jax.Array) -> IQLAgent:
             rng, actor_key, critic_key, value_key = jax.random.split(key, 4)
             actor_params = actor.init(actor_key, dummy_obs)
             critic_params = critic.init(critic_key, dummy_obs, dummy_act)
@@ -204,13 +204,14 @@ class IQLAgent(flax.struct.PyTreeNode):
                 actor_opt_state=_actor_optimizer(config).init(actor_params),
                 critic_opt_state=optax.adam(config.critic_lr).init(critic_params),
                 value_opt_state=optax.adam(config.value_lr).init(value_params),
-                obs_mean=jnp.asarray(mean, jnp.float32),
-                obs_std=jnp.asarray(std, jnp.float32),
+                obs_mean=obs_mean,
+                obs_std=obs_std,
                 action_dim=action_dim,
                 config=config,
             )
 
-        return stack_seeds(create_one, seeds)
+        cache_key = (cls, observation_dim, action_dim, config)
+        return stack_seeds(create_one, seeds, mean, std, cache_key=cache_key)
 
 
 def _actor(action_dim: int, config: IQLConfig) -> GaussianPolicy:

@@ -1,0 +1,168 @@
+"""The path users train through, timed beside the kernel: shared by the ``*_throughput`` scripts.
+
+``iwbc run`` and ``iwbc bench`` train through a benchmark unit (:mod:`iwbc.benchmark.units`): it
+trains to each evaluation step on one checkpoint, so every curve point is a call that prepares
+the data, builds the start state, reads the checkpoint, runs jitted chunks (a host sync and a
+checkpoint write after each) and hands back the parameters. The kernel columns time only the
+compiled chunk. :func:`compare` times both on the same data in the same process, alternately,
+so that the other load of a shared machine hits both alike, and reports the first (compiling)
+call apart: compilation happens once per process and program, not once per chunk.
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from iwbc.data import OfflineDataset, load_dataset
+from iwbc.data.minari_write import dataset_exists
+from iwbc.data.scripted import DEFAULT_DATASET_ID, generate_mixed_dataset
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATASET = "iwbc/hopper/medium-replay-v0"
+# Where `iwbc data generate ... --root data/minari` (benchmarks/suites/quick.toml) writes.
+DEFAULT_ROOT = REPO / "data" / "minari"
+FALLBACK_EPISODES = 100
+# Tracing, lowering and XLA compilation, as JAX reports them (jax.monitoring).
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+
+
+class _CompileClock:
+    """Seconds JAX has spent compiling in this process."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def __call__(self, event: str, duration: float, **_: Any) -> None:
+        if event in COMPILE_EVENTS:
+            self.seconds += duration
+
+
+COMPILE_CLOCK = _CompileClock()
+jax.monitoring.register_event_duration_secs_listener(COMPILE_CLOCK)
+
+
+def add_dataset_arguments(parser: Any) -> None:
+    parser.add_argument("--dataset", default=DEFAULT_DATASET, help="dataset the run path trains on")
+    parser.add_argument(
+        "--root",
+        default=str(DEFAULT_ROOT),
+        help="local Minari root holding --dataset; without it a small InvertedDoublePendulum "
+        "dataset is generated for the run (iwbc.data.scripted)",
+    )
+    parser.add_argument(
+        "--no-run-path", action="store_true", help="time the kernel only (no dataset needed)"
+    )
+
+
+def benchmark_dataset(dataset_id: str, root: str | Path) -> tuple[OfflineDataset, str]:
+    """``dataset_id`` from ``root``, or, where it is missing (a fresh clone), a small scripted
+    dataset generated into a temporary root; with a line saying which it is."""
+    if dataset_exists(dataset_id, root):
+        dataset = load_dataset(dataset_id, root=root)
+        origin = f"`{dataset_id}` from `{root}`"
+    else:
+        generated = tempfile.mkdtemp(prefix="iwbc-bench-data-")
+        atexit.register(shutil.rmtree, generated, ignore_errors=True)
+        generate_mixed_dataset(DEFAULT_DATASET_ID, num_episodes=FALLBACK_EPISODES, root=generated)
+        dataset = load_dataset(DEFAULT_DATASET_ID, root=generated)
+        origin = (
+            f"`{DEFAULT_DATASET_ID}` ({FALLBACK_EPISODES} episodes generated for this run by "
+            f"iwbc.data.scripted, because `{dataset_id}` is not under `{root}`)"
+        )
+    description = (
+        f"{origin}: {dataset.num_episodes} episodes, {dataset.num_steps:,} steps, "
+        f"{dataset.observation_dim}-dim observations, {dataset.action_dim}-dim actions"
+    )
+    return dataset, description
+
+
+def timed(run: Callable[[], Any]) -> tuple[float, float]:
+    """(wall seconds, seconds of it spent compiling) of ``run()``, its outputs waited for."""
+    compiled_before = COMPILE_CLOCK.seconds
+    start = time.perf_counter()
+    jax.block_until_ready(run())
+    return time.perf_counter() - start, COMPILE_CLOCK.seconds - compiled_before
+
+
+def compare(
+    run: Callable[[], Any], make_kernel: Callable[[], Callable[[], Any]], repeats: int
+) -> dict[str, Any]:
+    """Time ``run`` (the user's path) against the kernel on the same work.
+
+    ``run`` goes first, alone, so its compilations are its own (the kernel reuses the programs it
+    compiled; ``make_kernel`` builds the kernel's inputs after it). Then kernel and run path
+    alternate ``repeats`` times; the best of each is kept (other load only slows a run), and the
+    seconds either spent compiling in those timed runs are kept too (0 unless something recompiles).
+    """
+    first_s, first_compile_s = timed(run)
+    kernel = make_kernel()
+    jax.block_until_ready(kernel())  # the kernel's inputs (and anything they compile) are ready
+    kernel_s, run_s, kernel_compile_s, run_compile_s = [], [], 0.0, 0.0
+    for _ in range(repeats):
+        seconds, compiling = timed(kernel)
+        kernel_s.append(seconds)
+        kernel_compile_s += compiling
+        seconds, compiling = timed(run)
+        run_s.append(seconds)
+        run_compile_s += compiling
+    return {
+        "first_run_s": first_s,
+        "first_run_compile_s": first_compile_s,
+        "kernel_s": min(kernel_s),
+        "run_s": min(run_s),
+        "kernel_all_s": kernel_s,
+        "run_all_s": run_s,
+        # kernel ÷ run path of each adjacent pair: what drifting load leaves of the ratio.
+        "paired_ratios": [k / r for k, r in zip(kernel_s, run_s, strict=True)],
+        "timed_kernel_compile_s": kernel_compile_s,
+        "timed_run_compile_s": run_compile_s,
+    }
+
+
+RUN_PATH_COLUMNS = (
+    "| kernel, dataset | run path, dataset | run path ÷ kernel | run path, per seed "
+    "| first run s (compiling) |"
+)
+
+
+def run_path_cells(row: dict[str, Any]) -> str:
+    """The run-path columns of a table row (rates in seed-updates/s, all seeds)."""
+    run = row["run_path"]
+    return (
+        f"| {run['kernel_updates_per_s']:,.0f} | {run['run_updates_per_s']:,.0f} "
+        f"| {run['run_updates_per_s'] / run['kernel_updates_per_s']:.2f}x "
+        f"| {run['run_updates_per_s'] / row['seeds']:,.0f} "
+        f"| {run['first_run_s']:.1f} ({run['first_run_compile_s']:.1f}) |"
+    )
+
+
+def rates(timing: dict[str, Any], seed_updates: int) -> dict[str, Any]:
+    """``timing`` with the kernel's and the run path's seed-updates/s added."""
+    return {
+        **timing,
+        "seed_updates": seed_updates,
+        "kernel_updates_per_s": seed_updates / timing["kernel_s"],
+        "run_updates_per_s": seed_updates / timing["run_s"],
+    }
+
+
+def summary(run: dict[str, Any]) -> str:
+    """One printed line of a run-path measurement."""
+    return (
+        f"chunk {run['chunk']}: kernel {run['kernel_updates_per_s']:6.0f}, run path "
+        f"{run['run_updates_per_s']:6.0f} seed-updates/s "
+        f"({run['run_updates_per_s'] / run['kernel_updates_per_s']:.2f}x), first run "
+        f"{run['first_run_s']:.1f} s ({run['first_run_compile_s']:.1f} compiling)"
+    )
