@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -103,8 +104,8 @@ def compare(
 
     ``run`` goes first, alone, so its compilations are its own (the kernel reuses the programs it
     compiled; ``make_kernel`` builds the kernel's inputs after it). Then kernel and run path
-    alternate ``repeats`` times; the best of each is kept (other load only slows a run), and the
-    seconds either spent compiling in those timed runs are kept too (0 unless something recompiles).
+    alternate ``repeats`` times, and the seconds either spent compiling in those timed runs are
+    kept too (0 unless something recompiles). See :func:`measures` for what is made of them.
     """
     first_s, first_compile_s = timed(run)
     kernel = make_kernel()
@@ -120,16 +121,39 @@ def compare(
     return {
         "first_run_s": first_s,
         "first_run_compile_s": first_compile_s,
-        "kernel_s": min(kernel_s),
-        "run_s": min(run_s),
         "kernel_all_s": kernel_s,
         "run_all_s": run_s,
-        # kernel ÷ run path of each adjacent pair: what drifting load leaves of the ratio.
-        "paired_ratios": [k / r for k, r in zip(kernel_s, run_s, strict=True)],
         "timed_kernel_compile_s": kernel_compile_s,
         "timed_run_compile_s": run_compile_s,
     }
 
+
+def measures(run: dict[str, Any]) -> dict[str, float]:
+    """Rates (seed-updates/s, all seeds) and the ratio from :func:`compare`'s timings.
+
+    ``ratio`` is the median over the alternating (kernel, run path) pairs of kernel seconds ÷
+    run-path seconds: each pair ran back to back, so drifting load from other processes hits
+    both alike. The rates are each one's median run. Best-of-each (also given) pairs moments
+    that may be minutes apart: one kernel run in a dip of the load then sets the ratio alone.
+    """
+    kernel, path = run["kernel_all_s"], run["run_all_s"]
+    work = run["seed_updates"]
+    return {
+        "kernel_updates_per_s": work / statistics.median(kernel),
+        "run_updates_per_s": work / statistics.median(path),
+        "ratio": statistics.median(k / r for k, r in zip(kernel, path, strict=True)),
+        "kernel_best_updates_per_s": work / min(kernel),
+        "run_best_updates_per_s": work / min(path),
+    }
+
+
+# How the run-path columns are measured, for the reports.
+PAIRS_TEXT = (
+    "Kernel and run path alternate, {pairs} runs each, in one process; the rates are each one's "
+    "median run, and\n`run path ÷ kernel` is the median over the back-to-back (kernel, run "
+    "path) pairs of their seconds' ratio, so\nthat load drifting on a shared machine hits both "
+    "alike (the JSON also has best-of-each rates)."
+)
 
 RUN_PATH_COLUMNS = (
     "| kernel, dataset | run path, dataset | run path ÷ kernel | run path, per seed "
@@ -137,32 +161,35 @@ RUN_PATH_COLUMNS = (
 )
 
 
+def figure(rate: float) -> str:
+    """A rate as the tables print it: whole numbers, one decimal below 10."""
+    return f"{rate:,.0f}" if rate >= 10 else f"{rate:.1f}"
+
+
 def run_path_cells(row: dict[str, Any]) -> str:
     """The run-path columns of a table row (rates in seed-updates/s, all seeds)."""
     run = row["run_path"]
+    rate = measures(run)
     return (
-        f"| {run['kernel_updates_per_s']:,.0f} | {run['run_updates_per_s']:,.0f} "
-        f"| {run['run_updates_per_s'] / run['kernel_updates_per_s']:.2f}x "
-        f"| {run['run_updates_per_s'] / row['seeds']:,.0f} "
+        f"| {figure(rate['kernel_updates_per_s'])} | {figure(rate['run_updates_per_s'])} "
+        f"| {rate['ratio']:.2f}x | {figure(rate['run_updates_per_s'] / row['seeds'])} "
         f"| {run['first_run_s']:.1f} ({run['first_run_compile_s']:.1f}) |"
     )
 
 
 def rates(timing: dict[str, Any], seed_updates: int) -> dict[str, Any]:
-    """``timing`` with the kernel's and the run path's seed-updates/s added."""
-    return {
-        **timing,
-        "seed_updates": seed_updates,
-        "kernel_updates_per_s": seed_updates / timing["kernel_s"],
-        "run_updates_per_s": seed_updates / timing["run_s"],
-    }
+    """``timing`` with its work (seed-updates of one timed run) and :func:`measures`."""
+    timing = {**timing, "seed_updates": seed_updates}
+    return {**timing, **measures(timing)}
 
 
 def summary(run: dict[str, Any]) -> str:
     """One printed line of a run-path measurement."""
+    rate = measures(run)
+    best = rate["run_best_updates_per_s"] / rate["kernel_best_updates_per_s"]
     return (
-        f"chunk {run['chunk']}: kernel {run['kernel_updates_per_s']:6.0f}, run path "
-        f"{run['run_updates_per_s']:6.0f} seed-updates/s "
-        f"({run['run_updates_per_s'] / run['kernel_updates_per_s']:.2f}x), first run "
-        f"{run['first_run_s']:.1f} s ({run['first_run_compile_s']:.1f} compiling)"
+        f"chunk {run['chunk']}: kernel {rate['kernel_updates_per_s']:6.0f}, run path "
+        f"{rate['run_updates_per_s']:6.0f} seed-updates/s ({rate['ratio']:.2f}x, median of "
+        f"pairs; best of each {best:.2f}x), first run {run['first_run_s']:.1f} s "
+        f"({run['first_run_compile_s']:.1f} compiling)"
     )

@@ -33,6 +33,7 @@ from typing import Any
 import jax
 import numpy as np
 from run_path import (
+    PAIRS_TEXT,
     RUN_PATH_COLUMNS,
     add_dataset_arguments,
     benchmark_dataset,
@@ -279,8 +280,8 @@ def write_report(report: dict[str, Any]) -> None:
         "so asynchronous dispatch already hides part of the Python overhead).",
         "**Every rate is seed-updates per second summed over the seeds trained together** "
         f"({max(SEED_COUNTS)} seeds x N steps",
-        f"in t seconds: {max(SEED_COUNTS)}N/t); on this CPU vmapping seeds does not multiply "
-        "that total (below).",
+        f"in t seconds: {max(SEED_COUNTS)}N/t); compare the seed counts: the total need not "
+        "grow with the seeds.",
         f"Rates exclude compilation (reported separately); best of {REPEATS} timed runs of",
         f"{setup['steps']} steps each, starting at step 0. GFLOP/s counts the MLP's matrix "
         "products only (forward +",
@@ -335,7 +336,8 @@ def write_report(report: dict[str, Any]) -> None:
         "even this CPU-sized update is milliseconds of matrix products (see GFLOP/s, about what",
         "2 cores sustain), so the scan gains only what per-call overhead costs next to them, and",
         "vmapping seeds only turns the MLP's matrix products into batched ones, which XLA's CPU",
-        "backend runs at the same or a slightly lower rate. The design should pay off where an",
+        "backend runs at the same or a lower rate (for updates this size; smaller ones, like the",
+        "run-path table's 256 one-step windows, can gain). The design should pay off where an",
         "update is cheap next to its dispatch (a GPU; not measured here); on CPU its gain is all",
         "seeds in one call and one compile. At the GFLOP/s above, one update of the paper's",
         "batch would take roughly 2 s (BC, 128 x up to 1000 steps) to 7 s (iw-BC, 256 x up to",
@@ -373,11 +375,10 @@ def run_path_section(report: dict[str, Any]) -> list[str]:
         "pre-training is done",
         "beforehand, as the shared pre-training is in a sweep) and fills its trajectory "
         "tables. `kernel`: the same",
-        "compiled chunk called twice from one start state on the unit's training episodes. "
-        "Alternately in one",
-        f"process, best of {setup.get('run_repeats', REPEATS)} each; `chunk`: steps per seed "
-        f"({RUN_SUITE}.toml's chunk_size "
-        "is 500, and it evaluates every 1000",
+        "compiled chunk called twice from one start state on the unit's training episodes.",
+        *PAIRS_TEXT.format(pairs=setup.get("run_repeats", REPEATS)).splitlines(),
+        f"`chunk`: steps per seed ({RUN_SUITE}.toml's chunk_size is 500, and it evaluates every "
+        "1000",
         "steps: the per-call costs weigh half as much there). `first run s`: the first run-path "
         "call, with the seconds JAX spent",
         "compiling in it, paid once per process and program and excluded from the rates. "
