@@ -7,6 +7,10 @@ checkpoint write after each) and hands back the parameters. The kernel columns t
 compiled chunk. :func:`compare` times both on the same data in the same process, alternately,
 so that the other load of a shared machine hits both alike, and reports the first (compiling)
 call apart: compilation happens once per process and program, not once per chunk.
+
+Run alone, it times the call of issue #17 (results/perf/run_path.md):
+
+    python benchmarks/run_path.py --root data/minari --algorithm td3_bc --seeds 3 --steps 2000
 """
 
 from __future__ import annotations
@@ -193,3 +197,55 @@ def summary(run: dict[str, Any]) -> str:
         f"pairs; best of each {best:.2f}x), first run {run['first_run_s']:.1f} s "
         f"({run['first_run_compile_s']:.1f} compiling)"
     )
+
+
+def main() -> None:
+    """The issue's call, timed: ``train_algorithm`` straight to ``--steps`` (chunks of 1000, no
+    checkpoint), once cold and once warm, then its kernel from one start state; prints the
+    compile share of the cold call."""
+    import argparse
+    import dataclasses
+    import os
+
+    from iwbc.algos import ALGORITHMS
+    from iwbc.algos.common import make_agent_chunk, prepare_data
+    from iwbc.algos.run import train_algorithm
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("--algorithm", default="td3_bc", choices=tuple(ALGORITHMS))
+    parser.add_argument("--steps", type=int, default=2000, help="a multiple of 1000")
+    parser.add_argument("--seeds", type=int, default=3)
+    add_dataset_arguments(parser)
+    args = parser.parse_args()
+    dataset, described = benchmark_dataset(args.dataset, args.root)
+    transitions = dataset.episodes.to_transitions()
+    agent_cls, config_cls = ALGORITHMS[args.algorithm]
+    config = dataclasses.replace(config_cls(), steps=args.steps)
+    seeds = list(range(args.seeds))
+    work = args.seeds * args.steps
+    print(f"{args.algorithm}, {args.seeds} seeds x {args.steps} updates on {described}")
+    print(f"load average {os.getloadavg()}")
+
+    def run() -> Any:
+        return train_algorithm(args.algorithm, transitions, seeds, config=config, progress=False)[0]
+
+    cold, compiling = timed(run)
+    print(
+        f"first call: {cold:.1f} s, {compiling:.1f} s of it compiling ({compiling / cold:.0%}); "
+        f"{work / (cold - compiling):.0f} seed-updates/s outside compilation"
+    )
+    warm, _ = timed(run)
+    print(f"second call: {warm:.1f} s; {work / warm:.0f} seed-updates/s")
+    data, mean, std = prepare_data(transitions, config)
+    agent = agent_cls.create(seeds, dataset.observation_dim, dataset.action_dim, mean, std, config)
+    chunk = make_agent_chunk(agent_cls.update, config.batch_size, 1000)
+    kernel, _ = timed(lambda: [chunk(agent, data, s) for s in range(0, args.steps, 1000)])
+    print(
+        f"kernel, {args.steps // 1000} chunks from one start state: {kernel:.1f} s; "
+        f"{work / kernel:.0f} seed-updates/s; second call ÷ kernel {kernel / warm:.2f}x"
+    )
+    print(f"load average {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
