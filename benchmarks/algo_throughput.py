@@ -26,10 +26,12 @@ from typing import Any
 import jax
 import numpy as np
 from run_path import (
+    PAIRS_TEXT,
     RUN_PATH_COLUMNS,
     add_dataset_arguments,
     benchmark_dataset,
     compare,
+    figure,
     rates,
     run_path_cells,
     summary,
@@ -143,8 +145,8 @@ def write_report(report: dict[str, Any]) -> None:
         "**Every rate is seed-updates per second summed over the seeds trained together** "
         "(5 seeds x N steps",
         "in t seconds: 5N/t); `per seed` divides it by the seeds. On this 2-core CPU vmapping "
-        "seeds does not",
-        "multiply the total, so the per-seed rate falls about as 1/seeds "
+        "these agents' seeds",
+        "barely changes the total, so the per-seed rate falls about as 1/seeds "
         "(results/perf/run_path.md).",
         "",
         "`kernel (synthetic)`: TD3+BC, IQL, CQL and AWAC trained by the engine the iw-BC "
@@ -173,10 +175,10 @@ def write_report(report: dict[str, Any]) -> None:
             "chunk, syncs its metrics to the host and writes the checkpoint; evaluation is left "
             "out. `kernel`: the",
             "same compiled chunk called twice from one start state on the same data. Both on",
-            f"{report['setup']['dataset']};",
-            f"alternately in one process, best of {REPEATS} each; `chunk` is sized to take ~"
-            f"{report['setup']['run_seconds']:g} s at the kernel's rate (the "
-            "suites use 1000: per-call costs",
+            f"{report['setup']['dataset']}.",
+            *PAIRS_TEXT.format(pairs=REPEATS).splitlines(),
+            f"`chunk` is sized to take ~{report['setup']['run_seconds']:g} s at the kernel's rate "
+            "(the suites use 1000: per-call costs",
             "weigh less there). `first run s`: the first run-path call of the process, "
             "with the seconds JAX spent",
             "compiling in it (tracing, lowering, XLA): paid once per process and program, "
@@ -208,7 +210,7 @@ def write_report(report: dict[str, Any]) -> None:
     for row in report["results"]:
         line = (
             f"| {row['algorithm']} | {row['seeds']} | {row['steps']} "
-            f"| {row['updates_per_s']:,.0f} | {row['updates_per_s'] / row['seeds']:,.0f} "
+            f"| {figure(row['updates_per_s'])} | {figure(row['updates_per_s'] / row['seeds'])} "
             f"| {row['seconds'] / row['steps'] * 1e3:.2f} | {row['compile_s']:.1f} |"
         )
         if with_run_path:

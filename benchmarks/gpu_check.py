@@ -656,7 +656,7 @@ def child_training(child: Child) -> None:
             )
             last = time.perf_counter() - start
             continue
-        flops = tt.flops_per_update(loss, batch_size, None)
+        flops = tt.flops_per_update(config, data.flat_observations.shape[0])
         child.row(
             {
                 "loss": loss,

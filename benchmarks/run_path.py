@@ -7,12 +7,17 @@ checkpoint write after each) and hands back the parameters. The kernel columns t
 compiled chunk. :func:`compare` times both on the same data in the same process, alternately,
 so that the other load of a shared machine hits both alike, and reports the first (compiling)
 call apart: compilation happens once per process and program, not once per chunk.
+
+Run alone, it times the call of issue #17 (results/perf/run_path.md):
+
+    python benchmarks/run_path.py --root data/minari --algorithm td3_bc --seeds 3 --steps 2000
 """
 
 from __future__ import annotations
 
 import atexit
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -103,8 +108,8 @@ def compare(
 
     ``run`` goes first, alone, so its compilations are its own (the kernel reuses the programs it
     compiled; ``make_kernel`` builds the kernel's inputs after it). Then kernel and run path
-    alternate ``repeats`` times; the best of each is kept (other load only slows a run), and the
-    seconds either spent compiling in those timed runs are kept too (0 unless something recompiles).
+    alternate ``repeats`` times, and the seconds either spent compiling in those timed runs are
+    kept too (0 unless something recompiles). See :func:`measures` for what is made of them.
     """
     first_s, first_compile_s = timed(run)
     kernel = make_kernel()
@@ -120,16 +125,39 @@ def compare(
     return {
         "first_run_s": first_s,
         "first_run_compile_s": first_compile_s,
-        "kernel_s": min(kernel_s),
-        "run_s": min(run_s),
         "kernel_all_s": kernel_s,
         "run_all_s": run_s,
-        # kernel ÷ run path of each adjacent pair: what drifting load leaves of the ratio.
-        "paired_ratios": [k / r for k, r in zip(kernel_s, run_s, strict=True)],
         "timed_kernel_compile_s": kernel_compile_s,
         "timed_run_compile_s": run_compile_s,
     }
 
+
+def measures(run: dict[str, Any]) -> dict[str, float]:
+    """Rates (seed-updates/s, all seeds) and the ratio from :func:`compare`'s timings.
+
+    ``ratio`` is the median over the alternating (kernel, run path) pairs of kernel seconds ÷
+    run-path seconds: each pair ran back to back, so drifting load from other processes hits
+    both alike. The rates are each one's median run. Best-of-each (also given) pairs moments
+    that may be minutes apart: one kernel run in a dip of the load then sets the ratio alone.
+    """
+    kernel, path = run["kernel_all_s"], run["run_all_s"]
+    work = run["seed_updates"]
+    return {
+        "kernel_updates_per_s": work / statistics.median(kernel),
+        "run_updates_per_s": work / statistics.median(path),
+        "ratio": statistics.median(k / r for k, r in zip(kernel, path, strict=True)),
+        "kernel_best_updates_per_s": work / min(kernel),
+        "run_best_updates_per_s": work / min(path),
+    }
+
+
+# How the run-path columns are measured, for the reports.
+PAIRS_TEXT = (
+    "Kernel and run path alternate, {pairs} runs each, in one process; the rates are each one's "
+    "median run, and\n`run path ÷ kernel` is the median over the back-to-back (kernel, run "
+    "path) pairs of their seconds' ratio, so\nthat load drifting on a shared machine hits both "
+    "alike (the JSON also has best-of-each rates)."
+)
 
 RUN_PATH_COLUMNS = (
     "| kernel, dataset | run path, dataset | run path ÷ kernel | run path, per seed "
@@ -137,32 +165,87 @@ RUN_PATH_COLUMNS = (
 )
 
 
+def figure(rate: float) -> str:
+    """A rate as the tables print it: whole numbers, one decimal below 10."""
+    return f"{rate:,.0f}" if rate >= 10 else f"{rate:.1f}"
+
+
 def run_path_cells(row: dict[str, Any]) -> str:
     """The run-path columns of a table row (rates in seed-updates/s, all seeds)."""
     run = row["run_path"]
+    rate = measures(run)
     return (
-        f"| {run['kernel_updates_per_s']:,.0f} | {run['run_updates_per_s']:,.0f} "
-        f"| {run['run_updates_per_s'] / run['kernel_updates_per_s']:.2f}x "
-        f"| {run['run_updates_per_s'] / row['seeds']:,.0f} "
+        f"| {figure(rate['kernel_updates_per_s'])} | {figure(rate['run_updates_per_s'])} "
+        f"| {rate['ratio']:.2f}x | {figure(rate['run_updates_per_s'] / row['seeds'])} "
         f"| {run['first_run_s']:.1f} ({run['first_run_compile_s']:.1f}) |"
     )
 
 
 def rates(timing: dict[str, Any], seed_updates: int) -> dict[str, Any]:
-    """``timing`` with the kernel's and the run path's seed-updates/s added."""
-    return {
-        **timing,
-        "seed_updates": seed_updates,
-        "kernel_updates_per_s": seed_updates / timing["kernel_s"],
-        "run_updates_per_s": seed_updates / timing["run_s"],
-    }
+    """``timing`` with its work (seed-updates of one timed run) and :func:`measures`."""
+    timing = {**timing, "seed_updates": seed_updates}
+    return {**timing, **measures(timing)}
 
 
 def summary(run: dict[str, Any]) -> str:
     """One printed line of a run-path measurement."""
+    rate = measures(run)
+    best = rate["run_best_updates_per_s"] / rate["kernel_best_updates_per_s"]
     return (
-        f"chunk {run['chunk']}: kernel {run['kernel_updates_per_s']:6.0f}, run path "
-        f"{run['run_updates_per_s']:6.0f} seed-updates/s "
-        f"({run['run_updates_per_s'] / run['kernel_updates_per_s']:.2f}x), first run "
-        f"{run['first_run_s']:.1f} s ({run['first_run_compile_s']:.1f} compiling)"
+        f"chunk {run['chunk']}: kernel {rate['kernel_updates_per_s']:6.0f}, run path "
+        f"{rate['run_updates_per_s']:6.0f} seed-updates/s ({rate['ratio']:.2f}x, median of "
+        f"pairs; best of each {best:.2f}x), first run {run['first_run_s']:.1f} s "
+        f"({run['first_run_compile_s']:.1f} compiling)"
     )
+
+
+def main() -> None:
+    """The issue's call, timed: ``train_algorithm`` straight to ``--steps`` (chunks of 1000, no
+    checkpoint), once cold and once warm, then its kernel from one start state; prints the
+    compile share of the cold call."""
+    import argparse
+    import dataclasses
+    import os
+
+    from iwbc.algos import ALGORITHMS
+    from iwbc.algos.common import make_agent_chunk, prepare_data
+    from iwbc.algos.run import train_algorithm
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("--algorithm", default="td3_bc", choices=tuple(ALGORITHMS))
+    parser.add_argument("--steps", type=int, default=2000, help="a multiple of 1000")
+    parser.add_argument("--seeds", type=int, default=3)
+    add_dataset_arguments(parser)
+    args = parser.parse_args()
+    dataset, described = benchmark_dataset(args.dataset, args.root)
+    transitions = dataset.episodes.to_transitions()
+    agent_cls, config_cls = ALGORITHMS[args.algorithm]
+    config = dataclasses.replace(config_cls(), steps=args.steps)
+    seeds = list(range(args.seeds))
+    work = args.seeds * args.steps
+    print(f"{args.algorithm}, {args.seeds} seeds x {args.steps} updates on {described}")
+    print(f"load average {os.getloadavg()}")
+
+    def run() -> Any:
+        return train_algorithm(args.algorithm, transitions, seeds, config=config, progress=False)[0]
+
+    cold, compiling = timed(run)
+    print(
+        f"first call: {cold:.1f} s, {compiling:.1f} s of it compiling ({compiling / cold:.0%}); "
+        f"{work / (cold - compiling):.0f} seed-updates/s outside compilation"
+    )
+    warm, _ = timed(run)
+    print(f"second call: {warm:.1f} s; {work / warm:.0f} seed-updates/s")
+    data, mean, std = prepare_data(transitions, config)
+    agent = agent_cls.create(seeds, dataset.observation_dim, dataset.action_dim, mean, std, config)
+    chunk = make_agent_chunk(agent_cls.update, config.batch_size, 1000)
+    kernel, _ = timed(lambda: [chunk(agent, data, s) for s in range(0, args.steps, 1000)])
+    print(
+        f"kernel, {args.steps // 1000} chunks from one start state: {kernel:.1f} s; "
+        f"{work / kernel:.0f} seed-updates/s; second call ÷ kernel {kernel / warm:.2f}x"
+    )
+    print(f"load average {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

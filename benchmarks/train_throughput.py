@@ -33,6 +33,7 @@ from typing import Any
 import jax
 import numpy as np
 from run_path import (
+    PAIRS_TEXT,
     RUN_PATH_COLUMNS,
     add_dataset_arguments,
     benchmark_dataset,
@@ -58,9 +59,11 @@ from iwbc.train import (
     with_trajectory_tables,
 )
 
-# 100 episodes: iw-BC under windows recomputes log q_iw over every step of the data each 10
-# updates, so the data's size sets its cost (~60k steps here, 3x Hopper medium-replay's quick tier).
-OBS_DIM, ACT_DIM, MAX_LEN, NUM_EPISODES = 17, 6, 1000, 100
+OBS_DIM, ACT_DIM, MAX_LEN, NUM_EPISODES = 17, 6, 1000, 500
+# The kernel table's data: iw-BC under windows recomputes log q_iw over every step of the data
+# each 10 updates, so the data's size sets its cost; 100 episodes (~70k steps, 3.5x Hopper
+# medium-replay's quick tier) keep its rows to minutes on 2 cores.
+TABLE_EPISODES = 100
 HIDDEN_DIMS = (256, 256, 256)
 LOSSES = ("bc", "iw_trajectory")
 SEED_COUNTS = (1, 8)
@@ -93,14 +96,14 @@ def flops_per_update(config: StageConfig, flat_steps: int) -> float:
     return flops
 
 
-def synthetic_episodes(seed: int = 0) -> DeviceEpisodes:
+def synthetic_episodes(seed: int = 0, num_episodes: int = NUM_EPISODES) -> DeviceEpisodes:
     """D4RL-locomotion-shaped padded episodes; the values do not affect the speed."""
     rng = np.random.default_rng(seed)
-    lengths = rng.integers(200, MAX_LEN + 1, size=NUM_EPISODES)
-    lengths[: NUM_EPISODES // 4] = MAX_LEN  # many locomotion episodes run to the time limit
+    lengths = rng.integers(200, MAX_LEN + 1, size=num_episodes)
+    lengths[: num_episodes // 4] = MAX_LEN  # many locomotion episodes run to the time limit
     mask = (np.arange(MAX_LEN)[None, :] < lengths[:, None]).astype(np.float32)
-    observations = rng.standard_normal((NUM_EPISODES, MAX_LEN, OBS_DIM), dtype=np.float32)
-    actions = rng.uniform(-0.99, 0.99, (NUM_EPISODES, MAX_LEN, ACT_DIM)).astype(np.float32)
+    observations = rng.standard_normal((num_episodes, MAX_LEN, OBS_DIM), dtype=np.float32)
+    actions = rng.uniform(-0.99, 0.99, (num_episodes, MAX_LEN, ACT_DIM)).astype(np.float32)
     observations *= mask[..., None]
     actions *= mask[..., None]
     return DeviceEpisodes.from_numpy(observations, actions, mask)
@@ -279,8 +282,8 @@ def write_report(report: dict[str, Any]) -> None:
         "so asynchronous dispatch already hides part of the Python overhead).",
         "**Every rate is seed-updates per second summed over the seeds trained together** "
         f"({max(SEED_COUNTS)} seeds x N steps",
-        f"in t seconds: {max(SEED_COUNTS)}N/t); on this CPU vmapping seeds does not multiply "
-        "that total (below).",
+        f"in t seconds: {max(SEED_COUNTS)}N/t); compare the seed counts: the total need not "
+        "grow with the seeds.",
         f"Rates exclude compilation (reported separately); best of {REPEATS} timed runs of",
         f"{setup['steps']} steps each, starting at step 0. GFLOP/s counts the MLP's matrix "
         "products only (forward +",
@@ -293,7 +296,7 @@ def write_report(report: dict[str, Any]) -> None:
         f"({setup['batch_size'] * (setup['window'] or MAX_LEN)} steps a batch). The paper "
         "trains on 128 (BC) / 256 (iw-BC) whole episodes, up to",
         "128k-256k steps a batch, which takes seconds per update on this CPU. Data: "
-        f"{NUM_EPISODES} synthetic episodes",
+        f"{setup['num_episodes']} synthetic episodes",
         f"of 200-{MAX_LEN} steps padded to {MAX_LEN} ({setup['data_steps']:,} steps), "
         f"{OBS_DIM}-dim observations, {ACT_DIM}-dim actions (D4RL locomotion",
         "shape); policy: the paper's 3 x 256 Gaussian MLP. `bc` is BC pre-training (Adam 1e-3);",
@@ -335,7 +338,8 @@ def write_report(report: dict[str, Any]) -> None:
         "even this CPU-sized update is milliseconds of matrix products (see GFLOP/s, about what",
         "2 cores sustain), so the scan gains only what per-call overhead costs next to them, and",
         "vmapping seeds only turns the MLP's matrix products into batched ones, which XLA's CPU",
-        "backend runs at the same or a slightly lower rate. The design should pay off where an",
+        "backend runs at the same or a lower rate (for updates this size; smaller ones, like the",
+        "run-path table's 256 one-step windows, can gain). The design should pay off where an",
         "update is cheap next to its dispatch (a GPU; not measured here); on CPU its gain is all",
         "seeds in one call and one compile. At the GFLOP/s above, one update of the paper's",
         "batch would take roughly 2 s (BC, 128 x up to 1000 steps) to 7 s (iw-BC, 256 x up to",
@@ -373,11 +377,10 @@ def run_path_section(report: dict[str, Any]) -> list[str]:
         "pre-training is done",
         "beforehand, as the shared pre-training is in a sweep) and fills its trajectory "
         "tables. `kernel`: the same",
-        "compiled chunk called twice from one start state on the unit's training episodes. "
-        "Alternately in one",
-        f"process, best of {setup.get('run_repeats', REPEATS)} each; `chunk`: steps per seed "
-        f"({RUN_SUITE}.toml's chunk_size "
-        "is 500, and it evaluates every 1000",
+        "compiled chunk called twice from one start state on the unit's training episodes.",
+        *PAIRS_TEXT.format(pairs=setup.get("run_repeats", REPEATS)).splitlines(),
+        f"`chunk`: steps per seed ({RUN_SUITE}.toml's chunk_size is 500, and it evaluates every "
+        "1000",
         "steps: the per-call costs weigh half as much there). `first run s`: the first run-path "
         "call, with the seconds JAX spent",
         "compiling in it, paid once per process and program and excluded from the rates. "
@@ -421,7 +424,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_run_path:
         dataset, described = benchmark_dataset(args.dataset, args.root)
         print(f"run path on {described}", flush=True)
-    data = synthetic_episodes()
+    data = synthetic_episodes(num_episodes=TABLE_EPISODES)
     policy = GaussianPolicy(action_dim=ACT_DIM, hidden_dims=HIDDEN_DIMS)
     rows: list[dict[str, Any]] = []
     for loss in LOSSES:
@@ -458,7 +461,7 @@ def main(argv: list[str] | None = None) -> None:
                 "window": window,
                 "steps": args.steps,
                 "repeats": REPEATS,
-                "num_episodes": NUM_EPISODES,
+                "num_episodes": TABLE_EPISODES,
                 "data_steps": int(np.asarray(data.lengths).sum()),
                 "max_length": MAX_LEN,
                 "observation_dim": OBS_DIM,
