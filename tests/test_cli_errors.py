@@ -5,7 +5,6 @@ Ctrl-C exits 130 saying how to resume."""
 from __future__ import annotations
 
 import errno
-import gc
 import importlib.util
 import os
 import signal
@@ -424,37 +423,44 @@ def test_ctrl_c_during_run_exits_130_in_one_line(root: Path, tmp_path: Path) -> 
     assert "Traceback" not in out + err
 
 
-def test_ctrl_c_inside_a_garbage_collector_callback_is_not_lost(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+_GC_INTERRUPT = """
+import gc, signal, sys, time
+import iwbc.cli
+
+def callback(phase, info):
+    if phase == "start":
+        signal.raise_signal(signal.SIGINT)  # its handler runs here, inside the callback
+
+def command(args):
+    gc.callbacks.append(callback)
+    try:
+        gc.collect()
+    finally:
+        gc.callbacks.remove(callback)
+    time.sleep(20)  # the interrupt must come here
+    return 0
+
+iwbc.cli._data_list = command
+signal.signal(signal.SIGINT, signal.default_int_handler)
+started = time.monotonic()
+code = iwbc.cli.main(["data", "list"])
+assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+print(code, round(time.monotonic() - started))
+"""
+
+
+def test_ctrl_c_inside_a_garbage_collector_callback_is_not_lost() -> None:
     """Python prints a KeyboardInterrupt raised inside a gc callback as "Exception ignored" and
     goes on; JAX registers one, so a Ctrl-C while a command loaded its libraries was often lost
-    and the command ran to its end (found by the bad-input sweep)."""
-
-    def callback(phase: str, info: dict) -> None:
-        if phase == "start":
-            signal.raise_signal(signal.SIGINT)  # its handler runs here, inside the callback
-
-    def command(args: object) -> int:
-        gc.callbacks.append(callback)
-        try:
-            gc.collect()
-        finally:
-            gc.callbacks.remove(callback)
-        time.sleep(20)  # the interrupt must come here
-        return 0
-
-    monkeypatch.setattr(iwbc.cli, "_data_list", command)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        started = time.monotonic()
-        assert main(["data", "list"]) == 130
-        assert time.monotonic() - started < 10
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    err = capsys.readouterr().err
-    assert err == "iwbc: interrupted\n"
+    and the command ran to its end (found by the bad-input sweep). A fresh interpreter, so that
+    no earlier test's callbacks or handlers are in the way."""
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    done = subprocess.run(
+        [sys.executable, "-c", _GC_INTERRUPT], capture_output=True, text=True, env=env, timeout=60
+    )
+    code, seconds = done.stdout.split()
+    assert (code, done.stderr) == ("130", "iwbc: interrupted\n")
+    assert int(seconds) < 10
 
 
 def test_ctrl_c_while_the_libraries_import_is_one_line(
