@@ -20,6 +20,8 @@ from minari.data_collector import EpisodeBuffer
 from minari.storage import remotes
 from minari.storage.remotes.cloud_storage import CloudStorage
 
+from iwbc.data.scripted import generate_mixed_dataset
+
 PENDULUM_ENV = "InvertedPendulum-v5"
 # Varied lengths; episode 1 and 3 terminate, the others are truncated (time limit).
 EPISODE_LENGTHS = (7, 3, 10, 1, 5)
@@ -181,3 +183,12 @@ def local_minari_remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     monkeypatch.setitem(remotes._registry, "file", lambda: LocalDirRemote)
     monkeypatch.setenv("MINARI_REMOTE", f"file://{remote_root}")
     return remote_root
+
+
+def make_scripted_dataset(dataset_id: str, root: Path, episodes: int = 6) -> Path:
+    """The scripted mixed-quality pendulum dataset ``dataset_id`` under ``root`` (its warnings
+    about the tiny episode count silenced); returns ``root``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        generate_mixed_dataset(dataset_id, num_episodes=episodes, root=root)
+    return root

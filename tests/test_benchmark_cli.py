@@ -7,13 +7,12 @@ import csv
 import errno
 import json
 import os
-import warnings
 from pathlib import Path
 
 import pytest
+from conftest import make_scripted_dataset
 
 from iwbc.cli import main
-from iwbc.data.scripted import generate_mixed_dataset
 from iwbc.errors import WriteError
 from iwbc.experiment import write_file_set
 
@@ -22,11 +21,7 @@ DATASET = "iwbc-test/idp/cli-v0"
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("minari")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        generate_mixed_dataset(DATASET, num_episodes=6, root=root)
-    return root
+    return make_scripted_dataset(DATASET, tmp_path_factory.mktemp("minari"))
 
 
 def test_run_accepts_baselines_and_writes_its_tables(root: Path, tmp_path: Path) -> None:

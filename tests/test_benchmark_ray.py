@@ -3,16 +3,15 @@ process that writes its records (a failing unit's too), and the driver gathers t
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
+from conftest import make_scripted_dataset
 from test_benchmark_runner import tiny_suite_toml
 
 from iwbc.benchmark.records import load_records, records_dir
 from iwbc.benchmark.runner import run_suite
 from iwbc.benchmark.suites import load_suite
-from iwbc.data.scripted import generate_mixed_dataset
 
 ray = pytest.importorskip("ray")
 
@@ -25,9 +24,7 @@ SUITE = tiny_suite_toml(("bc", "td3_bc"), (DATASET, MISSING), scripted=None)
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_ray_executor_runs_a_suite(tmp_path: Path) -> None:
     root, results = tmp_path / "minari", tmp_path / "results"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        generate_mixed_dataset(DATASET, num_episodes=6, root=root)
+    make_scripted_dataset(DATASET, root)
     (tmp_path / "raysuite.toml").write_text(SUITE)
     suite = load_suite(tmp_path / "raysuite.toml")
     summary = run_suite(

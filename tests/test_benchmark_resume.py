@@ -13,16 +13,15 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import pytest
+from conftest import make_scripted_dataset
 from test_benchmark_runner import tiny_suite_toml
 
 from iwbc.benchmark.records import load_records, records_dir
 from iwbc.benchmark.runner import run_suite
 from iwbc.benchmark.suites import load_suite
-from iwbc.data.scripted import generate_mixed_dataset
 
 DATASET = "iwbc-test/idp/resume-v0"
 # The budgets of test_benchmark_runner's suite, on the same 6 scripted episodes: same shapes
@@ -39,9 +38,7 @@ def _files(directory: Path, pattern: str) -> dict[Path, tuple[int, bytes]]:
 @pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
 def test_killed_sweep_resumes_without_losing_or_repeating_runs(tmp_path: Path) -> None:
     root, results, work = tmp_path / "minari", tmp_path / "results", tmp_path / "runs"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        generate_mixed_dataset(DATASET, num_episodes=6, root=root)
+    make_scripted_dataset(DATASET, root)
     suite_path = tmp_path / "resume.toml"
     suite_path.write_text(SUITE)
     records = records_dir("resume", results)

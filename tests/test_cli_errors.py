@@ -11,17 +11,16 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import make_scripted_dataset
 from test_report_records import write_records
 
 import iwbc.cli
 import iwbc.experiment
 from iwbc.cli import main
-from iwbc.data.scripted import generate_mixed_dataset
 from iwbc.errors import UserError
 
 DATASET = "iwbc-test/idp/cli-errors-v0"
@@ -30,11 +29,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("minari")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        generate_mixed_dataset(DATASET, num_episodes=6, root=root)
-    return root
+    return make_scripted_dataset(DATASET, tmp_path_factory.mktemp("minari"))
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ NaN reaches a record or scores.json."""
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import make_scripted_dataset
 from test_benchmark_runner import tiny_suite_toml, write_suite
 from test_train import bc_config, padded_data, run
 
@@ -22,7 +22,6 @@ from iwbc.benchmark.records import load_records, records_dir
 from iwbc.benchmark.runner import run_suite
 from iwbc.benchmark.units import cached_evaluation
 from iwbc.cli import main
-from iwbc.data.scripted import generate_mixed_dataset
 from iwbc.errors import TrainingDiverged, UserError
 from iwbc.train import run_chunks
 
@@ -122,11 +121,7 @@ def test_a_non_finite_evaluation_is_a_failure_never_cached(tmp_path: Path) -> No
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("minari")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        generate_mixed_dataset(DATASET, num_episodes=6, root=root)
-    return root
+    return make_scripted_dataset(DATASET, tmp_path_factory.mktemp("minari"))
 
 
 def test_sweep_records_diverged_units_as_failed_and_goes_on(root: Path, tmp_path: Path) -> None:
