@@ -1,11 +1,12 @@
 """Gradient updates/s of the offline-RL baselines: the kernel and the path users train through.
 
-The kernel is ``make_agent_chunk`` = jit(vmap over seeds(lax.scan over N updates)), every update
-sampling a batch of 256 transitions on the device from a resident synthetic dataset shaped like
-D4RL locomotion (17-dim observations, 6-dim actions), with CORL's D4RL networks and
-hyperparameters. The run path is :func:`iwbc.algos.run.train_algorithm` as a benchmark unit calls
-it (``iwbc run``, ``iwbc bench``): two curve points on one checkpoint, on a real dataset, timed
-against the kernel on that dataset in the same process (``run_path.py``). Rates are
+The kernel is :func:`iwbc.core.trainer.run_chunk` = jit(vmap over seeds(lax.scan over N
+updates)), every update sampling a batch of 256 transitions on the device from a resident
+synthetic dataset shaped like D4RL locomotion (17-dim observations, 6-dim actions), with CORL's
+D4RL networks and hyperparameters. The run path is the training of a benchmark unit (``iwbc
+run``, ``iwbc bench``; :class:`iwbc.core.trainer.Training` as ``iwbc.bench.units`` builds
+it): two curve points on one checkpoint, on a real dataset, timed against the kernel on that
+dataset in the same process (``run_path.py``). Rates are
 seed-updates/s summed over the seeds (5 seeds x N steps = 5N); compile time is reported apart.
 
     python benchmarks/algo_throughput.py --root data/minari
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from run_path import (
     PAIRS_TEXT,
@@ -38,19 +40,17 @@ from run_path import (
 )
 from train_throughput import JAX_CORL_ANCHOR, machine
 
-from iwbc.algos import ALGORITHMS
-from iwbc.algos.common import (
-    device_transitions,
-    make_agent_chunk,
-    normalization_stats,
-    prepare_data,
-)
-from iwbc.algos.run import train_algorithm
+from iwbc.agents.registry import METHODS, Method, SelectionConfig, training_data
+from iwbc.core.agent import DataSpec
+from iwbc.core.sampling import device_transitions
+from iwbc.core.trainer import Training, create_agents, run_chunk
 from iwbc.data import OfflineDataset
 from iwbc.data.episodes import Transitions
+from iwbc.data.statistics import normalization_stats
 
 OBS_DIM, ACT_DIM, NUM_TRANSITIONS, BATCH_SIZE = 17, 6, 200_000, 256
-AGENTS = {name: agent_cls for name, (agent_cls, _) in ALGORITHMS.items()}
+# The offline-RL baselines of the registry, by name.
+ALGORITHMS = {name: method for name, method in METHODS.items() if method.family == "offline_rl"}
 # 5: every suite's seed count.
 SEED_COUNTS = (1, 5)
 REPEATS = 3
@@ -71,16 +71,20 @@ def synthetic_transitions(seed: int = 0) -> Transitions:
     )
 
 
-def time_chunk(agent_cls: Any, data: Any, stats: Any, num_seeds: int, steps: int) -> dict:
-    """Compile one chunk of ``steps`` updates for ``num_seeds`` seeds; best of REPEATS runs."""
-    agent = agent_cls.create(list(range(num_seeds)), OBS_DIM, ACT_DIM, *stats)
+def time_chunk(method: Method, data: Any, stats: Any, num_seeds: int, steps: int) -> dict:
+    """Compile one chunk of ``steps`` updates for ``num_seeds`` seeds of the baseline's default
+    (CORL) config; best of REPEATS runs."""
+    config = method.config()
+    spec = DataSpec(jnp.asarray(stats[0], jnp.float32), jnp.asarray(stats[1], jnp.float32), ACT_DIM)
+    agent = create_agents(method.agent, config, spec, list(range(num_seeds)))
+    first = jnp.asarray(0)
     start = time.perf_counter()
-    compiled = make_agent_chunk(agent_cls.update, BATCH_SIZE, steps).lower(agent, data, 0).compile()
+    compiled = run_chunk.lower(agent, data, first, length=steps).compile()
     compile_s = time.perf_counter() - start
     seconds = []
     for _ in range(REPEATS):
         start = time.perf_counter()
-        jax.block_until_ready(compiled(agent, data, 0))
+        jax.block_until_ready(compiled(agent, data, first))
         seconds.append(time.perf_counter() - start)
     best = min(seconds)
     return {
@@ -92,43 +96,39 @@ def time_chunk(agent_cls: Any, data: Any, stats: Any, num_seeds: int, steps: int
     }
 
 
-def run_chunk(kernel_row: dict, seconds: float) -> int:
+def run_path_chunk(kernel_row: dict, seconds: float) -> int:
     """Updates per seed of a run-path chunk that takes about ``seconds`` at the kernel's rate."""
     per_seed = kernel_row["updates_per_s"] / kernel_row["seeds"]
     return max(10, 10 * round(per_seed * seconds / 10))
 
 
 def time_run_path(name: str, dataset: OfflineDataset, num_seeds: int, chunk: int) -> dict:
-    """A unit's training (iwbc.benchmark.units._offline_rl with eval_every = chunk_size = chunk)
+    """A unit's training (iwbc.bench.units._agent_at with eval_every = chunk_size = chunk)
     against the kernel: ``chunk``-update chunks from one start state, on the same data."""
-    agent_cls, config_cls = ALGORITHMS[name]
-    config = dataclasses.replace(config_cls(), steps=2 * chunk)
+    method = ALGORITHMS[name]
+    config = dataclasses.replace(method.config(), steps=2 * chunk)
     seeds = list(range(num_seeds))
 
     def run() -> Any:
-        transitions = dataset.episodes.to_transitions()
         with tempfile.TemporaryDirectory() as directory:
+            prepared = training_data(method, dataset.episodes, config, SelectionConfig())
+            training = Training(
+                create_agents(method.agent, config, prepared.spec, seeds),
+                prepared.data,
+                checkpoint=Path(directory) / "checkpoint.msgpack",
+                chunk_size=chunk,
+                description=method.stage_name,
+                progress=False,
+            )
             for until in (chunk, 2 * chunk):
-                agent, _ = train_algorithm(
-                    name,
-                    transitions,
-                    seeds,
-                    config=config,
-                    until=until,
-                    checkpoint=Path(directory) / "checkpoint.msgpack",
-                    progress=False,
-                    chunk_size=chunk,
-                )
+                agent = training.to(until)
         return agent
 
     def make_kernel() -> Any:
-        transitions = dataset.episodes.to_transitions()
-        data, mean, std = prepare_data(transitions, config)
-        agent = agent_cls.create(
-            seeds, dataset.observation_dim, dataset.action_dim, mean, std, config
-        )
-        call = make_agent_chunk(agent_cls.update, config.batch_size, chunk)
-        return lambda: [call(agent, data, start) for start in (0, chunk)]
+        prepared = training_data(method, dataset.episodes, config, SelectionConfig())
+        agent = create_agents(method.agent, config, prepared.spec, seeds)
+        data = prepared.data
+        return lambda: [run_chunk(agent, data, jnp.asarray(start), chunk) for start in (0, chunk)]
 
     timing = compare(run, make_kernel, REPEATS)
     return {"chunk": chunk, **rates(timing, num_seeds * 2 * chunk)}
@@ -149,9 +149,9 @@ def write_report(report: dict[str, Any]) -> None:
         "barely changes the total, so the per-seed rate falls about as 1/seeds "
         "(results/perf/run_path.md).",
         "",
-        "`kernel (synthetic)`: TD3+BC, IQL, CQL and AWAC trained by the engine the iw-BC "
-        "trainer uses,",
-        "`make_agent_chunk` = jit(vmap over seeds(lax.scan over N updates)), each update sampling",
+        "`kernel (synthetic)`: TD3+BC, IQL, CQL and AWAC trained by the trainer that trains "
+        "the BC family,",
+        "`run_chunk` = jit(vmap over seeds(lax.scan over N updates)), each update sampling",
         f"{BATCH_SIZE} transitions on the device from {NUM_TRANSITIONS:,} resident synthetic "
         f"transitions ({OBS_DIM}-dim observations,",
         f"{ACT_DIM}-dim actions: D4RL locomotion shape); one call of `steps` updates, timed from "
@@ -167,14 +167,16 @@ def write_report(report: dict[str, Any]) -> None:
     if with_run_path:
         lines += [
             "`run path`: what `iwbc run` / `iwbc bench` do for a baseline "
-            "(iwbc.benchmark.units): `train_algorithm`",
-            "called for each curve point on one checkpoint, here 2 points of `chunk` updates per "
-            "seed (eval_every",
-            "= chunk_size = chunk): each call prepares the data, creates the agent, reads the "
-            "checkpoint, runs the",
-            "chunk, syncs its metrics to the host and writes the checkpoint; evaluation is left "
-            "out. `kernel`: the",
-            "same compiled chunk called twice from one start state on the same data. Both on",
+            "(iwbc.bench.units): the data prepared",
+            "and the agent created once (a `Training` on one checkpoint), then trained on in "
+            "memory to each curve point,",
+            "here 2 points of `chunk` updates per seed (eval_every = chunk_size = chunk): each "
+            "runs the chunk, syncs its",
+            "metrics to the host, checks them and the state for non-finite values and writes the "
+            "checkpoint; evaluation",
+            "is left out.",
+            "`kernel`: the same compiled chunk called twice from one start state on the same "
+            "data. Both on",
             f"{report['setup']['dataset']}.",
             *PAIRS_TEXT.format(pairs=REPEATS).splitlines(),
             f"`chunk` is sized to take ~{report['setup']['run_seconds']:g} s at the kernel's rate "
@@ -237,7 +239,7 @@ def main() -> None:
         help="run-path chunks are sized to take about this long at the kernel's rate",
     )
     parser.add_argument(
-        "--algorithms", default=",".join(AGENTS), help="comma-separated subset of the baselines"
+        "--algorithms", default=",".join(ALGORITHMS), help="comma-separated subset of the baselines"
     )
     parser.add_argument("--no-write", action="store_true", help="print only")
     add_dataset_arguments(parser)
@@ -265,17 +267,17 @@ def main() -> None:
         "results": [],
     }
     for name in args.algorithms.split(","):
-        agent_cls = AGENTS[name]
+        method = ALGORITHMS[name]
         for num_seeds in SEED_COUNTS:
             # Same total work per timed call for every seed count.
             steps = max(1, args.steps // num_seeds)
-            row = {"algorithm": name, **time_chunk(agent_cls, data, stats, num_seeds, steps)}
+            row = {"algorithm": name, **time_chunk(method, data, stats, num_seeds, steps)}
             line = (
                 f"{name:7s} seeds={num_seeds} kernel {row['updates_per_s']:6.0f} seed-updates/s "
                 f"(compile {row['compile_s']:.1f} s)"
             )
             if dataset is not None:
-                chunk = run_chunk(row, args.run_seconds)
+                chunk = run_path_chunk(row, args.run_seconds)
                 row["run_path"] = time_run_path(name, dataset, num_seeds, chunk)
                 line += " | " + summary(row["run_path"])
             report["results"].append(row)

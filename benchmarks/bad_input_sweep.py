@@ -100,7 +100,7 @@ CLEAR, WELL, WRONG, TRACEBACK, HANG, LOSS = (
 )
 OTHER, NOT_EXERCISED = "other", "not exercised"
 CLASSES = (CLEAR, WELL, WRONG, TRACEBACK, HANG, LOSS, OTHER, NOT_EXERCISED)
-# Names a failed or interrupted write may leave behind (iwbc.files, iwbc.experiment,
+# Names a failed or interrupted write may leave behind (iwbc.files, iwbc.bench.experiment,
 # iwbc.data.minari_write, iwbc.options.check_writable).
 LEFTOVERS = (".staging-*", ".retired-*", ".*.tmp", ".iwbc-write-check-*")
 NON_FINITE = re.compile(r"(?<![\w.])[-+]?(nan|inf|infinity)(?![\w])", re.IGNORECASE)

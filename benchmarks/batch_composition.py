@@ -19,11 +19,11 @@ import sys
 import time
 from pathlib import Path
 
+from iwbc.agents.bc import BCConfig
+from iwbc.agents.registry import train_methods
 from iwbc.data import dataset_normalized_score, load_dataset
-from iwbc.evaluate import evaluate_policies
+from iwbc.envs.evaluate import evaluate_agent
 from iwbc.machine import machine_record
-from iwbc.methods import PipelineConfig, train_methods
-from iwbc.train import StageConfig
 
 # (episodes, window, weighting): 256 steps a batch each.
 COMPOSITIONS = (
@@ -37,19 +37,14 @@ RESULTS = Path(__file__).resolve().parent.parent / "results" / "perf" / "batch_c
 
 
 def score(dataset, episodes: int, window: int, weighting: str, args) -> dict:
-    config = PipelineConfig(
-        pretrain=StageConfig(
-            steps=args.steps, batch_size=episodes, window=window, weighting=weighting
-        ),
-        chunk_size=500,
-    )
+    config = BCConfig(steps=args.steps, batch_size=episodes, window=window, weighting=weighting)
     seeds = list(range(args.seeds))
     started = time.perf_counter()
-    bc = train_methods(dataset.episodes, dataset.action_dim, ["bc"], seeds, config, progress=False)
-    train_s = time.perf_counter() - started
-    returns = evaluate_policies(
-        bc["bc"].policy, bc["bc"].params, dataset.env_id, num_episodes=args.eval_episodes
+    bc = train_methods(
+        dataset.episodes, ["bc"], seeds, {"bc": config}, chunk_size=500, progress=False
     )
+    train_s = time.perf_counter() - started
+    returns = evaluate_agent(bc["bc"].agent, dataset.env_id, num_episodes=args.eval_episodes)
     normalized = dataset_normalized_score(dataset, returns).mean(axis=1)
     return {
         "dataset": dataset.id,

@@ -611,10 +611,7 @@ def child_training(child: Child) -> None:
     import numpy as np
     import train_throughput as tt
 
-    from iwbc.policies import GaussianPolicy
-
     data = tt.synthetic_episodes()
-    policy = GaussianPolicy(action_dim=tt.ACT_DIM, hidden_dims=tt.HIDDEN_DIMS)
     set_part(
         child.out,
         child.part,
@@ -643,7 +640,7 @@ def child_training(child: Child) -> None:
         )
         try:
             with scope:
-                timing = tt.time_scan(policy, config, data, seeds, steps)
+                timing = tt.time_scan(config, data, seeds, steps)
         except Exception as error:  # e.g. a precision this backend refuses
             child.row(
                 {
@@ -706,7 +703,7 @@ def synthetic_buffers(env_id: str, num_episodes: int, smoke: bool) -> list[Any]:
 
 def cell_suite(dataset_id: str, smoke: bool) -> Any:
     """The ``paper`` suite cut to one dataset and BC + iw-BC (``--smoke``: tiny budgets)."""
-    from iwbc.benchmark.suites import load_suite
+    from iwbc.bench.suites import load_suite
 
     suite = load_suite("paper")
     suite = dataclasses.replace(
@@ -740,10 +737,10 @@ def child_paper_cell(child: Child) -> None:
 
 
 def cell(child: Child, env_id: str, num_episodes: int, dataset_id: str, work: Path) -> None:
-    from iwbc.benchmark.units import UnitContext, WorkUnit, run_unit
+    from iwbc.bench.units import UnitContext, WorkUnit, run_unit
     from iwbc.data import load_dataset
     from iwbc.data.minari_write import write_dataset
-    from iwbc.evaluate import evaluate_policies
+    from iwbc.envs.evaluate import evaluate_agent
 
     start = time.perf_counter()
     with warnings.catch_warnings():
@@ -773,10 +770,11 @@ def cell(child: Child, env_id: str, num_episodes: int, dataset_id: str, work: Pa
         }
     )
     # Evaluation alone, first: its compile (first call) and its run (second call), for the
-    # estimate. The cell's units then reuse these compilations (the same policy and shapes),
-    # so their times hold no evaluation compile; HalfCheetah episodes always run 1000 steps,
-    # so untrained weights cost what trained ones do.
-    policy, params = cell_policy(suite.pipeline, dataset, suite.seeds)
+    # estimate. The bc unit then reuses these compilations (the same agent type, config and
+    # shapes), so its times hold no evaluation compile; the iw_bc agent (another config, with
+    # q_ref and q_iw) compiles its own within its first segments. HalfCheetah episodes always
+    # run 1000 steps, so untrained weights cost what trained ones do.
+    agent = cell_agent(suite, dataset, suite.seeds)
     for role, episodes in (
         ("intermediate", suite.eval_episodes),
         ("final", suite.final_eval_episodes),
@@ -784,7 +782,7 @@ def cell(child: Child, env_id: str, num_episodes: int, dataset_id: str, work: Pa
         times = []
         for _ in range(2):
             t0 = time.perf_counter()
-            evaluate_policies(policy, params, env_id, num_episodes=episodes, engine=suite.engine)
+            evaluate_agent(agent, env_id, num_episodes=episodes, engine=suite.engine)
             times.append(time.perf_counter() - t0)
         child.row(
             {
@@ -818,20 +816,17 @@ def cell(child: Child, env_id: str, num_episodes: int, dataset_id: str, work: Pa
         )
 
 
-def cell_policy(pipeline: Any, dataset: Any, seeds: tuple[int, ...]) -> tuple[Any, Any]:
-    """The policy the runner trains on ``dataset`` (the same network and observation
-    standardization, so evaluations share compilations) and fresh parameters for it."""
-    from iwbc.policies import GaussianPolicy
-    from iwbc.train import init_policy_params
+def cell_agent(suite: Any, dataset: Any, seeds: tuple[int, ...]) -> Any:
+    """A fresh seed-stacked agent as the runner creates BC's on ``dataset`` (the same config,
+    network and observation statistics, so the ``bc`` unit's evaluations share its
+    compilations)."""
+    from iwbc.agents.registry import METHODS, training_data
+    from iwbc.core.trainer import create_agents
 
-    if hasattr(pipeline, "policy"):  # pipelines that may standardize observations
-        policy = pipeline.policy(dataset.action_dim)
-        statistics = pipeline.statistics(dataset.episodes)
-        extra = () if statistics is None else (statistics,)
-    else:
-        policy = GaussianPolicy(action_dim=dataset.action_dim, hidden_dims=pipeline.hidden_dims)
-        extra = ()
-    return policy, init_policy_params(policy, dataset.observation_dim, seeds, *extra)
+    method = METHODS["bc"]
+    config = suite.agent_config("bc")
+    prepared = training_data(method, dataset.episodes, config, suite.pipeline.selection)
+    return create_agents(method.agent, config, prepared.spec, list(seeds))
 
 
 def reporter(
@@ -869,7 +864,8 @@ def progress(child: Child, method: str, targets: list[int], marks: list[float]) 
 def child_baselines(child: Child) -> None:
     import algo_throughput as at
 
-    from iwbc.algos.common import device_transitions, normalization_stats
+    from iwbc.core.sampling import device_transitions
+    from iwbc.data.statistics import normalization_stats
 
     transitions = at.synthetic_transitions()
     stats = normalization_stats(transitions.obs)
@@ -882,7 +878,7 @@ def child_baselines(child: Child) -> None:
             child.cut(f"stopped before {name} (the last one took {last:.0f} s)")
             return
         start = time.perf_counter()
-        timing = at.time_chunk(at.AGENTS[name], data, stats, seeds, steps)
+        timing = at.time_chunk(at.ALGORITHMS[name], data, stats, seeds, steps)
         child.row(
             {
                 "algorithm": name,
@@ -933,7 +929,7 @@ def unit_estimate(progress: dict[str, Any] | None, paper_targets: int) -> dict[s
 
 def suite_estimate(report: dict[str, Any]) -> dict[str, Any]:
     """Seconds of the whole ``paper`` suite run unit after unit on this one device."""
-    from iwbc.benchmark.suites import load_suite
+    from iwbc.bench.suites import load_suite
 
     suite = load_suite("paper")
     parts = report["parts"]

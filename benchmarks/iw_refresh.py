@@ -1,7 +1,7 @@
 """How stale may iw-BC's whole-trajectory log q_iw(τ)/|τ| be? Weight error against refresh interval.
 
 Under windows the trainer keeps log q(τ)/|τ| of every training episode in a table, q_ref's once
-and q_iw's (the EMA of the policy) recomputed every ``refresh_every`` steps (iwbc.train). This
+and q_iw's (the EMA of the policy) recomputed every ``refresh_every`` steps (iwbc.agents.bc). This
 script fine-tunes iw-BC from BC with the table refreshed at every step (exact), records it, and
 measures for each interval k the error of the weights a k-step-old table would have given:
 the total-variation distance between the normalized weights over the training episodes
@@ -21,19 +21,15 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from iwbc.agents.bc import BCConfig, episode_log_probs
+from iwbc.agents.registry import METHODS, SelectionConfig, train_methods, training_data
+from iwbc.core.trainer import Training, create_agents, run_chunk
 from iwbc.data import list_datasets, load_dataset
 from iwbc.data.scripted import DEFAULT_DATASET_ID, generate_mixed_dataset
 from iwbc.machine import machine_record
-from iwbc.methods import METHODS, PipelineConfig, select_episodes, train_methods
-from iwbc.train import (
-    StageConfig,
-    episode_log_probs,
-    init_train_state,
-    make_chunk,
-    with_trajectory_tables,
-)
 
 INTERVALS = (1, 2, 5, 10, 20, 50, 100)
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "perf"
@@ -53,28 +49,29 @@ def main() -> None:
         generate_mixed_dataset(DEFAULT_DATASET_ID, num_episodes=200, seed=0, root=args.root)
     dataset = load_dataset(args.dataset, root=args.root)
     seeds = list(range(args.seeds))
-    config = PipelineConfig(
-        pretrain=StageConfig(steps=args.bc_steps, batch_size=256, window=1),
-        finetune=StageConfig.iw_finetune(
-            steps=args.finetune_steps,
-            warmup_steps=args.finetune_steps // 10,
-            learning_rate=1e-4,
-            batch_size=256,
-            window=args.window,
-            refresh_every=1,
-        ),
-        chunk_size=500,
+    pretrain = BCConfig(steps=args.bc_steps, batch_size=256, window=1)
+    # iw_bc's loss (iw_trajectory) with the table refreshed at every step.
+    stage = BCConfig.iw_finetune(
+        loss=METHODS["iw_bc"].loss,
+        steps=args.finetune_steps,
+        warmup_steps=args.finetune_steps // 10,
+        learning_rate=1e-4,
+        batch_size=256,
+        window=args.window,
+        refresh_every=1,
     )
-    bc = train_methods(dataset.episodes, dataset.action_dim, ["bc"], seeds, config, progress=False)
-    policy = bc["bc"].policy
-    stage = config.stage(METHODS["iw_bc"])
-    data = select_episodes(dataset.episodes, METHODS["iw_bc"], config)
-    state = init_train_state(stage, bc["bc"].params, seeds)
-    state = with_trajectory_tables(policy, stage, state, data)
-    one_step = make_chunk(policy, stage, 1)
+    bc = train_methods(
+        dataset.episodes, ["bc"], seeds, {"bc": pretrain}, chunk_size=500, progress=False
+    )
+    prepared = training_data(METHODS["iw_bc"], dataset.episodes, stage, SelectionConfig())
+    data = prepared.data
+    # The fine-tune starts from BC (q_ref = q_iw = BC), its tables filled as Training does.
+    start = create_agents(METHODS["iw_bc"].agent, stage, prepared.spec, seeds, bc["bc"].agent)
+    state = Training(start, data, progress=False).agent
+    policy = state.policy
     tables = []
     for step in range(stage.steps):
-        state, _ = one_step(state, data, step)
+        state, _ = run_chunk(state, data, jnp.asarray(step), 1)
         tables.append(np.asarray(state.iw_log_q, np.float64))
     tables = np.stack(tables)  # [steps, seeds, E]
     ref = np.asarray(state.ref_log_q, np.float64)
@@ -106,10 +103,10 @@ def main() -> None:
         jax.block_until_ready(refresh(state.iw_params))
     refresh_s = (time.perf_counter() - started) / 5
     # Updates alone: a refresh interval longer than the timed chunk.
-    chunk = make_chunk(policy, dataclasses.replace(stage, refresh_every=10**9), 50)
-    jax.block_until_ready(chunk(state, data, 1))
+    updates_only = state.replace(config=dataclasses.replace(stage, refresh_every=10**9))
+    jax.block_until_ready(run_chunk(updates_only, data, jnp.asarray(1), 50))
     started = time.perf_counter()
-    jax.block_until_ready(chunk(state, data, 1))
+    jax.block_until_ready(run_chunk(updates_only, data, jnp.asarray(1), 50))
     update_s = (time.perf_counter() - started) / 50
     report = {
         "command": "python " + " ".join(sys.argv),

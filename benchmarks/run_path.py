@@ -1,12 +1,13 @@
 """The path users train through, timed beside the kernel: shared by the ``*_throughput`` scripts.
 
-``iwbc run`` and ``iwbc bench`` train through a benchmark unit (:mod:`iwbc.benchmark.units`): it
-trains to each evaluation step on one checkpoint, so every curve point is a call that prepares
-the data, builds the start state, reads the checkpoint, runs jitted chunks (a host sync and a
-checkpoint write after each) and hands back the parameters. The kernel columns time only the
-compiled chunk. :func:`compare` times both on the same data in the same process, alternately,
-so that the other load of a shared machine hits both alike, and reports the first (compiling)
-call apart: compilation happens once per process and program, not once per chunk.
+``iwbc run`` and ``iwbc bench`` train through a benchmark unit (:mod:`iwbc.bench.units`): it
+prepares the data and creates the seed-stacked agent once (reading its checkpoint if there is
+one), then trains it on in memory to each evaluation step in jitted chunks
+(:func:`iwbc.core.trainer.run_chunk`), with a host sync, a finiteness check and a checkpoint
+write after each, and hands back the agent. The kernel columns time only the compiled chunk.
+:func:`compare` times both on the same data in the same process, alternately, so that the other
+load of a shared machine hits both alike, and reports the first (compiling) call apart:
+compilation happens once per process and program, not once per chunk.
 
 Run alone, it times the call of issue #17 (results/perf/run_path.md):
 
@@ -200,34 +201,43 @@ def summary(run: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    """The issue's call, timed: ``train_algorithm`` straight to ``--steps`` (chunks of 1000, no
+    """The issue's call, timed: ``train_methods`` straight to ``--steps`` (chunks of 1000, no
     checkpoint), once cold and once warm, then its kernel from one start state; prints the
     compile share of the cold call."""
     import argparse
     import dataclasses
     import os
 
-    from iwbc.algos import ALGORITHMS
-    from iwbc.algos.common import make_agent_chunk, prepare_data
-    from iwbc.algos.run import train_algorithm
+    import jax.numpy as jnp
 
+    from iwbc.agents.registry import METHODS, SelectionConfig, train_methods, training_data
+    from iwbc.core.trainer import create_agents, run_chunk
+
+    baselines = tuple(name for name, method in METHODS.items() if method.family == "offline_rl")
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
-    parser.add_argument("--algorithm", default="td3_bc", choices=tuple(ALGORITHMS))
+    parser.add_argument("--algorithm", default="td3_bc", choices=baselines)
     parser.add_argument("--steps", type=int, default=2000, help="a multiple of 1000")
     parser.add_argument("--seeds", type=int, default=3)
     add_dataset_arguments(parser)
     args = parser.parse_args()
     dataset, described = benchmark_dataset(args.dataset, args.root)
-    transitions = dataset.episodes.to_transitions()
-    agent_cls, config_cls = ALGORITHMS[args.algorithm]
-    config = dataclasses.replace(config_cls(), steps=args.steps)
+    method = METHODS[args.algorithm]
+    config = dataclasses.replace(method.config(), steps=args.steps)
     seeds = list(range(args.seeds))
     work = args.seeds * args.steps
     print(f"{args.algorithm}, {args.seeds} seeds x {args.steps} updates on {described}")
     print(f"load average {os.getloadavg()}")
 
     def run() -> Any:
-        return train_algorithm(args.algorithm, transitions, seeds, config=config, progress=False)[0]
+        trained = train_methods(
+            dataset.episodes,
+            [args.algorithm],
+            seeds,
+            {args.algorithm: config},
+            chunk_size=1000,
+            progress=False,
+        )
+        return trained[args.algorithm].agent
 
     cold, compiling = timed(run)
     print(
@@ -236,10 +246,14 @@ def main() -> None:
     )
     warm, _ = timed(run)
     print(f"second call: {warm:.1f} s; {work / warm:.0f} seed-updates/s")
-    data, mean, std = prepare_data(transitions, config)
-    agent = agent_cls.create(seeds, dataset.observation_dim, dataset.action_dim, mean, std, config)
-    chunk = make_agent_chunk(agent_cls.update, config.batch_size, 1000)
-    kernel, _ = timed(lambda: [chunk(agent, data, s) for s in range(0, args.steps, 1000)])
+    prepared = training_data(method, dataset.episodes, config, SelectionConfig())
+    agent = create_agents(method.agent, config, prepared.spec, seeds)
+    data = prepared.data
+    kernel, _ = timed(
+        lambda: [
+            run_chunk(agent, data, jnp.asarray(start), 1000) for start in range(0, args.steps, 1000)
+        ]
+    )
     print(
         f"kernel, {args.steps // 1000} chunks from one start state: {kernel:.1f} s; "
         f"{work / kernel:.0f} seed-updates/s; second call ÷ kernel {kernel / warm:.2f}x"

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from run_path import (
     PAIRS_TEXT,
@@ -43,21 +44,15 @@ from run_path import (
     summary,
 )
 
-from iwbc.benchmark.suites import Suite, load_suite
-from iwbc.benchmark.units import UnitContext, WorkUnit, _bc_family, unit_directory
+from iwbc.agents.bc import BCAgent, BCConfig
+from iwbc.agents.registry import METHODS, training_data
+from iwbc.bench.suites import Suite, load_suite
+from iwbc.bench.units import UnitContext, WorkUnit, _agent_at, unit_directory
+from iwbc.core.agent import DataSpec
+from iwbc.core.sampling import DeviceEpisodes
+from iwbc.core.trainer import Training, create_agents, run_chunk
 from iwbc.data import OfflineDataset
 from iwbc.machine import machine_record
-from iwbc.methods import METHODS, select_episodes
-from iwbc.policies import GaussianPolicy
-from iwbc.sampling import DeviceEpisodes
-from iwbc.train import (
-    StageConfig,
-    init_policy_params,
-    init_train_state,
-    make_chunk,
-    make_update,
-    with_trajectory_tables,
-)
 
 OBS_DIM, ACT_DIM, MAX_LEN, NUM_EPISODES = 17, 6, 1000, 500
 # The kernel table's data: iw-BC under windows recomputes log q_iw over every step of the data
@@ -77,7 +72,7 @@ RESULTS = Path(__file__).resolve().parent.parent / "results" / "perf"
 JAX_CORL_ANCHOR = 1_850
 
 
-def flops_per_update(config: StageConfig, flat_steps: int) -> float:
+def flops_per_update(config: BCConfig, flat_steps: int) -> float:
     """FLOPs of the MLP's matrix products in one update: the yardstick for compute-boundness.
 
     Forward + backward (2x) on the batch; iw losses add the q_iw and q_ref forward passes on it,
@@ -109,23 +104,24 @@ def synthetic_episodes(seed: int = 0, num_episodes: int = NUM_EPISODES) -> Devic
     return DeviceEpisodes.from_numpy(observations, actions, mask)
 
 
-def stage(loss: str, batch_size: int, window: int | None) -> StageConfig:
-    """BC pre-training or the paper's iw-BC fine-tune (its schedule kept), resized batches."""
+def stage(loss: str, batch_size: int, window: int | None) -> BCConfig:
+    """BC pre-training or the paper's iw-BC fine-tune (its schedule kept), resized batches,
+    on the paper's 3 x 256 policy."""
     if loss == "bc":
-        return StageConfig(loss="bc", batch_size=batch_size, window=window)
-    return StageConfig.iw_finetune(loss=loss, batch_size=batch_size, window=window)
+        return BCConfig(loss="bc", batch_size=batch_size, window=window, hidden_dims=HIDDEN_DIMS)
+    return BCConfig.iw_finetune(
+        loss=loss, batch_size=batch_size, window=window, hidden_dims=HIDDEN_DIMS
+    )
 
 
-def start_state(
-    policy: GaussianPolicy, config: StageConfig, data: DeviceEpisodes, num_seeds: int
-) -> Any:
-    """A stage's start for ``num_seeds`` seeds, trajectory tables filled in where it has them
-    (iw-BC under windows), as :func:`iwbc.train.train_stage` starts it."""
+def start_state(config: BCConfig, data: DeviceEpisodes, num_seeds: int) -> Any:
+    """A stage's seed-stacked agent for ``num_seeds`` seeds, trajectory tables filled in where
+    it has them (iw-BC under windows), as :class:`iwbc.core.trainer.Training` starts it."""
     seeds = list(range(num_seeds))
     # Identity statistics: the standardization's cost is measured, its values do not matter.
-    statistics = (np.zeros(OBS_DIM, np.float32), np.ones(OBS_DIM, np.float32))
-    state = init_train_state(config, init_policy_params(policy, OBS_DIM, seeds, statistics), seeds)
-    return with_trajectory_tables(policy, config, state, data)
+    spec = DataSpec(jnp.zeros(OBS_DIM, jnp.float32), jnp.ones(OBS_DIM, jnp.float32), ACT_DIM)
+    agent = create_agents(BCAgent, config, spec, seeds)
+    return Training(agent, data, progress=False).agent
 
 
 def best_seconds(run: Callable[[], Any]) -> float:
@@ -139,14 +135,15 @@ def best_seconds(run: Callable[[], Any]) -> float:
 
 
 def time_scan(
-    policy: GaussianPolicy, config: StageConfig, data: DeviceEpisodes, num_seeds: int, steps: int
+    config: BCConfig, data: DeviceEpisodes, num_seeds: int, steps: int
 ) -> dict[str, float]:
     """The trainer's path: one compiled call runs ``steps`` updates of every seed."""
-    state = start_state(policy, config, data, num_seeds)
+    state = start_state(config, data, num_seeds)
+    first = jnp.asarray(0)
     start = time.perf_counter()
-    compiled = make_chunk(policy, config, steps).lower(state, data, 0).compile()
+    compiled = run_chunk.lower(state, data, first, length=steps).compile()
     compile_s = time.perf_counter() - start
-    seconds = best_seconds(lambda: compiled(state, data, 0))
+    seconds = best_seconds(lambda: compiled(state, data, first))
     return {
         "compile_s": compile_s,
         "seconds": seconds,
@@ -154,23 +151,29 @@ def time_scan(
     }
 
 
-def time_loop(
-    policy: GaussianPolicy, config: StageConfig, data: DeviceEpisodes, steps: int
-) -> dict[str, float]:
+def single_update(agent: BCAgent, data: DeviceEpisodes, step: jax.Array) -> tuple[BCAgent, dict]:
+    """One seed's update as the trainer's scan body makes it: split the key, ``sample`` a batch
+    on the device, ``update``."""
+    rng, key = jax.random.split(agent.rng)
+    agent, batch = agent.replace(rng=rng).sample(key, data, step)
+    return agent.update(batch)
+
+
+def time_loop(config: BCConfig, data: DeviceEpisodes, steps: int) -> dict[str, float]:
     """Reference: a Python loop dispatching a jitted single update per step, one seed.
 
     Only the final state is waited for, so JAX's asynchronous dispatch overlaps the Python
     overhead with compute; a loop that logged the loss every step would be slower.
     """
-    state = jax.tree.map(lambda x: x[0], start_state(policy, config, data, 1))
+    state = jax.tree.map(lambda x: x[0], start_state(config, data, 1))
     start = time.perf_counter()
-    compiled = jax.jit(make_update(policy, config)).lower(state, data, 0).compile()
+    compiled = jax.jit(single_update).lower(state, data, jnp.asarray(0)).compile()
     compile_s = time.perf_counter() - start
 
     def run() -> Any:
         current = state
         for step in range(steps):
-            current, _ = compiled(current, data, step)
+            current, _ = compiled(current, data, jnp.asarray(step))
         return current
 
     seconds = best_seconds(run)
@@ -198,16 +201,16 @@ def run_suite(dataset: OfflineDataset, chunk: int) -> Suite:
 def unit_training(
     suite: Suite, dataset: OfflineDataset, method: str, seeds: tuple[int, ...], work_dir: Path
 ) -> Any:
-    """What a benchmark unit (``iwbc.benchmark.units.run_unit``) does for ``method`` but
-    evaluate: the parameters at each curve point; returns the last."""
+    """What a benchmark unit (``iwbc.bench.units.run_unit``) does for ``method`` but
+    evaluate: the agent at each curve point; returns the last."""
     context = UnitContext(
         suite=suite, records_dir=work_dir / "records", work_dir=work_dir, dataset=dataset
     )
     unit = WorkUnit(dataset.id, method, seeds, seeds)
     directory = unit_directory(context, unit)
     directory.mkdir(parents=True, exist_ok=True)
-    params_at, _, _ = _bc_family(unit, context, dataset, directory)
-    return [params_at(step) for step in suite.eval_targets(method)][-1]
+    agent_at = _agent_at(method, unit, context, dataset, directory)
+    return [agent_at(step) for step in suite.eval_targets(method)][-1]
 
 
 def time_run_path(
@@ -217,8 +220,6 @@ def time_run_path(
     pre-training already on disk), each against its kernel: 2 ``chunk``-step calls from one
     start state on the unit's own training episodes."""
     suite = run_suite(dataset, chunk)
-    pipeline = suite.pipeline
-    policy = pipeline.policy(dataset.action_dim)
     seeds = tuple(range(num_seeds))
     rows = []
     with tempfile.TemporaryDirectory() as shared:
@@ -240,15 +241,17 @@ def time_run_path(
                     return unit_training(suite, dataset, method, seeds, shared_dir)
 
             def make_kernel(method: str = method) -> Callable[[], Any]:
-                stage = pipeline.stage(METHODS[method])
-                data = select_episodes(dataset.episodes, METHODS[method], pipeline)
-                params = init_policy_params(
-                    policy, dataset.observation_dim, seeds, pipeline.statistics(dataset.episodes)
+                config = suite.agent_config(method)
+                prepared = training_data(
+                    METHODS[method], dataset.episodes, config, suite.pipeline.selection
                 )
-                state = init_train_state(stage, params, seeds)
-                state = with_trajectory_tables(policy, stage, state, data)
-                call = make_chunk(policy, stage, chunk)
-                return lambda: [call(state, data, start) for start in (0, chunk)]
+                data = prepared.data
+                # A fresh start (not BC's parameters): the kernel's speed does not depend on it.
+                agent = create_agents(BCAgent, config, prepared.spec, list(seeds))
+                state = Training(agent, data, progress=False).agent
+                return lambda: [
+                    run_chunk(state, data, jnp.asarray(start), chunk) for start in (0, chunk)
+                ]
 
             timing = compare(run, make_kernel, repeats)
             rows.append(
@@ -276,7 +279,7 @@ def write_report(report: dict[str, Any]) -> None:
     lines = [
         "# Trainer throughput: gradient updates/s",
         "",
-        "Updates/s of one stage of the trainer (`make_chunk` = jit(vmap(scan(update)))), each",
+        "Updates/s of one stage of the trainer (`run_chunk` = jit(vmap(scan(update)))), each",
         "update sampling its batch on the device, against a reference Python loop that calls a",
         "jitted single update per step for 1 seed (no scan; only the final state is waited for,",
         "so asynchronous dispatch already hides part of the Python overhead).",
@@ -367,17 +370,21 @@ def run_path_section(report: dict[str, Any]) -> list[str]:
         "Adam 1e-4 after a warm-up, trajectory weights from whole-episode tables refreshed every "
         "10 steps; 256 one-step",
         f"windows a batch), on {setup['dataset']}.",
-        "`run path`: a benchmark unit's training (iwbc.benchmark.units) with its evaluation "
+        "`run path`: a benchmark unit's training (iwbc.bench.units) with its evaluation "
         "left out: 2 curve points",
-        "of `chunk` steps per seed on one checkpoint (eval_every = chunk_size = chunk), each "
-        "rebuilding the start",
-        "state, reading the checkpoint, training, syncing the metrics and writing the "
-        "checkpoint; `bc` also saves and",
-        "reloads its parameter snapshot at each point, `iw_bc` reads BC's final snapshot (its "
-        "pre-training is done",
-        "beforehand, as the shared pre-training is in a sweep) and fills its trajectory "
-        "tables. `kernel`: the same",
-        "compiled chunk called twice from one start state on the unit's training episodes.",
+        "of `chunk` steps per seed on one checkpoint (eval_every = chunk_size = chunk). The "
+        "unit prepares its data and",
+        "creates its agents once, then trains on in memory to each point, syncing the metrics, "
+        "checking them and the",
+        "state for non-finite values and writing the checkpoint after each chunk; `bc` also "
+        "saves its agent snapshot at",
+        "each point and reads it back, `iw_bc` starts from BC's final snapshot (its "
+        "pre-training is done beforehand, as",
+        "the shared pre-training is in a sweep; reading it rebuilds BC's training as the "
+        "template) and fills its",
+        "trajectory tables. `kernel`: the same compiled chunk called twice from one start state "
+        "on the unit's training",
+        "episodes.",
         *PAIRS_TEXT.format(pairs=setup.get("run_repeats", REPEATS)).splitlines(),
         f"`chunk`: steps per seed ({RUN_SUITE}.toml's chunk_size is 500, and it evaluates every "
         "1000",
@@ -425,14 +432,12 @@ def main(argv: list[str] | None = None) -> None:
         dataset, described = benchmark_dataset(args.dataset, args.root)
         print(f"run path on {described}", flush=True)
     data = synthetic_episodes(num_episodes=TABLE_EPISODES)
-    policy = GaussianPolicy(action_dim=ACT_DIM, hidden_dims=HIDDEN_DIMS)
     rows: list[dict[str, Any]] = []
     for loss in LOSSES:
         config = stage(loss, args.batch_size, window)
-        runs = [("python loop", 1, time_loop(policy, config, data, args.steps))]
+        runs = [("python loop", 1, time_loop(config, data, args.steps))]
         runs += [
-            ("jit(vmap(scan))", n, time_scan(policy, config, data, n, args.steps))
-            for n in SEED_COUNTS
+            ("jit(vmap(scan))", n, time_scan(config, data, n, args.steps)) for n in SEED_COUNTS
         ]
         flops = flops_per_update(config, data.flat_observations.shape[0])
         for mode, seeds, timing in runs:

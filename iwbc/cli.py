@@ -26,15 +26,16 @@ from typing import NoReturn
 
 import numpy as np
 
-from iwbc.algos import ALGORITHMS
-from iwbc.benchmark.records import records_dir
+from iwbc.agents.bc import BCConfig
+from iwbc.agents.registry import METHODS
+from iwbc.bench.records import records_dir
+from iwbc.bench.suites import PipelineConfig, parse_settings
 from iwbc.data import list_datasets, load_dataset
 from iwbc.data.command import add_data_parsers
 from iwbc.datagen.command import add_generate_parser
 from iwbc.envs.rollout import ENGINES, require_mjx
 from iwbc.errors import UserError, one_line
 from iwbc.losses import WEIGHTINGS
-from iwbc.methods import METHODS, PipelineConfig
 from iwbc.options import (
     check_directory,
     check_writable,
@@ -47,14 +48,13 @@ from iwbc.options import (
     positive_float,
     positive_int,
 )
-from iwbc.train import StageConfig
 
 # Options naming folders a command writes into or reads from: a file there is refused at once.
 _FOLDER_OPTIONS = ("root", "work_dir", "results", "out")
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from iwbc.demo import SUITE, run_demo
+    from iwbc.bench.demo import SUITE, run_demo
 
     check_writable(records_dir(SUITE, args.results), "--results")
     check_writable(args.work_dir, "--work-dir")
@@ -70,14 +70,14 @@ def _pipeline(args: argparse.Namespace) -> PipelineConfig:
             f"--warmup-steps must be less than --finetune-steps ({args.finetune_steps}), "
             f"got {args.warmup_steps}"
         )
-    pretrain = StageConfig(
+    pretrain = BCConfig(
         steps=args.bc_steps,
         batch_size=args.bc_batch_size,
         learning_rate=args.bc_lr,
         window=args.window,
         weighting=args.weighting,
     )
-    finetune = StageConfig.iw_finetune(
+    finetune = BCConfig.iw_finetune(
         steps=args.finetune_steps,
         warmup_steps=args.warmup_steps,
         batch_size=args.finetune_batch_size,
@@ -98,7 +98,7 @@ def _pipeline(args: argparse.Namespace) -> PipelineConfig:
 
 def _methods(text: str) -> tuple[str, ...]:
     """``--methods``: known methods, each once."""
-    from iwbc.experiment import method_names
+    from iwbc.bench.experiment import method_names
 
     try:
         return method_names(text)
@@ -107,7 +107,7 @@ def _methods(text: str) -> tuple[str, ...]:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from iwbc.experiment import ExperimentConfig, run_experiment
+    from iwbc.bench.experiment import ExperimentConfig, run_experiment
 
     if (args.ref_min is None) != (args.ref_max is None):
         raise UserError("--ref-min and --ref-max go together; pass both or neither")
@@ -123,6 +123,7 @@ def _run(args: argparse.Namespace) -> None:
         eval_episodes=args.eval_episodes,
         engine=args.engine,
         algorithm_steps=args.algo_steps,
+        settings=tuple((m, tuple(v.items())) for m, v in parse_settings(args.set).items()),
     )
     if args.engine == "mjx":
         require_mjx()
@@ -156,8 +157,8 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from iwbc.benchmark.runner import run_suite, select
-    from iwbc.benchmark.suites import load_suite
+    from iwbc.bench.runner import run_suite, select
+    from iwbc.bench.suites import load_suite
 
     suite = load_suite(args.suite)
     select(suite, args.only_datasets, args.only_methods)
@@ -228,8 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
 
-    defaults = StageConfig()
-    paper = StageConfig.iw_finetune()
+    defaults = BCConfig()
+    paper = BCConfig.iw_finetune()
     run = commands.add_parser("run", help="train and evaluate methods on a Minari dataset")
     run.add_argument("dataset", help="Minari dataset id, e.g. mujoco/hopper/medium-v0")
     run.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
@@ -238,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods",
         type=_methods,
         default="bc,filtered_bc,top10_bc,iw_bc",
-        help=f"comma-separated, from {','.join((*METHODS, *ALGORITHMS))}",
+        help=f"comma-separated, from {','.join(METHODS)}",
     )
     run.add_argument(
         "--seeds", type=positive_int, default=5, help="number of training seeds (vmapped)"
@@ -298,6 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="reference score of an expert (100 normalized), overriding the dataset's",
     )
     run.add_argument("--out", default=None, help="default: results/<dataset id>")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="METHOD.FIELD=VALUE",
+        help="set any field of one method's config, e.g. iql.expectile=0.9 or bc.window=16 "
+        "(repeatable; fields: iwbc/agents/*.py configs)",
+    )
     run.add_argument("--work-dir", default="runs")
     run.add_argument("--quiet", action="store_true")
     run.set_defaults(func=_run)

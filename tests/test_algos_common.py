@@ -1,25 +1,28 @@
-"""Offline-RL shared pieces: input validation, state/reward normalization, on-device sampling."""
+"""Offline-RL shared pieces: input validation, state/reward normalization, on-device sampling,
+and how the trainer creates and feeds the baselines' agents."""
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from iwbc.algos import ALGORITHMS
-from iwbc.algos.common import (
-    _INITIALIZERS,
+from iwbc.agents.common import soft_update
+from iwbc.agents.iql import IQLConfig
+from iwbc.agents.registry import METHODS
+from iwbc.agents.td3_bc import TD3BCConfig
+from iwbc.core.agent import DataSpec
+from iwbc.core.sampling import (
     device_transitions,
     episode_returns,
     locomotion_reward_scale,
-    normalization_stats,
     prepare_data,
     sample_transitions,
-    soft_update,
 )
-from iwbc.algos.iql import IQLConfig
-from iwbc.algos.td3_bc import TD3BCConfig
+from iwbc.core.trainer import _create, create_agents
 from iwbc.data.episodes import Transitions
+from iwbc.data.statistics import normalization_stats
 
 
 def transitions(n: int = 6, obs_dim: int = 3, act_dim: int = 2) -> Transitions:
@@ -97,18 +100,51 @@ def test_prepare_data_follows_the_config() -> None:
     np.testing.assert_array_equal(std, np.ones(3))
 
 
-@pytest.mark.parametrize("name", list(ALGORITHMS))
+BASELINES = [name for name, method in METHODS.items() if method.family == "offline_rl"]
+
+
+@pytest.mark.parametrize("name", BASELINES)
 def test_agents_are_created_by_one_compiled_initializer_whatever_the_statistics(name: str) -> None:
     """A resumed run creates its agent again: that must not compile the initializer again,
     and each agent must still carry the statistics it was created with."""
-    agent_cls, config_cls = ALGORITHMS[name]
-    config = config_cls(hidden_dims=(8, 8))
-    first = agent_cls.create([0, 1], 3, 2, config=config)
-    initialize = _INITIALIZERS[(agent_cls, 3, 2, config)]
+    method = METHODS[name]
+    config = method.config(hidden_dims=(8, 8))
+    zeros, ones = jnp.zeros(3, jnp.float32), jnp.ones(3, jnp.float32)
+    first = create_agents(method.agent, config, DataSpec(zeros, ones, 2), [0, 1])
+    compiled = _create._cache_size()
     mean, std = np.arange(3, dtype=np.float32), np.full(3, 2.0, np.float32)
-    second = agent_cls.create([0, 1], 3, 2, mean, std, config)
-    assert initialize._cache_size() == 1
+    second = create_agents(
+        method.agent, config, DataSpec(jnp.asarray(mean), jnp.asarray(std), 2), [0, 1]
+    )
+    assert _create._cache_size() == compiled
     np.testing.assert_array_equal(second.obs_mean, np.stack([mean, mean]))
     np.testing.assert_array_equal(second.obs_std, np.stack([std, std]))
     np.testing.assert_array_equal(first.obs_mean, np.zeros((2, 3)))
-    jax.tree.map(np.testing.assert_array_equal, first.actor_params, second.actor_params)
+    jax.tree.map(np.testing.assert_array_equal, first.actor.params, second.actor.params)
+    # Seeds differ: the stacked agents are not copies of one.
+    assert any(not np.array_equal(x[0], x[1]) for x in jax.tree.leaves(first.actor.params))
+
+
+def test_creating_agents_for_no_seeds_is_refused() -> None:
+    spec = DataSpec(jnp.zeros(3), jnp.ones(3), 2)
+    with pytest.raises(ValueError, match="no seeds given; pass at least one training seed"):
+        create_agents(METHODS["td3_bc"].agent, TD3BCConfig(hidden_dims=(8,)), spec, [])
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_baselines_sample_config_batch_size_rows_of_the_transitions(name: str) -> None:
+    """The baselines' ``sample`` (the Agent default): uniform rows of the device transitions,
+    as many as the config's batch size, and the agent itself unchanged."""
+    method = METHODS[name]
+    config = method.config(hidden_dims=(8,), batch_size=32)
+    data = device_transitions(transitions())
+    agent = method.agent.create(
+        jax.random.PRNGKey(0), DataSpec(jnp.zeros(3), jnp.ones(3), 2), config
+    )
+    assert method.agent.data_kind == "transitions"
+    same, batch = agent.sample(jax.random.PRNGKey(1), data, jnp.asarray(0))
+    assert same is agent
+    rows = np.asarray(batch.rewards).astype(int)
+    assert rows.shape == (32,)
+    np.testing.assert_array_equal(batch.actions, np.asarray(data.actions)[rows])
+    np.testing.assert_array_equal(batch.dones, np.asarray(data.dones)[rows])

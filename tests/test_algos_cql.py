@@ -10,23 +10,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_algos_td3_bc import ACT_DIM, BATCH, OBS_DIM, bandit, np_mlp, policy_error
+from test_algos_td3_bc import ACT_DIM, BATCH, OBS_DIM, bandit, learns_the_bandit, np_mlp, stacked
 
-from iwbc.algos.common import (
-    TransitionBatch,
-    device_transitions,
-    normalization_stats,
-    tanh_gaussian_sample,
-    train_agent,
-)
-from iwbc.algos.cql import (
+from iwbc.agents.cql import (
     CQLAgent,
     CQLConfig,
     CQLNoise,
     entropy_temperature_loss,
     lagrange_loss,
 )
-from iwbc.algos.run import train_algorithm
+from iwbc.agents.networks import tanh_gaussian_sample
+from iwbc.core.sampling import TransitionBatch, prepare_data
 
 N_ACTIONS = 4
 CONFIG = CQLConfig(hidden_dims=(8, 8), cql_n_actions=N_ACTIONS, cql_temp=0.7)
@@ -42,7 +36,7 @@ def as_numpy(tree: Any) -> Any:
 
 def np_actor(params: Any, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     p = params["params"]
-    out = np_mlp(p["CQLMLP_0"], obs)
+    out = np_mlp(p["MLP_0"], obs)
     mean, raw = out[..., :ACT_DIM], out[..., ACT_DIM:]
     multiplier = float(p["log_std_multiplier"])
     log_std = np.clip(multiplier * raw + float(p["log_std_offset"]), -20.0, 2.0)
@@ -57,7 +51,7 @@ def np_sample(mean: np.ndarray, log_std: np.ndarray, noise: np.ndarray):
 
 
 def np_q(params: Any, k: int, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    layers = jax.tree.map(lambda x: x[k], params["params"]["VmapCQLMLP_0"])
+    layers = jax.tree.map(lambda x: x[k], params["params"]["VmapMLP_0"])
     obs = np.broadcast_to(obs, (*actions.shape[:-1], obs.shape[-1]))
     return np_mlp(layers, np.concatenate([obs, actions], axis=-1))[..., 0]
 
@@ -79,16 +73,18 @@ def scale_output_layer(params: Any, module: str, layers: int, factor: float) -> 
 @pytest.fixture(scope="module")
 def agent() -> CQLAgent:
     """Seed 0 with the target critics of seed 1, non-trivial outputs, log α and log α'."""
-    both = CQLAgent.create([0, 1], OBS_DIM, ACT_DIM, config=CONFIG)
+    both = stacked(CQLAgent, CONFIG, [0, 1])
     online, other = row(both, 0), row(both, 1)
-    actor_params = scale_output_layer(online.actor_params, "CQLMLP_0", 2, 100.0)
+    actor_params = scale_output_layer(online.actor.params, "MLP_0", 2, 100.0)
     actor_params["params"]["log_std_multiplier"] = jnp.asarray(0.8)
     return online.replace(
-        actor_params=actor_params,
-        critic_params=scale_output_layer(online.critic_params, "VmapCQLMLP_0", 2, 100.0),
-        target_critic_params=scale_output_layer(other.critic_params, "VmapCQLMLP_0", 2, 100.0),
-        log_alpha=jnp.asarray(-0.4),
-        log_alpha_prime=jnp.asarray(0.6),
+        actor=online.actor.replace(params=actor_params),
+        critic=online.critic.replace(
+            params=scale_output_layer(online.critic.params, "VmapMLP_0", 2, 100.0)
+        ),
+        target_critic_params=scale_output_layer(other.critic.params, "VmapMLP_0", 2, 100.0),
+        log_alpha=online.log_alpha.replace(params=jnp.asarray(-0.4)),
+        log_alpha_prime=online.log_alpha_prime.replace(params=jnp.asarray(0.6)),
     )
 
 
@@ -113,8 +109,8 @@ def noise() -> CQLNoise:
 
 def test_critics_start_orthogonal_and_independent_across_seeds_and_twins() -> None:
     """CORL's critic init: orthogonal hidden kernels with gain √2, output gain 1e-2, zero bias."""
-    agent = CQLAgent.create([0, 1, 2], OBS_DIM, ACT_DIM, config=CONFIG)
-    layers = agent.critic_params["params"]["VmapCQLMLP_0"]
+    agent = stacked(CQLAgent, CONFIG, [0, 1, 2])
+    layers = agent.critic.params["params"]["VmapMLP_0"]
     first, hidden, output = (np.asarray(layers[f"Dense_{i}"]["kernel"]) for i in range(3))
     assert first.shape == (3, 2, OBS_DIM + ACT_DIM, 8)
     for seed, twin in np.ndindex(3, 2):
@@ -147,8 +143,8 @@ def expected_critic_loss(agent: CQLAgent, batch: TransitionBatch, noise: CQLNois
     """The critic loss of CORL's ContinuousCQL._q_loss, in float64 NumPy."""
     config = agent.config
     b, z = as_numpy(batch), as_numpy(noise)
-    mean, log_std = np_actor(agent.actor_params, b.observations)
-    next_mean, next_log_std = np_actor(agent.actor_params, b.next_observations)
+    mean, log_std = np_actor(agent.actor.params, b.observations)
+    next_mean, next_log_std = np_actor(agent.actor.params, b.next_observations)
     next_actions, _ = np_sample(next_mean, next_log_std, z.target)
     next_q = np.minimum(
         np_q(agent.target_critic_params, 0, b.next_observations, next_actions),
@@ -160,10 +156,10 @@ def expected_critic_loss(agent: CQLAgent, batch: TransitionBatch, noise: CQLNois
     obs = b.observations[:, None]
     loss = 0.0
     for k in (0, 1):
-        q = np_q(agent.critic_params, k, b.observations, b.actions)
-        q_uniform = np_q(agent.critic_params, k, obs, z.uniform)
-        q_current = np_q(agent.critic_params, k, obs, current)
-        q_next = np_q(agent.critic_params, k, obs, following)
+        q = np_q(agent.critic.params, k, b.observations, b.actions)
+        q_uniform = np_q(agent.critic.params, k, obs, z.uniform)
+        q_current = np_q(agent.critic.params, k, obs, current)
+        q_next = np_q(agent.critic.params, k, obs, following)
         if config.cql_importance_sample:
             sampled = [
                 q_uniform - ACT_DIM * np.log(0.5),
@@ -176,7 +172,7 @@ def expected_critic_loss(agent: CQLAgent, batch: TransitionBatch, noise: CQLNois
         assert stacked.shape[1] in (3 * N_ACTIONS, 3 * N_ACTIONS + 1)
         gap = np.mean(config.cql_temp * np_logsumexp(stacked / config.cql_temp) - q)
         if config.cql_lagrange:
-            alpha_prime = np.exp(float(agent.log_alpha_prime))
+            alpha_prime = np.exp(float(agent.log_alpha_prime.params))
             penalty = alpha_prime * config.cql_alpha * (gap - config.cql_target_action_gap)
         else:
             penalty = config.cql_alpha * gap
@@ -197,7 +193,7 @@ def test_critic_loss_matches_numpy(
     agent: CQLAgent, batch: TransitionBatch, noise: CQLNoise, variant: dict
 ) -> None:
     agent = agent.replace(config=dataclasses.replace(CONFIG, **variant))
-    loss, info = agent.critic_loss(agent.critic_params, batch, noise)
+    loss, info = agent.critic_loss(agent.critic.params, batch, noise)
     np.testing.assert_allclose(loss, expected_critic_loss(agent, batch, noise), rtol=1e-4)
     np.testing.assert_allclose(info["critic_loss"], info["td_loss"] + info["cql_loss"], rtol=1e-6)
     assert info["cql_loss"] > 0.1 * info["td_loss"]  # the regularizer is not negligible here
@@ -206,41 +202,49 @@ def test_critic_loss_matches_numpy(
 def test_regularizer_pushes_sampled_q_down_and_data_q_up(
     agent: CQLAgent, batch: TransitionBatch, noise: CQLNoise
 ) -> None:
-    """d(CQL term)/dQ(s, a_data) < 0: the gradient step raises the data's Q, lowers the rest."""
+    """d(CQL term)/dQ(s, a_data) < 0: the gradient step raises the data's Q, and raises it
+    against the Q of the sampled actions.
+
+    The shared layers can carry every Q-value up together (they do with these draws), so the
+    sampled actions' Q is compared per value with the data's, not to its own old value.
+    """
 
     def cql_term(critic_params: Any) -> jax.Array:
         return agent.critic_loss(critic_params, batch, noise)[1]["cql_loss"]
 
     def q_data(critic_params: Any) -> jax.Array:
-        return jnp.sum(agent.critic.apply(critic_params, batch.observations, batch.actions))
+        return jnp.mean(
+            agent.critic_network.apply(critic_params, batch.observations, batch.actions)
+        )
 
     def q_uniform(critic_params: Any) -> jax.Array:
         obs = jnp.broadcast_to(batch.observations[:, None], (BATCH, N_ACTIONS, OBS_DIM))
-        return jnp.sum(agent.critic.apply(critic_params, obs, noise.uniform))
+        return jnp.mean(agent.critic_network.apply(critic_params, obs, noise.uniform))
 
-    step = jax.tree.map(lambda g: -1e-3 * g, jax.grad(cql_term)(agent.critic_params))
-    moved = jax.tree.map(jnp.add, agent.critic_params, step)
-    assert q_data(moved) > q_data(agent.critic_params)
-    assert q_uniform(moved) < q_uniform(agent.critic_params)
+    step = jax.tree.map(lambda g: -1e-3 * g, jax.grad(cql_term)(agent.critic.params))
+    moved = jax.tree.map(jnp.add, agent.critic.params, step)
+    data_rise = q_data(moved) - q_data(agent.critic.params)
+    assert data_rise > 0.0
+    assert q_uniform(moved) - q_uniform(agent.critic.params) < data_rise
 
 
 def test_actor_and_temperature_losses_match_numpy(
     agent: CQLAgent, batch: TransitionBatch, noise: CQLNoise
 ) -> None:
     b, eps = as_numpy(batch), np.asarray(noise.actor, np.float64)
-    mean, log_std = np_actor(agent.actor_params, b.observations)
+    mean, log_std = np_actor(agent.actor.params, b.observations)
     actions, log_pi = np_sample(mean, log_std, eps)
     q = np.minimum(
-        np_q(agent.critic_params, 0, b.observations, actions),
-        np_q(agent.critic_params, 1, b.observations, actions),
+        np_q(agent.critic.params, 0, b.observations, actions),
+        np_q(agent.critic.params, 1, b.observations, actions),
     )
     alpha = np.exp(-0.4)
-    loss, info = agent.actor_loss(agent.actor_params, batch, noise.actor)
+    loss, info = agent.actor_loss(agent.actor.params, batch, noise.actor)
     np.testing.assert_allclose(loss, np.mean(alpha * log_pi - q), rtol=1e-4)
     np.testing.assert_allclose(info["log_pi"], log_pi, rtol=1e-4, atol=1e-5)
     # Target entropy −|A|; the gradient in log α is −mean(log π − |A|).
     value, grad = jax.value_and_grad(entropy_temperature_loss)(
-        agent.log_alpha, info["log_pi"], agent.target_entropy
+        agent.log_alpha.params, info["log_pi"], agent.target_entropy
     )
     assert agent.target_entropy == -ACT_DIM
     np.testing.assert_allclose(value, 0.4 * np.mean(log_pi - ACT_DIM), rtol=1e-4)
@@ -271,11 +275,11 @@ def test_update_moves_every_network_and_the_target_by_tau(
     agent = agent.replace(config=dataclasses.replace(CONFIG, cql_lagrange=lagrange))
     new, metrics = jax.jit(CQLAgent.update)(agent, batch)
     assert int(new.step) == int(agent.step) + 1
-    for name in ("actor_params", "critic_params", "log_alpha"):
+    for name in ("actor", "critic", "log_alpha"):
         assert leaves_differ(getattr(agent, name), getattr(new, name)), name
-    assert leaves_differ(agent.log_alpha_prime, new.log_alpha_prime) == lagrange
+    assert leaves_differ(agent.log_alpha_prime.params, new.log_alpha_prime.params) == lagrange
     expected = jax.tree.map(
-        lambda t, o: 0.995 * t + 0.005 * o, agent.target_critic_params, new.critic_params
+        lambda t, o: 0.995 * t + 0.005 * o, agent.target_critic_params, new.critic.params
     )
     for got, want in zip(
         jax.tree.leaves(new.target_critic_params), jax.tree.leaves(expected), strict=True
@@ -285,16 +289,9 @@ def test_update_moves_every_network_and_the_target_by_tau(
 
 
 def test_cql_finds_the_best_action_where_bc_averages() -> None:
-    data, weights = bandit()
-    mean, std = normalization_stats(data.obs)
     # A faster actor (and temperature) than CORL's 3e-5, so 400 updates suffice.
     config = CQLConfig(batch_size=128, hidden_dims=(64, 64), actor_lr=1e-3, cql_n_actions=4)
-    agent = CQLAgent.create([0, 1], OBS_DIM, ACT_DIM, mean, std, config)
-    agent, history = train_agent(
-        agent, device_transitions(data, obs_mean=mean, obs_std=std), 400, progress=False
-    )
-    errors, bc_error = policy_error(CQLAgent.act, agent, weights)
-    assert history[-1]["step"] == 400
+    errors, bc_error = learns_the_bandit(CQLAgent, config, 400)
     assert np.all(errors < 0.35 * bc_error), (errors, bc_error)
 
 
@@ -307,7 +304,8 @@ def test_cql_finds_the_best_action_where_bc_averages() -> None:
     ],
 )
 def test_bad_transitions_are_refused_in_one_line(change: dict, message: str) -> None:
+    """CQL's training data is prepared (iwbc.agents.registry.training_data) by prepare_data."""
     data, _ = bandit(num=10)
     with pytest.raises(ValueError, match=message) as error:
-        train_algorithm("cql", data._replace(**change), [0], progress=False)
+        prepare_data(data._replace(**change), CQLConfig())
     assert "\n" not in str(error.value)

@@ -8,11 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_algos_td3_bc import ACT_DIM, BATCH, OBS_DIM, bandit, np_critic, np_mlp, policy_error
+from test_algos_td3_bc import ACT_DIM, BATCH, OBS_DIM, learns_the_bandit, np_critic, np_mlp, stacked
 
-from iwbc.algos.common import TransitionBatch, device_transitions, train_agent
-from iwbc.algos.iql import IQLAgent, IQLConfig, expectile_loss
-from iwbc.data.statistics import normalization_stats
+from iwbc.agents.iql import IQLAgent, IQLConfig, expectile_loss
+from iwbc.core.sampling import TransitionBatch
 
 CONFIG = IQLConfig(hidden_dims=(8, 8))
 
@@ -37,11 +36,14 @@ def np_log_prob(params: Any, obs: np.ndarray, actions: np.ndarray) -> np.ndarray
 @pytest.fixture(scope="module")
 def agent() -> IQLAgent:
     """Seed 0 with the target critics of seed 1, and a non-zero log-std."""
-    both = IQLAgent.create([0, 1], OBS_DIM, ACT_DIM, config=CONFIG)
+    both = stacked(IQLAgent, CONFIG, [0, 1])
     online, other = row(both, 0), row(both, 1)
-    actor_params = jax.tree.map(lambda x: x, online.actor_params)
+    actor_params = jax.tree.map(lambda x: x, online.actor.params)
     actor_params["params"]["log_std"] = jnp.array([-0.3, 0.4])
-    return online.replace(target_critic_params=other.critic_params, actor_params=actor_params)
+    return online.replace(
+        target_critic_params=other.critic.params,
+        actor=online.actor.replace(params=actor_params),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +76,10 @@ def test_value_loss_matches_numpy(agent: IQLAgent, batch: TransitionBatch) -> No
         np_critic(agent.target_critic_params, b.observations, b.actions, 0),
         np_critic(agent.target_critic_params, b.observations, b.actions, 1),
     )
-    u = target_q - np_value(agent.value_params, b.observations)
+    u = target_q - np_value(agent.value.params, b.observations)
     assert np.any(u < 0) and np.any(u > 0)
     expected = np.mean(np.abs(0.7 - (u < 0)) * u**2)
-    loss, info = agent.value_loss(agent.value_params, batch)
+    loss, info = agent.value_loss(agent.value.params, batch)
     np.testing.assert_allclose(loss, expected, rtol=1e-4)
     np.testing.assert_allclose(info["adv"], u, rtol=1e-4, atol=1e-6)
 
@@ -86,15 +88,15 @@ def test_critic_loss_masks_the_bootstrap_at_terminals(
     agent: IQLAgent, batch: TransitionBatch
 ) -> None:
     b = as_numpy(batch)
-    next_v = np_value(agent.value_params, b.next_observations)
+    next_v = np_value(agent.value.params, b.next_observations)
     target = b.rewards + 0.99 * (1.0 - b.dones) * next_v
     expected = np.mean(
         [
-            np.mean((np_critic(agent.critic_params, b.observations, b.actions, k) - target) ** 2)
+            np.mean((np_critic(agent.critic.params, b.observations, b.actions, k) - target) ** 2)
             for k in (0, 1)
         ]
     )
-    loss, _ = agent.critic_loss(agent.critic_params, batch, jnp.asarray(next_v, jnp.float32))
+    loss, _ = agent.critic_loss(agent.critic.params, batch, jnp.asarray(next_v, jnp.float32))
     np.testing.assert_allclose(loss, expected, rtol=1e-4)
 
 
@@ -106,8 +108,8 @@ def test_actor_loss_is_clipped_advantage_weighted_log_likelihood(
     advantages = np.linspace(-2.0, 3.0, BATCH)
     weights = np.minimum(np.exp(3.0 * advantages), 100.0)
     assert np.sum(weights == 100.0) > 1
-    expected = -np.mean(weights * np_log_prob(agent.actor_params, b.observations, b.actions))
-    loss, info = agent.actor_loss(agent.actor_params, batch, jnp.asarray(advantages, jnp.float32))
+    expected = -np.mean(weights * np_log_prob(agent.actor.params, b.observations, b.actions))
+    loss, info = agent.actor_loss(agent.actor.params, batch, jnp.asarray(advantages, jnp.float32))
     np.testing.assert_allclose(loss, expected, rtol=1e-4)
     np.testing.assert_allclose(info["weight_mean"], weights.mean(), rtol=1e-5)
 
@@ -116,11 +118,11 @@ def test_update_moves_every_network_and_the_target_by_tau(
     agent: IQLAgent, batch: TransitionBatch
 ) -> None:
     new, _ = jax.jit(IQLAgent.update)(agent, batch)
-    for name in ("actor_params", "critic_params", "value_params"):
+    for name in ("actor", "critic", "value"):
         before, after = jax.tree.leaves(getattr(agent, name)), jax.tree.leaves(getattr(new, name))
         assert any(not np.array_equal(x, y) for x, y in zip(before, after, strict=True)), name
     expected = jax.tree.map(
-        lambda t, o: 0.995 * t + 0.005 * o, agent.target_critic_params, new.critic_params
+        lambda t, o: 0.995 * t + 0.005 * o, agent.target_critic_params, new.critic.params
     )
     for got, want in zip(
         jax.tree.leaves(new.target_critic_params), jax.tree.leaves(expected), strict=True
@@ -129,13 +131,6 @@ def test_update_moves_every_network_and_the_target_by_tau(
 
 
 def test_iql_finds_the_best_action_where_bc_averages() -> None:
-    data, weights = bandit()
-    mean, std = normalization_stats(data.obs)
     config = IQLConfig(steps=800, hidden_dims=(64, 64))
-    agent = IQLAgent.create([0, 1], OBS_DIM, ACT_DIM, mean, std, config)
-    agent, history = train_agent(
-        agent, device_transitions(data, obs_mean=mean, obs_std=std), 800, progress=False
-    )
-    errors, bc_error = policy_error(IQLAgent.act, agent, weights)
-    assert history[-1]["step"] == 800
+    errors, bc_error = learns_the_bandit(IQLAgent, config, 800)
     assert np.all(errors < 0.35 * bc_error), (errors, bc_error)

@@ -9,8 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from iwbc.algos.common import TransitionBatch, device_transitions, train_agent
-from iwbc.algos.td3_bc import TD3BCAgent, TD3BCConfig
+from iwbc.agents.td3_bc import TD3BCAgent, TD3BCConfig
+from iwbc.core.agent import Agent, DataSpec
+from iwbc.core.sampling import TransitionBatch, device_transitions
+from iwbc.core.trainer import create_agents, train
 from iwbc.data.episodes import Transitions
 from iwbc.data.statistics import normalization_stats
 
@@ -38,6 +40,36 @@ def np_critic(params: Any, obs: np.ndarray, actions: np.ndarray, k: int) -> np.n
     return np_mlp(layers, np.concatenate([obs, actions], axis=-1))[:, 0]
 
 
+def data_spec(mean: np.ndarray | None = None, std: np.ndarray | None = None) -> DataSpec:
+    """The spec ``create`` gets: OBS_DIM-dim observations (mean 0 and std 1 by default)."""
+    mean = np.zeros(OBS_DIM, np.float32) if mean is None else mean
+    std = np.ones(OBS_DIM, np.float32) if std is None else std
+    return DataSpec(jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32), ACT_DIM)
+
+
+def stacked(agent_cls: type[Agent], config: Any, seeds: list[int], spec: DataSpec | None = None):
+    """One agent per seed, stacked on a leading axis, as the trainer creates them."""
+    return create_agents(agent_cls, config, data_spec() if spec is None else spec, seeds)
+
+
+def learns_the_bandit(agent_cls: type[Agent], config: Any, steps: int) -> tuple[np.ndarray, float]:
+    """Train two seeds for ``steps`` updates on :func:`bandit` (states normalized, rewards as
+    they are) with the one trainer; returns :func:`policy_error` of the trained agents."""
+    data, weights = bandit()
+    mean, std = normalization_stats(data.obs)
+    agent = stacked(agent_cls, config, [0, 1], data_spec(mean, std))
+    agent, history = train(
+        agent,
+        device_transitions(data, obs_mean=mean, obs_std=std),
+        steps,
+        chunk_size=1000,
+        progress=False,
+    )
+    assert history[-1]["step"] == steps
+    np.testing.assert_array_equal(agent.step, [steps, steps])
+    return policy_error(agent_cls.act, agent, weights)
+
+
 def row(agent: TD3BCAgent, i: int) -> TD3BCAgent:
     return jax.tree.map(lambda x: x[i], agent)
 
@@ -45,10 +77,10 @@ def row(agent: TD3BCAgent, i: int) -> TD3BCAgent:
 @pytest.fixture(scope="module")
 def agent() -> TD3BCAgent:
     """Seed 0, with targets taken from seed 1 so online and target networks differ."""
-    both = TD3BCAgent.create([0, 1], OBS_DIM, ACT_DIM, config=CONFIG)
+    both = stacked(TD3BCAgent, CONFIG, [0, 1])
     online, other = row(both, 0), row(both, 1)
     return online.replace(
-        target_actor_params=other.actor_params, target_critic_params=other.critic_params
+        target_actor_params=other.actor.params, target_critic_params=other.critic.params
     )
 
 
@@ -81,10 +113,10 @@ def test_critic_loss_matches_numpy(agent: TD3BCAgent, batch: TransitionBatch) ->
     )
     target = b.rewards + 0.99 * (1.0 - b.dones) * next_q
     expected = sum(
-        np.mean((np_critic(agent.critic_params, b.observations, b.actions, k) - target) ** 2)
+        np.mean((np_critic(agent.critic.params, b.observations, b.actions, k) - target) ** 2)
         for k in (0, 1)
     )
-    loss, _ = agent.critic_loss(agent.critic_params, batch, jnp.asarray(noise, jnp.float32))
+    loss, _ = agent.critic_loss(agent.critic.params, batch, jnp.asarray(noise, jnp.float32))
     np.testing.assert_allclose(loss, expected, rtol=1e-4)
 
 
@@ -92,23 +124,23 @@ def test_actor_loss_matches_numpy_and_lambda_is_not_differentiated(
     agent: TD3BCAgent, batch: TransitionBatch
 ) -> None:
     b = jax.tree.map(lambda x: np.asarray(x, np.float64), batch)
-    pi = np_actor(agent.actor_params, b.observations)
-    q = np_critic(agent.critic_params, b.observations, pi, 0)
+    pi = np_actor(agent.actor.params, b.observations)
+    q = np_critic(agent.critic.params, b.observations, pi, 0)
     lam = 2.5 / np.mean(np.abs(q))
     expected = -lam * np.mean(q) + np.mean((pi - b.actions) ** 2)
-    loss, info = agent.actor_loss(agent.actor_params, agent.critic_params, batch)
+    loss, info = agent.actor_loss(agent.actor.params, agent.critic.params, batch)
     np.testing.assert_allclose(loss, expected, rtol=1e-4)
     np.testing.assert_allclose(info["lambda"], lam, rtol=1e-4)
 
     def with_fixed_lambda(actor_params: Any) -> jax.Array:
-        actions = agent.actor.apply(actor_params, batch.observations)
-        q = agent.critic.apply(agent.critic_params, batch.observations, actions)[0]
+        actions = agent.actor_network.apply(actor_params, batch.observations)
+        q = agent.critic_network.apply(agent.critic.params, batch.observations, actions)[0]
         return -lam * jnp.mean(q) + jnp.mean((actions - batch.actions) ** 2)
 
-    grads = jax.grad(lambda p: agent.actor_loss(p, agent.critic_params, batch)[0])
+    grads = jax.grad(lambda p: agent.actor_loss(p, agent.critic.params, batch)[0])
     for got, want in zip(
-        jax.tree.leaves(grads(agent.actor_params)),
-        jax.tree.leaves(jax.grad(with_fixed_lambda)(agent.actor_params)),
+        jax.tree.leaves(grads(agent.actor.params)),
+        jax.tree.leaves(jax.grad(with_fixed_lambda)(agent.actor.params)),
         strict=True,
     ):
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-6)
@@ -124,11 +156,11 @@ def test_actor_and_targets_move_only_every_policy_freq_steps(
         )
 
     first, _ = jax.jit(TD3BCAgent.update)(agent, batch)
-    assert not same(first.critic_params, agent.critic_params)
-    assert same(first.actor_params, agent.actor_params)
+    assert not same(first.critic.params, agent.critic.params)
+    assert same(first.actor.params, agent.actor.params)
     assert same(first.target_critic_params, agent.target_critic_params)
     second, _ = jax.jit(TD3BCAgent.update)(first, batch)
-    assert not same(second.actor_params, first.actor_params)
+    assert not same(second.actor.params, first.actor.params)
     assert not same(second.target_actor_params, first.target_actor_params)
     assert not same(second.target_critic_params, first.target_critic_params)
 
@@ -163,14 +195,5 @@ def policy_error(act: Any, agent: Any, weights: np.ndarray) -> tuple[np.ndarray,
 
 
 def test_td3_bc_finds_the_best_action_where_bc_averages() -> None:
-    data, weights = bandit()
-    mean, std = normalization_stats(data.obs)
-    agent = TD3BCAgent.create(
-        [0, 1], OBS_DIM, ACT_DIM, mean, std, TD3BCConfig(hidden_dims=(64, 64))
-    )
-    agent, history = train_agent(
-        agent, device_transitions(data, obs_mean=mean, obs_std=std), 800, progress=False
-    )
-    errors, bc_error = policy_error(TD3BCAgent.act, agent, weights)
-    assert history[-1]["step"] == 800
+    errors, bc_error = learns_the_bandit(TD3BCAgent, TD3BCConfig(hidden_dims=(64, 64)), 800)
     assert np.all(errors < 0.35 * bc_error), (errors, bc_error)

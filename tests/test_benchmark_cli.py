@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import make_scripted_dataset
 
+from iwbc.bench.experiment import write_file_set
 from iwbc.cli import main
 from iwbc.errors import WriteError
-from iwbc.experiment import write_file_set
 
 DATASET = "iwbc-test/idp/cli-v0"
 

@@ -19,11 +19,11 @@ import pytest
 from test_benchmark_runner import tiny_suite_toml, write_suite
 from test_report_records import make_record
 
-import iwbc.benchmark.units
-from iwbc.benchmark.records import load_records, record_path, records_dir
-from iwbc.benchmark.runner import run_suite
-from iwbc.benchmark.suites import Suite
-from iwbc.benchmark.units import UnitContext, UnitOutcome, WorkUnit, execute_unit, unit_lock
+import iwbc.bench.units
+from iwbc.bench.records import load_records, record_path, records_dir
+from iwbc.bench.runner import run_suite
+from iwbc.bench.suites import Suite
+from iwbc.bench.units import UnitContext, UnitOutcome, WorkUnit, execute_unit, unit_lock
 from iwbc.files import file_lock
 
 DATASET = "iwbc-test/idp/locks-v0"
@@ -46,7 +46,7 @@ def executed(monkeypatch: pytest.MonkeyPatch) -> list[WorkUnit]:
         calls.append(unit)
         return UnitOutcome(unit, ())
 
-    monkeypatch.setattr(iwbc.benchmark.units, "_execute", fake)
+    monkeypatch.setattr(iwbc.bench.units, "_execute", fake)
     return calls
 
 
@@ -159,8 +159,8 @@ def test_a_full_disk_while_recording_a_failure_names_the_file(
     def failing(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
 
-    monkeypatch.setattr(iwbc.benchmark.units, "run_unit", failing)
-    monkeypatch.setattr(iwbc.benchmark.units, "_dataset", lambda context, dataset: None)
+    monkeypatch.setattr(iwbc.bench.units, "run_unit", failing)
+    monkeypatch.setattr(iwbc.bench.units, "_dataset", lambda context, dataset: None)
     monkeypatch.setattr(os, "fsync", failing)  # every atomic write fails as the disk is full
     with pytest.raises(OSError) as raised:
         execute_unit(UNIT, context)

@@ -19,9 +19,9 @@ import pytest
 from conftest import make_scripted_dataset
 from test_benchmark_runner import tiny_suite_toml
 
-from iwbc.benchmark.records import load_records, records_dir
-from iwbc.benchmark.runner import run_suite
-from iwbc.benchmark.suites import load_suite
+from iwbc.bench.records import load_records, records_dir
+from iwbc.bench.runner import run_suite
+from iwbc.bench.suites import load_suite
 
 DATASET = "iwbc-test/idp/resume-v0"
 # The budgets of test_benchmark_runner's suite, on the same 6 scripted episodes: same shapes

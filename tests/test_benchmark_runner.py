@@ -11,15 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iwbc.algos.run import evaluate_agent, train_algorithm
-from iwbc.benchmark.records import RECORD_KEYS, check_record, load_records, records_dir
-from iwbc.benchmark.runner import plan, run_suite
-from iwbc.benchmark.suites import Suite, load_suite
+from iwbc.agents.registry import train_methods
+from iwbc.bench.records import RECORD_KEYS, check_record, load_records, records_dir
+from iwbc.bench.runner import plan, run_suite
+from iwbc.bench.suites import Suite, load_suite
 from iwbc.cli import main
 from iwbc.data import load_dataset
-from iwbc.evaluate import evaluate_policies
-from iwbc.methods import train_methods
-from iwbc.policies import GaussianPolicy
+from iwbc.envs.evaluate import evaluate_agent
 
 DATASET = "iwbc-test/idp/mixed-v0"
 MISSING = "iwbc-test/missing/none-v0"
@@ -133,27 +131,20 @@ def test_curves_by_until_reproduce_a_straight_run(sweep: dict) -> None:
     the policy one uninterrupted run gives: same final evaluation, episode by episode."""
     suite = sweep["suite"]
     dataset = load_dataset(DATASET, root=sweep["root"])
+    methods = ["bc", "iw_bc", "td3_bc"]
     trained = train_methods(
         dataset.episodes,
-        dataset.action_dim,
-        ["bc", "iw_bc"],
+        methods,
         suite.seeds,
-        suite.pipeline,
+        {name: suite.agent_config(name) for name in methods},
+        selection=suite.pipeline.selection,
         progress=False,
     )
-    policy = GaussianPolicy(action_dim=dataset.action_dim, hidden_dims=suite.pipeline.hidden_dims)
-    agent, _ = train_algorithm(
-        "td3_bc",
-        dataset.episodes.to_transitions(),
-        suite.seeds,
-        config=suite.algorithm_config("td3_bc"),
-        progress=False,
-    )
+    assert [result.history[-1]["step"] for result in trained.values()] == [20, 20, 20]
     straight = {
-        name: evaluate_policies(policy, result.params, dataset.env_id, num_episodes=3)
+        name: evaluate_agent(result.agent, dataset.env_id, num_episodes=3)
         for name, result in trained.items()
     }
-    straight["td3_bc"] = evaluate_agent(agent, dataset.env_id, num_episodes=3)
     for record in load_records("tiny", sweep["results"]):
         index = suite.seeds.index(record["seed"])
         np.testing.assert_allclose(

@@ -7,11 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from iwbc.algos import ALGORITHMS
-from iwbc.benchmark.suites import available_suites, eval_targets, load_suite, parse_suite
+from iwbc.agents.bc import BCConfig
+from iwbc.agents.registry import METHODS
+from iwbc.bench.suites import (
+    ALGORITHMS,
+    available_suites,
+    eval_targets,
+    load_suite,
+    parse_suite,
+)
 from iwbc.data.scripted import DEFAULT_DATASET_ID
-from iwbc.methods import METHODS
-from iwbc.train import StageConfig
 
 MINIMAL = {"datasets": ["a/b/c-v0"], "methods": ["bc", "td3_bc"], "seeds": [0, 1]}
 
@@ -31,8 +36,8 @@ def test_shipped_suites_load() -> None:
     assert [(s.dataset, s.episodes, s.seed) for s in demo.scripted] == [
         (DEFAULT_DATASET_ID, 200, 0)
     ]
-    assert demo.pipeline.pretrain == StageConfig(steps=400, batch_size=256, window=1)
-    assert demo.pipeline.finetune == StageConfig.iw_finetune(
+    assert demo.pipeline.pretrain == BCConfig(steps=400, batch_size=256, window=1)
+    assert demo.pipeline.finetune == BCConfig.iw_finetune(
         steps=200, warmup_steps=30, batch_size=256, window=1, learning_rate=3e-4
     )
     assert demo.pipeline.standardize_observations
@@ -47,17 +52,19 @@ def test_shipped_suites_load() -> None:
     assert set(paper.methods) == {"bc", "filtered_bc", "iw_bc", "td3_bc", "iql", "cql", "awac"}
     assert len(paper.seeds) == 5
     # METHOD.md's budgets and CORL's 1M updates; whole episodes, the authors' episode weighting.
-    assert paper.pipeline.pretrain == StageConfig(weighting="episode")
-    assert paper.pipeline.finetune == StageConfig.iw_finetune(weighting="episode")
+    assert paper.pipeline.pretrain == BCConfig(weighting="episode")
+    assert paper.pipeline.finetune == BCConfig.iw_finetune(weighting="episode")
     assert paper.pipeline.standardize_observations
-    assert all(
-        paper.algorithm_config(m).steps == 1_000_000 for m in ("td3_bc", "iql", "cql", "awac")
-    )
-    assert paper.algorithm_config("iql") == ALGORITHMS["iql"][1]()
+    assert all(paper.agent_config(m).steps == 1_000_000 for m in ("td3_bc", "iql", "cql", "awac"))
+    assert paper.agent_config("iql") == METHODS["iql"].config()
+    # A BC-family method's config is its stage with its own loss and the suite's network.
+    assert paper.agent_config("iw_bc") == BCConfig.iw_finetune(weighting="episode")
+    assert paper.agent_config("bc") == BCConfig(weighting="episode")
     assert (paper.eval_episodes, paper.final_eval_episodes) == (10, 100)
 
     full = load_suite("full")
-    assert set(full.methods) == set(METHODS) | set(ALGORITHMS)
+    assert set(ALGORITHMS) == {"td3_bc", "iql", "cql", "awac"}
+    assert set(full.methods) == set(METHODS)
     assert len(full.datasets) == 15
 
 
@@ -91,10 +98,12 @@ def test_family_budgets_and_eval_every() -> None:
     assert suite.eval_targets("bc") == (50, 100)
     assert suite.eval_targets("iw_bc") == tuple(range(50, 601, 50))
     assert suite.eval_targets("td3_bc") == tuple(range(5, 31, 5))
-    assert suite.algorithm_config("td3_bc").alpha == 1.0
-    assert suite.algorithm_config("iql").steps == 40
+    assert suite.agent_config("td3_bc").alpha == 1.0
+    assert suite.agent_config("iql").steps == 40
+    assert (suite.agent_config("bc").steps, suite.agent_config("iw_bc").steps) == (100, 600)
+    assert suite.agent_config("iw_bc").loss == "iw_trajectory"
     # The fine-tune keeps the paper's fine-tune defaults it does not override.
-    assert suite.pipeline.finetune.learning_rate == StageConfig.iw_finetune().learning_rate
+    assert suite.pipeline.finetune.learning_rate == BCConfig.iw_finetune().learning_rate
 
 
 def test_method_config_is_plain_json_and_says_what_steps_count() -> None:
@@ -103,7 +112,7 @@ def test_method_config_is_plain_json_and_says_what_steps_count() -> None:
         config = suite.method_config(method)
         assert json.loads(json.dumps(config)) == config
     assert suite.method_config("iw_bc")["steps_counted"].startswith("fine-tune updates after")
-    assert suite.method_config("iw_bc")["pretrain"]["steps"] == StageConfig().steps
+    assert suite.method_config("iw_bc")["pretrain"]["steps"] == BCConfig().steps
     assert suite.method_config("td3_bc")["algorithm"]["steps"] == 1_000_000
 
 

@@ -18,8 +18,8 @@ import pytest
 from conftest import make_scripted_dataset
 from test_report_records import write_records
 
+import iwbc.bench.experiment
 import iwbc.cli
-import iwbc.experiment
 from iwbc.cli import main
 from iwbc.errors import UserError
 
@@ -346,7 +346,7 @@ def test_ref_scores_from_the_command_line(
         seen["scores"] = (dataset.ref_min_score, dataset.ref_max_score)
         return []
 
-    monkeypatch.setattr(iwbc.experiment, "run_experiment", record)
+    monkeypatch.setattr(iwbc.bench.experiment, "run_experiment", record)
     assert main([*argv, "--ref-min", "-5", "--ref-max", "95.5"]) == 0
     assert seen["scores"] == (-5.0, 95.5)
 
@@ -365,12 +365,12 @@ def test_report_accepts_a_suite_path_like_bench(
 def test_interrupted_bench_says_what_was_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import iwbc.benchmark.runner
+    import iwbc.bench.runner
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(iwbc.benchmark.runner, "run_suite", interrupted)
+    monkeypatch.setattr(iwbc.bench.runner, "run_suite", interrupted)
     results, work = tmp_path / "results", tmp_path / "runs"
     argv = ["bench", "--suite", "demo", "--results", str(results), "--work-dir", str(work)]
     assert main(argv) == 130

@@ -11,7 +11,7 @@ import minari
 import numpy as np
 import pytest
 
-from iwbc.benchmark.suites import load_suite
+from iwbc.bench.suites import load_suite
 from iwbc.cli import main
 from iwbc.data import DatasetError, dataset_normalized_score, list_datasets, load_dataset
 from iwbc.data.d4rl import import_d4rl, infer_names

@@ -10,21 +10,24 @@ import numpy as np
 import pytest
 from test_algos_td3_bc import np_mlp
 
-from iwbc.algos.common import TransitionBatch, tanh_gaussian_sample
+from iwbc.agents.networks import tanh_gaussian_sample
+from iwbc.core.agent import DataSpec
+from iwbc.core.sampling import TransitionBatch
+from iwbc.core.trainer import create_agent, run_updates
 from iwbc.datagen.behaviour import BehaviourConfig, train_behaviour
 from iwbc.datagen.sac import (
-    LOG_STD_MAX,
-    LOG_STD_MIN,
     ReplayBuffer,
     SACAgent,
     SACConfig,
     buffer_append,
-    sac_updates,
 )
 from iwbc.envs import rollout_returns
 
 OBS_DIM, ACT_DIM, BATCH = 3, 2, 16
+# The SAC actor's log-std range: tanh squashes the raw output into it.
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 CONFIG = SACConfig(hidden_dims=(8, 8), batch_size=BATCH)
+SPEC = DataSpec(jnp.zeros(OBS_DIM), jnp.ones(OBS_DIM), ACT_DIM)
 
 
 def np_actor(params: Any, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -52,9 +55,12 @@ def np_critic(params: Any, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def agent() -> SACAgent:
     """A fresh agent whose target critic differs from its critic and whose α is not 1."""
-    base = SACAgent.create(0, OBS_DIM, ACT_DIM, CONFIG)
-    other = SACAgent.create(1, OBS_DIM, ACT_DIM, CONFIG)
-    return base.replace(target_critic_params=other.critic_params, log_temperature=jnp.asarray(-0.7))
+    base = create_agent(SACAgent, CONFIG, SPEC, 0)
+    other = create_agent(SACAgent, CONFIG, SPEC, 1)
+    return base.replace(
+        target_critic_params=other.critic.params,
+        log_temperature=base.log_temperature.replace(params=jnp.asarray(-0.7)),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -83,15 +89,15 @@ def test_tanh_gaussian_log_prob_matches_the_change_of_variables() -> None:
 
 def test_critic_loss_matches_numpy(agent: SACAgent, batch: TransitionBatch) -> None:
     noise = np.random.default_rng(4).normal(size=(BATCH, ACT_DIM))
-    loss, _ = agent.critic_loss(agent.critic_params, batch, jnp.asarray(noise, jnp.float32))
+    loss, _ = agent.critic_loss(agent.critic.params, batch, jnp.asarray(noise, jnp.float32))
     b = jax.tree.map(lambda x: np.asarray(x, np.float64), batch)
     next_actions, next_log_prob = np_sample(
-        *np_actor(agent.actor_params, b.next_observations), noise
+        *np_actor(agent.actor.params, b.next_observations), noise
     )
     next_q = np_critic(agent.target_critic_params, b.next_observations, next_actions)
     alpha = np.exp(-0.7)
     target = b.rewards + 0.99 * (1 - b.dones) * (next_q.min(axis=0) - alpha * next_log_prob)
-    q = np_critic(agent.critic_params, b.observations, b.actions)
+    q = np_critic(agent.critic.params, b.observations, b.actions)
     want = np.sum(np.mean((q - target) ** 2, axis=1))
     np.testing.assert_allclose(float(loss), want, rtol=1e-4)
 
@@ -99,14 +105,14 @@ def test_critic_loss_matches_numpy(agent: SACAgent, batch: TransitionBatch) -> N
 def test_actor_and_temperature_losses_match_numpy(agent: SACAgent, batch: TransitionBatch) -> None:
     noise = np.random.default_rng(5).normal(size=(BATCH, ACT_DIM))
     loss, info = agent.actor_loss(
-        agent.actor_params, agent.critic_params, batch, jnp.asarray(noise, jnp.float32)
+        agent.actor.params, agent.critic.params, batch, jnp.asarray(noise, jnp.float32)
     )
     obs = np.asarray(batch.observations, np.float64)
-    actions, log_prob = np_sample(*np_actor(agent.actor_params, obs), noise)
-    q = np_critic(agent.critic_params, obs, actions).min(axis=0)
+    actions, log_prob = np_sample(*np_actor(agent.actor.params, obs), noise)
+    q = np_critic(agent.critic.params, obs, actions).min(axis=0)
     alpha = np.exp(-0.7)
     np.testing.assert_allclose(float(loss), np.mean(alpha * log_prob - q), rtol=1e-4)
-    temperature = agent.temperature_loss(agent.log_temperature, info["log_prob"])
+    temperature = agent.temperature_loss(agent.log_temperature.params, info["log_prob"])
     want = -np.mean(-0.7 * (log_prob - ACT_DIM))  # target entropy −|A|
     np.testing.assert_allclose(float(temperature), want, rtol=1e-4)
 
@@ -131,11 +137,11 @@ def test_buffer_appends_in_order_and_updates_sample_only_filled_rows() -> None:
     # NaN rewards past the filled rows: a single draw from there would poison the losses.
     poisoned = jnp.where(jnp.arange(10) < 7, buffer.data.rewards, jnp.nan)
     buffer = buffer.replace(data=buffer.data.replace(rewards=poisoned))
-    agent = SACAgent.create(0, OBS_DIM, ACT_DIM, SACConfig(hidden_dims=(8,), batch_size=8))
-    agent, info = sac_updates(agent, buffer, 50)
+    agent = create_agent(SACAgent, SACConfig(hidden_dims=(8,), batch_size=8), SPEC, 0)
+    agent, info = run_updates(agent, buffer, agent.step, 50)
     assert int(agent.step) == 50
-    assert all(np.isfinite(float(v)) for v in info.values())
-    assert all(np.isfinite(x).all() for x in jax.tree.leaves(agent.critic_params))
+    assert all(np.isfinite(np.asarray(v)).all() for v in info.values())
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(agent.critic.params))
 
 
 def test_sac_learns_inverted_double_pendulum() -> None:

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-import iwbc.demo
-from iwbc.benchmark.records import records_dir
-from iwbc.benchmark.runner import SweepSummary, plan
-from iwbc.benchmark.suites import Suite, load_suite
-from iwbc.demo import run_demo
+import iwbc.bench.demo
+from iwbc.bench.demo import run_demo
+from iwbc.bench.records import records_dir
+from iwbc.bench.runner import SweepSummary, plan
+from iwbc.bench.suites import Suite, load_suite
 
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "demo" / "records"
 
@@ -43,7 +43,7 @@ def test_fresh_clone_schedules_every_run(clone: Path, monkeypatch: pytest.Monkey
         planned["units"], planned["total"], planned["finished"] = plan(suite, records)
         raise Planned
 
-    monkeypatch.setattr(iwbc.demo, "run_suite", run_suite)
+    monkeypatch.setattr(iwbc.bench.demo, "run_suite", run_suite)
     with pytest.raises(Planned):
         run_demo(clone, work_dir=clone.parent / "runs", progress=False)
     suite = load_suite("demo")
@@ -71,8 +71,8 @@ def test_a_second_run_reuses_its_own_records_and_publishes_them(
             shutil.copytree(COMMITTED, records, dirs_exist_ok=True)
         return SweepSummary(total, finished, total - finished, 0)
 
-    monkeypatch.setattr(iwbc.demo, "run_suite", run_suite)
-    monkeypatch.setattr(iwbc.demo, "write_suite_report", lambda suite, results: [])
+    monkeypatch.setattr(iwbc.bench.demo, "run_suite", run_suite)
+    monkeypatch.setattr(iwbc.bench.demo, "write_suite_report", lambda suite, results: [])
     for _ in range(2):
         run_demo(clone, work_dir=work, progress=False)
     suite = load_suite("demo")

@@ -4,8 +4,8 @@ NaN reaches a record or scores.json."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,70 +18,86 @@ from conftest import make_scripted_dataset
 from test_benchmark_runner import tiny_suite_toml, write_suite
 from test_train import bc_config, padded_data, run
 
-from iwbc.benchmark.records import load_records, records_dir
-from iwbc.benchmark.runner import run_suite
-from iwbc.benchmark.units import cached_evaluation
+from iwbc.bench.records import load_records, records_dir
+from iwbc.bench.runner import run_suite
+from iwbc.bench.units import cached_evaluation
 from iwbc.cli import main
+from iwbc.core.agent import Agent
+from iwbc.core.trainer import Training, train
 from iwbc.errors import TrainingDiverged, UserError
-from iwbc.train import run_chunks
 
 DATASET = "iwbc-test/idp/diverge-v0"
 
 
-class Toy(flax.struct.PyTreeNode):
-    """A seed-stacked state as run_chunks sees one: a step and a parameter per seed."""
+@dataclasses.dataclass(frozen=True)
+class ToyConfig:
+    """Where the toy agent's loss (seed index 1 only, from that update on) or its parameter
+    (every seed, at that update) turns NaN; None: never."""
 
-    step: jax.Array
+    nan_loss_at: int | None = None
+    nan_params_at: int | None = None
+    # The run's length, as every agent config states it.
+    steps: int = 1000
+
+
+class Toy(Agent):
+    """An agent as the trainer sees any: a parameter per seed and a 1-based update count, with
+    a loss and a metric that is infinite by construction throughout."""
+
     w: jax.Array
+    seed_index: jax.Array
+    config: ToyConfig = flax.struct.field(pytree_node=False, default_factory=ToyConfig)
+
+    def sample(self, key: jax.Array, data: Any, step: jax.Array) -> tuple[Toy, None]:
+        return self, None
+
+    def update(self, batch: None) -> tuple[Toy, dict]:
+        update, config = self.step + 1, self.config
+        loss, w = jnp.float32(1.0), self.w
+        if config.nan_loss_at is not None:
+            loss = jnp.where((self.seed_index == 1) & (update >= config.nan_loss_at), jnp.nan, loss)
+        if config.nan_params_at is not None:
+            w = jnp.where(update == config.nan_params_at, jnp.nan, w)
+        metrics = {"loss": loss, "weight_spread": jnp.float32(jnp.inf)}
+        return self.replace(step=update, w=w), metrics
 
 
-def toy_chunks(
-    nan_loss_at: int | None = None, nan_params_at: int | None = None
-) -> Callable[[int], Any]:
-    """chunk_for_length of two seeds whose loss turns NaN for seed 1 from update
-    ``nan_loss_at`` (1-based) on, or whose parameter turns NaN at ``nan_params_at``, with a
-    metric that is infinite by construction throughout."""
-
-    def for_length(length: int) -> Callable:
-        def chunk(state: Toy, data: None, start: int) -> tuple[Toy, dict]:
-            updates = list(range(start + 1, start + length + 1))
-            loss = np.ones((2, length))
-            if nan_loss_at in updates:
-                loss[1, updates.index(nan_loss_at) :] = np.nan
-            w = state.w * (np.nan if nan_params_at in updates else 1.0)
-            spread = np.full((2, length), np.inf)
-            return Toy(state.step + length, w), {"loss": loss, "weight_spread": spread}
-
-        return chunk
-
-    return for_length
-
-
-def toy_state() -> Toy:
-    return Toy(step=jnp.zeros(2, jnp.int32), w=jnp.ones((2, 3)))
+def toy(**config: int) -> Toy:
+    """Two seeds of the toy agent, seed-stacked as ``create_agents`` returns them."""
+    return Toy(
+        step=jnp.zeros(2, jnp.int32),
+        rng=jnp.stack([jax.random.PRNGKey(seed) for seed in (0, 1)]),
+        w=jnp.ones((2, 3)),
+        seed_index=jnp.arange(2),
+        config=ToyConfig(**config),
+    )
 
 
 def test_nan_loss_names_the_first_update_and_is_never_checkpointed(tmp_path: Path) -> None:
     checkpoint = tmp_path / "toy.msgpack"
-    train = dict(chunk_size=5, checkpoint=checkpoint, description="iw_bc fine-tune")
+    options = dict(chunk_size=5, checkpoint=checkpoint, description="iw_bc fine-tune")
     message = (
         r"^iw_bc fine-tune diverged: non-finite loss at update 13 \(chunk of updates 11-15\), "
         r"seed index 1; lower the learning rate and rerun$"
     )
     with pytest.raises(TrainingDiverged, match=message):
-        run_chunks(toy_chunks(nan_loss_at=13), toy_state(), None, 20, progress=False, **train)
+        train(toy(nan_loss_at=13), None, 20, progress=False, **options)
     # The checkpoint holds the last finite chunk: a clean rerun continues from update 10.
-    state, history = run_chunks(toy_chunks(), toy_state(), None, 20, progress=False, **train)
-    assert [record["step"] for record in history] == [5, 10, 15, 20]
-    assert np.isfinite(np.asarray(state.w)).all()
+    training = Training(toy(), None, progress=False, **options)
+    assert training.step == 10
+    agent = training.to(20)
+    assert [record["step"] for record in training.history] == [5, 10, 15, 20]
+    assert np.isfinite(np.asarray(agent.w)).all()
 
 
 def test_non_finite_parameters_with_finite_losses() -> None:
-    message = r"^td3_bc training diverged: non-finite parameters after update 10 \(chunk of "
+    message = (
+        r"^td3_bc training diverged: non-finite parameters after update 10 \(chunk of updates "
+        r"6-10\), seed index 0, 1; lower the learning rate and rerun$"
+    )
     with pytest.raises(TrainingDiverged, match=message):
-        run_chunks(
-            toy_chunks(nan_params_at=7),
-            toy_state(),
+        train(
+            toy(nan_params_at=7),
             None,
             20,
             chunk_size=5,
@@ -91,7 +107,7 @@ def test_non_finite_parameters_with_finite_losses() -> None:
 
 
 def test_infinite_non_loss_metrics_are_not_divergence() -> None:
-    _, history = run_chunks(toy_chunks(), toy_state(), None, 10, progress=False)
+    _, history = train(toy(), None, 10, progress=False)
     assert history[-1]["weight_spread"] == [np.inf, np.inf]
 
 

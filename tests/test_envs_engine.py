@@ -15,8 +15,8 @@ from iwbc.envs import (
     make_engine,
     rollout_returns,
 )
+from iwbc.envs.evaluate import evaluate_actor
 from iwbc.errors import UserError
-from iwbc.evaluate import evaluate_actor
 
 
 def linear_policy(obs_dim: int, act_dim: int, seed: int = 0):

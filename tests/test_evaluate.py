@@ -7,14 +7,23 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from iwbc.agents.bc import BCAgent, BCConfig
+from iwbc.agents.networks import GaussianPolicy, policy_mean_action
+from iwbc.agents.td3_bc import TD3BCAgent, TD3BCConfig
+from iwbc.core.agent import DataSpec
+from iwbc.core.trainer import create_agents
 from iwbc.envs import rollout_returns
-from iwbc.evaluate import EVAL_SEED_BASE, evaluate_policies, evaluation_seeds
-from iwbc.policies import GaussianPolicy, policy_mean_action
-from iwbc.train import init_policy_params
+from iwbc.envs.evaluate import EVAL_SEED_BASE, evaluate_agent, evaluation_seeds
 
 ENV_ID = "InvertedDoublePendulum-v5"  # 9-dim observations, 1-dim actions, short episodes
 OBS_DIM, ACT_DIM = 9, 1
+CONFIG = BCConfig(hidden_dims=(32, 32), standardize=False)
 POLICY = GaussianPolicy(action_dim=ACT_DIM, hidden_dims=(32, 32), standardize=False)
+
+
+def spec(observation_dim: int = OBS_DIM) -> DataSpec:
+    zeros, ones = jnp.zeros(observation_dim), jnp.ones(observation_dim)
+    return DataSpec(zeros, ones, ACT_DIM)
 
 
 def test_evaluation_seeds_are_fixed_and_nested() -> None:
@@ -27,11 +36,12 @@ def test_evaluation_seeds_are_fixed_and_nested() -> None:
 
 def test_each_seed_row_equals_its_own_rollout_on_the_shared_seeds() -> None:
     num_episodes = 3
-    params = init_policy_params(POLICY, OBS_DIM, [0, 1, 2])
-    scores = evaluate_policies(POLICY, params, ENV_ID, num_episodes=num_episodes)
+    agent = create_agents(BCAgent, CONFIG, spec(), [0, 1, 2])
+    assert agent.policy == POLICY
+    scores = evaluate_agent(agent, ENV_ID, num_episodes=num_episodes)
     assert scores.shape == (3, num_episodes)
     for i in range(3):
-        alone = jax.tree.map(lambda x, i=i: x[i], params)
+        alone = jax.tree.map(lambda x, i=i: x[i], agent.params)
         act = jax.jit(lambda obs, p=alone: policy_mean_action(POLICY, p, obs))
         expected = rollout_returns(
             ENV_ID, lambda obs, act=act: np.asarray(act(jnp.asarray(obs))), evaluation_seeds(3)
@@ -41,8 +51,14 @@ def test_each_seed_row_equals_its_own_rollout_on_the_shared_seeds() -> None:
     assert not np.allclose(scores[0], scores[1])
 
 
-def test_policy_for_another_observation_dim_is_refused_in_one_line() -> None:
-    params = init_policy_params(POLICY, OBS_DIM + 2, [0])
+@pytest.mark.parametrize(
+    ("agent_cls", "config"),
+    [(BCAgent, CONFIG), (TD3BCAgent, TD3BCConfig(hidden_dims=(8,)))],
+    ids=["bc", "td3_bc"],
+)
+def test_agent_for_another_observation_dim_is_refused_in_one_line(agent_cls, config) -> None:
+    agent = create_agents(agent_cls, config, spec(OBS_DIM + 2), [0])
+    assert agent.observation_dim == OBS_DIM + 2
     with pytest.raises(ValueError, match=r"11-dim observations .* has 9-dim") as error:
-        evaluate_policies(POLICY, params, ENV_ID, num_episodes=1)
+        evaluate_agent(agent, ENV_ID, num_episodes=1)
     assert "\n" not in str(error.value)

@@ -1,8 +1,9 @@
 """iw-BC's trajectory weights under windows: from whole trajectories, as the method defines them.
 
 With windows the batch holds a few steps of each episode, so w(τ) = clip(exp(temp · (log q_iw(τ)
-− log q_ref(τ)) / |τ|)) cannot come from the batch. The trainer keeps log q(τ)/|τ| of every
-training episode in tables (q_ref's once, q_iw's refreshed every ``refresh_every`` steps); these
+− log q_ref(τ)) / |τ|)) cannot come from the batch. The agent keeps log q(τ)/|τ| of every
+training episode in tables, filled by its ``prepare`` (which the trainer calls) and q_iw's
+refreshed by its ``sample`` every ``refresh_every`` steps (q_ref's never: it is frozen); these
 tests compare the weights and the loss of a windowed update with a NumPy computation over whole
 episodes, and with the weights a whole-episode batch gives.
 """
@@ -16,21 +17,22 @@ import pytest
 from test_losses import numpy_log_probs, perturbed, reference_trajectory_weights
 
 from iwbc import losses
-from iwbc.policies import GaussianPolicy, policy_log_prob
-from iwbc.sampling import DeviceEpisodes, sample_episodes
-from iwbc.train import (
-    StageConfig,
-    episode_log_probs,
-    init_policy_params,
-    init_train_state,
-    make_update,
-    with_trajectory_tables,
-)
+from iwbc.agents.bc import BCAgent, BCConfig, bc_policy, episode_log_probs
+from iwbc.agents.networks import policy_log_prob
+from iwbc.core.agent import DataSpec
+from iwbc.core.sampling import DeviceEpisodes, sample_episodes
+from iwbc.core.trainer import Training, create_agents, run_chunk
 
 OBS_DIM, ACT_DIM = 4, 2
 LENGTHS = np.array([30, 4, 17, 30, 9, 23, 1, 12])
-POLICY = GaussianPolicy(action_dim=ACT_DIM, hidden_dims=(16, 16))
+HIDDEN = (16, 16)
+POLICY = bc_policy(ACT_DIM, BCConfig(hidden_dims=HIDDEN))  # standardizes its observations
 STATS = (np.array([0.5, -1.0, 2.0, 0.0], np.float32), np.array([1.0, 3.0, 0.5, 2.0], np.float32))
+SPEC = DataSpec(jnp.asarray(STATS[0]), jnp.asarray(STATS[1]), ACT_DIM)
+
+
+def iw_config(**overrides: object) -> BCConfig:
+    return BCConfig.iw_finetune(hidden_dims=HIDDEN, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def setting() -> dict:
     actions = rng.uniform(-0.9, 0.9, size=(len(LENGTHS), horizon, ACT_DIM)).astype(np.float32)
     actions *= mask[..., None]
     quality = rng.uniform(0.1, 1.0, size=len(LENGTHS)).astype(np.float32)
-    params = init_policy_params(POLICY, OBS_DIM, [0], STATS)
+    params = create_agents(BCAgent, BCConfig(hidden_dims=HIDDEN), SPEC, [0]).params
     return {
         "data": DeviceEpisodes.from_numpy(obs, actions, mask, quality),
         "obs": obs,
@@ -61,10 +63,14 @@ def stacked_variant(params: dict, seed: int) -> dict:
     return jax.tree.map(lambda x: x[None], variant)
 
 
-def start(setting: dict, config: StageConfig):
-    state = init_train_state(config, setting["params"], [0], ref_params=setting["ref"])
-    state = state.replace(iw_params=setting["iw"])
-    return with_trajectory_tables(POLICY, config, state, setting["data"])
+def start(setting: dict, config: BCConfig) -> BCAgent:
+    """Seed 0's agent with θ, q_ref and q_iw all different, prepared by the trainer (which fills
+    the whole-trajectory tables from them)."""
+    agent = create_agents(BCAgent, config, SPEC, [0])
+    agent = agent.replace(
+        params=setting["params"], ref_params=setting["ref"], iw_params=setting["iw"]
+    )
+    return Training(agent, setting["data"], progress=False).agent
 
 
 def one(params: dict) -> dict:
@@ -92,12 +98,9 @@ def test_windowed_update_uses_whole_trajectory_weights(
     setting: dict, loss: str, weighting: str
 ) -> None:
     """One windowed update: its loss equals the NumPy loss with weights from whole episodes."""
-    config = StageConfig.iw_finetune(
-        loss=loss, batch_size=16, window=3, weighting=weighting, refresh_every=1
-    )
+    config = iw_config(loss=loss, batch_size=16, window=3, weighting=weighting, refresh_every=1)
     state = start(setting, config)
-    update = jax.vmap(make_update(POLICY, config), in_axes=(0, None, None))
-    new_state, metrics = update(state, setting["data"], 0)
+    new_state, metrics = run_chunk(state, setting["data"], jnp.asarray(0), 1)
 
     key = jax.random.split(state.rng[0])[1]
     batch = sample_episodes(key, setting["data"], 16, 3, weighting)
@@ -123,7 +126,7 @@ def test_windowed_update_uses_whole_trajectory_weights(
         expected = -np.mean(weights * per_row)
     else:
         expected = -(weights[:, None] * log_probs * mask).sum() / mask.sum()
-    np.testing.assert_allclose(float(metrics["loss"][0]), expected, rtol=1e-4)
+    np.testing.assert_allclose(float(metrics["loss"][0, 0]), expected, rtol=1e-4)
     np.testing.assert_allclose(
         np.asarray(new_state.iw_log_q[0]), whole_episode_means(iw_after_ema, setting), rtol=1e-5
     )
@@ -131,7 +134,7 @@ def test_windowed_update_uses_whole_trajectory_weights(
 
 def test_windowed_and_whole_episode_batches_give_the_same_weights(setting: dict) -> None:
     """The same episodes weigh the same whether the batch holds windows or whole episodes."""
-    config = StageConfig.iw_finetune(window=5, refresh_every=1)
+    config = iw_config(window=5, refresh_every=1)
     state = start(setting, config)
     ratio = np.asarray(state.iw_log_q[0] - state.ref_log_q[0])
     from_tables = losses.weights_from_log_ratios(
@@ -158,13 +161,15 @@ def test_windowed_and_whole_episode_batches_give_the_same_weights(setting: dict)
 
 
 def test_tables_refresh_every_k_steps_and_hold_between(setting: dict) -> None:
-    config = StageConfig.iw_finetune(batch_size=8, window=4, refresh_every=2)
+    config = iw_config(batch_size=8, window=4, refresh_every=2)
     state = start(setting, config)
-    update = jax.jit(jax.vmap(make_update(POLICY, config), in_axes=(0, None, None)))
     ref_table = np.asarray(state.ref_log_q)
+    np.testing.assert_allclose(
+        ref_table[0], whole_episode_means(setting["ref"], setting), rtol=1e-5
+    )
     for step in range(4):
         before = np.asarray(state.iw_log_q)
-        state, _ = update(state, setting["data"], step)
+        state, _ = run_chunk(state, setting["data"], jnp.asarray(step), 1)
         exact = whole_episode_means(state.iw_params, setting)
         if step % 2 == 0:
             np.testing.assert_allclose(np.asarray(state.iw_log_q[0]), exact, rtol=1e-5)

@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from iwbc.agents.bc import BCConfig
+from iwbc.agents.registry import METHODS, train_methods
+from iwbc.bench.suites import PipelineConfig
 from iwbc.data import dataset_normalized_score, load_dataset
 from iwbc.data.scripted import generate_mixed_dataset
-from iwbc.evaluate import evaluate_policies
-from iwbc.methods import PipelineConfig, train_methods
-from iwbc.train import StageConfig
+from iwbc.envs.evaluate import evaluate_agent
 
 SEEDS = (0, 1)
 
@@ -31,26 +32,25 @@ def scores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
     root = Path(tmp_path_factory.mktemp("minari"))
     dataset_id = generate_mixed_dataset("test/idp/mixed-v0", num_episodes=80, seed=0, root=root)
     dataset = load_dataset(dataset_id, root=root)
-    config = PipelineConfig(
-        pretrain=StageConfig(steps=300, batch_size=256, window=1, weighting="episode"),
-        finetune=StageConfig.iw_finetune(
+    pipeline = PipelineConfig(
+        pretrain=BCConfig(steps=300, batch_size=256, window=1, weighting="episode"),
+        finetune=BCConfig.iw_finetune(
             steps=300, warmup_steps=30, batch_size=256, window=1, learning_rate=1e-3
         ),
         hidden_dims=(64, 64),
-        chunk_size=300,
     )
+    methods = ["bc", "filtered_bc", "iw_bc"]
     trained = train_methods(
         dataset.episodes,
-        dataset.action_dim,
-        ["bc", "filtered_bc", "iw_bc"],
+        methods,
         SEEDS,
-        config,
+        {name: pipeline.stage(METHODS[name]) for name in methods},
+        chunk_size=300,
         progress=False,
     )
     return {
         name: dataset_normalized_score(
-            dataset,
-            evaluate_policies(result.policy, result.params, dataset.env_id, num_episodes=10),
+            dataset, evaluate_agent(result.agent, dataset.env_id, num_episodes=10)
         ).mean(axis=1)
         for name, result in trained.items()
     }

@@ -14,7 +14,6 @@ here, while on HalfCheetah expert data it does not.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import jax
@@ -23,10 +22,10 @@ import numpy as np
 import optax
 import pytest
 
-from iwbc.benchmark.suites import load_suite
+from iwbc.agents.registry import train_methods
+from iwbc.bench.suites import load_suite
 from iwbc.data import dataset_normalized_score, load_dataset
-from iwbc.evaluate import evaluate_actor, evaluate_policies
-from iwbc.methods import train_methods
+from iwbc.envs.evaluate import evaluate_actor, evaluate_agent
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "minari"
 DATASET = "fixture/hopper/expert-v0"
@@ -41,9 +40,8 @@ def dataset():
 
 @pytest.fixture(scope="module")
 def bc_budget():
-    """The quick suite's BC stage, as many steps as the minimal BC below gets."""
-    pipeline = load_suite("quick").pipeline
-    return dataclasses.replace(pipeline, chunk_size=pipeline.pretrain.steps)
+    """The quick suite's BC config (its BC stage), as many steps as the minimal BC below gets."""
+    return load_suite("quick").agent_config("bc")
 
 
 def minimal_bc(observations: np.ndarray, actions: np.ndarray, steps: int, seed: int):
@@ -81,16 +79,20 @@ def minimal_bc(observations: np.ndarray, actions: np.ndarray, steps: int, seed: 
 
 def test_bc_reaches_the_expert_at_the_cpu_budget(dataset, bc_budget) -> None:
     trained = train_methods(
-        dataset.episodes, dataset.action_dim, ["bc"], SEEDS, bc_budget, progress=False
+        dataset.episodes,
+        ["bc"],
+        SEEDS,
+        {"bc": bc_budget},
+        chunk_size=bc_budget.steps,
+        progress=False,
     )["bc"]
-    returns = evaluate_policies(
-        trained.policy, trained.params, dataset.env_id, num_episodes=EVAL_EPISODES
-    )
+    assert trained.agent.config.standardize
+    returns = evaluate_agent(trained.agent, dataset.env_id, num_episodes=EVAL_EPISODES)
     scores = dataset_normalized_score(dataset, returns).mean(axis=1)
     assert scores.min() >= 90.0, f"BC scores {scores} on {DATASET}"
 
     transitions = dataset.episodes.to_transitions()
-    steps = bc_budget.pretrain.steps
+    steps = bc_budget.steps
     minimal = []
     for seed in SEEDS:
         act, params = minimal_bc(transitions.obs, transitions.actions, steps, seed)

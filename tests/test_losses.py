@@ -9,18 +9,17 @@ import pytest
 from scipy.stats import norm
 
 from iwbc import losses
-from iwbc.policies import GaussianPolicy, policy_log_prob
-from iwbc.sampling import DeviceEpisodes, EpisodeBatch
-from iwbc.train import (
-    StageConfig,
-    init_policy_params,
-    init_train_state,
-    make_optimizer,
-    make_update,
-    stage_loss,
-)
+from iwbc.agents.bc import BCAgent, BCConfig, bc_loss, make_optimizer
+from iwbc.agents.networks import policy_log_prob
+from iwbc.core.agent import DataSpec
+from iwbc.core.sampling import DeviceEpisodes, EpisodeBatch
+from iwbc.core.trainer import create_agents, run_chunk
+from iwbc.errors import UserError
 
 OBS_DIM, ACT_DIM, B, T = 5, 3, 6, 9
+# The policy acts on raw observations, so the statistics of the spec are never read.
+SPEC = DataSpec(jnp.zeros(OBS_DIM), jnp.ones(OBS_DIM), ACT_DIM)
+NETWORK = {"hidden_dims": (16, 16, 16), "standardize": False}
 
 
 def numpy_policy(params: dict, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -58,8 +57,8 @@ def perturbed(params: dict, scale: float, seed: int) -> dict:
 @pytest.fixture(scope="module")
 def setting() -> dict:
     rng = np.random.default_rng(0)
-    policy = GaussianPolicy(action_dim=ACT_DIM, hidden_dims=(16, 16, 16), standardize=False)
-    params = jax.tree.map(lambda x: x[0], init_policy_params(policy, OBS_DIM, [0]))
+    agent = jax.tree.map(lambda x: x[0], create_agents(BCAgent, BCConfig(**NETWORK), SPEC, [0]))
+    policy, params = agent.policy, agent.params
     params["params"]["log_std"] = jnp.array([-0.3, 0.1, 3.0])  # last one exercises the clip
     lengths = np.array([9, 1, 4, 7, 9, 2])
     mask = (np.arange(T)[None, :] < lengths[:, None]).astype(np.float32)
@@ -184,11 +183,11 @@ def _batch(setting: dict) -> EpisodeBatch:
 
 @pytest.mark.parametrize("weighting", ["episode", "transition"])
 @pytest.mark.parametrize("loss", ["bc", "iw_trajectory", "iw_quality", "iw_step"])
-def test_stage_loss_matches_numpy(setting: dict, loss: str, weighting: str) -> None:
+def test_bc_family_loss_matches_numpy(setting: dict, loss: str, weighting: str) -> None:
     """Episode weighting averages each episode's steps, then episodes; transition weighting
     averages all valid steps of the batch (each times its episode's or its own weight)."""
-    config = StageConfig.iw_finetune(loss=loss, weighting=weighting)
-    value, _ = stage_loss(setting["policy"], config)(
+    config = BCConfig.iw_finetune(loss=loss, weighting=weighting, **NETWORK)
+    value, _ = bc_loss(setting["policy"], config)(
         setting["params"], _batch(setting), setting["iw"], setting["ref"]
     )
     lp = numpy_log_probs(setting["params"], setting["obs"], setting["actions"])
@@ -217,13 +216,14 @@ def test_stage_loss_matches_numpy(setting: dict, loss: str, weighting: str) -> N
 
 def test_update_moves_ema_before_the_loss(setting: dict) -> None:
     """Each step first sets q_iw ← 0.9 q_iw + 0.1 θ (θ before the step), as the authors do."""
-    config = StageConfig.iw_finetune()
+    config = BCConfig.iw_finetune(**NETWORK)
     data = DeviceEpisodes.from_numpy(setting["obs"], setting["actions"], setting["mask"])
     stacked = jax.tree.map(lambda x: x[None], setting["params"])
-    state = init_train_state(config, stacked, [0], ref_params=stacked)
+    # A fine-tune from an agent holding θ: params = q_ref = θ; then q_iw set apart from θ.
+    start = create_agents(BCAgent, BCConfig(**NETWORK), SPEC, [0]).replace(params=stacked)
+    state = create_agents(BCAgent, config, SPEC, [0], init=start)
     state = state.replace(iw_params=jax.tree.map(lambda x: x[None], setting["iw"]))
-    update = jax.vmap(make_update(setting["policy"], config), in_axes=(0, None, None))
-    new_state, _ = update(state, data, 0)
+    new_state, _ = run_chunk(state, data, jnp.asarray(0), 1)
     ema = jax.tree.map(lambda q, p: 0.9 * q + 0.1 * p, setting["iw"], setting["params"])
     for got, want in zip(jax.tree.leaves(new_state.iw_params), jax.tree.leaves(ema), strict=True):
         np.testing.assert_allclose(np.asarray(got[0]), np.asarray(want), rtol=1e-6, atol=1e-8)
@@ -261,7 +261,7 @@ def test_weights_carry_no_gradient(setting: dict) -> None:
 
 def test_schedule_is_authors_warmup_cosine() -> None:
     """optax's schedule equals the authors' WarmupCosineLR at every step."""
-    config = StageConfig.iw_finetune()
+    config = BCConfig.iw_finetune()
     schedule_lr = []
     optimizer = make_optimizer(config)
     params = {"x": jnp.zeros(())}
@@ -277,20 +277,24 @@ def test_schedule_is_authors_warmup_cosine() -> None:
     np.testing.assert_allclose(schedule_lr, expected, rtol=1e-4, atol=1e-10)
 
 
-def test_bad_stage_config_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown loss"):
-        StageConfig(loss="awr")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="warmup_steps"):
-        StageConfig(steps=10, warmup_steps=10)
-    with pytest.raises(ValueError, match="unknown weighting 'steps'; choose one of transition"):
-        StageConfig(weighting="steps")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="refresh_every"):
-        StageConfig(refresh_every=0)
+def test_bad_bc_config_is_refused() -> None:
+    with pytest.raises(UserError, match="unknown loss"):
+        BCConfig(loss="awr")  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="warmup_steps"):
+        BCConfig(steps=10, warmup_steps=10)
+    with pytest.raises(UserError, match="unknown weighting 'steps'; choose one of transition"):
+        BCConfig(weighting="steps")  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="refresh_every"):
+        BCConfig(refresh_every=0)
     for bad in (float("nan"), float("inf"), 0.0, -1.0):
-        with pytest.raises(ValueError, match="temperature must be a positive finite number"):
-            StageConfig(temperature=bad)
-        with pytest.raises(ValueError, match="learning_rate must be a positive finite number"):
-            StageConfig(learning_rate=bad)
+        with pytest.raises(UserError, match="temperature must be a positive finite number"):
+            BCConfig(temperature=bad)
+        with pytest.raises(UserError, match="learning_rate must be a positive finite number"):
+            BCConfig(learning_rate=bad)
+    # The network is part of the config now.
+    for dims in ((), (16, 0), (16, True)):
+        with pytest.raises(UserError, match="hidden_dims must be"):
+            BCConfig(hidden_dims=dims)
 
 
 def test_batch_type_is_a_pytree() -> None:

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 _PROBE = """
 import iwbc
-from iwbc.benchmark.suites import available_suites, load_suite
+from iwbc.bench.suites import available_suites, load_suite
 print(iwbc.__file__)
 print(",".join(available_suites()))
 print(load_suite("demo").name)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from test_report_records import SUITE, make_record, write_records
 
-from iwbc.benchmark.records import record_path, records_dir
+from iwbc.bench.records import record_path, records_dir
 from iwbc.cli import main
 from iwbc.files import write_json_atomic
 from iwbc.report.suite_report import write_suite_report

@@ -1,6 +1,6 @@
 """Reading a suite's records for reports, and the record factory the other report tests use.
 
-The factory writes JSON records in the runner's schema (``iwbc.benchmark.records``) into a
+The factory writes JSON records in the runner's schema (``iwbc.bench.records``) into a
 temporary results directory, so reports are tested without training anything.
 """
 
@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from iwbc.benchmark.records import check_record, record_path, records_dir
+from iwbc.bench.records import check_record, record_path, records_dir
 from iwbc.report.runs import load_runs, order_datasets
 
 SUITE = "toy"
@@ -22,7 +22,7 @@ SUITE = "toy"
 Outcome = float | str | None
 
 
-# What a record's config says each method was fed (see iwbc.benchmark.suites.Suite.method_config).
+# What a record's config says each method was fed (see iwbc.bench.suites.Suite.method_config).
 FED = {
     "bc": {
         "family": "bc",

@@ -14,9 +14,9 @@ import pytest
 from test_report_records import SUITE, make_record
 
 import iwbc.report.suite_report
-from iwbc.benchmark.records import read_record, record_path, records_dir
-from iwbc.benchmark.suites import Suite, parse_suite
-from iwbc.benchmark.units import UnitContext, WorkUnit, record_failure
+from iwbc.bench.records import read_record, record_path, records_dir
+from iwbc.bench.suites import Suite, parse_suite
+from iwbc.bench.units import UnitContext, WorkUnit, record_failure
 from iwbc.report.runs import load_runs
 from iwbc.report.suite_report import report_main, write_suite_report
 

@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
+from iwbc.core.sampling import DeviceEpisodes, EpisodeBatch, sample_episodes
 from iwbc.data import EpisodeData, stack_episodes
-from iwbc.sampling import DeviceEpisodes, EpisodeBatch, sample_episodes
 
 # Jitted once per (batch_size, window), as the trainer uses it.
 sample = jax.jit(sample_episodes, static_argnums=(2, 3, 4))

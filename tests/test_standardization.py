@@ -7,19 +7,42 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_losses import numpy_policy
 
-from iwbc.algos.common import prepare_data
-from iwbc.algos.td3_bc import TD3BCConfig
+from iwbc.agents.bc import BCAgent, BCConfig
+from iwbc.agents.networks import GaussianPolicy, policy_mean_action
+from iwbc.agents.registry import METHODS, train_methods
+from iwbc.agents.td3_bc import TD3BCConfig
+from iwbc.bench.suites import PipelineConfig
+from iwbc.core.agent import DataSpec
+from iwbc.core.sampling import prepare_data
+from iwbc.core.trainer import create_agents
 from iwbc.data import DatasetError, stack_episodes
 from iwbc.data.statistics import normalization_stats
-from iwbc.evaluate import evaluate_policies
-from iwbc.methods import PipelineConfig, train_methods
-from iwbc.policies import GaussianPolicy, policy_mean_action
-from iwbc.train import StageConfig, init_policy_params
+from iwbc.envs.evaluate import evaluate_actor, evaluate_agent
+from iwbc.errors import UserError
 
 OBS_SCALE = np.array([0.1, 1.0, 10.0, 0.5, 3.0])
 OBS_SHIFT = np.array([0.0, 1.0, -2.0, 0.0, 5.0])
+
+
+def numpy_mean_action(layers: dict, obs: np.ndarray) -> np.ndarray:
+    """The Gaussian policy's mean action on ``obs`` as it is (no standardization), written out
+    in NumPy (float64) from the network's ``params`` collection."""
+    x = obs.astype(np.float64)
+    names = sorted((k for k in layers if k.startswith("Dense_")), key=lambda k: int(k[6:]))
+    for name in names[:-1]:
+        x = np.maximum(x @ np.asarray(layers[name]["kernel"]) + np.asarray(layers[name]["bias"]), 0)
+    last = layers[names[-1]]
+    return np.tanh(x @ np.asarray(last["kernel"]) + np.asarray(last["bias"]))
+
+
+def data_spec(mean: np.ndarray, std: np.ndarray, action_dim: int) -> DataSpec:
+    return DataSpec(jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32), action_dim)
+
+
+def bc_configs(pipeline: PipelineConfig, methods: list[str]) -> dict[str, BCConfig]:
+    """Each BC-family method's config as a suite's ``[bc_family]`` section makes it."""
+    return {name: pipeline.stage(METHODS[name]) for name in methods}
 
 
 def episodes():
@@ -68,61 +91,79 @@ def test_a_nan_feature_is_a_one_line_error_naming_it(bad: float) -> None:
 
 
 def test_standardizing_policy_is_the_raw_network_on_standardized_inputs() -> None:
-    policy = GaussianPolicy(action_dim=2, hidden_dims=(8, 8))
     stats = normalization_stats(np.random.default_rng(1).normal(size=(50, 5)) * OBS_SCALE)
-    params = jax.tree.map(lambda x: x[0], init_policy_params(policy, 5, [0], stats))
+    config = BCConfig(hidden_dims=(8, 8))
+    agent = BCAgent.create(jax.random.PRNGKey(0), data_spec(*stats, 2), config)
     obs = np.random.default_rng(2).normal(size=(7, 5)) * OBS_SCALE
-    ours = np.asarray(policy_mean_action(policy, params, jnp.asarray(obs, jnp.float32)))
-    raw_network = {"params": params["params"]}
-    expected, _ = numpy_policy(raw_network, (obs - stats[0]) / stats[1])
+    ours = np.asarray(agent.act(jnp.asarray(obs, jnp.float32)))
+    expected = numpy_mean_action(agent.params["params"], (obs - stats[0]) / stats[1])
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_missing_or_unwanted_statistics_are_one_line_errors() -> None:
-    policy = GaussianPolicy(action_dim=1)
-    with pytest.raises(ValueError, match="needs the dataset's observation statistics"):
-        init_policy_params(policy, 9, [0])
-    raw_policy = GaussianPolicy(action_dim=1, hidden_dims=(4,), standardize=False)
-    raw_params = init_policy_params(raw_policy, 9, [0])
-    with pytest.raises(ValueError, match="carry no observation statistics") as error:
-        evaluate_policies(
-            GaussianPolicy(action_dim=1, hidden_dims=(4,)), raw_params, "InvertedDoublePendulum-v5"
-        )
-    assert "\n" not in str(error.value)
-    stats = (np.zeros(9, np.float32), np.ones(9, np.float32))
-    standardized = init_policy_params(GaussianPolicy(action_dim=1, hidden_dims=(4,)), 9, [0], stats)
-    with pytest.raises(ValueError, match="but the policy does not standardize"):
-        evaluate_policies(raw_policy, standardized, "InvertedDoublePendulum-v5")
+def test_statistics_live_in_standardizing_agents_only_and_fine_tunes_keep_the_inputs() -> None:
+    """A standardizing agent holds the data's statistics in its policy's ``normalizer``, a raw
+    one holds none; a fine-tune that would read its start's network with other inputs than it
+    was trained on is a one-line error, either way round."""
+    mean, std = np.linspace(-1.0, 1.0, 9).astype(np.float32), np.full(9, 2.0, np.float32)
+    spec = data_spec(mean, std, 1)
+    standardized = create_agents(BCAgent, BCConfig(hidden_dims=(4,)), spec, [0, 1])
+    raw_config = BCConfig(hidden_dims=(4,), standardize=False)
+    raw = create_agents(BCAgent, raw_config, spec, [0, 1])
+    np.testing.assert_array_equal(standardized.params["normalizer"]["mean"], [mean, mean])
+    np.testing.assert_array_equal(standardized.params["normalizer"]["std"], [std, std])
+    assert "normalizer" not in raw.params
+    finetune = BCConfig.iw_finetune(hidden_dims=(4,))
+    for init, config in (
+        (standardized, BCConfig.iw_finetune(hidden_dims=(4,), standardize=False)),
+        (raw, finetune),
+    ):
+        with pytest.raises(UserError, match="a fine-tune must standardize observations as the"):
+            create_agents(BCAgent, config, spec, [0, 1], init)
+    # The same inputs on both sides: the fine-tune starts from its init, which is also q_ref.
+    tuned = create_agents(BCAgent, finetune, spec, [0, 1], standardized)
+    jax.tree.map(np.testing.assert_array_equal, tuned.params, standardized.params)
+    jax.tree.map(np.testing.assert_array_equal, tuned.ref_params, standardized.params)
 
 
 @pytest.fixture(scope="module")
 def trained() -> dict:
-    config = PipelineConfig(
-        pretrain=StageConfig(steps=20, batch_size=4, window=6),
-        finetune=StageConfig.iw_finetune(steps=10, batch_size=4, warmup_steps=2, window=6),
+    pipeline = PipelineConfig(
+        pretrain=BCConfig(steps=20, batch_size=4, window=6),
+        finetune=BCConfig.iw_finetune(steps=10, batch_size=4, warmup_steps=2, window=6),
         hidden_dims=(16, 16),
         chunk_size=10,
     )
     methods = ["bc", "filtered_bc", "top10_bc", "iw_bc", "iw_bc_step", "iw_bc_quality"]
-    return train_methods(episodes(), 2, methods, [0, 1], config, progress=False)
+    configs = bc_configs(pipeline, methods)
+    configs["td3_bc"] = TD3BCConfig(steps=20, batch_size=16, hidden_dims=(16, 16))
+    return train_methods(
+        episodes(), [*methods, "td3_bc"], [0, 1], configs, chunk_size=10, progress=False
+    )
 
 
 def test_every_method_carries_the_dataset_statistics_unchanged_by_training(trained) -> None:
     """One set of statistics per dataset, the baselines' (prepare_data) included, bit for bit."""
     data = episodes()
     _, mean, std = prepare_data(data.to_transitions(), TD3BCConfig())
-    for result in trained.values():
-        assert result.policy.standardize
+    for name, result in trained.items():
+        agent = result.agent
+        np.testing.assert_array_equal(agent.step, [result.history[-1]["step"]] * 2)
+        if name == "td3_bc":
+            np.testing.assert_array_equal(agent.obs_mean, [mean, mean])
+            np.testing.assert_array_equal(agent.obs_std, [std, std])
+            continue
+        assert agent.config.standardize
         for seed in range(2):
             np.testing.assert_array_equal(
-                np.asarray(result.params["normalizer"]["mean"][seed]), mean
+                np.asarray(agent.params["normalizer"]["mean"][seed]), mean
             )
-            np.testing.assert_array_equal(np.asarray(result.params["normalizer"]["std"][seed]), std)
+            np.testing.assert_array_equal(np.asarray(agent.params["normalizer"]["std"][seed]), std)
 
 
 # Figures of the pipeline before standardization and the two weightings existed (commit 19350d3,
-# `iwbc.methods.train_methods` on `episodes()`): Σ|θ| over the parameters and the last chunk's
-# per-seed loss. The switch off (raw observations, episode weighting) must reproduce them.
+# `iwbc.methods.train_methods` on `episodes()`; now `iwbc.agents.registry.train_methods`): Σ|θ| over
+# the parameters and the last chunk's per-seed loss. The switch off (raw observations, episode
+# weighting) must reproduce them.
 PINNED = {
     "bc/wNone": (433.82580592540216, [2.2878572940826416, 1.9555127620697021]),
     "filtered_bc/wNone": (433.5127552827689, [1.897555947303772, 1.8255102634429932]),
@@ -142,9 +183,9 @@ def test_raw_observations_with_episode_weighting_reproduce_the_pinned_run(window
     def stage(**options):
         return {**options, "weighting": "episode", "window": window}
 
-    config = PipelineConfig(
-        pretrain=StageConfig(**stage(steps=30, batch_size=4)),
-        finetune=StageConfig.iw_finetune(
+    pipeline = PipelineConfig(
+        pretrain=BCConfig(**stage(steps=30, batch_size=4)),
+        finetune=BCConfig.iw_finetune(
             **stage(steps=20, batch_size=4, warmup_steps=5, learning_rate=1e-3)
         ),
         hidden_dims=(32, 32),
@@ -155,10 +196,12 @@ def test_raw_observations_with_episode_weighting_reproduce_the_pinned_run(window
     # iw_bc and iw_bc_quality changed there on purpose and are pinned only for whole episodes.
     methods = ["bc", "filtered_bc", "top10_bc", "iw_bc_step"]
     methods += ["iw_bc", "iw_bc_quality"] if window is None else []
-    results = train_methods(episodes(), 2, methods, [0, 1], config, progress=False)
+    configs = bc_configs(pipeline, methods)
+    results = train_methods(episodes(), methods, [0, 1], configs, chunk_size=10, progress=False)
     for name, result in results.items():
-        assert "normalizer" not in result.params
-        total = sum(np.abs(np.asarray(x, np.float64)).sum() for x in jax.tree.leaves(result.params))
+        params = result.agent.params
+        assert "normalizer" not in params
+        total = sum(np.abs(np.asarray(x, np.float64)).sum() for x in jax.tree.leaves(params))
         pinned_total, pinned_loss = PINNED[f"{name}/w{window}"]
         np.testing.assert_allclose(total, pinned_total, rtol=1e-7)
         np.testing.assert_allclose(result.history[-1]["loss"], pinned_loss, rtol=1e-6)
@@ -166,18 +209,36 @@ def test_raw_observations_with_episode_weighting_reproduce_the_pinned_run(window
 
 @pytest.mark.parametrize("engine", ["gymnasium", "mjx"])
 def test_every_engine_applies_the_statistics_alike(engine: str) -> None:
-    """Two training seeds of a standardizing policy score alike on every engine (on MJX in one
-    compiled rollout, through evaluate_actor, which the baselines use too)."""
+    """Two training seeds of a standardizing agent score alike on every engine (on MJX in one
+    compiled rollout, through evaluate_actor, which the baselines use too), and as the raw
+    network scores on observations standardized before it sees them."""
     if engine == "mjx":
         pytest.importorskip("mujoco.mjx")
     env = "InvertedDoublePendulum-v5"
-    policy = GaussianPolicy(action_dim=1, hidden_dims=(8,))
-    stats = (np.linspace(-0.5, 0.5, 9).astype(np.float32), np.linspace(0.2, 3.0, 9).astype("f4"))
-    params = init_policy_params(policy, 9, [0, 1], stats)
-    on_batch = evaluate_policies(policy, params, env, num_episodes=4, engine="batch")
-    on_other = evaluate_policies(policy, params, env, num_episodes=4, engine=engine)
+    mean, std = np.linspace(-0.5, 0.5, 9).astype(np.float32), np.linspace(0.2, 3.0, 9).astype("f4")
+    agent = create_agents(BCAgent, BCConfig(hidden_dims=(8,)), data_spec(mean, std, 1), [0, 1])
+    on_batch = evaluate_agent(agent, env, num_episodes=4, engine="batch")
+    on_other = evaluate_agent(agent, env, num_episodes=4, engine=engine)
     np.testing.assert_allclose(on_other, on_batch, rtol=1e-2, atol=1e-2)
-    identity = {**params, "normalizer": jax.tree.map(jnp.ones_like, params["normalizer"])}
-    identity["normalizer"]["mean"] = jnp.zeros_like(identity["normalizer"]["mean"])
-    unstandardized = evaluate_policies(policy, identity, env, num_episodes=4, engine="batch")
+    raw_policy = GaussianPolicy(action_dim=1, hidden_dims=(8,), standardize=False)
+
+    def standardized_first(params, observations):
+        return policy_mean_action(raw_policy, params, (observations - mean) / std)
+
+    by_hand = evaluate_actor(
+        standardized_first,
+        {"params": agent.params["params"]},
+        env,
+        observation_dim=9,
+        action_dim=1,
+        num_episodes=4,
+        engine="batch",
+    )
+    np.testing.assert_allclose(on_batch, by_hand, rtol=1e-5)
+    normalizer = {
+        "mean": jnp.zeros_like(agent.params["normalizer"]["mean"]),
+        "std": jnp.ones_like(agent.params["normalizer"]["std"]),
+    }
+    identity = agent.replace(params={**agent.params, "normalizer": normalizer})
+    unstandardized = evaluate_agent(identity, env, num_episodes=4, engine="batch")
     assert not np.allclose(unstandardized, on_batch)

@@ -1,4 +1,5 @@
-"""The training engine: seed independence, chunking, checkpoint resume and that BC learns."""
+"""The trainer: seed independence, chunking, checkpoint resume, training on in memory, the
+fine-tune's start, and that BC learns."""
 
 from __future__ import annotations
 
@@ -7,25 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import iwbc.core.trainer
 import iwbc.files
-import iwbc.train
-from iwbc.policies import GaussianPolicy, policy_mean_action
-from iwbc.sampling import DeviceEpisodes
-from iwbc.train import (
-    StageConfig,
-    TrainState,
-    init_policy_params,
-    init_train_state,
-    make_chunk,
-    train_stage,
-)
+from iwbc.agents.bc import BCAgent, BCConfig
+from iwbc.core.agent import DataSpec
+from iwbc.core.sampling import DeviceEpisodes
+from iwbc.core.trainer import Training, create_agents, run_chunk, train
+from iwbc.errors import UserError
 
 OBS_DIM, ACT_DIM, HIDDEN = 4, 2, (32, 32)
 LENGTHS = (12, 5, 9, 12, 3, 7)
-POLICY = GaussianPolicy(action_dim=ACT_DIM, hidden_dims=HIDDEN, standardize=False)
+# The policy acts on raw observations, so the statistics of the spec are never read.
+SPEC = DataSpec(jnp.zeros(OBS_DIM), jnp.ones(OBS_DIM), ACT_DIM)
 # A fixed target the BC data follows: a = tanh(s W).
 TARGET = np.random.default_rng(1).normal(scale=0.7, size=(OBS_DIM, ACT_DIM)).astype(np.float32)
 
@@ -43,19 +41,27 @@ def padded_data(noise: float = 0.3, seed: int = 0) -> DeviceEpisodes:
     return DeviceEpisodes.from_numpy(observations, actions, mask)
 
 
-def bc_config(**overrides: Any) -> StageConfig:
-    return StageConfig(**{"steps": 20, "batch_size": 4, **overrides})
+NETWORK = {"hidden_dims": HIDDEN, "standardize": False}
 
 
-def iw_config(**overrides: Any) -> StageConfig:
-    return StageConfig.iw_finetune(**{"steps": 20, "batch_size": 4, "warmup_steps": 5, **overrides})
+def bc_config(**overrides: Any) -> BCConfig:
+    return BCConfig(**{"steps": 20, "batch_size": 4, **NETWORK, **overrides})
+
+
+def iw_config(**overrides: Any) -> BCConfig:
+    base = {"steps": 20, "batch_size": 4, "warmup_steps": 5, **NETWORK}
+    return BCConfig.iw_finetune(**{**base, **overrides})
+
+
+def agents(config: BCConfig, seeds: list[int], init: BCAgent | None = None) -> BCAgent:
+    return create_agents(BCAgent, config, SPEC, seeds, init)
 
 
 def run(
-    config: StageConfig, seeds: list[int], data: DeviceEpisodes, **kwargs: Any
-) -> tuple[TrainState, list[dict]]:
-    state = init_train_state(config, init_policy_params(POLICY, OBS_DIM, seeds), seeds)
-    return train_stage(POLICY, config, state, data, progress=False, **kwargs)
+    config: BCConfig, seeds: list[int], data: DeviceEpisodes, **kwargs: Any
+) -> tuple[BCAgent, list[dict]]:
+    """Fresh agents for ``seeds`` trained to ``config.steps`` updates."""
+    return train(agents(config, seeds), data, config.steps, progress=False, **kwargs)
 
 
 def assert_trees_close(a: Any, b: Any, atol: float = 0.0) -> None:
@@ -73,8 +79,8 @@ def data() -> DeviceEpisodes:
 
 
 @pytest.fixture(scope="module")
-def straight_iw(data: DeviceEpisodes) -> tuple[TrainState, list[dict]]:
-    """An uninterrupted 20-step iw stage of seeds 0 and 1 in chunks of 5, the reference run."""
+def straight_iw(data: DeviceEpisodes) -> tuple[BCAgent, list[dict]]:
+    """An uninterrupted 20-step iw fine-tune of seeds 0 and 1 in chunks of 5, the reference."""
     return run(iw_config(), [0, 1], data, chunk_size=5)
 
 
@@ -84,18 +90,18 @@ def test_vmapped_seeds_equal_each_seed_trained_alone(
 ) -> None:
     config = make_config(steps=10)
     together, _ = run(config, [0, 1, 2], data, chunk_size=10)
-    one_seed_chunk = make_chunk(POLICY, config, 10)  # compiled once, reused for every seed
     for i, seed in enumerate([0, 1, 2]):
-        params = init_policy_params(POLICY, OBS_DIM, [seed])
-        alone, _ = one_seed_chunk(init_train_state(config, params, [seed]), data, 0)
+        # One seed's agent and one compiled chunk of 10 updates, compiled once for every seed.
+        alone, _ = run_chunk(agents(config, [seed]), data, jnp.asarray(0), 10)
         assert_trees_close(row(together, i), row(alone, 0), atol=1e-6)
     # The seeds really differ, so the equalities above are not vacuous.
     kernels = np.asarray(together.params["params"]["Dense_0"]["kernel"])
     assert not np.allclose(kernels[0], kernels[1])
+    assert np.asarray(together.step).tolist() == [10, 10, 10]
 
 
 def test_chunk_size_does_not_change_the_result(
-    data: DeviceEpisodes, straight_iw: tuple[TrainState, list[dict]]
+    data: DeviceEpisodes, straight_iw: tuple[BCAgent, list[dict]]
 ) -> None:
     chunked, chunked_history = straight_iw
     whole, whole_history = run(iw_config(), [0, 1], data, chunk_size=20)
@@ -112,13 +118,13 @@ class Killed(Exception):
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(
     data: DeviceEpisodes,
-    straight_iw: tuple[TrainState, list[dict]],
+    straight_iw: tuple[BCAgent, list[dict]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = iw_config()  # warm-up + cosine: the resumed optimizer must continue the schedule
     path = tmp_path / "stage.msgpack"
-    save = iwbc.train._save_checkpoint
+    save = iwbc.core.trainer.save_checkpoint
     saves = 0
 
     def save_then_die_after_two(*args: Any) -> None:
@@ -129,7 +135,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(
             raise Killed
 
     with monkeypatch.context() as patch:
-        patch.setattr(iwbc.train, "_save_checkpoint", save_then_die_after_two)
+        patch.setattr(iwbc.core.trainer, "save_checkpoint", save_then_die_after_two)
         with pytest.raises(Killed):
             run(config, [0, 1], data, chunk_size=5, checkpoint=path)
     resumed, history = run(config, [0, 1], data, chunk_size=5, checkpoint=path)
@@ -138,16 +144,16 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(
     assert_trees_close(resumed, straight)
     assert [r["step"] for r in history] == [5, 10, 15, 20]
     assert history == straight_history
-    # Resuming a finished stage runs nothing and returns the saved state.
+    # Resuming a finished run runs nothing and returns the saved agent.
     again, again_history = run(config, [0, 1], data, chunk_size=5, checkpoint=path)
     assert_trees_close(again, straight)
     assert again_history == history
 
 
-def test_shorter_stage_then_longer_stage_continues_from_the_checkpoint(
+def test_shorter_run_then_longer_run_continues_from_the_checkpoint(
     data: DeviceEpisodes, tmp_path: Path
 ) -> None:
-    """BC's constant learning rate makes a 10-step stage a prefix of the 20-step one."""
+    """BC's constant learning rate makes a 10-step run a prefix of the 20-step one."""
     path = tmp_path / "bc.msgpack"
     run(bc_config(steps=10), [3], data, chunk_size=5, checkpoint=path)
     resumed, history = run(bc_config(steps=20), [3], data, chunk_size=5, checkpoint=path)
@@ -156,11 +162,91 @@ def test_shorter_stage_then_longer_stage_continues_from_the_checkpoint(
     assert history == straight_history
 
 
+def test_training_on_in_memory_equals_one_straight_run_without_rereading_the_checkpoint(
+    data: DeviceEpisodes,
+    straight_iw: tuple[BCAgent, list[dict]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A learning curve: train to 5, evaluate, on to 12, evaluate, on to 20; the schedule spans
+    the config's 20 steps whatever the targets. The checkpoint is read once, on construction
+    (it holds update 5 of a killed run), and never again."""
+    path = tmp_path / "curve.msgpack"
+    train(agents(iw_config(), [0, 1]), data, 5, chunk_size=5, checkpoint=path, progress=False)
+    training = Training(
+        agents(iw_config(), [0, 1]), data, checkpoint=path, chunk_size=5, progress=False
+    )
+    assert training.step == 5  # resumed from the checkpoint
+
+    def no_second_read(*args: Any) -> None:
+        raise AssertionError("the checkpoint was read again")
+
+    monkeypatch.setattr(iwbc.core.trainer, "load_checkpoint", no_second_read)
+    straight, straight_history = straight_iw
+    points = {}
+    for until in (5, 12, 20):
+        agent = training.to(until)
+        assert training.step == until
+        assert np.asarray(agent.step).tolist() == [until, until]
+        points[until] = agent
+    assert_trees_close(points[20], straight)
+    assert [r["step"] for r in training.history] == [5, 10, 12, 17, 20]
+    assert training.history[:2] == straight_history[:2]
+    # Every chunk was checkpointed: a fresh training from the file is at the end too.
+    monkeypatch.undo()
+    resumed = Training(agents(iw_config(), [0, 1]), data, checkpoint=path, progress=False)
+    assert resumed.step == 20
+    assert_trees_close(resumed.agent, straight)
+    assert resumed.history == training.history
+
+
+@pytest.mark.parametrize("checkpointed", [False, True], ids=["in_memory", "checkpoint"])
+def test_training_to_an_earlier_update_is_refused(
+    data: DeviceEpisodes, tmp_path: Path, checkpointed: bool
+) -> None:
+    path = tmp_path / "bc.msgpack" if checkpointed else None
+    training = Training(
+        agents(bc_config(), [0]), data, checkpoint=path, chunk_size=5, progress=False
+    )
+    agent = training.to(10)
+    assert training.to(10) is agent  # already there: nothing runs
+    expected = (
+        rf"^checkpoint {path} is at update 10, past 5; delete it"
+        if checkpointed
+        else r"^the agent is at update 10, past 5$"
+    )
+    with pytest.raises(UserError, match=expected):
+        training.to(5)
+    assert training.step == 10
+    assert [r["step"] for r in training.history] == [5, 10]
+
+
+def test_fine_tune_starts_from_the_bc_agent(data: DeviceEpisodes) -> None:
+    """params, q_ref and q_iw all start as the BC agent's parameters; steps restart at 0."""
+    bc_agent, _ = run(bc_config(steps=10), [0, 1, 2], data, chunk_size=10)
+    finetune = agents(iw_config(), [0, 1, 2], init=bc_agent)
+    for params in (finetune.params, finetune.ref_params, finetune.iw_params):
+        for got, want in zip(
+            jax.tree.leaves(params), jax.tree.leaves(bc_agent.params), strict=True
+        ):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert np.asarray(finetune.step).tolist() == [0, 0, 0]
+    assert finetune.config == iw_config()
+    with pytest.raises(UserError, match="must standardize observations as the agent it starts"):
+        agents(iw_config(standardize=True), [0, 1, 2], init=bc_agent)
+    # The BC agent really moved from its own start, so the equalities above are not vacuous.
+    fresh = agents(bc_config(steps=10), [0, 1, 2])
+    assert not np.allclose(
+        np.asarray(fresh.params["params"]["Dense_0"]["kernel"]),
+        np.asarray(finetune.params["params"]["Dense_0"]["kernel"]),
+    )
+
+
 @pytest.fixture(scope="module")
 def good_checkpoint(data: DeviceEpisodes, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished 5-step BC stage of seed 0, written once and copied by the tests using it."""
+    """BC of seed 0 at update 5, written once and copied by the tests using it."""
     path = tmp_path_factory.mktemp("checkpoint") / "stage.msgpack"
-    run(bc_config(steps=5), [0], data, checkpoint=path)
+    train(agents(bc_config(), [0]), data, 5, checkpoint=path, progress=False)
     return path
 
 
@@ -180,7 +266,7 @@ def test_damaged_checkpoint_is_a_clear_error(
         path.write_bytes(path.read_bytes()[:100])
     else:
         path.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match=r"checkpoint .* is unreadable.*delete it to start over"):
+    with pytest.raises(UserError, match=r"checkpoint .* is unreadable.*delete it to start over"):
         run(bc_config(steps=10), [0], data, checkpoint=path)
 
 
@@ -210,23 +296,23 @@ def test_resuming_a_checkpoint_of_other_seeds_is_refused(
     data: DeviceEpisodes, good_checkpoint: Path, tmp_path: Path
 ) -> None:
     path = copy_checkpoint(good_checkpoint, tmp_path)
-    with pytest.raises(ValueError, match="written for other seeds or another network"):
+    with pytest.raises(UserError, match="written for other seeds or another network"):
         run(bc_config(steps=10), [0, 1, 2], data, checkpoint=path)
 
 
 def test_bc_learns_a_fixed_observation_to_action_map() -> None:
     data = padded_data(noise=0.05, seed=2)
     config = bc_config(steps=400, batch_size=6, learning_rate=3e-3)
-    state, history = run(config, [0], data, chunk_size=100)
+    agent, history = run(config, [0], data, chunk_size=100)
     losses = [r["loss"][0] for r in history]
     assert losses[-1] < losses[0] - 1.0
 
     valid = np.asarray(data.mask) > 0
     observations = np.asarray(data.observations)[valid]
     target = np.tanh(observations @ TARGET)
-    start = init_policy_params(POLICY, OBS_DIM, [0])
-    before = np.asarray(policy_mean_action(POLICY, row(start, 0), observations))
-    after = np.asarray(policy_mean_action(POLICY, row(state.params, 0), observations))
+    start = agents(config, [0])
+    before = np.asarray(row(start, 0).act(observations))
+    after = np.asarray(row(agent, 0).act(observations))
     error_before = np.mean((before - target) ** 2)
     error_after = np.mean((after - target) ** 2)
     assert error_after < 0.02

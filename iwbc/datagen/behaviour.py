@@ -21,14 +21,15 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from iwbc.algos.common import TransitionBatch
+from iwbc.core.agent import DataSpec
+from iwbc.core.sampling import TransitionBatch
+from iwbc.core.trainer import create_agent, run_updates
 from iwbc.datagen.sac import (
     ReplayBuffer,
     SACAgent,
     SACConfig,
     buffer_append,
     mean_actions,
-    sac_updates,
     sample_actions,
 )
 from iwbc.envs import BatchEngine, get_spec, rollout_returns
@@ -160,7 +161,8 @@ class _Trainer:
         self.obs_dim, self.act_dim = spec.obs_dim, int(self.low.size)
         if np.any(self.low != -1.0) or np.any(self.high != 1.0):
             raise ValueError(f"{env_id} actions are not in [-1, 1]; SAC's tanh policy assumes so")
-        self.agent = SACAgent.create(seed, self.obs_dim, self.act_dim, config.sac)
+        spec = DataSpec(jnp.zeros(self.obs_dim), jnp.ones(self.obs_dim), self.act_dim)
+        self.agent = create_agent(SACAgent, config.sac, spec, seed)
         self.buffer = ReplayBuffer.create(config.env_steps, self.obs_dim, self.act_dim)
         self.log = TransitionLog.create(config.env_steps, self.obs_dim, self.act_dim)
         self.evaluations: list[tuple[int, float]] = []
@@ -185,7 +187,7 @@ class _Trainer:
                 key = jax.random.fold_in(self.action_key, self.steps)
                 actions = np.asarray(
                     sample_actions(
-                        self.agent.actor_params,
+                        self.agent.actor.params,
                         jnp.asarray(self.obs, jnp.float32),
                         key,
                         self.act_dim,
@@ -217,10 +219,10 @@ class _Trainer:
         if self.steps >= self.config.start_steps:
             count = round(self.config.update_every * self.config.updates_per_step)
             if count:
-                self.agent, _ = sac_updates(self.agent, self.buffer, count)
+                self.agent, _ = run_updates(self.agent, self.buffer, self.agent.step, count)
 
     def evaluate(self) -> float:
-        params = jax.device_get(self.agent.actor_params)
+        params = jax.device_get(self.agent.actor.params)
         mean_return = evaluate_actor_params(
             self.env_id, params, self.config.sac, self.act_dim, self.config.eval_episodes
         )
@@ -253,7 +255,7 @@ class _Trainer:
         self.obs = self.engine.load_state(saved["engine"])
         self.episodes_started = int(saved["episodes_started"])
         self.evaluations = [(int(s), float(r)) for s, r in np.asarray(saved["evaluations"])]
-        template = jax.device_get(self.agent.actor_params)
+        template = jax.device_get(self.agent.actor.params)
         self.snapshots = {
             int(step): flax.serialization.from_state_dict(template, params)
             for step, params in saved["snapshots"].items()

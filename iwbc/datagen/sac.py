@@ -2,33 +2,26 @@
 
 SAC is online, so the environment runs on the host and only the learning is compiled: the
 replay buffer lives on the device, and a chunk of updates is one jitted ``lax.scan`` that
-samples its minibatches there. This is D4RL's recipe for its behaviour policies (SAC, two
-256-unit hidden layers, learning rates 3e-4, γ = 0.99, τ = 5e-3, target entropy −|A|).
+samples its minibatches there (:func:`iwbc.core.trainer.run_updates`: SAC is an agent of
+:mod:`iwbc.core.agent`'s interface whose training data is the buffer). This is D4RL's recipe
+for its behaviour policies (SAC, two 256-unit hidden layers, learning rates 3e-4, γ = 0.99,
+τ = 5e-3, target entropy −|A|).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
-import optax
 
-from iwbc.algos.common import (
-    MLP,
-    DoubleCritic,
-    TransitionBatch,
-    optimizer_step,
-    soft_update,
-    tanh_gaussian_sample,
-)
-
-LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+from iwbc.agents.common import Adam, Trained, soft_update
+from iwbc.agents.networks import EnsembleCritic, TanhGaussianActor, tanh_gaussian_sample
+from iwbc.core.agent import Agent, DataSpec
+from iwbc.core.sampling import TransitionBatch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,20 +38,6 @@ class SACConfig:
     init_temperature: float = 1.0
     # None: −|A|, the usual heuristic.
     target_entropy: float | None = None
-
-
-class TanhGaussianActor(nn.Module):
-    """π(a|s) = tanh(N(μ(s), σ(s)²)), log σ squashed into [LOG_STD_MIN, LOG_STD_MAX]."""
-
-    action_dim: int
-    hidden_dims: Sequence[int] = (256, 256)
-
-    @nn.compact
-    def __call__(self, observations: jax.Array) -> tuple[jax.Array, jax.Array]:
-        out = MLP(self.hidden_dims, 2 * self.action_dim)(observations)
-        mean, raw = jnp.split(out, 2, axis=-1)
-        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (jnp.tanh(raw) + 1.0)
-        return mean, log_std
 
 
 class ReplayBuffer(flax.struct.PyTreeNode):
@@ -103,28 +82,29 @@ def buffer_append(buffer: ReplayBuffer, transitions: TransitionBatch) -> ReplayB
     return buffer.replace(data=data, size=buffer.size + transitions.rewards.shape[0])
 
 
-class SACAgent(flax.struct.PyTreeNode):
-    """Actor, twin critics with a Polyak target, the log-temperature and their optimizers."""
+class SACAgent(Agent):
+    """Actor, twin critics with a Polyak target, the log-temperature and their optimizers.
 
-    step: jax.Array
-    rng: jax.Array
-    actor_params: Any
-    critic_params: Any
+    Its training data is the replay buffer: ``sample`` draws uniformly from its filled part.
+    """
+
+    # Version of the state's layout, in checkpoint names: 2 holds each network as ``Trained``.
+    LAYOUT: ClassVar[int] = 2
+
+    actor: Trained
+    critic: Trained
     target_critic_params: Any
-    log_temperature: jax.Array
-    actor_opt_state: Any
-    critic_opt_state: Any
-    temperature_opt_state: Any
+    log_temperature: Trained
     action_dim: int = flax.struct.field(pytree_node=False)
     config: SACConfig = flax.struct.field(pytree_node=False)
 
     @property
-    def actor(self) -> TanhGaussianActor:
+    def actor_network(self) -> TanhGaussianActor:
         return TanhGaussianActor(self.action_dim, self.config.hidden_dims)
 
     @property
-    def critic(self) -> DoubleCritic:
-        return DoubleCritic(self.config.hidden_dims)
+    def critic_network(self) -> EnsembleCritic:
+        return EnsembleCritic(self.config.hidden_dims)
 
     @property
     def target_entropy(self) -> float:
@@ -135,12 +115,14 @@ class SACAgent(flax.struct.PyTreeNode):
         self, critic_params: Any, batch: TransitionBatch, next_noise: jax.Array
     ) -> tuple[jax.Array, dict]:
         """Σ over both critics of the MSE to r + γ(1 − d)(min Q'(s', a') − α log π(a'|s'))."""
-        mean, log_std = self.actor.apply(self.actor_params, batch.next_observations)
+        mean, log_std = self.actor_network.apply(self.actor.params, batch.next_observations)
         next_actions, next_log_prob = tanh_gaussian_sample(mean, log_std, next_noise)
-        next_q = self.critic.apply(self.target_critic_params, batch.next_observations, next_actions)
-        soft_value = jnp.min(next_q, axis=0) - jnp.exp(self.log_temperature) * next_log_prob
+        next_q = self.critic_network.apply(
+            self.target_critic_params, batch.next_observations, next_actions
+        )
+        soft_value = jnp.min(next_q, axis=0) - jnp.exp(self.log_temperature.params) * next_log_prob
         target = batch.rewards + self.config.discount * (1.0 - batch.dones) * soft_value
-        q = self.critic.apply(critic_params, batch.observations, batch.actions)
+        q = self.critic_network.apply(critic_params, batch.observations, batch.actions)
         loss = jnp.sum(jnp.mean((q - jax.lax.stop_gradient(target)) ** 2, axis=1))
         return loss, {"critic_loss": loss, "q_mean": jnp.mean(q)}
 
@@ -148,10 +130,10 @@ class SACAgent(flax.struct.PyTreeNode):
         self, actor_params: Any, critic_params: Any, batch: TransitionBatch, noise: jax.Array
     ) -> tuple[jax.Array, dict]:
         """mean(α log π(a|s) − min Q(s, a)), a reparameterized from π."""
-        mean, log_std = self.actor.apply(actor_params, batch.observations)
+        mean, log_std = self.actor_network.apply(actor_params, batch.observations)
         actions, log_prob = tanh_gaussian_sample(mean, log_std, noise)
-        q = jnp.min(self.critic.apply(critic_params, batch.observations, actions), axis=0)
-        loss = jnp.mean(jnp.exp(self.log_temperature) * log_prob - q)
+        q = jnp.min(self.critic_network.apply(critic_params, batch.observations, actions), axis=0)
+        loss = jnp.mean(jnp.exp(self.log_temperature.params) * log_prob - q)
         return loss, {"actor_loss": loss, "entropy": -jnp.mean(log_prob), "log_prob": log_prob}
 
     def temperature_loss(self, log_temperature: jax.Array, log_prob: jax.Array) -> jax.Array:
@@ -166,90 +148,65 @@ class SACAgent(flax.struct.PyTreeNode):
         noise = jax.random.normal(key, batch.actions.shape)
 
         critic_grads, critic_info = jax.grad(self.critic_loss, has_aux=True)(
-            self.critic_params, batch, next_noise
+            self.critic.params, batch, next_noise
         )
-        critic_params, critic_opt_state = optimizer_step(
-            optax.adam(config.critic_lr), critic_grads, self.critic_opt_state, self.critic_params
-        )
-
+        critic = self.critic.apply_gradients(critic_grads)
         actor_grads, actor_info = jax.grad(self.actor_loss, has_aux=True)(
-            self.actor_params, critic_params, batch, noise
+            self.actor.params, critic.params, batch, noise
         )
-        actor_params, actor_opt_state = optimizer_step(
-            optax.adam(config.actor_lr), actor_grads, self.actor_opt_state, self.actor_params
-        )
-
         log_prob = actor_info.pop("log_prob")
-        temperature_grad = jax.grad(self.temperature_loss)(self.log_temperature, log_prob)
-        log_temperature, temperature_opt_state = optimizer_step(
-            optax.adam(config.temperature_lr),
-            temperature_grad,
-            self.temperature_opt_state,
-            self.log_temperature,
-        )
-
+        temperature_grad = jax.grad(self.temperature_loss)(self.log_temperature.params, log_prob)
+        log_temperature = self.log_temperature.apply_gradients(temperature_grad)
         agent = self.replace(
             step=self.step + 1,
             rng=rng,
-            actor_params=actor_params,
-            critic_params=critic_params,
-            target_critic_params=soft_update(self.target_critic_params, critic_params, config.tau),
+            actor=self.actor.apply_gradients(actor_grads),
+            critic=critic,
+            target_critic_params=soft_update(self.target_critic_params, critic.params, config.tau),
             log_temperature=log_temperature,
-            actor_opt_state=actor_opt_state,
-            critic_opt_state=critic_opt_state,
-            temperature_opt_state=temperature_opt_state,
         )
-        info = {**critic_info, **actor_info, "temperature": jnp.exp(log_temperature)}
+        info = {**critic_info, **actor_info, "temperature": jnp.exp(log_temperature.params)}
         return agent, info
+
+    def sample(
+        self, key: jax.Array, buffer: ReplayBuffer, step: jax.Array
+    ) -> tuple[SACAgent, TransitionBatch]:
+        index = jax.random.randint(key, (self.config.batch_size,), 0, buffer.size)
+        return self, jax.tree.map(lambda x: x[index], buffer.data)
+
+    def act(self, observations: jax.Array) -> jax.Array:
+        """The deterministic action tanh(μ(s)) (SAC acts on raw observations)."""
+        mean, _ = self.actor_network.apply(self.actor.params, observations)
+        return jnp.tanh(mean)
+
+    @property
+    def observation_dim(self) -> int:
+        return int(self.actor.params["params"]["MLP_0"]["Dense_0"]["kernel"].shape[-2])
 
     @classmethod
     def create(
-        cls, seed: int, observation_dim: int, action_dim: int, config: SACConfig | None = None
+        cls, key: jax.Array, spec: DataSpec, config: SACConfig, init: SACAgent | None = None
     ) -> SACAgent:
         """A fresh agent; the target critic starts as a copy of the critic."""
-        config = SACConfig() if config is None else config
-        actor = TanhGaussianActor(action_dim, config.hidden_dims)
-        critic = DoubleCritic(config.hidden_dims)
-
-        @jax.jit
-        def create_one(key: jax.Array) -> SACAgent:
-            rng, actor_key, critic_key = jax.random.split(key, 3)
-            actor_params = actor.init(actor_key, jnp.zeros((1, observation_dim)))
-            critic_params = critic.init(
-                critic_key, jnp.zeros((1, observation_dim)), jnp.zeros((1, action_dim))
-            )
-            log_temperature = jnp.log(jnp.asarray(config.init_temperature, jnp.float32))
-            return cls(
-                step=jnp.zeros((), jnp.int32),
-                rng=rng,
-                actor_params=actor_params,
-                critic_params=critic_params,
-                target_critic_params=critic_params,
-                log_temperature=log_temperature,
-                actor_opt_state=optax.adam(config.actor_lr).init(actor_params),
-                critic_opt_state=optax.adam(config.critic_lr).init(critic_params),
-                temperature_opt_state=optax.adam(config.temperature_lr).init(log_temperature),
-                action_dim=action_dim,
-                config=config,
-            )
-
-        return create_one(jax.random.PRNGKey(seed))
-
-
-@functools.partial(jax.jit, static_argnames="length")
-def sac_updates(
-    agent: SACAgent, buffer: ReplayBuffer, length: int
-) -> tuple[SACAgent, dict[str, jax.Array]]:
-    """``length`` updates on minibatches drawn uniformly from the filled part of the buffer."""
-
-    def step(agent: SACAgent, _: None) -> tuple[SACAgent, dict]:
-        rng, key = jax.random.split(agent.rng)
-        index = jax.random.randint(key, (agent.config.batch_size,), 0, buffer.size)
-        batch = jax.tree.map(lambda x: x[index], buffer.data)
-        return agent.replace(rng=rng).update(batch)
-
-    agent, info = jax.lax.scan(step, agent, None, length=length)
-    return agent, jax.tree.map(jnp.mean, info)
+        dummy_obs = spec.example_observations
+        rng, actor_key, critic_key = jax.random.split(key, 3)
+        actor_params = TanhGaussianActor(spec.action_dim, config.hidden_dims).init(
+            actor_key, dummy_obs
+        )
+        critic_params = EnsembleCritic(config.hidden_dims).init(
+            critic_key, dummy_obs, spec.example_actions
+        )
+        log_temperature = jnp.log(jnp.asarray(config.init_temperature, jnp.float32))
+        return cls(
+            step=jnp.zeros((), jnp.int32),
+            rng=rng,
+            actor=Trained.create(actor_params, Adam(config.actor_lr)),
+            critic=Trained.create(critic_params, Adam(config.critic_lr)),
+            target_critic_params=critic_params,
+            log_temperature=Trained.create(log_temperature, Adam(config.temperature_lr)),
+            action_dim=spec.action_dim,
+            config=config,
+        )
 
 
 @functools.partial(jax.jit, static_argnames=("action_dim", "hidden_dims"))

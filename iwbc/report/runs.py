@@ -19,28 +19,16 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from iwbc.benchmark.records import read_record, record_fingerprint, records_dir
+from iwbc.agents.registry import METHODS
+from iwbc.bench.records import read_record, record_fingerprint, records_dir
 from iwbc.errors import UserError
 
 # Rows of a paper-style table: each environment's tiers in this order, unknown tiers after.
 TIER_ORDER = ("random", "medium", "medium-replay", "medium-expert", "expert")
-# Columns when no suite file gives the order: the BC family, then the offline-RL baselines.
-METHOD_ORDER = (
-    "bc",
-    "filtered_bc",
-    "top10_bc",
-    "iw_bc",
-    "iw_bc_step",
-    "iw_bc_quality",
-    "td3_bc",
-    "iql",
-    "cql",
-    "awac",
-)
 
 
 class Layout(Protocol):
-    """What a suite says about its grid (``iwbc.benchmark.suites.Suite`` has these)."""
+    """What a suite says about its grid (``iwbc.bench.suites.Suite`` has these)."""
 
     datasets: tuple[str, ...]
     methods: tuple[str, ...]
@@ -75,7 +63,7 @@ class Run:
     config: dict[str, Any]
     environment: dict[str, Any]
     finished_at: str
-    fingerprint: str  # of the configuration it ran under (iwbc.benchmark.records)
+    fingerprint: str  # of the configuration it ran under (iwbc.bench.records)
 
     @property
     def ok(self) -> bool:
@@ -232,7 +220,7 @@ def load_runs(
     """Read every record of ``suite``; the grid is the suite's (if given) plus whatever ran.
 
     Without a layout, datasets are ordered by ``order_datasets`` over their sorted ids and
-    methods by METHOD_ORDER, so a report made from records alone is still deterministic. A
+    methods in registry order, so a report made from records alone is still deterministic. A
     layout that knows the methods' configurations (a suite) marks the stale runs.
     """
     root = records_dir(suite, results_dir)
@@ -251,7 +239,7 @@ def load_runs(
     datasets = tuple(layout.datasets) if layout else ()
     methods = tuple(layout.methods) if layout else ()
     seeds = tuple(layout.seeds) if layout else ()
-    known = {m: i for i, m in enumerate(METHOD_ORDER)}
+    known = {m: i for i, m in enumerate(METHODS)}
     extra_methods = sorted(
         {m for _, m, _ in runs} - set(methods), key=lambda m: (known.get(m, len(known)), m)
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iwbc.benchmark.suites import available_suites, load_suite
+from iwbc.bench.suites import available_suites, load_suite
 from iwbc.errors import UserError
 from iwbc.report.figures import aggregates_figure, learning_curves_figure, profiles_figure
 from iwbc.report.literature import PublishedSource, load_literature

@@ -1,4 +1,7 @@
-"""Episodes resident on the device and the batches of whole (or windowed) episodes drawn from them.
+"""Training data resident on the device and the batches drawn from it there.
+
+Two kinds, one per family of agent (``Agent.data_kind``): flat transitions (s, a, r, s', done)
+for the offline-RL agents, drawn uniformly; and padded episodes for the BC family, below.
 
 The iw-SFT losses are per-trajectory, so batches are episodes (padded, with a mask), drawn
 uniformly with replacement as in the authors' code. A filtered dataset that lists a trajectory
@@ -21,12 +24,17 @@ whole trajectories, such as iw-BC's log q(τ)/|τ|, can be computed for every ep
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from iwbc.data.episodes import Transitions
 from iwbc.data.errors import DatasetError
+from iwbc.data.statistics import normalization_stats
+from iwbc.errors import UserError
 from iwbc.losses import Weighting
 
 # Flat steps are padded to a multiple of this, so whole-dataset passes run in fixed-size blocks.
@@ -178,3 +186,107 @@ def _transition_windows(
         quality=data.quality[index],
         index=index,
     )
+
+
+class TransitionBatch(flax.struct.PyTreeNode):
+    """(s, a, r, s', done) arrays; ``dones`` is 1 on true terminations only (no bootstrap)."""
+
+    observations: jax.Array
+    actions: jax.Array
+    rewards: jax.Array
+    next_observations: jax.Array
+    dones: jax.Array
+
+
+def _check_transitions(transitions: Transitions) -> int:
+    """Validate shapes, with one-line errors naming the problem; returns the number of steps."""
+    for name in ("obs", "actions", "rewards", "next_obs", "terminals"):
+        if getattr(transitions, name, None) is None:
+            raise ValueError(f"transitions have no {name}; TD methods need (s, a, r, s', done)")
+    obs, next_obs = np.shape(transitions.obs), np.shape(transitions.next_obs)
+    if len(obs) != 2 or len(np.shape(transitions.actions)) != 2:
+        raise ValueError(
+            f"obs and actions must be 2-D [N, dim], got {obs} and {np.shape(transitions.actions)}"
+        )
+    if next_obs != obs:
+        raise ValueError(f"next_obs has shape {next_obs} but obs has shape {obs}")
+    count = obs[0]
+    for name in ("actions", "rewards", "terminals"):
+        length = np.shape(getattr(transitions, name))[0]
+        if length != count:
+            raise ValueError(f"{name} has {length} rows but obs has {count}")
+    for name in ("rewards", "terminals"):
+        if np.ndim(getattr(transitions, name)) != 1:
+            raise ValueError(f"{name} must be 1-D [N], got {np.shape(getattr(transitions, name))}")
+    if count == 0:
+        raise UserError("no transitions to train on: the dataset is empty")
+    return count
+
+
+def episode_returns(rewards: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Undiscounted returns of the episodes of flat transitions, split after each ``ends`` step."""
+    rewards = np.asarray(rewards, np.float64)
+    ends = np.asarray(ends, bool).copy()
+    ends[-1] = True
+    episode = np.concatenate([[0], np.cumsum(ends)[:-1]])
+    return np.bincount(episode, weights=rewards)
+
+
+def locomotion_reward_scale(transitions: Transitions, max_episode_steps: int = 1000) -> float:
+    """CORL's reward scaling for locomotion: rewards · 1000 / (max return − min return)."""
+    ends = np.logical_or(transitions.terminals, transitions.timeouts)
+    returns = episode_returns(transitions.rewards, ends)
+    spread = float(returns.max() - returns.min())
+    if spread <= 0.0:
+        raise UserError("all episodes have the same return; reward scaling is undefined")
+    return max_episode_steps / spread
+
+
+def device_transitions(
+    transitions: Transitions,
+    *,
+    obs_mean: np.ndarray | None = None,
+    obs_std: np.ndarray | None = None,
+    reward_scale: float = 1.0,
+) -> TransitionBatch:
+    """The whole dataset on the device (float32), states normalized if stats are given."""
+    _check_transitions(transitions)
+    obs = np.asarray(transitions.obs, np.float32)
+    next_obs = np.asarray(transitions.next_obs, np.float32)
+    if obs_mean is not None and obs_std is not None:
+        obs = (obs - obs_mean) / obs_std
+        next_obs = (next_obs - obs_mean) / obs_std
+    return TransitionBatch(
+        observations=jnp.asarray(obs),
+        actions=jnp.asarray(transitions.actions, jnp.float32),
+        rewards=jnp.asarray(np.asarray(transitions.rewards) * reward_scale, jnp.float32),
+        next_observations=jnp.asarray(next_obs),
+        dones=jnp.asarray(transitions.terminals, jnp.float32),
+    )
+
+
+def sample_transitions(key: jax.Array, data: TransitionBatch, batch_size: int) -> TransitionBatch:
+    """``batch_size`` transitions drawn uniformly with replacement, on the device."""
+    index = jax.random.randint(key, (batch_size,), 0, data.rewards.shape[0])
+    return jax.tree.map(lambda x: x[index], data)
+
+
+def prepare_data(
+    transitions: Transitions, config: Any
+) -> tuple[TransitionBatch, np.ndarray, np.ndarray]:
+    """Transitions on the device as ``config`` asks (state normalization, reward scaling).
+
+    Returns the data and the state statistics the agent's ``create`` needs to act on raw
+    observations (mean 0 and std 1 when states are not normalized).
+    """
+    _check_transitions(transitions)
+    dim = np.shape(transitions.obs)[1]
+    if config.normalize_states:
+        mean, std = normalization_stats(transitions.obs)
+    else:
+        mean, std = np.zeros(dim, np.float32), np.ones(dim, np.float32)
+    scale = (
+        locomotion_reward_scale(transitions) if getattr(config, "normalize_rewards", False) else 1.0
+    )
+    data = device_transitions(transitions, obs_mean=mean, obs_std=std, reward_scale=scale)
+    return data, mean, std

@@ -1,13 +1,13 @@
 """Benchmark suites: which datasets, methods, seeds and budgets a sweep runs, read from TOML.
 
 A suite file (a shipped ``iwbc/suites/<name>.toml``, package data so that every install has
-them, or a path) names its datasets, methods (the BC family of :mod:`iwbc.methods` and the
-offline-RL baselines of :mod:`iwbc.algos`), training seeds and evaluation protocol, plus the
-budgets: ``[bc_family]`` (with ``[bc_family.pretrain]`` and ``[bc_family.finetune]`` overriding
-:class:`iwbc.train.StageConfig`) and ``[offline_rl]`` (keys shared by every algorithm's config,
-and ``[offline_rl.<algo>]`` for one). ``[scripted.<id>]`` marks a dataset the runner makes
-locally when it is missing. Every mistake is a one-line UserError naming the key and what is
-allowed, so a typo never silently runs defaults.
+them, or a path) names its datasets, methods (of :mod:`iwbc.agents.registry`), training seeds and
+evaluation protocol, plus the budgets: ``[bc_family]`` (with ``[bc_family.pretrain]`` and
+``[bc_family.finetune]`` overriding :class:`iwbc.agents.bc.BCConfig`) and ``[offline_rl]``
+(keys shared by every algorithm's config, and ``[offline_rl.<algo>]`` for one).
+``[scripted.<id>]`` marks a dataset the runner makes locally when it is missing. Every mistake
+is a one-line UserError naming the key and what is allowed, so a typo never silently runs
+defaults.
 """
 
 from __future__ import annotations
@@ -15,19 +15,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from iwbc.algos import ALGORITHMS
-from iwbc.benchmark.records import config_fingerprint
+from iwbc.agents.bc import BCConfig
+from iwbc.agents.registry import METHODS, Method, SelectionConfig
+from iwbc.bench.records import config_fingerprint
 from iwbc.data.statistics import STD_EPSILON
+from iwbc.envs.evaluate import EVAL_SEED_BASE
 from iwbc.envs.rollout import ENGINES
 from iwbc.errors import UserError
-from iwbc.evaluate import EVAL_SEED_BASE
-from iwbc.methods import METHODS, PipelineConfig
-from iwbc.train import StageConfig
 
 SUITES_DIR = Path(str(files("iwbc") / "suites"))
 
@@ -53,8 +52,59 @@ _BC_KEYS = (
     "standardize_observations",
 )
 _RL_KEYS = ("eval_every", "chunk_size")
-# The method decides the loss; a suite sets everything else of a stage.
-_STAGE_KEYS = tuple(f.name for f in dataclasses.fields(StageConfig) if f.name != "loss")
+# The method decides the loss; [bc_family] sets the network and inputs of every stage.
+_PIPELINE_FIELDS = ("loss", "hidden_dims", "standardize")
+_STAGE_KEYS = tuple(f.name for f in dataclasses.fields(BCConfig) if f.name not in _PIPELINE_FIELDS)
+ALGORITHMS = tuple(name for name, m in METHODS.items() if m.family == "offline_rl")
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """The BC family's settings (a suite's ``[bc_family]``): the pre-training and fine-tune
+    stages, the policy network and its inputs, the curated selections and the chunk size.
+
+    Defaults are the paper's: BC pre-training (10k steps, Adam 1e-3, 128 episodes), fine-tunes
+    of 2k steps (Adam 4e-5, warm-up 300, cosine; 256 episodes; temperature 10; normalized),
+    a 3×256 policy, percentiles 90/95/98 and a 10% top fraction; except two choices made on
+    evidence (METHOD.md, README): observations standardized with the dataset's statistics, as
+    CORL does for BC and every baseline (``standardize_observations=False`` is the authors'
+    raw input), and transition-uniform step weighting (``BCConfig.weighting``).
+    """
+
+    pretrain: BCConfig = dataclasses.field(default_factory=BCConfig)
+    finetune: BCConfig = dataclasses.field(default_factory=BCConfig.iw_finetune)
+    hidden_dims: tuple[int, ...] = (256, 256, 256)
+    percentiles: tuple[float, ...] = (90.0, 95.0, 98.0)
+    top_fraction: float = 0.1
+    chunk_size: int = 500
+    standardize_observations: bool = True
+
+    def __post_init__(self) -> None:
+        # Built once here so that a bad network, input or selection setting fails at once.
+        self.stage(METHODS["bc"])
+        SelectionConfig(self.percentiles, self.top_fraction)
+        if self.chunk_size < 1:
+            raise UserError(f"chunk_size must be at least 1, got {self.chunk_size}")
+
+    @property
+    def selection(self) -> SelectionConfig:
+        return SelectionConfig(self.percentiles, self.top_fraction)
+
+    def stage(self, method: Method) -> BCConfig:
+        """The config a BC-family method trains with: pre-training from scratch, else the
+        fine-tune, with the method's loss and the pipeline's network and inputs."""
+        base = self.pretrain if method.start is None else self.finetune
+        return dataclasses.replace(
+            base,
+            loss=method.loss,
+            hidden_dims=self.hidden_dims,
+            standardize=self.standardize_observations,
+        )
+
+
+def stage_fields(config: BCConfig) -> dict[str, Any]:
+    """A stage's own settings as records state them (network and inputs are stated apart)."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if k not in _PIPELINE_FIELDS[1:]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,19 +137,29 @@ class Suite:
     # (name, config) of each offline-RL method in `methods`.
     algorithms: tuple[tuple[str, Any], ...] = ()
     scripted: tuple[ScriptedDataset, ...] = ()
+    # (method, ((field, value), ...)): a suite's [methods.<name>] tables and `--set`, applied
+    # to the method's config last.
+    overrides: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
     def is_offline_rl(self, method: str) -> bool:
-        return method in ALGORITHMS
+        return METHODS[method].family == "offline_rl"
 
-    def algorithm_config(self, method: str) -> Any:
-        """The config the offline-RL ``method`` trains with."""
-        return dict(self.algorithms)[method]
+    def agent_config(self, method: str) -> Any:
+        """The config ``method``'s agent trains with: its family's settings, then its own."""
+        if self.is_offline_rl(method):
+            base = dict(self.algorithms)[method]
+        else:
+            base = self.pipeline.stage(METHODS[method])
+        own = dict(dict(self.overrides).get(method, ()))
+        return dataclasses.replace(base, **own) if own else base
+
+    def chunk_size(self, method: str) -> int:
+        """Updates per compiled chunk of ``method``'s training."""
+        return self.rl_chunk_size if self.is_offline_rl(method) else self.pipeline.chunk_size
 
     def total_steps(self, method: str) -> int:
         """Updates of the run's curve: fine-tunes count the updates after BC pre-training."""
-        if self.is_offline_rl(method):
-            return self.algorithm_config(method).steps
-        return self.pipeline.stage(METHODS[method]).steps
+        return self.agent_config(method).steps
 
     def method_eval_every(self, method: str) -> int:
         own = self.rl_eval_every if self.is_offline_rl(method) else self.bc_eval_every
@@ -127,7 +187,7 @@ class Suite:
             "eval_seed_base": EVAL_SEED_BASE,
         }
         if self.is_offline_rl(method):
-            algorithm = self.algorithm_config(method)
+            algorithm = self.agent_config(method)
             return {
                 "family": "offline_rl",
                 "observations": observation_preprocessing(algorithm.normalize_states),
@@ -138,13 +198,14 @@ class Suite:
             }
         spec = METHODS[method]
         pipeline = self.pipeline
+        agent = self.agent_config(method)
         config: dict[str, Any] = {
             "family": "bc",
-            "observations": observation_preprocessing(pipeline.standardize_observations),
+            "observations": observation_preprocessing(agent.standardize),
             "selection": spec.selection,
-            "start": spec.start,
-            "stage": dataclasses.asdict(pipeline.stage(spec)),
-            "hidden_dims": list(pipeline.hidden_dims),
+            "start": spec.start or "scratch",
+            "stage": stage_fields(agent),
+            "hidden_dims": list(agent.hidden_dims),
             "chunk_size": pipeline.chunk_size,
             "evaluation": evaluation,
         }
@@ -153,7 +214,7 @@ class Suite:
         if spec.selection == "top_fraction":
             config["top_fraction"] = pipeline.top_fraction
         if spec.start == "bc":
-            config["pretrain"] = dataclasses.asdict(pipeline.pretrain)
+            config["pretrain"] = stage_fields(self.agent_config(spec.start))
             config["steps_counted"] = "fine-tune updates after the BC pre-training"
         else:
             config["steps_counted"] = "updates from scratch"
@@ -206,8 +267,15 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
         if key not in table:
             raise UserError(f"{where}: missing key {key!r} at the top level")
     datasets = _string_list(table["datasets"], where, "datasets")
-    methods = _string_list(table["methods"], where, "methods")
-    known = (*METHODS, *ALGORITHMS)
+    method_tables: dict[str, Any] = {}
+    if isinstance(table["methods"], dict):
+        method_tables = table["methods"]
+        if not method_tables:
+            raise UserError(f"{where}: [methods] lists no method; add a [methods.<name>] table")
+        methods = list(method_tables)
+    else:
+        methods = _string_list(table["methods"], where, "methods")
+    known = tuple(METHODS)
     unknown = [m for m in methods if m not in known]
     if unknown:
         raise UserError(
@@ -239,15 +307,15 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
     finetune = _section(bc.get("finetune", {}), "bc_family.finetune", where)
     for section, values in (("pretrain", pretrain), ("finetune", finetune)):
         _check_keys(values, _STAGE_KEYS, where, f"[bc_family.{section}]")
-        _check_types(StageConfig, values, where, f"[bc_family.{section}]")
+        _check_types(BCConfig, values, where, f"[bc_family.{section}]")
     pipeline_fields = {k: _convert(v) for k, v in bc.items() if k in _BC_KEYS[1:]}
     _check_types(PipelineConfig, pipeline_fields, where, "[bc_family]")
     pipeline = _build(
         where,
         "[bc_family]",
         lambda: PipelineConfig(
-            pretrain=StageConfig(**{k: _convert(v) for k, v in pretrain.items()}),
-            finetune=StageConfig.iw_finetune(**{k: _convert(v) for k, v in finetune.items()}),
+            pretrain=BCConfig(**{k: _convert(v) for k, v in pretrain.items()}),
+            finetune=BCConfig.iw_finetune(**{k: _convert(v) for k, v in finetune.items()}),
             **pipeline_fields,
         ),
     )
@@ -264,7 +332,7 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
         for key in ("eval_episodes", "final_eval_episodes", "eval_every", "chunk_size"):
             if key in values:
                 _check_int(values[key], where, f"{key} in {scope}", minimum=key != "eval_every")
-    return Suite(
+    suite = Suite(
         name=name,
         description=str(table.get("description", "")),
         datasets=tuple(datasets),
@@ -279,12 +347,77 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
         scripted=tuple(scripted),
         **numbers,
     )
+    overrides = {
+        method: _section(values, f"methods.{method}", where)
+        for method, values in method_tables.items()
+    }
+    return with_overrides(suite, overrides, where=where)
+
+
+def with_overrides(
+    suite: Suite, overrides: Mapping[str, Mapping[str, Any]], *, where: str = "--set"
+) -> Suite:
+    """``suite`` with per-method config fields set (a suite's ``[methods.<name>]`` tables,
+    ``--set name.field=value``), after its family settings; each is checked like a suite key.
+
+    A method may set any field of its config class (:mod:`iwbc.agents.registry`) except the BC
+    family's ``loss``, which the method is; a fine-tune must keep the network and inputs of
+    the method it starts from.
+    """
+    merged = {method: dict(values) for method, values in suite.overrides}
+    starts = {METHODS[m].start for m in suite.methods} - {None}
+    for method, values in overrides.items():
+        if method not in suite.methods and method not in starts:
+            raise UserError(
+                f"{where}: sets {method!r}, which this run does not train; "
+                f"its methods: {', '.join(suite.methods)}"
+            )
+        config_cls = METHODS[method].config
+        allowed = tuple(f.name for f in dataclasses.fields(config_cls) if f.name != "loss")
+        _check_keys(values, allowed, where, f"the settings of {method}")
+        converted = {key: _convert(value) for key, value in values.items()}
+        _check_types(config_cls, converted, where, f"the settings of {method}")
+        merged.setdefault(method, {}).update(converted)
+    suite = dataclasses.replace(
+        suite, overrides=tuple((m, tuple(v.items())) for m, v in merged.items() if v)
+    )
+    for method in (*suite.methods, *sorted(starts)):
+        config = _build(where, f"the settings of {method}", lambda m=method: suite.agent_config(m))
+        _check_int(config.steps, where, f"steps of {method}", minimum=True)
+        start = METHODS[method].start
+        if start is not None:
+            base = suite.agent_config(start)
+            if (config.hidden_dims, config.standardize) != (base.hidden_dims, base.standardize):
+                raise UserError(
+                    f"{where}: {method} starts from {start}, so it keeps {start}'s hidden_dims "
+                    "and standardize; set them for both"
+                )
+    return suite
+
+
+def parse_settings(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--set`` values ``method.field=value`` as {method: {field: value}}; the value is read
+    as a TOML value (``0.9``, ``true``, ``[256, 256]``), else taken as a string (``episode``)."""
+    settings: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, sep, text = item.partition("=")
+        method, dot, field = target.strip().partition(".")
+        if not sep or not dot or not method or not field:
+            raise UserError(
+                f"--set {item!r}: write METHOD.FIELD=VALUE, e.g. --set iql.expectile=0.9"
+            )
+        try:
+            value = tomllib.loads(f"value = {text.strip()}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        settings.setdefault(method, {})[field.strip()] = value
+    return settings
 
 
 def _algorithm_config(method: str, rl: Mapping[str, Any], where: str) -> Any:
     """The method's config class built from the keys shared by all algorithms and its own."""
-    config_cls = ALGORITHMS[method][1]
-    shared = [{f.name for f in dataclasses.fields(c)} for _, c in ALGORITHMS.values()]
+    config_cls = METHODS[method].config
+    shared = [{f.name for f in dataclasses.fields(METHODS[m].config)} for m in ALGORITHMS]
     common = sorted(set.intersection(*shared))
     own_fields = tuple(f.name for f in dataclasses.fields(config_cls))
     nested = {k for k in rl if k in ALGORITHMS}

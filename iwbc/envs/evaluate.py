@@ -18,7 +18,6 @@ import numpy as np
 from iwbc.envs import SPECS, get_spec, make_engine, resolve_engine, rollout_returns
 from iwbc.envs.rollout import require_mjx
 from iwbc.errors import UserError
-from iwbc.policies import GaussianPolicy, check_policy_params, policy_mean_action
 
 EVAL_SEED_BASE = 1_000_000
 
@@ -68,16 +67,6 @@ class SeedBatchedActor:
         return actions.reshape(observations.shape[0], -1)
 
 
-@dataclass(frozen=True)
-class MeanAction:
-    """``policy_mean_action`` bound to a policy, equal for equal policies."""
-
-    policy: GaussianPolicy
-
-    def __call__(self, params: dict, observations: jax.Array) -> jax.Array:
-        return policy_mean_action(self.policy, params, observations)
-
-
 def evaluate_actor(
     act_fn: Callable[[Any, jax.Array], jax.Array],
     params: Any,
@@ -118,29 +107,23 @@ def evaluate_actor(
     return result.returns.reshape(num_seeds, num_episodes)
 
 
-def evaluate_policies(
-    policy: GaussianPolicy,
-    params: Any,
+def evaluate_agent(
+    agent: Any,
     env_id: str,
     *,
     num_episodes: int = 100,
     engine: str = "auto",
     seed_base: int = EVAL_SEED_BASE,
 ) -> np.ndarray:
-    """Returns [num_seeds, num_episodes] of the deterministic (mean-action) policies.
-
-    ``params`` carries a leading training-seed axis, as produced by the trainer; a standardizing
-    policy's ``normalizer`` (the training data's observation statistics) is applied to the
-    environment's raw observations inside the policy, whichever engine runs it.
-    """
-    check_policy_params(policy, params)
-    observation_dim = params["params"]["Dense_0"]["kernel"].shape[1]
+    """Returns [num_seeds, num_episodes] of every seed of a seed-stacked agent, acting with
+    its deterministic ``act`` on the environment's raw observations (each agent applies its
+    own observation statistics), on the shared evaluation seeds."""
     return evaluate_actor(
-        MeanAction(policy),
-        params,
+        type(agent).act,
+        agent,
         env_id,
-        observation_dim=observation_dim,
-        action_dim=policy.action_dim,
+        observation_dim=agent.observation_dim,
+        action_dim=agent.action_dim,
         num_episodes=num_episodes,
         engine=engine,
         seed_base=seed_base,

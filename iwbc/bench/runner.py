@@ -18,10 +18,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from iwbc.benchmark.executors import EXECUTORS, run_local, run_ray
-from iwbc.benchmark.records import is_finished, record_path
-from iwbc.benchmark.suites import Suite
-from iwbc.benchmark.units import UnitContext, UnitOutcome, WorkUnit, execute_unit
+from iwbc.bench.executors import EXECUTORS, run_local, run_ray
+from iwbc.bench.records import is_finished, record_path
+from iwbc.bench.suites import Suite
+from iwbc.bench.units import UnitContext, UnitOutcome, WorkUnit, execute_unit
 from iwbc.data import OfflineDataset, list_datasets
 from iwbc.data.scripted import generate_mixed_dataset
 from iwbc.errors import UserError

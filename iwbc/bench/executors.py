@@ -1,7 +1,7 @@
 """Where work units run: one after another in this process, or as Ray tasks.
 
 Both yield each unit's outcome as it finishes. Units catch their own exceptions and record them
-(:func:`iwbc.benchmark.units.execute_unit`); a Ray task that dies without returning (a worker
+(:func:`iwbc.bench.units.execute_unit`); a Ray task that dies without returning (a worker
 crash) is recorded by the driver instead, so every unit ends with its records either way.
 """
 
@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from iwbc.benchmark.units import UnitContext, UnitOutcome, WorkUnit, execute_unit, record_failure
+from iwbc.bench.units import UnitContext, UnitOutcome, WorkUnit, execute_unit, record_failure
 from iwbc.errors import UserError
 
 EXECUTORS = ("local", "ray")

@@ -1,13 +1,14 @@
 """One work unit of a sweep: a (dataset, method) pair, all its seeds vmapped in one process.
 
-The unit trains to successive ``until`` targets on one checkpoint and evaluates the policy at
-each, caching every evaluation on disk, so a killed unit resumes from its last checkpoint and
-never evaluates a point twice. It then writes one record per seed. Work is kept under
-``<work_dir>/<dataset>/<method>-<hash>/``, the hash covering everything that defines the run,
-so an edited suite trains afresh instead of resuming a stale checkpoint.
+The unit trains its agent in memory from one evaluation step to the next, checkpointing after
+every chunk, and evaluates it at each, caching every evaluation on disk, so a killed unit
+resumes from its last checkpoint and never evaluates a point twice. It then writes one record
+per seed. Work is kept under ``<work_dir>/<dataset>/<method>-<hash>/``, the hash covering
+everything that defines the run, so an edited suite trains afresh instead of resuming a stale
+checkpoint.
 
-The BC pre-training is shared: ``bc`` and every method that fine-tunes from it train one
-checkpoint under ``<work_dir>/<dataset>/pretrain-<hash>/``, which saves the parameters at each
+The BC pre-training is shared: ``bc`` and every method that starts from it train one
+checkpoint under ``<work_dir>/<dataset>/bc-stage-<hash>/``, which saves the agent at each
 evaluation step before moving past it. Whoever trains it (one worker at a time, under the
 stage's lock; every file is written atomically), ``bc``'s curve reads those snapshots.
 
@@ -32,23 +33,21 @@ from typing import Any, Literal
 import flax.serialization
 import numpy as np
 
-from iwbc.algos.run import evaluate_agent, train_algorithm
-from iwbc.benchmark.records import SCHEMA, config_fingerprint, is_finished, record_path
-from iwbc.benchmark.suites import Suite
+from iwbc.agents.registry import METHODS, STARTS, training_data, training_episodes
+from iwbc.bench.records import SCHEMA, config_fingerprint, is_finished, record_path
+from iwbc.bench.suites import Suite
+from iwbc.core.trainer import Training, create_agents
 from iwbc.data import OfflineDataset, load_dataset, normalized_score
 from iwbc.data.errors import one_line
+from iwbc.envs.evaluate import evaluate_agent
 from iwbc.errors import TrainingDiverged, UserError
-from iwbc.evaluate import evaluate_policies
 from iwbc.files import file_lock, write_atomic, write_json_atomic
 from iwbc.machine import machine_record
-from iwbc.methods import METHODS, select_episodes
-from iwbc.policies import GaussianPolicy
-from iwbc.train import init_policy_params, init_train_state, train_stage
 
 # Packages whose versions a record states.
 VERSIONED = ("iwbc", "jax", "jaxlib", "flax", "optax", "mujoco", "gymnasium", "minari", "numpy")
 
-ParamsAt = Callable[[int], Any]
+AgentAt = Callable[[int], Any]
 Evaluate = Callable[[Any, int], np.ndarray]
 
 
@@ -184,17 +183,20 @@ def run_unit(
         raise UserError(f"dataset {dataset.id} records no environment, so it cannot be evaluated")
     directory = unit_directory(context, unit)
     directory.mkdir(parents=True, exist_ok=True)
-    if suite.is_offline_rl(unit.method):
-        params_at, evaluate, trained_on = _offline_rl(unit, context, dataset, directory)
-    else:
-        params_at, evaluate, trained_on = _bc_family(unit, context, dataset, directory)
+    agent_at = _agent_at(unit.method, unit, context, dataset, directory)
+
+    def evaluate(agent: Any, episodes: int) -> np.ndarray:
+        return evaluate_agent(agent, dataset.env_id, num_episodes=episodes, engine=suite.engine)
+
+    method = METHODS[unit.method]
+    trained_on = training_episodes(method, dataset.episodes, suite.pipeline.selection)
     targets = suite.eval_targets(unit.method)
     curve = []
     for step in targets:
         episodes = suite.final_eval_episodes if step == targets[-1] else suite.eval_episodes
         if report is not None:
             report(f"{unit.dataset} {unit.method} step {step}/{targets[-1]}")
-        curve.append(cached_evaluation(directory, unit.method, step, episodes, params_at, evaluate))
+        curve.append(cached_evaluation(directory, unit.method, step, episodes, agent_at, evaluate))
     wall = time.perf_counter() - started
     return tuple(
         _write_success(unit, context, dataset, seed, targets, curve, trained_on, wall)
@@ -207,7 +209,7 @@ def cached_evaluation(
     method: str,
     step: int,
     episodes: int,
-    params_at: ParamsAt,
+    agent_at: AgentAt,
     evaluate: Evaluate,
 ) -> np.ndarray:
     """Returns [seeds, episodes] at ``step``, evaluated once and then read from disk.
@@ -217,7 +219,7 @@ def cached_evaluation(
     """
     cache = directory / f"eval-{step}-{episodes}ep.npy"
     fresh = not cache.exists()
-    returns = np.asarray(evaluate(params_at(step), episodes)) if fresh else np.load(cache)
+    returns = np.asarray(evaluate(agent_at(step), episodes)) if fresh else np.load(cache)
     finite = np.isfinite(returns).all(axis=1)
     if not finite.all():
         seeds = ", ".join(map(str, np.flatnonzero(~finite)))
@@ -232,180 +234,65 @@ def cached_evaluation(
     return returns
 
 
-def _offline_rl(
-    unit: WorkUnit, context: UnitContext, dataset: OfflineDataset, directory: Path
-) -> tuple[ParamsAt, Evaluate, int]:
-    suite = context.suite
-    transitions = dataset.episodes.to_transitions()
-
-    def params_at(step: int) -> Any:
-        agent, _ = train_algorithm(
-            unit.method,
-            transitions,
-            unit.seeds,
-            config=suite.algorithm_config(unit.method),
-            until=step,
-            checkpoint=directory / "checkpoint.msgpack",
-            progress=context.progress,
-            chunk_size=suite.rl_chunk_size,
-        )
-        return agent
-
-    def evaluate(agent: Any, episodes: int) -> np.ndarray:
-        return evaluate_agent(agent, dataset.env_id, num_episodes=episodes, engine=suite.engine)
-
-    return params_at, evaluate, dataset.num_episodes
-
-
-def _bc_family(
-    unit: WorkUnit, context: UnitContext, dataset: OfflineDataset, directory: Path
-) -> tuple[ParamsAt, Evaluate, int]:
-    suite = context.suite
-    pipeline = suite.pipeline
-    method = METHODS[unit.method]
-    stage = pipeline.stage(method)
-    policy = pipeline.policy(dataset.action_dim)
-    selected = functools.cache(
-        lambda name: select_episodes(dataset.episodes, METHODS[name], pipeline)
-    )
-    fresh = functools.cache(
-        lambda: init_policy_params(
-            policy, dataset.observation_dim, unit.seeds, pipeline.statistics(dataset.episodes)
-        )
-    )
-    pretrain_targets = suite.eval_targets("bc")
-    pretrain_key = fingerprint(
-        unit.dataset,
-        dataclasses.asdict(pipeline.pretrain),
-        pipeline.hidden_dims,
-        unit.seeds,
-        pretrain_targets,
-        pipeline.standardize_observations,
-    )
-    pretrain_dir = context.work_dir / dataset_slug(unit.dataset) / f"pretrain-{pretrain_key}"
-    pretrain = _stage_trainer(
-        policy,
-        pipeline.stage(METHODS["bc"]),
-        fresh,
-        None,
-        unit,
-        functools.partial(selected, "bc"),
-        pretrain_dir,
-        pipeline.chunk_size,
-        context.progress,
-        METHODS["bc"].stage_name + ("" if unit.method == "bc" else f" (for {unit.method})"),
-    )
-    pretrained = _snapshots(pretrain, pretrain_targets, fresh, pretrain_dir)
-
-    def evaluate(params: Any, episodes: int) -> np.ndarray:
-        return evaluate_policies(
-            policy, params, dataset.env_id, num_episodes=episodes, engine=suite.engine
-        )
-
-    trained_on = selected(unit.method).num_episodes
-    if unit.method == "bc":
-        return pretrained, evaluate, trained_on
-    if method.start == "bc":
-        start = functools.cache(lambda: pretrained(pretrain_targets[-1]))
-        ref: Callable[[], Any] | None = start
-    else:
-        start, ref = fresh, None
-    train_until = _stage_trainer(
-        policy,
-        stage,
-        start,
-        ref,
-        unit,
-        functools.partial(selected, unit.method),
-        directory,
-        pipeline.chunk_size,
-        context.progress,
-        method.stage_name,
-    )
-
-    def params_at(step: int) -> Any:
-        state = train_until(step)
-        reached = int(np.asarray(state.step)[0])
-        if reached != step:
-            raise UserError(
-                f"checkpoint in {directory} is at step {reached}, past {step}; delete it to rerun"
-            )
-        return state.params
-
-    return params_at, evaluate, trained_on
-
-
-def _stage_trainer(
-    policy: GaussianPolicy,
-    stage: Any,
-    start: Callable[[], Any],
-    ref: Callable[[], Any] | None,
+def _agent_at(
+    name: str,
     unit: WorkUnit,
-    data: Callable[[], Any],
-    directory: Path,
-    chunk_size: int,
-    progress: bool,
-    description: str,
-) -> Callable[[int], Any]:
-    """train_until(step) -> state: the stage continued on its checkpoint up to ``step``;
-    ``description`` names the method and stage on its progress bar and in a divergence."""
+    context: UnitContext,
+    dataset: OfflineDataset,
+    unit_dir: Path,
+) -> AgentAt:
+    """agent_at(step): method ``name``'s seed-stacked agent after ``step`` updates.
 
-    def train_until(step: int) -> Any:
-        state = init_train_state(
-            stage, start(), unit.seeds, ref_params=None if ref is None else ref()
-        )
-        state, _ = train_stage(
-            policy,
-            stage,
-            state,
-            data(),
-            until=step,
-            chunk_size=chunk_size,
-            checkpoint=directory / "checkpoint.msgpack",
-            description=description,
-            progress=progress,
-        )
-        return state
-
-    return train_until
-
-
-def _snapshots(
-    train_until: Callable[[int], Any],
-    targets: Sequence[int],
-    template: Callable[[], Any],
-    directory: Path,
-) -> ParamsAt:
-    """params_at(step) of a shared stage, from parameter snapshots saved at every target.
-
-    A snapshot at each target is written before the checkpoint moves past it, under the
-    stage's lock, so a worker that needs it while another trains it waits and reads it.
+    Trained lazily (a unit whose evaluations are all cached trains nothing), in memory from
+    one curve point to the next, checkpointed after every chunk. A method others start from
+    (:data:`iwbc.agents.registry.STARTS`, i.e. BC) trains once per dataset in a shared directory
+    and saves the agent at each of its evaluation steps, under the stage's lock, before moving
+    past it: its own unit evaluates those snapshots and its dependents start from the last.
     """
+    suite = context.suite
+    method = METHODS[name]
+    config = suite.agent_config(name)
+    targets = suite.eval_targets(name)
+    shared = name in STARTS
+    directory = unit_dir
+    if shared:
+        key = fingerprint(dataset.id, name, dataclasses.asdict(config), unit.seeds, targets)
+        directory = context.work_dir / dataset_slug(dataset.id) / f"{name}-stage-{key}"
+    description = method.stage_name + ("" if unit.method == name else f" (for {unit.method})")
 
-    def params_at(step: int) -> Any:
+    @functools.cache
+    def training() -> Training:
+        prepared = training_data(method, dataset.episodes, config, suite.pipeline.selection)
+        init = None
+        if method.start is not None:
+            start_targets = suite.eval_targets(method.start)
+            init = _agent_at(method.start, unit, context, dataset, unit_dir)(start_targets[-1])
+        directory.mkdir(parents=True, exist_ok=True)
+        return Training(
+            create_agents(method.agent, config, prepared.spec, list(unit.seeds), init),
+            prepared.data,
+            checkpoint=directory / "checkpoint.msgpack",
+            chunk_size=suite.chunk_size(name),
+            description=description,
+            progress=context.progress,
+        )
+
+    if not shared:
+        return lambda step: training().to(step)
+
+    def snapshot_at(step: int) -> Any:
         for target in targets:
-            path = directory / f"params-{target}.msgpack"
+            path = directory / f"agent-{target}.msgpack"
             if not path.exists():
+                directory.mkdir(parents=True, exist_ok=True)
                 with file_lock(directory / "stage.lock"):
                     if not path.exists():
-                        _snapshot(train_until, target, path, directory)
+                        write_atomic(path, flax.serialization.to_bytes(training().to(target)))
             if target == step:
-                return flax.serialization.from_bytes(template(), path.read_bytes())
+                return flax.serialization.from_bytes(training().agent, path.read_bytes())
         raise ValueError(f"step {step} is not one of the evaluation steps {tuple(targets)}")
 
-    return params_at
-
-
-def _snapshot(train_until: Callable[[int], Any], target: int, path: Path, directory: Path) -> None:
-    """Train the shared stage to ``target`` and save its parameters there at ``path``."""
-    state = train_until(target)
-    reached = int(np.asarray(state.step)[0])
-    if reached != target:
-        raise UserError(
-            f"shared checkpoint in {directory} is at step {reached} without a snapshot at "
-            f"step {target}; delete {directory} to rerun"
-        )
-    write_atomic(path, flax.serialization.to_bytes(state.params))
+    return snapshot_at
 
 
 @functools.lru_cache(maxsize=1)

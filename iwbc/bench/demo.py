@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from iwbc.benchmark.records import records_dir
-from iwbc.benchmark.runner import run_suite
-from iwbc.benchmark.suites import load_suite
+from iwbc.bench.records import records_dir
+from iwbc.bench.runner import run_suite
+from iwbc.bench.suites import load_suite
 from iwbc.errors import UserError
 from iwbc.files import write_atomic
 from iwbc.report.suite_report import write_suite_report

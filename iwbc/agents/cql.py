@@ -12,25 +12,17 @@ locomotion are left out (BC warm-start, max-target and entropy backups, diff cli
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any
 
-import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from flax.typing import Initializer
 
-from iwbc.algos.common import (
-    TransitionBatch,
-    check_config,
-    optimizer_step,
-    soft_update,
-    stack_seeds,
-    tanh_gaussian_sample,
-)
+from iwbc.agents.common import Adam, OfflineRLAgent, Trained, check_config, soft_update
+from iwbc.agents.networks import EnsembleCritic, TanhGaussianActor, tanh_gaussian_sample
+from iwbc.core.agent import DataSpec
+from iwbc.core.sampling import TransitionBatch
 
 LOG_HALF = float(np.log(0.5))
 # CORL clamps the Lagrange multiplier exp(log α') to [0, 1e6].
@@ -66,96 +58,11 @@ class CQLConfig:
     # Orthogonal init (gain √2, output 1e-2) of the critics; CORL's actor keeps the default.
     orthogonal_init: bool = True
     # States normalized with the dataset's mean and std, rewards left as they are (both
-    # applied to the data by iwbc.algos.common.prepare_data).
+    # applied to the data by iwbc.core.sampling.prepare_data).
     normalize_states: bool = True
 
     def __post_init__(self) -> None:
         check_config(self)
-
-
-def one_at_a_time(initializer: Initializer) -> Initializer:
-    """``initializer``, drawn one matrix at a time under vmap (over seeds, over the twins).
-
-    Orthogonal init runs LAPACK QRs. On CPU, jaxlib 0.10.2 splits a batched QR over the
-    intra-op thread pool and waits for it from a thread of that same pool, so two batched QRs
-    at once can deadlock a 2-core machine for good (seen creating 3 or more seeds). An
-    unbatched QR runs inline.
-    """
-
-    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
-        return jax.custom_batching.sequential_vmap(lambda k: initializer(k, shape, dtype))(key)
-
-    return init
-
-
-class CQLMLP(nn.Module):
-    """ReLU MLP with CORL's CQL init: zero biases and an output layer scaled by 1e-2.
-
-    Orthogonal (gain √2 hidden, 1e-2 output) when ``orthogonal``; otherwise Flax's default
-    hidden layers and a Xavier-uniform output with gain 1e-2.
-    """
-
-    hidden_dims: Sequence[int]
-    output_dim: int
-    orthogonal: bool
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        init = nn.initializers
-        hidden_init = (
-            one_at_a_time(init.orthogonal(np.sqrt(2.0))) if self.orthogonal else init.lecun_normal()
-        )
-        for width in self.hidden_dims:
-            x = nn.relu(nn.Dense(width, kernel_init=hidden_init)(x))
-        output_init = (
-            one_at_a_time(init.orthogonal(1e-2))
-            if self.orthogonal
-            else init.variance_scaling(1e-4, "fan_avg", "uniform")
-        )
-        return nn.Dense(self.output_dim, kernel_init=output_init)(x)
-
-
-class TwinCritic(nn.Module):
-    """Two independent Q(s, a) networks; returns [2, ...] for any leading batch shape."""
-
-    hidden_dims: Sequence[int]
-    orthogonal: bool
-
-    @nn.compact
-    def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
-        inputs = jnp.concatenate([observations, actions], axis=-1)
-        ensemble = nn.vmap(
-            CQLMLP,
-            variable_axes={"params": 0},
-            split_rngs={"params": True},
-            in_axes=None,
-            out_axes=0,
-            axis_size=2,
-        )
-        return ensemble(self.hidden_dims, 1, self.orthogonal)(inputs)[..., 0]
-
-
-class TanhGaussianActor(nn.Module):
-    """π(a|s) = tanh(N(μ(s), σ(s)²)), log σ = clip(m·raw(s) + b, −20, 2), m and b learned.
-
-    CORL's parametrization: one MLP gives μ and raw log σ; the scalars m (init 1) and b (init
-    −1) start the policy narrow.
-    """
-
-    action_dim: int
-    hidden_dims: Sequence[int]
-    log_std_min: float = -20.0
-    log_std_max: float = 2.0
-
-    @nn.compact
-    def __call__(self, observations: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Return (mean, log_std) of the Gaussian before the tanh."""
-        out = CQLMLP(self.hidden_dims, 2 * self.action_dim, orthogonal=False)(observations)
-        mean, raw_log_std = jnp.split(out, 2, axis=-1)
-        multiplier = self.param("log_std_multiplier", nn.initializers.constant(1.0), ())
-        offset = self.param("log_std_offset", nn.initializers.constant(-1.0), ())
-        log_std = jnp.clip(multiplier * raw_log_std + offset, self.log_std_min, self.log_std_max)
-        return mean, log_std
 
 
 class CQLNoise(flax.struct.PyTreeNode):
@@ -227,35 +134,23 @@ def lagrange_loss(
     return -0.5 * jnp.sum(alpha_prime * cql_alpha * (jax.lax.stop_gradient(gaps) - target_gap))
 
 
-class CQLAgent(flax.struct.PyTreeNode):
+class CQLAgent(OfflineRLAgent):
     """Actor, twin critics and their targets, log α, log α', optimizer states, state statistics.
 
     ``log_alpha_prime`` (the Lagrange multiplier) only moves when ``config.cql_lagrange``.
     """
 
-    step: jax.Array
-    rng: jax.Array
-    actor_params: Any
-    critic_params: Any
-    target_critic_params: Any
-    log_alpha: jax.Array
-    log_alpha_prime: jax.Array
-    actor_opt_state: Any
-    critic_opt_state: Any
-    alpha_opt_state: Any
-    alpha_prime_opt_state: Any
-    obs_mean: jax.Array
-    obs_std: jax.Array
-    action_dim: int = flax.struct.field(pytree_node=False)
+    log_alpha: Trained
+    log_alpha_prime: Trained
     config: CQLConfig = flax.struct.field(pytree_node=False)
 
     @property
-    def actor(self) -> TanhGaussianActor:
-        return TanhGaussianActor(self.action_dim, self.config.hidden_dims)
+    def actor_network(self) -> TanhGaussianActor:
+        return _actor(self.action_dim, self.config)
 
     @property
-    def critic(self) -> TwinCritic:
-        return TwinCritic(self.config.hidden_dims, self.config.orthogonal_init)
+    def critic_network(self) -> EnsembleCritic:
+        return _critic(self.config)
 
     @property
     def target_entropy(self) -> float:
@@ -270,17 +165,21 @@ class CQLAgent(flax.struct.PyTreeNode):
         α'·cql_alpha·(gap − target gap) in the Lagrange variant.
         """
         config = self.config
-        mean, log_std = self.actor.apply(self.actor_params, batch.observations)
-        next_mean, next_log_std = self.actor.apply(self.actor_params, batch.next_observations)
+        mean, log_std = self.actor_network.apply(self.actor.params, batch.observations)
+        next_mean, next_log_std = self.actor_network.apply(
+            self.actor.params, batch.next_observations
+        )
         next_actions, _ = tanh_gaussian_sample(next_mean, next_log_std, noise.target)
         next_q = jnp.min(
-            self.critic.apply(self.target_critic_params, batch.next_observations, next_actions),
+            self.critic_network.apply(
+                self.target_critic_params, batch.next_observations, next_actions
+            ),
             axis=0,
         )
         target = jax.lax.stop_gradient(
             batch.rewards + config.discount * (1.0 - batch.dones) * next_q
         )
-        q = self.critic.apply(critic_params, batch.observations, batch.actions)
+        q = self.critic_network.apply(critic_params, batch.observations, batch.actions)
         td_loss = jnp.sum(jnp.mean((q - target) ** 2, axis=1))
 
         current_actions, log_pi_current = tanh_gaussian_sample(
@@ -297,7 +196,7 @@ class CQLAgent(flax.struct.PyTreeNode):
             batch.observations[:, None], (*sampled.shape[:2], batch.observations.shape[-1])
         )
         q_uniform, q_current, q_next = jnp.split(
-            self.critic.apply(critic_params, repeated_obs, sampled), 3, axis=-1
+            self.critic_network.apply(critic_params, repeated_obs, sampled), 3, axis=-1
         )
         ood = cql_logsumexp(
             q_uniform,
@@ -312,7 +211,7 @@ class CQLAgent(flax.struct.PyTreeNode):
         )
         gaps = jnp.mean(ood - q, axis=1)
         if config.cql_lagrange:
-            alpha_prime = _alpha_prime(self.log_alpha_prime)
+            alpha_prime = _alpha_prime(self.log_alpha_prime.params)
             cql_loss = jnp.sum(
                 alpha_prime * config.cql_alpha * (gaps - config.cql_target_action_gap)
             )
@@ -331,10 +230,12 @@ class CQLAgent(flax.struct.PyTreeNode):
         self, actor_params: Any, batch: TransitionBatch, noise: jax.Array
     ) -> tuple[jax.Array, dict]:
         """SAC's mean(α·log π(ã|s) − min Q(s, ã)), ã = tanh(μ + σ·ε), α = exp(log α)."""
-        mean, log_std = self.actor.apply(actor_params, batch.observations)
+        mean, log_std = self.actor_network.apply(actor_params, batch.observations)
         actions, log_pi = tanh_gaussian_sample(mean, log_std, noise)
-        q = jnp.min(self.critic.apply(self.critic_params, batch.observations, actions), axis=0)
-        alpha = jnp.exp(self.log_alpha)
+        q = jnp.min(
+            self.critic_network.apply(self.critic.params, batch.observations, actions), axis=0
+        )
+        alpha = jnp.exp(self.log_alpha.params)
         loss = jnp.mean(alpha * log_pi - q)
         return loss, {"actor_loss": loss, "log_pi": log_pi, "alpha": alpha}
 
@@ -347,48 +248,31 @@ class CQLAgent(flax.struct.PyTreeNode):
             noise_key, batch.actions.shape[0], config.cql_n_actions, self.action_dim
         )
         actor_grads, actor_info = jax.grad(self.actor_loss, has_aux=True)(
-            self.actor_params, batch, noise.actor
+            self.actor.params, batch, noise.actor
         )
         log_pi = actor_info.pop("log_pi")
         alpha_loss, alpha_grad = jax.value_and_grad(entropy_temperature_loss)(
-            self.log_alpha, log_pi, self.target_entropy
+            self.log_alpha.params, log_pi, self.target_entropy
         )
         critic_grads, critic_info = jax.grad(self.critic_loss, has_aux=True)(
-            self.critic_params, batch, noise
+            self.critic.params, batch, noise
         )
         gaps = critic_info.pop("cql_gap")
-        actor_params, actor_opt_state = optimizer_step(
-            optax.adam(config.actor_lr), actor_grads, self.actor_opt_state, self.actor_params
-        )
-        log_alpha, alpha_opt_state = optimizer_step(
-            optax.adam(config.actor_lr), alpha_grad, self.alpha_opt_state, self.log_alpha
-        )
-        critic_params, critic_opt_state = optimizer_step(
-            optax.adam(config.critic_lr), critic_grads, self.critic_opt_state, self.critic_params
-        )
-        log_alpha_prime, alpha_prime_opt_state = self.log_alpha_prime, self.alpha_prime_opt_state
+        critic = self.critic.apply_gradients(critic_grads)
+        log_alpha_prime = self.log_alpha_prime
         if config.cql_lagrange:
             alpha_prime_grad = jax.grad(lagrange_loss)(
-                self.log_alpha_prime, gaps, config.cql_alpha, config.cql_target_action_gap
+                self.log_alpha_prime.params, gaps, config.cql_alpha, config.cql_target_action_gap
             )
-            log_alpha_prime, alpha_prime_opt_state = optimizer_step(
-                optax.adam(config.critic_lr),
-                alpha_prime_grad,
-                alpha_prime_opt_state,
-                log_alpha_prime,
-            )
+            log_alpha_prime = log_alpha_prime.apply_gradients(alpha_prime_grad)
         agent = self.replace(
             step=self.step + 1,
             rng=rng,
-            actor_params=actor_params,
-            critic_params=critic_params,
-            target_critic_params=soft_update(self.target_critic_params, critic_params, config.tau),
-            log_alpha=log_alpha,
+            actor=self.actor.apply_gradients(actor_grads),
+            critic=critic,
+            target_critic_params=soft_update(self.target_critic_params, critic.params, config.tau),
+            log_alpha=self.log_alpha.apply_gradients(alpha_grad),
             log_alpha_prime=log_alpha_prime,
-            actor_opt_state=actor_opt_state,
-            critic_opt_state=critic_opt_state,
-            alpha_opt_state=alpha_opt_state,
-            alpha_prime_opt_state=alpha_prime_opt_state,
         )
         metrics = {
             "loss": critic_info["critic_loss"],
@@ -396,65 +280,55 @@ class CQLAgent(flax.struct.PyTreeNode):
             **actor_info,
             "alpha_loss": alpha_loss,
             "cql_gap": jnp.mean(gaps),
-            "alpha_prime": _alpha_prime(self.log_alpha_prime),
+            "alpha_prime": _alpha_prime(self.log_alpha_prime.params),
             "entropy": -jnp.mean(log_pi),
         }
         return agent, metrics
 
     def act(self, observations: jax.Array) -> jax.Array:
         """tanh(μ(s)), the deterministic action, for raw (unnormalized) observations."""
-        mean, _ = self.actor.apply(self.actor_params, (observations - self.obs_mean) / self.obs_std)
+        mean, _ = self.actor_network.apply(self.actor.params, self.standardize(observations))
         return jnp.tanh(mean)
 
     @classmethod
     def create(
-        cls,
-        seeds: Sequence[int],
-        observation_dim: int,
-        action_dim: int,
-        obs_mean: np.ndarray | None = None,
-        obs_std: np.ndarray | None = None,
-        config: CQLConfig | None = None,
+        cls, key: jax.Array, spec: DataSpec, config: CQLConfig, init: CQLAgent | None = None
     ) -> CQLAgent:
-        """Fresh agents for ``seeds``, stacked on a leading axis; the target starts as a copy.
-
-        log α starts at 0 (α = 1) and log α' at 1, as in CORL.
-        """
-        config = CQLConfig() if config is None else config
-        mean = np.zeros(observation_dim, np.float32) if obs_mean is None else obs_mean
-        std = np.ones(observation_dim, np.float32) if obs_std is None else obs_std
-        actor = TanhGaussianActor(action_dim, config.hidden_dims)
-        critic = TwinCritic(config.hidden_dims, config.orthogonal_init)
-        dummy_obs = jnp.zeros((1, observation_dim))
-        dummy_act = jnp.zeros((1, action_dim))
-
-        def create_one(key: jax.Array, obs_mean: jax.Array, obs_std: jax.Array) -> CQLAgent:
-            rng, actor_key, critic_key = jax.random.split(key, 3)
-            actor_params = actor.init(actor_key, dummy_obs)
-            critic_params = critic.init(critic_key, dummy_obs, dummy_act)
-            log_alpha = jnp.zeros((), jnp.float32)
-            log_alpha_prime = jnp.ones((), jnp.float32)
-            return cls(
-                step=jnp.zeros((), jnp.int32),
-                rng=rng,
-                actor_params=actor_params,
-                critic_params=critic_params,
-                target_critic_params=critic_params,
-                log_alpha=log_alpha,
-                log_alpha_prime=log_alpha_prime,
-                actor_opt_state=optax.adam(config.actor_lr).init(actor_params),
-                critic_opt_state=optax.adam(config.critic_lr).init(critic_params),
-                alpha_opt_state=optax.adam(config.actor_lr).init(log_alpha),
-                alpha_prime_opt_state=optax.adam(config.critic_lr).init(log_alpha_prime),
-                obs_mean=obs_mean,
-                obs_std=obs_std,
-                action_dim=action_dim,
-                config=config,
-            )
-
-        cache_key = (cls, observation_dim, action_dim, config)
-        return stack_seeds(create_one, seeds, mean, std, cache_key=cache_key)
+        """A fresh agent for one seed; the target starts as a copy. log α starts at 0 (α = 1)
+        and log α' at 1, as in CORL; α learns at the actor's rate, α' at the critic's."""
+        dummy_obs = spec.example_observations
+        dummy_act = spec.example_actions
+        rng, actor_key, critic_key = jax.random.split(key, 3)
+        actor_params = _actor(spec.action_dim, config).init(actor_key, dummy_obs)
+        critic_params = _critic(config).init(critic_key, dummy_obs, dummy_act)
+        return cls.fresh(
+            rng,
+            spec,
+            Trained.create(actor_params, Adam(config.actor_lr)),
+            Trained.create(critic_params, Adam(config.critic_lr)),
+            log_alpha=Trained.create(jnp.zeros((), jnp.float32), Adam(config.actor_lr)),
+            log_alpha_prime=Trained.create(jnp.ones((), jnp.float32), Adam(config.critic_lr)),
+            config=config,
+        )
 
 
 def _alpha_prime(log_alpha_prime: jax.Array) -> jax.Array:
     return jnp.clip(jnp.exp(log_alpha_prime), 0.0, ALPHA_PRIME_MAX)
+
+
+def _actor(action_dim: int, config: CQLConfig) -> TanhGaussianActor:
+    """CORL's actor: log σ = clip(m·raw + b, −20, 2), Xavier output layer with gain 1e-2."""
+    return TanhGaussianActor(
+        action_dim,
+        config.hidden_dims,
+        log_std_scheme="corl_cql_affine",
+        log_std_min=-20.0,
+        log_std_max=2.0,
+        init_scheme="corl_cql_xavier",
+    )
+
+
+def _critic(config: CQLConfig) -> EnsembleCritic:
+    """CORL's twin critics: orthogonal with ``orthogonal_init``, else the Xavier output layer."""
+    init_scheme = "corl_cql_orthogonal" if config.orthogonal_init else "corl_cql_xavier"
+    return EnsembleCritic(config.hidden_dims, ensemble_size=2, init_scheme=init_scheme)

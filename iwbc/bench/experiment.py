@@ -1,6 +1,6 @@
 """One experiment: a dataset × methods × seeds, trained, evaluated and reported (``iwbc run``).
 
-It runs as a one-dataset benchmark suite through :mod:`iwbc.benchmark`, so the BC family and
+It runs as a one-dataset benchmark suite through :mod:`iwbc.bench`, so the BC family and
 the offline-RL baselines train on the same engine and are scored on the same evaluation
 episodes, and a killed run resumes: finished runs are kept as records, unfinished ones continue
 from their checkpoints. The records live in the work directory, keyed by a hash of the dataset
@@ -18,20 +18,25 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from iwbc.algos import ALGORITHMS
-from iwbc.benchmark.records import read_record, record_path
-from iwbc.benchmark.runner import run_suite
-from iwbc.benchmark.suites import Suite, observation_preprocessing
-from iwbc.benchmark.units import VERSIONED, dataset_slug
+from iwbc.agents.registry import METHODS
+from iwbc.bench.records import read_record, record_path
+from iwbc.bench.runner import run_suite
+from iwbc.bench.suites import (
+    PipelineConfig,
+    Suite,
+    observation_preprocessing,
+    with_overrides,
+)
+from iwbc.bench.units import VERSIONED, dataset_slug
 from iwbc.data import OfflineDataset, dataset_normalized_score
+from iwbc.envs.evaluate import EVAL_SEED_BASE
 from iwbc.errors import UserError, write_error
-from iwbc.evaluate import EVAL_SEED_BASE
 from iwbc.files import json_text
 from iwbc.machine import machine_record
-from iwbc.methods import METHODS, PipelineConfig
 from iwbc.report.figures import returns_figure
 from iwbc.report.tables import MethodScores, csv_table, markdown_table
 
@@ -42,6 +47,7 @@ class ExperimentConfig:
 
     ``algorithm_steps`` is the update budget of the offline-RL baselines (None: each one's
     default, CORL's 1M); their other hyperparameters are their CORL D4RL defaults.
+    ``settings`` sets fields of single methods' configs last (``--set iql.expectile=0.9``).
     """
 
     methods: tuple[str, ...] = ("bc", "filtered_bc", "top10_bc", "iw_bc")
@@ -50,6 +56,7 @@ class ExperimentConfig:
     eval_episodes: int = 100
     engine: str = "auto"
     algorithm_steps: int | None = None
+    settings: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
     def __post_init__(self) -> None:
         method_names(self.methods)
@@ -59,6 +66,7 @@ class ExperimentConfig:
             raise UserError(f"eval_episodes must be at least 1, got {self.eval_episodes}")
         if self.algorithm_steps is not None and self.algorithm_steps <= 0:
             raise UserError(f"algorithm_steps must be positive, got {self.algorithm_steps}")
+        self.suite("")  # a bad --set fails here, before any data is loaded
 
     def fingerprint(self, dataset_id: str) -> str:
         """A short hash naming the records directory of this configuration on this dataset."""
@@ -69,12 +77,12 @@ class ExperimentConfig:
         """The one-dataset suite that runs this experiment: final evaluation only."""
         algorithms = []
         for name in self.methods:
-            if name in ALGORITHMS:
-                config = ALGORITHMS[name][1]()
+            if METHODS[name].family == "offline_rl":
+                config = METHODS[name].config()
                 if self.algorithm_steps is not None:
                     config = dataclasses.replace(config, steps=self.algorithm_steps)
                 algorithms.append((name, config))
-        return Suite(
+        suite = Suite(
             name="run",
             description=f"iwbc run {dataset_id}",
             datasets=(dataset_id,),
@@ -87,6 +95,7 @@ class ExperimentConfig:
             pipeline=self.pipeline,
             algorithms=tuple(algorithms),
         )
+        return with_overrides(suite, {m: dict(v) for m, v in self.settings})
 
 
 def run_experiment(
@@ -245,7 +254,7 @@ def method_names(names: Sequence[str] | str) -> tuple[str, ...]:
     BC family and the offline-RL baselines."""
     parts = names.split(",") if isinstance(names, str) else list(names)
     cleaned = tuple(p.strip() for p in parts if p.strip())
-    known = (*METHODS, *ALGORITHMS)
+    known = tuple(METHODS)
     unknown = [name for name in cleaned if name not in known]
     if unknown:
         raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(known)}")

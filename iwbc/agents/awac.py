@@ -1,0 +1,154 @@
+"""AWAC (Nair et al. 2020): advantage-weighted actor-critic.
+
+The critics are learned by TD with actions sampled from the current policy, and the policy by
+regressing onto the data's actions weighted by exp(A(s, a) / λ), A = Q(s, a) − Q(s, a'),
+a' ~ π(s). Hyperparameters are CORL's ``awac.py`` defaults for D4RL locomotion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from iwbc.agents.common import (
+    Adam,
+    OfflineRLAgent,
+    Trained,
+    check_config,
+    gaussian_actor,
+    soft_update,
+)
+from iwbc.agents.networks import EnsembleCritic, GaussianPolicy, gaussian_log_prob
+from iwbc.core.agent import DataSpec
+from iwbc.core.sampling import TransitionBatch
+
+
+@dataclasses.dataclass(frozen=True)
+class AWACConfig:
+    """CORL ``awac.py`` defaults for D4RL locomotion."""
+
+    # Gradient updates of a full run (CORL: num_train_ops = 1M).
+    steps: int = 1_000_000
+    batch_size: int = 256
+    learning_rate: float = 3e-4
+    # CORL's AWAC uses 3 hidden layers of 256 for the actor and both critics.
+    hidden_dims: tuple[int, ...] = (256, 256, 256)
+    discount: float = 0.99
+    # Polyak rate of the target critics.
+    tau: float = 5e-3
+    # Temperature of the advantage weights exp(A / λ), clipped at exp_adv_max.
+    awac_lambda: float = 1.0
+    exp_adv_max: float = 100.0
+    # Gaussian actor (mean not squashed, samples clipped to [-1, 1]); log-std clip.
+    log_std_min: float = -20.0
+    log_std_max: float = 2.0
+    # States normalized with the dataset's mean and std, rewards left as they are (both
+    # applied to the data by iwbc.core.sampling.prepare_data).
+    normalize_states: bool = True
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+
+def sampled_action(mean: jax.Array, log_std: jax.Array, noise: jax.Array) -> jax.Array:
+    """a = clip(μ + σ·ε, −1, 1), ε ~ N(0, 1)."""
+    return jnp.clip(mean + jnp.exp(log_std) * noise, -1.0, 1.0)
+
+
+class AWACAgent(OfflineRLAgent):
+    """Actor, twin critics and their targets, optimizer states, state statistics of one seed."""
+
+    config: AWACConfig = flax.struct.field(pytree_node=False)
+
+    @property
+    def actor_network(self) -> GaussianPolicy:
+        return gaussian_actor(self.action_dim, self.config, tanh_mean=False)
+
+    def critic_loss(
+        self, critic_params: Any, batch: TransitionBatch, noise: jax.Array
+    ) -> tuple[jax.Array, dict]:
+        """Sum over both critics of the MSE to r + γ·(1 − done)·min Q'(s', a'), a' ~ π(s')."""
+        mean, log_std = self.actor_network.apply(self.actor.params, batch.next_observations)
+        next_actions = sampled_action(mean, log_std, noise)
+        next_q = jnp.min(
+            self.critic_network.apply(
+                self.target_critic_params, batch.next_observations, next_actions
+            ),
+            axis=0,
+        )
+        target = batch.rewards + self.config.discount * (1.0 - batch.dones) * next_q
+        q = self.critic_network.apply(critic_params, batch.observations, batch.actions)
+        loss = jnp.sum(jnp.mean((q - jax.lax.stop_gradient(target)) ** 2, axis=1))
+        return loss, {"critic_loss": loss, "q_mean": jnp.mean(q)}
+
+    def actor_loss(
+        self, actor_params: Any, batch: TransitionBatch, noise: jax.Array
+    ) -> tuple[jax.Array, dict]:
+        """−mean(min(exp(A / λ), 100)·log π(a|s)), A = min Q(s, a) − min Q(s, a'), a' ~ π(s)."""
+        config = self.config
+        mean, log_std = self.actor_network.apply(actor_params, batch.observations)
+        policy_actions = sampled_action(mean, log_std, noise)
+        v = jnp.min(
+            self.critic_network.apply(self.critic.params, batch.observations, policy_actions), 0
+        )
+        q = jnp.min(
+            self.critic_network.apply(self.critic.params, batch.observations, batch.actions), 0
+        )
+        weights = jax.lax.stop_gradient(
+            jnp.minimum(jnp.exp((q - v) / config.awac_lambda), config.exp_adv_max)
+        )
+        loss = -jnp.mean(weights * gaussian_log_prob(mean, log_std, batch.actions))
+        return loss, {"actor_loss": loss, "weight_mean": jnp.mean(weights)}
+
+    def update(self, batch: TransitionBatch) -> tuple[AWACAgent, dict]:
+        """A critic step, an actor step with the updated critics, then the target update."""
+        config = self.config
+        rng, critic_key, actor_key = jax.random.split(self.rng, 3)
+        critic_noise = jax.random.normal(critic_key, batch.actions.shape)
+        critic_grads, critic_info = jax.grad(self.critic_loss, has_aux=True)(
+            self.critic.params, batch, critic_noise
+        )
+        agent = self.replace(critic=self.critic.apply_gradients(critic_grads))
+        actor_noise = jax.random.normal(actor_key, batch.actions.shape)
+        actor_grads, actor_info = jax.grad(agent.actor_loss, has_aux=True)(
+            self.actor.params, batch, actor_noise
+        )
+        agent = agent.replace(
+            step=self.step + 1,
+            rng=rng,
+            actor=self.actor.apply_gradients(actor_grads),
+            target_critic_params=soft_update(
+                self.target_critic_params, agent.critic.params, config.tau
+            ),
+        )
+        return agent, {"loss": actor_info["actor_loss"], **critic_info, **actor_info}
+
+    def act(self, observations: jax.Array) -> jax.Array:
+        """The Gaussian's mean, clipped to [-1, 1], for raw (unnormalized) observations."""
+        mean, _ = self.actor_network.apply(self.actor.params, self.standardize(observations))
+        return jnp.clip(mean, -1.0, 1.0)
+
+    @classmethod
+    def create(
+        cls, key: jax.Array, spec: DataSpec, config: AWACConfig, init: AWACAgent | None = None
+    ) -> AWACAgent:
+        """A fresh agent for one seed; the target starts as a copy."""
+        dummy_obs = spec.example_observations
+        dummy_act = spec.example_actions
+        rng, actor_key, critic_key = jax.random.split(key, 3)
+        actor_params = gaussian_actor(spec.action_dim, config, tanh_mean=False).init(
+            actor_key, dummy_obs
+        )
+        critic_params = EnsembleCritic(config.hidden_dims).init(critic_key, dummy_obs, dummy_act)
+        optimizer = Adam(config.learning_rate)
+        return cls.fresh(
+            rng,
+            spec,
+            Trained.create(actor_params, optimizer),
+            Trained.create(critic_params, optimizer),
+            config=config,
+        )

@@ -1,0 +1,165 @@
+"""Pieces the offline-RL agents share: config checks, trained networks, target updates, and
+the base holding the dataset's state statistics they act with.
+
+Network modules: :mod:`iwbc.agents.networks`; device data: :mod:`iwbc.core.sampling`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, ClassVar, Literal
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from iwbc.agents.networks import EnsembleCritic, GaussianPolicy
+from iwbc.core.agent import Agent, DataKind, DataSpec
+from iwbc.errors import UserError
+
+
+def check_config(config: Any) -> None:
+    """Refuse, in one line, a config no run could use (a suite typo or a CLI value), before the
+    run starts: counts below 1, non-finite numbers, learning rates ≤ 0, a discount outside
+    [0, 1], a Polyak rate outside (0, 1], empty or non-positive hidden layers."""
+    name = type(config).__name__
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name == "hidden_dims":
+            if not value or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in value
+            ):
+                raise UserError(f"{name}.hidden_dims must be positive layer widths, got {value!r}")
+        elif field.type == "int" and value < 1:
+            raise UserError(f"{name}.{field.name} must be an integer ≥ 1, got {value!r}")
+        elif field.type == "float" and not math.isfinite(value):
+            raise UserError(f"{name}.{field.name} must be a finite number, got {value!r}")
+        elif field.name.endswith(("_lr", "learning_rate")) and value <= 0:
+            raise UserError(f"{name}.{field.name} must be > 0, got {value!r}")
+    if not 0.0 <= config.discount <= 1.0:
+        raise UserError(f"{name}.discount must be in [0, 1], got {config.discount!r}")
+    if not 0.0 < config.tau <= 1.0:
+        raise UserError(f"{name}.tau must be in (0, 1], got {config.tau!r}")
+
+
+def optimizer_step(
+    optimizer: optax.GradientTransformation, grads: Any, opt_state: Any, params: Any
+) -> tuple[Any, Any]:
+    """One optimizer update of ``params``; returns the new parameters and optimizer state."""
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def soft_update(target: Any, online: Any, tau: float) -> Any:
+    """Polyak averaging: target ← τ·online + (1 − τ)·target."""
+    return jax.tree.map(lambda t, o: tau * o + (1.0 - tau) * t, target, online)
+
+
+@dataclasses.dataclass(frozen=True)
+class Adam:
+    """An Adam optimizer as a hashable value: ``schedule`` "cosine" decays the learning rate
+    to 0 over ``decay_steps`` (IQL's actor), "warmup_cosine" first warms it up from 0 over
+    ``warmup_steps`` (the iw-BC fine-tune); the authors' WarmupCosineLR is optax's schedule."""
+
+    learning_rate: float
+    schedule: Literal["constant", "cosine", "warmup_cosine"] = "constant"
+    decay_steps: int = 0
+    warmup_steps: int = 0
+
+    def transform(self) -> optax.GradientTransformation:
+        return _adam(self)
+
+
+@functools.cache
+def _adam(spec: Adam) -> optax.GradientTransformation:
+    if spec.schedule == "constant":
+        return optax.adam(spec.learning_rate)
+    if spec.schedule == "cosine":
+        return optax.adam(optax.cosine_decay_schedule(spec.learning_rate, spec.decay_steps))
+    return optax.adam(
+        optax.warmup_cosine_decay_schedule(
+            init_value=0.0,
+            peak_value=spec.learning_rate,
+            warmup_steps=spec.warmup_steps,
+            decay_steps=spec.decay_steps,
+            end_value=0.0,
+        )
+    )
+
+
+class Trained(flax.struct.PyTreeNode):
+    """One trained set of parameters and its optimizer state (a network, or a temperature).
+
+    Flax's ``TrainState`` would do, but it holds ``apply_fn`` and ``tx`` as static fields that
+    compare by identity, so every newly created agent would compile the trainer anew; here the
+    optimizer is a hashable :class:`Adam` and the network module is the agent's to build.
+    """
+
+    params: Any
+    opt_state: Any
+    optimizer: Adam = flax.struct.field(pytree_node=False)
+
+    @classmethod
+    def create(cls, params: Any, optimizer: Adam) -> Trained:
+        return cls(params, optimizer.transform().init(params), optimizer)
+
+    def apply_gradients(self, grads: Any) -> Trained:
+        params, opt_state = optimizer_step(
+            self.optimizer.transform(), grads, self.opt_state, self.params
+        )
+        return self.replace(params=params, opt_state=opt_state)
+
+
+class OfflineRLAgent(Agent):
+    """Base of the baselines: an actor, an ensemble of critics and its target. They train on
+    standardized transitions and act on raw observations with the dataset's state statistics
+    (mean 0, std 1 when not standardized)."""
+
+    obs_mean: jax.Array
+    obs_std: jax.Array
+    actor: Trained
+    critic: Trained
+    target_critic_params: Any
+    action_dim: int = flax.struct.field(pytree_node=False)
+
+    data_kind: ClassVar[DataKind] = "transitions"
+
+    @property
+    def critic_network(self) -> EnsembleCritic:
+        return EnsembleCritic(self.config.hidden_dims)
+
+    def standardize(self, observations: jax.Array) -> jax.Array:
+        return (observations - self.obs_mean) / self.obs_std
+
+    @classmethod
+    def fresh(
+        cls, rng: jax.Array, spec: DataSpec, actor: Trained, critic: Trained, **fields: Any
+    ) -> Any:
+        """A new agent at update 0 for data ``spec``, its target critic a copy of ``critic``."""
+        return cls(
+            step=jnp.zeros((), jnp.int32),
+            rng=rng,
+            obs_mean=spec.obs_mean,
+            obs_std=spec.obs_std,
+            actor=actor,
+            critic=critic,
+            target_critic_params=critic.params,
+            action_dim=spec.action_dim,
+            **fields,
+        )
+
+
+def gaussian_actor(action_dim: int, config: Any, *, tanh_mean: bool) -> GaussianPolicy:
+    """IQL's and AWAC's actor (CORL): a Gaussian with a state-independent log-std clipped to
+    the config's bounds, on already standardized states (the agent standardizes, in act())."""
+    return GaussianPolicy(
+        action_dim=action_dim,
+        hidden_dims=config.hidden_dims,
+        log_std_min=config.log_std_min,
+        log_std_max=config.log_std_max,
+        standardize=False,
+        tanh_mean=tanh_mean,
+    )

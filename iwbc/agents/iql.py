@@ -1,0 +1,178 @@
+"""IQL (Kostrikov et al. 2021): in-sample Q-learning with an expectile value, then AWR.
+
+V(s) is fitted as an upper expectile of the target Q over the dataset's actions, Q(s, a) to
+r + γ·V(s'), and the policy by advantage-weighted regression, so no out-of-data action is ever
+queried. Hyperparameters are CORL's D4RL locomotion defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from iwbc.agents.common import (
+    Adam,
+    OfflineRLAgent,
+    Trained,
+    check_config,
+    gaussian_actor,
+    soft_update,
+)
+from iwbc.agents.networks import (
+    EnsembleCritic,
+    GaussianPolicy,
+    ValueNet,
+    policy_log_prob,
+    policy_mean_action,
+)
+from iwbc.core.agent import DataSpec
+from iwbc.core.sampling import TransitionBatch
+
+
+@dataclasses.dataclass(frozen=True)
+class IQLConfig:
+    """CORL ``iql.py`` defaults for D4RL locomotion."""
+
+    # Gradient updates of a full run (CORL: max_timesteps = 1M). The actor's learning rate
+    # follows a cosine from actor_lr to 0 over them (CORL: CosineAnnealingLR).
+    steps: int = 1_000_000
+    batch_size: int = 256
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    value_lr: float = 3e-4
+    hidden_dims: tuple[int, ...] = (256, 256)
+    discount: float = 0.99
+    # Polyak rate of the target critics.
+    tau: float = 5e-3
+    # Expectile of the value loss (0.5 would be the mean; 0.7 for locomotion).
+    expectile: float = 0.7
+    # Inverse temperature of the advantage weights exp(β·A), clipped at exp_adv_max.
+    beta: float = 3.0
+    exp_adv_max: float = 100.0
+    # Gaussian policy's log-std clip (CORL: LOG_STD_MIN = -20, LOG_STD_MAX = 2).
+    log_std_min: float = -20.0
+    log_std_max: float = 2.0
+    # States normalized; rewards scaled by 1000 / (max return − min return). Both are applied
+    # to the data by iwbc.core.sampling.prepare_data.
+    normalize_states: bool = True
+    normalize_rewards: bool = True
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+
+def expectile_loss(diff: jax.Array, expectile: float) -> jax.Array:
+    """mean(|τ − 1[u < 0]|·u²): the asymmetric L2 whose minimizer is the τ-expectile."""
+    weight = jnp.where(diff < 0, 1.0 - expectile, expectile)
+    return jnp.mean(weight * diff**2)
+
+
+def advantage_weights(advantages: jax.Array, beta: float, max_weight: float) -> jax.Array:
+    """min(exp(β·A), max_weight), the AWR weights of the actor loss."""
+    return jnp.minimum(jnp.exp(beta * advantages), max_weight)
+
+
+class IQLAgent(OfflineRLAgent):
+    """Actor, twin critics and their target, value net and their optimizer states."""
+
+    value: Trained
+    config: IQLConfig = flax.struct.field(pytree_node=False)
+
+    @property
+    def actor_network(self) -> GaussianPolicy:
+        return gaussian_actor(self.action_dim, self.config, tanh_mean=True)
+
+    @property
+    def value_network(self) -> ValueNet:
+        return ValueNet(self.config.hidden_dims)
+
+    def value_loss(self, value_params: Any, batch: TransitionBatch) -> tuple[jax.Array, dict]:
+        """Expectile regression of V(s) on min of the target critics at the data's (s, a)."""
+        target_q = jnp.min(
+            self.critic_network.apply(self.target_critic_params, batch.observations, batch.actions),
+            axis=0,
+        )
+        v = self.value_network.apply(value_params, batch.observations)
+        loss = expectile_loss(jax.lax.stop_gradient(target_q) - v, self.config.expectile)
+        return loss, {"value_loss": loss, "v_mean": jnp.mean(v), "adv": target_q - v}
+
+    def critic_loss(
+        self, critic_params: Any, batch: TransitionBatch, next_v: jax.Array
+    ) -> tuple[jax.Array, dict]:
+        """Mean over both critics of the MSE to r + γ·(1 − done)·V(s')."""
+        target = batch.rewards + self.config.discount * (1.0 - batch.dones) * next_v
+        q = self.critic_network.apply(critic_params, batch.observations, batch.actions)
+        loss = jnp.mean((q - jax.lax.stop_gradient(target)) ** 2)
+        return loss, {"critic_loss": loss, "q_mean": jnp.mean(q)}
+
+    def actor_loss(
+        self, actor_params: Any, batch: TransitionBatch, advantages: jax.Array
+    ) -> tuple[jax.Array, dict]:
+        """Advantage-weighted regression: −mean(min(exp(β·A), 100)·log π(a|s))."""
+        config = self.config
+        weights = advantage_weights(
+            jax.lax.stop_gradient(advantages), config.beta, config.exp_adv_max
+        )
+        log_probs = policy_log_prob(
+            self.actor_network, actor_params, batch.observations, batch.actions
+        )
+        loss = -jnp.mean(weights * log_probs)
+        return loss, {"actor_loss": loss, "weight_mean": jnp.mean(weights)}
+
+    def update(self, batch: TransitionBatch) -> tuple[IQLAgent, dict]:
+        """V, Q and π steps from the same pre-update networks (as CORL), then the target update."""
+        next_v = self.value_network.apply(self.value.params, batch.next_observations)
+        value_grads, value_info = jax.grad(self.value_loss, has_aux=True)(self.value.params, batch)
+        advantages = value_info.pop("adv")
+        critic_grads, critic_info = jax.grad(self.critic_loss, has_aux=True)(
+            self.critic.params, batch, next_v
+        )
+        actor_grads, actor_info = jax.grad(self.actor_loss, has_aux=True)(
+            self.actor.params, batch, advantages
+        )
+        value = self.value.apply_gradients(value_grads)
+        critic = self.critic.apply_gradients(critic_grads)
+        actor = self.actor.apply_gradients(actor_grads)
+        agent = self.replace(
+            step=self.step + 1,
+            actor=actor,
+            critic=critic,
+            target_critic_params=soft_update(
+                self.target_critic_params, critic.params, self.config.tau
+            ),
+            value=value,
+        )
+        return agent, {"loss": actor_info["actor_loss"], **value_info, **critic_info, **actor_info}
+
+    def act(self, observations: jax.Array) -> jax.Array:
+        """The Gaussian's mean for raw (unnormalized) observations."""
+        return policy_mean_action(
+            self.actor_network, self.actor.params, self.standardize(observations)
+        )
+
+    @classmethod
+    def create(
+        cls, key: jax.Array, spec: DataSpec, config: IQLConfig, init: IQLAgent | None = None
+    ) -> IQLAgent:
+        """A fresh agent for one seed; the target starts as a copy. The actor's learning rate
+        decays to 0 over the run (cosine, as CORL)."""
+        dummy_obs = spec.example_observations
+        dummy_act = spec.example_actions
+        rng, actor_key, critic_key, value_key = jax.random.split(key, 4)
+        actor_params = gaussian_actor(spec.action_dim, config, tanh_mean=True).init(
+            actor_key, dummy_obs
+        )
+        critic_params = EnsembleCritic(config.hidden_dims).init(critic_key, dummy_obs, dummy_act)
+        value_params = ValueNet(config.hidden_dims).init(value_key, dummy_obs)
+        return cls.fresh(
+            rng,
+            spec,
+            Trained.create(actor_params, Adam(config.actor_lr, "cosine", config.steps)),
+            Trained.create(critic_params, Adam(config.critic_lr)),
+            value=Trained.create(value_params, Adam(config.value_lr)),
+            config=config,
+        )

@@ -1,0 +1,78 @@
+"""The one interface every trained method implements, BC family, offline-RL baselines and the
+data-generation SAC alike (the shape of ogbench's and fql's agents).
+
+An agent is a ``flax.struct.PyTreeNode`` holding one seed's train state (parameters, optimizer
+states, targets, the observation statistics it acts with) and its config as a static field:
+
+- ``create(key, spec, config, init=None)`` builds one seed's agent for data described by
+  ``spec``; ``init`` is an agent to start from (a fine-tune starts from BC), only for agents
+  that ``accepts_init`` (the trainer refuses it for the others);
+- ``prepare(data)`` fills whatever state needs the whole training data once before training
+  (iw-BC's whole-trajectory tables); most agents need nothing;
+- ``sample(key, data, step)`` draws one batch on the device (transitions here; episodes for the
+  BC family) and may refresh state that is computed from the data;
+- ``update(batch) -> (agent, info)`` is one gradient step, ``info`` holding scalar metrics;
+- ``act(observations)`` is the deterministic action for raw environment observations.
+
+:mod:`iwbc.core.trainer` vmaps ``create`` over seeds and runs jit(vmap(scan(sample, update)))
+for any agent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from iwbc.core.sampling import sample_transitions
+
+DataKind = Literal["episodes", "transitions"]
+
+
+class DataSpec(flax.struct.PyTreeNode):
+    """The training data as an agent's ``create`` needs it: its dimensions and the whole
+    dataset's observation mean and std (used by agents that standardize observations)."""
+
+    obs_mean: jax.Array
+    obs_std: jax.Array
+    action_dim: int = flax.struct.field(pytree_node=False)
+
+    @property
+    def observation_dim(self) -> int:
+        return int(np.shape(self.obs_mean)[-1])
+
+    @property
+    def example_observations(self) -> jax.Array:
+        """A batch of one zero observation, to initialize networks with."""
+        return jnp.zeros((1, self.observation_dim), jnp.float32)
+
+    @property
+    def example_actions(self) -> jax.Array:
+        return jnp.zeros((1, self.action_dim), jnp.float32)
+
+
+class Agent(flax.struct.PyTreeNode):
+    """Base of every agent: the update counter and the random key the trainer splits; the
+    default ``prepare`` and ``sample`` (uniform transitions) of the offline-RL agents."""
+
+    step: jax.Array
+    rng: jax.Array
+
+    # What ``sample`` draws from: the trainer prepares this kind of device data for the agent.
+    data_kind: ClassVar[DataKind] = "transitions"
+    # Whether ``create`` can start from another agent (``init``); the trainer refuses it else.
+    accepts_init: ClassVar[bool] = False
+
+    @property
+    def observation_dim(self) -> int:
+        """The observations it acts on (an evaluation checks them against the environment)."""
+        return int(np.shape(self.obs_mean)[-1])
+
+    def prepare(self, data: Any) -> Agent:
+        return self
+
+    def sample(self, key: jax.Array, data: Any, step: jax.Array) -> tuple[Agent, Any]:
+        return self, sample_transitions(key, data, self.config.batch_size)

@@ -1,0 +1,244 @@
+"""The one trainer: any agent, all seeds vmapped, one ``jax.jit`` around a ``lax.scan`` of updates.
+
+:func:`create_agents` builds one agent per seed in one compiled call. :class:`Training` runs a
+seed-stacked agent on device-resident data in chunks, jit(vmap over seeds(scan over a chunk of
+``sample`` + ``update``)), so no Python runs between the updates of a chunk. Between chunks it
+shows progress, checks the chunk for divergence and writes a checkpoint; a fresh agent resumes
+from an existing checkpoint, and an agent trained on in memory (to evaluate along a learning
+curve) never reads it again.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from iwbc.core.agent import Agent, DataSpec
+from iwbc.errors import TrainingDiverged, UserError
+from iwbc.files import write_atomic
+
+
+def create_agents(
+    agent_cls: type[Agent],
+    config: Any,
+    spec: DataSpec,
+    seeds: list[int] | tuple[int, ...],
+    init: Agent | None = None,
+) -> Agent:
+    """One ``agent_cls`` per seed (key ``PRNGKey(seed)``), stacked on a leading axis; ``init``
+    (seed-stacked too) is what each starts from. Compiled once per class, config and shapes:
+    initializing networks op by op takes seconds (results/perf/run_path.md)."""
+    if not seeds:
+        raise ValueError("no seeds given; pass at least one training seed")
+    if init is not None and not agent_cls.accepts_init:
+        raise ValueError(f"{agent_cls.__name__} trains from scratch; it takes no init agent")
+    keys = jnp.stack([jax.random.PRNGKey(seed) for seed in seeds])
+    return _create(agent_cls, config, keys, spec, init)
+
+
+def create_agent(agent_cls: type[Agent], config: Any, spec: DataSpec, seed: int) -> Agent:
+    """One ``agent_cls`` for ``seed`` (key ``PRNGKey(seed)``), without a seed axis, compiled."""
+    return _create_one(agent_cls, config, jax.random.PRNGKey(seed), spec)
+
+
+@functools.partial(jax.jit, static_argnames=("agent_cls", "config"))
+def _create_one(agent_cls: type[Agent], config: Any, key: jax.Array, spec: DataSpec) -> Any:
+    return agent_cls.create(key, spec, config)
+
+
+@functools.partial(jax.jit, static_argnames=("agent_cls", "config"))
+def _create(agent_cls: type[Agent], config: Any, keys: jax.Array, spec: DataSpec, init: Any) -> Any:
+    return jax.vmap(lambda key, start: agent_cls.create(key, spec, config, start))(keys, init)
+
+
+@jax.jit
+def _prepare(agent: Agent, data: Any) -> Agent:
+    return jax.vmap(lambda one: one.prepare(data))(agent)
+
+
+def updates(agent: Agent, data: Any, start: jax.Array, length: int) -> tuple[Agent, dict]:
+    """``length`` updates of one agent, a ``lax.scan`` of (sample, update); the metrics are
+    per update. ``start`` is the index of the first update (an agent may branch on it: iw-BC
+    refreshes its trajectory tables every few updates)."""
+
+    def step(one: Agent, index: jax.Array) -> tuple[Agent, dict]:
+        rng, key = jax.random.split(one.rng)
+        one, batch = one.replace(rng=rng).sample(key, data, index)
+        return one.update(batch)
+
+    return jax.lax.scan(step, agent, start + jnp.arange(length))
+
+
+@functools.partial(jax.jit, static_argnames="length")
+def run_chunk(agent: Agent, data: Any, start: jax.Array, length: int) -> tuple[Agent, dict]:
+    """``length`` updates of every seed: vmap over seeds of :func:`updates`, ``start`` the same
+    for every seed. Compiled once per agent type, config (static fields of the agent), data
+    shapes and length."""
+    return jax.vmap(lambda one: updates(one, data, start, length))(agent)
+
+
+# One agent's chunk, for an online learner that interleaves it with acting (datagen's SAC).
+run_updates = jax.jit(updates, static_argnames="length")
+
+
+@jax.jit
+def finite_state(state: Any) -> jax.Array:
+    """[seeds] bool: whether every floating-point leaf of seed-stacked ``state`` (parameters,
+    optimizer moments, targets) is finite. One reduction on the device, read once per chunk."""
+    leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    per_leaf = [jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=1) for x in leaves]
+    return jnp.all(jnp.stack(per_leaf), axis=0)
+
+
+def check_chunk(
+    description: str, start: int, end: int, metrics: dict[str, np.ndarray], finite: np.ndarray
+) -> None:
+    """Raise TrainingDiverged if the chunk of updates ``start + 1`` … ``end`` made a loss or
+    the state non-finite, naming the first update whose loss was (losses are per update).
+
+    ``metrics`` are the chunk's [seeds, updates] values; those named ``*loss`` are checked (the
+    others, e.g. a weight spread, may be infinite by construction). ``finite`` is
+    :func:`finite_state` of the state after the chunk.
+    """
+    bad = {name: ~np.isfinite(v) for name, v in metrics.items() if name.endswith("loss")}
+    bad = {name: mask for name, mask in bad.items() if mask.any()}
+    if not bad and finite.all():
+        return
+    chunk = f"(chunk of updates {start + 1}-{end})"
+    fix = "lower the learning rate and rerun"
+    if not bad:
+        seeds = ", ".join(map(str, np.flatnonzero(~finite)))
+        raise TrainingDiverged(
+            f"{description} diverged: non-finite parameters after update {end} {chunk}, "
+            f"seed index {seeds}; {fix}"
+        )
+    first = min(int(np.argmax(mask.any(axis=0))) for mask in bad.values())
+    names = ", ".join(name for name, mask in bad.items() if mask[:, first].any())
+    seeds = ", ".join(
+        map(str, sorted({s for mask in bad.values() for s in np.flatnonzero(mask[:, first])}))
+    )
+    raise TrainingDiverged(
+        f"{description} diverged: non-finite {names} at update {start + first + 1} {chunk}, "
+        f"seed index {seeds}; {fix}"
+    )
+
+
+def save_checkpoint(path: Path, state: Any, history: list[dict]) -> None:
+    """Write state and history as one file, atomically: a kill leaves the old one or the new one."""
+    payload = {
+        "state": flax.serialization.to_state_dict(state),
+        "history": json.dumps(history),
+    }
+    write_atomic(path, flax.serialization.msgpack_serialize(payload))
+
+
+def load_checkpoint(path: Path, template: Any) -> tuple[Any, list[dict]]:
+    """Restore a checkpoint, refusing one written for other seeds or another network."""
+    try:
+        payload = flax.serialization.msgpack_restore(path.read_bytes())
+        state = flax.serialization.from_state_dict(template, payload["state"])
+        history = json.loads(payload["history"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(
+            f"checkpoint {path} is unreadable ({type(error).__name__}); delete it to start over"
+        ) from error
+    expected = [np.shape(leaf) for leaf in jax.tree.leaves(template)]
+    found = [np.shape(leaf) for leaf in jax.tree.leaves(state)]
+    if expected != found:
+        raise UserError(
+            f"checkpoint {path} was written for other seeds or another network; "
+            "delete it or use another checkpoint path"
+        )
+    return state, history
+
+
+class Training:
+    """A seed-stacked agent trained on device ``data``, chunk by chunk, resumable.
+
+    ``history`` holds one record per chunk: the update reached and the per-seed mean of each
+    metric over the chunk. With ``checkpoint`` the agent and history are saved after every
+    chunk, and an existing checkpoint is resumed from when the training starts. A chunk whose
+    losses or resulting state hold a NaN or infinity raises :class:`TrainingDiverged` naming
+    ``description`` (method and stage) and the update, before it is checkpointed: checked on
+    the host once per chunk, never per update.
+    """
+
+    def __init__(
+        self,
+        agent: Agent,
+        data: Any,
+        *,
+        checkpoint: str | Path | None = None,
+        chunk_size: int = 500,
+        description: str = "train",
+        progress: bool = True,
+    ) -> None:
+        self.data = data
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
+        self.chunk_size = chunk_size
+        self.description = description
+        self.progress = progress
+        self.agent = _prepare(agent, data)
+        self.history: list[dict] = []
+        if self.checkpoint is not None and self.checkpoint.exists():
+            self.agent, self.history = load_checkpoint(self.checkpoint, self.agent)
+
+    @property
+    def step(self) -> int:
+        """Updates done so far (the same for every seed)."""
+        return int(np.asarray(self.agent.step)[0])
+
+    def to(self, until: int) -> Agent:
+        """Train on to ``until`` updates and return the agent; refuses to go back in time, and
+        to go past ``config.steps``, over which the learning-rate schedules run."""
+        steps = self.agent.config.steps
+        if not 0 < until <= steps:
+            raise ValueError(
+                f"until must be in [1, config.steps={steps}], got {until}; raise config.steps "
+                "for a longer run"
+            )
+        done = self.step
+        if done > until:
+            if self.checkpoint is None:
+                raise UserError(f"the agent is at update {done}, past {until}")
+            raise UserError(
+                f"checkpoint {self.checkpoint} is at update {done}, past {until}; delete it "
+                "(or use another checkpoint path) to train a shorter run"
+            )
+        chunk_size = max(1, min(self.chunk_size, until))
+        bar = tqdm(
+            total=until, initial=done, desc=self.description, disable=not self.progress, unit="step"
+        )
+        with bar:
+            while done < until:
+                length = min(chunk_size, until - done)
+                agent, metrics = run_chunk(self.agent, self.data, jnp.asarray(done), length)
+                values = {name: np.asarray(value) for name, value in metrics.items()}
+                finite = np.asarray(finite_state(agent))
+                check_chunk(self.description, done, done + length, values, finite)
+                self.agent, done = agent, done + length
+                record = {"step": done}
+                record.update({name: v.mean(axis=1).tolist() for name, v in values.items()})
+                self.history.append(record)
+                if self.checkpoint is not None:
+                    save_checkpoint(self.checkpoint, self.agent, self.history)
+                bar.update(length)
+                shown = "loss" if "loss" in record else next(iter(metrics), None)
+                if shown is not None:
+                    bar.set_postfix({shown: f"{np.mean(record[shown]):.3f}"})
+        return self.agent
+
+
+def train(agent: Agent, data: Any, until: int, **options: Any) -> tuple[Agent, list[dict]]:
+    """Train ``agent`` to ``until`` updates (see :class:`Training` for ``options``); returns the
+    agent and the per-chunk history."""
+    training = Training(agent, data, **options)
+    return training.to(until), training.history
