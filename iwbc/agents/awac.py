@@ -17,8 +17,8 @@ import jax.numpy as jnp
 from iwbc.agents.common import (
     Adam,
     OfflineRLAgent,
+    OfflineRLConfig,
     Trained,
-    check_config,
     gaussian_actor,
     soft_update,
 )
@@ -28,30 +28,18 @@ from iwbc.core.sampling import TransitionBatch
 
 
 @dataclasses.dataclass(frozen=True)
-class AWACConfig:
-    """CORL ``awac.py`` defaults for D4RL locomotion."""
+class AWACConfig(OfflineRLConfig):
+    """CORL ``awac.py`` defaults for D4RL locomotion (rewards left as they are)."""
 
-    # Gradient updates of a full run (CORL: num_train_ops = 1M).
-    steps: int = 1_000_000
-    batch_size: int = 256
-    learning_rate: float = 3e-4
     # CORL's AWAC uses 3 hidden layers of 256 for the actor and both critics.
     hidden_dims: tuple[int, ...] = (256, 256, 256)
-    discount: float = 0.99
-    # Polyak rate of the target critics.
-    tau: float = 5e-3
+    learning_rate: float = 3e-4
     # Temperature of the advantage weights exp(A / λ), clipped at exp_adv_max.
     awac_lambda: float = 1.0
     exp_adv_max: float = 100.0
     # Gaussian actor (mean not squashed, samples clipped to [-1, 1]); log-std clip.
     log_std_min: float = -20.0
     log_std_max: float = 2.0
-    # States normalized with the dataset's mean and std, rewards left as they are (both
-    # applied to the data by iwbc.core.sampling.prepare_data).
-    normalize_states: bool = True
-
-    def __post_init__(self) -> None:
-        check_config(self)
 
 
 def sampled_action(mean: jax.Array, log_std: jax.Array, noise: jax.Array) -> jax.Array:

@@ -59,6 +59,25 @@ def soft_update(target: Any, online: Any, tau: float) -> Any:
 
 
 @dataclasses.dataclass(frozen=True)
+class OfflineRLConfig:
+    """What every baseline's config holds, at CORL's D4RL locomotion values; each baseline's
+    config adds its own hyperparameters (and CQL's and AWAC's widen the networks)."""
+
+    # Gradient updates of a full run (CORL: 1M).
+    steps: int = 1_000_000
+    batch_size: int = 256
+    hidden_dims: tuple[int, ...] = (256, 256)
+    discount: float = 0.99
+    # Polyak rate of the target networks.
+    tau: float = 5e-3
+    # States standardized with the dataset's mean and std (iwbc.core.sampling.prepare_data).
+    normalize_states: bool = True
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+
+@dataclasses.dataclass(frozen=True)
 class Adam:
     """An Adam optimizer as a hashable value: ``schedule`` "cosine" decays the learning rate
     to 0 over ``decay_steps`` (IQL's actor), "warmup_cosine" first warms it up from 0 over

@@ -19,7 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from iwbc.agents.common import Adam, OfflineRLAgent, Trained, check_config, soft_update
+from iwbc.agents.common import (
+    Adam,
+    OfflineRLAgent,
+    OfflineRLConfig,
+    Trained,
+    soft_update,
+)
 from iwbc.agents.networks import EnsembleCritic, TanhGaussianActor, tanh_gaussian_sample
 from iwbc.core.agent import DataSpec
 from iwbc.core.sampling import TransitionBatch
@@ -30,21 +36,15 @@ ALPHA_PRIME_MAX = 1e6
 
 
 @dataclasses.dataclass(frozen=True)
-class CQLConfig:
-    """CORL ``cql.py`` defaults for D4RL locomotion."""
+class CQLConfig(OfflineRLConfig):
+    """CORL ``cql.py`` defaults for D4RL locomotion (rewards left as they are)."""
 
-    # Gradient updates of a full run (CORL: max_timesteps = 1M).
-    steps: int = 1_000_000
-    batch_size: int = 256
+    # CORL: 3 hidden layers of 256 for the actor and for both critics (q_n_hidden_layers = 3).
+    hidden_dims: tuple[int, ...] = (256, 256, 256)
     # CORL's policy_lr, also the entropy temperature's.
     actor_lr: float = 3e-5
     # CORL's qf_lr, also the Lagrange multiplier's.
     critic_lr: float = 3e-4
-    # CORL: 3 hidden layers of 256 for the actor and for both critics (q_n_hidden_layers = 3).
-    hidden_dims: tuple[int, ...] = (256, 256, 256)
-    discount: float = 0.99
-    # Polyak rate of the target critics, updated every step.
-    tau: float = 5e-3
     # Actions per state in each of the three sets of the logsumexp (uniform, π(s), π(s')).
     cql_n_actions: int = 10
     # Importance-weight the sampled Q-values by their proposal densities (CQL(H)).
@@ -57,12 +57,6 @@ class CQLConfig:
     cql_target_action_gap: float = -1.0
     # Orthogonal init (gain √2, output 1e-2) of the critics; CORL's actor keeps the default.
     orthogonal_init: bool = True
-    # States normalized with the dataset's mean and std, rewards left as they are (both
-    # applied to the data by iwbc.core.sampling.prepare_data).
-    normalize_states: bool = True
-
-    def __post_init__(self) -> None:
-        check_config(self)
 
 
 class CQLNoise(flax.struct.PyTreeNode):

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 from iwbc.agents.common import (
     Adam,
     OfflineRLAgent,
+    OfflineRLConfig,
     Trained,
-    check_config,
     gaussian_actor,
     soft_update,
 )
@@ -34,20 +34,13 @@ from iwbc.core.sampling import TransitionBatch
 
 
 @dataclasses.dataclass(frozen=True)
-class IQLConfig:
-    """CORL ``iql.py`` defaults for D4RL locomotion."""
+class IQLConfig(OfflineRLConfig):
+    """CORL ``iql.py`` defaults for D4RL locomotion. The actor's learning rate follows a cosine
+    from actor_lr to 0 over ``steps`` (CORL: CosineAnnealingLR)."""
 
-    # Gradient updates of a full run (CORL: max_timesteps = 1M). The actor's learning rate
-    # follows a cosine from actor_lr to 0 over them (CORL: CosineAnnealingLR).
-    steps: int = 1_000_000
-    batch_size: int = 256
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
     value_lr: float = 3e-4
-    hidden_dims: tuple[int, ...] = (256, 256)
-    discount: float = 0.99
-    # Polyak rate of the target critics.
-    tau: float = 5e-3
     # Expectile of the value loss (0.5 would be the mean; 0.7 for locomotion).
     expectile: float = 0.7
     # Inverse temperature of the advantage weights exp(β·A), clipped at exp_adv_max.
@@ -56,13 +49,8 @@ class IQLConfig:
     # Gaussian policy's log-std clip (CORL: LOG_STD_MIN = -20, LOG_STD_MAX = 2).
     log_std_min: float = -20.0
     log_std_max: float = 2.0
-    # States normalized; rewards scaled by 1000 / (max return − min return). Both are applied
-    # to the data by iwbc.core.sampling.prepare_data.
-    normalize_states: bool = True
+    # Rewards scaled by 1000 / (max return − min return) (iwbc.core.sampling.prepare_data).
     normalize_rewards: bool = True
-
-    def __post_init__(self) -> None:
-        check_config(self)
 
 
 def expectile_loss(diff: jax.Array, expectile: float) -> jax.Array:

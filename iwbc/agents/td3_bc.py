@@ -14,25 +14,24 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from iwbc.agents.common import Adam, OfflineRLAgent, Trained, check_config, soft_update
+from iwbc.agents.common import (
+    Adam,
+    OfflineRLAgent,
+    OfflineRLConfig,
+    Trained,
+    soft_update,
+)
 from iwbc.agents.networks import DeterministicActor, EnsembleCritic
 from iwbc.core.agent import DataSpec
 from iwbc.core.sampling import TransitionBatch
 
 
 @dataclasses.dataclass(frozen=True)
-class TD3BCConfig:
-    """CORL ``td3_bc.py`` defaults for D4RL locomotion."""
+class TD3BCConfig(OfflineRLConfig):
+    """CORL ``td3_bc.py`` defaults for D4RL locomotion (rewards left as they are)."""
 
-    # Gradient updates of a full run (CORL: max_timesteps = 1M).
-    steps: int = 1_000_000
-    batch_size: int = 256
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
-    hidden_dims: tuple[int, ...] = (256, 256)
-    discount: float = 0.99
-    # Polyak rate of both target networks.
-    tau: float = 5e-3
     # Target policy smoothing: noise N(0, policy_noise²) clipped to ±noise_clip.
     policy_noise: float = 0.2
     noise_clip: float = 0.5
@@ -40,12 +39,6 @@ class TD3BCConfig:
     policy_freq: int = 2
     # Weight of the Q term relative to BC: λ = alpha / mean|Q|.
     alpha: float = 2.5
-    # States normalized with the dataset's mean and std, rewards left as they are (both
-    # applied to the data by iwbc.core.sampling.prepare_data).
-    normalize_states: bool = True
-
-    def __post_init__(self) -> None:
-        check_config(self)
 
 
 def critic_target(
