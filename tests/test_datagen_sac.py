@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +21,7 @@ from iwbc.datagen.sac import (
     SACAgent,
     SACConfig,
     buffer_append,
+    upgrade_state_dict,
 )
 from iwbc.envs import rollout_returns
 
@@ -164,3 +166,25 @@ def test_sac_learns_inverted_double_pendulum() -> None:
     final = run.evaluations[-1][1]
     assert final > 3.0 * random.returns.mean(), (final, random.returns.mean())
     assert [s for s, _ in run.evaluations] == [1000, 2000, 3000, 4000, 5000]
+
+
+def test_a_checkpoint_of_the_earlier_layout_resumes_unchanged(agent: SACAgent) -> None:
+    """A behaviour run's checkpoint written before each network became a ``Trained`` (flat
+    ``actor_params``, ``actor_opt_state``, ...) restores to the same agent."""
+    state = flax.serialization.to_state_dict(agent)
+    earlier = {
+        "step": state["step"],
+        "rng": state["rng"],
+        "actor_params": state["actor"]["params"],
+        "critic_params": state["critic"]["params"],
+        "target_critic_params": state["target_critic_params"],
+        "log_temperature": state["log_temperature"]["params"],
+        "actor_opt_state": state["actor"]["opt_state"],
+        "critic_opt_state": state["critic"]["opt_state"],
+        "temperature_opt_state": state["log_temperature"]["opt_state"],
+    }
+    template = create_agent(SACAgent, CONFIG, SPEC, 5)
+    restored = flax.serialization.from_state_dict(template, upgrade_state_dict(earlier))
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(agent), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert upgrade_state_dict(state) is state

@@ -31,6 +31,7 @@ from iwbc.datagen.sac import (
     buffer_append,
     mean_actions,
     sample_actions,
+    upgrade_state_dict,
 )
 from iwbc.envs import BatchEngine, get_spec, rollout_returns
 from iwbc.errors import UserError
@@ -242,7 +243,8 @@ class _Trainer:
         }
 
     def load_state_dict(self, saved: dict) -> None:
-        self.agent = flax.serialization.from_state_dict(self.agent, saved["agent"])
+        agent = upgrade_state_dict(saved["agent"])
+        self.agent = flax.serialization.from_state_dict(self.agent, agent)
         log = saved["log"]
         size = int(log["size"])
         for name in self.log.arrays():

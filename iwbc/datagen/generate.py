@@ -30,7 +30,7 @@ from minari.data_collector import EpisodeBuffer
 from iwbc.data.minari_write import dataset_exists, write_dataset
 from iwbc.datagen.behaviour import BehaviourConfig, BehaviourRun, train_behaviour
 from iwbc.datagen.episodes import replay_episodes, rollout_episodes
-from iwbc.datagen.sac import SACAgent, SACConfig, mean_actions, sample_actions
+from iwbc.datagen.sac import SACConfig, mean_actions, sample_actions
 from iwbc.envs import get_spec, rollout_returns
 from iwbc.errors import UserError
 from iwbc.files import write_json_atomic
@@ -274,9 +274,8 @@ def generate(
     if unknown:
         raise UserError(f"unknown tier(s) {', '.join(unknown)}; available: {', '.join(TIERS)}")
     run_dir = Path(work_dir) / f"{task}-seed{seed}-{_fingerprint(task, preset, seed)}"
-    # The SAC run depends on less than the tiers do, so tier settings can change without it;
-    # the agent's layout is in the key so that a checkpoint of an older layout is not read.
-    key = _fingerprint(task, preset.behaviour, seed, SACAgent.LAYOUT)
+    # The SAC run depends on less than the tiers do, so tier settings can change without it.
+    key = _fingerprint(task, preset.behaviour, seed)
     behaviour_checkpoint = Path(work_dir) / "sac" / f"{task}-seed{seed}-{key}.msgpack"
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = run_dir / "manifest.json"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, ClassVar
+from typing import Any
 
 import flax.struct
 import jax
@@ -87,9 +87,6 @@ class SACAgent(Agent):
 
     Its training data is the replay buffer: ``sample`` draws uniformly from its filled part.
     """
-
-    # Version of the state's layout, in checkpoint names: 2 holds each network as ``Trained``.
-    LAYOUT: ClassVar[int] = 2
 
     actor: Trained
     critic: Trained
@@ -226,3 +223,23 @@ def mean_actions(
     """The deterministic action tanh(μ(s)), used to evaluate a behaviour policy."""
     mean, _ = TanhGaussianActor(action_dim, hidden_dims).apply(actor_params, observations)
     return jnp.tanh(mean)
+
+
+def upgrade_state_dict(saved: dict) -> dict:
+    """A SAC state dict in the current layout, from one written before each network became a
+    ``Trained`` (``actor_params``, ``actor_opt_state``, ...): a behaviour run is hours of
+    compute, and its checkpoint must resume across that change."""
+    if "actor_params" not in saved:
+        return saved
+    upgraded = {k: v for k, v in saved.items() if not k.endswith(("_params", "_opt_state"))}
+    for name in ("actor", "critic"):
+        upgraded[name] = {
+            "params": saved[f"{name}_params"],
+            "opt_state": saved[f"{name}_opt_state"],
+        }
+    upgraded["target_critic_params"] = saved["target_critic_params"]
+    upgraded["log_temperature"] = {
+        "params": saved["log_temperature"],
+        "opt_state": saved["temperature_opt_state"],
+    }
+    return upgraded
