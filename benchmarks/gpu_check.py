@@ -770,10 +770,10 @@ def cell(child: Child, env_id: str, num_episodes: int, dataset_id: str, work: Pa
         }
     )
     # Evaluation alone, first: its compile (first call) and its run (second call), for the
-    # estimate. The bc unit then reuses these compilations (the same agent type, config and
-    # shapes), so its times hold no evaluation compile; the iw_bc agent (another config, with
-    # q_ref and q_iw) compiles its own within its first segments. HalfCheetah episodes always
-    # run 1000 steps, so untrained weights cost what trained ones do.
+    # estimate. The bc and iw_bc units then reuse these compilations (BC-family agents act
+    # through one MeanAction of the same policy network: BCAgent.acting), so their times hold
+    # no evaluation compile. HalfCheetah episodes always run 1000 steps, so untrained weights
+    # cost what trained ones do.
     agent = cell_agent(suite, dataset, suite.seeds)
     for role, episodes in (
         ("intermediate", suite.eval_episodes),

@@ -62,3 +62,25 @@ def test_agent_for_another_observation_dim_is_refused_in_one_line(agent_cls, con
     with pytest.raises(ValueError, match=r"11-dim observations .* has 9-dim") as error:
         evaluate_agent(agent, ENV_ID, num_episodes=1)
     assert "\n" not in str(error.value)
+
+
+def test_bc_family_agents_share_one_compiled_evaluation() -> None:
+    """Evaluation compiles ``act_fn`` (MJX: the whole rollout) keyed by its value: BC-family
+    methods differ in loss and schedule, not in how they act, so they must present equal
+    act functions; acting through them equals the agent's own act."""
+    bc = create_agents(BCAgent, CONFIG, spec(), [0, 1])
+    iw = create_agents(
+        BCAgent,
+        BCConfig.iw_finetune(hidden_dims=(32, 32), standardize=False),
+        spec(),
+        [0, 1],
+        init=bc,
+    )
+    (bc_act, bc_params), (iw_act, iw_params) = bc.acting(), iw.acting()
+    assert bc_act == iw_act and hash(bc_act) == hash(iw_act)
+    assert jax.tree.structure(bc_params) == jax.tree.structure(iw_params)
+    obs = jnp.ones((3, OBS_DIM))
+    first = jax.tree.map(lambda x: x[0], bc)
+    np.testing.assert_array_equal(
+        bc_act(jax.tree.map(lambda x: x[0], bc_params), obs), first.act(obs)
+    )

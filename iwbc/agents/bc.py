@@ -332,6 +332,19 @@ class BCAgent(Agent):
         """The Gaussian's mean for raw observations (the policy standardizes them itself)."""
         return policy_mean_action(self.policy, self.params, observations)
 
+    def acting(self) -> tuple[MeanAction, Any]:
+        return MeanAction(self.policy), self.params
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanAction:
+    """``act`` of every BC-family agent with this policy network, equal by value."""
+
+    policy: GaussianPolicy
+
+    def __call__(self, params: Any, observations: jax.Array) -> jax.Array:
+        return policy_mean_action(self.policy, params, observations)
+
 
 def bc_policy(action_dim: int, config: BCConfig) -> GaussianPolicy:
     """The policy network a BC-family config trains."""

@@ -71,6 +71,12 @@ class Agent(flax.struct.PyTreeNode):
         """The observations it acts on (an evaluation checks them against the environment)."""
         return int(np.shape(self.obs_mean)[-1])
 
+    def acting(self) -> tuple[Any, Any]:
+        """(act_fn, params) with ``act_fn(params, observations)`` = ``act``: what evaluation
+        compiles. ``act_fn`` is compared by value, so agents that act alike (the BC family's
+        methods share one policy network) share one compiled MJX evaluation."""
+        return type(self).act, self
+
     def prepare(self, data: Any) -> Agent:
         return self
 

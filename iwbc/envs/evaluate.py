@@ -118,9 +118,10 @@ def evaluate_agent(
     """Returns [num_seeds, num_episodes] of every seed of a seed-stacked agent, acting with
     its deterministic ``act`` on the environment's raw observations (each agent applies its
     own observation statistics), on the shared evaluation seeds."""
+    act_fn, params = agent.acting()
     return evaluate_actor(
-        type(agent).act,
-        agent,
+        act_fn,
+        params,
         env_id,
         observation_dim=agent.observation_dim,
         action_dim=agent.action_dim,
