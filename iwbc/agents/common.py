@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from iwbc.agents.networks import EnsembleCritic, GaussianPolicy
@@ -145,6 +146,10 @@ class OfflineRLAgent(Agent):
     action_dim: int = flax.struct.field(pytree_node=False)
 
     data_kind: ClassVar[DataKind] = "transitions"
+
+    @property
+    def observation_dim(self) -> int:
+        return int(np.shape(self.obs_mean)[-1])
 
     @property
     def critic_network(self) -> EnsembleCritic:

@@ -69,7 +69,7 @@ class Agent(flax.struct.PyTreeNode):
     @property
     def observation_dim(self) -> int:
         """The observations it acts on (an evaluation checks them against the environment)."""
-        return int(np.shape(self.obs_mean)[-1])
+        raise NotImplementedError
 
     def acting(self) -> tuple[Any, Any]:
         """(act_fn, params) with ``act_fn(params, observations)`` = ``act``: what evaluation

@@ -186,10 +186,14 @@ class Training:
         self.chunk_size = chunk_size
         self.description = description
         self.progress = progress
-        self.agent = _prepare(agent, data)
         self.history: list[dict] = []
         if self.checkpoint is not None and self.checkpoint.exists():
-            self.agent, self.history = load_checkpoint(self.checkpoint, self.agent)
+            # The prepared agent's structure is the template; the checkpoint holds its state
+            # (iw-BC's trajectory tables included), so preparing would be a wasted data pass.
+            template = jax.eval_shape(_prepare, agent, data)
+            self.agent, self.history = load_checkpoint(self.checkpoint, template)
+        else:
+            self.agent = _prepare(agent, data)
 
     @property
     def step(self) -> int:
