@@ -108,9 +108,14 @@ def test_ctrl_c_kills_the_writer_and_cleans_up(
 
     monkeypatch.setattr(minari, "create_dataset_from_buffers", _half_write_then(interrupt_parent))
     root = tmp_path / "minari"
+    # A shell starting the tests as a background job leaves SIGINT ignored; a terminal never does.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        scripted.generate_mixed_dataset(num_episodes=3, root=root)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            scripted.generate_mixed_dataset(num_episodes=3, root=root)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - started < 10
     assert _left_behind(root) == []
 

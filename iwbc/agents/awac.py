@@ -19,8 +19,9 @@ from iwbc.agents.common import (
     OfflineRLAgent,
     OfflineRLConfig,
     Trained,
+    after_update,
     gaussian_actor,
-    soft_update,
+    init_actor_critic,
 )
 from iwbc.agents.networks import EnsembleCritic, GaussianPolicy, gaussian_log_prob
 from iwbc.core.agent import DataSpec
@@ -105,14 +106,7 @@ class AWACAgent(OfflineRLAgent):
         actor_grads, actor_info = jax.grad(agent.actor_loss, has_aux=True)(
             self.actor.params, batch, actor_noise
         )
-        agent = agent.replace(
-            step=self.step + 1,
-            rng=rng,
-            actor=self.actor.apply_gradients(actor_grads),
-            target_critic_params=soft_update(
-                self.target_critic_params, agent.critic.params, config.tau
-            ),
-        )
+        agent = after_update(agent, rng, actor_grads, agent.critic, config.tau)
         return agent, {"loss": actor_info["actor_loss"], **critic_info, **actor_info}
 
     def act(self, observations: jax.Array) -> jax.Array:
@@ -125,13 +119,10 @@ class AWACAgent(OfflineRLAgent):
         cls, key: jax.Array, spec: DataSpec, config: AWACConfig, init: AWACAgent | None = None
     ) -> AWACAgent:
         """A fresh agent for one seed; the target starts as a copy."""
-        dummy_obs = spec.example_observations
-        dummy_act = spec.example_actions
-        rng, actor_key, critic_key = jax.random.split(key, 3)
-        actor_params = gaussian_actor(spec.action_dim, config, tanh_mean=False).init(
-            actor_key, dummy_obs
+        actor = gaussian_actor(spec.action_dim, config, tanh_mean=False)
+        rng, actor_params, critic_params, _ = init_actor_critic(
+            key, spec, actor, EnsembleCritic(config.hidden_dims)
         )
-        critic_params = EnsembleCritic(config.hidden_dims).init(critic_key, dummy_obs, dummy_act)
         optimizer = Adam(config.learning_rate)
         return cls.fresh(
             rng,

@@ -11,6 +11,7 @@ import functools
 import math
 from typing import Any, ClassVar, Literal
 
+import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -57,6 +58,32 @@ def optimizer_step(
 def soft_update(target: Any, online: Any, tau: float) -> Any:
     """Polyak averaging: target ← τ·online + (1 − τ)·target."""
     return jax.tree.map(lambda t, o: tau * o + (1.0 - tau) * t, target, online)
+
+
+def init_actor_critic(
+    key: jax.Array, spec: DataSpec, actor: nn.Module, critic: nn.Module, *, extra_keys: int = 0
+) -> tuple[jax.Array, Any, Any, list[jax.Array]]:
+    """An actor-critic agent's first draws from its seed key, in the order every agent takes
+    them: (its update rng, actor parameters, critic parameters, ``extra_keys`` more keys)."""
+    rng, actor_key, critic_key, *extra = jax.random.split(key, 3 + extra_keys)
+    actor_params = actor.init(actor_key, spec.example_observations)
+    critic_params = critic.init(critic_key, spec.example_observations, spec.example_actions)
+    return rng, actor_params, critic_params, extra
+
+
+def after_update(
+    agent: Any, rng: jax.Array, actor_grads: Any, critic: Trained, tau: float, **fields: Any
+) -> Any:
+    """``agent`` after one update: the step counted, the actor stepped by ``actor_grads``, the
+    new ``critic`` and its target moved towards it by τ, and any other ``fields`` replaced."""
+    return agent.replace(
+        step=agent.step + 1,
+        rng=rng,
+        actor=agent.actor.apply_gradients(actor_grads),
+        critic=critic,
+        target_critic_params=soft_update(agent.target_critic_params, critic.params, tau),
+        **fields,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

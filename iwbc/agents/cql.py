@@ -24,7 +24,8 @@ from iwbc.agents.common import (
     OfflineRLAgent,
     OfflineRLConfig,
     Trained,
-    soft_update,
+    after_update,
+    init_actor_critic,
 )
 from iwbc.agents.networks import EnsembleCritic, TanhGaussianActor, tanh_gaussian_sample
 from iwbc.core.agent import DataSpec
@@ -259,12 +260,12 @@ class CQLAgent(OfflineRLAgent):
                 self.log_alpha_prime.params, gaps, config.cql_alpha, config.cql_target_action_gap
             )
             log_alpha_prime = log_alpha_prime.apply_gradients(alpha_prime_grad)
-        agent = self.replace(
-            step=self.step + 1,
-            rng=rng,
-            actor=self.actor.apply_gradients(actor_grads),
-            critic=critic,
-            target_critic_params=soft_update(self.target_critic_params, critic.params, config.tau),
+        agent = after_update(
+            self,
+            rng,
+            actor_grads,
+            critic,
+            config.tau,
             log_alpha=self.log_alpha.apply_gradients(alpha_grad),
             log_alpha_prime=log_alpha_prime,
         )
@@ -290,11 +291,9 @@ class CQLAgent(OfflineRLAgent):
     ) -> CQLAgent:
         """A fresh agent for one seed; the target starts as a copy. log α starts at 0 (α = 1)
         and log α' at 1, as in CORL; α learns at the actor's rate, α' at the critic's."""
-        dummy_obs = spec.example_observations
-        dummy_act = spec.example_actions
-        rng, actor_key, critic_key = jax.random.split(key, 3)
-        actor_params = _actor(spec.action_dim, config).init(actor_key, dummy_obs)
-        critic_params = _critic(config).init(critic_key, dummy_obs, dummy_act)
+        rng, actor_params, critic_params, _ = init_actor_critic(
+            key, spec, _actor(spec.action_dim, config), _critic(config)
+        )
         return cls.fresh(
             rng,
             spec,

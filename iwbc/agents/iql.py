@@ -20,6 +20,7 @@ from iwbc.agents.common import (
     OfflineRLConfig,
     Trained,
     gaussian_actor,
+    init_actor_critic,
     soft_update,
 )
 from iwbc.agents.networks import (
@@ -148,14 +149,11 @@ class IQLAgent(OfflineRLAgent):
     ) -> IQLAgent:
         """A fresh agent for one seed; the target starts as a copy. The actor's learning rate
         decays to 0 over the run (cosine, as CORL)."""
-        dummy_obs = spec.example_observations
-        dummy_act = spec.example_actions
-        rng, actor_key, critic_key, value_key = jax.random.split(key, 4)
-        actor_params = gaussian_actor(spec.action_dim, config, tanh_mean=True).init(
-            actor_key, dummy_obs
+        actor = gaussian_actor(spec.action_dim, config, tanh_mean=True)
+        rng, actor_params, critic_params, (value_key,) = init_actor_critic(
+            key, spec, actor, EnsembleCritic(config.hidden_dims), extra_keys=1
         )
-        critic_params = EnsembleCritic(config.hidden_dims).init(critic_key, dummy_obs, dummy_act)
-        value_params = ValueNet(config.hidden_dims).init(value_key, dummy_obs)
+        value_params = ValueNet(config.hidden_dims).init(value_key, spec.example_observations)
         return cls.fresh(
             rng,
             spec,

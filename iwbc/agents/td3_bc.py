@@ -19,6 +19,7 @@ from iwbc.agents.common import (
     OfflineRLAgent,
     OfflineRLConfig,
     Trained,
+    init_actor_critic,
     soft_update,
 )
 from iwbc.agents.networks import DeterministicActor, EnsembleCritic
@@ -144,13 +145,10 @@ class TD3BCAgent(OfflineRLAgent):
         cls, key: jax.Array, spec: DataSpec, config: TD3BCConfig, init: TD3BCAgent | None = None
     ) -> TD3BCAgent:
         """A fresh agent for one seed; targets start as copies."""
-        dummy_obs = spec.example_observations
-        dummy_act = spec.example_actions
-        rng, actor_key, critic_key = jax.random.split(key, 3)
-        actor_params = DeterministicActor(spec.action_dim, config.hidden_dims).init(
-            actor_key, dummy_obs
+        actor = DeterministicActor(spec.action_dim, config.hidden_dims)
+        rng, actor_params, critic_params, _ = init_actor_critic(
+            key, spec, actor, EnsembleCritic(config.hidden_dims)
         )
-        critic_params = EnsembleCritic(config.hidden_dims).init(critic_key, dummy_obs, dummy_act)
         return cls.fresh(
             rng,
             spec,

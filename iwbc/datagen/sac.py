@@ -18,7 +18,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from iwbc.agents.common import Adam, Trained, soft_update
+from iwbc.agents.common import Adam, Trained, after_update, init_actor_critic
 from iwbc.agents.networks import EnsembleCritic, TanhGaussianActor, tanh_gaussian_sample
 from iwbc.core.agent import Agent, DataSpec
 from iwbc.core.sampling import TransitionBatch
@@ -154,13 +154,8 @@ class SACAgent(Agent):
         log_prob = actor_info.pop("log_prob")
         temperature_grad = jax.grad(self.temperature_loss)(self.log_temperature.params, log_prob)
         log_temperature = self.log_temperature.apply_gradients(temperature_grad)
-        agent = self.replace(
-            step=self.step + 1,
-            rng=rng,
-            actor=self.actor.apply_gradients(actor_grads),
-            critic=critic,
-            target_critic_params=soft_update(self.target_critic_params, critic.params, config.tau),
-            log_temperature=log_temperature,
+        agent = after_update(
+            self, rng, actor_grads, critic, config.tau, log_temperature=log_temperature
         )
         info = {**critic_info, **actor_info, "temperature": jnp.exp(log_temperature.params)}
         return agent, info
@@ -185,15 +180,11 @@ class SACAgent(Agent):
         cls, key: jax.Array, spec: DataSpec, config: SACConfig, init: SACAgent | None = None
     ) -> SACAgent:
         """A fresh agent; the target critic starts as a copy of the critic."""
-        dummy_obs = spec.example_observations
-        rng, actor_key, critic_key = jax.random.split(key, 3)
-        actor_params = TanhGaussianActor(spec.action_dim, config.hidden_dims).init(
-            actor_key, dummy_obs
-        )
-        critic_params = EnsembleCritic(config.hidden_dims).init(
-            critic_key, dummy_obs, spec.example_actions
-        )
         log_temperature = jnp.log(jnp.asarray(config.init_temperature, jnp.float32))
+        actor = TanhGaussianActor(spec.action_dim, config.hidden_dims)
+        rng, actor_params, critic_params, _ = init_actor_critic(
+            key, spec, actor, EnsembleCritic(config.hidden_dims)
+        )
         return cls(
             step=jnp.zeros((), jnp.int32),
             rng=rng,
