@@ -717,14 +717,10 @@ def cell_suite(dataset_id: str, smoke: bool) -> Any:
         pretrain=dataclasses.replace(pipeline.pretrain, steps=4, batch_size=2),
         finetune=dataclasses.replace(pipeline.finetune, steps=2, batch_size=2, warmup_steps=1),
         chunk_size=2,
+        eval_every=2,
     )
     return dataclasses.replace(
-        suite,
-        seeds=(0, 1),
-        eval_episodes=2,
-        final_eval_episodes=3,
-        bc_eval_every=2,
-        pipeline=pipeline,
+        suite, seeds=(0, 1), eval_episodes=2, final_eval_episodes=3, pipeline=pipeline
     )
 
 
@@ -929,6 +925,7 @@ def unit_estimate(progress: dict[str, Any] | None, paper_targets: int) -> dict[s
 
 def suite_estimate(report: dict[str, Any]) -> dict[str, Any]:
     """Seconds of the whole ``paper`` suite run unit after unit on this one device."""
+    from iwbc.agents.registry import BASELINES
     from iwbc.bench.suites import load_suite
 
     suite = load_suite("paper")
@@ -983,7 +980,7 @@ def suite_estimate(report: dict[str, Any]) -> dict[str, Any]:
         per_dataset["iw_bc"] = iw
     agents = {r["algorithm"]: r for r in parts["baselines"]["rows"] if "algorithm" in r}
     for method in suite.methods:
-        if not suite.is_offline_rl(method) or method not in agents:
+        if method not in BASELINES or method not in agents:
             continue
         rate = agents[method]
         steps = suite.total_steps(method)

@@ -192,10 +192,9 @@ def run_suite(dataset: OfflineDataset, chunk: int) -> Suite:
         pretrain=dataclasses.replace(pipeline.pretrain, steps=2 * chunk),
         finetune=dataclasses.replace(finetune, steps=2 * chunk, warmup_steps=warmup),
         chunk_size=chunk,
+        eval_every=chunk,
     )
-    return dataclasses.replace(
-        suite, datasets=(dataset.id,), pipeline=pipeline, eval_every=chunk, bc_eval_every=chunk
-    )
+    return dataclasses.replace(suite, datasets=(dataset.id,), pipeline=pipeline, eval_every=chunk)
 
 
 def unit_training(

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from iwbc.agents.bc import BCConfig
-from iwbc.agents.registry import METHODS
+from iwbc.agents.registry import BASELINES, METHODS
 from iwbc.bench.suites import (
-    ALGORITHMS,
     available_suites,
     eval_targets,
     load_suite,
@@ -63,7 +62,7 @@ def test_shipped_suites_load() -> None:
     assert (paper.eval_episodes, paper.final_eval_episodes) == (10, 100)
 
     full = load_suite("full")
-    assert set(ALGORITHMS) == {"td3_bc", "iql", "cql", "awac"}
+    assert set(BASELINES) == {"td3_bc", "iql", "cql", "awac"}
     assert set(full.methods) == set(METHODS)
     assert len(full.datasets) == 15
 

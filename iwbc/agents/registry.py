@@ -92,6 +92,8 @@ METHODS: dict[str, Method] = {
         _baseline("awac", AWACAgent, AWACConfig),
     )
 }
+# The offline-RL baselines: each is its own algorithm and config (``--algo-steps`` sets them).
+BASELINES: tuple[str, ...] = tuple(m.name for m in METHODS.values() if m.family == "offline_rl")
 # Methods others start from: they train once per dataset and are shared by their dependents.
 STARTS: frozenset[str] = frozenset(m.start for m in METHODS.values() if m.start is not None)
 

@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from iwbc.agents.registry import METHODS
+from iwbc.agents.registry import BASELINES, METHODS
 from iwbc.bench.records import read_record, record_path
 from iwbc.bench.runner import run_suite
 from iwbc.bench.suites import (
+    OfflineRLSettings,
     PipelineConfig,
     Suite,
-    observation_preprocessing,
     with_overrides,
 )
 from iwbc.bench.units import VERSIONED, dataset_slug
@@ -70,18 +70,22 @@ class ExperimentConfig:
 
     def fingerprint(self, dataset_id: str) -> str:
         """A short hash naming the records directory of this configuration on this dataset."""
-        text = json.dumps([dataset_id, dataclasses.asdict(self)], sort_keys=True, default=str)
+        fields = dataclasses.asdict(self)
+        # A suite's curve setting, which an experiment never uses: left out so that run
+        # directories made before it existed keep their key.
+        del fields["pipeline"]["eval_every"]
+        text = json.dumps([dataset_id, fields], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def suite(self, dataset_id: str) -> Suite:
         """The one-dataset suite that runs this experiment: final evaluation only."""
-        algorithms = []
-        for name in self.methods:
-            if METHODS[name].family == "offline_rl":
-                config = METHODS[name].config()
-                if self.algorithm_steps is not None:
-                    config = dataclasses.replace(config, steps=self.algorithm_steps)
-                algorithms.append((name, config))
+        algorithms = ()
+        if self.algorithm_steps is not None:
+            algorithms = tuple(
+                (name, METHODS[name].config(steps=self.algorithm_steps))
+                for name in self.methods
+                if name in BASELINES
+            )
         suite = Suite(
             name="run",
             description=f"iwbc run {dataset_id}",
@@ -92,8 +96,8 @@ class ExperimentConfig:
             final_eval_episodes=self.eval_episodes,
             eval_every=0,
             engine=self.engine,
-            pipeline=self.pipeline,
-            algorithms=tuple(algorithms),
+            pipeline=dataclasses.replace(self.pipeline, eval_every=None),
+            offline_rl=OfflineRLSettings(algorithms),
         )
         return with_overrides(suite, {m: dict(v) for m, v in self.settings})
 
@@ -156,7 +160,6 @@ def _write_results(
     returns = dataset.episodes.returns
     p10, p50, p90 = np.percentile(returns, [10, 50, 90])
     env = machine_record(VERSIONED)
-    pipeline = config.pipeline
     lines = [
         f"# {dataset.id}: final scores",
         "",
@@ -174,17 +177,7 @@ def _write_results(
         "## Data and protocol",
         f"- dataset: {dataset.num_episodes} episodes, {dataset.num_steps} steps, env "
         f"{dataset.env_id}; episode return p10 / p50 / p90 = {p10:.1f} / {p50:.1f} / {p90:.1f}",
-        f"- observations: BC family "
-        f"{observation_preprocessing(pipeline.standardize_observations)}"
-        + "".join(
-            f"; {name} {observation_preprocessing(algorithm.normalize_states)}"
-            for name, algorithm in config.suite(dataset.id).algorithms
-        ),
-        f"- BC pre-training: {pipeline.pretrain}",
-        f"- fine-tunes (filtered BC, iw-BC): {pipeline.finetune}",
-        *(f"- {name}: {algorithm}" for name, algorithm in config.suite(dataset.id).algorithms),
-        f"- policy: Gaussian, tanh mean, hidden {pipeline.hidden_dims}; filtered BC percentiles "
-        f"{pipeline.percentiles}; top fraction {pipeline.top_fraction}",
+        *_method_lines(config.suite(dataset.id)),
         f"- wall time of this invocation: {wall_seconds:.0f} s ({len(config.seeds)} seeds "
         "vmapped per method; a resumed run reuses finished runs, checkpoints and evaluations)",
         "- " + ", ".join(f"{k} {v}" for k, v in env.items()),
@@ -210,7 +203,7 @@ def _write_results(
                 json_text(raw, out_dir / "scores.json", indent=1, default=str)
             ),
             "returns.png": lambda path: returns_figure(
-                dataset_scores, scores, path, percentiles=pipeline.percentiles, title=title
+                dataset_scores, scores, path, percentiles=config.pipeline.percentiles, title=title
             ),
         },
     )
@@ -264,3 +257,26 @@ def method_names(names: Sequence[str] | str) -> tuple[str, ...]:
     if twice:
         raise UserError(f"method(s) {', '.join(twice)} listed twice; list each method once")
     return cleaned
+
+
+def _method_lines(suite: Suite) -> list[str]:
+    """What each method trained with (after ``--set``), as its records state it: observations,
+    config and, for the curated methods, the selection."""
+    starts = [METHODS[m].start for m in suite.methods if METHODS[m].start is not None]
+    trained = list(dict.fromkeys([*starts, *suite.methods]))
+    described = {m: suite.method_config(m) for m in trained}
+    preprocessing: dict[str, list[str]] = {}
+    for method, record in described.items():
+        preprocessing.setdefault(record["observations"], []).append(method)
+    selection = {
+        key: value
+        for record in described.values()
+        for key, value in record.items()
+        if key in ("percentiles", "top_fraction")
+    }
+    return [
+        "- observations: "
+        + "; ".join(f"{', '.join(ms)} {text}" for text, ms in preprocessing.items()),
+        *(f"- {method}: {suite.agent_config(method)}" for method in trained),
+        *([f"- curated selections: {selection}"] if selection else []),
+    ]

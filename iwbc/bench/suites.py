@@ -18,10 +18,10 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from iwbc.agents.bc import BCConfig
-from iwbc.agents.registry import METHODS, Method, SelectionConfig
+from iwbc.agents.registry import BASELINES, METHODS, Family, Method, SelectionConfig
 from iwbc.bench.records import config_fingerprint
 from iwbc.data.statistics import STD_EPSILON
 from iwbc.envs.evaluate import EVAL_SEED_BASE
@@ -55,13 +55,26 @@ _RL_KEYS = ("eval_every", "chunk_size")
 # The method decides the loss; [bc_family] sets the network and inputs of every stage.
 _PIPELINE_FIELDS = ("loss", "hidden_dims", "standardize")
 _STAGE_KEYS = tuple(f.name for f in dataclasses.fields(BCConfig) if f.name not in _PIPELINE_FIELDS)
-ALGORITHMS = tuple(name for name, m in METHODS.items() if m.family == "offline_rl")
+
+
+class FamilySettings(Protocol):
+    """What a suite sets for a family of methods (its ``[bc_family]`` or ``[offline_rl]``): each
+    method's base config, the chunk size and evaluation interval of their training, and how
+    their records state the configuration they trained with."""
+
+    chunk_size: int
+    eval_every: int | None  # None: the suite's
+
+    def config(self, method: Method) -> Any: ...
+
+    def describe(self, method: Method, config: Any, start: Any | None) -> dict[str, Any]: ...
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """The BC family's settings (a suite's ``[bc_family]``): the pre-training and fine-tune
-    stages, the policy network and its inputs, the curated selections and the chunk size.
+    stages, the policy network and its inputs, the curated selections, the chunk size and the
+    evaluation interval (None: the suite's).
 
     Defaults are the paper's: BC pre-training (10k steps, Adam 1e-3, 128 episodes), fine-tunes
     of 2k steps (Adam 4e-5, warm-up 300, cosine; 256 episodes; temperature 10; normalized),
@@ -78,6 +91,7 @@ class PipelineConfig:
     top_fraction: float = 0.1
     chunk_size: int = 500
     standardize_observations: bool = True
+    eval_every: int | None = None
 
     def __post_init__(self) -> None:
         # Built once here so that a bad network, input or selection setting fails at once.
@@ -100,6 +114,53 @@ class PipelineConfig:
             hidden_dims=self.hidden_dims,
             standardize=self.standardize_observations,
         )
+
+    def config(self, method: Method) -> BCConfig:
+        return self.stage(method)
+
+    def describe(self, method: Method, config: BCConfig, start: BCConfig | None) -> dict[str, Any]:
+        """A BC-family run as its records state it: selection, start, stage and network."""
+        described: dict[str, Any] = {
+            "family": "bc",
+            "observations": observation_preprocessing(config.standardize),
+            "selection": method.selection,
+            "start": method.start or "scratch",
+            "stage": stage_fields(config),
+            "hidden_dims": list(config.hidden_dims),
+            "chunk_size": self.chunk_size,
+            "steps_counted": "updates from scratch",
+        }
+        if method.selection == "stratified":
+            described["percentiles"] = list(self.percentiles)
+        if method.selection == "top_fraction":
+            described["top_fraction"] = self.top_fraction
+        if start is not None:
+            described["pretrain"] = stage_fields(start)
+            described["steps_counted"] = "fine-tune updates after the BC pre-training"
+        return described
+
+
+@dataclasses.dataclass(frozen=True)
+class OfflineRLSettings:
+    """The baselines' settings (a suite's ``[offline_rl]``): each algorithm's config (its
+    defaults, CORL's, where none is given), the chunk size and the evaluation interval."""
+
+    algorithms: tuple[tuple[str, Any], ...] = ()
+    chunk_size: int = 1000
+    eval_every: int | None = None
+
+    def config(self, method: Method) -> Any:
+        return dict(self.algorithms).get(method.name) or method.config()
+
+    def describe(self, method: Method, config: Any, start: Any | None) -> dict[str, Any]:
+        """A baseline's run as its records state it: the whole algorithm config."""
+        return {
+            "family": "offline_rl",
+            "observations": observation_preprocessing(config.normalize_states),
+            "algorithm": dataclasses.asdict(config),
+            "chunk_size": self.chunk_size,
+            "steps_counted": "updates of the agent",
+        }
 
 
 def stage_fields(config: BCConfig) -> dict[str, Any]:
@@ -130,39 +191,36 @@ class Suite:
     eval_every: int = 0
     engine: str = "auto"
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
-    # Per-family overrides of eval_every (None: the suite's); chunk size of the RL trainer.
-    bc_eval_every: int | None = None
-    rl_eval_every: int | None = None
-    rl_chunk_size: int = 1000
-    # (name, config) of each offline-RL method in `methods`.
-    algorithms: tuple[tuple[str, Any], ...] = ()
+    offline_rl: OfflineRLSettings = dataclasses.field(default_factory=OfflineRLSettings)
     scripted: tuple[ScriptedDataset, ...] = ()
     # (method, ((field, value), ...)): a suite's [methods.<name>] tables and `--set`, applied
     # to the method's config last.
     overrides: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
-    def is_offline_rl(self, method: str) -> bool:
-        return METHODS[method].family == "offline_rl"
+    def family(self, method: str) -> FamilySettings:
+        """The settings of ``method``'s family (its suite table)."""
+        families: dict[Family, FamilySettings] = {
+            "bc": self.pipeline,
+            "offline_rl": self.offline_rl,
+        }
+        return families[METHODS[method].family]
 
     def agent_config(self, method: str) -> Any:
         """The config ``method``'s agent trains with: its family's settings, then its own."""
-        if self.is_offline_rl(method):
-            base = dict(self.algorithms)[method]
-        else:
-            base = self.pipeline.stage(METHODS[method])
+        base = self.family(method).config(METHODS[method])
         own = dict(dict(self.overrides).get(method, ()))
         return dataclasses.replace(base, **own) if own else base
 
     def chunk_size(self, method: str) -> int:
         """Updates per compiled chunk of ``method``'s training."""
-        return self.rl_chunk_size if self.is_offline_rl(method) else self.pipeline.chunk_size
+        return self.family(method).chunk_size
 
     def total_steps(self, method: str) -> int:
         """Updates of the run's curve: fine-tunes count the updates after BC pre-training."""
         return self.agent_config(method).steps
 
     def method_eval_every(self, method: str) -> int:
-        own = self.rl_eval_every if self.is_offline_rl(method) else self.bc_eval_every
+        own = self.family(method).eval_every
         return self.eval_every if own is None else own
 
     def eval_targets(self, method: str) -> tuple[int, ...]:
@@ -179,46 +237,17 @@ class Suite:
         return config_fingerprint(self.method_config(method))
 
     def _method_config(self, method: str) -> dict[str, Any]:
-        evaluation = {
+        spec = METHODS[method]
+        start = None if spec.start is None else self.agent_config(spec.start)
+        described = self.family(method).describe(spec, self.agent_config(method), start)
+        described["evaluation"] = {
             "eval_every": self.method_eval_every(method),
             "eval_episodes": self.eval_episodes,
             "final_eval_episodes": self.final_eval_episodes,
             "engine": self.engine,
             "eval_seed_base": EVAL_SEED_BASE,
         }
-        if self.is_offline_rl(method):
-            algorithm = self.agent_config(method)
-            return {
-                "family": "offline_rl",
-                "observations": observation_preprocessing(algorithm.normalize_states),
-                "algorithm": dataclasses.asdict(algorithm),
-                "chunk_size": self.rl_chunk_size,
-                "steps_counted": "updates of the agent",
-                "evaluation": evaluation,
-            }
-        spec = METHODS[method]
-        pipeline = self.pipeline
-        agent = self.agent_config(method)
-        config: dict[str, Any] = {
-            "family": "bc",
-            "observations": observation_preprocessing(agent.standardize),
-            "selection": spec.selection,
-            "start": spec.start or "scratch",
-            "stage": stage_fields(agent),
-            "hidden_dims": list(agent.hidden_dims),
-            "chunk_size": pipeline.chunk_size,
-            "evaluation": evaluation,
-        }
-        if spec.selection == "stratified":
-            config["percentiles"] = list(pipeline.percentiles)
-        if spec.selection == "top_fraction":
-            config["top_fraction"] = pipeline.top_fraction
-        if spec.start == "bc":
-            config["pretrain"] = stage_fields(self.agent_config(spec.start))
-            config["steps_counted"] = "fine-tune updates after the BC pre-training"
-        else:
-            config["steps_counted"] = "updates from scratch"
-        return config
+        return described
 
 
 def observation_preprocessing(standardized: bool) -> str:
@@ -308,7 +337,7 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
     for section, values in (("pretrain", pretrain), ("finetune", finetune)):
         _check_keys(values, _STAGE_KEYS, where, f"[bc_family.{section}]")
         _check_types(BCConfig, values, where, f"[bc_family.{section}]")
-    pipeline_fields = {k: _convert(v) for k, v in bc.items() if k in _BC_KEYS[1:]}
+    pipeline_fields = {k: _convert(v) for k, v in bc.items() if k in _BC_KEYS}
     _check_types(PipelineConfig, pipeline_fields, where, "[bc_family]")
     pipeline = _build(
         where,
@@ -321,7 +350,7 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
     )
 
     rl = _table(table, "offline_rl", where)
-    algorithms = tuple((m, _algorithm_config(m, rl, where)) for m in methods if m in ALGORITHMS)
+    algorithms = tuple((m, _algorithm_config(m, rl, where)) for m in methods if m in BASELINES)
 
     numbers = {
         key: table[key]
@@ -340,10 +369,11 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
         seeds=tuple(seeds),
         engine=engine,
         pipeline=pipeline,
-        bc_eval_every=bc.get("eval_every"),
-        rl_eval_every=rl.get("eval_every"),
-        rl_chunk_size=rl.get("chunk_size", Suite.rl_chunk_size),
-        algorithms=algorithms,
+        offline_rl=OfflineRLSettings(
+            algorithms,
+            rl.get("chunk_size", OfflineRLSettings.chunk_size),
+            rl.get("eval_every"),
+        ),
         scripted=tuple(scripted),
         **numbers,
     )
@@ -417,15 +447,15 @@ def parse_settings(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 def _algorithm_config(method: str, rl: Mapping[str, Any], where: str) -> Any:
     """The method's config class built from the keys shared by all algorithms and its own."""
     config_cls = METHODS[method].config
-    shared = [{f.name for f in dataclasses.fields(METHODS[m].config)} for m in ALGORITHMS]
+    shared = [{f.name for f in dataclasses.fields(METHODS[m].config)} for m in BASELINES]
     common = sorted(set.intersection(*shared))
     own_fields = tuple(f.name for f in dataclasses.fields(config_cls))
-    nested = {k for k in rl if k in ALGORITHMS}
+    nested = {k for k in rl if k in BASELINES}
     _check_keys(
         {k: v for k, v in rl.items() if k not in nested},
         (*_RL_KEYS, *common),
         where,
-        f"[offline_rl] (a table per algorithm: {', '.join(ALGORITHMS)})",
+        f"[offline_rl] (a table per algorithm: {', '.join(BASELINES)})",
     )
     own = _section(rl.get(method, {}), f"offline_rl.{method}", where)
     _check_keys(own, own_fields, where, f"[offline_rl.{method}]")

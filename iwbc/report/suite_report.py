@@ -180,14 +180,15 @@ def _preprocessing(runs: SuiteRuns) -> list[str]:
 
 
 def _weighting(config: dict) -> str:
-    if config.get("family") == "offline_rl":
+    # A baseline's record holds its whole "algorithm" config and samples uniform transitions.
+    if "algorithm" in config:
         return "transition (uniform transitions)"
     return config.get("stage", {}).get("weighting", "episode (record predates the key)")
 
 
 def _batch(config: dict) -> str:
-    if config.get("family") == "offline_rl":
-        return f"{config.get('algorithm', {}).get('batch_size')} transitions"
+    if "algorithm" in config:
+        return f"{config['algorithm'].get('batch_size')} transitions"
     stage = config.get("stage", {})
     window = stage.get("window")
     shape = "whole episodes" if window is None else f"{window}-step windows"
