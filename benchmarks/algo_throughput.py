@@ -40,7 +40,7 @@ from run_path import (
 )
 from train_throughput import JAX_CORL_ANCHOR, machine
 
-from iwbc.agents.registry import METHODS, Method, SelectionConfig, training_data
+from iwbc.agents.registry import BASELINES, METHODS, Method, SelectionConfig, training_data
 from iwbc.core.agent import DataSpec
 from iwbc.core.sampling import device_transitions
 from iwbc.core.trainer import Training, create_agents, run_chunk
@@ -50,7 +50,7 @@ from iwbc.data.statistics import normalization_stats
 
 OBS_DIM, ACT_DIM, NUM_TRANSITIONS, BATCH_SIZE = 17, 6, 200_000, 256
 # The offline-RL baselines of the registry, by name.
-ALGORITHMS = {name: method for name, method in METHODS.items() if method.family == "offline_rl"}
+ALGORITHMS = {name: METHODS[name] for name in BASELINES}
 # 5: every suite's seed count.
 SEED_COUNTS = (1, 5)
 REPEATS = 3

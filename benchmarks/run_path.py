@@ -210,12 +210,17 @@ def main() -> None:
 
     import jax.numpy as jnp
 
-    from iwbc.agents.registry import METHODS, SelectionConfig, train_methods, training_data
+    from iwbc.agents.registry import (
+        BASELINES,
+        METHODS,
+        SelectionConfig,
+        train_methods,
+        training_data,
+    )
     from iwbc.core.trainer import create_agents, run_chunk
 
-    baselines = tuple(name for name, method in METHODS.items() if method.family == "offline_rl")
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
-    parser.add_argument("--algorithm", default="td3_bc", choices=baselines)
+    parser.add_argument("--algorithm", default="td3_bc", choices=BASELINES)
     parser.add_argument("--steps", type=int, default=2000, help="a multiple of 1000")
     parser.add_argument("--seeds", type=int, default=3)
     add_dataset_arguments(parser)

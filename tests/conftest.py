@@ -7,12 +7,15 @@ Data fixtures build tiny Minari datasets in a temporary MINARI_DATASETS_PATH (no
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import gymnasium as gym
+import jax
 import minari
 import numpy as np
 import pytest
@@ -21,6 +24,48 @@ from minari.storage import remotes
 from minari.storage.remotes.cloud_storage import CloudStorage
 
 from iwbc.data.scripted import generate_mixed_dataset
+
+# Tests compile many of the same programs (a tiny BC chunk, an MJX step) in different worker
+# and CLI processes: one persistent JAX compilation cache per test session lets each compile
+# once. Fresh per session (CI's figure), shared by the xdist workers and subprocesses through
+# the environment, which they inherit from the controller.
+_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+_CACHE_KEY = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and _CACHE_ENV not in os.environ:
+        directory = tempfile.mkdtemp(prefix="iwbc-test-jax-cache-")
+        config.stash[_CACHE_KEY] = directory
+        os.environ[_CACHE_ENV] = directory
+        os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
+    if _CACHE_ENV in os.environ:  # this process imported JAX before the variable was set
+        jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_ENV])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+# Modules with minute-long tests (MJX compiles on CPU, the GPU check's smoke run, BC learning a
+# locomotion task, a Ray cluster): they start first, so that with `--dist worksteal` the other
+# worker takes the short tests and both end together, instead of one running a long test alone
+# at the end.
+_LONG_FIRST = (
+    "test_envs_mjx.py",
+    "test_gpu_check.py",
+    "test_learning_locomotion.py",
+    "test_standardization.py",
+    "test_benchmark_ray.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in _LONG_FIRST)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    directory = config.stash.get(_CACHE_KEY, None)
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+
 
 PENDULUM_ENV = "InvertedPendulum-v5"
 # Varied lengths; episode 1 and 3 terminate, the others are truncated (time limit).

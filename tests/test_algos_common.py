@@ -10,7 +10,7 @@ import pytest
 
 from iwbc.agents.common import soft_update
 from iwbc.agents.iql import IQLConfig
-from iwbc.agents.registry import METHODS
+from iwbc.agents.registry import BASELINES, METHODS
 from iwbc.agents.td3_bc import TD3BCConfig
 from iwbc.core.agent import DataSpec
 from iwbc.core.sampling import (
@@ -98,9 +98,6 @@ def test_prepare_data_follows_the_config() -> None:
     np.testing.assert_allclose(data.observations, t.obs)
     np.testing.assert_allclose(data.rewards, t.rewards)
     np.testing.assert_array_equal(std, np.ones(3))
-
-
-BASELINES = [name for name, method in METHODS.items() if method.family == "offline_rl"]
 
 
 @pytest.mark.parametrize("name", BASELINES)

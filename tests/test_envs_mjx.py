@@ -77,36 +77,6 @@ def test_auto_picks_mjx_only_on_gpu() -> None:
         resolve_engine("Hopper-v5", "cuda")
 
 
-def test_steps_match_the_batch_engine_in_float64() -> None:
-    # In float64 MJX and MuJoCo C run the same equations in a different order: rounding
-    # differences of 1e-15 grow in this chaotic task to about 1e-10 by step 50, so 1e-8
-    # is a tight bound that still leaves room. (In float32 they would drift to ~1e-3.)
-    spec = get_spec(ENV)
-    n, seeds = 3, [0, 1, 2]
-    low, high = spec.action_bounds()
-    actions = np.random.default_rng(1).uniform(low, high, size=(50, n, low.size))
-    actions = actions.astype(np.float32)
-    cpu = BatchEngine(spec, n)
-    with jax.enable_x64(True):
-        mjx_env = make_engine(ENV, n, "mjx")
-        assert isinstance(mjx_env, MjxEngine)
-        np.testing.assert_allclose(mjx_env.reset(seeds), cpu.reset(seeds), rtol=0, atol=1e-12)
-        for a in actions:
-            want, got = cpu.step(a), mjx_env.step(a)
-            np.testing.assert_allclose(got.obs, want.obs, rtol=0, atol=1e-8)
-            np.testing.assert_allclose(got.reward, want.reward, rtol=0, atol=1e-8)
-            np.testing.assert_array_equal(got.terminated, want.terminated)
-            np.testing.assert_array_equal(got.truncated, want.truncated)
-        # an env left out of a step keeps its observation and reports nothing
-        cpu_obs = cpu.reset([3, 4, 5])
-        mjx_env.reset([3, 4, 5])
-        got = mjx_env.step(actions[0], ids=np.array([1]))
-        want = cpu.step(actions[0], ids=np.array([1]))
-        np.testing.assert_allclose(got.obs, want.obs, rtol=0, atol=1e-10)
-        np.testing.assert_array_equal(got.obs[[0, 2]], cpu_obs[[0, 2]])
-        assert got.reward[0] == 0 and got.reward[2] == 0
-
-
 @pytest.mark.parametrize(
     ("env_id", "atol"), [("Hopper-v5", 1e-10), ("Walker2d-v5", 1e-10), ("HalfCheetah-v5", 1e-6)]
 )
@@ -122,6 +92,7 @@ def test_locomotion_steps_match_cpu_mujoco_in_float64(env_id: str, atol: float) 
     cpu = BatchEngine(get_spec(env_id), n)
     with jax.enable_x64(True):
         mjx_env = make_engine(env_id, n, "mjx")
+        assert isinstance(mjx_env, MjxEngine)
         np.testing.assert_array_equal(mjx_env.reset(seeds), cpu.reset(seeds))
         falls = 0
         for a in actions:
@@ -129,7 +100,16 @@ def test_locomotion_steps_match_cpu_mujoco_in_float64(env_id: str, atol: float) 
             np.testing.assert_allclose(got.obs, want.obs, rtol=0, atol=atol)
             np.testing.assert_allclose(got.reward, want.reward, rtol=0, atol=max(atol, 1e-8))
             np.testing.assert_array_equal(got.terminated, want.terminated)
+            np.testing.assert_array_equal(got.truncated, want.truncated)
             falls += int(want.terminated.sum())
+        # an env left out of a step or a reset keeps its observation and reports nothing
+        cpu_obs = cpu.reset([3, 5], ids=np.array([0, 2]))
+        np.testing.assert_allclose(mjx_env.reset([3, 5], ids=np.array([0, 2])), cpu_obs, atol=atol)
+        got = mjx_env.step(actions[0], ids=np.array([1]))
+        want = cpu.step(actions[0], ids=np.array([1]))
+        np.testing.assert_allclose(got.obs, want.obs, rtol=0, atol=atol)
+        np.testing.assert_array_equal(got.obs[[0, 2]], cpu_obs[[0, 2]])
+        assert got.reward[0] == 0 and got.reward[2] == 0
     if env_id != "HalfCheetah-v5":
         assert falls > 0  # the check covers the unhealthy states too
 
@@ -184,22 +164,23 @@ def test_ant_steps_from_cpu_states_match_with_isotropic_friction() -> None:
     assert touching >= 30  # a third of the 150 env steps end with legs pushing the ground
 
 
-@pytest.mark.parametrize(("env_id", "num_envs"), [(ENV, 32), ("Hopper-v5", 128)])
-def test_rollout_returns_agree_with_the_batch_engine(env_id: str, num_envs: int) -> None:
-    # float32 MJX against float64 MuJoCo: 128 episodes of a random linear policy (the
-    # pendulum drops in ~7 steps, the hopper falls in ~17). Mean returns must agree within
-    # one standard error of the mean (they agree far better: float32 rounding, not
-    # sampling, separates them). 32 envs for 128 episodes: each env runs four in turn.
+def test_rollout_returns_agree_with_the_batch_engine() -> None:
+    # float32 MJX against float64 MuJoCo: 128 episodes of a random linear policy on a contact
+    # task (the hopper falls in ~17 steps). Mean returns must agree within one standard error
+    # of the mean (they agree far better: float32 rounding, not sampling, separates them).
+    # 32 envs for 128 episodes: each env runs four in turn. (One task: each compiles for a
+    # minute on CPU; the pendulum's rollout is checked through evaluation in
+    # test_standardization.)
+    env_id, num_envs = "Hopper-v5", 32
     seeds = np.arange(128)
-    weights = _linear_policy(env_id, scale=0.3 if env_id == ENV else 0.1)
+    weights = _linear_policy(env_id, scale=0.1)
     mjx_result = mjx_rollout_returns(env_id, _act, jnp.asarray(weights), seeds, num_envs=num_envs)
     cpu_result = rollout_returns(env_id, lambda obs: np.tanh(obs @ weights), seeds, engine="batch")
     stderr = cpu_result.returns.std(ddof=1) / np.sqrt(seeds.size)
     assert abs(mjx_result.returns.mean() - cpu_result.returns.mean()) < stderr
     assert np.mean(mjx_result.lengths == cpu_result.lengths) >= 0.95
     np.testing.assert_allclose(mjx_result.returns, cpu_result.returns, rtol=1e-2, atol=1e-2)
-    if env_id == ENV:
-        _check_step_budget(env_id, jnp.asarray(weights), seeds, num_envs, mjx_result)
+    _check_step_budget(env_id, jnp.asarray(weights), seeds, num_envs, mjx_result)
 
 
 def _check_step_budget(
