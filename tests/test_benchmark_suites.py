@@ -9,6 +9,7 @@ import pytest
 
 from iwbc.agents.bc import BCConfig
 from iwbc.agents.registry import BASELINES, METHODS
+from iwbc.bench.records import load_records, record_fingerprint
 from iwbc.bench.suites import (
     available_suites,
     eval_targets,
@@ -208,3 +209,29 @@ def test_standardization_and_weighting_are_suite_keys_and_in_the_config() -> Non
                 "bc_family": {"pretrain": {"weighting": "steps"}},
             },
         )
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+@pytest.mark.parametrize(
+    ("results", "suite_name"),
+    [(RESULTS, "demo"), (RESULTS, "quick"), (RESULTS / "strong-hopper", "quick")],
+    ids=["demo", "quick", "strong-hopper"],
+)
+def test_committed_records_match_the_current_suite_configuration(
+    results: Path, suite_name: str
+) -> None:
+    """A change of a config's fields, defaults or record shape re-keys every run it touches:
+    the committed results would then be stale (rerun them, or explain the change)."""
+    records = load_records(suite_name, results)
+    assert records, f"no committed {suite_name} records under {results}"
+    suite = load_suite(suite_name)
+    stale = sorted(
+        {
+            f"{r['dataset']}/{r['method']}"
+            for r in records
+            if record_fingerprint(r) != suite.method_fingerprint(r["method"])
+        }
+    )
+    assert stale == []
