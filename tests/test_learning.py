@@ -44,7 +44,7 @@ def scores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
         dataset.episodes,
         methods,
         SEEDS,
-        {name: pipeline.stage(METHODS[name]) for name in methods},
+        {name: pipeline.config(METHODS[name]) for name in methods},
         chunk_size=300,
         progress=False,
     )

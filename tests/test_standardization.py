@@ -42,7 +42,7 @@ def data_spec(mean: np.ndarray, std: np.ndarray, action_dim: int) -> DataSpec:
 
 def bc_configs(pipeline: PipelineConfig, methods: list[str]) -> dict[str, BCConfig]:
     """Each BC-family method's config as a suite's ``[bc_family]`` section makes it."""
-    return {name: pipeline.stage(METHODS[name]) for name in methods}
+    return {name: pipeline.config(METHODS[name]) for name in methods}
 
 
 def episodes():

@@ -95,7 +95,7 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         # Built once here so that a bad network, input or selection setting fails at once.
-        self.stage(METHODS["bc"])
+        self.config(METHODS["bc"])
         SelectionConfig(self.percentiles, self.top_fraction)
         if self.chunk_size < 1:
             raise UserError(f"chunk_size must be at least 1, got {self.chunk_size}")
@@ -104,7 +104,7 @@ class PipelineConfig:
     def selection(self) -> SelectionConfig:
         return SelectionConfig(self.percentiles, self.top_fraction)
 
-    def stage(self, method: Method) -> BCConfig:
+    def config(self, method: Method) -> BCConfig:
         """The config a BC-family method trains with: pre-training from scratch, else the
         fine-tune, with the method's loss and the pipeline's network and inputs."""
         base = self.pretrain if method.start is None else self.finetune
@@ -114,9 +114,6 @@ class PipelineConfig:
             hidden_dims=self.hidden_dims,
             standardize=self.standardize_observations,
         )
-
-    def config(self, method: Method) -> BCConfig:
-        return self.stage(method)
 
     def describe(self, method: Method, config: BCConfig, start: BCConfig | None) -> dict[str, Any]:
         """A BC-family run as its records state it: selection, start, stage and network."""
