@@ -6,6 +6,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+import flax.serialization
+import jax
 import minari
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from iwbc.cli import main
 from iwbc.data import load_dataset
 from iwbc.data.minari_io import minari_root
 from iwbc.data.minari_write import write_dataset
-from iwbc.datagen.behaviour import BehaviourConfig, TransitionLog, train_behaviour
+from iwbc.datagen.behaviour import BehaviourConfig, TransitionLog, _Trainer, train_behaviour
 from iwbc.datagen.command import sac_curves_figure, summary_markdown
 from iwbc.datagen.episodes import replay_episodes, rollout_episodes
 from iwbc.datagen.generate import (
@@ -25,10 +27,11 @@ from iwbc.datagen.generate import (
     expert_checkpoint,
     generate,
     medium_checkpoint,
+    sac_checkpoint,
 )
 from iwbc.datagen.sac import SACConfig
 from iwbc.envs import BatchEngine, get_spec
-from iwbc.errors import WriteError
+from iwbc.errors import UserError, WriteError
 
 TINY = Preset(
     behaviour=BehaviourConfig(
@@ -149,23 +152,57 @@ def test_rerun_resumes_and_a_foreign_dataset_is_refused(
 
 
 def test_killed_generation_resumes_to_the_same_data(
-    generated: tuple[Path, Path, dict], tmp_path: Path
+    generated: tuple[Path, Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, _, manifest = generated
     root, work = tmp_path / "minari", tmp_path / "work"
     # Kill the SAC run after its first checkpoint, then let generate pick it up.
-    probe = generate("hopper", TINY, seed=0, root=root, work_dir=work, tiers=(), progress=False)
     train_behaviour(
         "Hopper-v5",
         0,
         TINY.behaviour,
-        checkpoint=probe.run_dir / "behaviour.msgpack",
+        checkpoint=sac_checkpoint(work, "hopper", 0, TINY.behaviour),
         progress=False,
         stop_after=1_000,
     )
+    resumed_from = []
+    load = _Trainer.load_state_dict
+
+    def spy(trainer: _Trainer, saved: dict) -> None:
+        resumed_from.append(int(saved["log"]["size"]))
+        load(trainer, saved)
+
+    monkeypatch.setattr(_Trainer, "load_state_dict", spy)
     resumed = generate("hopper", TINY, seed=0, root=root, work_dir=work, progress=False)
+    assert resumed_from == [1_000]
     assert resumed.manifest["tiers"] == manifest["tiers"]
     assert resumed.manifest["reference"] == manifest["reference"]
+
+
+def test_a_longer_run_extends_a_finished_shorter_one_bit_for_bit(
+    generated: tuple[Path, Path, dict], tmp_path: Path
+) -> None:
+    _, work, _ = generated
+    straight = flax.serialization.msgpack_restore(
+        sac_checkpoint(work, "hopper", 0, TINY.behaviour).read_bytes()
+    )
+    shorter = dataclasses.replace(TINY.behaviour, env_steps=2_000)
+    checkpoint = sac_checkpoint(tmp_path, "hopper", 0, shorter)
+    assert checkpoint.name == sac_checkpoint(work, "hopper", 0, TINY.behaviour).name
+    train_behaviour("Hopper-v5", 0, shorter, checkpoint=checkpoint, progress=False)
+    extended = train_behaviour(
+        "Hopper-v5", 0, TINY.behaviour, checkpoint=checkpoint, progress=False
+    )
+    np.testing.assert_array_equal(np.asarray(extended.evaluations), straight["evaluations"])
+    for got, want in zip(
+        jax.tree.leaves(flax.serialization.to_state_dict(jax.device_get(extended.agent))),
+        jax.tree.leaves(straight["agent"]),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got, want)
+    too_short = dataclasses.replace(TINY.behaviour, env_steps=1_000)
+    with pytest.raises(UserError, match=r"already holds 3000 env steps.*--env-steps 3000"):
+        train_behaviour("Hopper-v5", 0, too_short, checkpoint=checkpoint, progress=False)
 
 
 def test_a_failed_write_leaves_nothing_visible(

@@ -243,10 +243,15 @@ class _Trainer:
         }
 
     def load_state_dict(self, saved: dict) -> None:
-        agent = upgrade_state_dict(saved["agent"])
-        self.agent = flax.serialization.from_state_dict(self.agent, agent)
         log = saved["log"]
         size = int(log["size"])
+        if size > self.config.env_steps:
+            raise UserError(
+                f"the SAC checkpoint already holds {size} env steps, more than the "
+                f"{self.config.env_steps} asked for; pass --env-steps {size} or more"
+            )
+        agent = upgrade_state_dict(saved["agent"])
+        self.agent = flax.serialization.from_state_dict(self.agent, agent)
         for name in self.log.arrays():
             getattr(self.log, name)[:size] = np.asarray(log[name])[:size]
         self.log.size = size
@@ -276,6 +281,10 @@ def train_behaviour(
     on_evaluation: Callable[[int, float], None] | None = None,
 ) -> BehaviourRun:
     """Train SAC on ``env_id`` for ``config.env_steps`` env steps, resuming from ``checkpoint``.
+
+    A checkpoint of a shorter run of the same config is extended: nothing before
+    ``env_steps`` reads it (sampling draws from the filled rows only, the action and update
+    keys fold in the step), so the result is bit for bit that of one run of the longer length.
 
     ``stop_after`` ends the call early (after that many env steps, at a checkpoint) as if the
     process had been killed there; the tests use it to check that resuming changes nothing.

@@ -241,6 +241,19 @@ def _fingerprint(*parts: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def sac_checkpoint(work_dir: str | Path, task: str, seed: int, behaviour: BehaviourConfig) -> Path:
+    """Where the SAC run of ``behaviour`` on ``task`` keeps its checkpoint.
+
+    The SAC run depends on less than the tiers do, so tier settings can change without it; and
+    its length and checkpoint interval are left out of the key, so that a run asked for more
+    env steps (``--env-steps``) extends the shorter one instead of starting over.
+    """
+    settings = dataclasses.asdict(behaviour)
+    del settings["env_steps"], settings["checkpoint_every"]
+    key = _fingerprint(task, settings, seed)
+    return Path(work_dir) / "sac" / f"{task}-seed{seed}-{key}.msgpack"
+
+
 @dataclasses.dataclass
 class GenerationResult:
     """Per-tier summaries and the run's landmarks, as recorded in its manifest."""
@@ -274,9 +287,7 @@ def generate(
     if unknown:
         raise UserError(f"unknown tier(s) {', '.join(unknown)}; available: {', '.join(TIERS)}")
     run_dir = Path(work_dir) / f"{task}-seed{seed}-{_fingerprint(task, preset, seed)}"
-    # The SAC run depends on less than the tiers do, so tier settings can change without it.
-    key = _fingerprint(task, preset.behaviour, seed)
-    behaviour_checkpoint = Path(work_dir) / "sac" / f"{task}-seed{seed}-{key}.msgpack"
+    behaviour_checkpoint = sac_checkpoint(work_dir, task, seed, preset.behaviour)
     run_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = run_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
