@@ -214,10 +214,14 @@ def test_standardization_and_weighting_are_suite_keys_and_in_the_config() -> Non
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
+# Every committed quick-suite run on the strong-preset tiers (results/strong-<task>/quick).
+STRONG = sorted(path.parent for path in RESULTS.glob("strong-*/quick"))
+
+
 @pytest.mark.parametrize(
     ("results", "suite_name"),
-    [(RESULTS, "demo"), (RESULTS, "quick"), (RESULTS / "strong-hopper", "quick")],
-    ids=["demo", "quick", "strong-hopper"],
+    [(RESULTS, "demo"), (RESULTS, "quick"), *((path, "quick") for path in STRONG)],
+    ids=["demo", "quick", *(path.name for path in STRONG)],
 )
 def test_committed_records_match_the_current_suite_configuration(
     results: Path, suite_name: str
