@@ -226,6 +226,8 @@ def test_a_failed_write_leaves_nothing_visible(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w"]
     manifest = json.loads(next((tmp_path / "w").glob("*/manifest.json")).read_text())
     assert manifest["tiers"] == {}
+    # The reference scores were computed before the failed write: their time is kept.
+    assert manifest["tier_seconds"] > 0
 
 
 def test_cli_rejects_unknown_env_and_tier(capsys: pytest.CaptureFixture[str]) -> None:

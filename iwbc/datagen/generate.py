@@ -310,6 +310,16 @@ def generate(
     action_dim = int(get_spec(env_id).action_bounds()[0].size)
     run: BehaviourRun | None = None
     started = time.perf_counter()
+
+    def save() -> None:
+        # Charge the time since the last save to the tiers first, so a run killed between
+        # tiers keeps the time of those it wrote.
+        nonlocal started
+        now = time.perf_counter()
+        manifest["tier_seconds"] = manifest.get("tier_seconds", 0.0) + now - started
+        started = now
+        write_json_atomic(manifest_path, manifest)
+
     if any(t != "random" for t in todo) or "reference" not in manifest:
         run = train_behaviour(
             env_id,
@@ -340,7 +350,7 @@ def generate(
                 seed,
             )
             manifest["reference"] = {"ref_min_score": ref_min, "ref_max_score": ref_max}
-        write_json_atomic(manifest_path, manifest)
+        save()
 
     cache: dict[str, list[EpisodeBuffer]] = {}
 
@@ -392,9 +402,7 @@ def generate(
             overwrite=overwrite,
         )
         manifest["tiers"][tier] = dataclasses.asdict(_summary(tier_id, episodes))
-        write_json_atomic(manifest_path, manifest)
-    manifest["tier_seconds"] = manifest.get("tier_seconds", 0.0) + time.perf_counter() - started
-    write_json_atomic(manifest_path, manifest)
+        save()
     return GenerationResult(task, env_id, seed, manifest, run_dir)
 
 
