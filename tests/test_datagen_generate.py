@@ -183,12 +183,11 @@ def test_a_longer_run_extends_a_finished_shorter_one_bit_for_bit(
     generated: tuple[Path, Path, dict], tmp_path: Path
 ) -> None:
     _, work, _ = generated
-    straight = flax.serialization.msgpack_restore(
-        sac_checkpoint(work, "hopper", 0, TINY.behaviour).read_bytes()
-    )
+    straight_checkpoint = sac_checkpoint(work, "hopper", 0, TINY.behaviour)
+    straight = flax.serialization.msgpack_restore(straight_checkpoint.read_bytes())
     shorter = dataclasses.replace(TINY.behaviour, env_steps=2_000)
     checkpoint = sac_checkpoint(tmp_path, "hopper", 0, shorter)
-    assert checkpoint.name == sac_checkpoint(work, "hopper", 0, TINY.behaviour).name
+    assert checkpoint.name == straight_checkpoint.name
     train_behaviour("Hopper-v5", 0, shorter, checkpoint=checkpoint, progress=False)
     extended = train_behaviour(
         "Hopper-v5", 0, TINY.behaviour, checkpoint=checkpoint, progress=False
