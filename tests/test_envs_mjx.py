@@ -150,7 +150,9 @@ def test_ant_steps_from_cpu_states_match_with_isotropic_friction() -> None:
 
         @jax.jit
         def step_from(before: SimState, actions: jax.Array) -> tuple[jax.Array, jax.Array]:
-            after = task.sim_state(task.step(task.reset(before.qpos, before.qvel), actions))
+            after = task.sim_state(
+                task.step(jax.vmap(task.data_at)(before.qpos, before.qvel), actions)
+            )
             obs = spec.observation(jnp, after)
             return obs, spec.reward(jnp, before, after, actions, task.dt)
 
