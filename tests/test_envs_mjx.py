@@ -42,7 +42,6 @@ from iwbc.envs.mjx_engine import (
 )
 from iwbc.envs.rollout import resolve_engine
 
-ENV = "InvertedDoublePendulum-v5"
 gpu = pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a JAX GPU backend")
 
 
