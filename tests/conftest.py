@@ -23,6 +23,9 @@ from minari.data_collector import EpisodeBuffer
 from minari.storage import remotes
 from minari.storage.remotes.cloud_storage import CloudStorage
 
+from iwbc.agents.bc import BCConfig
+from iwbc.agents.registry import METHODS
+from iwbc.bench.suites import PipelineConfig
 from iwbc.data.scripted import generate_mixed_dataset
 
 # Tests compile many of the same programs (a tiny BC chunk, an MJX step) in different worker
@@ -237,3 +240,8 @@ def make_scripted_dataset(dataset_id: str, root: Path, episodes: int = 6) -> Pat
         warnings.simplefilter("ignore", UserWarning)
         generate_mixed_dataset(dataset_id, num_episodes=episodes, root=root)
     return root
+
+
+def bc_configs(pipeline: PipelineConfig, methods: Sequence[str]) -> dict[str, BCConfig]:
+    """Each BC-family method's config as a suite's ``[bc_family]`` section makes it."""
+    return {name: pipeline.config(METHODS[name]) for name in methods}

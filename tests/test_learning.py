@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import bc_configs
 
 from iwbc.agents.bc import BCConfig
-from iwbc.agents.registry import METHODS, train_methods
+from iwbc.agents.registry import train_methods
 from iwbc.bench.suites import PipelineConfig
 from iwbc.data import dataset_normalized_score, load_dataset
 from iwbc.data.scripted import generate_mixed_dataset
@@ -44,7 +45,7 @@ def scores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
         dataset.episodes,
         methods,
         SEEDS,
-        {name: pipeline.config(METHODS[name]) for name in methods},
+        bc_configs(pipeline, methods),
         chunk_size=300,
         progress=False,
     )

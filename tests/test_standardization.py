@@ -7,10 +7,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import bc_configs
 
 from iwbc.agents.bc import BCAgent, BCConfig
 from iwbc.agents.networks import GaussianPolicy, policy_mean_action
-from iwbc.agents.registry import METHODS, train_methods
+from iwbc.agents.registry import train_methods
 from iwbc.agents.td3_bc import TD3BCConfig
 from iwbc.bench.suites import PipelineConfig
 from iwbc.core.agent import DataSpec
@@ -38,11 +39,6 @@ def numpy_mean_action(layers: dict, obs: np.ndarray) -> np.ndarray:
 
 def data_spec(mean: np.ndarray, std: np.ndarray, action_dim: int) -> DataSpec:
     return DataSpec(jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32), action_dim)
-
-
-def bc_configs(pipeline: PipelineConfig, methods: list[str]) -> dict[str, BCConfig]:
-    """Each BC-family method's config as a suite's ``[bc_family]`` section makes it."""
-    return {name: pipeline.config(METHODS[name]) for name in methods}
 
 
 def episodes():
