@@ -88,8 +88,8 @@ def test_locomotion_steps_match_cpu_mujoco_in_float64(env_id: str, atol: float) 
     # steps); Hopper, the same planar contact physics with one leg (7e-15 when it was
     # here), is compared episode by episode in float32 below, its termination rule with
     # it: each of these checks is one MJX compile, 20-50 s on the 2-core CI box. These
-    # planar models move in the x-z plane, where MJX's and
-    # MuJoCo's capsule-plane contact frames coincide (see test_ant_...). Rewards get
+    # planar models move in the x-z plane, where MJX's and MuJoCo's capsule-plane
+    # contact frames coincide (see test_ant_...). Rewards get
     # 1e-8 at least: their control cost is summed in float32, as Gymnasium sums it,
     # and numpy and XLA add in different orders.
     n, seeds = 3, [0, 1, 2]
