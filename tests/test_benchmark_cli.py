@@ -110,3 +110,26 @@ def test_a_file_set_that_fails_midway_leaves_no_file(tmp_path: Path) -> None:
     assert list(out.iterdir()) == []
     write_file_set(out, writers)
     assert sorted(p.name for p in out.iterdir()) == ["a.md", "b.csv"]
+
+
+def test_the_same_id_under_another_root_trains_anew(root: Path, tmp_path: Path) -> None:
+    """A dataset id names no content: the same id read from another root (a regenerated or
+    stronger tier) must train and score on that data, never reuse the runs of the first,
+    though both share the work directory; the first root's data is reused as before."""
+    other = make_scripted_dataset(DATASET, tmp_path / "other", episodes=9)
+    work = tmp_path / "runs"
+
+    def run(data_root: Path, out: Path) -> dict:
+        argv = ["run", DATASET, "--root", str(data_root), "--methods", "bc", "--seeds", "1"]
+        argv += ["--bc-steps", "10", "--bc-batch-size", "4", "--hidden", "16,16"]
+        argv += ["--eval-episodes", "2", "--out", str(out), "--work-dir", str(work), "--quiet"]
+        assert main(argv) == 0
+        row = next(r for r in (out / "table.md").read_text().splitlines() if "| bc |" in r)
+        return {"episodes": row.split("|")[3].strip(), "files": sorted(work.rglob("*.npy"))}
+
+    first = run(root, tmp_path / "first")
+    second = run(other, tmp_path / "second")
+    assert (first["episodes"], second["episodes"]) == ("6", "9")
+    assert len(second["files"]) == 2 * len(first["files"])  # its own evaluation cache
+    again = run(root, tmp_path / "again")
+    assert again["episodes"] == "6" and again["files"] == second["files"]

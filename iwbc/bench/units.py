@@ -112,6 +112,14 @@ def unit_directory(context: UnitContext, unit: WorkUnit) -> Path:
     return context.work_dir / dataset_slug(unit.dataset) / f"{unit.method}-{key}"
 
 
+def cache_directory(context: UnitContext, unit: WorkUnit, dataset: OfflineDataset) -> Path:
+    """The unit's checkpoints and evaluations, keyed by the dataset's content as well: a
+    dataset regenerated, or read from another root under the same id, trains anew."""
+    config = context.suite.method_config(unit.method)
+    key = fingerprint(unit.dataset, unit.method, config, unit.seeds, dataset.content_fingerprint)
+    return context.work_dir / dataset_slug(unit.dataset) / f"{unit.method}-{key}"
+
+
 def unit_lock(context: UnitContext, unit: WorkUnit) -> Path:
     """The lock file held while ``unit`` runs, beside its checkpoints."""
     return unit_directory(context, unit) / "unit.lock"
@@ -181,7 +189,7 @@ def run_unit(
     suite = context.suite
     if dataset.env_id is None:
         raise UserError(f"dataset {dataset.id} records no environment, so it cannot be evaluated")
-    directory = unit_directory(context, unit)
+    directory = cache_directory(context, unit, dataset)
     directory.mkdir(parents=True, exist_ok=True)
     agent_at = _agent_at(unit.method, unit, context, dataset, directory)
 
@@ -256,7 +264,14 @@ def _agent_at(
     shared = name in STARTS
     directory = unit_dir
     if shared:
-        key = fingerprint(dataset.id, name, dataclasses.asdict(config), unit.seeds, targets)
+        key = fingerprint(
+            dataset.id,
+            name,
+            dataclasses.asdict(config),
+            unit.seeds,
+            targets,
+            dataset.content_fingerprint,
+        )
         directory = context.work_dir / dataset_slug(dataset.id) / f"{name}-stage-{key}"
     description = method.stage_name + ("" if unit.method == name else f" (for {unit.method})")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -177,6 +179,21 @@ class OfflineDataset:
     action_low: np.ndarray
     action_high: np.ndarray
     env_spec: EnvSpec | None = None
+
+    @functools.cached_property
+    def content_fingerprint(self) -> str:
+        """A hash of what training and scoring read: episode arrays, env and reference scores.
+
+        Caches of trained agents and evaluations are keyed by it, not by the id alone: a
+        dataset regenerated, or read from another root under the same id, never reuses
+        another's checkpoints or scores.
+        """
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(repr((self.env_id, self.ref_min_score, self.ref_max_score)).encode())
+        for array in self.episodes:
+            digest.update(repr((array.dtype.str, array.shape)).encode())
+            digest.update(np.ascontiguousarray(array).data)
+        return digest.hexdigest()
 
     @property
     def num_episodes(self) -> int:
