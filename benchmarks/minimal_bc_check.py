@@ -18,16 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
-from iwbc.data import dataset_normalized_score, load_dataset
-from iwbc.envs.evaluate import evaluate_actor
+from iwbc.data import load_dataset
 from iwbc.machine import machine_record
 
 # one copy of the reference learner: the one the CI learning check uses
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from test_learning_locomotion import minimal_bc
+from test_learning_locomotion import minimal_bc_scores
 
 
 def main() -> None:
@@ -42,35 +40,23 @@ def main() -> None:
 
     start = time.perf_counter()
     dataset = load_dataset(args.dataset, root=args.root)
-    transitions = dataset.episodes.to_transitions()
-    scores = []
-    for seed in range(args.seeds):
-        act, params = minimal_bc(transitions.obs, transitions.actions, args.steps, seed)
-        returns = evaluate_actor(
-            act,
-            jax.tree.map(lambda x: x[None], params),
-            dataset.env_id,
-            observation_dim=dataset.observation_dim,
-            action_dim=dataset.action_dim,
-            num_episodes=args.eval_episodes,
-            engine="batch",
-        )
-        scores.append(float(dataset_normalized_score(dataset, returns).mean()))
+    seeds = range(args.seeds)
+    scores = minimal_bc_scores(dataset, args.steps, seeds, args.eval_episodes, engine="batch")
     report = {
         "command": "python " + " ".join(sys.argv),
         "dataset": args.dataset,
-        "transitions": int(transitions.obs.shape[0]),
+        "transitions": dataset.num_steps,
         "steps": args.steps,
         "batch_size": 256,
         "eval_episodes": args.eval_episodes,
-        "normalized_per_seed": scores,
+        "normalized_per_seed": scores.tolist(),
         "normalized_mean": float(np.mean(scores)),
         "wall_seconds": time.perf_counter() - start,
         "machine": machine_record(("iwbc", "jax", "jaxlib", "optax", "mujoco", "numpy")),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"{args.dataset}: minimal BC, {args.steps} steps, normalized per seed", scores)
+    print(f"{args.dataset}: minimal BC, {args.steps} steps, normalized per seed", scores.tolist())
 
 
 if __name__ == "__main__":

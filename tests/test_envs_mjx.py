@@ -179,8 +179,8 @@ def test_rollout_returns_agree_with_the_batch_engine() -> None:
     # error (they agree far better: float32 rounding, not sampling, separates them), and a
     # policy that skipped the statistics on one engine would break the per-episode check.
     # 32 envs for 128 episodes: each env runs four in turn. (One task: each compiles for a
-    # minute on CPU; InvertedDoublePendulum's rollout runs in benchmarks/gpu_check.py's
-    # smoke test.)
+    # minute on CPU; HalfCheetah's rollout also runs in benchmarks/gpu_check.py's smoke
+    # test, and all four locomotion tasks in the gpu-marked check below.)
     env_id, num_envs = "Hopper-v5", 32
     seeds = np.arange(128)
     agent = _standardizing_policy(env_id)

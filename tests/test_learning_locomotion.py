@@ -14,6 +14,7 @@ here, while on HalfCheetah expert data it does not.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import jax
@@ -24,7 +25,7 @@ import pytest
 
 from iwbc.agents.registry import train_methods
 from iwbc.bench.suites import load_suite
-from iwbc.data import dataset_normalized_score, load_dataset
+from iwbc.data import OfflineDataset, dataset_normalized_score, load_dataset
 from iwbc.envs.evaluate import evaluate_actor, evaluate_agent
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "minari"
@@ -77,6 +78,30 @@ def minimal_bc(observations: np.ndarray, actions: np.ndarray, steps: int, seed: 
     return act, params
 
 
+def minimal_bc_scores(
+    dataset: OfflineDataset,
+    steps: int,
+    seeds: Sequence[int],
+    num_episodes: int,
+    engine: str = "auto",
+) -> np.ndarray:
+    """Normalized score per seed of ``minimal_bc`` on ``dataset``, all seeds in one rollout."""
+    transitions = dataset.episodes.to_transitions()
+    trained = [minimal_bc(transitions.obs, transitions.actions, steps, seed) for seed in seeds]
+    act = trained[0][0]  # the same data statistics for every seed
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *(params for _, params in trained))
+    returns = evaluate_actor(
+        act,
+        stacked,
+        dataset.env_id,
+        observation_dim=dataset.observation_dim,
+        action_dim=dataset.action_dim,
+        num_episodes=num_episodes,
+        engine=engine,
+    )
+    return dataset_normalized_score(dataset, returns).mean(axis=1)
+
+
 def test_bc_reaches_the_expert_at_the_cpu_budget(dataset, bc_budget) -> None:
     trained = train_methods(
         dataset.episodes,
@@ -91,21 +116,7 @@ def test_bc_reaches_the_expert_at_the_cpu_budget(dataset, bc_budget) -> None:
     scores = dataset_normalized_score(dataset, returns).mean(axis=1)
     assert scores.min() >= 90.0, f"BC scores {scores} on {DATASET}"
 
-    transitions = dataset.episodes.to_transitions()
-    trained_minimal = [
-        minimal_bc(transitions.obs, transitions.actions, bc_budget.steps, seed) for seed in SEEDS
-    ]
-    act = trained_minimal[0][0]
-    stacked = jax.tree.map(lambda *x: jnp.stack(x), *(params for _, params in trained_minimal))
-    minimal_returns = evaluate_actor(  # both seeds in one rollout, as iwbc's are
-        act,
-        stacked,
-        dataset.env_id,
-        observation_dim=dataset.observation_dim,
-        action_dim=dataset.action_dim,
-        num_episodes=EVAL_EPISODES,
-    )
-    minimal = dataset_normalized_score(dataset, minimal_returns).mean(axis=1)
+    minimal = minimal_bc_scores(dataset, bc_budget.steps, SEEDS, EVAL_EPISODES)
     # The independent learner reaches the expert too, and iwbc's BC is not behind it.
     assert min(minimal) >= 90.0, f"minimal BC scores {minimal}"
     assert scores.mean() >= np.mean(minimal) - 5.0, (scores, minimal)

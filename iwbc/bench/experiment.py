@@ -115,8 +115,9 @@ def run_experiment(
     started = time.perf_counter()
     dataset_scores = dataset_normalized_score(dataset, dataset.episodes.returns)
     # the content too: the same id under another root, or regenerated, is another experiment
-    key = f"{dataset_slug(dataset.id)}-{config.fingerprint(dataset.id)}"
-    key += f"-{dataset.content_fingerprint[:12]}"
+    key = "-".join(
+        (dataset_slug(dataset.id), config.fingerprint(dataset.id), dataset.content_fingerprint[:12])
+    )
     records = Path(work_dir) / "records" / key
     summary = run_suite(
         config.suite(dataset.id),

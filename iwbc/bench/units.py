@@ -105,19 +105,21 @@ def dataset_slug(dataset_id: str) -> str:
     return dataset_id.replace("/", "__")
 
 
-def unit_directory(context: UnitContext, unit: WorkUnit) -> Path:
-    """The unit's checkpoint and evaluation cache directory."""
+def _keyed_directory(context: UnitContext, unit: WorkUnit, *extra: Any) -> Path:
     config = context.suite.method_config(unit.method)
-    key = fingerprint(unit.dataset, unit.method, config, unit.seeds)
+    key = fingerprint(unit.dataset, unit.method, config, unit.seeds, *extra)
     return context.work_dir / dataset_slug(unit.dataset) / f"{unit.method}-{key}"
+
+
+def unit_directory(context: UnitContext, unit: WorkUnit) -> Path:
+    """The unit's lock and failure traceback: known before its dataset is loaded."""
+    return _keyed_directory(context, unit)
 
 
 def cache_directory(context: UnitContext, unit: WorkUnit, dataset: OfflineDataset) -> Path:
     """The unit's checkpoints and evaluations, keyed by the dataset's content as well: a
     dataset regenerated, or read from another root under the same id, trains anew."""
-    config = context.suite.method_config(unit.method)
-    key = fingerprint(unit.dataset, unit.method, config, unit.seeds, dataset.content_fingerprint)
-    return context.work_dir / dataset_slug(unit.dataset) / f"{unit.method}-{key}"
+    return _keyed_directory(context, unit, dataset.content_fingerprint)
 
 
 def unit_lock(context: UnitContext, unit: WorkUnit) -> Path:
