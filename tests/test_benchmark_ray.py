@@ -17,7 +17,8 @@ ray = pytest.importorskip("ray")
 
 DATASET = "iwbc-test/idp/ray-v0"
 MISSING = "iwbc-test/missing/none-v0"
-SUITE = tiny_suite_toml(("bc", "td3_bc"), (DATASET, MISSING), scripted=None)
+# One method: the executor runs any unit alike (the local executor's tests cover the rest).
+SUITE = tiny_suite_toml(("bc",), (DATASET, MISSING), scripted=None)
 
 
 # Starting processes from a JAX process warns about fork; they exec at once, so it is harmless.
@@ -37,10 +38,10 @@ def test_ray_executor_runs_a_suite(tmp_path: Path) -> None:
         progress=False,
     )
     assert not ray.is_initialized(), "the executor shuts down the Ray instance it started"
-    assert (summary.total, summary.ok, summary.failed) == (8, 4, 4)
+    assert (summary.total, summary.ok, summary.failed) == (4, 2, 2)
     records = load_records("raysuite", results)
     ok = {(r["method"], r["seed"]) for r in records if r["status"] == "ok"}
-    assert ok == {(m, s) for m in ("bc", "td3_bc") for s in (0, 1)}
+    assert ok == {("bc", 0), ("bc", 1)}
     assert all(r["dataset"] == DATASET for r in records if r["status"] == "ok")
     failed = [r for r in records if r["status"] == "failed"]
     assert {r["dataset"] for r in failed} == {MISSING}

@@ -81,17 +81,17 @@ def test_auto_picks_mjx_only_on_gpu() -> None:
         resolve_engine("Hopper-v5", "cuda")
 
 
-@pytest.mark.parametrize(("env_id", "atol"), [("Walker2d-v5", 1e-10), ("HalfCheetah-v5", 1e-6)])
-def test_locomotion_steps_match_cpu_mujoco_in_float64(env_id: str, atol: float) -> None:
-    # 50 uniform-random steps through falls and ground contacts. Measured worst gaps:
-    # Walker2d 4e-13, HalfCheetah 5e-8 (it never falls, so rounding grows for all 50
-    # steps); Hopper, the same planar contact physics with one leg (7e-15 when it was
-    # here), is compared episode by episode in float32 below, its termination rule with
-    # it: each of these checks is one MJX compile, 20-50 s on the 2-core CI box. These
-    # planar models move in the x-z plane, where MJX's and MuJoCo's capsule-plane
-    # contact frames coincide (see test_ant_...). Rewards get
-    # 1e-8 at least: their control cost is summed in float32, as Gymnasium sums it,
-    # and numpy and XLA add in different orders.
+def test_halfcheetah_steps_match_cpu_mujoco_in_float64() -> None:
+    # 50 uniform-random HalfCheetah steps through ground contacts: measured worst gap 5e-8 (it
+    # never falls, so rounding grows for all 50 steps). Each such check is one MJX compile,
+    # 20-50 s on the 2-core CI box, so one task: Hopper and Walker2d, the same planar contact
+    # physics with falls (7e-15 and 4e-13 when they were here), are compared episode by
+    # episode in float32 below (Hopper, its termination rule with it) and in distribution on
+    # the GPU. These planar models move in the x-z plane, where MJX's and MuJoCo's
+    # capsule-plane contact frames coincide (see test_ant_...). Rewards get 1e-8 at least:
+    # their control cost is summed in float32, as Gymnasium sums it, and numpy and XLA add in
+    # different orders.
+    env_id, atol = "HalfCheetah-v5", 1e-6
     n, seeds = 3, [0, 1, 2]
     actions = _random_actions(env_id, n)
     cpu = BatchEngine(get_spec(env_id), n)
@@ -99,14 +99,12 @@ def test_locomotion_steps_match_cpu_mujoco_in_float64(env_id: str, atol: float) 
         mjx_env = make_engine(env_id, n, "mjx")
         assert isinstance(mjx_env, MjxEngine)
         np.testing.assert_array_equal(mjx_env.reset(seeds), cpu.reset(seeds))
-        falls = 0
         for a in actions:
             want, got = cpu.step(a), mjx_env.step(a)
             np.testing.assert_allclose(got.obs, want.obs, rtol=0, atol=atol)
             np.testing.assert_allclose(got.reward, want.reward, rtol=0, atol=max(atol, 1e-8))
             np.testing.assert_array_equal(got.terminated, want.terminated)
             np.testing.assert_array_equal(got.truncated, want.truncated)
-            falls += int(want.terminated.sum())
         # an env left out of a step or a reset keeps its observation and reports nothing
         cpu_obs = cpu.reset([3, 5], ids=np.array([0, 2]))
         np.testing.assert_allclose(mjx_env.reset([3, 5], ids=np.array([0, 2])), cpu_obs, atol=atol)
@@ -115,8 +113,6 @@ def test_locomotion_steps_match_cpu_mujoco_in_float64(env_id: str, atol: float) 
         np.testing.assert_allclose(got.obs, want.obs, rtol=0, atol=atol)
         np.testing.assert_array_equal(got.obs[[0, 2]], cpu_obs[[0, 2]])
         assert got.reward[0] == 0 and got.reward[2] == 0
-    if env_id != "HalfCheetah-v5":
-        assert falls > 0  # the check covers the unhealthy states too
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,9 @@ def trained() -> dict:
         hidden_dims=(16, 16),
         chunk_size=10,
     )
-    methods = ["bc", "filtered_bc", "top10_bc", "iw_bc", "iw_bc_step", "iw_bc_quality"]
+    # One method of each kind (the variants of each share its data path): trained on all the
+    # data, on a subset of the episodes, fine-tuned from BC, and a baseline on transitions.
+    methods = ["bc", "filtered_bc", "iw_bc"]
     configs = bc_configs(pipeline, methods)
     configs["td3_bc"] = TD3BCConfig(steps=20, batch_size=16, hidden_dims=(16, 16))
     return train_methods(
@@ -137,7 +139,7 @@ def trained() -> dict:
     )
 
 
-def test_every_method_carries_the_dataset_statistics_unchanged_by_training(trained) -> None:
+def test_each_kind_of_method_carries_the_dataset_statistics_unchanged_by_training(trained) -> None:
     """One set of statistics per dataset, the baselines' (prepare_data) included, bit for bit."""
     data = episodes()
     _, mean, std = prepare_data(data.to_transitions(), TD3BCConfig())

@@ -15,9 +15,16 @@ import pytest
 import iwbc.core.trainer
 import iwbc.files
 from iwbc.agents.bc import BCAgent, BCConfig
+from iwbc.agents.cql import CQLAgent, CQLConfig
 from iwbc.core.agent import DataSpec
 from iwbc.core.sampling import DeviceEpisodes
-from iwbc.core.trainer import Training, create_agents, run_chunk, train
+from iwbc.core.trainer import (
+    Training,
+    create_agents,
+    finite_state,
+    run_chunk,
+    train,
+)
 from iwbc.errors import UserError
 
 OBS_DIM, ACT_DIM, HIDDEN = 4, 2, (32, 32)
@@ -334,3 +341,27 @@ def test_weights_are_uniform_when_q_iw_equals_q_ref(data: DeviceEpisodes, loss: 
         batch = config.batch_size
         for mean in record["weight_mean"]:
             assert 1 / (batch * max(LENGTHS)) <= mean <= 1 / (batch * min(LENGTHS))
+
+
+@pytest.mark.parametrize(
+    ("agent_cls", "config"),
+    [(BCAgent, iw_config()), (CQLAgent, CQLConfig(hidden_dims=HIDDEN))],
+    ids=["iw_bc", "cql"],
+)
+def test_one_shot_programs_compile_to_the_default_numbers(
+    agent_cls: Any, config: Any, data: DeviceEpisodes
+) -> None:
+    """Creating agents and preparing data compile with ONE_SHOT_COMPILE; the numbers are those of
+    XLA's default compile, bit for bit (level 0 would move truncated-normal and orthogonal
+    initial weights by an ulp or more). CQL's orthogonal critic init is the most sensitive."""
+    spec = DataSpec(jnp.linspace(-1.0, 1.0, OBS_DIM), jnp.linspace(0.5, 2.0, OBS_DIM), ACT_DIM)
+    seeds = [0, 1, 7]
+    keys = jnp.stack([jax.random.PRNGKey(seed) for seed in seeds])
+    by_default = jax.jit(jax.vmap(lambda key: agent_cls.create(key, spec, config)))(keys)
+    created = create_agents(agent_cls, config, spec, seeds)
+    jax.tree.map(np.testing.assert_array_equal, created, by_default)
+    if agent_cls is BCAgent:  # iw-BC's trajectory tables
+        prepared = iwbc.core.trainer._prepare(created, data)
+        by_default = jax.jit(jax.vmap(lambda one: one.prepare(data)))(created)
+        jax.tree.map(np.testing.assert_array_equal, prepared, by_default)
+    np.testing.assert_array_equal(finite_state(created), [True] * len(seeds))

@@ -49,17 +49,29 @@ def create_agent(agent_cls: type[Agent], config: Any, spec: DataSpec, seed: int)
     return _create_one(agent_cls, config, jax.random.PRNGKey(seed), spec)
 
 
-@functools.partial(jax.jit, static_argnames=("agent_cls", "config"))
+# Programs that run once per training, or once per chunk on a few numbers (creating agents,
+# preparing data, the finiteness check), compile with LLVM at optimization level 1: in about half
+# XLA's default time (a baseline's creation, 3-5 s on CPU, is most of a short run's start), with
+# bit-identical results (tests/test_train.py checks). The update chunks keep the default: they are
+# the hot path.
+ONE_SHOT_COMPILE = {"xla_backend_optimization_level": 1}
+
+
+@functools.partial(
+    jax.jit, static_argnames=("agent_cls", "config"), compiler_options=ONE_SHOT_COMPILE
+)
 def _create_one(agent_cls: type[Agent], config: Any, key: jax.Array, spec: DataSpec) -> Any:
     return agent_cls.create(key, spec, config)
 
 
-@functools.partial(jax.jit, static_argnames=("agent_cls", "config"))
+@functools.partial(
+    jax.jit, static_argnames=("agent_cls", "config"), compiler_options=ONE_SHOT_COMPILE
+)
 def _create(agent_cls: type[Agent], config: Any, keys: jax.Array, spec: DataSpec, init: Any) -> Any:
     return jax.vmap(lambda key, start: agent_cls.create(key, spec, config, start))(keys, init)
 
 
-@jax.jit
+@functools.partial(jax.jit, compiler_options=ONE_SHOT_COMPILE)
 def _prepare(agent: Agent, data: Any) -> Agent:
     return jax.vmap(lambda one: one.prepare(data))(agent)
 
@@ -89,7 +101,7 @@ def run_chunk(agent: Agent, data: Any, start: jax.Array, length: int) -> tuple[A
 run_updates = jax.jit(updates, static_argnames="length")
 
 
-@jax.jit
+@functools.partial(jax.jit, compiler_options=ONE_SHOT_COMPILE)
 def finite_state(state: Any) -> jax.Array:
     """[seeds] bool: whether every floating-point leaf of seed-stacked ``state`` (parameters,
     optimizer moments, targets) is finite. One reduction on the device, read once per chunk."""
