@@ -160,7 +160,7 @@ def test_a_full_disk_while_recording_a_failure_names_the_file(
         raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
 
     monkeypatch.setattr(iwbc.bench.units, "run_unit", failing)
-    monkeypatch.setattr(iwbc.bench.units, "_dataset", lambda context, dataset: None)
+    monkeypatch.setattr(iwbc.bench.units, "context_dataset", lambda context, dataset: None)
     monkeypatch.setattr(os, "fsync", failing)  # every atomic write fails as the disk is full
     with pytest.raises(OSError) as raised:
         execute_unit(UNIT, context)

@@ -5,6 +5,7 @@ others finish."""
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -16,8 +17,11 @@ from iwbc.bench.records import RECORD_KEYS, check_record, load_records, records_
 from iwbc.bench.runner import plan, run_suite
 from iwbc.bench.suites import Suite, load_suite
 from iwbc.cli import main
-from iwbc.data import load_dataset
+from iwbc.data import DatasetError, load_dataset
+from iwbc.data.scripted import generate_mixed_dataset
 from iwbc.envs.evaluate import evaluate_agent
+from iwbc.report.runs import load_runs
+from iwbc.report.suite_report import write_suite_report
 
 DATASET = "iwbc-test/idp/mixed-v0"
 MISSING = "iwbc-test/missing/none-v0"
@@ -172,6 +176,69 @@ def test_edited_suite_reruns_only_the_changed_method(sweep: dict) -> None:
     units, total, finished = plan(edited, records_dir("tiny", sweep["results"]))
     assert (total, finished) == (6, 4)
     assert [(u.method, u.pending) for u in units] == [("iw_bc", (0, 1))]
+
+
+def test_records_state_the_data_they_were_made_on(sweep: dict) -> None:
+    made_on = load_dataset(DATASET, root=sweep["root"]).content_fingerprint
+    records = load_records("tiny", sweep["results"])
+    assert {record["data_fingerprint"] for record in records} == {made_on}
+
+
+def test_the_same_id_with_other_content_is_planned_again(sweep: dict) -> None:
+    """A dataset id names no content: records made on the dataset as it was are not finished
+    once it is regenerated (or read from another root); on the same content they are, and a
+    dataset that cannot be loaded keeps its records (its pending runs fail on it anyway)."""
+    directory = records_dir("tiny", sweep["results"])
+    other = generate_mixed_dataset(DATASET, num_episodes=7, seed=3, root=sweep["base"] / "other")
+    regenerated = load_dataset(other, root=sweep["base"] / "other").content_fingerprint
+    same = load_dataset(DATASET, root=sweep["root"]).content_fingerprint
+    assert regenerated != same
+    asked: list[str] = []
+
+    def current(name: str) -> str:
+        asked.append(name)
+        return regenerated
+
+    units, total, finished = plan(sweep["suite"], directory, data_fingerprint=current)
+    assert (total, finished, asked) == (6, 0, [DATASET])
+    assert [(u.method, u.pending, u.data_fingerprint) for u in units] == [
+        (method, (0, 1), regenerated) for method in ("bc", "iw_bc", "td3_bc")
+    ]
+    assert plan(sweep["suite"], directory, data_fingerprint=lambda name: same)[1:] == (6, 6)
+
+    def unloadable(name: str) -> str:
+        raise DatasetError(f"dataset '{name}' is not in the local root")
+
+    assert plan(sweep["suite"], directory, data_fingerprint=unloadable)[1:] == (6, 6)
+
+
+def test_a_regenerated_dataset_retrains_and_the_report_flags_mixed_data(sweep: dict) -> None:
+    """A sweep of bc alone on regenerated data retrains bc there; the other methods' records
+    stay on the old data, which the report then names, with the command that fixes it."""
+    results = sweep["base"] / "results-regenerated"
+    shutil.copytree(records_dir("tiny", sweep["results"]), records_dir("tiny", results))
+    root = sweep["base"] / "regenerated"
+    generate_mixed_dataset(DATASET, num_episodes=7, seed=3, root=root)
+    summary = run_suite(
+        sweep["suite"],
+        records_dir("tiny", results),
+        work_dir=sweep["work"],
+        data_root=root,
+        only_methods=["bc"],
+        progress=False,
+    )
+    assert (summary.total, summary.skipped, summary.ok) == (2, 0, 2)
+    made_on = {r["method"]: r["data_fingerprint"] for r in load_records("tiny", results)}
+    assert made_on["bc"] == load_dataset(DATASET, root=root).content_fingerprint
+    assert made_on["iw_bc"] == made_on["td3_bc"] != made_on["bc"]
+    runs = load_runs("tiny", results, sweep["suite"])
+    assert runs.mixed_data == {DATASET: [made_on["bc"], made_on["iw_bc"]]}
+    write_suite_report("tiny", results, reps=20, layout=sweep["suite"])
+    table = (results / "tiny" / "table.md").read_text()
+    assert "The runs of 1 dataset(s) were made on different contents of their data" in table
+    assert f"iwbc bench --suite tiny --results {results} --only-datasets {DATASET}`" in table
+    row = f"| td3_bc | {DATASET} | 1 | mixed data | made on content {made_on['td3_bc'][:12]} |"
+    assert row in table
 
 
 def test_failing_unit_is_recorded_and_the_sweep_goes_on(

@@ -139,3 +139,35 @@ def test_the_runner_writes_the_fingerprint_it_compares(tmp_path: Path) -> None:
         record = read_record(path)
         assert record["fingerprint"] == current.method_fingerprint("td3_bc")
         assert record["fingerprint"] != suite(BEFORE).method_fingerprint("td3_bc")
+
+
+def test_runs_on_other_contents_of_one_dataset_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bc ran on e/x before its data was regenerated, td3_bc after: the report and the command
+    say so; records that state no data (written before the key) count as no version."""
+    current = suite(AFTER)
+    for method in ("bc", "td3_bc"):
+        write(tmp_path, method, current)
+    for path in records_dir(SUITE, tmp_path).rglob("*.json"):
+        record = read_record(path)
+        record["data_fingerprint"] = {
+            ("e__x__medium-v0", "bc"): "a" * 32,
+            ("e__x__medium-v0", "td3_bc"): "b" * 32,
+        }.get((path.parent.parent.name, path.parent.name))
+        path.write_text(json.dumps(record))
+    assert load_runs(SUITE, tmp_path, current).mixed_data == {DATASETS[0]: ["a" * 32, "b" * 32]}
+    monkeypatch.setattr(iwbc.report.suite_report, "suite_layout", lambda name: current)
+    lines = report_main(SUITE, tmp_path, reps=20).splitlines()
+    summary = (
+        "The runs of 1 dataset(s) were made on different contents of their data (content "
+        f"fingerprints): {DATASETS[0]} ({'a' * 12}, {'b' * 12}). Their methods were not "
+        f"compared on the same data; `iwbc bench --suite {SUITE} --results {tmp_path} "
+        f"--only-datasets {DATASETS[0]}` retrains every run not made on the data as it is now"
+    )
+    assert lines[1:] == [f"warning: {summary}"]
+    table = (tmp_path / SUITE / "table.md").read_text()
+    assert "every run of the grid finished" not in table
+    assert f"| bc | {DATASETS[0]} | 0 | mixed data | made on content {'a' * 12} |" in table
+    assert "| e/y/medium-v0 | mixed data" not in table
+    assert summary in (tmp_path / SUITE / "stats.md").read_text()

@@ -4,7 +4,10 @@ Records live at ``<results>/<suite>/records/<dataset with / → __>/<method>/see
 A record is the unit of resumption: a run whose record says ``ok`` for the same configuration
 is finished and never redone, so a killed sweep loses at most the runs it was inside. Each
 record also carries the ``fingerprint`` of that configuration, so a report can tell records of
-the suite as it now stands from those an edit of the suite file left behind.
+the suite as it now stands from those an edit of the suite file left behind, and the
+``data_fingerprint`` of the dataset's content it trained and scored on: a dataset id names no
+content (a tier regenerated, or read from another root), so a record made on other data than
+the dataset's current content is not finished either.
 """
 
 from __future__ import annotations
@@ -89,13 +92,21 @@ def read_record(path: str | Path) -> dict[str, Any] | None:
     return record
 
 
-def is_finished(path: str | Path, config: Mapping[str, Any]) -> bool:
-    """True when the run at ``path`` succeeded with this configuration.
+def is_finished(
+    path: str | Path, config: Mapping[str, Any], data_fingerprint: str | None = None
+) -> bool:
+    """True when the run at ``path`` succeeded with this configuration (and, when
+    ``data_fingerprint`` is given, on the data of that content fingerprint).
 
-    Failed runs and runs made with another configuration (an edited suite) are run again.
+    Failed runs, runs made with another configuration (an edited suite) and runs made on other
+    data (a regenerated tier) are run again. Records written before they stated their data are
+    taken as made on it.
     """
     record = read_record(path)
-    return record is not None and record["status"] == "ok" and record["config"] == config
+    if record is None or record["status"] != "ok" or record["config"] != config:
+        return False
+    made_on = record.get("data_fingerprint")
+    return data_fingerprint is None or made_on is None or made_on == data_fingerprint
 
 
 def load_records(suite: str, results_dir: str | Path = "results") -> list[dict[str, Any]]:

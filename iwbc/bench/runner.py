@@ -1,8 +1,9 @@
 """A sweep: a suite expanded into work units, the unfinished ones run, progress shown.
 
 A run is finished when its record says ``ok`` for the suite's current configuration of that
-method; finished runs are skipped, so re-invoking a killed sweep continues where it stopped
-(unfinished units resume from their checkpoints and cached evaluations). Failed runs are
+method, made on the dataset's current content; finished runs are skipped, so re-invoking a
+killed sweep continues where it stopped (unfinished units resume from their checkpoints and
+cached evaluations). Failed runs are
 recorded and retried on the next invocation; the sweep itself goes on past them.
 
 Sweeps of one suite may run at once on one work directory: a unit another process is running
@@ -13,7 +14,7 @@ process stopped without finishing it, this one runs it then.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -21,7 +22,13 @@ from tqdm.auto import tqdm
 from iwbc.bench.executors import EXECUTORS, run_local, run_ray
 from iwbc.bench.records import is_finished, record_path
 from iwbc.bench.suites import Suite
-from iwbc.bench.units import UnitContext, UnitOutcome, WorkUnit, execute_unit
+from iwbc.bench.units import (
+    UnitContext,
+    UnitOutcome,
+    WorkUnit,
+    context_dataset,
+    execute_unit,
+)
 from iwbc.data import OfflineDataset, list_datasets
 from iwbc.data.scripted import generate_mixed_dataset
 from iwbc.errors import UserError
@@ -104,22 +111,42 @@ def plan(
     *,
     only_datasets: Sequence[str] | None = None,
     only_methods: Sequence[str] | None = None,
+    data_fingerprint: Callable[[str], str] | None = None,
 ) -> tuple[list[WorkUnit], int, int]:
-    """(units with unfinished runs, runs in the selection, runs already finished)."""
+    """(units with unfinished runs, runs in the selection, runs already finished).
+
+    ``data_fingerprint(dataset)`` gives a dataset's current content fingerprint; it is asked
+    only for datasets with runs finished under the current configuration, and those made on
+    other content are planned again. A dataset it cannot load (a UserError) keeps its records
+    as they are: its pending runs fail on loading it all the same.
+    """
     datasets, methods = select(suite, only_datasets, only_methods)
     units, total, finished = [], 0, 0
     for dataset in datasets:
+        paths = {
+            (method, seed): record_path(records_dir, dataset, method, seed)
+            for method in methods
+            for seed in suite.seeds
+        }
+        configs = {method: suite.method_config(method) for method in methods}
+        current = None
+        if data_fingerprint is not None and any(
+            is_finished(path, configs[method]) for (method, _), path in paths.items()
+        ):
+            try:
+                current = data_fingerprint(dataset)
+            except UserError:
+                current = None
         for method in methods:
-            config = suite.method_config(method)
             pending = tuple(
                 seed
                 for seed in suite.seeds
-                if not is_finished(record_path(records_dir, dataset, method, seed), config)
+                if not is_finished(paths[method, seed], configs[method], current)
             )
             total += len(suite.seeds)
             finished += len(suite.seeds) - len(pending)
             if pending:
-                units.append(WorkUnit(dataset, method, suite.seeds, pending))
+                units.append(WorkUnit(dataset, method, suite.seeds, pending, current))
     return units, total, finished
 
 
@@ -164,12 +191,9 @@ def run_suite(
     """
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
-    units, total, finished = plan(
-        suite, records_dir, only_datasets=only_datasets, only_methods=only_methods
-    )
     root = None if data_root is None else str(Path(data_root).expanduser().resolve())
     work = Path(work_dir).resolve()
-    prepare_datasets(suite, sorted({u.dataset for u in units}), root, work / "datasets.lock")
+    prepare_datasets(suite, select(suite, only_datasets)[0], root, work / "datasets.lock")
     context = UnitContext(
         suite=suite,
         records_dir=Path(records_dir).resolve(),
@@ -177,6 +201,13 @@ def run_suite(
         data_root=root,
         progress=train_progress,
         dataset=dataset,
+    )
+    units, total, finished = plan(
+        suite,
+        records_dir,
+        only_datasets=only_datasets,
+        only_methods=only_methods,
+        data_fingerprint=lambda name: context_dataset(context, name).content_fingerprint,
     )
     bar = tqdm(total=total, initial=finished, desc=suite.name, unit="run", disable=not progress)
     if executor == "ray":

@@ -53,12 +53,17 @@ Evaluate = Callable[[Any, int], np.ndarray]
 
 @dataclasses.dataclass(frozen=True)
 class WorkUnit:
-    """(dataset, method) trained for all ``seeds``; records are written for ``pending`` ones."""
+    """(dataset, method) trained for all ``seeds``; records are written for ``pending`` ones.
+
+    ``data_fingerprint`` is the dataset's content fingerprint when planning read it (it had
+    finished records to check), so seeds finished meanwhile are checked against the same data.
+    """
 
     dataset: str
     method: str
     seeds: tuple[int, ...]
     pending: tuple[int, ...]
+    data_fingerprint: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,7 +153,9 @@ def execute_unit(
             seed
             for seed in unit.pending
             if not is_finished(
-                record_path(context.records_dir, unit.dataset, unit.method, seed), config
+                record_path(context.records_dir, unit.dataset, unit.method, seed),
+                config,
+                unit.data_fingerprint,
             )
         )
         if not pending:
@@ -162,7 +169,7 @@ def _execute(
     """Run ``unit``, keeping the full traceback of a failure beside its checkpoints."""
     started = time.perf_counter()
     try:
-        dataset = _dataset(context, unit.dataset)
+        dataset = context_dataset(context, unit.dataset)
         return UnitOutcome(unit, run_unit(unit, context, dataset, report=report))
     except Exception as error:
         directory = unit_directory(context, unit)
@@ -318,13 +325,16 @@ def _load(dataset_id: str, root: str | None) -> OfflineDataset:
     return load_dataset(dataset_id, root=root)
 
 
-def _dataset(context: UnitContext, dataset_id: str) -> OfflineDataset:
+def context_dataset(context: UnitContext, dataset_id: str) -> OfflineDataset:
+    """The dataset units of ``context`` train on: the one it was given, else loaded."""
     if context.dataset is not None and context.dataset.id == dataset_id:
         return context.dataset
     return _load(dataset_id, context.data_root)
 
 
-def _record(unit: WorkUnit, context: UnitContext, seed: int, wall: float) -> dict[str, Any]:
+def _record(
+    unit: WorkUnit, context: UnitContext, seed: int, wall: float, data: str | None
+) -> dict[str, Any]:
     config = context.suite.method_config(unit.method)
     return {
         "schema": SCHEMA,
@@ -337,6 +347,7 @@ def _record(unit: WorkUnit, context: UnitContext, seed: int, wall: float) -> dic
         "error": None,
         "config": config,
         "fingerprint": config_fingerprint(config),
+        "data_fingerprint": data,
         "environment": machine_record(VERSIONED),
         "curve": None,
         "final": None,
@@ -353,7 +364,7 @@ def _record(unit: WorkUnit, context: UnitContext, seed: int, wall: float) -> dic
 def _write_failure(
     unit: WorkUnit, context: UnitContext, seed: int, error: str, wall: float
 ) -> Path:
-    record = _record(unit, context, seed, wall)
+    record = _record(unit, context, seed, wall, unit.data_fingerprint)
     record.update(status="failed", error=error)
     path = record_path(context.records_dir, unit.dataset, unit.method, seed)
     return write_json_atomic(path, record)
@@ -378,7 +389,7 @@ def _write_success(
         None if low is None or high is None else normalized_score(means, low, high).tolist()
     )
     best = int(np.argmax(means if normalized is None else normalized))
-    record = _record(unit, context, seed, wall)
+    record = _record(unit, context, seed, wall, dataset.content_fingerprint)
     record.update(
         env_id=dataset.env_id,
         curve={"steps": list(steps), "returns": means, "normalized": normalized},

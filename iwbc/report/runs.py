@@ -5,7 +5,9 @@
 built from these files alone, so they can be regenerated at any time, and a run that failed or
 never ran stays visible in the grid instead of silently shrinking a mean. Likewise a finished
 run made under another configuration than the suite file's current one (an edited budget) is
-*stale*: kept, but flagged wherever its score is shown.
+*stale*: kept, but flagged wherever its score is shown. Runs of one dataset made on different
+content (a tier regenerated between two sweeps of part of the grid) are flagged too: their
+methods were not compared on the same data.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Run:
     environment: dict[str, Any]
     finished_at: str
     fingerprint: str  # of the configuration it ran under (iwbc.bench.records)
+    data_fingerprint: str | None = None  # of the data's content; None in records before it
 
     @property
     def ok(self) -> bool:
@@ -101,6 +104,23 @@ class SuiteRuns:
     def stale(self) -> list[Run]:
         """Finished runs made under another configuration than the suite's current one."""
         return [run for key in self.grid() if (run := self.runs.get(key)) and self.is_stale(run)]
+
+    @property
+    def mixed_data(self) -> dict[str, list[str]]:
+        """Datasets whose finished runs were made on more than one content of their data, with
+        those contents' fingerprints in order of first appearance."""
+        versions = {
+            dataset: list(
+                dict.fromkeys(
+                    run.data_fingerprint
+                    for method in self.methods
+                    for run in self.ok_runs(dataset, method)
+                    if run.data_fingerprint
+                )
+            )
+            for dataset in self.datasets
+        }
+        return {dataset: found for dataset, found in versions.items() if len(found) > 1}
 
     def ok_runs(self, dataset: str, method: str) -> list[Run]:
         """The finished runs of one cell, in seed order."""
@@ -177,6 +197,7 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
         "environment": dict(record["environment"] or {}),
         "finished_at": str(record["finished_at"] or ""),
         "fingerprint": record_fingerprint(record),
+        "data_fingerprint": record.get("data_fingerprint"),
     }
     if record["status"] == "failed":
         error = " ".join(str(record["error"] or "no error message recorded").split())

@@ -81,10 +81,35 @@ def stale_summary(runs: SuiteRuns, results_dir: str | Path) -> str:
     )
 
 
-def _failed_missing_and_stale(runs: SuiteRuns, results_dir: str | Path) -> list[str]:
-    if not runs.failed and not runs.missing and not runs.stale:
-        return ["None: every run of the grid finished under the suite's current configuration.", ""]
+def mixed_data_summary(runs: SuiteRuns, results_dir: str | Path) -> str:
+    """One line naming the datasets whose runs were made on different contents of their data,
+    and the command that retrains those not made on the current content."""
+    mixed = runs.mixed_data
+    extra = "" if Path(results_dir) == Path("results") else f" --results {results_dir}"
+    named = "; ".join(
+        f"{dataset} ({', '.join(found[:12] for found in versions)})"
+        for dataset, versions in mixed.items()
+    )
+    return (
+        f"The runs of {len(mixed)} dataset(s) were made on different contents of their data "
+        f"(content fingerprints): {named}. Their methods were not compared on the same data; "
+        f"`iwbc bench --suite {runs.suite_argument}{extra} --only-datasets {','.join(mixed)}` "
+        "retrains every run not made on the data as it is now"
+    )
+
+
+def _caveats(runs: SuiteRuns, results_dir: str | Path) -> list[str]:
+    """The stale and mixed-data lines, each a paragraph, for where scores are summarized."""
     lines = [stale_summary(runs, results_dir) + ".", ""] if runs.stale else []
+    if runs.mixed_data:
+        lines += [mixed_data_summary(runs, results_dir) + ".", ""]
+    return lines
+
+
+def _failed_missing_and_stale(runs: SuiteRuns, results_dir: str | Path) -> list[str]:
+    if not runs.failed and not runs.missing and not runs.stale and not runs.mixed_data:
+        return ["None: every run of the grid finished under the suite's current configuration.", ""]
+    lines = _caveats(runs, results_dir)
     lines += ["| method | dataset | seed | status | error |", "|---|---|---|---|---|"]
     lines += [
         f"| {r.method} | {r.dataset} | {r.seed} | failed | {r.error.replace('|', '/')} |"
@@ -98,6 +123,13 @@ def _failed_missing_and_stale(runs: SuiteRuns, results_dir: str | Path) -> list[
         f"| {r.method} | {r.dataset} | {r.seed} | stale | made under configuration "
         f"{r.fingerprint}; the suite's is now {runs.current[r.method]} |"
         for r in runs.stale
+    ]
+    lines += [
+        f"| {r.method} | {r.dataset} | {r.seed} | mixed data | made on content "
+        f"{(r.data_fingerprint or 'not recorded')[:12]} |"
+        for dataset in runs.mixed_data
+        for method in runs.methods
+        for r in runs.ok_runs(dataset, method)
     ]
     return [*lines, ""]
 
@@ -302,8 +334,8 @@ def stats_report(
             "table.md lists them.",
             "",
         ]
-    if runs.stale:
-        lines += [f"Included in the aggregates: {stale_summary(runs, results_dir)}.", ""]
+    if runs.stale or runs.mixed_data:
+        lines += ["Included in the aggregates:", "", *_caveats(runs, results_dir)]
     return "\n".join(lines)
 
 
@@ -361,8 +393,9 @@ def write_suite_report(
 
 def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
     """What ``iwbc report`` prints: the files written and how long it took, then a warning
-    line if some scores are stale (the tables flag them too). ``suite`` is a suite's name or,
-    as for ``iwbc bench``, the path of its ``.toml`` file."""
+    line if some scores are stale, another if a dataset's runs were made on different contents
+    of it (the tables flag both). ``suite`` is a suite's name or, as for ``iwbc bench``, the
+    path of its ``.toml`` file."""
     started = time.perf_counter()
     layout, given = None, suite
     if suite.endswith(".toml"):
@@ -377,4 +410,6 @@ def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
     runs = dataclasses.replace(
         load_runs(suite, results_dir, layout or suite_layout(suite)), command_suite=given
     )
-    return f"{line}\nwarning: {stale_summary(runs, results_dir)}" if runs.stale else line
+    warnings = [stale_summary(runs, results_dir)] if runs.stale else []
+    warnings += [mixed_data_summary(runs, results_dir)] if runs.mixed_data else []
+    return "\n".join([line, *(f"warning: {warning}" for warning in warnings)])
