@@ -118,6 +118,20 @@ def step_weights(
     return jax.lax.stop_gradient(weights)
 
 
+def effective_sample_fraction(weights: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """Kish's effective sample size of importance weights over the batch's n weighted units
+    (trajectories, or the valid steps under ``mask``), as a fraction: (Σw)² / (n Σw²) in
+    [1/n, 1]; 1 when all weights are equal, 1/n when one carries them all, 0 when all are 0.
+
+    Why it is logged: iw-BC's temperature-sharpened ratios can put a batch's whole weight on a
+    few trajectories, which the loss alone does not show."""
+    valid = jnp.ones_like(weights) if mask is None else mask
+    weights = weights * valid
+    total, squares = jnp.sum(weights), jnp.sum(weights**2)
+    count = jnp.maximum(jnp.sum(valid), 1.0)
+    return jnp.where(squares > 0, total**2 / (count * jnp.where(squares > 0, squares, 1.0)), 0.0)
+
+
 def weighted_trajectory_loss(
     log_probs: jax.Array, mask: jax.Array, weights: jax.Array, weighting: Weighting = "episode"
 ) -> jax.Array:

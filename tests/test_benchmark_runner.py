@@ -128,6 +128,11 @@ def test_sweep_writes_one_schema_record_per_run(sweep: dict) -> None:
         assert best["step"] == curve["steps"][int(np.argmax(curve["normalized"]))]
         assert record["wall_seconds"] > 0
         assert record["trained_with_seeds"] == [0, 1]
+        training = record["training"]
+        assert training["steps"] == [10, 20] and len(training["loss"]) == 2
+        assert all(np.isfinite(training["loss"]))
+        if record["method"] == "iw_bc":
+            assert all(0 < ess <= 1 for ess in training["weight_ess"])
 
 
 def test_curves_by_until_reproduce_a_straight_run(sweep: dict) -> None:
@@ -239,6 +244,11 @@ def test_a_regenerated_dataset_retrains_and_the_report_flags_mixed_data(sweep: d
     assert f"iwbc bench --suite tiny --results {results} --only-datasets {DATASET}`" in table
     row = f"| td3_bc | {DATASET} | 1 | mixed data | made on content {made_on['td3_bc'][:12]} |"
     assert row in table
+    # iw-BC's weights: the last chunk's effective sample fraction, mean (min–max) over seeds.
+    records = load_records("tiny", results)
+    ess = [r["training"]["weight_ess"][-1] for r in records if r["method"] == "iw_bc"]
+    assert "## Importance weights (effective sample fraction)" in table
+    assert f"| {DATASET} | {np.mean(ess):.2f} ({min(ess):.2f}–{max(ess):.2f}) |" in table
 
 
 def test_failing_unit_is_recorded_and_the_sweep_goes_on(

@@ -129,6 +129,21 @@ def test_trajectory_weights_are_clipped_at_1000() -> None:
     np.testing.assert_allclose(np.asarray(w), [1000.0, 1.0, 0.0], rtol=1e-6)
 
 
+def test_effective_sample_fraction_is_kish_over_the_valid_units() -> None:
+    """(Σw)² / (n Σw²) against a plain loop, under a mask, and at its bounds."""
+    rng = np.random.default_rng(4)
+    weights = rng.exponential(size=(5, 7)).astype(np.float32)
+    mask = (rng.random((5, 7)) < 0.6).astype(np.float32)
+    valid = [w for w, m in zip(weights.ravel(), mask.ravel(), strict=True) if m > 0]
+    expected = sum(valid) ** 2 / (len(valid) * sum(w * w for w in valid))
+    ours = losses.effective_sample_fraction(jnp.asarray(weights), jnp.asarray(mask))
+    np.testing.assert_allclose(float(ours), expected, rtol=1e-5)
+    assert float(losses.effective_sample_fraction(jnp.full(8, 0.125))) == pytest.approx(1.0)
+    one = jnp.zeros(8).at[3].set(1.0)
+    assert float(losses.effective_sample_fraction(one)) == pytest.approx(1 / 8)
+    assert float(losses.effective_sample_fraction(jnp.zeros(8))) == 0.0
+
+
 def test_quality_scored_weights_multiply_by_quality(setting: dict) -> None:
     lp_iw = numpy_log_probs(setting["iw"], setting["obs"], setting["actions"])
     lp_ref = numpy_log_probs(setting["ref"], setting["obs"], setting["actions"])

@@ -333,6 +333,7 @@ def test_weights_are_uniform_when_q_iw_equals_q_ref(data: DeviceEpisodes, loss: 
     _, history = run(config, [0, 1], data)
     (record,) = history
     np.testing.assert_allclose(record["weight_spread"], 0.0, atol=1e-7)
+    np.testing.assert_allclose(record["weight_ess"], 1.0, rtol=1e-5)
     if loss == "iw_trajectory":
         expected = 1 / config.batch_size
         np.testing.assert_allclose(record["weight_mean"], expected, rtol=1e-6)

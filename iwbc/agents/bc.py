@@ -193,7 +193,11 @@ def bc_loss(policy: GaussianPolicy, config: BCConfig) -> Any:
                 jnp.where(valid, weights, jnp.inf)
             )
             mean_weight = jnp.sum(weights) / jnp.maximum(jnp.sum(batch.mask), 1.0)
-            return loss, {"weight_mean": mean_weight, "weight_spread": spread}
+            return loss, {
+                "weight_mean": mean_weight,
+                "weight_spread": spread,
+                "weight_ess": losses.effective_sample_fraction(weights, batch.mask),
+            }
         if mean_log_ratio is None:
             log_probs_iw = policy_log_prob(policy, iw_params, batch.observations, batch.actions)
             log_probs_ref = policy_log_prob(policy, ref_params, batch.observations, batch.actions)
@@ -208,6 +212,7 @@ def bc_loss(policy: GaussianPolicy, config: BCConfig) -> Any:
         return loss, {
             "weight_mean": jnp.mean(weights),
             "weight_spread": jnp.max(weights) - jnp.min(weights),
+            "weight_ess": losses.effective_sample_fraction(weights),
         }
 
     return loss_fn

@@ -36,7 +36,7 @@ import numpy as np
 from iwbc.agents.registry import METHODS, STARTS, training_data, training_episodes
 from iwbc.bench.records import SCHEMA, config_fingerprint, is_finished, record_path
 from iwbc.bench.suites import Suite
-from iwbc.core.trainer import Training, create_agents
+from iwbc.core.trainer import Training, checkpoint_history, create_agents
 from iwbc.data import OfflineDataset, load_dataset, normalized_score
 from iwbc.data.errors import one_line
 from iwbc.envs.evaluate import evaluate_agent
@@ -214,9 +214,21 @@ def run_unit(
         if report is not None:
             report(f"{unit.dataset} {unit.method} step {step}/{targets[-1]}")
         curve.append(cached_evaluation(directory, unit.method, step, episodes, agent_at, evaluate))
+    stage = _stage_directory(unit.method, unit, context, dataset, directory)
+    history = checkpoint_history(stage / "checkpoint.msgpack")
     wall = time.perf_counter() - started
     return tuple(
-        _write_success(unit, context, dataset, seed, targets, curve, trained_on, wall)
+        _write_success(
+            unit,
+            context,
+            dataset,
+            seed,
+            targets,
+            curve,
+            trained_on,
+            wall,
+            history=_seed_history(history, unit.seeds.index(seed)),
+        )
         for seed in unit.pending
     )
 
@@ -251,6 +263,36 @@ def cached_evaluation(
     return returns
 
 
+def _stage_directory(
+    name: str, unit: WorkUnit, context: UnitContext, dataset: OfflineDataset, unit_dir: Path
+) -> Path:
+    """Where method ``name`` checkpoints for ``unit``: the unit's directory, or the stage shared
+    by the methods that start from it (keyed by everything that defines that training)."""
+    if name not in STARTS:
+        return unit_dir
+    key = fingerprint(
+        dataset.id,
+        name,
+        dataclasses.asdict(context.suite.agent_config(name)),
+        unit.seeds,
+        context.suite.eval_targets(name),
+        dataset.content_fingerprint,
+    )
+    return context.work_dir / dataset_slug(dataset.id) / f"{name}-stage-{key}"
+
+
+def _seed_history(history: list[dict] | None, index: int) -> dict[str, list] | None:
+    """One seed's per-chunk training metrics (update reached, then each metric's chunk mean
+    to 6 significant digits), from a Training history; None without one."""
+    if not history:
+        return None
+    names = [name for name in history[0] if name != "step"]
+    return {
+        "steps": [int(record["step"]) for record in history],
+        **{name: [float(f"{record[name][index]:.6g}") for record in history] for name in names},
+    }
+
+
 def _agent_at(
     name: str,
     unit: WorkUnit,
@@ -271,17 +313,7 @@ def _agent_at(
     config = suite.agent_config(name)
     targets = suite.eval_targets(name)
     shared = name in STARTS
-    directory = unit_dir
-    if shared:
-        key = fingerprint(
-            dataset.id,
-            name,
-            dataclasses.asdict(config),
-            unit.seeds,
-            targets,
-            dataset.content_fingerprint,
-        )
-        directory = context.work_dir / dataset_slug(dataset.id) / f"{name}-stage-{key}"
+    directory = _stage_directory(name, unit, context, dataset, unit_dir)
     description = method.stage_name + ("" if unit.method == name else f" (for {unit.method})")
 
     @functools.cache
@@ -379,8 +411,11 @@ def _write_success(
     curve: Sequence[np.ndarray],
     trained_on: int,
     wall: float,
+    *,
+    history: dict[str, list] | None,
 ) -> Path:
-    """The seed's record: its mean return at each step, normalized where the dataset can be."""
+    """The seed's record: its mean return at each evaluation step, normalized where the
+    dataset can be, and its training (episodes trained on, per-chunk metrics)."""
     index = unit.seeds.index(seed)
     per_episode = [np.asarray(returns[index], np.float64) for returns in curve]
     means = [float(r.mean()) for r in per_episode]
@@ -406,6 +441,8 @@ def _write_success(
         ref_min_score=low,
         ref_max_score=high,
         trained_on_episodes=trained_on,
+        # Per-chunk means of the losses and diagnostics (iw-BC's weight_ess among them).
+        training=history,
     )
     path = record_path(context.records_dir, unit.dataset, unit.method, seed)
     return write_json_atomic(path, record)

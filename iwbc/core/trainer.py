@@ -152,6 +152,16 @@ def save_checkpoint(path: Path, state: Any, history: list[dict]) -> None:
     write_atomic(path, flax.serialization.msgpack_serialize(payload))
 
 
+def checkpoint_history(path: Path) -> list[dict] | None:
+    """The per-chunk history saved in the checkpoint at ``path`` (no template needed), or None
+    when there is no readable checkpoint there."""
+    try:
+        payload = flax.serialization.msgpack_restore(path.read_bytes())
+        return json.loads(payload["history"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load_checkpoint(path: Path, template: Any) -> tuple[Any, list[dict]]:
     """Restore a checkpoint, refusing one written for other seeds or another network."""
     try:

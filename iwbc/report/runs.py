@@ -67,6 +67,9 @@ class Run:
     finished_at: str
     fingerprint: str  # of the configuration it ran under (iwbc.bench.records)
     data_fingerprint: str | None = None  # of the data's content; None in records before it
+    # iw-BC's effective sample fraction of its importance weights over the last training chunk;
+    # NaN for methods without importance weights and records before the key.
+    weight_ess: float = math.nan
 
     @property
     def ok(self) -> bool:
@@ -213,8 +216,10 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
         )
     try:
         curve, final = record["curve"], record["final"]
+        ess = (record.get("training") or {}).get("weight_ess") or [math.nan]
         run = Run(
             **common,
+            weight_ess=_number(ess[-1]),
             error=None,
             steps=np.asarray(curve["steps"], dtype=float),
             curve=np.asarray(curve["normalized"], dtype=float),

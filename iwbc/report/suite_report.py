@@ -36,6 +36,7 @@ from iwbc.report.tables import (
     published_columns,
     suite_csv_table,
     suite_markdown_table,
+    weight_ess_table,
 )
 
 # Keys of a record's machine description that change run to run and say nothing about versions.
@@ -227,6 +228,24 @@ def _batch(config: dict) -> str:
     return f"{stage.get('batch_size')} × {shape}"
 
 
+def _weight_diagnostics(runs: SuiteRuns) -> list[str]:
+    """The section on importance weights, for suites with an iw-BC method."""
+    table = weight_ess_table(runs)
+    if not table:
+        return []
+    return [
+        "## Importance weights (effective sample fraction)",
+        "",
+        "Kish's effective sample size of each batch's importance weights as a fraction of its n "
+        "weighted units (trajectories; valid steps for iw_step), (Σw)² / (n Σw²), averaged "
+        "over the updates of the last training chunk: 1 means uniform weights (BC on the "
+        "curated data), 1/n one unit carrying the whole batch. Mean (min–max) over seeds; "
+        "—: no finished run logged it.",
+        "",
+        table,
+    ]
+
+
 def table_markdown(
     runs: SuiteRuns, literature: Sequence[PublishedSource], command: str, results_dir: str | Path
 ) -> str:
@@ -275,6 +294,7 @@ def table_markdown(
         "optimistic; the table above is the one to compare.",
         "",
         suite_markdown_table(runs, best=True),
+        *_weight_diagnostics(runs),
         "## Failed, missing and stale runs",
         "",
         *_failed_missing_and_stale(runs, results_dir),

@@ -165,6 +165,32 @@ def suite_markdown_table(
     return "\n".join(lines) + "\n"
 
 
+def weight_ess_table(runs: SuiteRuns) -> str:
+    """Rows = datasets, columns = the methods whose runs logged importance weights: the
+    effective sample fraction of their last training chunk, mean (min–max) over seeds; empty
+    when no run logged one."""
+    methods = [
+        m
+        for m in runs.methods
+        if any(np.isfinite(r.weight_ess) for d in runs.datasets for r in runs.ok_runs(d, m))
+    ]
+    if not methods:
+        return ""
+    lines = ["| dataset | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for dataset in runs.datasets:
+        row = [dataset]
+        for method in methods:
+            values = np.array([r.weight_ess for r in runs.ok_runs(dataset, method)])
+            values = values[np.isfinite(values)]
+            row.append(
+                f"{values.mean():.2f} ({values.min():.2f}–{values.max():.2f})"
+                if values.size
+                else "—"
+            )
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ()) -> str:
     """Long format, one row per (table, dataset, method): ours final and best, and published."""
     out = io.StringIO()
