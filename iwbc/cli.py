@@ -239,23 +239,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods",
         type=_methods,
         default="bc,filtered_bc,top10_bc,iw_bc",
-        help=f"comma-separated, from {','.join(METHODS)}",
+        help=f"comma-separated, from {','.join(METHODS)} (default: %(default)s)",
     )
     run.add_argument(
-        "--seeds", type=positive_int, default=5, help="number of training seeds (vmapped)"
+        "--seeds",
+        type=positive_int,
+        default=5,
+        help="number of training seeds, vmapped (default: %(default)s)",
     )
     run.add_argument("--seed", type=nonnegative_int, default=0, help="first training seed")
-    run.add_argument("--bc-steps", type=positive_int, default=defaults.steps)
-    run.add_argument("--bc-batch-size", type=positive_int, default=defaults.batch_size)
-    run.add_argument("--bc-lr", type=positive_float, default=defaults.learning_rate)
-    run.add_argument("--finetune-steps", type=positive_int, default=paper.steps)
-    run.add_argument("--finetune-batch-size", type=positive_int, default=paper.batch_size)
-    run.add_argument("--finetune-lr", type=positive_float, default=paper.learning_rate)
-    run.add_argument("--warmup-steps", type=nonnegative_int, default=paper.warmup_steps)
-    run.add_argument("--temperature", type=positive_float, default=paper.temperature)
-    run.add_argument("--ema-decay", type=decay, default=paper.ema_decay)
+    # Every option states its default: the authors' BC pre-training and iw-BC fine-tune.
+    for flag, kind, default, text in (
+        ("--bc-steps", positive_int, defaults.steps, "BC pre-training updates"),
+        ("--bc-batch-size", positive_int, defaults.batch_size, "BC batch: episodes or windows"),
+        ("--bc-lr", positive_float, defaults.learning_rate, "BC's constant Adam learning rate"),
+        ("--finetune-steps", positive_int, paper.steps, "updates of each fine-tune from BC"),
+        ("--finetune-batch-size", positive_int, paper.batch_size, "fine-tunes' batch"),
+        ("--finetune-lr", positive_float, paper.learning_rate, "fine-tunes' peak learning rate"),
+        ("--warmup-steps", nonnegative_int, paper.warmup_steps, "linear warm-up, then cosine"),
+        ("--temperature", positive_float, paper.temperature, "iw-BC's ratio temperature"),
+        ("--ema-decay", decay, paper.ema_decay, "q_iw <- decay q_iw + (1 - decay) policy"),
+    ):
+        run.add_argument(flag, type=kind, default=default, help=f"{text} (default: %(default)s)")
     run.add_argument("--no-normalize", action="store_true", help="unnormalized iw weights")
-    run.add_argument("--window", type=positive_int, default=None, help="steps per sampled episode")
+    run.add_argument(
+        "--window",
+        type=positive_int,
+        default=None,
+        help="steps per sampled episode window (default: whole episodes)",
+    )
     run.add_argument(
         "--weighting",
         default=defaults.weighting,
@@ -271,15 +283,23 @@ def build_parser() -> argparse.ArgumentParser:
         "standardized with the dataset's mean and std, as the baselines are)",
     )
     run.add_argument(
-        "--hidden", type=layer_widths, default="256,256,256", help="hidden layer widths"
+        "--hidden",
+        type=layer_widths,
+        default="256,256,256",
+        help="hidden layer widths (default: %(default)s)",
     )
     run.add_argument(
         "--algo-steps",
         type=positive_int,
         default=None,
-        help="updates of the offline-RL baselines (1M)",
+        help="updates of the offline-RL baselines (default: CORL's 1M)",
     )
-    run.add_argument("--eval-episodes", type=positive_int, default=100)
+    run.add_argument(
+        "--eval-episodes",
+        type=positive_int,
+        default=100,
+        help="evaluation episodes of each final policy (default: %(default)s)",
+    )
     run.add_argument(
         "--engine",
         default="auto",
@@ -307,8 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="set any field of one method's config, e.g. iql.expectile=0.9 or bc.window=16 "
         "(repeatable; fields: iwbc/agents/*.py configs)",
     )
-    run.add_argument("--work-dir", default="runs")
-    run.add_argument("--quiet", action="store_true")
+    run.add_argument(
+        "--work-dir", default="runs", help="checkpoints and cached evaluations (default: runs)"
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
 
     report = commands.add_parser(
