@@ -131,6 +131,8 @@ class BehaviourRun:
     evaluations: list[tuple[int, float]]
     snapshots: dict[int, Any]
     wall_seconds: float
+    # Env steps restored from the checkpoint this call resumed (0: it started afresh).
+    resumed_from: int = 0
 
 
 def episode_seed(seed: int, episode: int) -> int:
@@ -294,6 +296,7 @@ def train_behaviour(
     if checkpoint is not None and checkpoint.exists():
         saved = flax.serialization.msgpack_restore(checkpoint.read_bytes())
         trainer.load_state_dict(saved)
+    resumed_from = trainer.steps
     bar = tqdm(
         total=config.env_steps,
         initial=trainer.steps,
@@ -328,4 +331,5 @@ def train_behaviour(
         evaluations=trainer.evaluations,
         snapshots=trainer.snapshots,
         wall_seconds=trainer.wall_seconds,
+        resumed_from=resumed_from,
     )

@@ -339,6 +339,8 @@ def generate(
             "expert_return": returns[expert_step],
             "final_return": run.evaluations[-1][1],
             "train_seconds": run.wall_seconds,
+            # Env steps this invocation found in the SAC checkpoint (0: trained from scratch).
+            "resumed_from_env_steps": run.resumed_from,
         }
         started = time.perf_counter()
         if "reference" not in manifest:
