@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +21,7 @@ from iwbc.core.agent import DataSpec
 from iwbc.core.sampling import DeviceEpisodes
 from iwbc.core.trainer import (
     Training,
+    agents_structure,
     create_agents,
     finite_state,
     run_chunk,
@@ -366,3 +368,22 @@ def test_one_shot_programs_compile_to_the_default_numbers(
         by_default = jax.jit(jax.vmap(lambda one: one.prepare(data)))(created)
         jax.tree.map(np.testing.assert_array_equal, prepared, by_default)
     np.testing.assert_array_equal(finite_state(created), [True] * len(seeds))
+
+
+@pytest.mark.parametrize(
+    ("agent_cls", "config"),
+    [(BCAgent, bc_config()), (CQLAgent, CQLConfig(hidden_dims=HIDDEN))],
+    ids=["bc", "cql"],
+)
+def test_a_saved_agent_reads_back_into_its_structure(agent_cls: Any, config: Any) -> None:
+    """agents_structure is create_agents' tree, shapes and dtypes with nothing computed, and a
+    saved agent read into it equals the agent (how a BC snapshot starts its fine-tunes)."""
+    seeds = [0, 3]
+    created = create_agents(agent_cls, config, SPEC, seeds)
+    structure = agents_structure(agent_cls, config, OBS_DIM, ACT_DIM, seeds)
+    assert jax.tree.structure(structure) == jax.tree.structure(created)
+    for want, got in zip(jax.tree.leaves(created), jax.tree.leaves(structure), strict=True):
+        assert (got.shape, got.dtype) == (want.shape, want.dtype)
+    restored = flax.serialization.from_bytes(structure, flax.serialization.to_bytes(created))
+    jax.tree.map(np.testing.assert_array_equal, restored, created)
+    assert restored.config == created.config

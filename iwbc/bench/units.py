@@ -36,7 +36,7 @@ import numpy as np
 from iwbc.agents.registry import METHODS, STARTS, training_data, training_episodes
 from iwbc.bench.records import SCHEMA, config_fingerprint, is_finished, record_path
 from iwbc.bench.suites import Suite
-from iwbc.core.trainer import Training, checkpoint_history, create_agents
+from iwbc.core.trainer import Training, agents_structure, checkpoint_history, create_agents
 from iwbc.data import OfflineDataset, load_dataset, normalized_score
 from iwbc.data.errors import one_line
 from iwbc.envs.evaluate import evaluate_agent
@@ -336,6 +336,14 @@ def _agent_at(
     if not shared:
         return lambda step: training().to(step)
 
+    # A start stage trains from nothing and prepares nothing (BC), so its snapshots read back
+    # into the structure of its creation: a dependent resuming from them builds no BC run.
+    structure = functools.cache(
+        lambda: agents_structure(
+            method.agent, config, dataset.observation_dim, dataset.action_dim, unit.seeds
+        )
+    )
+
     def snapshot_at(step: int) -> Any:
         for target in targets:
             path = directory / f"agent-{target}.msgpack"
@@ -345,7 +353,7 @@ def _agent_at(
                     if not path.exists():
                         write_atomic(path, flax.serialization.to_bytes(training().to(target)))
             if target == step:
-                return flax.serialization.from_bytes(training().agent, path.read_bytes())
+                return flax.serialization.from_bytes(structure(), path.read_bytes())
         raise ValueError(f"step {step} is not one of the evaluation steps {tuple(targets)}")
 
     return snapshot_at

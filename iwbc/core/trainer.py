@@ -44,6 +44,21 @@ def create_agents(
     return _create(agent_cls, config, keys, spec, init)
 
 
+def agents_structure(
+    agent_cls: type[Agent],
+    config: Any,
+    observation_dim: int,
+    action_dim: int,
+    seeds: list[int] | tuple[int, ...],
+) -> Agent:
+    """What :func:`create_agents` (without ``init``) returns, as shapes and dtypes: nothing is
+    computed or compiled. It is the template a saved seed-stacked agent is read back into,
+    where building the agent itself would cost its data's preparation and a compile."""
+    shape = jax.ShapeDtypeStruct((observation_dim,), jnp.float32)
+    keys = jax.eval_shape(lambda: jnp.stack([jax.random.PRNGKey(seed) for seed in seeds]))
+    return _create.eval_shape(agent_cls, config, keys, DataSpec(shape, shape, action_dim), None)
+
+
 def create_agent(agent_cls: type[Agent], config: Any, spec: DataSpec, seed: int) -> Agent:
     """One ``agent_cls`` for ``seed`` (key ``PRNGKey(seed)``), without a seed axis, compiled."""
     return _create_one(agent_cls, config, jax.random.PRNGKey(seed), spec)
