@@ -120,7 +120,8 @@ def step_weights(
 
 def effective_sample_fraction(weights: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """Kish's effective sample size of importance weights over the batch's n weighted units
-    (trajectories, or the valid steps under ``mask``), as a fraction: (Σw)² / (n Σw²) in
+    (its rows: trajectories, or windows weighted by their trajectory; or the valid steps under
+    ``mask``), as a fraction: (Σw)² / (n Σw²) in
     [1/n, 1]; 1 when all weights are equal, 1/n when one carries them all, 0 when all are 0.
 
     Why it is logged: iw-BC's temperature-sharpened ratios can put a batch's whole weight on a

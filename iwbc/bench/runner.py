@@ -3,8 +3,8 @@
 A run is finished when its record says ``ok`` for the suite's current configuration of that
 method, made on the dataset's current content; finished runs are skipped, so re-invoking a
 killed sweep continues where it stopped (unfinished units resume from their checkpoints and
-cached evaluations). Failed runs are
-recorded and retried on the next invocation; the sweep itself goes on past them.
+cached evaluations). Failed runs are recorded and retried on the next invocation; the sweep
+itself goes on past them.
 
 Sweeps of one suite may run at once on one work directory: a unit another process is running
 (its lock is held) is skipped, then collected at the end by waiting for that lock; if the other
@@ -13,6 +13,7 @@ process stopped without finishing it, this one runs it then.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -133,10 +134,8 @@ def plan(
         if data_fingerprint is not None and any(
             is_finished(path, configs[method]) for (method, _), path in paths.items()
         ):
-            try:
+            with contextlib.suppress(UserError):
                 current = data_fingerprint(dataset)
-            except UserError:
-                current = None
         for method in methods:
             pending = tuple(
                 seed

@@ -237,7 +237,8 @@ def _weight_diagnostics(runs: SuiteRuns) -> list[str]:
         "## Importance weights (effective sample fraction)",
         "",
         "Kish's effective sample size of each batch's importance weights as a fraction of its n "
-        "weighted units (trajectories; valid steps for iw_step), (Σw)² / (n Σw²), averaged "
+        "weighted units (its rows, trajectories or windows each weighted by its trajectory; its "
+        "valid steps for iw_step), (Σw)² / (n Σw²), averaged "
         "over the updates of the last training chunk: 1 means uniform weights (BC on the "
         "curated data), 1/n one unit carrying the whole batch. Mean (min–max) over seeds; "
         "—: no finished run logged it.",
