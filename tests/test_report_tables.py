@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from test_report_records import SUITE, write_records
 
 from iwbc.report.literature import load_literature
 from iwbc.report.runs import load_runs
-from iwbc.report.tables import suite_csv_table, suite_markdown_table
+from iwbc.report.tables import suite_csv_table, suite_markdown_table, weight_ess_table
 
 HOPPER = ("iwbc/hopper/medium-v0", "iwbc/hopper/medium-replay-v0")
 METHODS = ("bc", "iw_bc", "td3_bc")
@@ -110,3 +111,26 @@ def test_failed_and_missing_cells(tmp_path: Path) -> None:
     assert rows["e/x/medium-v0"][iql] == "—"
     assert rows["**average**"][iql] == "—"  # e/x has no finished iql run
     assert rows["**average**"][bc] == f"{(20.0 + 2.0) / 2:.1f}"
+
+
+def test_weight_table_lists_the_runs_that_logged_importance_weights(tmp_path: Path) -> None:
+    """The last chunk's effective sample fraction, mean (min–max) over seeds, for iw_bc only,
+    on the datasets where it ran; records without training metrics (older ones) count as none."""
+    ess = {0: [0.9, 0.5], 1: [0.8, 0.2], 2: [0.7, 0.3]}
+    outcomes = {(HOPPER[0], m): [50.0, 60.0, 70.0] for m in METHODS}
+    outcomes[(HOPPER[1], "bc")] = [40.0, 45.0, 50.0]
+    directory = write_records(tmp_path, outcomes)
+    for path in directory.glob("*/iw_bc/seed-*.json"):
+        record = json.loads(path.read_text())
+        if record["seed"] != 2:
+            record["training"] = {"steps": [10, 20], "weight_ess": ess[record["seed"]]}
+        path.write_text(json.dumps(record))
+    table = weight_ess_table(load_runs(SUITE, tmp_path))
+    assert table.splitlines() == [
+        "| dataset | iw_bc |",
+        "|---|---|",
+        f"| {HOPPER[0]} | 0.35 (0.20–0.50) |",
+    ]
+    for path in directory.glob("*/iw_bc/seed-*.json"):
+        path.unlink()
+    assert weight_ess_table(load_runs(SUITE, tmp_path)) == ""

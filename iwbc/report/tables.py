@@ -166,9 +166,9 @@ def suite_markdown_table(
 
 
 def weight_ess_table(runs: SuiteRuns) -> str:
-    """Rows = datasets, columns = the methods whose runs logged importance weights: the
-    effective sample fraction of their last training chunk, mean (min–max) over seeds; empty
-    when no run logged one."""
+    """Rows = the datasets where some run logged importance weights, columns = the methods
+    whose runs did: the effective sample fraction of their last training chunk, mean (min–max)
+    over seeds; empty when no run logged one."""
     methods = [
         m
         for m in runs.methods
@@ -178,16 +178,17 @@ def weight_ess_table(runs: SuiteRuns) -> str:
         return ""
     lines = ["| dataset | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for dataset in runs.datasets:
-        row = [dataset]
+        cells = []
         for method in methods:
             values = np.array([r.weight_ess for r in runs.ok_runs(dataset, method)])
             values = values[np.isfinite(values)]
-            row.append(
+            cells.append(
                 f"{values.mean():.2f} ({values.min():.2f}–{values.max():.2f})"
                 if values.size
                 else "—"
             )
-        lines.append("| " + " | ".join(row) + " |")
+        if any(cell != "—" for cell in cells):
+            lines.append("| " + " | ".join([dataset, *cells]) + " |")
     return "\n".join(lines) + "\n"
 
 
