@@ -773,6 +773,7 @@ def _nan_record(ctx: Ctx, pattern: str) -> None:
 
 BENCH = ["bench", "--suite", "{suite:tiny}", "--root", "{root}", "--quiet"]
 BENCH_DIRS = ["--results", "results", "--work-dir", "runs"]
+REPORT = ["report", "--suite", "{suite:tiny}", "--results", "results", "--reps", "20"]
 SUITE = {"tiny": TINY_SUITE}
 RECORDS = "results/tiny/records"
 
@@ -959,8 +960,7 @@ def rerun_report(ctx: Ctx) -> Outcome:
     old = snapshot(ctx.dir)
     stale = {rel: h for rel, h in old.items() if fnmatch.fnmatch(rel, f"{RECORDS}/*/filtered_bc/*")}
     _cli_step(ctx, [*BENCH, *BENCH_DIRS, "--only-methods", "bc"], after_edit)
-    report = ["report", "--suite", "{suite:tiny}", "--results", "results", "--reps", "20"]
-    argv = ctx.fill(report, after_edit)
+    argv = ctx.fill(REPORT, after_edit)
     done = run_cli(argv, ctx.dir)
     outcome = Outcome(
         f"{ctx.show(argv)}  # after bench, suite pretrain steps 20 → 30, bench --only-methods bc",
@@ -1360,7 +1360,7 @@ def cases() -> list[Case]:
         "report, a record truncated to half",
         g,
         error(
-            ["report", "--suite", "{suite:tiny}", "--results", "results", "--reps", "20"],
+            REPORT,
             None,
             suites=SUITE,
             setup=steps(
@@ -1374,7 +1374,7 @@ def cases() -> list[Case]:
         "report, a record holding a NaN score",
         g,
         error(
-            ["report", "--suite", "{suite:tiny}", "--results", "results", "--reps", "20"],
+            REPORT,
             None,
             suites=SUITE,
             setup=steps(
@@ -1529,32 +1529,20 @@ def cases() -> list[Case]:
         ),
         True,
     )
-    add(
-        "report after a finished bench",
-        g,
-        functools.partial(
-            simple,
-            argv=["report", "--suite", "{suite:tiny}", "--results", "results", "--reps", "20"],
-            suites=SUITE,
-            valid=True,
-            setup=cli_step([*BENCH, *BENCH_DIRS], SUITE),
-            check=report_check(),
-        ),
-        True,
-    )
-    add(
-        "report --reps 1 after a finished bench",
-        g,
-        functools.partial(
-            simple,
-            argv=["report", "--suite", "{suite:tiny}", "--results", "results", "--reps", "1"],
-            suites=SUITE,
-            valid=True,
-            setup=cli_step([*BENCH, *BENCH_DIRS], SUITE),
-            check=report_check(),
-        ),
-        True,
-    )
+    for name, reps in (("report", "20"), ("report --reps 1", "1")):
+        add(
+            f"{name} after a finished bench",
+            g,
+            functools.partial(
+                simple,
+                argv=[*REPORT[:-1], reps],
+                suites=SUITE,
+                valid=True,
+                setup=cli_step([*BENCH, *BENCH_DIRS], SUITE),
+                check=report_check(),
+            ),
+            True,
+        )
 
     # Stale and partial reports ------------------------------------------------------------------
     g = "reports of stale, partial and failed sweeps"
@@ -1564,7 +1552,7 @@ def cases() -> list[Case]:
         g,
         functools.partial(
             simple,
-            argv=["report", "--suite", "{suite:tiny}", "--results", "results", "--reps", "20"],
+            argv=REPORT,
             suites=SUITE,
             valid=True,
             setup=cli_step([*BENCH, *BENCH_DIRS, "--only-methods", "bc"], SUITE),
@@ -1591,7 +1579,7 @@ def cases() -> list[Case]:
         g,
         functools.partial(
             simple,
-            argv=["report", "--suite", "{suite:tiny}", "--results", "results", "--reps", "20"],
+            argv=REPORT,
             suites=failing,
             setup=functools.partial(_bench_may_fail, suites=failing),
             check=report_check(missing=True),
@@ -1746,32 +1734,23 @@ def cases() -> list[Case]:
         functools.partial(full_disk_over_previous, fsize=20_000),
         True,
     )
-    add(
-        "bench on a full disk (checkpoints cannot be written)",
-        g,
-        functools.partial(
-            simple,
-            argv=[*BENCH, *BENCH_DIRS],
-            suites=SUITE,
-            fsize=4_000,
-            expect="File too large",
-            timeout=TRAIN_TIMEOUT,
-        ),
-        True,
-    )
-    add(
-        "bench on a full disk (not even a record can be written)",
-        g,
-        functools.partial(
-            simple,
-            argv=[*BENCH, *BENCH_DIRS],
-            suites=SUITE,
-            fsize=1_000,
-            expect="file too large: ",
-            timeout=TRAIN_TIMEOUT,
-        ),
-        True,
-    )
+    for what, fsize, expect in (
+        ("checkpoints cannot be written", 4_000, "File too large"),
+        ("not even a record can be written", 1_000, "file too large: "),
+    ):
+        add(
+            f"bench on a full disk ({what})",
+            g,
+            functools.partial(
+                simple,
+                argv=[*BENCH, *BENCH_DIRS],
+                suites=SUITE,
+                fsize=fsize,
+                expect=expect,
+                timeout=TRAIN_TIMEOUT,
+            ),
+            True,
+        )
     return out
 
 
