@@ -46,6 +46,12 @@ def test_run_accepts_baselines_and_writes_its_tables(root: Path, tmp_path: Path)
         len(m["returns"]) == 2 and len(m["returns"][0]) == 2 for m in scores["methods"].values()
     )
     assert (out / "returns.png").stat().st_size > 0
+    # iw-BC's weight concentration, per seed in scores.json and summarized in table.md.
+    ess = scores["methods"]["iw_bc"]["weight_ess"]
+    assert len(ess) == 2 and all(0 < value <= 1 for value in ess)
+    assert "weight_ess" not in scores["methods"]["bc"]
+    summary = f"iw_bc {sum(ess) / 2:.2f} ({min(ess):.2f}–{max(ess):.2f})"
+    assert f"Importance weights at the end of training: {summary}." in table
     # A second invocation finds every run finished and reproduces the same scores.
     assert main(argv) == 0
     assert json.loads((out / "scores.json").read_text())["methods"] == scores["methods"]

@@ -144,6 +144,11 @@ def run_experiment(
                 returns=returns,
                 normalized=dataset_normalized_score(dataset, returns),
                 trained_on_episodes=runs[0]["trained_on_episodes"],
+                weight_ess=tuple(
+                    training["weight_ess"][-1]
+                    for run in runs
+                    if "weight_ess" in (training := run.get("training") or {})
+                ),
             )
         )
     wall = time.perf_counter() - started
@@ -177,6 +182,7 @@ def _write_results(
         f"table gives mean ± std over {len(config.seeds)} training seeds of the final policy "
         "(no best-over-training selection).",
         "",
+        *_weight_lines(scores),
         "## Data and protocol",
         f"- dataset: {dataset.num_episodes} episodes, {dataset.num_steps} steps, env "
         f"{dataset.env_id}; episode return p10 / p50 / p90 = {p10:.1f} / {p50:.1f} / {p90:.1f}",
@@ -192,7 +198,11 @@ def _write_results(
         "environment": env,
         "wall_seconds": wall_seconds,
         "methods": {
-            s.method: {"returns": s.returns.tolist(), "normalized": s.normalized.tolist()}
+            s.method: {
+                "returns": s.returns.tolist(),
+                "normalized": s.normalized.tolist(),
+                **({"weight_ess": list(s.weight_ess)} if s.weight_ess else {}),
+            }
             for s in scores
         },
     }
@@ -260,6 +270,24 @@ def method_names(names: Sequence[str] | str) -> tuple[str, ...]:
     if twice:
         raise UserError(f"method(s) {', '.join(twice)} listed twice; list each method once")
     return cleaned
+
+
+def _weight_lines(scores: Sequence[MethodScores]) -> list[str]:
+    """iw-BC's weight concentration at the end of training, for the methods that have one."""
+    weighted = [s for s in scores if s.weight_ess]
+    if not weighted:
+        return []
+    cells = ", ".join(
+        f"{s.method} {np.mean(s.weight_ess):.2f} ({min(s.weight_ess):.2f}–{max(s.weight_ess):.2f})"
+        for s in weighted
+    )
+    return [
+        f"Importance weights at the end of training: {cells}. Each is the effective sample "
+        "fraction (Σw)² / (n Σw²) of a batch's n weighted rows over the last training chunk, "
+        "mean (min–max) over seeds: 1 = uniform weights (filtered BC), 1/n = one row carries "
+        "the batch.",
+        "",
+    ]
 
 
 def _method_lines(suite: Suite) -> list[str]:

@@ -26,6 +26,9 @@ class MethodScores:
     returns: np.ndarray  # [seeds, episodes]
     normalized: np.ndarray  # [seeds, episodes]
     trained_on_episodes: int
+    # Per seed, the effective sample fraction of its importance weights over the last training
+    # chunk (iw-BC methods); empty for methods without importance weights.
+    weight_ess: tuple[float, ...] = ()
 
     @property
     def seed_scores(self) -> np.ndarray:
