@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -167,6 +168,14 @@ def prepare_datasets(
                 )
 
 
+def _current_content(context: UnitContext, progress: bool, dataset: str) -> str:
+    """The dataset's content fingerprint, saying so first: loading a large tier takes seconds
+    before the sweep's progress bar appears."""
+    if progress:
+        tqdm.write(f"{dataset}: checking its finished runs against its data")
+    return context_dataset(context, dataset).content_fingerprint
+
+
 def run_suite(
     suite: Suite,
     records_dir: str | Path,
@@ -206,7 +215,7 @@ def run_suite(
         records_dir,
         only_datasets=only_datasets,
         only_methods=only_methods,
-        data_fingerprint=lambda name: context_dataset(context, name).content_fingerprint,
+        data_fingerprint=functools.partial(_current_content, context, progress),
     )
     bar = tqdm(total=total, initial=finished, desc=suite.name, unit="run", disable=not progress)
     if executor == "ray":
