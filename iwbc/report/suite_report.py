@@ -51,14 +51,23 @@ def suite_layout(suite: str) -> Layout | None:
     return load_suite(suite)
 
 
+def _results_option(results_dir: str | Path) -> str:
+    """`` --results DIR`` for commands written into a report, unless DIR is the default."""
+    return "" if Path(results_dir) == Path("results") else f" --results {results_dir}"
+
+
 def report_command(suite: str, results_dir: str | Path) -> str:
     """The command that regenerates the report, written into it."""
-    extra = "" if Path(results_dir) == Path("results") else f" --results {results_dir}"
-    return f"iwbc report --suite {suite}{extra}"
+    return f"iwbc report --suite {suite}{_results_option(results_dir)}"
 
 
 def _distinct(values: Sequence[object]) -> str:
     return " / ".join(str(v) for v in dict.fromkeys(values)) or "—"
+
+
+def _bench_command(runs: SuiteRuns, results_dir: str | Path, options: str) -> str:
+    """``iwbc bench`` on the suite and results folder of ``runs``, with ``options``."""
+    return f"iwbc bench --suite {runs.suite_argument}{_results_option(results_dir)}{options}"
 
 
 def rerun_command(runs: SuiteRuns, results_dir: str | Path) -> str:
@@ -66,9 +75,8 @@ def rerun_command(runs: SuiteRuns, results_dir: str | Path) -> str:
     stale = runs.stale
     methods = ",".join(dict.fromkeys(run.method for run in stale))
     datasets = list(dict.fromkeys(run.dataset for run in stale))
-    extra = "" if Path(results_dir) == Path("results") else f" --results {results_dir}"
     only = "" if set(datasets) == set(runs.datasets) else f" --only-datasets {','.join(datasets)}"
-    return f"iwbc bench --suite {runs.suite_argument}{extra} --only-methods {methods}{only}"
+    return _bench_command(runs, results_dir, f" --only-methods {methods}{only}")
 
 
 def stale_summary(runs: SuiteRuns, results_dir: str | Path) -> str:
@@ -86,15 +94,15 @@ def mixed_data_summary(runs: SuiteRuns, results_dir: str | Path) -> str:
     """One line naming the datasets whose runs were made on different contents of their data,
     and the command that retrains those not made on the current content."""
     mixed = runs.mixed_data
-    extra = "" if Path(results_dir) == Path("results") else f" --results {results_dir}"
     named = "; ".join(
         f"{dataset} ({', '.join(found[:12] for found in versions)})"
         for dataset, versions in mixed.items()
     )
+    rerun = _bench_command(runs, results_dir, " --only-datasets " + ",".join(mixed))
     return (
         f"The runs of {len(mixed)} dataset(s) were made on different contents of their data "
         f"(content fingerprints): {named}. Their methods were not compared on the same data; "
-        f"`iwbc bench --suite {runs.suite_argument}{extra} --only-datasets {','.join(mixed)}` "
+        f"`{rerun}` "
         "retrains every run not made on the data as it is now"
     )
 
