@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from iwbc.agents.registry import BASELINES, METHODS
-from iwbc.bench.records import read_record, record_path
+from iwbc.bench.records import final_weight_ess, read_record, record_path
 from iwbc.bench.runner import run_suite
 from iwbc.bench.suites import (
     OfflineRLSettings,
@@ -38,7 +38,7 @@ from iwbc.errors import UserError, write_error
 from iwbc.files import json_text
 from iwbc.machine import machine_record
 from iwbc.report.figures import returns_figure
-from iwbc.report.tables import MethodScores, csv_table, markdown_table
+from iwbc.report.tables import MethodScores, csv_table, markdown_table, spread_cell
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,11 +144,7 @@ def run_experiment(
                 returns=returns,
                 normalized=dataset_normalized_score(dataset, returns),
                 trained_on_episodes=runs[0]["trained_on_episodes"],
-                weight_ess=tuple(
-                    training["weight_ess"][-1]
-                    for run in runs
-                    if "weight_ess" in (training := run.get("training") or {})
-                ),
+                weight_ess=tuple(ess for run in runs if (ess := final_weight_ess(run)) is not None),
             )
         )
     wall = time.perf_counter() - started
@@ -277,10 +273,7 @@ def _weight_lines(scores: Sequence[MethodScores]) -> list[str]:
     weighted = [s for s in scores if s.weight_ess]
     if not weighted:
         return []
-    cells = ", ".join(
-        f"{s.method} {np.mean(s.weight_ess):.2f} ({min(s.weight_ess):.2f}–{max(s.weight_ess):.2f})"
-        for s in weighted
-    )
+    cells = ", ".join(f"{s.method} {spread_cell(s.weight_ess)}" for s in weighted)
     return [
         f"Importance weights at the end of training: {cells}. Each is the effective sample "
         "fraction (Σw)² / (n Σw²) of a batch's n weighted rows over the last training chunk, "

@@ -67,6 +67,13 @@ def record_fingerprint(record: Mapping[str, Any]) -> str:
     return record.get("fingerprint") or config_fingerprint(record["config"] or {})
 
 
+def final_weight_ess(record: Mapping[str, Any]) -> float | None:
+    """The effective sample fraction of the run's importance weights over its last training
+    chunk; None for methods without importance weights and records before training metrics."""
+    values = (record.get("training") or {}).get("weight_ess")
+    return float(values[-1]) if values else None
+
+
 def check_record(record: Mapping[str, Any], source: str = "record") -> None:
     """One-line UserError unless ``record`` has the schema's keys and a known status."""
     missing = [key for key in RECORD_KEYS if key not in record]

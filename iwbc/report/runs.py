@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from iwbc.agents.registry import METHODS
-from iwbc.bench.records import read_record, record_fingerprint, records_dir
+from iwbc.bench.records import final_weight_ess, read_record, record_fingerprint, records_dir
 from iwbc.errors import UserError
 
 # Rows of a paper-style table: each environment's tiers in this order, unknown tiers after.
@@ -216,10 +216,9 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
         )
     try:
         curve, final = record["curve"], record["final"]
-        ess = (record.get("training") or {}).get("weight_ess") or [math.nan]
         run = Run(
             **common,
-            weight_ess=_number(ess[-1]),
+            weight_ess=_number(final_weight_ess(record)),
             error=None,
             steps=np.asarray(curve["steps"], dtype=float),
             curve=np.asarray(curve["normalized"], dtype=float),

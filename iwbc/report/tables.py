@@ -168,6 +168,11 @@ def suite_markdown_table(
     return "\n".join(lines) + "\n"
 
 
+def spread_cell(values: Sequence[float]) -> str:
+    """``mean (min–max)`` to two decimals, as the effective sample fractions are shown."""
+    return f"{np.mean(values):.2f} ({min(values):.2f}–{max(values):.2f})"
+
+
 def weight_ess_table(runs: SuiteRuns) -> str:
     """Rows = the datasets where some run logged importance weights, columns = the methods
     whose runs did: the effective sample fraction of their last training chunk, mean (min–max)
@@ -185,11 +190,7 @@ def weight_ess_table(runs: SuiteRuns) -> str:
         for method in methods:
             values = np.array([r.weight_ess for r in runs.ok_runs(dataset, method)])
             values = values[np.isfinite(values)]
-            cells.append(
-                f"{values.mean():.2f} ({values.min():.2f}–{values.max():.2f})"
-                if values.size
-                else "—"
-            )
+            cells.append(spread_cell(values) if values.size else "—")
         if any(cell != "—" for cell in cells):
             lines.append("| " + " | ".join([dataset, *cells]) + " |")
     return "\n".join(lines) + "\n"
