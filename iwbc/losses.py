@@ -133,6 +133,18 @@ def effective_sample_fraction(weights: jax.Array, mask: jax.Array | None = None)
     return jnp.where(squares > 0, total**2 / (count * jnp.where(squares > 0, squares, 1.0)), 0.0)
 
 
+def trajectory_weight_fraction(
+    weights: jax.Array, mask: jax.Array, weighting: Weighting = "episode"
+) -> jax.Array:
+    """``effective_sample_fraction`` of per-row trajectory weights as the loss applies them:
+    over rows under episode weighting (each row's mean counts once), over valid steps under
+    transition weighting (a row counts once per valid step, so a window cut short by its
+    episode's end counts less than a full one)."""
+    if weighting == "episode":
+        return effective_sample_fraction(weights)
+    return effective_sample_fraction(jnp.broadcast_to(weights[:, None], mask.shape), mask)
+
+
 def weighted_trajectory_loss(
     log_probs: jax.Array, mask: jax.Array, weights: jax.Array, weighting: Weighting = "episode"
 ) -> jax.Array:

@@ -124,9 +124,13 @@ def test_windowed_update_uses_whole_trajectory_weights(
     if weighting == "episode":
         per_row = (log_probs * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1)
         expected = -np.mean(weights * per_row)
+        units = weights  # each row's mean counts once
     else:
         expected = -(weights[:, None] * log_probs * mask).sum() / mask.sum()
+        units = np.repeat(weights, mask.sum(axis=1).astype(int))  # each valid step counts once
     np.testing.assert_allclose(float(metrics["loss"][0, 0]), expected, rtol=1e-4)
+    kish = units.sum() ** 2 / (units.size * (units**2).sum())
+    np.testing.assert_allclose(float(metrics["weight_ess"][0, 0]), kish, rtol=1e-4)
     np.testing.assert_allclose(
         np.asarray(new_state.iw_log_q[0]), whole_episode_means(iw_after_ema, setting), rtol=1e-5
     )

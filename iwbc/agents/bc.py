@@ -212,7 +212,7 @@ def bc_loss(policy: GaussianPolicy, config: BCConfig) -> Any:
         return loss, {
             "weight_mean": jnp.mean(weights),
             "weight_spread": jnp.max(weights) - jnp.min(weights),
-            "weight_ess": losses.effective_sample_fraction(weights),
+            "weight_ess": losses.trajectory_weight_fraction(weights, batch.mask, weighting),
         }
 
     return loss_fn
