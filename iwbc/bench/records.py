@@ -100,16 +100,18 @@ def read_record(path: str | Path) -> dict[str, Any] | None:
 
 
 def is_finished(
-    path: str | Path, config: Mapping[str, Any], data_fingerprint: str | None = None
+    record: Mapping[str, Any] | None,
+    config: Mapping[str, Any],
+    data_fingerprint: str | None = None,
 ) -> bool:
-    """True when the run at ``path`` succeeded with this configuration (and, when
-    ``data_fingerprint`` is given, on the data of that content fingerprint).
+    """True when ``record`` (``read_record``'s, None for no record) is of a run that succeeded
+    with this configuration (and, when ``data_fingerprint`` is given, on the data of that
+    content fingerprint).
 
     Failed runs, runs made with another configuration (an edited suite) and runs made on other
     data (a regenerated tier) are run again. Records written before they stated their data are
     taken as made on it.
     """
-    record = read_record(path)
     if record is None or record["status"] != "ok" or record["config"] != config:
         return False
     made_on = record.get("data_fingerprint")

@@ -22,7 +22,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from iwbc.bench.executors import EXECUTORS, run_local, run_ray
-from iwbc.bench.records import is_finished, record_path
+from iwbc.bench.records import is_finished, read_record, record_path
 from iwbc.bench.suites import Suite
 from iwbc.bench.units import (
     UnitContext,
@@ -125,15 +125,15 @@ def plan(
     datasets, methods = select(suite, only_datasets, only_methods)
     units, total, finished = [], 0, 0
     for dataset in datasets:
-        paths = {
-            (method, seed): record_path(records_dir, dataset, method, seed)
+        records = {
+            (method, seed): read_record(record_path(records_dir, dataset, method, seed))
             for method in methods
             for seed in suite.seeds
         }
         configs = {method: suite.method_config(method) for method in methods}
         current = None
         if data_fingerprint is not None and any(
-            is_finished(path, configs[method]) for (method, _), path in paths.items()
+            is_finished(record, configs[method]) for (method, _), record in records.items()
         ):
             with contextlib.suppress(UserError):
                 current = data_fingerprint(dataset)
@@ -141,7 +141,7 @@ def plan(
             pending = tuple(
                 seed
                 for seed in suite.seeds
-                if not is_finished(paths[method, seed], configs[method], current)
+                if not is_finished(records[method, seed], configs[method], current)
             )
             total += len(suite.seeds)
             finished += len(suite.seeds) - len(pending)

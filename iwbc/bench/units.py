@@ -34,7 +34,13 @@ import flax.serialization
 import numpy as np
 
 from iwbc.agents.registry import METHODS, STARTS, training_data, training_episodes
-from iwbc.bench.records import SCHEMA, config_fingerprint, is_finished, record_path
+from iwbc.bench.records import (
+    SCHEMA,
+    config_fingerprint,
+    is_finished,
+    read_record,
+    record_path,
+)
 from iwbc.bench.suites import Suite
 from iwbc.core.trainer import Training, agents_structure, checkpoint_history, create_agents
 from iwbc.data import OfflineDataset, load_dataset, normalized_score
@@ -153,7 +159,7 @@ def execute_unit(
             seed
             for seed in unit.pending
             if not is_finished(
-                record_path(context.records_dir, unit.dataset, unit.method, seed),
+                read_record(record_path(context.records_dir, unit.dataset, unit.method, seed)),
                 config,
                 unit.data_fingerprint,
             )
