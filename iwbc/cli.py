@@ -219,13 +219,29 @@ def _data_scripted(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    parser = _Parser(prog="iwbc", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="iwbc",
+        description="Behaviour cloning, filtered BC and iw-BC on Minari datasets, beside "
+        "offline-RL baselines: train, evaluate, benchmark, report.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="the built-in default run (offline, CPU, minutes)")
-    demo.add_argument("--results", default="results", help="the report goes to RESULTS/demo/")
-    demo.add_argument("--root", default="data/minari", help="local Minari root for the dataset")
-    demo.add_argument("--work-dir", default="runs", help="checkpoints and cached evaluations")
+    demo.add_argument(
+        "--results",
+        default="results",
+        help="the report goes to RESULTS/demo/ (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--root",
+        default="data/minari",
+        help="local Minari root of the demo's dataset, made if missing (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--work-dir",
+        default="runs",
+        help="records, checkpoints and cached evaluations (default: %(default)s)",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
 
@@ -247,7 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=5,
         help="number of training seeds, vmapped (default: %(default)s)",
     )
-    run.add_argument("--seed", type=nonnegative_int, default=0, help="first training seed")
+    run.add_argument(
+        "--seed",
+        type=nonnegative_int,
+        default=0,
+        help="first training seed; --seeds N trains SEED … SEED+N−1 (default: %(default)s)",
+    )
     # Every option states its default: the authors' BC pre-training and iw-BC fine-tune.
     for flag, kind, default, text in (
         ("--bc-steps", positive_int, defaults.steps, "BC pre-training updates"),
@@ -304,28 +325,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         default="auto",
         choices=ENGINES,
-        help="evaluation engine; auto: MJX on a GPU, else the CPU batch engine",
+        help="evaluation engine; auto: MJX on a GPU, else the CPU batch engine "
+        "(default: %(default)s)",
     )
     run.add_argument(
         "--ref-min",
         type=finite_float,
         default=None,
-        help="reference score of a random policy (0 normalized), overriding the dataset's",
+        help="reference score of a random policy (0 normalized) (default: the dataset's)",
     )
     run.add_argument(
         "--ref-max",
         type=finite_float,
         default=None,
-        help="reference score of an expert (100 normalized), overriding the dataset's",
+        help="reference score of an expert (100 normalized) (default: the dataset's)",
     )
-    run.add_argument("--out", default=None, help="default: results/<dataset id>")
+    run.add_argument(
+        "--out",
+        default=None,
+        help="folder of its tables and figure (default: results/<dataset id>)",
+    )
     run.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="METHOD.FIELD=VALUE",
         help="set any field of one method's config, e.g. iql.expectile=0.9 or bc.window=16 "
-        "(repeatable; fields: iwbc/agents/*.py configs)",
+        "(repeatable; fields: iwbc/agents/*.py configs; default: the configs as they are)",
     )
     run.add_argument(
         "--work-dir", default="runs", help="checkpoints and cached evaluations (default: runs)"
@@ -339,9 +365,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--suite", required=True, help="the suite (name or .toml path) `iwbc bench --suite` ran"
     )
-    report.add_argument("--results", default="results", help="reads RESULTS/<suite>/records")
     report.add_argument(
-        "--reps", type=positive_int, default=2000, help="bootstrap resamples of the CIs"
+        "--results",
+        default="results",
+        help="reads RESULTS/<suite>/records, writes the report beside them (default: %(default)s)",
+    )
+    report.add_argument(
+        "--reps",
+        type=positive_int,
+        default=2000,
+        help="bootstrap resamples of the CIs (default: %(default)s)",
     )
     report.set_defaults(func=_report)
 
@@ -349,18 +382,39 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="run a benchmark suite (datasets × methods × seeds), resumably"
     )
     bench.add_argument("--suite", required=True, help="a shipped suite (iwbc/suites) or a path")
-    bench.add_argument("--executor", default="local", choices=("local", "ray"))
-    bench.add_argument("--results", default="results", help="records go to RESULTS/<suite>/")
-    bench.add_argument("--work-dir", default="runs", help="checkpoints and cached evaluations")
+    bench.add_argument(
+        "--executor",
+        default="local",
+        choices=("local", "ray"),
+        help="local: one unit after another in this process; ray: units in parallel on a Ray "
+        "cluster (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--results", default="results", help="records go to RESULTS/<suite>/ (default: %(default)s)"
+    )
+    bench.add_argument(
+        "--work-dir",
+        default="runs",
+        help="checkpoints and cached evaluations (default: %(default)s)",
+    )
     bench.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
     bench.add_argument(
-        "--only-datasets", type=name_list, default=None, help="comma-separated subset"
+        "--only-datasets",
+        type=name_list,
+        default=None,
+        help="comma-separated subset of the suite's datasets (default: all)",
     )
     bench.add_argument(
-        "--only-methods", type=name_list, default=None, help="comma-separated subset"
+        "--only-methods",
+        type=name_list,
+        default=None,
+        help="comma-separated subset of the suite's methods (default: all)",
     )
     bench.add_argument(
-        "--num-cpus", type=positive_int, default=None, help="local Ray instance's CPUs"
+        "--num-cpus",
+        type=positive_int,
+        default=None,
+        help="a local Ray instance's CPUs (default: all of this machine's)",
     )
     bench.add_argument("--address", default=None, help="Ray cluster address (default: local)")
     bench.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -369,21 +423,36 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="local datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     listing = data_commands.add_parser("list", help="local Minari dataset ids")
-    listing.add_argument("--root", default=None)
+    listing.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
     listing.set_defaults(func=_data_list)
     info = data_commands.add_parser("info", help="size, returns and reference scores")
-    info.add_argument("dataset")
-    info.add_argument("--root", default=None)
-    info.add_argument("--download", action="store_true")
+    info.add_argument("dataset", help="Minari dataset id, e.g. mujoco/hopper/medium-v0")
+    info.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
+    info.add_argument(
+        "--download", action="store_true", help="fetch it from Minari's remote if not local"
+    )
     info.set_defaults(func=_data_info)
     scripted = data_commands.add_parser(
         "scripted", help="make the mixed-quality InvertedDoublePendulum dataset"
     )
-    scripted.add_argument("--dataset", type=dataset_id, default=None)
-    scripted.add_argument("--episodes", type=positive_int, default=200)
-    scripted.add_argument("--seed", type=nonnegative_int, default=0)
-    scripted.add_argument("--root", default=None)
-    scripted.add_argument("--overwrite", action="store_true")
+    scripted.add_argument(
+        "--dataset",
+        type=dataset_id,
+        default=None,
+        # The id is spelled out here: importing it would load the LQR solver into every command.
+        help="dataset id (default: iwbc/inverted-double-pendulum/mixed-v0, the demo's)",
+    )
+    scripted.add_argument(
+        "--episodes", type=positive_int, default=200, help="episodes (default: %(default)s)"
+    )
+    scripted.add_argument(
+        "--seed",
+        type=nonnegative_int,
+        default=0,
+        help="seed of the episodes' resets and action biases (default: %(default)s)",
+    )
+    scripted.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
+    scripted.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     scripted.set_defaults(func=_data_scripted)
     add_generate_parser(data_commands)
     add_data_parsers(data_commands)

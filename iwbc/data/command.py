@@ -55,7 +55,7 @@ def add_data_parsers(commands: argparse._SubParsersAction) -> None:
         "import-d4rl", help="a D4RL gym-MuJoCo v2 HDF5 file as a local Minari dataset"
     )
     d4rl.add_argument("file", help="e.g. hopper_medium_replay-v2.hdf5")
-    d4rl.add_argument("--name", default=None, help="dataset id (default d4rl/<env>/<tier>-v2)")
+    d4rl.add_argument("--name", default=None, help="dataset id (default: d4rl/<env>/<tier>-v2)")
     d4rl.add_argument("--env", default=None, help=f"from {', '.join(TASKS)} (default: file name)")
     d4rl.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
     d4rl.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
@@ -70,8 +70,18 @@ def add_data_parsers(commands: argparse._SubParsersAction) -> None:
     )
     tiers.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
     tiers.add_argument("--download", action="store_true", help="fetch missing tiers from Minari")
-    tiers.add_argument("--episodes", type=positive_int, default=100, help="uniform-random episodes")
-    tiers.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random actions")
+    tiers.add_argument(
+        "--episodes",
+        type=positive_int,
+        default=100,
+        help="uniform-random episodes (default: %(default)s)",
+    )
+    tiers.add_argument(
+        "--seed",
+        type=nonnegative_int,
+        default=0,
+        help="seed of the random actions (default: %(default)s)",
+    )
     tiers.add_argument(
         "--overwrite", action="store_true", help="recompute the scores, rewrite medium-expert"
     )

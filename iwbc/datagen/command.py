@@ -217,19 +217,48 @@ def add_generate_parser(commands: argparse._SubParsersAction) -> None:
         "generate", help="D4RL-style tiers (random … medium-expert) from a SAC behaviour policy"
     )
     parser.add_argument("envs", nargs="+", metavar="ENV", help=f"from {', '.join(TASKS)}")
-    parser.add_argument("--preset", default="quick", help=f"from {', '.join(PRESETS)}")
-    parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument(
-        "--tiers", type=name_list, default=None, help=f"comma-separated, default {','.join(TIERS)}"
+        "--preset", default="quick", help=f"from {', '.join(PRESETS)} (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=nonnegative_int,
+        default=0,
+        help="seed of the SAC run and of the tiers' episodes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--tiers",
+        type=name_list,
+        default=None,
+        help=f"comma-separated (default: {','.join(TIERS)})",
     )
     parser.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
-    parser.add_argument("--work-dir", default="runs/datagen", help="SAC checkpoints, manifests")
+    parser.add_argument(
+        "--work-dir",
+        default="runs/datagen",
+        help="SAC checkpoints and manifests, to resume from (default: %(default)s)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing datasets")
     parser.add_argument(
-        "--env-steps", type=positive_int, default=None, help="SAC env steps (override)"
+        "--env-steps",
+        type=positive_int,
+        default=None,
+        help="env steps of the SAC behaviour run (default: the preset's)",
     )
-    parser.add_argument("--tier-steps", type=positive_int, default=None, help="medium/expert size")
-    parser.add_argument("--random-steps", type=positive_int, default=None, help="random tier size")
-    parser.add_argument("--report", default=None, help="write a markdown summary here")
-    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--tier-steps",
+        type=positive_int,
+        default=None,
+        help="steps of the medium and expert tiers (default: the preset's)",
+    )
+    parser.add_argument(
+        "--random-steps",
+        type=positive_int,
+        default=None,
+        help="steps of the random tier (default: the preset's)",
+    )
+    parser.add_argument(
+        "--report", default=None, help="write a markdown summary to this file (default: none)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=_generate)
