@@ -159,7 +159,11 @@ def check_chunk(
 
 
 def save_checkpoint(path: Path, state: Any, history: list[dict]) -> None:
-    """Write state and history as one file, atomically: a kill leaves the old one or the new one."""
+    """Write state and history as one file, atomically: a kill leaves the old one or the new one.
+
+    Not orbax: a checkpoint here is one small seed-stacked pytree and its JSON history, rewritten
+    every chunk to resume from; flax's msgpack of the state dict and one atomic rename cover it,
+    without orbax's folder per step and asynchronous writer."""
     payload = {
         "state": flax.serialization.to_state_dict(state),
         "history": json.dumps(history),
