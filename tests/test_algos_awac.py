@@ -8,16 +8,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_algos_td3_bc import ACT_DIM, BATCH, OBS_DIM, learns_the_bandit, np_critic, np_mlp, stacked
+from test_algos_td3_bc import (
+    ACT_DIM,
+    BATCH,
+    learns_the_bandit,
+    np_critic,
+    np_mlp,
+    random_batch,
+    row,
+    stacked,
+)
 
 from iwbc.agents.awac import AWACAgent, AWACConfig
 from iwbc.core.sampling import TransitionBatch
 
 CONFIG = AWACConfig(hidden_dims=(8, 8))
-
-
-def row(agent: AWACAgent, i: int) -> AWACAgent:
-    return jax.tree.map(lambda x: x[i], agent)
 
 
 def np_policy(params: Any, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -47,16 +52,7 @@ def agent() -> AWACAgent:
 
 @pytest.fixture(scope="module")
 def batch() -> TransitionBatch:
-    rng = np.random.default_rng(7)
-    dones = np.zeros(BATCH, np.float32)
-    dones[2::5] = 1.0
-    return TransitionBatch(
-        observations=jnp.asarray(rng.normal(size=(BATCH, OBS_DIM)), jnp.float32),
-        actions=jnp.asarray(rng.uniform(-1, 1, (BATCH, ACT_DIM)), jnp.float32),
-        rewards=jnp.asarray(rng.normal(size=BATCH), jnp.float32),
-        next_observations=jnp.asarray(rng.normal(size=(BATCH, OBS_DIM)), jnp.float32),
-        dones=jnp.asarray(dones),
-    )
+    return random_batch(7, np.s_[2::5])
 
 
 def test_critic_loss_matches_numpy(agent: AWACAgent, batch: TransitionBatch) -> None:

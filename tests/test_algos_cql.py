@@ -10,7 +10,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_algos_td3_bc import ACT_DIM, BATCH, OBS_DIM, bandit, learns_the_bandit, np_mlp, stacked
+from test_algos_td3_bc import (
+    ACT_DIM,
+    BATCH,
+    OBS_DIM,
+    bandit,
+    learns_the_bandit,
+    np_mlp,
+    random_batch,
+    row,
+    stacked,
+)
 
 from iwbc.agents.cql import (
     CQLAgent,
@@ -24,10 +34,6 @@ from iwbc.core.sampling import TransitionBatch, prepare_data
 
 N_ACTIONS = 4
 CONFIG = CQLConfig(hidden_dims=(8, 8), cql_n_actions=N_ACTIONS, cql_temp=0.7)
-
-
-def row(agent: CQLAgent, i: int) -> CQLAgent:
-    return jax.tree.map(lambda x: x[i], agent)
 
 
 def as_numpy(tree: Any) -> Any:
@@ -90,16 +96,7 @@ def agent() -> CQLAgent:
 
 @pytest.fixture(scope="module")
 def batch() -> TransitionBatch:
-    rng = np.random.default_rng(11)
-    dones = np.zeros(BATCH, np.float32)
-    dones[1::4] = 1.0
-    return TransitionBatch(
-        observations=jnp.asarray(rng.normal(size=(BATCH, OBS_DIM)), jnp.float32),
-        actions=jnp.asarray(rng.uniform(-0.9, 0.9, (BATCH, ACT_DIM)), jnp.float32),
-        rewards=jnp.asarray(rng.normal(size=BATCH), jnp.float32),
-        next_observations=jnp.asarray(rng.normal(size=(BATCH, OBS_DIM)), jnp.float32),
-        dones=jnp.asarray(dones),
-    )
+    return random_batch(11, np.s_[1::4], action_bound=0.9)
 
 
 @pytest.fixture(scope="module")

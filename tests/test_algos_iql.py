@@ -8,16 +8,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_algos_td3_bc import ACT_DIM, BATCH, OBS_DIM, learns_the_bandit, np_critic, np_mlp, stacked
+from test_algos_td3_bc import (
+    BATCH,
+    learns_the_bandit,
+    np_critic,
+    np_mlp,
+    random_batch,
+    row,
+    stacked,
+)
 
 from iwbc.agents.iql import IQLAgent, IQLConfig, expectile_loss
 from iwbc.core.sampling import TransitionBatch
 
 CONFIG = IQLConfig(hidden_dims=(8, 8))
-
-
-def row(agent: IQLAgent, i: int) -> IQLAgent:
-    return jax.tree.map(lambda x: x[i], agent)
 
 
 def np_value(params: Any, obs: np.ndarray) -> np.ndarray:
@@ -48,16 +52,7 @@ def agent() -> IQLAgent:
 
 @pytest.fixture(scope="module")
 def batch() -> TransitionBatch:
-    rng = np.random.default_rng(5)
-    dones = np.zeros(BATCH, np.float32)
-    dones[1::4] = 1.0
-    return TransitionBatch(
-        observations=jnp.asarray(rng.normal(size=(BATCH, OBS_DIM)), jnp.float32),
-        actions=jnp.asarray(rng.uniform(-1, 1, (BATCH, ACT_DIM)), jnp.float32),
-        rewards=jnp.asarray(rng.normal(size=BATCH), jnp.float32),
-        next_observations=jnp.asarray(rng.normal(size=(BATCH, OBS_DIM)), jnp.float32),
-        dones=jnp.asarray(dones),
-    )
+    return random_batch(5, np.s_[1::4])
 
 
 def as_numpy(batch: TransitionBatch) -> TransitionBatch:

@@ -40,6 +40,28 @@ def np_critic(params: Any, obs: np.ndarray, actions: np.ndarray, k: int) -> np.n
     return np_mlp(layers, np.concatenate([obs, actions], axis=-1))[:, 0]
 
 
+def row(agent: Any, i: int) -> Any:
+    """Seed ``i`` of a seed-stacked agent."""
+    return jax.tree.map(lambda x: x[i], agent)
+
+
+def random_batch(
+    seed: int, terminal: slice, *, action_bound: float = 1.0, size: int = BATCH
+) -> TransitionBatch:
+    """``size`` random OBS_DIM/ACT_DIM transitions, terminal at the rows ``terminal`` selects
+    (the others bootstrap)."""
+    rng = np.random.default_rng(seed)
+    dones = np.zeros(size, np.float32)
+    dones[terminal] = 1.0
+    return TransitionBatch(
+        observations=jnp.asarray(rng.normal(size=(size, OBS_DIM)), jnp.float32),
+        actions=jnp.asarray(rng.uniform(-action_bound, action_bound, (size, ACT_DIM)), jnp.float32),
+        rewards=jnp.asarray(rng.normal(size=size), jnp.float32),
+        next_observations=jnp.asarray(rng.normal(size=(size, OBS_DIM)), jnp.float32),
+        dones=jnp.asarray(dones),
+    )
+
+
 def data_spec(mean: np.ndarray | None = None, std: np.ndarray | None = None) -> DataSpec:
     """The spec ``create`` gets: OBS_DIM-dim observations (mean 0 and std 1 by default)."""
     mean = np.zeros(OBS_DIM, np.float32) if mean is None else mean
@@ -70,10 +92,6 @@ def learns_the_bandit(agent_cls: type[Agent], config: Any, steps: int) -> tuple[
     return policy_error(agent_cls.act, agent, weights)
 
 
-def row(agent: TD3BCAgent, i: int) -> TD3BCAgent:
-    return jax.tree.map(lambda x: x[i], agent)
-
-
 @pytest.fixture(scope="module")
 def agent() -> TD3BCAgent:
     """Seed 0, with targets taken from seed 1 so online and target networks differ."""
@@ -86,16 +104,7 @@ def agent() -> TD3BCAgent:
 
 @pytest.fixture(scope="module")
 def batch() -> TransitionBatch:
-    rng = np.random.default_rng(3)
-    dones = np.zeros(BATCH, np.float32)
-    dones[::3] = 1.0
-    return TransitionBatch(
-        observations=jnp.asarray(rng.normal(size=(BATCH, OBS_DIM)), jnp.float32),
-        actions=jnp.asarray(rng.uniform(-1, 1, (BATCH, ACT_DIM)), jnp.float32),
-        rewards=jnp.asarray(rng.normal(size=BATCH), jnp.float32),
-        next_observations=jnp.asarray(rng.normal(size=(BATCH, OBS_DIM)), jnp.float32),
-        dones=jnp.asarray(dones),
-    )
+    return random_batch(3, np.s_[::3])
 
 
 def test_critic_loss_matches_numpy(agent: TD3BCAgent, batch: TransitionBatch) -> None:

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_algos_td3_bc import np_mlp
+from test_algos_td3_bc import ACT_DIM, BATCH, OBS_DIM, np_mlp, random_batch
 
 from iwbc.agents.networks import tanh_gaussian_sample
 from iwbc.core.agent import DataSpec
@@ -25,7 +25,6 @@ from iwbc.datagen.sac import (
 )
 from iwbc.envs import rollout_returns
 
-OBS_DIM, ACT_DIM, BATCH = 3, 2, 16
 # The SAC actor's log-std range: tanh squashes the raw output into it.
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 CONFIG = SACConfig(hidden_dims=(8, 8), batch_size=BATCH)
@@ -67,16 +66,7 @@ def agent() -> SACAgent:
 
 @pytest.fixture(scope="module")
 def batch() -> TransitionBatch:
-    rng = np.random.default_rng(3)
-    dones = np.zeros(BATCH, np.float32)
-    dones[::4] = 1.0
-    return TransitionBatch(
-        observations=jnp.asarray(rng.normal(size=(BATCH, OBS_DIM)), jnp.float32),
-        actions=jnp.asarray(rng.uniform(-1, 1, size=(BATCH, ACT_DIM)), jnp.float32),
-        rewards=jnp.asarray(rng.normal(size=BATCH), jnp.float32),
-        next_observations=jnp.asarray(rng.normal(size=(BATCH, OBS_DIM)), jnp.float32),
-        dones=jnp.asarray(dones),
-    )
+    return random_batch(3, np.s_[::4])
 
 
 def test_tanh_gaussian_log_prob_matches_the_change_of_variables() -> None:
