@@ -15,8 +15,7 @@ from test_algos_td3_bc import (
     np_critic,
     np_mlp,
     random_batch,
-    row,
-    stacked,
+    with_targets_of_seed_1,
 )
 
 from iwbc.agents.awac import AWACAgent, AWACConfig
@@ -39,15 +38,7 @@ def np_min_q(params: Any, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def agent() -> AWACAgent:
-    """Seed 0 with the target critics of seed 1, and a non-zero log-std."""
-    both = stacked(AWACAgent, CONFIG, [0, 1])
-    online, other = row(both, 0), row(both, 1)
-    actor_params = jax.tree.map(lambda x: x, online.actor.params)
-    actor_params["params"]["log_std"] = jnp.array([-0.5, 0.3])
-    return online.replace(
-        target_critic_params=other.critic.params,
-        actor=online.actor.replace(params=actor_params),
-    )
+    return with_targets_of_seed_1(AWACAgent, CONFIG, [-0.5, 0.3])
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,19 @@ def row(agent: Any, i: int) -> Any:
     return jax.tree.map(lambda x: x[i], agent)
 
 
+def with_targets_of_seed_1(agent_cls: type[Agent], config: Any, log_std: list[float]) -> Any:
+    """Seed 0 of a Gaussian-actor agent with the target critics of seed 1 (so online and target
+    networks differ) and its state-independent actor log-std set to ``log_std`` (not zero)."""
+    both = stacked(agent_cls, config, [0, 1])
+    online, other = row(both, 0), row(both, 1)
+    actor_params = jax.tree.map(lambda x: x, online.actor.params)
+    actor_params["params"]["log_std"] = jnp.array(log_std)
+    return online.replace(
+        target_critic_params=other.critic.params,
+        actor=online.actor.replace(params=actor_params),
+    )
+
+
 def random_batch(
     seed: int, terminal: slice, *, action_bound: float = 1.0, size: int = BATCH
 ) -> TransitionBatch:
