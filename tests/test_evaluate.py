@@ -84,3 +84,32 @@ def test_bc_family_agents_share_one_compiled_evaluation() -> None:
     np.testing.assert_array_equal(
         bc_act(jax.tree.map(lambda x: x[0], bc_params), obs), first.act(obs)
     )
+
+
+def test_the_mjx_branch_hands_the_rollout_every_seed_row_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """evaluate_agent on MJX gives the MJX rollout one batched actor and the shared episode seeds
+    once per training seed, and reads its returns back per seed row as the batch engine's. (The
+    rollout itself, compiled, is checked against the batch engine in test_envs_mjx.py; here it
+    runs on the batch engine, so that this wiring is checked without a minute's compile.)"""
+    mjx_engine = pytest.importorskip("iwbc.envs.mjx_engine")
+    calls = []
+
+    def on_the_batch_engine(env_id, act_fn, params, seeds, **options):
+        calls.append((act_fn, np.asarray(seeds), options))
+        act = jax.jit(act_fn)
+
+        def policy(obs: np.ndarray) -> np.ndarray:
+            return np.asarray(act(params, jnp.asarray(obs)))
+
+        return rollout_returns(env_id, policy, seeds, engine="batch", num_envs=len(seeds))
+
+    monkeypatch.setattr(mjx_engine, "mjx_rollout_returns", on_the_batch_engine)
+    agent = create_agents(BCAgent, CONFIG, spec(), [0, 1])
+    on_mjx = evaluate_agent(agent, ENV_ID, num_episodes=3, engine="mjx")
+    np.testing.assert_array_equal(on_mjx, evaluate_agent(agent, ENV_ID, num_episodes=3))
+    ((actor, seeds, options),) = calls
+    assert actor.num_seeds == 2 and options == {}
+    np.testing.assert_array_equal(seeds, np.tile(evaluation_seeds(3), 2))
+    assert not np.allclose(on_mjx[0], on_mjx[1])
