@@ -276,9 +276,10 @@ def _weight_lines(scores: Sequence[MethodScores]) -> list[str]:
     cells = ", ".join(f"{s.method} {spread_cell(s.weight_ess)}" for s in weighted)
     return [
         f"Importance weights at the end of training: {cells}. Each is the effective sample "
-        "fraction (Σw)² / (n Σw²) of a batch's n weighted rows over the last training chunk, "
-        "mean (min–max) over seeds: 1 = uniform weights (filtered BC), 1/n = one row carries "
-        "the batch.",
+        "fraction (Σw)² / (n Σw²) of a batch's n weighted units as the loss counts them (rows "
+        "under episode weighting, valid steps under transition weighting) over the last "
+        "training chunk, mean (min–max) over seeds: 1 = uniform weights (filtered BC), 1/n = "
+        "one unit carries the batch.",
         "",
     ]
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from iwbc.bench.suites import available_suites, load_suite
 from iwbc.errors import UserError
+from iwbc.report.convergence import ALPHA, MIN_GAIN, POINTS, curve_ends, still_rising
 from iwbc.report.figures import aggregates_figure, learning_curves_figure, profiles_figure
 from iwbc.report.literature import PublishedSource, load_literature
 from iwbc.report.runs import Layout, SuiteRuns, load_runs, records_dir
@@ -33,6 +34,7 @@ from iwbc.report.stats import (
 )
 from iwbc.report.tables import (
     FOOTNOTE_MARKS,
+    RISING_MARK,
     published_columns,
     suite_csv_table,
     suite_markdown_table,
@@ -105,6 +107,54 @@ def mixed_data_summary(runs: SuiteRuns, results_dir: str | Path) -> str:
         f"`{rerun}` "
         "retrains every run not made on the data as it is now"
     )
+
+
+def rising_summary(runs: SuiteRuns) -> str:
+    """One line naming the cells whose learning curve was still rising when training stopped."""
+    rising = still_rising(runs)
+    cells = ", ".join(f"{i.method} on {i.dataset}" for i in rising)
+    return (
+        f"{len(rising)} cell(s) were still improving when training stopped ({cells}): their "
+        f"scores, marked {RISING_MARK}, understate what those methods reach; compare them at a "
+        "budget where every curve has flattened (the suite's steps)"
+    )
+
+
+def _learning_curve_ends(runs: SuiteRuns) -> list[str]:
+    """The section on whether each cell's learning curve had flattened by the end of training."""
+    ends = curve_ends(runs)
+    tested = [end for end in ends.values() if end is not None]
+    untested = sorted({method for (_, method), end in ends.items() if end is None})
+    lines = [
+        "## Learning curves at the end of training",
+        "",
+        f"Still rising ({RISING_MARK}): the score climbed over the last evaluation interval "
+        f"(seed mean at least {MIN_GAIN:g} point) on a trend seed noise does not explain "
+        f"(per seed, the least-squares slope of the score over the last {POINTS} evaluations; "
+        f"one-sided t-test over seeds, p < {ALPHA:g}). {len(tested)} of {len(ends)} cells "
+        "could be tested"
+        + (
+            f"; not those of {', '.join(untested)} (fewer than {POINTS} evaluations, or one "
+            "finished seed)."
+            if untested
+            else "."
+        ),
+        "",
+    ]
+    rising = [end for end in tested if end.still_rising]
+    if not rising:
+        return [*lines, "None was still rising.", ""]
+    lines += [
+        "| dataset | method | updates | seed-mean scores | last gain | trend (p) |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {end.dataset} | {end.method} | {' → '.join(f'{s:,}' for s in end.steps)} | "
+        f"{' → '.join(f'{v:.1f}' for v in end.scores.mean(axis=0))} | "
+        f"{end.last_gain:+.1f} | {end.trend:+.1f} ({end.p_value:.3f}) |"
+        for end in rising
+    ]
+    return [*lines, "", rising_summary(runs) + ".", ""]
 
 
 def _caveats(runs: SuiteRuns, results_dir: str | Path) -> list[str]:
@@ -246,8 +296,9 @@ def _weight_diagnostics(runs: SuiteRuns) -> list[str]:
         "## Importance weights (effective sample fraction)",
         "",
         "Kish's effective sample size of each batch's importance weights as a fraction of its n "
-        "weighted units (its rows, trajectories or windows each weighted by its trajectory; its "
-        "valid steps for iw_step), (Σw)² / (n Σw²), averaged "
+        "weighted units, as the loss counts them (its rows under episode weighting, trajectories "
+        "or windows each weighted by its trajectory; its valid steps under transition weighting "
+        "and for iw_step), (Σw)² / (n Σw²), averaged "
         "over the updates of the last training chunk: 1 means uniform weights (BC on the "
         "curated data), 1/n one unit carrying the whole batch. Mean (min–max) over seeds; "
         "—: no finished run logged it.",
@@ -278,6 +329,12 @@ def table_markdown(
             if runs.stale
             else ""
         )
+        + (
+            f"{RISING_MARK}: still rising at the end of training (*Learning curves at the end of "
+            "training*). "
+            if still_rising(runs)
+            else ""
+        )
         + "**average**: mean over datasets of the per-dataset means, — unless every dataset "
         "has a finished run.",
         "",
@@ -304,6 +361,7 @@ def table_markdown(
         "optimistic; the table above is the one to compare.",
         "",
         suite_markdown_table(runs, best=True),
+        *_learning_curve_ends(runs),
         *_weight_diagnostics(runs),
         "## Failed, missing and stale runs",
         "",
@@ -424,8 +482,8 @@ def write_suite_report(
 def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
     """What ``iwbc report`` prints: the files written and how long it took, then a warning
     line if some scores are stale, another if a dataset's runs were made on different contents
-    of it (the tables flag both). ``suite`` is a suite's name or, as for ``iwbc bench``, the
-    path of its ``.toml`` file."""
+    of it, another if some learning curves were still rising at the end (the tables flag all).
+    ``suite`` is a suite's name or, as for ``iwbc bench``, the path of its ``.toml`` file."""
     started = time.perf_counter()
     layout, given = None, suite
     if suite.endswith(".toml"):
@@ -442,4 +500,5 @@ def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
     )
     warnings = [stale_summary(runs, results_dir)] if runs.stale else []
     warnings += [mixed_data_summary(runs, results_dir)] if runs.mixed_data else []
+    warnings += [rising_summary(runs)] if still_rising(runs) else []
     return "\n".join([line, *(f"warning: {warning}" for warning in warnings)])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from iwbc.report.convergence import curve_ends, still_rising
 from iwbc.report.literature import PublishedSource
 from iwbc.report.runs import SuiteRuns, split_dataset_id
 
@@ -90,16 +91,22 @@ def csv_table(scores: Sequence[MethodScores]) -> str:
 FOOTNOTE_MARKS = "†‡§¶"
 
 
-def score_cell(values: np.ndarray, expected: int, stale: int = 0) -> str:
+RISING_MARK = "↑"
+
+
+def score_cell(values: np.ndarray, expected: int, stale: int = 0, rising: bool = False) -> str:
     """``mean ± std`` over seeds (std with ddof 0), ``(k/n)`` when only k of n seeds finished,
     ``—`` when none did; ``(s stale)`` when s of them ran under another configuration than the
-    suite's current one."""
+    suite's current one; ``↑`` when its learning curve was still rising at the end of training
+    (``iwbc.report.convergence``)."""
     if values.size == 0:
         return "—"
     cell = _mean_std(values)
     if values.size < expected:
         cell = f"{cell} ({values.size}/{expected})"
-    return f"{cell} ({stale} stale)" if stale else cell
+    if stale:
+        cell = f"{cell} ({stale} stale)"
+    return f"{cell} {RISING_MARK}" if rising else cell
 
 
 def _average(runs: SuiteRuns, method: str, best: bool) -> float:
@@ -135,8 +142,10 @@ def suite_markdown_table(
     runs: SuiteRuns, literature: Sequence[PublishedSource] = (), *, best: bool = False
 ) -> str:
     """Rows = datasets grouped by environment, columns = methods (``mean ± std`` over seeds),
-    then an ``average`` row; with ``literature``, a column group of published numbers."""
+    then an ``average`` row; with ``literature``, a column group of published numbers. Final
+    scores still rising at the end of training are marked ``↑``."""
     published = [] if best else published_columns(runs, literature)
+    rising = set() if best else {(i.dataset, i.method) for i in still_rising(runs)}
     header = ["env", "dataset", *runs.methods]
     groups = list(dict.fromkeys(source for source, _ in published))
     for mark, source in zip(FOOTNOTE_MARKS, groups, strict=False):
@@ -150,7 +159,12 @@ def suite_markdown_table(
         row = [env if env != previous_env else "", dataset]
         previous_env = env
         row += [
-            score_cell(scores(dataset, m), len(runs.seeds), runs.stale_in(dataset, m))
+            score_cell(
+                scores(dataset, m),
+                len(runs.seeds),
+                runs.stale_in(dataset, m),
+                rising=(dataset, m) in rising,
+            )
             for m in runs.methods
         ]
         for source in groups:
@@ -197,7 +211,9 @@ def weight_ess_table(runs: SuiteRuns) -> str:
 
 
 def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ()) -> str:
-    """Long format, one row per (table, dataset, method): ours final and best, and published."""
+    """Long format, one row per (table, dataset, method): ours final and best, and published.
+    ``still_rising`` (final rows): 1 or 0 as ``iwbc.report.convergence`` finds the learning
+    curve at the end of training, empty where it cannot be tested."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
@@ -211,8 +227,10 @@ def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ())
             "seeds_expected",
             "source",
             "seeds_stale",
+            "still_rising",
         ]
     )
+    ends = curve_ends(runs)
     for table, scores in (("final", runs.final_scores), ("best", runs.best_scores)):
         for dataset in runs.datasets:
             for method in runs.methods:
@@ -221,14 +239,15 @@ def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ())
                     (f"{values.mean():.4f}", f"{values.std():.4f}") if values.size else ("", "")
                 )
                 expected, stale = len(runs.seeds), runs.stale_in(dataset, method)
-                writer.writerow(
-                    [table, dataset, method, mean, std, values.size, expected, "ours", stale]
-                )
+                end = ends.get((dataset, method)) if table == "final" else None
+                rising = "" if end is None else str(int(end.still_rising))
+                row = [table, dataset, method, mean, std, values.size, expected, "ours"]
+                writer.writerow([*row, stale, rising])
         for method in runs.methods:
             average = _average(runs, method, table == "best")
             mean = "" if np.isnan(average) else f"{average:.4f}"
             stale = sum(runs.stale_in(d, method) for d in runs.datasets)
-            writer.writerow([table, "average", method, mean, "", "", "", "ours", stale])
+            writer.writerow([table, "average", method, mean, "", "", "", "ours", stale, ""])
     for source, method in published_columns(runs, literature):
         for dataset in (*runs.datasets, "average"):
             value = (
@@ -237,6 +256,6 @@ def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ())
                 else source.score(method, dataset)
             )
             mean = "" if np.isnan(value) else f"{value:.1f}"
-            row = ["published", dataset, method, mean, "", "", "", source.citation, ""]
+            row = ["published", dataset, method, mean, "", "", "", source.citation, "", ""]
             writer.writerow(row)
     return out.getvalue()

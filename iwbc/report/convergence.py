@@ -1,0 +1,92 @@
+"""Whether each method's learning curve had flattened by the end of its budget.
+
+A table compares methods at their budgets: a method still improving when its training stopped
+would score higher with more updates, so its cell understates it. A cell is *still rising* when
+its score climbed over the last evaluation interval (seed mean at least ``MIN_GAIN`` normalized
+points) on a trend that seed noise does not explain: the per-seed least-squares slopes over the
+last ``POINTS`` evaluations are positive by a one-sided t-test over seeds at ``ALPHA``. (The
+last interval alone is too noisy to test, intermediate evaluations using few episodes; the
+trend alone would flag a curve that rose and then levelled off.) A cell whose runs were
+evaluated fewer than ``POINTS`` times (a fine-tune scored only at its end) or that has fewer
+than two finished seeds cannot be tested.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.stats
+
+from iwbc.report.runs import SuiteRuns
+
+POINTS = 3
+MIN_GAIN = 1.0  # normalized points: a smaller last gain does not change a table's reading
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class CurveEnd:
+    """One cell's last ``POINTS`` evaluations, per seed."""
+
+    dataset: str
+    method: str
+    steps: tuple[int, ...]  # updates at each of the evaluations, the final one last
+    scores: np.ndarray  # [seeds, POINTS] normalized scores
+
+    @property
+    def slopes(self) -> np.ndarray:
+        """Per seed, the least-squares slope of score over updates."""
+        return np.polyfit(np.asarray(self.steps, float), self.scores.T, deg=1)[0]
+
+    @property
+    def trend(self) -> float:
+        """The seed-mean slope times the updates spanned, in normalized points."""
+        return float(self.slopes.mean() * (self.steps[-1] - self.steps[0]))
+
+    @property
+    def last_gain(self) -> float:
+        """The seed mean of the final score minus the score one evaluation before."""
+        return float(np.mean(self.scores[:, -1] - self.scores[:, -2]))
+
+    @property
+    def p_value(self) -> float:
+        """One-sided t-test over seeds of "no trend" against "rising"."""
+        slopes = self.slopes
+        stderr = slopes.std(ddof=1) / np.sqrt(slopes.size)
+        if stderr == 0:
+            return 0.0 if slopes[0] > 0 else 1.0
+        return float(scipy.stats.t.sf(slopes.mean() / stderr, df=slopes.size - 1))
+
+    @property
+    def still_rising(self) -> bool:
+        return self.last_gain >= MIN_GAIN and self.p_value < ALPHA
+
+
+def curve_end(runs: SuiteRuns, dataset: str, method: str) -> CurveEnd | None:
+    """The cell's curve end over its finished runs evaluated at the same last steps as its
+    first such run (a stale run may have others); None when fewer than two seeds have one."""
+    curves = [run for run in runs.ok_runs(dataset, method) if run.steps.size >= POINTS]
+    if not curves:
+        return None
+    steps = curves[0].steps[-POINTS:]
+    curves = [run for run in curves if np.array_equal(run.steps[-POINTS:], steps)]
+    if len(curves) < 2:
+        return None
+    scores = np.array([run.curve[-POINTS:] for run in curves])
+    return CurveEnd(dataset, method, tuple(int(step) for step in steps), scores)
+
+
+def curve_ends(runs: SuiteRuns) -> dict[tuple[str, str], CurveEnd | None]:
+    """Every (dataset, method) cell with finished runs, and its curve end if testable."""
+    return {
+        (dataset, method): curve_end(runs, dataset, method)
+        for dataset in runs.datasets
+        for method in runs.methods
+        if runs.ok_runs(dataset, method)
+    }
+
+
+def still_rising(runs: SuiteRuns) -> list[CurveEnd]:
+    """The cells whose learning curve was still rising at the end of training, in grid order."""
+    return [end for end in curve_ends(runs).values() if end is not None and end.still_rising]

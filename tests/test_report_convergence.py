@@ -1,0 +1,104 @@
+"""Learning curves still rising at the end of training: the test against SciPy, which curves it
+flags, and how the report shows them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.stats
+from test_report_records import SUITE, make_record
+
+from iwbc.bench.records import check_record, record_path, records_dir
+from iwbc.report.convergence import CurveEnd, curve_ends, still_rising
+from iwbc.report.runs import load_runs
+from iwbc.report.suite_report import report_main, write_suite_report
+
+DATASET = "iwbc/hopper/medium-replay-v0"
+STEPS = [1000, 2000, 3000, 4000]
+NOISE = np.array([-0.6, 0.4, 0.1, -0.3, 0.5])  # per seed, so that the t-tests have a spread
+
+
+def write_curves(results: Path, curves: dict[str, list[list[float]]], steps=STEPS) -> None:
+    """One record per method and seed with the given normalized learning curve."""
+    for method, per_seed in curves.items():
+        for seed, curve in enumerate(per_seed):
+            record = make_record(DATASET, method, seed, curve[-1])
+            record["curve"] = {"steps": steps, "returns": curve, "normalized": curve}
+            record["best"] = {"normalized": max(curve), "step": steps[int(np.argmax(curve))]}
+            check_record(record)
+            path = record_path(records_dir(SUITE, results), DATASET, method, seed)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record))
+
+
+def seeds(*curve: float) -> list[list[float]]:
+    """The curve for each of five seeds, each shifted by its own noise at every point."""
+    return [[value + noise * (k + 1) for k, value in enumerate(curve)] for noise in NOISE]
+
+
+def test_slopes_and_p_value_are_least_squares_and_a_one_sided_t_test() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.normal(50, 5, size=(5, 3)) + np.array([0.0, 2.0, 4.0])
+    end = CurveEnd(DATASET, "bc", (2000, 3000, 4000), scores)
+    slopes = [scipy.stats.linregress([2000, 3000, 4000], row).slope for row in scores]
+    np.testing.assert_allclose(end.slopes, slopes, rtol=1e-9)
+    expected = scipy.stats.ttest_1samp(slopes, 0.0, alternative="greater").pvalue
+    assert end.p_value == pytest.approx(expected, rel=1e-9)
+    assert end.trend == pytest.approx(np.mean(slopes) * 2000)
+    assert end.last_gain == pytest.approx(np.mean(scores[:, 2] - scores[:, 1]))
+
+
+def test_only_a_curve_still_climbing_at_its_end_is_flagged(tmp_path: Path) -> None:
+    write_curves(
+        tmp_path,
+        {
+            "bc": seeds(10, 20, 30, 40),  # climbing to the end: flagged
+            "filtered_bc": seeds(10, 30, 45, 44.5),  # a significant trend, then level
+            "iw_bc": seeds(30, 31, 29, 30.5),  # flat, within noise
+            "top10_bc": seeds(10, 20, 30, 30.8),  # the last gain under one point
+        },
+    )
+    runs = load_runs(SUITE, tmp_path)
+    assert [(end.dataset, end.method) for end in still_rising(runs)] == [(DATASET, "bc")]
+    ends = curve_ends(runs)
+    assert ends[DATASET, "filtered_bc"].p_value < 0.05  # rose, but not over its last interval
+    assert not any(ends[DATASET, m].still_rising for m in ("filtered_bc", "iw_bc", "top10_bc"))
+
+
+def test_curves_too_short_or_with_one_seed_are_not_tested(tmp_path: Path) -> None:
+    write_curves(tmp_path, {"iw_bc": seeds(40, 60)}, steps=[500, 1000])  # a fine-tune
+    write_curves(tmp_path, {"bc": seeds(10, 20, 30, 40)[:1]})
+    assert curve_ends(load_runs(SUITE, tmp_path)) == {
+        (DATASET, "bc"): None,
+        (DATASET, "iw_bc"): None,
+    }
+
+
+def test_the_report_marks_explains_and_warns_of_rising_cells(tmp_path: Path) -> None:
+    write_curves(tmp_path, {"bc": seeds(10, 20, 30, 40), "iql": seeds(30, 31, 29, 30.5)})
+    write_curves(tmp_path, {"iw_bc": seeds(40, 60)}, steps=[500, 1000])
+    write_suite_report(SUITE, tmp_path, reps=20)
+    table = (tmp_path / SUITE / "table.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("|") and DATASET in line)
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[2].endswith(" ↑") and not cells[3].endswith("↑") and not cells[4].endswith("↑")
+    section = table.split("## Learning curves at the end of training")[1].split("\n## ")[0]
+    assert "2 of 3 cells could be tested; not those of iw_bc" in section
+    assert f"| {DATASET} | bc | 2,000 → 3,000 → 4,000 | " in section
+    final = {
+        row["method"]: row["still_rising"]
+        for row in csv.DictReader(io.StringIO((tmp_path / SUITE / "table.csv").read_text()))
+        if row["table"] == "final" and row["dataset"] == DATASET
+    }
+    assert final == {"bc": "1", "iw_bc": "", "iql": "0"}
+    warnings = report_main(SUITE, tmp_path, reps=20).splitlines()[1:]
+    assert warnings == [
+        f"warning: 1 cell(s) were still improving when training stopped (bc on {DATASET}): "
+        "their scores, marked ↑, understate what those methods reach; compare them at a budget "
+        "where every curve has flattened (the suite's steps)"
+    ]
