@@ -131,8 +131,9 @@ def _learning_curve_ends(runs: SuiteRuns) -> list[str]:
         f"Still rising ({RISING_MARK}): the score climbed over the last evaluation interval "
         f"(seed mean at least {MIN_GAIN:g} point) on a trend seed noise does not explain "
         f"(per seed, the least-squares slope of the score over the last {POINTS} evaluations; "
-        f"one-sided t-test over seeds, p < {ALPHA:g}). {len(tested)} of {len(ends)} cells "
-        "could be tested"
+        f"one-sided t-test over seeds, p < {ALPHA:g}). Unmarked is not proof of a flat curve: "
+        "a rise within the seeds' noise passes, and so does a plateau that a larger budget "
+        f"would leave. {len(tested)} of {len(ends)} cells could be tested"
         + (
             f"; not those of {', '.join(untested)} (fewer than {POINTS} evaluations, or one "
             "finished seed)."
