@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import re
 import subprocess
@@ -17,10 +16,10 @@ from pathlib import Path
 
 import pytest
 from test_benchmark_runner import tiny_suite_toml, write_suite
-from test_report_records import make_record
+from test_report_records import make_record, save_record
 
 import iwbc.bench.units
-from iwbc.bench.records import load_records, record_path, records_dir
+from iwbc.bench.records import load_records, records_dir
 from iwbc.bench.runner import run_suite
 from iwbc.bench.suites import Suite
 from iwbc.bench.units import UnitContext, UnitOutcome, WorkUnit, execute_unit, unit_lock
@@ -54,9 +53,7 @@ def write_ok_records(suite: Suite, context: UnitContext) -> None:
     for seed in UNIT.seeds:
         record = make_record(DATASET, "bc", seed, 10.0, suite="locks")
         record["config"] = suite.method_config("bc")
-        path = record_path(context.records_dir, DATASET, "bc", seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record))
+        save_record(context.records_dir, record)
 
 
 @contextlib.contextmanager

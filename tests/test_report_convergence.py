@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.stats
-from test_report_records import SUITE, make_record
+from test_report_records import SUITE, make_record, save_record
 
-from iwbc.bench.records import check_record, record_path, records_dir
+from iwbc.bench.records import check_record, records_dir
 from iwbc.report.convergence import CurveEnd, curve_ends, still_rising
 from iwbc.report.runs import load_runs
 from iwbc.report.suite_report import report_main, write_suite_report
@@ -31,9 +30,7 @@ def write_curves(results: Path, curves: dict[str, list[list[float]]], steps=STEP
             record["curve"] = {"steps": steps, "returns": curve, "normalized": curve}
             record["best"] = {"normalized": max(curve), "step": steps[int(np.argmax(curve))]}
             check_record(record)
-            path = record_path(records_dir(SUITE, results), DATASET, method, seed)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(record))
+            save_record(records_dir(SUITE, results), record)
 
 
 def seeds(*curve: float) -> list[list[float]]:

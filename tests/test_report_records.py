@@ -74,6 +74,14 @@ def make_record(
     return record
 
 
+def save_record(directory: Path, record: Mapping) -> Path:
+    """Write ``record`` where the runner keeps it under the records ``directory``."""
+    path = record_path(directory, record["dataset"], record["method"], record["seed"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record))
+    return path
+
+
 def write_records(
     results: Path, outcomes: Mapping[tuple[str, str], Sequence[Outcome]], suite: str = SUITE
 ) -> Path:
@@ -85,9 +93,7 @@ def write_records(
                 continue
             record = make_record(dataset, method, seed, outcome, suite)
             check_record(record)
-            path = record_path(directory, dataset, method, seed)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(record))
+            save_record(directory, record)
     return directory
 
 

@@ -11,10 +11,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from test_report_records import SUITE, make_record
+from test_report_records import SUITE, make_record, save_record
 
 import iwbc.report.suite_report
-from iwbc.bench.records import read_record, record_path, records_dir
+from iwbc.bench.records import read_record, records_dir
 from iwbc.bench.suites import Suite, parse_suite
 from iwbc.bench.units import UnitContext, WorkUnit, record_failure
 from iwbc.report.runs import load_runs
@@ -47,9 +47,7 @@ def write(results: Path, method: str, under: Suite, score: float = 50.0) -> None
             record = make_record(dataset, method, seed, score + seed)
             record["config"] = under.method_config(method)
             record["fingerprint"] = under.method_fingerprint(method)
-            path = record_path(records_dir(SUITE, results), dataset, method, seed)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(record))
+            save_record(records_dir(SUITE, results), record)
 
 
 @pytest.fixture
