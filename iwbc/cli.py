@@ -37,6 +37,7 @@ from iwbc.envs.rollout import ENGINES, require_mjx
 from iwbc.errors import UserError, one_line
 from iwbc.losses import WEIGHTINGS
 from iwbc.options import (
+    ROOT_HELP,
     check_directory,
     check_writable,
     dataset_id,
@@ -249,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     paper = BCConfig.iw_finetune()
     run = commands.add_parser("run", help="train and evaluate methods on a Minari dataset")
     run.add_argument("dataset", help="Minari dataset id, e.g. mujoco/hopper/medium-v0")
-    run.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
+    run.add_argument("--root", default=None, help=ROOT_HELP)
     run.add_argument("--download", action="store_true", help="download the dataset if missing")
     run.add_argument(
         "--methods",
@@ -354,7 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable; fields: iwbc/agents/*.py configs; default: the configs as they are)",
     )
     run.add_argument(
-        "--work-dir", default="runs", help="checkpoints and cached evaluations (default: runs)"
+        "--work-dir",
+        default="runs",
+        help="checkpoints and cached evaluations (default: %(default)s)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
@@ -397,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="runs",
         help="checkpoints and cached evaluations (default: %(default)s)",
     )
-    bench.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
+    bench.add_argument("--root", default=None, help=ROOT_HELP)
     bench.add_argument(
         "--only-datasets",
         type=name_list,
@@ -423,11 +426,11 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="local datasets")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     listing = data_commands.add_parser("list", help="local Minari dataset ids")
-    listing.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
+    listing.add_argument("--root", default=None, help=ROOT_HELP)
     listing.set_defaults(func=_data_list)
     info = data_commands.add_parser("info", help="size, returns and reference scores")
     info.add_argument("dataset", help="Minari dataset id, e.g. mujoco/hopper/medium-v0")
-    info.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
+    info.add_argument("--root", default=None, help=ROOT_HELP)
     info.add_argument(
         "--download", action="store_true", help="fetch it from Minari's remote if not local"
     )
@@ -451,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="seed of the episodes' resets and action biases (default: %(default)s)",
     )
-    scripted.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
+    scripted.add_argument("--root", default=None, help=ROOT_HELP)
     scripted.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     scripted.set_defaults(func=_data_scripted)
     add_generate_parser(data_commands)

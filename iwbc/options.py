@@ -17,6 +17,9 @@ from minari.dataset.minari_dataset import parse_dataset_id
 
 from iwbc.errors import UserError, one_line
 
+# Every command's --root: where Minari datasets are read and written.
+ROOT_HELP = "local Minari root (default: Minari's)"
+
 
 def _integer(text: str, low: int) -> int:
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from iwbc.data.d4rl import TASKS
 from iwbc.errors import UserError
-from iwbc.options import nonnegative_int, positive_int
+from iwbc.options import ROOT_HELP, nonnegative_int, positive_int
 
 
 def _import_d4rl(args: argparse.Namespace) -> None:
@@ -57,7 +57,7 @@ def add_data_parsers(commands: argparse._SubParsersAction) -> None:
     d4rl.add_argument("file", help="e.g. hopper_medium_replay-v2.hdf5")
     d4rl.add_argument("--name", default=None, help="dataset id (default: d4rl/<env>/<tier>-v2)")
     d4rl.add_argument("--env", default=None, help=f"from {', '.join(TASKS)} (default: file name)")
-    d4rl.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
+    d4rl.add_argument("--root", default=None, help=ROOT_HELP)
     d4rl.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     d4rl.set_defaults(func=_import_d4rl)
 
@@ -68,7 +68,7 @@ def add_data_parsers(commands: argparse._SubParsersAction) -> None:
     tiers.add_argument(
         "namespaces", nargs="+", metavar="NAMESPACE", help="e.g. mujoco/hopper (or hopper)"
     )
-    tiers.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
+    tiers.add_argument("--root", default=None, help=ROOT_HELP)
     tiers.add_argument("--download", action="store_true", help="fetch missing tiers from Minari")
     tiers.add_argument(
         "--episodes",

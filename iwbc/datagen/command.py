@@ -22,7 +22,7 @@ from iwbc.datagen.generate import (
 )
 from iwbc.errors import UserError
 from iwbc.machine import machine_record
-from iwbc.options import check_writable, name_list, nonnegative_int, positive_int
+from iwbc.options import ROOT_HELP, check_writable, name_list, nonnegative_int, positive_int
 
 # D4RL v2's published sizes (transitions) and expert reference returns (d4rl/infos.py
 # REF_MAX_SCORE), the yardstick the generated tiers are read against. D4RL publishes no return
@@ -232,7 +232,7 @@ def add_generate_parser(commands: argparse._SubParsersAction) -> None:
         default=None,
         help=f"comma-separated (default: {','.join(TIERS)})",
     )
-    parser.add_argument("--root", default=None, help="local Minari root (default: Minari's)")
+    parser.add_argument("--root", default=None, help=ROOT_HELP)
     parser.add_argument(
         "--work-dir",
         default="runs/datagen",

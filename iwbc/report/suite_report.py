@@ -20,7 +20,7 @@ import numpy as np
 
 from iwbc.bench.suites import available_suites, load_suite
 from iwbc.errors import UserError
-from iwbc.report.convergence import ALPHA, MIN_GAIN, POINTS, curve_ends, still_rising
+from iwbc.report.convergence import ALPHA, MIN_GAIN, POINTS, CurveEnd, curve_ends, still_rising
 from iwbc.report.figures import aggregates_figure, learning_curves_figure, profiles_figure
 from iwbc.report.literature import PublishedSource, load_literature
 from iwbc.report.runs import Layout, SuiteRuns, load_runs, records_dir
@@ -109,9 +109,9 @@ def mixed_data_summary(runs: SuiteRuns, results_dir: str | Path) -> str:
     )
 
 
-def rising_summary(runs: SuiteRuns) -> str:
-    """One line naming the cells whose learning curve was still rising when training stopped."""
-    rising = still_rising(runs)
+def rising_summary(rising: Sequence[CurveEnd]) -> str:
+    """One line naming the cells (``still_rising``'s) whose learning curve was still rising when
+    training stopped."""
     cells = ", ".join(f"{i.method} on {i.dataset}" for i in rising)
     return (
         f"{len(rising)} cell(s) were still improving when training stopped ({cells}): their "
@@ -155,7 +155,7 @@ def _learning_curve_ends(runs: SuiteRuns) -> list[str]:
         f"{end.last_gain:+.1f} | {end.trend:+.1f} ({end.p_value:.3f}) |"
         for end in rising
     ]
-    return [*lines, "", rising_summary(runs) + ".", ""]
+    return [*lines, "", rising_summary(rising) + ".", ""]
 
 
 def _caveats(runs: SuiteRuns, results_dir: str | Path) -> list[str]:
@@ -501,5 +501,6 @@ def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
     )
     warnings = [stale_summary(runs, results_dir)] if runs.stale else []
     warnings += [mixed_data_summary(runs, results_dir)] if runs.mixed_data else []
-    warnings += [rising_summary(runs)] if still_rising(runs) else []
+    rising = still_rising(runs)
+    warnings += [rising_summary(rising)] if rising else []
     return "\n".join([line, *(f"warning: {warning}" for warning in warnings)])
