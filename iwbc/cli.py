@@ -33,6 +33,7 @@ from iwbc.bench.suites import PipelineConfig, parse_settings
 from iwbc.data import list_datasets, load_dataset
 from iwbc.data.command import add_data_parsers
 from iwbc.datagen.command import add_generate_parser
+from iwbc.envs.mujoco_warnings import mujoco_warnings_as_python
 from iwbc.envs.rollout import ENGINES, require_mjx
 from iwbc.errors import UserError, one_line
 from iwbc.losses import WEIGHTINGS
@@ -571,7 +572,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     user's error (one line), 130 interrupted; a bug raises with its traceback."""
     args = None
     try:
-        with _reliable_ctrl_c():
+        with _reliable_ctrl_c(), mujoco_warnings_as_python():
             args = build_parser().parse_args(argv)
             for name in _FOLDER_OPTIONS:
                 check_directory(getattr(args, name, None), f"--{name.replace('_', '-')}")

@@ -1,0 +1,45 @@
+"""MuJoCo's warnings as Python warnings, while the ``iwbc`` command runs.
+
+MuJoCo prints each warning on stderr (cutting through the progress bar) and appends it to a
+``MUJOCO_LOG.TXT`` it creates in the working directory. Gymnasium 1.4's ``half_cheetah.xml``
+sets ``settotalmass``, which MuJoCo 3.17 deprecates but still applies (the compiled cheetah
+weighs 14, as the XML asks), so every HalfCheetah env made that way warned and littered the
+user's folder. Under :func:`mujoco_warnings_as_python` they are :class:`MujocoWarning`\\ s:
+that one is ignored, any other shown once per message by Python's usual warning filters.
+
+Only the command installs the handler (MuJoCo's is process-wide): a program importing iwbc
+keeps MuJoCo's own behaviour. Ray workers run in other processes and keep it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+
+import mujoco
+
+KNOWN_DEPRECATION = "compiler attribute 'settotalmass' is deprecated"
+"""The start of the warning every Gymnasium HalfCheetah model's compilation gives."""
+
+
+class MujocoWarning(UserWarning):
+    """A warning MuJoCo's C library raised."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, MujocoWarning, stacklevel=2)
+
+
+@contextlib.contextmanager
+def mujoco_warnings_as_python() -> Iterator[None]:
+    """Route MuJoCo's warnings to :mod:`warnings` (the settotalmass one ignored) inside the
+    block, restoring MuJoCo's handler and the warning filters after it."""
+    previous = mujoco.get_mju_user_warning()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=KNOWN_DEPRECATION, category=MujocoWarning)
+        mujoco.set_mju_user_warning(_warn)
+        try:
+            yield
+        finally:
+            mujoco.set_mju_user_warning(previous)
