@@ -33,7 +33,7 @@ from iwbc.data.scripted import DEFAULT_DATASET_ID, generate_mixed_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATASET = "iwbc/hopper/medium-replay-v0"
-# Where `iwbc data generate ... --root data/minari` (benchmarks/suites/quick.toml) writes.
+# Where `iwbc data generate ... --root data/minari` (iwbc/suites/quick.toml) writes.
 DEFAULT_ROOT = REPO / "data" / "minari"
 FALLBACK_EPISODES = 100
 # Tracing, lowering and XLA compilation, as JAX reports them (jax.monitoring).

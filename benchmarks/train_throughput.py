@@ -7,7 +7,7 @@ iw-BC whole episodes, i.e. up to 128k-256k steps an update) take seconds an upda
 the measured configuration is CPU-sized: 32 episodes x a random window of 32 steps.
 
 Run path: BC pre-training and the iw-BC fine-tune at the quick suite's stage configurations
-(256 one-step windows; benchmarks/suites/quick.toml) trained as a benchmark unit trains them
+(256 one-step windows; iwbc/suites/quick.toml) trained as a benchmark unit trains them
 (``iwbc run``, ``iwbc bench``), on a real dataset, against the kernel on that dataset in the same
 process (``run_path.py``). Rates are seed-updates/s summed over the seeds (8 seeds x N steps =
 8N); compile time is reported apart and excluded from the rates.
@@ -364,7 +364,7 @@ def run_path_section(report: dict[str, Any]) -> list[str]:
         "",
         "## Run path: the BC family as `iwbc run` / `iwbc bench` train it",
         "",
-        f"The quick suite's stages (benchmarks/suites/{RUN_SUITE}.toml: BC pre-training, Adam "
+        f"The quick suite's stages (iwbc/suites/{RUN_SUITE}.toml: BC pre-training, Adam "
         "1e-3; the iw-BC fine-tune,",
         "Adam 1e-4 after a warm-up, trajectory weights from whole-episode tables refreshed every "
         "10 steps; 256 one-step",
