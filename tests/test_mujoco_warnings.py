@@ -59,6 +59,17 @@ def test_other_mujoco_warnings_become_python_warnings(
     assert mujoco.get_mju_user_warning() is None
 
 
+def test_warnings_made_errors_are_printed_not_raised_through_mujoco(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Raised inside MuJoCo's C code, the error would abort the process (``-W error``)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with mujoco_warnings_as_python():
+            _unstable_step()
+    assert "MuJoCo warning: Nan, Inf or huge value in QVEL" in capsys.readouterr().err
+
+
 def test_the_command_runs_under_the_handler(monkeypatch: pytest.MonkeyPatch) -> None:
     seen = []
     parser = argparse.ArgumentParser()

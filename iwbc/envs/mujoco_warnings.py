@@ -14,6 +14,7 @@ keeps MuJoCo's own behaviour. Ray workers run in other processes and keep it too
 from __future__ import annotations
 
 import contextlib
+import sys
 import warnings
 from collections.abc import Iterator
 
@@ -28,7 +29,12 @@ class MujocoWarning(UserWarning):
 
 
 def _warn(message: str) -> None:
-    warnings.warn(message, MujocoWarning, stacklevel=2)
+    # A Python exception must not cross MuJoCo's C frames, where it aborts the process (as a
+    # warning made an error by ``-W error`` would): the message is printed instead.
+    try:
+        warnings.warn(message, MujocoWarning, stacklevel=2)
+    except Exception:
+        print(f"MuJoCo warning: {message}", file=sys.stderr)
 
 
 @contextlib.contextmanager
