@@ -33,7 +33,7 @@ from iwbc.bench.suites import PipelineConfig, parse_settings
 from iwbc.data import list_datasets, load_dataset
 from iwbc.data.command import add_data_parsers
 from iwbc.datagen.command import add_generate_parser
-from iwbc.envs.mujoco_warnings import mujoco_warnings_as_python
+from iwbc.envs.mujoco_warnings import forward_warning, mujoco_warnings_as_python
 from iwbc.envs.rollout import ENGINES, require_mjx
 from iwbc.errors import UserError, one_line
 from iwbc.losses import WEIGHTINGS
@@ -522,9 +522,11 @@ def _kept(args: argparse.Namespace | None) -> str:
     return ""
 
 
-def _in_gc_callback(frame: FrameType | None) -> bool:
-    """Whether ``frame`` runs (inside) one of the garbage collector's callbacks."""
+def _in_callback(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs (inside) one of the garbage collector's callbacks or MuJoCo's
+    warning handler."""
     codes = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+    codes.add(forward_warning.__code__)
     while frame is not None:
         if frame.f_code in codes:
             return True
@@ -533,11 +535,12 @@ def _in_gc_callback(frame: FrameType | None) -> bool:
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """Ctrl-C: a KeyboardInterrupt, as Python's own handler raises, except where it would be
-    lost: raised inside a garbage-collector callback (JAX registers one, which runs often while
-    a command imports and allocates), it is printed as "Exception ignored" and the command goes
-    on to its end. There the signal is sent again a moment later, once the callback is over."""
-    if not _in_gc_callback(frame):
+    """Ctrl-C: a KeyboardInterrupt, as Python's own handler raises, except inside a callback:
+    raised in a garbage-collector callback (JAX registers one, which runs often while a command
+    imports and allocates), it is printed as "Exception ignored" and the command goes on to its
+    end; in MuJoCo's warning handler, it crosses C frames and aborts the process. There the
+    signal is sent again a moment later, once the callback is over."""
+    if not _in_callback(frame):
         raise KeyboardInterrupt
     main_thread = threading.main_thread().ident
 

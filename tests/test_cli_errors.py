@@ -458,6 +458,49 @@ def test_ctrl_c_inside_a_garbage_collector_callback_is_not_lost() -> None:
     assert int(seconds) < 10
 
 
+_MUJOCO_WARNING_INTERRUPT = """
+import signal, time, warnings
+import mujoco, numpy as np
+import iwbc.cli
+
+def interrupt(*args, **kwargs):
+    signal.raise_signal(signal.SIGINT)  # its handler runs here, inside MuJoCo's warning handler
+
+def command(args):
+    body = '<body><joint type="slide"/><geom size=".1"/></body>'
+    model = mujoco.MjModel.from_xml_string(f"<mujoco><worldbody>{body}</worldbody></mujoco>")
+    data = mujoco.MjData(model)
+    data.qvel[:] = np.inf
+    warnings.showwarning = interrupt
+    mujoco.mj_step(model, data)  # warns
+    time.sleep(20)  # the interrupt must come here
+    return 0
+
+iwbc.cli._data_list = command
+signal.signal(signal.SIGINT, signal.default_int_handler)
+started = time.monotonic()
+code = iwbc.cli.main(["data", "list"])
+print(code, round(time.monotonic() - started))
+"""
+
+
+def test_ctrl_c_inside_mujocos_warning_handler_does_not_abort() -> None:
+    """Raised in the handler that routes MuJoCo's warnings to Python, a KeyboardInterrupt would
+    cross MuJoCo's C frames and abort the process (status 134, no message)."""
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    done = subprocess.run(
+        [sys.executable, "-c", _MUJOCO_WARNING_INTERRUPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    code, seconds = done.stdout.split()
+    assert (code, done.stderr) == ("130", "iwbc: interrupted\n")
+    assert int(seconds) < 10
+
+
 def test_ctrl_c_while_the_libraries_import_is_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -28,7 +28,8 @@ class MujocoWarning(UserWarning):
     """A warning MuJoCo's C library raised."""
 
 
-def _warn(message: str) -> None:
+def forward_warning(message: str) -> None:
+    """MuJoCo's warning handler inside :func:`mujoco_warnings_as_python`."""
     # A Python exception must not cross MuJoCo's C frames, where it aborts the process (as a
     # warning made an error by ``-W error`` would): the message is printed instead.
     try:
@@ -44,7 +45,7 @@ def mujoco_warnings_as_python() -> Iterator[None]:
     previous = mujoco.get_mju_user_warning()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=KNOWN_DEPRECATION, category=MujocoWarning)
-        mujoco.set_mju_user_warning(_warn)
+        mujoco.set_mju_user_warning(forward_warning)
         try:
             yield
         finally:
