@@ -5,6 +5,9 @@ handler is back afterwards."""
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -57,6 +60,37 @@ def test_other_mujoco_warnings_become_python_warnings(
         _unstable_step()
     assert list(tmp_path.iterdir()) == []
     assert mujoco.get_mju_user_warning() is None
+
+
+_THREADED_WARNING = """
+import warnings
+import mujoco, numpy as np
+from mujoco.batch import Batch
+from iwbc.envs.mujoco_warnings import MujocoWarning, mujoco_warnings_as_python
+from iwbc.envs.specs import gymnasium_asset
+
+batch = Batch(mujoco.MjModel.from_xml_path(gymnasium_asset("hopper.xml")), 64, nthread=2)
+batch.bind("qvel")[:] = np.inf
+with warnings.catch_warnings(record=True) as caught, mujoco_warnings_as_python():
+    warnings.simplefilter("default")
+    batch.step(nstep=4)
+print(sorted({str(w.message)[:30] for w in caught if w.category is MujocoWarning}))
+"""
+
+
+def test_warnings_from_mujocos_thread_pool_arrive_without_a_deadlock() -> None:
+    """The batch engine steps on MuJoCo's threads, which call the handler without holding the
+    GIL. A fresh interpreter with a timeout, so that a deadlock fails the test instead of
+    hanging the suite."""
+    done = subprocess.run(
+        [sys.executable, "-c", _THREADED_WARNING],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['Nan, Inf or huge value in QVEL']"
 
 
 def test_warnings_made_errors_are_printed_not_raised_through_mujoco(

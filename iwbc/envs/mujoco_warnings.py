@@ -5,7 +5,8 @@ MuJoCo prints each warning on stderr (cutting through the progress bar) and appe
 sets ``settotalmass``, which MuJoCo 3.17 deprecates but still applies (the compiled cheetah
 weighs 14, as the XML asks), so every HalfCheetah env made that way warned and littered the
 user's folder. Under :func:`mujoco_warnings_as_python` they are :class:`MujocoWarning`\\ s:
-that one is ignored, any other shown once per message by Python's usual warning filters.
+that one is ignored, any other goes through Python's warning filters (by default shown once
+per message and place; warnings from MuJoCo's thread pool, once per thread).
 
 Only the command installs the handler (MuJoCo's is process-wide): a program importing iwbc
 keeps MuJoCo's own behaviour. Ray workers run in other processes and keep it too.
