@@ -112,3 +112,15 @@ def test_the_command_runs_under_the_handler(monkeypatch: pytest.MonkeyPatch) -> 
     assert cli.main([]) == 0
     assert seen and seen[0] is not None
     assert mujoco.get_mju_user_warning() is None
+
+
+def test_a_ray_task_runs_its_unit_under_the_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    from iwbc.bench import executors
+
+    seen = []
+    monkeypatch.setattr(
+        executors, "execute_unit", lambda *_: seen.append(mujoco.get_mju_user_warning())
+    )
+    executors.execute_in_worker(None, None)  # type: ignore[arg-type]
+    assert seen and seen[0] is not None
+    assert mujoco.get_mju_user_warning() is None

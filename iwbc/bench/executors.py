@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from iwbc.bench.units import UnitContext, UnitOutcome, WorkUnit, execute_unit, record_failure
+from iwbc.envs.mujoco_warnings import mujoco_warnings_as_python
 from iwbc.errors import UserError
 
 EXECUTORS = ("local", "ray")
@@ -25,6 +26,13 @@ def run_local(
     """Units in order, in this process; ``report`` hears each unit's evaluation steps."""
     for unit in units:
         yield execute_unit(unit, context, report)
+
+
+def execute_in_worker(unit: WorkUnit, context: UnitContext) -> UnitOutcome:
+    """A Ray task's body: the unit, with MuJoCo's warnings routed as ``iwbc`` routes them in its
+    own process (a worker is another process, where the command's handler is not installed)."""
+    with mujoco_warnings_as_python():
+        return execute_unit(unit, context)
 
 
 def run_ray(
@@ -52,7 +60,7 @@ def run_ray(
         else:
             ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
     try:
-        task = ray.remote(num_cpus=1)(execute_unit)
+        task = ray.remote(num_cpus=1)(execute_in_worker)
         started = time.perf_counter()
         futures = {task.remote(unit, context): unit for unit in units}
         waiting = list(futures)

@@ -8,8 +8,9 @@ user's folder. Under :func:`mujoco_warnings_as_python` they are :class:`MujocoWa
 that one is ignored, any other goes through Python's warning filters (by default shown once
 per message and place; warnings from MuJoCo's thread pool, once per thread).
 
-Only the command installs the handler (MuJoCo's is process-wide): a program importing iwbc
-keeps MuJoCo's own behaviour. Ray workers run in other processes and keep it too.
+Only the command installs the handler (MuJoCo's is process-wide), and a Ray task around its
+unit (:func:`iwbc.bench.executors.execute_in_worker`): a program importing iwbc keeps MuJoCo's
+own behaviour.
 """
 
 from __future__ import annotations
