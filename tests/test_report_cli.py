@@ -6,11 +6,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from test_report_records import SUITE, make_record, write_records
+from test_report_records import SUITE, make_record, save_record, write_records
 
-from iwbc.bench.records import record_path, records_dir
+from iwbc.bench.records import records_dir
 from iwbc.cli import main
-from iwbc.files import write_json_atomic
 from iwbc.report.suite_report import write_suite_report
 
 OUTCOMES = {
@@ -65,7 +64,7 @@ def test_learning_curves_of_different_lengths(tmp_path: Path) -> None:
     for seed in (0, 1):
         record = make_record("e/x/medium-v0", "iql", seed, 40.0)
         record["curve"]["steps"] = [250_000, 500_000, 1_000_000]
-        write_json_atomic(record_path(directory, "e/x/medium-v0", "iql", seed), record)
+        save_record(directory, record)
     written = write_suite_report(SUITE, tmp_path, reps=10)
     assert all(p.stat().st_size > 0 for p in written)
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from iwbc.bench.records import check_record, record_path, records_dir
+from iwbc.files import write_json_atomic
 from iwbc.report.runs import load_runs, order_datasets
 
 SUITE = "toy"
@@ -75,11 +76,9 @@ def make_record(
 
 
 def save_record(directory: Path, record: Mapping) -> Path:
-    """Write ``record`` where the runner keeps it under the records ``directory``."""
+    """Write ``record`` where, and as, the runner writes it under the records ``directory``."""
     path = record_path(directory, record["dataset"], record["method"], record["seed"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record))
-    return path
+    return write_json_atomic(path, record)
 
 
 def write_records(
