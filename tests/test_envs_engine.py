@@ -163,10 +163,18 @@ def test_unknown_engine() -> None:
         make_engine("Hopper-v5", 2, engine="cuda")
 
 
-def test_wrong_action_shape_and_seed_count() -> None:
-    engine = make_engine("Hopper-v5", 2)
+@pytest.mark.parametrize("kind", ["batch", "gymnasium", "mjx"])
+def test_every_engine_refuses_a_bad_call_with_the_same_message(kind: str) -> None:
+    with pytest.raises(ValueError, match="num_envs must be at least 1, got 0"):
+        make_engine("Hopper-v5", 0, engine=kind)
+    engine = make_engine("Hopper-v5", 2, engine=kind)
     with pytest.raises(ValueError, match="got 1 seeds for 2 envs"):
         engine.reset([0])
+    with pytest.raises(ValueError, match=r"env ids must lie in \[0, 2\), got \[2\]"):
+        engine.reset([0], ids=np.array([2]))
     engine.reset([0, 1])
     with pytest.raises(ValueError, match=r"actions must have shape \(2, 3\)"):
         engine.step(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"env ids must lie in \[0, 2\), got \[-1\]"):
+        engine.step(np.zeros((2, 3)), ids=np.array([-1]))
+    engine.close()

@@ -1,9 +1,9 @@
 """Evaluation environments: task specs and vectorized engines with one interface."""
 
-from iwbc.envs.batch import BatchEngine, StepResult
+from iwbc.envs.batch import BatchEngine
+from iwbc.envs.engine import Engine, StepResult
 from iwbc.envs.gymnasium_engine import GymnasiumEngine
 from iwbc.envs.rollout import (
-    Engine,
     RolloutResult,
     make_engine,
     resolve_engine,

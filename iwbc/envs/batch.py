@@ -8,32 +8,18 @@ so the engine reproduces ``gymnasium.make(env_id)`` step for step.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import mujoco
 import numpy as np
 from mujoco.batch import Batch
 
+from iwbc.envs.engine import (
+    StepResult,
+    check_num_envs,
+    checked_actions,
+    reset_targets,
+    resolve_ids,
+)
 from iwbc.envs.specs import SimState, TaskSpec
-
-
-class StepResult(NamedTuple):
-    """What ``step`` returns, each with a leading env axis."""
-
-    obs: np.ndarray
-    reward: np.ndarray
-    terminated: np.ndarray
-    truncated: np.ndarray
-
-
-def resolve_ids(ids: np.ndarray | list[int] | None, num_envs: int) -> np.ndarray:
-    """Env ids as an int64 array (all envs for None), checked against num_envs."""
-    if ids is None:
-        return np.arange(num_envs)
-    out = np.asarray(ids, dtype=np.int64).reshape(-1)
-    if out.size and (out.min() < 0 or out.max() >= num_envs):
-        raise ValueError(f"env ids must lie in [0, {num_envs}), got {out.tolist()}")
-    return out
 
 
 class BatchEngine:
@@ -44,8 +30,7 @@ class BatchEngine:
     """
 
     def __init__(self, spec: TaskSpec, num_envs: int, nthread: int = 0) -> None:
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        check_num_envs(num_envs)
         self.spec = spec
         self.env_id = spec.env_id
         self.num_envs = num_envs
@@ -95,10 +80,7 @@ class BatchEngine:
         Seed ``s`` gives the initial state of ``gymnasium.make(env_id).reset(seed=s)``.
         Returns the observations of all envs [num_envs, obs_dim], float64.
         """
-        ids = resolve_ids(ids, self.num_envs)
-        seeds = [int(s) for s in np.asarray(seeds).reshape(-1)]
-        if len(seeds) != ids.size:
-            raise ValueError(f"got {len(seeds)} seeds for {ids.size} envs")
+        ids, seeds = reset_targets(seeds, ids, self.num_envs)
         if ids.size == 0:
             return self._obs.copy()
         self._batch.reset(ids=ids, stage=mujoco.mjtStage.mjSTAGE_NONE)
@@ -119,11 +101,7 @@ class BatchEngine:
 
     def step(self, actions: np.ndarray, ids: np.ndarray | None = None) -> StepResult:
         """Apply ``actions`` [num_envs, act_dim] for one env step to envs ``ids`` (all)."""
-        actions = np.asarray(actions)
-        if actions.shape != (self.num_envs, self.act_dim):
-            raise ValueError(
-                f"actions must have shape {(self.num_envs, self.act_dim)}, got {actions.shape}"
-            )
+        actions = checked_actions(actions, self.num_envs, self.act_dim)
         subset = ids is not None
         ids = resolve_ids(ids, self.num_envs)
         before = self._state

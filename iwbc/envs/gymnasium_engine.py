@@ -11,7 +11,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
-from iwbc.envs.batch import StepResult, resolve_ids
+from iwbc.envs.engine import StepResult, check_num_envs, checked_actions, reset_targets, resolve_ids
 from iwbc.envs.specs import SPECS
 from iwbc.errors import UserError
 
@@ -46,8 +46,7 @@ class GymnasiumEngine:
     """
 
     def __init__(self, env_id: str, num_envs: int) -> None:
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        check_num_envs(num_envs)
         check_env_id(env_id)
         first = gymnasium.make(env_id)
         try:
@@ -68,10 +67,7 @@ class GymnasiumEngine:
 
     def reset(self, seeds: list[int] | np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
         """Reset envs ``ids`` (default all) with ``env.reset(seed=seeds[k])``; all observations."""
-        ids = resolve_ids(ids, self.num_envs)
-        seeds = [int(s) for s in np.asarray(seeds).reshape(-1)]
-        if len(seeds) != ids.size:
-            raise ValueError(f"got {len(seeds)} seeds for {ids.size} envs")
+        ids, seeds = reset_targets(seeds, ids, self.num_envs)
         for i, seed in zip(ids, seeds, strict=True):
             obs, _ = self.envs[i].reset(seed=seed)
             self._obs[i] = np.asarray(obs, dtype=np.float64).reshape(-1)
@@ -79,11 +75,7 @@ class GymnasiumEngine:
 
     def step(self, actions: np.ndarray, ids: np.ndarray | None = None) -> StepResult:
         """Step envs ``ids`` (default all) with their rows of ``actions``; others stay."""
-        actions = np.asarray(actions)
-        if actions.shape != (self.num_envs, self.act_dim):
-            raise ValueError(
-                f"actions must have shape {(self.num_envs, self.act_dim)}, got {actions.shape}"
-            )
+        actions = checked_actions(actions, self.num_envs, self.act_dim)
         ids = resolve_ids(ids, self.num_envs)
         reward = np.zeros(self.num_envs)
         terminated = np.zeros(self.num_envs, dtype=bool)

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from iwbc.envs.batch import StepResult, resolve_ids
+from iwbc.envs.engine import StepResult, check_num_envs, checked_actions, reset_targets, resolve_ids
 from iwbc.envs.rollout import RolloutResult
 from iwbc.envs.specs import SimState, TaskSpec, get_spec
 
@@ -297,9 +297,9 @@ def mjx_rollout(
     n = seeds.size
     if n == 0:
         return MjxRollout(np.zeros(0), np.zeros(0, dtype=np.int64), 0)
+    if num_envs is not None:
+        check_num_envs(num_envs)
     width = n if num_envs is None else min(n, num_envs)
-    if width < 1:
-        raise ValueError(f"num_envs must be at least 1, got {num_envs}")
     horizon = spec.max_episode_steps if max_steps is None else max_steps
     if horizon < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
@@ -366,8 +366,7 @@ class MjxEngine:
     """
 
     def __init__(self, spec: TaskSpec, num_envs: int) -> None:
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        check_num_envs(num_envs)
         self.spec = spec
         self.env_id = spec.env_id
         self.num_envs = num_envs
@@ -405,13 +404,10 @@ class MjxEngine:
 
     def reset(self, seeds: Sequence[int] | np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
         """Reset envs ``ids`` (default all) with episode seeds ``seeds``; all observations."""
-        ids = resolve_ids(ids, self.num_envs)
-        seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
-        if seeds.size != ids.size:
-            raise ValueError(f"got {seeds.size} seeds for {ids.size} envs")
+        ids, seeds = reset_targets(seeds, ids, self.num_envs)
         if ids.size == 0:
             return self._obs.copy()
-        qpos_new, qvel_new = initial_states(self.spec, seeds)
+        qpos_new, qvel_new = initial_states(self.spec, np.asarray(seeds, dtype=np.int64))
         qpos, qvel = initial_states(self.spec, np.zeros(self.num_envs, dtype=np.int64))
         qpos[ids], qvel[ids] = qpos_new, qvel_new
         mask = np.zeros(self.num_envs, dtype=bool)
@@ -426,11 +422,7 @@ class MjxEngine:
 
     def step(self, actions: np.ndarray, ids: np.ndarray | None = None) -> StepResult:
         """Apply ``actions`` [num_envs, act_dim] for one env step to envs ``ids`` (all)."""
-        actions = np.asarray(actions)
-        if actions.shape != (self.num_envs, self.act_dim):
-            raise ValueError(
-                f"actions must have shape {(self.num_envs, self.act_dim)}, got {actions.shape}"
-            )
+        actions = checked_actions(actions, self.num_envs, self.act_dim)
         ids = resolve_ids(ids, self.num_envs)
         mask = np.zeros(self.num_envs, dtype=bool)
         mask[ids] = True

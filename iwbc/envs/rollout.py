@@ -4,37 +4,18 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 import numpy as np
 
-from iwbc.envs.batch import BatchEngine, StepResult
+from iwbc.envs.batch import BatchEngine
+from iwbc.envs.engine import Engine, check_num_envs
 from iwbc.envs.gymnasium_engine import GymnasiumEngine, check_env_id
 from iwbc.envs.specs import SPECS, get_spec
 from iwbc.errors import UserError
 
 ENGINES = ("auto", "batch", "gymnasium", "mjx")
 DEFAULT_MAX_ENVS = 128
-
-
-class Engine(Protocol):
-    """Vectorized envs without auto-reset; what ``make_engine`` returns."""
-
-    env_id: str
-    num_envs: int
-    obs_dim: int
-    act_dim: int
-    max_episode_steps: int | None
-    action_low: np.ndarray
-    action_high: np.ndarray
-
-    def reset(
-        self, seeds: Sequence[int] | np.ndarray, ids: np.ndarray | None = None
-    ) -> np.ndarray: ...
-
-    def step(self, actions: np.ndarray, ids: np.ndarray | None = None) -> StepResult: ...
-
-    def close(self) -> None: ...
 
 
 def resolve_engine(env_id: str, engine: str = "auto") -> str:
@@ -114,9 +95,9 @@ def rollout_returns(
     lengths = np.zeros(n, dtype=np.int64)
     if n == 0:
         return RolloutResult(returns, lengths)
+    if num_envs is not None:
+        check_num_envs(num_envs)
     width = min(n, DEFAULT_MAX_ENVS) if num_envs is None else min(n, num_envs)
-    if width < 1:
-        raise ValueError(f"num_envs must be at least 1, got {num_envs}")
     env = make_engine(env_id, width, engine)
     try:
         _run_episodes(env, act_fn, seeds, returns, lengths)
