@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import make_scripted_dataset
+from test_mujoco_warnings import SLIDER
 from test_report_records import write_records
 
 import iwbc.bench.experiment
@@ -455,10 +456,9 @@ def interrupt_inside():
         gc.callbacks.remove(callback)
 """
 
-_IN_MUJOCOS_WARNING_HANDLER = """
+_IN_MUJOCOS_WARNING_HANDLER = f"""
 def interrupt_inside():
-    body = '<body><joint type="slide"/><geom size=".1"/></body>'
-    model = mujoco.MjModel.from_xml_string(f"<mujoco><worldbody>{body}</worldbody></mujoco>")
+    model = mujoco.MjModel.from_xml_string({SLIDER!r})
     data = mujoco.MjData(model)
     data.qvel[:] = np.inf
     warnings.showwarning = interrupt
