@@ -116,6 +116,12 @@ CASES: list[tuple[list[str], str]] = [
     ([*RUN, "--ref-min", "0"], "--ref-min and --ref-max go together; pass both or neither"),
     ([*RUN, "--ref-max", "5"], "--ref-min and --ref-max go together"),
     ([*RUN, "--ref-min", "5", "--ref-max", "5"], "--ref-max must be greater than --ref-min"),
+    # references whose normalized scores overflow: refused before training, not at its end
+    (
+        [*RUN, "--ref-min=-1e308", "--ref-max", "1e308"],
+        "normalized scores overflow with ref_min=-1e+308 and ref_max=1e+308",
+    ),
+    ([*RUN, "--ref-min", "0", "--ref-max", "1e-306"], "overflow with ref_min=0 and ref_max=1e-306"),
     ([*RUN, "--bogus"], "unrecognized arguments: --bogus"),
     (["run", DATASET, "--root", "{file}"], "--root {file} is a file; it must be a directory"),
     ([*RUN, "--out", "{file}"], "--out {file} is a file; it must be a directory"),

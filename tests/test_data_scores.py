@@ -19,6 +19,22 @@ def test_normalized_score_scale() -> None:
         normalized_score(1.0, 3.0, 3.0)
 
 
+@pytest.mark.parametrize(
+    ("ref_min", "ref_max", "message"),
+    [
+        (-1e308, 1e308, r"ref_min=-1e\+308 and ref_max=1e\+308 \(a return of 1 scores nan\)"),
+        (0.0, 1e-306, r"ref_min=0 and ref_max=1e-306 \(a return of 5 scores inf\)"),
+    ],
+)
+def test_references_whose_scores_overflow_are_refused(
+    ref_min: float, ref_max: float, message: str
+) -> None:
+    """Finite, distinct references can still give inf/NaN scores, which no record can hold."""
+    with pytest.raises(ValueError, match="normalized scores overflow with " + message):
+        normalized_score([1.0, 5.0], ref_min, ref_max)
+    np.testing.assert_array_equal(normalized_score([np.nan], 0.0, 10.0), [np.nan])
+
+
 def test_agrees_with_minari(pendulum_dataset: tuple[str, list[EpisodeBuffer]]) -> None:
     dataset_id, _ = pendulum_dataset
     ds = load_dataset(dataset_id)

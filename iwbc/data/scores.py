@@ -24,7 +24,20 @@ def normalized_score(
             f"ref_max={ref_max}"
         )
     values = np.asarray(returns, dtype=np.float64)
-    return 100.0 * (values - ref_min) / (ref_max - ref_min)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scores = 100.0 * (values - ref_min) / (ref_max - ref_min)
+    overflowed = np.isfinite(values) & ~np.isfinite(scores)
+    if overflowed.any():
+        # e.g. ±1e308 (their difference is inf) or a span of 1e-306: the scores would be inf or
+        # NaN, which no record or table can hold; say so before anything trains on them.
+        first = np.flatnonzero(overflowed.reshape(-1))[0]
+        raise UserError(
+            f"normalized scores overflow with ref_min={ref_min:g} and ref_max={ref_max:g} (a "
+            f"return of {values.reshape(-1)[first]:g} scores {scores.reshape(-1)[first]:g}); "
+            "reference scores must be returns on the task's scale (--ref-min/--ref-max or the "
+            "dataset's ref_min_score/ref_max_score)"
+        )
+    return scores
 
 
 def dataset_normalized_score(
