@@ -92,6 +92,22 @@ def test_episode_tables_are_whole_trajectory_means(setting: dict) -> None:
     )
 
 
+def test_a_trajectory_listed_several_times_gets_its_own_mean_in_every_row(setting: dict) -> None:
+    """Copies (the stratified union's repeats) share one computation of their trajectory's mean:
+    every row's value is the NumPy mean of its episode, and the same to the bit as the table of
+    the data listing each episode once (where its steps sit elsewhere in the flat blocks)."""
+    rows = np.array([5, 0, 5, 2, 0, 5, 7])
+    obs, actions, mask = (setting[name][rows] for name in ("obs", "actions", "mask"))
+    listed = DeviceEpisodes.from_numpy(obs, actions, mask)
+    assert np.unique(np.asarray(listed.episode_source)).size == 4
+    tables = jax.vmap(episode_log_probs, in_axes=(None, 0, None))
+    table = np.asarray(tables(POLICY, setting["params"], listed)[0])
+    means = whole_episode_means(setting["params"], setting)
+    np.testing.assert_allclose(table, means[rows], rtol=1e-5)
+    once = np.asarray(tables(POLICY, setting["params"], setting["data"])[0])
+    np.testing.assert_array_equal(table, once[rows])
+
+
 @pytest.mark.parametrize("loss", ["iw_trajectory", "iw_quality"])
 @pytest.mark.parametrize("weighting", ["episode", "transition"])
 def test_windowed_update_uses_whole_trajectory_weights(

@@ -176,6 +176,29 @@ def test_flat_view_lists_every_valid_step_with_its_episode() -> None:
     )
 
 
+def test_flat_view_holds_a_trajectory_listed_several_times_once() -> None:
+    """The stratified union lists the best episodes up to three times: rows 0, 2 and 4 below are
+    copies of episode 1 of the data and row 3 of episode 3. The padded rows keep every copy (they
+    are what is sampled); the flat view holds each distinct trajectory once, and
+    ``episode_source`` sends each row to the flat steps of its trajectory."""
+    episodes = tagged_episodes()
+    rows = np.array([1, 3, 1, 3, 1, 0])
+    data = DeviceEpisodes.from_numpy(
+        episodes.observations[rows], episodes.actions[rows], episodes.mask[rows]
+    )
+    np.testing.assert_array_equal(np.asarray(data.episode_source), [0, 1, 0, 1, 0, 5])
+    lengths = [LENGTHS[1], LENGTHS[3], LENGTHS[0]]
+    flat_episode = np.asarray(data.flat_episode)
+    np.testing.assert_array_equal(flat_episode[: sum(lengths)], np.repeat([0, 1, 5], lengths))
+    assert (flat_episode[sum(lengths) :] == len(rows)).all()
+    distinct = episodes.mask[[1, 3, 0]] > 0
+    np.testing.assert_array_equal(
+        np.asarray(data.flat_observations[: sum(lengths)]),
+        episodes.observations[[1, 3, 0]][distinct],
+    )
+    assert data.num_episodes == len(rows)
+
+
 @pytest.mark.parametrize("field", ["observations", "actions"])
 def test_nan_training_data_is_a_one_line_error(field: str) -> None:
     """Raw-observation training has no statistics to catch a NaN: the device view does."""

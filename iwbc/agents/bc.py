@@ -148,14 +148,15 @@ def ema(iw_params: Any, params: Any, decay: float) -> Any:
 
 
 def episode_log_probs(policy: GaussianPolicy, params: Any, data: DeviceEpisodes) -> jax.Array:
-    """log q(τ)/|τ| of every episode of ``data`` [E], from all its steps, in fixed-size blocks."""
+    """log q(τ)/|τ| of every episode of ``data`` [E], from all its steps, in fixed-size blocks;
+    a trajectory the data lists several times is computed once."""
     observations = data.flat_observations.reshape(-1, FLAT_BLOCK, data.flat_observations.shape[-1])
     actions = data.flat_actions.reshape(-1, FLAT_BLOCK, data.flat_actions.shape[-1])
     log_probs = jax.lax.map(
         lambda block: policy_log_prob(policy, params, *block), (observations, actions)
     ).reshape(-1)
     sums = jax.ops.segment_sum(log_probs, data.flat_episode, num_segments=data.num_episodes + 1)
-    return sums[: data.num_episodes] / jnp.maximum(data.lengths, 1)
+    return sums[data.episode_source] / jnp.maximum(data.lengths, 1)
 
 
 def bc_loss(policy: GaussianPolicy, config: BCConfig) -> Any:

@@ -24,6 +24,7 @@ whole trajectories, such as iw-BC's log q(τ)/|τ|, can be computed for every ep
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import flax.struct
@@ -44,8 +45,11 @@ FLAT_BLOCK = 4096
 class DeviceEpisodes(flax.struct.PyTreeNode):
     """Padded episodes as device arrays: observations/actions [E, T, ·], mask [E, T].
 
-    ``flat_*`` hold the valid steps in episode order, padded to a multiple of ``FLAT_BLOCK``;
-    ``flat_episode`` names each step's episode (E on padding).
+    ``flat_*`` hold the valid steps of each distinct episode once, in episode order, padded to a
+    multiple of ``FLAT_BLOCK``: a selection that lists an episode several times (the stratified
+    union of percentiles lists the best ones up to three times) is sampled by its rows, but a
+    statistic of whole trajectories is computed once per distinct one. ``flat_episode`` names
+    each flat step's distinct episode (E on padding) and ``episode_source`` [E] each row's.
     """
 
     observations: jax.Array
@@ -56,6 +60,7 @@ class DeviceEpisodes(flax.struct.PyTreeNode):
     flat_observations: jax.Array
     flat_actions: jax.Array
     flat_episode: jax.Array
+    episode_source: jax.Array
 
     @classmethod
     def from_numpy(
@@ -80,21 +85,26 @@ class DeviceEpisodes(flax.struct.PyTreeNode):
                     f"{name} hold NaN or infinite values (first in episode {episode} of the "
                     "training selection); clean the dataset before training"
                 )
-        steps = int(valid.sum())
-        padded = -(-max(steps, 1) // FLAT_BLOCK) * FLAT_BLOCK
-        episode_of_step = np.full(padded, num_episodes, np.int32)
-        episode_of_step[:steps] = np.nonzero(valid)[0]
         observations = np.asarray(observations, np.float32)
         actions = np.asarray(actions, np.float32)
+        source = _distinct_episodes(observations, actions, valid)
+        first = np.zeros(num_episodes, bool)
+        first[np.unique(source)] = True
+        flat = valid & first[:, None]
+        steps = int(flat.sum())
+        padded = -(-max(steps, 1) // FLAT_BLOCK) * FLAT_BLOCK
+        episode_of_step = np.full(padded, num_episodes, np.int32)
+        episode_of_step[:steps] = np.nonzero(flat)[0]
         return cls(
             observations=jnp.asarray(observations),
             actions=jnp.asarray(actions),
             mask=jnp.asarray(mask),
             lengths=jnp.asarray(mask.sum(axis=1), jnp.int32),
             quality=jnp.asarray(quality, jnp.float32),
-            flat_observations=jnp.asarray(_pad_rows(observations[valid], padded)),
-            flat_actions=jnp.asarray(_pad_rows(actions[valid], padded)),
+            flat_observations=jnp.asarray(_pad_rows(observations[flat], padded)),
+            flat_actions=jnp.asarray(_pad_rows(actions[flat], padded)),
             flat_episode=jnp.asarray(episode_of_step),
+            episode_source=jnp.asarray(source, jnp.int32),
         )
 
     @property
@@ -104,6 +114,19 @@ class DeviceEpisodes(flax.struct.PyTreeNode):
     @property
     def max_length(self) -> int:
         return self.mask.shape[1]
+
+
+def _distinct_episodes(
+    observations: np.ndarray, actions: np.ndarray, valid: np.ndarray
+) -> np.ndarray:
+    """[E]: for each episode row, the first row holding the same valid steps (itself if none)."""
+    first: dict[bytes, int] = {}
+    source = np.empty(len(valid), np.int64)
+    for row, steps in enumerate(valid):
+        digest = hashlib.blake2b(observations[row][steps].tobytes(), digest_size=16)
+        digest.update(actions[row][steps].tobytes())
+        source[row] = first.setdefault(digest.digest(), row)
+    return source
 
 
 def _pad_rows(rows: np.ndarray, size: int) -> np.ndarray:
