@@ -49,7 +49,8 @@ class DeviceEpisodes(flax.struct.PyTreeNode):
     multiple of ``FLAT_BLOCK``: a selection that lists an episode several times (the stratified
     union of percentiles lists the best ones up to three times) is sampled by its rows, but a
     statistic of whole trajectories is computed once per distinct one. ``flat_episode`` names
-    each flat step's distinct episode (E on padding) and ``episode_source`` [E] each row's.
+    each flat step's episode by the first row listing it (E on padding), and
+    ``episode_source`` [E] gives that first row for every row.
     """
 
     observations: jax.Array
