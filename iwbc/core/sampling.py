@@ -46,11 +46,11 @@ class DeviceEpisodes(flax.struct.PyTreeNode):
     """Padded episodes as device arrays: observations/actions [E, T, ·], mask [E, T].
 
     ``flat_*`` hold the valid steps of each distinct episode once, in episode order, padded to a
-    multiple of ``FLAT_BLOCK``: a selection that lists an episode several times (the stratified
-    union of percentiles lists the best ones up to three times) is sampled by its rows, but a
-    statistic of whole trajectories is computed once per distinct one. ``flat_episode`` names
-    each flat step's episode by the first row listing it (E on padding), and
-    ``episode_source`` [E] gives that first row for every row.
+    multiple of ``FLAT_BLOCK`` (two blocks at least): a selection that lists an episode several
+    times (the stratified union of percentiles lists the best ones up to three times) is sampled
+    by its rows, but a statistic of whole trajectories is computed once per distinct one.
+    ``flat_episode`` names each flat step's episode by the first row listing it (E on padding),
+    and ``episode_source`` [E] gives that first row for every row.
     """
 
     observations: jax.Array
@@ -93,7 +93,11 @@ class DeviceEpisodes(flax.struct.PyTreeNode):
         first[np.unique(source)] = True
         flat = valid & first[:, None]
         steps = int(flat.sum())
-        padded = -(-max(steps, 1) // FLAT_BLOCK) * FLAT_BLOCK
+        # At least two blocks: XLA inlines a one-iteration lax.map into the training program,
+        # which rounds differently from the loop, so iw-BC's numbers would otherwise depend on
+        # whether the distinct trajectories fit in one block (measured: benchmarks/iw_refresh.py
+        # on the quick HalfCheetah medium-replay tier, 4,000 steps).
+        padded = max(2, -(-max(steps, 1) // FLAT_BLOCK)) * FLAT_BLOCK
         episode_of_step = np.full(padded, num_episodes, np.int32)
         episode_of_step[:steps] = np.nonzero(flat)[0]
         return cls(
