@@ -133,9 +133,6 @@ def main() -> None:
         "rows": rows,
         "machine": machine_record(("jax", "jaxlib", "numpy")),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     lines = [
         f"# iw-BC trajectory-weight staleness: {args.dataset}",
         "",
@@ -158,12 +155,18 @@ def main() -> None:
             f"{r['relative_weight_error_median']:.4f} | {r['relative_weight_error_max']:.4f} |"
             for r in rows
         ),
-        "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),
-        "",
     ]
-    out.with_suffix(".md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_report(Path(args.out), report, lines)
+
+
+def write_report(out: Path, report: dict, lines: list[str]) -> None:
+    """``report`` as ``out``.json, and ``lines`` then its machine as ``out``.md (printed too)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    machine = ", ".join(f"{k} {v}" for k, v in report["machine"].items())
+    text = "\n".join([*lines, "", f"Machine: {machine}", ""])
+    out.with_suffix(".md").write_text(text)
+    print(text)
 
 
 def listed_rows_layout(data: DeviceEpisodes) -> DeviceEpisodes:

@@ -13,7 +13,6 @@ to the bit. Fresh policy parameters: a refresh's cost does not depend on their v
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import jax
 import numpy as np
-from iw_refresh import RESULTS, listed_rows_layout
+from iw_refresh import RESULTS, listed_rows_layout, write_report
 
 from iwbc.agents.bc import BCConfig, episode_log_probs
 from iwbc.agents.registry import METHODS, SelectionConfig, training_data
@@ -79,9 +78,6 @@ def main() -> None:
         "rows": rows,
         "machine": machine_record(("jax", "jaxlib", "numpy")),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
     lines = [
         "# iw-BC's trajectory-table refresh: distinct episodes against every listed row",
         "",
@@ -102,12 +98,8 @@ def main() -> None:
             f"{r['refresh_seconds_every_row'] / r['refresh_seconds_distinct']:.2f}x |"
             for r in rows
         ),
-        "",
-        "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),
-        "",
     ]
-    out.with_suffix(".md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_report(Path(args.out), report, lines)
 
 
 if __name__ == "__main__":
