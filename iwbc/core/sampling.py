@@ -89,9 +89,7 @@ class DeviceEpisodes(flax.struct.PyTreeNode):
         observations = np.asarray(observations, np.float32)
         actions = np.asarray(actions, np.float32)
         source = _distinct_episodes(observations, actions, valid)
-        first = np.zeros(num_episodes, bool)
-        first[np.unique(source)] = True
-        flat = valid & first[:, None]
+        flat = valid & (source == np.arange(num_episodes))[:, None]
         steps = int(flat.sum())
         # At least two blocks: XLA inlines a one-iteration lax.map into the training program,
         # which rounds differently from the loop, so iw-BC's numbers would otherwise depend on
