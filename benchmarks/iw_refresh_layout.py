@@ -14,31 +14,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
-import jax
 import numpy as np
-from iw_refresh import RESULTS, listed_rows_layout, write_report
+from iw_refresh import REPEATS, RESULTS, listed_rows_layout, timed_refresh, write_report
 
-from iwbc.agents.bc import BCConfig, episode_log_probs
+from iwbc.agents.bc import BCConfig
 from iwbc.agents.registry import METHODS, SelectionConfig, training_data
-from iwbc.core.sampling import DeviceEpisodes
 from iwbc.core.trainer import create_agents
 from iwbc.data import load_dataset
 from iwbc.machine import machine_record
-
-REPEATS = 5
-
-
-def timed(refresh: Any, agent: Any, layout: DeviceEpisodes) -> tuple[float, np.ndarray]:
-    """Seconds of one refresh of the table on ``layout`` (after a warm-up), and the table."""
-    table = jax.block_until_ready(refresh(agent.policy, agent.params, layout))
-    started = time.perf_counter()
-    for _ in range(REPEATS):
-        jax.block_until_ready(refresh(agent.policy, agent.params, layout))
-    return (time.perf_counter() - started) / REPEATS, np.asarray(table)
 
 
 def main() -> None:
@@ -49,7 +34,6 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "iw_refresh_layout"))
     args = parser.parse_args()
     stage = BCConfig.iw_finetune(batch_size=256, window=1)
-    refresh = jax.jit(jax.vmap(episode_log_probs, in_axes=(None, 0, None)), static_argnums=0)
     rows = []
     for dataset_id in args.datasets:
         episodes = load_dataset(dataset_id, root=args.root).episodes
@@ -57,8 +41,8 @@ def main() -> None:
         agent = create_agents(METHODS["iw_bc"].agent, stage, prepared.spec, list(range(args.seeds)))
         data = prepared.data
         every_row = listed_rows_layout(data)
-        distinct_s, distinct_table = timed(refresh, agent, data)
-        every_row_s, every_row_table = timed(refresh, agent, every_row)
+        distinct_s, distinct_table = timed_refresh(agent.policy, agent.params, data)
+        every_row_s, every_row_table = timed_refresh(agent.policy, agent.params, every_row)
         np.testing.assert_array_equal(distinct_table, every_row_table)
         rows.append(
             {
