@@ -110,7 +110,7 @@ def test_sweep_writes_one_schema_record_per_run(sweep: dict) -> None:
         assert (record["suite"], record["dataset"], record["status"]) == ("tiny", DATASET, "ok")
         assert record["env_id"] == "InvertedDoublePendulum-v5"
         assert record["error"] is None
-        assert record["config"] == suite.method_config(record["method"])
+        assert record["config"] == suite.method_config(record["method"], DATASET)
         assert record["environment"]["jax"] and record["environment"]["cpu"]
         curve, final, best = record["curve"], record["final"], record["best"]
         assert curve["steps"] == [10, 20]
@@ -181,6 +181,33 @@ def test_edited_suite_reruns_only_the_changed_method(sweep: dict) -> None:
     units, total, finished = plan(edited, records_dir("tiny", sweep["results"]))
     assert (total, finished) == (6, 4)
     assert [(u.method, u.pending) for u in units] == [("iw_bc", (0, 1))]
+
+
+def test_a_dataset_budget_retrains_only_the_baselines_there(sweep: dict) -> None:
+    """[offline_rl.datasets."<id>"] steps: the sweep reruns the baselines on that dataset at
+    that budget, evaluated along it, and keeps the BC family's records."""
+    results = sweep["base"] / "results-budget"
+    shutil.copytree(records_dir("tiny", sweep["results"]), records_dir("tiny", results))
+    folder = sweep["base"] / "budget"
+    folder.mkdir(exist_ok=True)
+    text = tiny_suite_toml(("bc", "iw_bc", "td3_bc"))
+    raised = write_suite(folder, "tiny", f'{text}\n[offline_rl.datasets."{DATASET}"]\nsteps = 30\n')
+    summary = run_suite(
+        raised,
+        records_dir("tiny", results),
+        work_dir=sweep["work"],
+        data_root=sweep["root"],
+        progress=False,
+    )
+    assert (summary.total, summary.skipped, summary.ok) == (6, 4, 2)
+    records = {(r["method"], r["seed"]): r for r in load_records("tiny", results)}
+    for seed in raised.seeds:
+        record = records["td3_bc", seed]
+        assert record["curve"]["steps"] == [10, 20, 30]
+        assert record["config"]["algorithm"]["steps"] == 30
+        assert record["config"] == raised.method_config("td3_bc", DATASET)
+        assert records["bc", seed]["config"] == sweep["suite"].method_config("bc")
+    assert load_runs("tiny", results, raised).stale == []
 
 
 def test_records_state_the_data_they_were_made_on(sweep: dict) -> None:

@@ -15,6 +15,7 @@ from iwbc.bench.suites import (
     eval_targets,
     load_suite,
     parse_suite,
+    with_overrides,
 )
 from iwbc.data.scripted import DEFAULT_DATASET_ID
 
@@ -106,6 +107,35 @@ def test_family_budgets_and_eval_every() -> None:
     assert suite.pipeline.finetune.learning_rate == BCConfig.iw_finetune().learning_rate
 
 
+def test_a_dataset_sets_every_baselines_budget_there_and_nowhere_else() -> None:
+    """[offline_rl.datasets."<id>"]: after [offline_rl] and [offline_rl.<algo>], before the
+    method's own table; the BC family and the other datasets keep their budgets."""
+    other = "a/b/d-v0"
+    suite = parse(
+        datasets=["a/b/c-v0", other],
+        methods=["bc", "iw_bc", "td3_bc", "iql"],
+        eval_every=10,
+        offline_rl={
+            "steps": 40,
+            "td3_bc": {"steps": 30, "alpha": 1.0},
+            "datasets": {other: {"steps": 80, "batch_size": 64}},
+        },
+    )
+    assert [suite.agent_config(m, other).steps for m in ("td3_bc", "iql")] == [80, 80]
+    assert suite.agent_config("td3_bc", other).batch_size == 64
+    assert suite.agent_config("td3_bc", other).alpha == 1.0
+    assert [suite.agent_config(m, "a/b/c-v0").steps for m in ("td3_bc", "iql")] == [30, 40]
+    assert [suite.agent_config(m).steps for m in ("td3_bc", "iql")] == [30, 40]
+    assert suite.eval_targets("iql", other) == tuple(range(10, 81, 10))
+    assert suite.agent_config("iw_bc", other) == suite.agent_config("iw_bc")
+    assert suite.method_config("bc", other) == suite.method_config("bc", "a/b/c-v0")
+    # The run's records state the budget, so a run at the other budget is a different run.
+    assert suite.method_config("iql", other)["algorithm"]["steps"] == 80
+    assert suite.method_fingerprint("iql", other) != suite.method_fingerprint("iql", "a/b/c-v0")
+    # A method's own settings (a [methods.<name>] table, --set) come last.
+    assert with_overrides(suite, {"iql": {"steps": 7}}).agent_config("iql", other).steps == 7
+
+
 def test_method_config_is_plain_json_and_says_what_steps_count() -> None:
     suite = parse(methods=["bc", "iw_bc", "td3_bc"])
     for method in suite.methods:
@@ -156,6 +186,30 @@ def test_method_config_is_plain_json_and_says_what_steps_count() -> None:
         (
             {"scripted": {"q/r/s-v0": {"episodes": 5}}},
             r"\[scripted.'q/r/s-v0'\] is not one of the suite's",
+        ),
+        (
+            {"offline_rl": {"datasets": {"q/r/s-v0": {"steps": 5}}}},
+            r'\[offline_rl.datasets."q/r/s-v0"\] is not one of the suite\'s datasets',
+        ),
+        (
+            {"offline_rl": {"datasets": {"a/b/c-v0": {"alpha": 1.0}}}},
+            r'unknown key \'alpha\' in \[offline_rl.datasets."a/b/c-v0"\]; known keys: ',
+        ),
+        (
+            {"offline_rl": {"datasets": {"a/b/c-v0": {"steps": 2.5}}}},
+            r'steps in \[offline_rl.datasets."a/b/c-v0"\] must be of type int',
+        ),
+        (
+            {"offline_rl": {"datasets": {"a/b/c-v0": {"steps": 0}}}},
+            r'bad value in \[offline_rl.datasets."a/b/c-v0"\]: TD3BCConfig.steps must be an ',
+        ),
+        (
+            {"offline_rl": {"datasets": {"a/b/c-v0": 20000}}},
+            r'datasets."a/b/c-v0" must be a table \(\[offline_rl.datasets."a/b/c-v0"\]\)',
+        ),
+        (
+            {"offline_rl": {"datasets": ["a/b/c-v0"]}},
+            r"offline_rl.datasets must be a table",
         ),
     ],
 )
@@ -235,7 +289,7 @@ def test_committed_records_match_the_current_suite_configuration(
         {
             f"{r['dataset']}/{r['method']}"
             for r in records
-            if record_fingerprint(r) != suite.method_fingerprint(r["method"])
+            if record_fingerprint(r) != suite.method_fingerprint(r["method"], r["dataset"])
         }
     )
     assert stale == []

@@ -14,7 +14,8 @@ import pytest
 from test_report_records import SUITE, make_record, save_record
 
 import iwbc.report.suite_report
-from iwbc.bench.records import read_record, records_dir
+from iwbc.bench.records import read_record, record_path, records_dir
+from iwbc.bench.runner import plan
 from iwbc.bench.suites import Suite, parse_suite
 from iwbc.bench.units import UnitContext, WorkUnit, record_failure
 from iwbc.report.runs import load_runs
@@ -45,8 +46,8 @@ def write(results: Path, method: str, under: Suite, score: float = 50.0) -> None
     for dataset in DATASETS:
         for seed in under.seeds:
             record = make_record(dataset, method, seed, score + seed)
-            record["config"] = under.method_config(method)
-            record["fingerprint"] = under.method_fingerprint(method)
+            record["config"] = under.method_config(method, dataset)
+            record["fingerprint"] = under.method_fingerprint(method, dataset)
             save_record(records_dir(SUITE, results), record)
 
 
@@ -127,6 +128,43 @@ def test_a_suite_given_as_a_path_gets_the_warning_line_too(mixed: Path) -> None:
     assert lines[1].endswith(f"`iwbc bench --suite {path} --results {mixed} --only-methods bc`")
     table = (mixed / SUITE / "table.md").read_text()
     assert f"iwbc report --suite {path} --results {mixed}" in table
+
+
+def test_a_budget_raised_on_one_dataset_makes_only_its_baselines_stale(tmp_path: Path) -> None:
+    """[offline_rl.datasets."<id>"]: the report and the sweep's plan compare each run with its
+    dataset's configuration, so the baselines there rerun and nothing else does."""
+    raised = suite(BEFORE + f'[offline_rl.datasets."{DATASETS[1]}"]\nsteps = 200\n')
+    for method in ("bc", "td3_bc"):
+        write(tmp_path, method, suite(BEFORE))
+    runs = load_runs(SUITE, tmp_path, raised)
+    assert [(r.method, r.dataset, r.seed) for r in runs.stale] == [
+        ("td3_bc", DATASETS[1], 0),
+        ("td3_bc", DATASETS[1], 1),
+    ]
+    units, total, finished = plan(raised, records_dir(SUITE, tmp_path))
+    assert [(u.dataset, u.method, u.pending) for u in units] == [(DATASETS[1], "td3_bc", (0, 1))]
+    assert (total, finished) == (8, 6)
+    write(tmp_path, "td3_bc", raised)
+    assert load_runs(SUITE, tmp_path, raised).stale == []
+    assert plan(raised, records_dir(SUITE, tmp_path))[0] == []
+
+
+def test_provenance_states_each_methods_budget_and_where_it_differs(tmp_path: Path) -> None:
+    """The budget is read from the curves: a dataset trained at another one is named."""
+    raised = suite(BEFORE + f'[offline_rl.datasets."{DATASETS[1]}"]\nsteps = 200\n')
+    for method in ("bc", "td3_bc"):
+        write(tmp_path, method, raised)
+    for seed in raised.seeds:
+        path = record_path(records_dir(SUITE, tmp_path), DATASETS[1], "td3_bc", seed)
+        record = read_record(path)
+        record["curve"]["steps"] = [200, 400, 600]
+        path.write_text(json.dumps(record))
+    write_suite_report(SUITE, tmp_path, reps=20, layout=raised)
+    table = (tmp_path / SUITE / "table.md").read_text()
+    assert (
+        "- updates to the final policy (fine-tunes: after their start): bc 300, "
+        f"td3_bc 300 (600 on {DATASETS[1]})\n"
+    ) in table
 
 
 def test_the_runner_writes_the_fingerprint_it_compares(tmp_path: Path) -> None:

@@ -289,7 +289,8 @@ def _method_lines(suite: Suite) -> list[str]:
     config and, for the curated methods, the selection."""
     starts = [METHODS[m].start for m in suite.methods if METHODS[m].start is not None]
     trained = list(dict.fromkeys([*starts, *suite.methods]))
-    described = {m: suite.method_config(m) for m in trained}
+    (dataset,) = suite.datasets
+    described = {m: suite.method_config(m, dataset) for m in trained}
     preprocessing: dict[str, list[str]] = {}
     for method, record in described.items():
         preprocessing.setdefault(record["observations"], []).append(method)
@@ -302,6 +303,6 @@ def _method_lines(suite: Suite) -> list[str]:
     return [
         "- observations: "
         + "; ".join(f"{', '.join(ms)} {text}" for text, ms in preprocessing.items()),
-        *(f"- {method}: {suite.agent_config(method)}" for method in trained),
+        *(f"- {method}: {suite.agent_config(method, dataset)}" for method in trained),
         *([f"- curated selections: {selection}"] if selection else []),
     ]

@@ -130,7 +130,7 @@ def plan(
             for method in methods
             for seed in suite.seeds
         }
-        configs = {method: suite.method_config(method) for method in methods}
+        configs = {method: suite.method_config(method, dataset) for method in methods}
         current = None
         if data_fingerprint is not None and any(
             is_finished(record, configs[method]) for (method, _), record in records.items()

@@ -4,7 +4,8 @@ A suite file (a shipped ``iwbc/suites/<name>.toml``, package data so that every 
 them, or a path) names its datasets, methods (of :mod:`iwbc.agents.registry`), training seeds and
 evaluation protocol, plus the budgets: ``[bc_family]`` (with ``[bc_family.pretrain]`` and
 ``[bc_family.finetune]`` overriding :class:`iwbc.agents.bc.BCConfig`) and ``[offline_rl]``
-(keys shared by every algorithm's config, and ``[offline_rl.<algo>]`` for one).
+(keys shared by every algorithm's config, ``[offline_rl.<algo>]`` for one, and
+``[offline_rl.datasets."<id>"]`` for every algorithm on one dataset).
 ``[scripted.<id>]`` marks a dataset the runner makes locally when it is missing. Every mistake
 is a one-line UserError naming the key and what is allowed, so a typo never silently runs
 defaults.
@@ -51,7 +52,7 @@ _BC_KEYS = (
     "top_fraction",
     "standardize_observations",
 )
-_RL_KEYS = ("eval_every", "chunk_size")
+_RL_KEYS = ("eval_every", "chunk_size", "datasets")
 # The method decides the loss; [bc_family] sets the network and inputs of every stage.
 _PIPELINE_FIELDS = ("loss", "hidden_dims", "standardize")
 _STAGE_KEYS = tuple(f.name for f in dataclasses.fields(BCConfig) if f.name not in _PIPELINE_FIELDS)
@@ -65,7 +66,7 @@ class FamilySettings(Protocol):
     chunk_size: int
     eval_every: int | None  # None: the suite's
 
-    def config(self, method: Method) -> Any: ...
+    def config(self, method: Method, dataset: str | None = None) -> Any: ...
 
     def describe(self, method: Method, config: Any, start: Any | None) -> dict[str, Any]: ...
 
@@ -104,9 +105,10 @@ class PipelineConfig:
     def selection(self) -> SelectionConfig:
         return SelectionConfig(self.percentiles, self.top_fraction)
 
-    def config(self, method: Method) -> BCConfig:
-        """The config a BC-family method trains with: pre-training from scratch, else the
-        fine-tune, with the method's loss and the pipeline's network and inputs."""
+    def config(self, method: Method, dataset: str | None = None) -> BCConfig:
+        """The config a BC-family method trains with (on any dataset): pre-training from
+        scratch, else the fine-tune, with the method's loss and the pipeline's network and
+        inputs."""
         base = self.pretrain if method.start is None else self.finetune
         return dataclasses.replace(
             base,
@@ -140,14 +142,20 @@ class PipelineConfig:
 @dataclasses.dataclass(frozen=True)
 class OfflineRLSettings:
     """The baselines' settings (a suite's ``[offline_rl]``): each algorithm's config (its
-    defaults, CORL's, where none is given), the chunk size and the evaluation interval."""
+    defaults, CORL's, where none is given), the chunk size, the evaluation interval, and the
+    fields set for every algorithm on one dataset (``[offline_rl.datasets."<id>"]``: a budget
+    that lets the curves of a slower-learning task flatten)."""
 
     algorithms: tuple[tuple[str, Any], ...] = ()
     chunk_size: int = 1000
     eval_every: int | None = None
+    datasets: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
-    def config(self, method: Method) -> Any:
-        return dict(self.algorithms).get(method.name) or method.config()
+    def config(self, method: Method, dataset: str | None = None) -> Any:
+        """The algorithm's config; on ``dataset``, with that dataset's fields set last."""
+        config = dict(self.algorithms).get(method.name) or method.config()
+        own = dict(dict(self.datasets).get(dataset, ()))
+        return dataclasses.replace(config, **own) if own else config
 
     def describe(self, method: Method, config: Any, start: Any | None) -> dict[str, Any]:
         """A baseline's run as its records state it: the whole algorithm config."""
@@ -202,9 +210,10 @@ class Suite:
         }
         return families[METHODS[method].family]
 
-    def agent_config(self, method: str) -> Any:
-        """The config ``method``'s agent trains with: its family's settings, then its own."""
-        base = self.family(method).config(METHODS[method])
+    def agent_config(self, method: str, dataset: str | None = None) -> Any:
+        """The config ``method``'s agent trains with on ``dataset``: its family's settings (with
+        the dataset's, if it has some), then its own. Without a dataset: the family's."""
+        base = self.family(method).config(METHODS[method], dataset)
         own = dict(dict(self.overrides).get(method, ()))
         return dataclasses.replace(base, **own) if own else base
 
@@ -212,31 +221,32 @@ class Suite:
         """Updates per compiled chunk of ``method``'s training."""
         return self.family(method).chunk_size
 
-    def total_steps(self, method: str) -> int:
+    def total_steps(self, method: str, dataset: str | None = None) -> int:
         """Updates of the run's curve: fine-tunes count the updates after BC pre-training."""
-        return self.agent_config(method).steps
+        return self.agent_config(method, dataset).steps
 
     def method_eval_every(self, method: str) -> int:
         own = self.family(method).eval_every
         return self.eval_every if own is None else own
 
-    def eval_targets(self, method: str) -> tuple[int, ...]:
+    def eval_targets(self, method: str, dataset: str | None = None) -> tuple[int, ...]:
         """The steps at which ``method`` is evaluated; the last is the end of training."""
-        return eval_targets(self.total_steps(method), self.method_eval_every(method))
+        return eval_targets(self.total_steps(method, dataset), self.method_eval_every(method))
 
-    def method_config(self, method: str) -> dict[str, Any]:
-        """Everything that defines one run of ``method``, as plain JSON (stored in its records
-        and compared with them on resume)."""
-        return json.loads(json.dumps(self._method_config(method)))
+    def method_config(self, method: str, dataset: str | None = None) -> dict[str, Any]:
+        """Everything that defines one run of ``method`` on ``dataset``, as plain JSON (stored
+        in its records and compared with them on resume)."""
+        return json.loads(json.dumps(self._method_config(method, dataset)))
 
-    def method_fingerprint(self, method: str) -> str:
+    def method_fingerprint(self, method: str, dataset: str | None = None) -> str:
         """The short hash of ``method_config`` that records carry and reports compare."""
-        return config_fingerprint(self.method_config(method))
+        return config_fingerprint(self.method_config(method, dataset))
 
-    def _method_config(self, method: str) -> dict[str, Any]:
+    def _method_config(self, method: str, dataset: str | None) -> dict[str, Any]:
         spec = METHODS[method]
-        start = None if spec.start is None else self.agent_config(spec.start)
-        described = self.family(method).describe(spec, self.agent_config(method), start)
+        start = None if spec.start is None else self.agent_config(spec.start, dataset)
+        config = self.agent_config(method, dataset)
+        described = self.family(method).describe(spec, config, start)
         described["evaluation"] = {
             "eval_every": self.method_eval_every(method),
             "eval_episodes": self.eval_episodes,
@@ -348,6 +358,7 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
 
     rl = _table(table, "offline_rl", where)
     algorithms = tuple((m, _algorithm_config(m, rl, where)) for m in methods if m in BASELINES)
+    per_dataset = _dataset_fields(rl, datasets, dict(algorithms), where)
 
     numbers = {
         key: table[key]
@@ -370,6 +381,7 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
             algorithms,
             rl.get("chunk_size", OfflineRLSettings.chunk_size),
             rl.get("eval_every"),
+            per_dataset,
         ),
         scripted=tuple(scripted),
         **numbers,
@@ -444,8 +456,7 @@ def parse_settings(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 def _algorithm_config(method: str, rl: Mapping[str, Any], where: str) -> Any:
     """The method's config class built from the keys shared by all algorithms and its own."""
     config_cls = METHODS[method].config
-    shared = [{f.name for f in dataclasses.fields(METHODS[m].config)} for m in BASELINES]
-    common = sorted(set.intersection(*shared))
+    common = _common_fields()
     own_fields = tuple(f.name for f in dataclasses.fields(config_cls))
     nested = {k for k in rl if k in BASELINES}
     _check_keys(
@@ -462,6 +473,34 @@ def _algorithm_config(method: str, rl: Mapping[str, Any], where: str) -> Any:
     config = _build(where, f"[offline_rl.{method}]", lambda: config_cls(**values))
     _check_int(config.steps, where, f"steps of {method}", minimum=True)
     return config
+
+
+def _common_fields() -> list[str]:
+    """The config fields every baseline algorithm has (``[offline_rl]``'s shared keys)."""
+    shared = [{f.name for f in dataclasses.fields(METHODS[m].config)} for m in BASELINES]
+    return sorted(set.intersection(*shared))
+
+
+def _dataset_fields(
+    rl: Mapping[str, Any], datasets: Sequence[str], algorithms: Mapping[str, Any], where: str
+) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+    """``[offline_rl.datasets."<id>"]``: fields shared by every algorithm, set on one of the
+    suite's datasets, each checked against every algorithm the suite trains."""
+    tables = _section(rl.get("datasets", {}), "offline_rl.datasets", where)
+    parsed = []
+    for dataset, values in tables.items():
+        scope = f'[offline_rl.datasets."{dataset}"]'
+        if dataset not in datasets:
+            raise UserError(f"{where}: {scope} is not one of the suite's datasets")
+        values = _section(values, scope[1:-1], where)
+        _check_keys(values, tuple(_common_fields()), where, scope)
+        converted = {k: _convert(v) for k, v in values.items()}
+        for config in algorithms.values():
+            _check_types(type(config), converted, where, scope)
+            _build(where, scope, lambda c=config, v=converted: dataclasses.replace(c, **v))
+        if converted:
+            parsed.append((dataset, tuple(converted.items())))
+    return tuple(parsed)
 
 
 def _check_types(cls: type, values: Mapping[str, Any], where: str, scope: str) -> None:

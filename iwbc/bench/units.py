@@ -117,7 +117,7 @@ def dataset_slug(dataset_id: str) -> str:
 
 
 def _keyed_directory(context: UnitContext, unit: WorkUnit, *extra: Any) -> Path:
-    config = context.suite.method_config(unit.method)
+    config = context.suite.method_config(unit.method, unit.dataset)
     key = fingerprint(unit.dataset, unit.method, config, unit.seeds, *extra)
     return context.work_dir / dataset_slug(unit.dataset) / f"{unit.method}-{key}"
 
@@ -154,7 +154,7 @@ def execute_unit(
     with file_lock(unit_lock(context, unit), wait=wait) as held:
         if not held:
             return UnitOutcome(unit, (), elsewhere="running")
-        config = context.suite.method_config(unit.method)
+        config = context.suite.method_config(unit.method, unit.dataset)
         pending = tuple(
             seed
             for seed in unit.pending
@@ -213,7 +213,7 @@ def run_unit(
 
     method = METHODS[unit.method]
     trained_on = training_episodes(method, dataset.episodes, suite.pipeline.selection)
-    targets = suite.eval_targets(unit.method)
+    targets = suite.eval_targets(unit.method, unit.dataset)
     curve = []
     for step in targets:
         episodes = suite.final_eval_episodes if step == targets[-1] else suite.eval_episodes
@@ -279,9 +279,9 @@ def _stage_directory(
     key = fingerprint(
         dataset.id,
         name,
-        dataclasses.asdict(context.suite.agent_config(name)),
+        dataclasses.asdict(context.suite.agent_config(name, dataset.id)),
         unit.seeds,
-        context.suite.eval_targets(name),
+        context.suite.eval_targets(name, dataset.id),
         dataset.content_fingerprint,
     )
     return context.work_dir / dataset_slug(dataset.id) / f"{name}-stage-{key}"
@@ -316,8 +316,8 @@ def _agent_at(
     """
     suite = context.suite
     method = METHODS[name]
-    config = suite.agent_config(name)
-    targets = suite.eval_targets(name)
+    config = suite.agent_config(name, dataset.id)
+    targets = suite.eval_targets(name, dataset.id)
     shared = name in STARTS
     directory = _stage_directory(name, unit, context, dataset, unit_dir)
     description = method.stage_name + ("" if unit.method == name else f" (for {unit.method})")
@@ -327,7 +327,7 @@ def _agent_at(
         prepared = training_data(method, dataset.episodes, config, suite.pipeline.selection)
         init = None
         if method.start is not None:
-            start_targets = suite.eval_targets(method.start)
+            start_targets = suite.eval_targets(method.start, dataset.id)
             init = _agent_at(method.start, unit, context, dataset, unit_dir)(start_targets[-1])
         directory.mkdir(parents=True, exist_ok=True)
         return Training(
@@ -381,7 +381,7 @@ def context_dataset(context: UnitContext, dataset_id: str) -> OfflineDataset:
 def _record(
     unit: WorkUnit, context: UnitContext, seed: int, wall: float, data: str | None
 ) -> dict[str, Any]:
-    config = context.suite.method_config(unit.method)
+    config = context.suite.method_config(unit.method, unit.dataset)
     return {
         "schema": SCHEMA,
         "suite": context.suite.name,

@@ -39,9 +39,10 @@ class Layout(Protocol):
 
 @runtime_checkable
 class ConfiguredLayout(Layout, Protocol):
-    """A layout that also knows each method's current configuration (a ``Suite`` does)."""
+    """A layout that also knows each method's current configuration on each of its datasets
+    (a ``Suite`` does)."""
 
-    def method_fingerprint(self, method: str) -> str: ...
+    def method_fingerprint(self, method: str, dataset: str | None = None) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,9 @@ class SuiteRuns:
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
     runs: dict[tuple[str, str, int], Run]
-    # Method -> fingerprint of its configuration in the suite file now; empty without one.
-    current: dict[str, str] = field(default_factory=dict)
+    # (dataset, method) -> fingerprint of its configuration in the suite file now; empty
+    # without one.
+    current: dict[tuple[str, str], str] = field(default_factory=dict)
     # How commands written into the report name the suite: its name, or the path of the file
     # it was given as (a suite outside the shipped ones is found only by its path).
     command_suite: str = ""
@@ -97,7 +99,8 @@ class SuiteRuns:
 
     def is_stale(self, run: Run) -> bool:
         """Whether a finished run was made under another configuration than the current one."""
-        return run.ok and run.method in self.current and run.fingerprint != self.current[run.method]
+        now = self.current.get((run.dataset, run.method))
+        return run.ok and now is not None and run.fingerprint != now
 
     def stale_in(self, dataset: str, method: str) -> int:
         """How many of a cell's finished runs are stale."""
@@ -268,13 +271,14 @@ def load_runs(
     extra_methods = sorted(
         {m for _, m, _ in runs} - set(methods), key=lambda m: (known.get(m, len(known)), m)
     )
+    grid_datasets = order_datasets([*datasets, *sorted({d for d, _, _ in runs})])
     return SuiteRuns(
         suite=suite,
-        datasets=order_datasets([*datasets, *sorted({d for d, _, _ in runs})]),
+        datasets=grid_datasets,
         methods=(*methods, *extra_methods),
         seeds=tuple(sorted({*seeds, *(s for _, _, s in runs)})),
         runs=runs,
-        current={m: layout.method_fingerprint(m) for m in methods}
+        current={(d, m): layout.method_fingerprint(m, d) for d in grid_datasets for m in methods}
         if isinstance(layout, ConfiguredLayout)
         else {},
     )

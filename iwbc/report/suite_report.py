@@ -181,7 +181,7 @@ def _failed_missing_and_stale(runs: SuiteRuns, results_dir: str | Path) -> list[
     ]
     lines += [
         f"| {r.method} | {r.dataset} | {r.seed} | stale | made under configuration "
-        f"{r.fingerprint}; the suite's is now {runs.current[r.method]} |"
+        f"{r.fingerprint}; the suite's is now {runs.current[r.dataset, r.method]} |"
         for r in runs.stale
     ]
     lines += [
@@ -192,6 +192,30 @@ def _failed_missing_and_stale(runs: SuiteRuns, results_dir: str | Path) -> list[
         for r in runs.ok_runs(dataset, method)
     ]
     return [*lines, ""]
+
+
+def _budgets(runs: SuiteRuns) -> str:
+    """Each method's updates at its final evaluation: the most datasets' budget, then the
+    datasets trained at another (a suite's per-dataset budget)."""
+    parts = []
+    for method in runs.methods:
+        ends = {
+            dataset: sorted({int(run.steps[-1]) for run in cell})
+            for dataset in runs.datasets
+            if (cell := runs.ok_runs(dataset, method))
+        }
+        if not ends:
+            continue
+        labels = {dataset: " / ".join(f"{s:,}" for s in steps) for dataset, steps in ends.items()}
+        counts = list(labels.values())
+        usual = max(dict.fromkeys(counts), key=counts.count)
+        others: dict[str, list[str]] = {}
+        for dataset, label in labels.items():
+            if label != usual:
+                others.setdefault(label, []).append(dataset)
+        exceptions = "; ".join(f"{label} on {', '.join(ds)}" for label, ds in others.items())
+        parts.append(f"{method} {usual}" + (f" ({exceptions})" if exceptions else ""))
+    return ", ".join(parts) or "—"
 
 
 def _metadata(runs: SuiteRuns, command: str, results_dir: str | Path) -> list[str]:
@@ -225,6 +249,7 @@ def _metadata(runs: SuiteRuns, command: str, results_dir: str | Path) -> list[st
         "evaluation every "
         f"{_distinct([e.get('eval_every') for e in evaluation if 'eval_every' in e])} updates "
         "(0: final only); deterministic policy, fixed reset seeds shared by all runs",
+        f"- updates to the final policy (fine-tunes: after their start): {_budgets(runs)}",
         f"- wall time, summed over (dataset, method) units (seeds train together): "
         f"{sum(walls.values()):.0f} s ("
         + ", ".join(f"{m} {w:.0f} s" for m, w in walls.items())
