@@ -210,6 +210,36 @@ def test_a_dataset_budget_retrains_only_the_baselines_there(sweep: dict) -> None
     assert load_runs("tiny", results, raised).stale == []
 
 
+def test_a_dataset_fine_tune_budget_retrains_only_the_fine_tunes_there(sweep: dict) -> None:
+    """[bc_family.datasets."<id>".finetune] steps: the sweep reruns iw_bc on that dataset at
+    that budget, from the same BC start, and keeps BC's and the baseline's records."""
+    results = sweep["base"] / "results-finetune"
+    shutil.copytree(records_dir("tiny", sweep["results"]), records_dir("tiny", results))
+    folder = sweep["base"] / "finetune"
+    folder.mkdir(exist_ok=True)
+    text = tiny_suite_toml(("bc", "iw_bc", "td3_bc"))
+    raised = write_suite(
+        folder, "tiny", f'{text}\n[bc_family.datasets."{DATASET}".finetune]\nsteps = 30\n'
+    )
+    summary = run_suite(
+        raised,
+        records_dir("tiny", results),
+        work_dir=sweep["work"],
+        data_root=sweep["root"],
+        progress=False,
+    )
+    assert (summary.total, summary.skipped, summary.ok) == (6, 4, 2)
+    records = {(r["method"], r["seed"]): r for r in load_records("tiny", results)}
+    for seed in raised.seeds:
+        record = records["iw_bc", seed]
+        assert record["curve"]["steps"] == [10, 20, 30]
+        assert record["config"]["stage"]["steps"] == 30
+        assert record["config"]["pretrain"] == sweep["suite"].method_config("iw_bc")["pretrain"]
+        assert record["config"] == raised.method_config("iw_bc", DATASET)
+        assert records["td3_bc", seed]["config"] == sweep["suite"].method_config("td3_bc")
+    assert load_runs("tiny", results, raised).stale == []
+
+
 def test_records_state_the_data_they_were_made_on(sweep: dict) -> None:
     made_on = load_dataset(DATASET, root=sweep["root"]).content_fingerprint
     records = load_records("tiny", sweep["results"])

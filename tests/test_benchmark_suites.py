@@ -136,6 +136,66 @@ def test_a_dataset_sets_every_baselines_budget_there_and_nowhere_else() -> None:
     assert with_overrides(suite, {"iql": {"steps": 7}}).agent_config("iql", other).steps == 7
 
 
+def test_a_dataset_sets_a_bc_stage_there_and_nowhere_else() -> None:
+    """[bc_family.datasets."<id>".finetune]: the fine-tunes on that dataset train that budget
+    (pre-training and the other datasets keep theirs); .pretrain moves the fine-tunes' start."""
+    other = "a/b/d-v0"
+    suite = parse(
+        datasets=["a/b/c-v0", other],
+        methods=["bc", "filtered_bc", "iw_bc", "td3_bc"],
+        bc_family={
+            "eval_every": 50,
+            "pretrain": {"steps": 100},
+            "finetune": {"steps": 200, "warmup_steps": 10},
+            "datasets": {other: {"finetune": {"steps": 600, "learning_rate": 3e-4}}},
+        },
+    )
+    for method in ("filtered_bc", "iw_bc"):
+        config = suite.agent_config(method, other)
+        assert (config.steps, config.learning_rate, config.warmup_steps) == (600, 3e-4, 10)
+        assert config.loss == METHODS[method].loss
+        assert suite.agent_config(method, "a/b/c-v0").steps == 200
+        assert suite.agent_config(method).steps == 200
+    assert suite.eval_targets("iw_bc", other) == tuple(range(50, 601, 50))
+    assert suite.agent_config("bc", other) == suite.agent_config("bc")
+    assert suite.agent_config("td3_bc", other) == suite.agent_config("td3_bc")
+    assert suite.method_config("iw_bc", other)["stage"]["steps"] == 600
+    assert suite.method_fingerprint("iw_bc", other) != suite.method_fingerprint("iw_bc")
+    assert suite.method_fingerprint("bc", other) == suite.method_fingerprint("bc")
+    # A dataset's pre-training is the start its fine-tunes' records state.
+    longer = parse(
+        datasets=["a/b/c-v0", other],
+        methods=["bc", "iw_bc"],
+        bc_family={"datasets": {other: {"pretrain": {"steps": 77}}}},
+    )
+    assert longer.agent_config("bc", other).steps == 77
+    assert longer.method_config("iw_bc", other)["pretrain"]["steps"] == 77
+    assert longer.method_config("iw_bc", other)["stage"] == longer.method_config("iw_bc")["stage"]
+    # A method's own settings (a [methods.<name>] table, --set) come last.
+    assert with_overrides(suite, {"iw_bc": {"steps": 70}}).agent_config("iw_bc", other).steps == 70
+    # ... and are checked on every dataset: this warm-up fits 600 steps, not 350.
+    warm = parse(
+        datasets=["a/b/c-v0", other],
+        methods=["bc", "iw_bc"],
+        bc_family={"datasets": {other: {"finetune": {"steps": 600, "warmup_steps": 400}}}},
+    )
+    with pytest.raises(ValueError, match=f"settings of iw_bc on {other}: warmup_steps must be"):
+        with_overrides(warm, {"iw_bc": {"steps": 350}})
+
+
+def test_dataset_settings_leave_the_fingerprints_of_other_datasets_alone() -> None:
+    """Adding a dataset's settings must not make any other record stale."""
+    plain = parse(datasets=["a/b/c-v0", "a/b/d-v0"], methods=["bc", "iw_bc", "iql"])
+    raised = parse(
+        datasets=["a/b/c-v0", "a/b/d-v0"],
+        methods=["bc", "iw_bc", "iql"],
+        bc_family={"datasets": {"a/b/d-v0": {"finetune": {"steps": 900}}}},
+        offline_rl={"datasets": {"a/b/d-v0": {"steps": 9}}},
+    )
+    for method in plain.methods:
+        assert raised.method_fingerprint(method, "a/b/c-v0") == plain.method_fingerprint(method)
+
+
 def test_method_config_is_plain_json_and_says_what_steps_count() -> None:
     suite = parse(methods=["bc", "iw_bc", "td3_bc"])
     for method in suite.methods:
@@ -210,6 +270,31 @@ def test_method_config_is_plain_json_and_says_what_steps_count() -> None:
         (
             {"offline_rl": {"datasets": ["a/b/c-v0"]}},
             r"offline_rl.datasets must be a table",
+        ),
+        (
+            {"bc_family": {"datasets": {"q/r/s-v0": {"finetune": {"steps": 5}}}}},
+            r'\[bc_family.datasets."q/r/s-v0"\] is not one of the suite\'s datasets',
+        ),
+        (
+            {"bc_family": {"datasets": {"a/b/c-v0": {"steps": 5}}}},
+            r'unknown key \'steps\' in \[bc_family.datasets."a/b/c-v0"\] \(a table per stage\); '
+            "known keys: pretrain, finetune",
+        ),
+        (
+            {"bc_family": {"datasets": {"a/b/c-v0": {"finetune": {"hidden_dims": [8]}}}}},
+            r'unknown key \'hidden_dims\' in \[bc_family.datasets."a/b/c-v0".finetune\]; known',
+        ),
+        (
+            {"bc_family": {"datasets": {"a/b/c-v0": {"finetune": {"steps": 2.5}}}}},
+            r'steps in \[bc_family.datasets."a/b/c-v0".finetune\] must be of type int',
+        ),
+        (
+            {"bc_family": {"datasets": {"a/b/c-v0": {"finetune": {"steps": 100}}}}},
+            r'bad value in \[bc_family.datasets."a/b/c-v0".finetune\]: warmup_steps must be in ',
+        ),
+        (
+            {"bc_family": {"datasets": {"a/b/c-v0": {"pretrain": 3000}}}},
+            r'datasets."a/b/c-v0".pretrain must be a table',
         ),
     ],
 )

@@ -3,8 +3,9 @@
 A suite file (a shipped ``iwbc/suites/<name>.toml``, package data so that every install has
 them, or a path) names its datasets, methods (of :mod:`iwbc.agents.registry`), training seeds and
 evaluation protocol, plus the budgets: ``[bc_family]`` (with ``[bc_family.pretrain]`` and
-``[bc_family.finetune]`` overriding :class:`iwbc.agents.bc.BCConfig`) and ``[offline_rl]``
-(keys shared by every algorithm's config, ``[offline_rl.<algo>]`` for one, and
+``[bc_family.finetune]`` overriding :class:`iwbc.agents.bc.BCConfig`, and
+``[bc_family.datasets."<id>".pretrain]`` / ``.finetune`` for a stage on one dataset) and
+``[offline_rl]`` (keys shared by every algorithm's config, ``[offline_rl.<algo>]`` for one, and
 ``[offline_rl.datasets."<id>"]`` for every algorithm on one dataset).
 ``[scripted.<id>]`` marks a dataset the runner makes locally when it is missing. Every mistake
 is a one-line UserError naming the key and what is allowed, so a typo never silently runs
@@ -53,6 +54,7 @@ _BC_KEYS = (
     "standardize_observations",
 )
 _RL_KEYS = ("eval_every", "chunk_size", "datasets")
+_STAGES = ("pretrain", "finetune")
 # The method decides the loss; [bc_family] sets the network and inputs of every stage.
 _PIPELINE_FIELDS = ("loss", "hidden_dims", "standardize")
 _STAGE_KEYS = tuple(f.name for f in dataclasses.fields(BCConfig) if f.name not in _PIPELINE_FIELDS)
@@ -83,6 +85,10 @@ class PipelineConfig:
     evidence (METHOD.md, README): observations standardized with the dataset's statistics, as
     CORL does for BC and every baseline (``standardize_observations=False`` is the authors'
     raw input), and transition-uniform step weighting (``BCConfig.weighting``).
+
+    ``datasets`` holds (dataset, stage, fields): a stage's fields on one dataset (a suite's
+    ``[bc_family.datasets."<id>".finetune]``), so that a task whose curves flatten later gets
+    a larger budget there without paying it everywhere.
     """
 
     pretrain: BCConfig = dataclasses.field(default_factory=BCConfig)
@@ -93,6 +99,7 @@ class PipelineConfig:
     chunk_size: int = 500
     standardize_observations: bool = True
     eval_every: int | None = None
+    datasets: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] = ()
 
     def __post_init__(self) -> None:
         # Built once here so that a bad network, input or selection setting fails at once.
@@ -106,12 +113,15 @@ class PipelineConfig:
         return SelectionConfig(self.percentiles, self.top_fraction)
 
     def config(self, method: Method, dataset: str | None = None) -> BCConfig:
-        """The config a BC-family method trains with (on any dataset): pre-training from
-        scratch, else the fine-tune, with the method's loss and the pipeline's network and
-        inputs."""
+        """The config a BC-family method trains with: pre-training from scratch, else the
+        fine-tune, with that stage's fields on ``dataset`` (if it has some) set last, the
+        method's loss and the pipeline's network and inputs."""
+        stage = "pretrain" if method.start is None else "finetune"
         base = self.pretrain if method.start is None else self.finetune
+        own = {(d, s): fields for d, s, fields in self.datasets}.get((dataset, stage), ())
         return dataclasses.replace(
             base,
+            **dict(own),
             loss=method.loss,
             hidden_dims=self.hidden_dims,
             standardize=self.standardize_observations,
@@ -338,7 +348,7 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
         scripted.append(ScriptedDataset(dataset, **_positive_ints(options, where)))
 
     bc = _table(table, "bc_family", where)
-    _check_keys(bc, (*_BC_KEYS, "pretrain", "finetune"), where, "[bc_family]")
+    _check_keys(bc, (*_BC_KEYS, *_STAGES, "datasets"), where, "[bc_family]")
     pretrain = _section(bc.get("pretrain", {}), "bc_family.pretrain", where)
     finetune = _section(bc.get("finetune", {}), "bc_family.finetune", where)
     for section, values in (("pretrain", pretrain), ("finetune", finetune)):
@@ -355,6 +365,7 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
             **pipeline_fields,
         ),
     )
+    pipeline = dataclasses.replace(pipeline, datasets=_stage_fields(bc, datasets, pipeline, where))
 
     rl = _table(table, "offline_rl", where)
     algorithms = tuple((m, _algorithm_config(m, rl, where)) for m in methods if m in BASELINES)
@@ -421,8 +432,14 @@ def with_overrides(
         suite, overrides=tuple((m, tuple(v.items())) for m, v in merged.items() if v)
     )
     for method in (*suite.methods, *sorted(starts)):
-        config = _build(where, f"the settings of {method}", lambda m=method: suite.agent_config(m))
-        _check_int(config.steps, where, f"steps of {method}", minimum=True)
+        # Each dataset's settings too: --set warmup_steps must fit a dataset's smaller budget.
+        for dataset in (None, *suite.datasets):
+            config = _build(
+                where,
+                f"the settings of {method}" + (f" on {dataset}" if dataset else ""),
+                lambda m=method, d=dataset: suite.agent_config(m, d),
+            )
+            _check_int(config.steps, where, f"steps of {method}", minimum=True)
         start = METHODS[method].start
         if start is not None:
             base = suite.agent_config(start)
@@ -500,6 +517,32 @@ def _dataset_fields(
             _build(where, scope, lambda c=config, v=converted: dataclasses.replace(c, **v))
         if converted:
             parsed.append((dataset, tuple(converted.items())))
+    return tuple(parsed)
+
+
+def _stage_fields(
+    bc: Mapping[str, Any], datasets: Sequence[str], pipeline: PipelineConfig, where: str
+) -> tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...]:
+    """``[bc_family.datasets."<id>".pretrain]`` and ``.finetune``: a stage's fields on one of
+    the suite's datasets, each checked by building that stage's config with them."""
+    tables = _section(bc.get("datasets", {}), "bc_family.datasets", where)
+    parsed = []
+    for dataset, stages in tables.items():
+        scope = f'bc_family.datasets."{dataset}"'
+        if dataset not in datasets:
+            raise UserError(f"{where}: [{scope}] is not one of the suite's datasets")
+        stages = _section(stages, scope, where)
+        _check_keys(stages, _STAGES, where, f"[{scope}] (a table per stage)")
+        for stage, values in stages.items():
+            name = f"{scope}.{stage}"
+            values = _section(values, name, where)
+            _check_keys(values, _STAGE_KEYS, where, f"[{name}]")
+            converted = {k: _convert(v) for k, v in values.items()}
+            _check_types(BCConfig, converted, where, f"[{name}]")
+            base = getattr(pipeline, stage)
+            _build(where, f"[{name}]", lambda b=base, v=converted: dataclasses.replace(b, **v))
+            if converted:
+                parsed.append((dataset, stage, tuple(converted.items())))
     return tuple(parsed)
 
 
