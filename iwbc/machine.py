@@ -1,4 +1,4 @@
-"""What a measured figure depends on: CPU model, cores, load and library versions.
+"""What a measured figure depends on: CPU model, vector extensions, cores, load and versions.
 
 Written beside every result and benchmark, so a number in ``results/`` says where it came from.
 """
@@ -20,6 +20,24 @@ def cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
+# The x86 vector extensions XLA:CPU compiles for, widest first. The code it emits, and so the
+# rounding of every float it computes, follows the widest one the CPU has: a seeded run
+# (SAC in `iwbc data generate`, a training run) repeats bit for bit on CPUs with the same
+# extensions, not across them (benchmarks/cpu_isa_determinism.py).
+VECTOR_EXTENSIONS = ("avx512f", "avx2", "avx", "sse4_2")
+
+
+def cpu_vector_extension(cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """The widest of :data:`VECTOR_EXTENSIONS` in ``cpuinfo``'s flags; None where there are no
+    such flags (not Linux, not x86)."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next(line.split(":", 1)[1].split() for line in f if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return None
+    return next((ext for ext in VECTOR_EXTENSIONS if ext in flags), None)
+
+
 def package_version(name: str) -> str | None:
     """The installed version of ``name``; None if it is not installed (e.g. iwbc itself, run
     from a source checkout on PYTHONPATH, as on the GPU machine)."""
@@ -30,10 +48,11 @@ def package_version(name: str) -> str | None:
 
 
 def machine_record(packages: Sequence[str]) -> dict[str, object]:
-    """CPU, cores (all and usable by this process), load average, Python and the versions of
-    ``packages`` (None for one not installed)."""
+    """CPU and its widest vector extension, cores (all and usable by this process), load
+    average, Python and the versions of ``packages`` (None for one not installed)."""
     record: dict[str, object] = {
         "cpu": cpu_model(),
+        "cpu_vector_extension": cpu_vector_extension(),
         "logical_cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
