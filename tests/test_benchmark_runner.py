@@ -171,6 +171,21 @@ def test_second_invocation_redoes_nothing(sweep: dict) -> None:
     assert {p: p.stat().st_mtime_ns for p in directory.rglob("*.json")} == before
 
 
+def test_records_made_from_the_cache_state_the_time_their_training_took(sweep: dict) -> None:
+    """Records rewritten from cached checkpoints and evaluations (a resumed run, a new results
+    folder) sum the wall time of every invocation, not just the last one's."""
+    results = records_dir("tiny", sweep["base"] / "results-again")
+    summary = run_suite(
+        sweep["suite"], results, work_dir=sweep["work"], data_root=sweep["root"], progress=False
+    )
+    assert (summary.total, summary.ok) == (6, 6)
+    first = {(r["method"], r["seed"]): r for r in load_records("tiny", sweep["results"])}
+    for record in load_records("tiny", results.parent.parent):
+        earlier = first[record["method"], record["seed"]]
+        assert record["curve"] == earlier["curve"]
+        assert record["wall_seconds"] >= earlier["wall_seconds"] > 0
+
+
 def test_edited_suite_reruns_only_the_changed_method(sweep: dict) -> None:
     text = tiny_suite_toml(("bc", "iw_bc", "td3_bc")).replace(
         "learning_rate = 1e-3", "learning_rate = 5e-4"

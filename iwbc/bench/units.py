@@ -199,13 +199,19 @@ def run_unit(
     *,
     report: Callable[[str], None] | None = None,
 ) -> tuple[Path, ...]:
-    """Train and evaluate ``unit`` along its curve; write and return its pending records."""
+    """Train and evaluate ``unit`` along its curve; write and return its pending records.
+
+    Their wall time is summed over the invocations that made the curve: each adds its own to
+    the unit's cache after every evaluation, so a killed and resumed run, or one whose
+    evaluations all come from the cache, states what it cost, not what the last call did.
+    """
     started = time.perf_counter()
     suite = context.suite
     if dataset.env_id is None:
         raise UserError(f"dataset {dataset.id} records no environment, so it cannot be evaluated")
     directory = cache_directory(context, unit, dataset)
     directory.mkdir(parents=True, exist_ok=True)
+    spent = _wall_seconds(directory)
     agent_at = _agent_at(unit.method, unit, context, dataset, directory)
 
     def evaluate(agent: Any, episodes: int) -> np.ndarray:
@@ -220,9 +226,10 @@ def run_unit(
         if report is not None:
             report(f"{unit.dataset} {unit.method} step {step}/{targets[-1]}")
         curve.append(cached_evaluation(directory, unit.method, step, episodes, agent_at, evaluate))
+        _add_wall_seconds(directory, spent, started)
     stage = _stage_directory(unit.method, unit, context, dataset, directory)
     history = checkpoint_history(stage / "checkpoint.msgpack")
-    wall = time.perf_counter() - started
+    wall = _add_wall_seconds(directory, spent, started)
     return tuple(
         _write_success(
             unit,
@@ -267,6 +274,25 @@ def cached_evaluation(
         np.save(buffer, returns)
         write_atomic(cache, buffer.getvalue())
     return returns
+
+
+WALL_FILE = "wall_seconds.json"
+
+
+def _wall_seconds(directory: Path) -> float:
+    """Seconds earlier invocations spent on the unit cached in ``directory`` (0 if none, or if
+    the file is unreadable: a time is not worth failing a run for)."""
+    try:
+        return float(json.loads((directory / WALL_FILE).read_text())["wall_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def _add_wall_seconds(directory: Path, before: float, started: float) -> float:
+    """``before`` plus this invocation's seconds since ``started``, saved in ``directory``."""
+    total = before + time.perf_counter() - started
+    write_json_atomic(directory / WALL_FILE, {"wall_seconds": total})
+    return total
 
 
 def _stage_directory(
