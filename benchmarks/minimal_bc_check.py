@@ -3,7 +3,9 @@
 When iwbc's BC scores low on a dataset, train the reference learner the CI learning check
 holds it to (``minimal_bc`` of tests/test_learning_locomotion.py: plain JAX and optax,
 standardized states, MSE, 3 x 256 ReLU MLP -> tanh, Adam 1e-3, 256 transitions a step) on the
-same transitions for the same steps. If it scores the same, the data is why.
+same transitions for the same steps. If it scores the same, the data is why. With
+``--best-episodes N`` it trains on the N highest-return episodes only, from scratch: a minimal
+filtered BC to hold the curated fine-tunes to.
 
     python benchmarks/minimal_bc_check.py iwbc/halfcheetah/medium-replay-v0 \
         --root data/minari-strong --steps 3000 \
@@ -13,6 +15,7 @@ same transitions for the same steps. If it scores the same, the data is why.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -35,16 +38,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument(
+        "--best-episodes", type=int, default=None, help="train on the N best episodes only"
+    )
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = parser.parse_args()
 
     start = time.perf_counter()
     dataset = load_dataset(args.dataset, root=args.root)
+    if args.best_episodes is not None:
+        if not 1 <= args.best_episodes <= dataset.num_episodes:
+            parser.error(f"--best-episodes must be in [1, {dataset.num_episodes}]")
+        best = np.argsort(dataset.returns, kind="stable")[::-1][: args.best_episodes]
+        dataset = dataclasses.replace(dataset, episodes=dataset.episodes.subset(np.sort(best)))
     seeds = range(args.seeds)
     scores = minimal_bc_scores(dataset, args.steps, seeds, args.eval_episodes, engine="batch")
     report = {
         "command": "python " + " ".join(sys.argv),
         "dataset": args.dataset,
+        "best_episodes": args.best_episodes,
         "transitions": dataset.num_steps,
         "steps": args.steps,
         "batch_size": 256,
@@ -56,7 +68,11 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"{args.dataset}: minimal BC, {args.steps} steps, normalized per seed", scores.tolist())
+    trained_on = f" on its {args.best_episodes} best episodes" if args.best_episodes else ""
+    print(
+        f"{args.dataset}: minimal BC{trained_on}, {args.steps} steps, normalized per seed",
+        scores.tolist(),
+    )
 
 
 if __name__ == "__main__":

@@ -357,19 +357,28 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 STRONG = sorted(path.parent for path in RESULTS.glob("strong-*/quick"))
 
 
+# Suite files committed beside their records (results/finetune-budget/<suite>.toml).
+BESIDE = sorted(RESULTS.glob("finetune-budget/*.toml"))
+
+
 @pytest.mark.parametrize(
     ("results", "suite_name"),
-    [(RESULTS, "demo"), (RESULTS, "quick"), *((path, "quick") for path in STRONG)],
-    ids=["demo", "quick", *(path.name for path in STRONG)],
+    [
+        (RESULTS, "demo"),
+        (RESULTS, "quick"),
+        *((path, "quick") for path in STRONG),
+        *((path.parent, str(path)) for path in BESIDE),
+    ],
+    ids=["demo", "quick", *(path.name for path in STRONG), *(path.stem for path in BESIDE)],
 )
 def test_committed_records_match_the_current_suite_configuration(
     results: Path, suite_name: str
 ) -> None:
     """A change of a config's fields, defaults or record shape re-keys every run it touches:
     the committed results would then be stale (rerun them, or explain the change)."""
-    records = load_records(suite_name, results)
-    assert records, f"no committed {suite_name} records under {results}"
     suite = load_suite(suite_name)
+    records = load_records(suite.name, results)
+    assert records, f"no committed {suite.name} records under {results}"
     stale = sorted(
         {
             f"{r['dataset']}/{r['method']}"
