@@ -32,6 +32,7 @@ from iwbc.datagen.generate import (
 from iwbc.datagen.sac import SACConfig
 from iwbc.envs import BatchEngine, get_spec
 from iwbc.errors import UserError, WriteError
+from iwbc.machine import cpu_model, cpu_vector_extension
 
 TINY = Preset(
     behaviour=BehaviourConfig(
@@ -139,6 +140,9 @@ def test_all_tiers_are_loadable_minari_datasets(generated: tuple[Path, Path, dic
         score = minari.get_normalized_score(dataset, np.array([reference["ref_max_score"]]))
         assert score == pytest.approx(1.0)
         assert "SAC" in dataset.storage.metadata["algorithm_name"]
+        made_on = manifest["behaviour"]["finished_on"]
+        assert made_on == {"cpu": cpu_model(), "cpu_vector_extension": cpu_vector_extension()}
+        assert f"SAC finished on {made_on['cpu']} (" in dataset.storage.metadata["description"]
 
 
 def test_rerun_resumes_and_a_foreign_dataset_is_refused(

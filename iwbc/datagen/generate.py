@@ -34,6 +34,7 @@ from iwbc.datagen.sac import SACConfig, mean_actions, sample_actions
 from iwbc.envs import get_spec, rollout_returns
 from iwbc.errors import UserError
 from iwbc.files import write_json_atomic
+from iwbc.machine import cpu_model, cpu_vector_extension
 
 TASKS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
 TIERS = ("random", "medium", "medium-replay", "expert", "medium-expert")
@@ -341,6 +342,8 @@ def generate(
             "train_seconds": run.wall_seconds,
             # Env steps this invocation found in the SAC checkpoint (0: trained from scratch).
             "resumed_from_env_steps": run.resumed_from,
+            # XLA:CPU's rounding, and so this SAC run, follows the vector extension.
+            "finished_on": {"cpu": cpu_model(), "cpu_vector_extension": cpu_vector_extension()},
         }
         started = time.perf_counter()
         if "reference" not in manifest:
@@ -412,6 +415,7 @@ def _description(
     task: str, tier: str, preset: Preset, seed: int, manifest: dict, command: str
 ) -> str:
     behaviour = manifest.get("behaviour", {})
+    finished = behaviour.get("finished_on", {})
     sac = preset.behaviour.sac
     what = {
         "random": f"uniform-random actions, whole episodes totalling ≥ {preset.random_steps} steps",
@@ -436,5 +440,7 @@ def _description(
         f"batch {sac.batch_size}, {preset.behaviour.env_steps} env steps, seed {seed}. "
         f"ref_min_score: {preset.reference_episodes} uniform-random episodes; ref_max_score: "
         f"{preset.reference_episodes} deterministic expert-policy episodes. "
+        f"SAC finished on {finished.get('cpu')} ({finished.get('cpu_vector_extension')}): "
+        "XLA:CPU rounds by the vector extension, so another one trains another SAC. "
         f"Made by `{command or 'iwbc data generate'}`."
     )
