@@ -198,15 +198,15 @@ def test_edited_suite_reruns_only_the_changed_method(sweep: dict) -> None:
     assert [(u.method, u.pending) for u in units] == [("iw_bc", (0, 1))]
 
 
-def test_a_dataset_budget_retrains_only_the_baselines_there(sweep: dict) -> None:
-    """[offline_rl.datasets."<id>"] steps: the sweep reruns the baselines on that dataset at
-    that budget, evaluated along it, and keeps the BC family's records."""
-    results = sweep["base"] / "results-budget"
+def rerun_with(sweep: dict, name: str, table: str) -> tuple[Suite, Path]:
+    """The sweep's suite with ``steps = 30`` in ``table``, run over a copy of its records with
+    its work dir: two of its six runs (one method's seeds) must train again."""
+    results = sweep["base"] / f"results-{name}"
     shutil.copytree(records_dir("tiny", sweep["results"]), records_dir("tiny", results))
-    folder = sweep["base"] / "budget"
+    folder = sweep["base"] / name
     folder.mkdir(exist_ok=True)
     text = tiny_suite_toml(("bc", "iw_bc", "td3_bc"))
-    raised = write_suite(folder, "tiny", f'{text}\n[offline_rl.datasets."{DATASET}"]\nsteps = 30\n')
+    raised = write_suite(folder, "tiny", f"{text}\n{table}\nsteps = 30\n")
     summary = run_suite(
         raised,
         records_dir("tiny", results),
@@ -215,6 +215,13 @@ def test_a_dataset_budget_retrains_only_the_baselines_there(sweep: dict) -> None
         progress=False,
     )
     assert (summary.total, summary.skipped, summary.ok) == (6, 4, 2)
+    return raised, results
+
+
+def test_a_dataset_budget_retrains_only_the_baselines_there(sweep: dict) -> None:
+    """[offline_rl.datasets."<id>"] steps: the sweep reruns the baselines on that dataset at
+    that budget, evaluated along it, and keeps the BC family's records."""
+    raised, results = rerun_with(sweep, "budget", f'[offline_rl.datasets."{DATASET}"]')
     records = {(r["method"], r["seed"]): r for r in load_records("tiny", results)}
     for seed in raised.seeds:
         record = records["td3_bc", seed]
@@ -228,22 +235,7 @@ def test_a_dataset_budget_retrains_only_the_baselines_there(sweep: dict) -> None
 def test_a_dataset_fine_tune_budget_retrains_only_the_fine_tunes_there(sweep: dict) -> None:
     """[bc_family.datasets."<id>".finetune] steps: the sweep reruns iw_bc on that dataset at
     that budget, from the same BC start, and keeps BC's and the baseline's records."""
-    results = sweep["base"] / "results-finetune"
-    shutil.copytree(records_dir("tiny", sweep["results"]), records_dir("tiny", results))
-    folder = sweep["base"] / "finetune"
-    folder.mkdir(exist_ok=True)
-    text = tiny_suite_toml(("bc", "iw_bc", "td3_bc"))
-    raised = write_suite(
-        folder, "tiny", f'{text}\n[bc_family.datasets."{DATASET}".finetune]\nsteps = 30\n'
-    )
-    summary = run_suite(
-        raised,
-        records_dir("tiny", results),
-        work_dir=sweep["work"],
-        data_root=sweep["root"],
-        progress=False,
-    )
-    assert (summary.total, summary.skipped, summary.ok) == (6, 4, 2)
+    raised, results = rerun_with(sweep, "finetune", f'[bc_family.datasets."{DATASET}".finetune]')
     records = {(r["method"], r["seed"]): r for r in load_records("tiny", results)}
     for seed in raised.seeds:
         record = records["iw_bc", seed]

@@ -498,18 +498,29 @@ def _common_fields() -> list[str]:
     return sorted(set.intersection(*shared))
 
 
+def _dataset_tables(
+    family: Mapping[str, Any], name: str, datasets: Sequence[str], where: str
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """A family's ``[<name>.datasets."<id>"]`` tables as (dataset, table name, table), each
+    dataset one of the suite's."""
+    tables = _section(family.get("datasets", {}), f"{name}.datasets", where)
+    found = []
+    for dataset, values in tables.items():
+        scope = f'{name}.datasets."{dataset}"'
+        if dataset not in datasets:
+            raise UserError(f"{where}: [{scope}] is not one of the suite's datasets")
+        found.append((dataset, scope, _section(values, scope, where)))
+    return found
+
+
 def _dataset_fields(
     rl: Mapping[str, Any], datasets: Sequence[str], algorithms: Mapping[str, Any], where: str
 ) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
     """``[offline_rl.datasets."<id>"]``: fields shared by every algorithm, set on one of the
     suite's datasets, each checked against every algorithm the suite trains."""
-    tables = _section(rl.get("datasets", {}), "offline_rl.datasets", where)
     parsed = []
-    for dataset, values in tables.items():
-        scope = f'[offline_rl.datasets."{dataset}"]'
-        if dataset not in datasets:
-            raise UserError(f"{where}: {scope} is not one of the suite's datasets")
-        values = _section(values, scope[1:-1], where)
+    for dataset, name, values in _dataset_tables(rl, "offline_rl", datasets, where):
+        scope = f"[{name}]"
         _check_keys(values, tuple(_common_fields()), where, scope)
         converted = {k: _convert(v) for k, v in values.items()}
         for config in algorithms.values():
@@ -525,13 +536,8 @@ def _stage_fields(
 ) -> tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...]:
     """``[bc_family.datasets."<id>".pretrain]`` and ``.finetune``: a stage's fields on one of
     the suite's datasets, each checked by building that stage's config with them."""
-    tables = _section(bc.get("datasets", {}), "bc_family.datasets", where)
     parsed = []
-    for dataset, stages in tables.items():
-        scope = f'bc_family.datasets."{dataset}"'
-        if dataset not in datasets:
-            raise UserError(f"{where}: [{scope}] is not one of the suite's datasets")
-        stages = _section(stages, scope, where)
+    for dataset, scope, stages in _dataset_tables(bc, "bc_family", datasets, where):
         _check_keys(stages, _STAGES, where, f"[{scope}] (a table per stage)")
         for stage, values in stages.items():
             name = f"{scope}.{stage}"
