@@ -1,4 +1,5 @@
-"""What a measured figure depends on: CPU model, vector extensions, cores, load and versions.
+"""What a measured figure depends on: CPU model, vector extensions, cores, load, versions and
+the source commit.
 
 Written beside every result and benchmark, so a number in ``results/`` says where it came from.
 """
@@ -7,8 +8,12 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def cpu_model() -> str:
@@ -38,6 +43,29 @@ def cpu_vector_extension(cpuinfo: str = "/proc/cpuinfo") -> str | None:
     return next((ext for ext in VECTOR_EXTENSIONS if ext in flags), None)
 
 
+def source_commit(package: str | Path = PACKAGE_DIR) -> str | None:
+    """The git commit of the checkout holding ``package`` (iwbc's source), with ``+dirty`` when
+    a tracked file under ``package`` differs from it (results being written elsewhere in the
+    checkout do not count); None outside a git checkout (an installed wheel) or without git.
+    The version number alone does not say which code made a result."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(package), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "-C", str(package), "status", "--porcelain", "--untracked-files=no", "."],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if changes else "")
+
+
 def package_version(name: str) -> str | None:
     """The installed version of ``name``; None if it is not installed (e.g. iwbc itself, run
     from a source checkout on PYTHONPATH, as on the GPU machine)."""
@@ -49,7 +77,8 @@ def package_version(name: str) -> str | None:
 
 def machine_record(packages: Sequence[str]) -> dict[str, object]:
     """CPU and its widest vector extension, cores (all and usable by this process), load
-    average, Python and the versions of ``packages`` (None for one not installed)."""
+    average, Python, the versions of ``packages`` (None for one not installed) and the source
+    commit."""
     record: dict[str, object] = {
         "cpu": cpu_model(),
         "cpu_vector_extension": cpu_vector_extension(),
@@ -59,4 +88,5 @@ def machine_record(packages: Sequence[str]) -> dict[str, object]:
         "python": platform.python_version(),
     }
     record.update({name: package_version(name) for name in packages})
+    record["iwbc_commit"] = source_commit()
     return record

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from iwbc.machine import VECTOR_EXTENSIONS, cpu_vector_extension, machine_record
+from iwbc.machine import VECTOR_EXTENSIONS, cpu_vector_extension, machine_record, source_commit
 
 
 def test_machine_record_gives_none_for_a_package_not_installed() -> None:
@@ -30,3 +31,24 @@ def test_the_widest_vector_extension_is_recorded(tmp_path: Path) -> None:
     assert cpu_vector_extension(str(cpuinfo)) is None
     assert cpu_vector_extension(str(tmp_path / "absent")) is None
     assert machine_record(())["cpu_vector_extension"] in (*VECTOR_EXTENSIONS, None)
+
+
+def test_the_source_commit_says_which_code_ran(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    assert source_commit(package) is None  # not a checkout: an installed wheel
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (package / "a.py").write_text("x = 1\n")
+    (tmp_path / "record.json").write_text("{}\n")
+    subprocess.run([*git, "add", "pkg/a.py", "record.json"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "a"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert source_commit(package) == head
+    (package / "new.py").write_text("")  # untracked files do not change what ran
+    (tmp_path / "record.json").write_text('{"rerun": 1}\n')  # nor results written beside it
+    assert source_commit(package) == head
+    (package / "a.py").write_text("x = 2\n")
+    assert source_commit(package) == f"{head}+dirty"
