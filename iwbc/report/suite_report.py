@@ -133,7 +133,8 @@ def _learning_curve_ends(runs: SuiteRuns) -> list[str]:
         f"(per seed, the least-squares slope of the score over the last {POINTS} evaluations; "
         f"one-sided t-test over seeds, p < {ALPHA:g}). Unmarked is not proof of a flat curve: "
         "a rise within the seeds' noise passes, and so does a plateau that a larger budget "
-        f"would leave. {len(tested)} of {len(ends)} cells could be tested"
+        "would leave, such as a fine-tune seed still at its start's level while the others "
+        f"have left it. {len(tested)} of {len(ends)} cells could be tested"
         + (
             f"; not those of {', '.join(untested)} (fewer than {POINTS} evaluations, or one "
             "finished seed)."
