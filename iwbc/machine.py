@@ -6,6 +6,7 @@ Written beside every result and benchmark, so a number in ``results/`` says wher
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -43,27 +44,37 @@ def cpu_vector_extension(cpuinfo: str = "/proc/cpuinfo") -> str | None:
     return next((ext for ext in VECTOR_EXTENSIONS if ext in flags), None)
 
 
+def cpu_identity() -> dict[str, str | None]:
+    """The CPU as records and generated datasets state it: its model and widest vector
+    extension (what decides XLA:CPU's rounding)."""
+    return {"cpu": cpu_model(), "cpu_vector_extension": cpu_vector_extension()}
+
+
 def source_commit(package: str | Path = PACKAGE_DIR) -> str | None:
     """The git commit of the checkout holding ``package`` (iwbc's source), with ``+dirty`` when
     a tracked file under ``package`` differs from it (results being written elsewhere in the
     checkout do not count); None outside a git checkout (an installed wheel) or without git.
     The version number alone does not say which code made a result."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(package), *args], capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "-C", str(package), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        changes = subprocess.run(
-            ["git", "-C", str(package), "status", "--porcelain", "--untracked-files=no", "."],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        head = git("rev-parse", "HEAD")
+        changes = git("status", "--porcelain", "--untracked-files=no", ".")
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+dirty" if changes else "")
+
+
+@functools.cache
+def running_commit() -> str | None:
+    """:func:`source_commit` of this process's iwbc, looked up once: the code a process runs is
+    what it loaded, and a sweep writes many records."""
+    return source_commit()
 
 
 def package_version(name: str) -> str | None:
@@ -80,13 +91,12 @@ def machine_record(packages: Sequence[str]) -> dict[str, object]:
     average, Python, the versions of ``packages`` (None for one not installed) and the source
     commit."""
     record: dict[str, object] = {
-        "cpu": cpu_model(),
-        "cpu_vector_extension": cpu_vector_extension(),
+        **cpu_identity(),
         "logical_cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),
         "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "python": platform.python_version(),
     }
     record.update({name: package_version(name) for name in packages})
-    record["iwbc_commit"] = source_commit()
+    record["iwbc_commit"] = running_commit()
     return record

@@ -117,7 +117,7 @@ class PipelineConfig:
         fine-tune, with that stage's fields on ``dataset`` (if it has some) set last, the
         method's loss and the pipeline's network and inputs."""
         stage = "pretrain" if method.start is None else "finetune"
-        base = self.pretrain if method.start is None else self.finetune
+        base = getattr(self, stage)
         own = {(d, s): fields for d, s, fields in self.datasets}.get((dataset, stage), ())
         return dataclasses.replace(
             base,

@@ -226,10 +226,9 @@ def run_unit(
         if report is not None:
             report(f"{unit.dataset} {unit.method} step {step}/{targets[-1]}")
         curve.append(cached_evaluation(directory, unit.method, step, episodes, agent_at, evaluate))
-        _add_wall_seconds(directory, spent, started)
+        wall = _add_wall_seconds(directory, spent, started)
     stage = _stage_directory(unit.method, unit, context, dataset, directory)
     history = checkpoint_history(stage / "checkpoint.msgpack")
-    wall = _add_wall_seconds(directory, spent, started)
     return tuple(
         _write_success(
             unit,

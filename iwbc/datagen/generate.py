@@ -34,7 +34,7 @@ from iwbc.datagen.sac import SACConfig, mean_actions, sample_actions
 from iwbc.envs import get_spec, rollout_returns
 from iwbc.errors import UserError
 from iwbc.files import write_json_atomic
-from iwbc.machine import cpu_model, cpu_vector_extension
+from iwbc.machine import cpu_identity
 
 TASKS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
 TIERS = ("random", "medium", "medium-replay", "expert", "medium-expert")
@@ -343,7 +343,7 @@ def generate(
             # Env steps this invocation found in the SAC checkpoint (0: trained from scratch).
             "resumed_from_env_steps": run.resumed_from,
             # XLA:CPU's rounding, and so this SAC run, follows the vector extension.
-            "finished_on": {"cpu": cpu_model(), "cpu_vector_extension": cpu_vector_extension()},
+            "finished_on": cpu_identity(),
         }
         started = time.perf_counter()
         if "reference" not in manifest:
