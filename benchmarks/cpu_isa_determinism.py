@@ -1,14 +1,14 @@
 """Does a seeded SAC run repeat bit for bit on another CPU? Same run, XLA:CPU capped per ISA.
 
 `iwbc data generate` is deterministic for a ``--seed`` on one machine (tested), and the
-committed quick tiers reproduced bit for bit on the Intel Xeon boxes they were made on; on an
-AMD EPYC (AVX2) box the same command wrote other tiers (HalfCheetah medium-replay 35 episodes,
-p90 699, against the committed 40 and 1,099). XLA:CPU compiles for the host's widest vector
-extension, and the float rounding follows the code. This script shows it on one machine: it
-trains the data generator's SAC (``iwbc.datagen.behaviour.train_behaviour``) for a few
+committed quick tiers reproduced bit for bit on the Intel Xeon boxes they were made on and on an
+AMD EPYC with AVX-512; on an AMD EPYC whose widest extension is AVX2 the same command wrote other
+tiers (HalfCheetah medium-replay 35 episodes, p90 699, against the committed 40 and 1,099). This
+script trains the data generator's SAC (``iwbc.datagen.behaviour.train_behaviour``) for a few
 thousand env steps in fresh processes, twice at the host's default and once with
 ``XLA_FLAGS=--xla_cpu_max_isa=<ISA>`` for each ISA up to the host's, and compares a hash of the
-final actor and the evaluation returns.
+final actor and the evaluation returns: run on two machines, it shows whether one cap makes them
+train alike (on the AVX2 and the AVX-512 box above it did not: README, *D4RL-style datasets*).
 
     python benchmarks/cpu_isa_determinism.py --out results/perf/cpu_isa_determinism.json
 """

@@ -26,10 +26,10 @@ def cpu_model() -> str:
         return platform.processor() or platform.machine()
 
 
-# The x86 vector extensions XLA:CPU compiles for, widest first. The code it emits, and so the
-# rounding of every float it computes, follows the widest one the CPU has: a seeded run
-# (SAC in `iwbc data generate`, a training run) repeats bit for bit on CPUs with the same
-# extensions, not across them (benchmarks/cpu_isa_determinism.py).
+# The x86 vector extensions, widest first. A seeded run (SAC in `iwbc data generate`, a
+# training run) repeats bit for bit on one CPU, and has on CPUs of two vendors with the same
+# widest extension (AVX-512), not across extensions; capping XLA:CPU's ISA alike does not make
+# two such CPUs agree (benchmarks/cpu_isa_determinism.py), so a record names both.
 VECTOR_EXTENSIONS = ("avx512f", "avx2", "avx", "sse4_2")
 
 
@@ -46,7 +46,7 @@ def cpu_vector_extension(cpuinfo: str = "/proc/cpuinfo") -> str | None:
 
 def cpu_identity() -> dict[str, str | None]:
     """The CPU as records and generated datasets state it: its model and widest vector
-    extension (what decides XLA:CPU's rounding)."""
+    extension (with which its rounding has changed so far)."""
     return {"cpu": cpu_model(), "cpu_vector_extension": cpu_vector_extension()}
 
 

@@ -342,7 +342,7 @@ def generate(
             "train_seconds": run.wall_seconds,
             # Env steps this invocation found in the SAC checkpoint (0: trained from scratch).
             "resumed_from_env_steps": run.resumed_from,
-            # XLA:CPU's rounding, and so this SAC run, follows the vector extension.
+            # This SAC run's rounding depends on the CPU (iwbc.machine.VECTOR_EXTENSIONS).
             "finished_on": cpu_identity(),
         }
         started = time.perf_counter()
@@ -440,7 +440,7 @@ def _description(
         f"batch {sac.batch_size}, {preset.behaviour.env_steps} env steps, seed {seed}. "
         f"ref_min_score: {preset.reference_episodes} uniform-random episodes; ref_max_score: "
         f"{preset.reference_episodes} deterministic expert-policy episodes. "
-        f"SAC finished on {finished.get('cpu')} ({finished.get('cpu_vector_extension')}): "
-        "XLA:CPU rounds by the vector extension, so another one trains another SAC. "
+        f"SAC finished on {finished.get('cpu')} ({finished.get('cpu_vector_extension')}); a "
+        "CPU with another widest vector extension trains another SAC. "
         f"Made by `{command or 'iwbc data generate'}`."
     )
