@@ -357,6 +357,13 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 STRONG = sorted(path.parent for path in RESULTS.glob("strong-*/quick"))
 
 
+def _suite_beside(results: Path, suite: str) -> str:
+    """The suite file committed beside ``results``' records where one pins the configuration
+    they were made under, else the shipped suite of that name."""
+    beside = results / f"{suite}.toml"
+    return str(beside) if beside.exists() else suite
+
+
 # Suite files committed beside their records (results/finetune-budget/<suite>.toml).
 BESIDE = sorted(RESULTS.glob("finetune-budget/*.toml"))
 
@@ -366,7 +373,7 @@ BESIDE = sorted(RESULTS.glob("finetune-budget/*.toml"))
     [
         (RESULTS, "demo"),
         (RESULTS, "quick"),
-        *((path, "quick") for path in STRONG),
+        *((path, _suite_beside(path, "quick")) for path in STRONG),
         *((path.parent, str(path)) for path in BESIDE),
     ],
     ids=["demo", "quick", *(path.name for path in STRONG), *(path.stem for path in BESIDE)],
