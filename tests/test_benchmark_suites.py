@@ -136,6 +136,31 @@ def test_a_dataset_sets_every_baselines_budget_there_and_nowhere_else() -> None:
     assert with_overrides(suite, {"iql": {"steps": 7}}).agent_config("iql", other).steps == 7
 
 
+def test_a_dataset_sets_one_baselines_budget_there_after_the_shared_one() -> None:
+    """[offline_rl.datasets."<id>".<algo>]: one algorithm's fields on one dataset, after that
+    dataset's fields for every algorithm and before the method's own table."""
+    other = "a/b/d-v0"
+    suite = parse(
+        datasets=["a/b/c-v0", other],
+        methods=["bc", "td3_bc", "iql"],
+        offline_rl={
+            "steps": 40,
+            "datasets": {other: {"steps": 80, "batch_size": 64, "td3_bc": {"steps": 160}}},
+        },
+    )
+    td3_bc, iql = suite.agent_config("td3_bc", other), suite.agent_config("iql", other)
+    assert (td3_bc.steps, td3_bc.batch_size, iql.steps, iql.batch_size) == (160, 64, 80, 64)
+    assert suite.agent_config("td3_bc", "a/b/c-v0").steps == 40
+    assert suite.agent_config("td3_bc").steps == 40
+    assert suite.method_config("td3_bc", other)["algorithm"]["steps"] == 160
+    assert suite.method_fingerprint("iql", other) == parse(
+        datasets=["a/b/c-v0", other],
+        methods=["bc", "td3_bc", "iql"],
+        offline_rl={"steps": 40, "datasets": {other: {"steps": 80, "batch_size": 64}}},
+    ).method_fingerprint("iql", other)
+    assert with_overrides(suite, {"td3_bc": {"steps": 7}}).agent_config("td3_bc", other).steps == 7
+
+
 def test_a_dataset_sets_a_bc_stage_there_and_nowhere_else() -> None:
     """[bc_family.datasets."<id>".finetune]: the fine-tunes on that dataset train that budget
     (pre-training and the other datasets keep theirs); .pretrain moves the fine-tunes' start."""
@@ -253,7 +278,23 @@ def test_method_config_is_plain_json_and_says_what_steps_count() -> None:
         ),
         (
             {"offline_rl": {"datasets": {"a/b/c-v0": {"alpha": 1.0}}}},
-            r'unknown key \'alpha\' in \[offline_rl.datasets."a/b/c-v0"\]; known keys: ',
+            r'unknown key \'alpha\' in \[offline_rl.datasets."a/b/c-v0"\] \(a table per algorithm',
+        ),
+        (
+            {"offline_rl": {"datasets": {"a/b/c-v0": {"td3_bc": {"expectile": 0.9}}}}},
+            r'unknown key \'expectile\' in \[offline_rl.datasets."a/b/c-v0".td3_bc\]; known keys',
+        ),
+        (
+            {"offline_rl": {"datasets": {"a/b/c-v0": {"iql": {"steps": 5}}}}},
+            r'\[offline_rl.datasets."a/b/c-v0".iql\] sets \'iql\', which the suite does not train',
+        ),
+        (
+            {"offline_rl": {"datasets": {"a/b/c-v0": {"td3_bc": {"steps": 0}}}}},
+            r'bad value in \[offline_rl.datasets."a/b/c-v0".td3_bc\]: TD3BCConfig.steps must be',
+        ),
+        (
+            {"offline_rl": {"datasets": {"a/b/c-v0": {"td3_bc": 40000}}}},
+            r'datasets."a/b/c-v0".td3_bc must be a table',
         ),
         (
             {"offline_rl": {"datasets": {"a/b/c-v0": {"steps": 2.5}}}},

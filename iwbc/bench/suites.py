@@ -5,8 +5,9 @@ them, or a path) names its datasets, methods (of :mod:`iwbc.agents.registry`), t
 evaluation protocol, plus the budgets: ``[bc_family]`` (with ``[bc_family.pretrain]`` and
 ``[bc_family.finetune]`` overriding :class:`iwbc.agents.bc.BCConfig`, and
 ``[bc_family.datasets."<id>".pretrain]`` / ``.finetune`` for a stage on one dataset) and
-``[offline_rl]`` (keys shared by every algorithm's config, ``[offline_rl.<algo>]`` for one, and
-``[offline_rl.datasets."<id>"]`` for every algorithm on one dataset).
+``[offline_rl]`` (keys shared by every algorithm's config, ``[offline_rl.<algo>]`` for one,
+``[offline_rl.datasets."<id>"]`` for every algorithm on one dataset and
+``[offline_rl.datasets."<id>".<algo>]`` for one algorithm there).
 ``[scripted.<id>]`` marks a dataset the runner makes locally when it is missing. Every mistake
 is a one-line UserError naming the key and what is allowed, so a typo never silently runs
 defaults.
@@ -154,17 +155,22 @@ class OfflineRLSettings:
     """The baselines' settings (a suite's ``[offline_rl]``): each algorithm's config (its
     defaults, CORL's, where none is given), the chunk size, the evaluation interval, and the
     fields set for every algorithm on one dataset (``[offline_rl.datasets."<id>"]``: a budget
-    that lets the curves of a slower-learning task flatten)."""
+    that lets the curves of a slower-learning task flatten) and for one algorithm there
+    (``[offline_rl.datasets."<id>".<algo>]``: one whose curve alone is still rising)."""
 
     algorithms: tuple[tuple[str, Any], ...] = ()
     chunk_size: int = 1000
     eval_every: int | None = None
     datasets: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    dataset_algorithms: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] = ()
 
     def config(self, method: Method, dataset: str | None = None) -> Any:
-        """The algorithm's config; on ``dataset``, with that dataset's fields set last."""
+        """The algorithm's config; on ``dataset``, with that dataset's fields for every
+        algorithm and then its fields for this one set last."""
         config = dict(self.algorithms).get(method.name) or method.config()
         own = dict(dict(self.datasets).get(dataset, ()))
+        mine = {(d, a): fields for d, a, fields in self.dataset_algorithms}
+        own.update(mine.get((dataset, method.name), ()))
         return dataclasses.replace(config, **own) if own else config
 
     def describe(self, method: Method, config: Any, start: Any | None) -> dict[str, Any]:
@@ -369,7 +375,7 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
 
     rl = _table(table, "offline_rl", where)
     algorithms = tuple((m, _algorithm_config(m, rl, where)) for m in methods if m in BASELINES)
-    per_dataset = _dataset_fields(rl, datasets, dict(algorithms), where)
+    per_dataset, per_dataset_algorithm = _dataset_fields(rl, datasets, dict(algorithms), where)
 
     numbers = {
         key: table[key]
@@ -393,6 +399,7 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
             rl.get("chunk_size", OfflineRLSettings.chunk_size),
             rl.get("eval_every"),
             per_dataset,
+            per_dataset_algorithm,
         ),
         scripted=tuple(scripted),
         **numbers,
@@ -515,20 +522,45 @@ def _dataset_tables(
 
 def _dataset_fields(
     rl: Mapping[str, Any], datasets: Sequence[str], algorithms: Mapping[str, Any], where: str
-) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+) -> tuple[
+    tuple[tuple[str, tuple[tuple[str, Any], ...]], ...],
+    tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...],
+]:
     """``[offline_rl.datasets."<id>"]``: fields shared by every algorithm, set on one of the
-    suite's datasets, each checked against every algorithm the suite trains."""
-    parsed = []
+    suite's datasets, each checked against every algorithm the suite trains; and in it
+    ``[offline_rl.datasets."<id>".<algo>]``, any field of that one algorithm's config there."""
+    shared, own = [], []
     for dataset, name, values in _dataset_tables(rl, "offline_rl", datasets, where):
         scope = f"[{name}]"
-        _check_keys(values, tuple(_common_fields()), where, scope)
-        converted = {k: _convert(v) for k, v in values.items()}
+        nested = {k: v for k, v in values.items() if k in BASELINES}
+        fields = {k: v for k, v in values.items() if k not in nested}
+        _check_keys(
+            fields,
+            tuple(_common_fields()),
+            where,
+            f"{scope} (a table per algorithm: {', '.join(BASELINES)})",
+        )
+        converted = {k: _convert(v) for k, v in fields.items()}
         for config in algorithms.values():
             _check_types(type(config), converted, where, scope)
             _build(where, scope, lambda c=config, v=converted: dataclasses.replace(c, **v))
         if converted:
-            parsed.append((dataset, tuple(converted.items())))
-    return tuple(parsed)
+            shared.append((dataset, tuple(converted.items())))
+        for method, table in nested.items():
+            inner = f"[{name}.{method}]"
+            if method not in algorithms:
+                raise UserError(f"{where}: {inner} sets {method!r}, which the suite does not train")
+            table = _section(table, f"{name}.{method}", where)
+            config = algorithms[method]
+            _check_keys(table, tuple(f.name for f in dataclasses.fields(config)), where, inner)
+            mine = {k: _convert(v) for k, v in table.items()}
+            _check_types(type(config), mine, where, inner)
+            _build(
+                where, inner, lambda c=config, v={**converted, **mine}: dataclasses.replace(c, **v)
+            )
+            if mine:
+                own.append((dataset, method, tuple(mine.items())))
+    return tuple(shared), tuple(own)
 
 
 def _stage_fields(
