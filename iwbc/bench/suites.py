@@ -154,23 +154,25 @@ class PipelineConfig:
 class OfflineRLSettings:
     """The baselines' settings (a suite's ``[offline_rl]``): each algorithm's config (its
     defaults, CORL's, where none is given), the chunk size, the evaluation interval, and the
-    fields set for every algorithm on one dataset (``[offline_rl.datasets."<id>"]``: a budget
-    that lets the curves of a slower-learning task flatten) and for one algorithm there
-    (``[offline_rl.datasets."<id>".<algo>]``: one whose curve alone is still rising)."""
+    fields set on one dataset as (dataset, algorithm, fields): for every algorithm there
+    (algorithm None, ``[offline_rl.datasets."<id>"]``: a budget that lets the curves of a
+    slower-learning task flatten) or for one (``[offline_rl.datasets."<id>".<algo>]``: one
+    whose curve alone is still rising)."""
 
     algorithms: tuple[tuple[str, Any], ...] = ()
     chunk_size: int = 1000
     eval_every: int | None = None
-    datasets: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
-    dataset_algorithms: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] = ()
+    datasets: tuple[tuple[str, str | None, tuple[tuple[str, Any], ...]], ...] = ()
 
     def config(self, method: Method, dataset: str | None = None) -> Any:
         """The algorithm's config; on ``dataset``, with that dataset's fields for every
         algorithm and then its fields for this one set last."""
         config = dict(self.algorithms).get(method.name) or method.config()
-        own = dict(dict(self.datasets).get(dataset, ()))
-        mine = {(d, a): fields for d, a, fields in self.dataset_algorithms}
-        own.update(mine.get((dataset, method.name), ()))
+        set_on = {(d, a): fields for d, a, fields in self.datasets}
+        own = {
+            **dict(set_on.get((dataset, None), ())),
+            **dict(set_on.get((dataset, method.name), ())),
+        }
         return dataclasses.replace(config, **own) if own else config
 
     def describe(self, method: Method, config: Any, start: Any | None) -> dict[str, Any]:
@@ -375,7 +377,7 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
 
     rl = _table(table, "offline_rl", where)
     algorithms = tuple((m, _algorithm_config(m, rl, where)) for m in methods if m in BASELINES)
-    per_dataset, per_dataset_algorithm = _dataset_fields(rl, datasets, dict(algorithms), where)
+    per_dataset = _dataset_fields(rl, datasets, dict(algorithms), where)
 
     numbers = {
         key: table[key]
@@ -399,7 +401,6 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
             rl.get("chunk_size", OfflineRLSettings.chunk_size),
             rl.get("eval_every"),
             per_dataset,
-            per_dataset_algorithm,
         ),
         scripted=tuple(scripted),
         **numbers,
@@ -430,10 +431,8 @@ def with_overrides(
                 f"its methods: {', '.join(suite.methods)}"
             )
         config_cls = METHODS[method].config
-        allowed = tuple(f.name for f in dataclasses.fields(config_cls) if f.name != "loss")
-        _check_keys(values, allowed, where, f"the settings of {method}")
-        converted = {key: _convert(value) for key, value in values.items()}
-        _check_types(config_cls, converted, where, f"the settings of {method}")
+        allowed = tuple(f for f in _field_names(config_cls) if f != "loss")
+        converted = _typed_fields(values, allowed, config_cls, where, f"the settings of {method}")
         merged.setdefault(method, {}).update(converted)
     suite = dataclasses.replace(
         suite, overrides=tuple((m, tuple(v.items())) for m, v in merged.items() if v)
@@ -481,7 +480,7 @@ def _algorithm_config(method: str, rl: Mapping[str, Any], where: str) -> Any:
     """The method's config class built from the keys shared by all algorithms and its own."""
     config_cls = METHODS[method].config
     common = _common_fields()
-    own_fields = tuple(f.name for f in dataclasses.fields(config_cls))
+    own_fields = _field_names(config_cls)
     nested = {k for k in rl if k in BASELINES}
     _check_keys(
         {k: v for k, v in rl.items() if k not in nested},
@@ -522,14 +521,11 @@ def _dataset_tables(
 
 def _dataset_fields(
     rl: Mapping[str, Any], datasets: Sequence[str], algorithms: Mapping[str, Any], where: str
-) -> tuple[
-    tuple[tuple[str, tuple[tuple[str, Any], ...]], ...],
-    tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...],
-]:
+) -> tuple[tuple[str, str | None, tuple[tuple[str, Any], ...]], ...]:
     """``[offline_rl.datasets."<id>"]``: fields shared by every algorithm, set on one of the
     suite's datasets, each checked against every algorithm the suite trains; and in it
     ``[offline_rl.datasets."<id>".<algo>]``, any field of that one algorithm's config there."""
-    shared, own = [], []
+    parsed = []
     for dataset, name, values in _dataset_tables(rl, "offline_rl", datasets, where):
         scope = f"[{name}]"
         nested = {k: v for k, v in values.items() if k in BASELINES}
@@ -545,22 +541,20 @@ def _dataset_fields(
             _check_types(type(config), converted, where, scope)
             _build(where, scope, lambda c=config, v=converted: dataclasses.replace(c, **v))
         if converted:
-            shared.append((dataset, tuple(converted.items())))
+            parsed.append((dataset, None, tuple(converted.items())))
         for method, table in nested.items():
             inner = f"[{name}.{method}]"
             if method not in algorithms:
                 raise UserError(f"{where}: {inner} sets {method!r}, which the suite does not train")
-            table = _section(table, f"{name}.{method}", where)
             config = algorithms[method]
-            _check_keys(table, tuple(f.name for f in dataclasses.fields(config)), where, inner)
-            mine = {k: _convert(v) for k, v in table.items()}
-            _check_types(type(config), mine, where, inner)
+            table = _section(table, f"{name}.{method}", where)
+            mine = _typed_fields(table, _field_names(type(config)), type(config), where, inner)
             _build(
                 where, inner, lambda c=config, v={**converted, **mine}: dataclasses.replace(c, **v)
             )
             if mine:
-                own.append((dataset, method, tuple(mine.items())))
-    return tuple(shared), tuple(own)
+                parsed.append((dataset, method, tuple(mine.items())))
+    return tuple(parsed)
 
 
 def _stage_fields(
@@ -574,14 +568,28 @@ def _stage_fields(
         for stage, values in stages.items():
             name = f"{scope}.{stage}"
             values = _section(values, name, where)
-            _check_keys(values, _STAGE_KEYS, where, f"[{name}]")
-            converted = {k: _convert(v) for k, v in values.items()}
-            _check_types(BCConfig, converted, where, f"[{name}]")
+            converted = _typed_fields(values, _STAGE_KEYS, BCConfig, where, f"[{name}]")
             base = getattr(pipeline, stage)
             _build(where, f"[{name}]", lambda b=base, v=converted: dataclasses.replace(b, **v))
             if converted:
                 parsed.append((dataset, stage, tuple(converted.items())))
     return tuple(parsed)
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """The field names of a config dataclass: the keys a table setting it may use."""
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def _typed_fields(
+    values: Mapping[str, Any], allowed: tuple[str, ...], cls: type, where: str, scope: str
+) -> dict[str, Any]:
+    """``values`` (a table setting fields of ``cls``) checked key by key against ``allowed``
+    and type by type against ``cls``'s defaults, TOML values converted to the config's."""
+    _check_keys(values, allowed, where, scope)
+    converted = {key: _convert(value) for key, value in values.items()}
+    _check_types(cls, converted, where, scope)
+    return converted
 
 
 def _check_types(cls: type, values: Mapping[str, Any], where: str, scope: str) -> None:
