@@ -520,13 +520,14 @@ def mjx_program(env_id: str, num_envs: int, steps: int, floor: int) -> dict[str,
         return None
     seeds = np.arange(num_envs * (steps // floor + 1), dtype=np.int64)
     start = time.perf_counter()
-    qpos, qvel = _episode_starts(env_id, np.resize(seeds, _slots(seeds.size, num_envs)).tobytes())
+    spec = get_spec(env_id)
+    qpos, qvel = _episode_starts(spec, np.resize(seeds, _slots(seeds.size, num_envs)).tobytes())
     return {
         "host_s": time.perf_counter() - start,
         "qpos": qpos,
         "qvel": qvel,
         "episodes": int(seeds.size),
-        "horizon": get_spec(env_id).max_episode_steps,
+        "horizon": spec.max_episode_steps,
         "num_envs": num_envs,
         "chunk": DEFAULT_CHUNK,
     }
@@ -540,12 +541,14 @@ def program_bytes(
         return None, 0.0
     import jax.numpy as jnp
 
+    from iwbc.envs import get_spec
+
     start = time.perf_counter()
     try:
         from iwbc.envs.mjx_engine import _rollout
 
         lowered = _rollout.lower(
-            env_id,
+            get_spec(env_id),
             act_fn,
             params,
             jnp.asarray(program["qpos"]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +48,28 @@ def test_metadata_fields(make_minari_dataset: MakeDataset) -> None:
     np.testing.assert_array_equal(ds.action_low, [-3.0])
     np.testing.assert_array_equal(ds.action_high, [3.0])
     assert ds.env_spec is not None and gym.make(ds.env_spec).observation_space.shape == (4,)
+
+
+def test_fingerprint_follows_the_recorded_env(pendulum_dataset: Pendulum) -> None:
+    """Scores depend on the env a dataset records: other arguments or another time limit give
+    another fingerprint (no cached evaluation is reused), the default env leaves it as it was
+    before env arguments were hashed (so records of default-env datasets stay valid)."""
+    dataset_id, _ = pendulum_dataset
+    ds = load_dataset(dataset_id)
+    assert ds.env_spec.kwargs == {} and ds.env == ds.env_spec
+    without = dataclasses.replace(ds, env_spec=None)
+    assert without.env == ds.env_id and without.content_fingerprint == ds.content_fingerprint
+    fingerprints = {
+        dataclasses.replace(
+            ds, env_spec=dataclasses.replace(ds.env_spec, **change)
+        ).content_fingerprint
+        for change in (
+            {"kwargs": {"reset_noise_scale": 0.1}},
+            {"kwargs": {"reset_noise_scale": 0.2}},
+            {"max_episode_steps": 50},
+        )
+    }
+    assert len(fingerprints) == 3 and ds.content_fingerprint not in fingerprints
 
 
 def test_views_match_per_episode_python(pendulum_dataset: Pendulum) -> None:

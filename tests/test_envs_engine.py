@@ -1,6 +1,7 @@
 """Engine factory, fixed-seed rollouts and the errors users see."""
 
 import importlib.util
+from dataclasses import replace
 
 import gymnasium
 import jax.numpy as jnp
@@ -13,9 +14,11 @@ from iwbc.envs import (
     GymnasiumEngine,
     get_spec,
     make_engine,
+    resolve_engine,
     rollout_returns,
 )
 from iwbc.envs.evaluate import evaluate_actor
+from iwbc.envs.specs import spec_for
 from iwbc.errors import UserError
 
 
@@ -156,6 +159,79 @@ def test_mjx_engine_without_mjx_names_the_extra(monkeypatch: pytest.MonkeyPatch)
             num_episodes=2,
             engine="mjx",
         )
+
+
+def _recorded(env_id: str, **kwargs) -> gymnasium.envs.registration.EnvSpec:
+    env = gymnasium.make(env_id, **kwargs)
+    spec = env.spec
+    env.close()
+    return spec
+
+
+@pytest.mark.parametrize(
+    ("recorded", "named"),
+    [
+        (
+            lambda: replace(_recorded("Hopper-v5"), kwargs={"xml_file": "/elsewhere/hopper.xml"}),
+            "xml_file='/elsewhere/hopper.xml'",
+        ),
+        (lambda: _recorded("Ant-v5", main_body="torso"), "main_body='torso'"),
+        (lambda: _recorded("Hopper-v5", healthy_z_range=(0.7,)), "healthy_z_range=(0.7,)"),
+        (
+            lambda: replace(_recorded("Hopper-v5"), kwargs={"terminate_when_unhealthy": 0}),
+            "terminate_when_unhealthy=0",
+        ),
+        (lambda: replace(_recorded("Hopper-v5"), max_episode_steps=None), "no time limit"),
+        (
+            lambda: gymnasium.wrappers.TimeAwareObservation(gymnasium.make("Hopper-v5")).spec,
+            "wrapper TimeAwareObservation",
+        ),
+    ],
+    ids=["model", "body-name", "range", "flag-type", "no-limit", "wrapper"],
+)
+def test_recorded_envs_no_spec_reproduces_go_to_gymnasium(recorded, named: str) -> None:
+    """A dataset's env the batch engine cannot rebuild runs on Gymnasium under ``auto``, and
+    naming the batch engine is a one-line error saying what it cannot reproduce."""
+    env = recorded()
+    assert resolve_engine(env) == "gymnasium"
+    with pytest.raises(UserError) as err:
+        make_engine(env, 1, engine="batch")
+    message = str(err.value)
+    assert "\n" not in message and named in message and "engine 'gymnasium'" in message
+
+
+def test_rendering_arguments_and_the_default_model_keep_the_batch_engine() -> None:
+    recorded = _recorded(
+        "Hopper-v5", render_mode="rgb_array", width=64, height=64, xml_file="hopper.xml"
+    )
+    assert resolve_engine(recorded) == "batch"
+    assert spec_for(recorded) == get_spec("Hopper-v5")
+
+
+def test_evaluation_follows_the_recorded_env() -> None:
+    """Scores of a policy on a dataset's EnvSpec are Gymnasium's on that env, not the default's:
+    its 30-step time limit and reset noise apply on the batch engine as on Gymnasium."""
+    recorded = _recorded("Hopper-v5", max_episode_steps=30, reset_noise_scale=0.05)
+    spec = get_spec("Hopper-v5")
+    params = jnp.asarray(np.random.default_rng(0).normal(0, 0.1, (1, spec.obs_dim, 3)))
+    scores = {
+        engine: evaluate_actor(
+            lambda p, obs: jnp.tanh(obs @ p),
+            params,
+            recorded,
+            observation_dim=spec.obs_dim,
+            action_dim=3,
+            num_episodes=4,
+            engine=engine,
+        )
+        for engine in ("batch", "gymnasium")
+    }
+    np.testing.assert_allclose(scores["batch"], scores["gymnasium"], rtol=1e-5)
+    act = linear_policy(spec.obs_dim, 3)
+    lengths = rollout_returns(recorded, act, [0, 1, 2]).lengths
+    assert lengths.max() <= 30
+    default = rollout_returns("Hopper-v5", act, [0, 1, 2])
+    assert not np.array_equal(rollout_returns(recorded, act, [0, 1, 2]).returns, default.returns)
 
 
 def test_unknown_engine() -> None:

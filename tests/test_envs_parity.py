@@ -1,17 +1,20 @@
-"""The batch engine reproduces gymnasium.make(env_id) step for step."""
+"""The batch engine reproduces gymnasium.make(env_id) step for step, and gymnasium.make(spec)
+for the EnvSpec a dataset records (other arguments, another time limit)."""
 
 import gymnasium
 import numpy as np
 import pytest
+from gymnasium.envs.registration import EnvSpec
 
-from iwbc.envs import SPECS, BatchEngine, SimState, get_spec
+from iwbc.envs import SPECS, AntSpec, BatchEngine, SimState, get_spec
+from iwbc.envs.specs import env_name, spec_for
 
 SEEDS = [0, 1, 12345]
 RTOL, ATOL = 1e-9, 1e-12
 
 
 def _compare_episodes(
-    env_id: str, seeds: list[int], num_steps: int, action_scale: float, dtype: type
+    env: str | EnvSpec, seeds: list[int], num_steps: int, action_scale: float, dtype: type
 ) -> list[list[tuple[int, str]]]:
     """Step the batch engine and one Gymnasium env per row on the same random actions.
 
@@ -19,10 +22,11 @@ def _compare_episodes(
     the engine), so every row is compared for num_steps steps. Returns, per row, the
     (length, "terminated" | "truncated") of each episode that ended.
     """
-    spec = get_spec(env_id)
+    spec, env_id = spec_for(env), env_name(env)
+    contact_forces = isinstance(spec, AntSpec) and spec.include_cfrc_ext_in_observation
     n = len(seeds)
     engine = BatchEngine(spec, n, nthread=1)
-    envs = [gymnasium.make(env_id) for _ in seeds]
+    envs = [gymnasium.make(env) for _ in seeds]
     obs = engine.reset(seeds)
     ref = np.stack([env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=True)])
     np.testing.assert_array_equal(obs, ref)
@@ -42,7 +46,7 @@ def _compare_episodes(
             np.testing.assert_allclose(obs[i], g_obs, rtol=RTOL, atol=ATOL)
             np.testing.assert_allclose(reward[i], g_rew, rtol=RTOL, atol=ATOL)
             assert (bool(terminated[i]), bool(truncated[i])) == (g_term, g_trunc), (env_id, i, t)
-            if env_id == "Ant-v5":
+            if contact_forces:
                 saw_contact |= bool(np.any(obs[i, 27:] != 0))
             if g_term or g_trunc:
                 ends[i].append((int(length[i]), "terminated" if g_term else "truncated"))
@@ -52,7 +56,7 @@ def _compare_episodes(
                 next_seed += 1
     for env in envs:
         env.close()
-    if env_id == "Ant-v5":
+    if contact_forces:
         assert saw_contact, "Ant's cfrc_ext part of the observation stayed zero"
     return ends
 
@@ -85,6 +89,47 @@ def test_float64_actions_match_gymnasium() -> None:
 def test_unhealthy_episode_terminates_like_gymnasium(env_id: str) -> None:
     ends = _compare_episodes(env_id, SEEDS, num_steps=150, action_scale=1.0, dtype=np.float32)
     assert all(any(kind == "terminated" for _, kind in row) for row in ends)
+
+
+# Datasets recorded on envs built with other arguments: each case changes what the batch engine
+# must follow (reset noise, reward weights, health bounds, termination, observation layout,
+# time limit); Hopper's episodes end both ways within the steps compared, Walker2d's never
+# terminate.
+RECORDED_ENVS = {
+    "hopper": (
+        "Hopper-v5",
+        dict(
+            reset_noise_scale=0.1,
+            forward_reward_weight=2.0,
+            healthy_reward=0.5,
+            healthy_z_range=(0.8, float("inf")),
+            max_episode_steps=15,
+        ),
+    ),
+    "walker2d": (
+        "Walker2d-v5",
+        dict(terminate_when_unhealthy=False, ctrl_cost_weight=0.01, max_episode_steps=40),
+    ),
+    "halfcheetah": (
+        "HalfCheetah-v5",
+        dict(exclude_current_positions_from_observation=False, reset_noise_scale=0.5),
+    ),
+    "ant": ("Ant-v5", dict(include_cfrc_ext_in_observation=False, contact_cost_weight=1e-3)),
+}
+
+
+@pytest.mark.parametrize("name", list(RECORDED_ENVS))
+def test_recorded_env_arguments_match_gymnasium(name: str) -> None:
+    env_id, kwargs = RECORDED_ENVS[name]
+    made = gymnasium.make(env_id, **kwargs)
+    recorded = made.spec
+    made.close()
+    assert spec_for(recorded) != get_spec(env_id)
+    ends = _compare_episodes(recorded, SEEDS, num_steps=130, action_scale=1.0, dtype=np.float32)
+    limit = kwargs.get("max_episode_steps")
+    if limit is not None:
+        assert any((limit, "truncated") in row for row in ends), ends
+        assert any(kind == "terminated" for row in ends for _, kind in row) == (name == "hopper")
 
 
 def test_truncation_at_max_episode_steps() -> None:

@@ -50,6 +50,8 @@ def test_smoke_run_writes_every_part(tmp_path: Path) -> None:
     assert report["parts"]["pytest_gpu"]["rows"][0]["rc"] == 0
     mjx = report["parts"]["mjx_eval"]["rows"][0]
     assert mjx["mjx_env_steps_per_s"] > 0 and mjx["batch_env_steps_per_s"] > 0
+    # the compiled rollout's memory comes from the engine's private helpers, None if they moved
+    assert mjx["program_bytes"] > 0
     training = report["parts"]["training"]["rows"]
     assert {r["loss"] for r in training} == {"bc", "iw_trajectory"}
     assert all(r["tflops"] > 0 for r in training)

@@ -215,7 +215,7 @@ def run_unit(
     agent_at = _agent_at(unit.method, unit, context, dataset, directory)
 
     def evaluate(agent: Any, episodes: int) -> np.ndarray:
-        return evaluate_agent(agent, dataset.env_id, num_episodes=episodes, engine=suite.engine)
+        return evaluate_agent(agent, dataset.env, num_episodes=episodes, engine=suite.engine)
 
     method = METHODS[unit.method]
     trained_on = training_episodes(method, dataset.episodes, suite.pipeline.selection)

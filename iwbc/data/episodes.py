@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import gymnasium
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
@@ -180,6 +181,12 @@ class OfflineDataset:
     action_high: np.ndarray
     env_spec: EnvSpec | None = None
 
+    @property
+    def env(self) -> EnvSpec | str | None:
+        """What to evaluate on: the recorded EnvSpec (its arguments and time limit), else the
+        env id."""
+        return self.env_spec if self.env_spec is not None else self.env_id
+
     @functools.cached_property
     def content_fingerprint(self) -> str:
         """A hash of what training and scoring read: episode arrays, env and reference scores.
@@ -190,6 +197,9 @@ class OfflineDataset:
         """
         digest = hashlib.blake2b(digest_size=16)
         digest.update(repr((self.env_id, self.ref_min_score, self.ref_max_score)).encode())
+        arguments = _env_arguments(self.env_spec)
+        if arguments:  # only then: fingerprints of default-env datasets stay what they were
+            digest.update(repr(arguments).encode())
         for array in self.episodes:
             digest.update(repr((array.dtype.str, array.shape)).encode())
             digest.update(np.ascontiguousarray(array).data)
@@ -206,3 +216,18 @@ class OfflineDataset:
     @property
     def returns(self) -> np.ndarray:
         return self.episodes.returns
+
+
+def _env_arguments(env_spec: EnvSpec | None) -> tuple:
+    """What sets a recorded env apart from its id's default: arguments, wrappers, another time
+    limit (an env built otherwise scores differently). Empty for a default env."""
+    if env_spec is None:
+        return ()
+    registered = gymnasium.registry.get(env_spec.id)
+    limit = None if registered is None else registered.max_episode_steps
+    parts = (
+        tuple(sorted(env_spec.kwargs.items())),
+        tuple(w.name for w in env_spec.additional_wrappers),
+        () if env_spec.max_episode_steps == limit else (env_spec.max_episode_steps,),
+    )
+    return parts if any(parts) else ()

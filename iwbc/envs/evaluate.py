@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from iwbc.envs import SPECS, get_spec, make_engine, resolve_engine, rollout_returns
+from iwbc.envs import make_engine, resolve_engine, rollout_returns
 from iwbc.envs.rollout import require_mjx
+from iwbc.envs.specs import Env, env_name, spec_for
 from iwbc.errors import UserError
 
 EVAL_SEED_BASE = 1_000_000
@@ -29,23 +30,23 @@ def evaluation_seeds(num_episodes: int, base: int = EVAL_SEED_BASE) -> np.ndarra
     return base + np.arange(num_episodes)
 
 
-def _env_dimensions(env_id: str, engine: str) -> tuple[int, int]:
-    if engine != "gymnasium" and env_id in SPECS:
-        spec = get_spec(env_id)
+def _env_dimensions(env: Env, engine: str) -> tuple[int, int]:
+    if engine != "gymnasium":
+        spec = spec_for(env)
         return spec.obs_dim, int(spec.action_bounds()[0].size)
-    env = make_engine(env_id, 1, engine)
+    engines = make_engine(env, 1, engine)
     try:
-        return env.obs_dim, env.act_dim
+        return engines.obs_dim, engines.act_dim
     finally:
-        env.close()
+        engines.close()
 
 
-def _check_dimensions(env_id: str, engine: str, observation_dim: int, action_dim: int) -> None:
-    obs_dim, act_dim = _env_dimensions(env_id, engine)
+def _check_dimensions(env: Env, engine: str, observation_dim: int, action_dim: int) -> None:
+    obs_dim, act_dim = _env_dimensions(env, engine)
     if obs_dim != observation_dim or act_dim != action_dim:
         raise UserError(
             f"the policy maps {observation_dim}-dim observations to {action_dim}-dim actions "
-            f"but {env_id} has {obs_dim}-dim observations and {act_dim}-dim "
+            f"but {env_name(env)} has {obs_dim}-dim observations and {act_dim}-dim "
             "actions; evaluate on the environment the dataset was collected in"
         )
 
@@ -70,7 +71,7 @@ class SeedBatchedActor:
 def evaluate_actor(
     act_fn: Callable[[Any, jax.Array], jax.Array],
     params: Any,
-    env_id: str,
+    env: Env,
     *,
     observation_dim: int,
     action_dim: int,
@@ -84,21 +85,22 @@ def evaluate_actor(
     offline-RL agents are scored by the same batched rollout on the same seeds. On MJX the
     whole evaluation, policy included, is one compiled call (pass an ``act_fn`` that is
     equal across calls, a plain function or a frozen dataclass, to compile it once).
+    ``env`` is an id or the EnvSpec a dataset records (its arguments and time limit apply).
     """
     num_seeds = jax.tree.leaves(params)[0].shape[0]
-    engine = resolve_engine(env_id, engine)
-    _check_dimensions(env_id, engine, observation_dim, action_dim)
+    engine = resolve_engine(env, engine)
+    _check_dimensions(env, engine, observation_dim, action_dim)
     seeds = np.tile(evaluation_seeds(num_episodes, seed_base), num_seeds)
     actor = SeedBatchedActor(act_fn, num_seeds)
     if engine == "mjx":
         require_mjx()
         from iwbc.envs.mjx_engine import mjx_rollout_returns
 
-        result = mjx_rollout_returns(env_id, actor, params, seeds)
+        result = mjx_rollout_returns(env, actor, params, seeds)
     else:
         act = jax.jit(actor)
         result = rollout_returns(
-            env_id,
+            env,
             lambda obs: np.asarray(act(params, jnp.asarray(obs))),
             seeds,
             engine=engine,
@@ -109,7 +111,7 @@ def evaluate_actor(
 
 def evaluate_agent(
     agent: Any,
-    env_id: str,
+    env: Env,
     *,
     num_episodes: int = 100,
     engine: str = "auto",
@@ -122,7 +124,7 @@ def evaluate_agent(
     return evaluate_actor(
         act_fn,
         params,
-        env_id,
+        env,
         observation_dim=agent.observation_dim,
         action_dim=agent.action_dim,
         num_episodes=num_episodes,

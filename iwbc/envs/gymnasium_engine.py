@@ -12,7 +12,7 @@ import numpy as np
 from gymnasium import spaces
 
 from iwbc.envs.engine import StepResult, check_num_envs, checked_actions, reset_targets, resolve_ids
-from iwbc.envs.specs import SPECS
+from iwbc.envs.specs import SPECS, Env, env_name
 from iwbc.errors import UserError
 
 
@@ -39,16 +39,19 @@ def _check_spaces(env_id: str, env: gymnasium.Env) -> None:
 
 
 class GymnasiumEngine:
-    """``num_envs`` copies of ``gymnasium.make(env_id)`` behind the batch engine's interface.
+    """``num_envs`` copies of ``gymnasium.make(env)`` behind the batch engine's interface.
 
+    ``env`` is an id or an EnvSpec (a dataset's, with its arguments and wrappers).
     Observations are flattened to float64 rows; ``truncated`` comes from the env's
-    TimeLimit (``max_episode_steps`` of its registration).
+    TimeLimit (``max_episode_steps`` of its registration or EnvSpec).
     """
 
-    def __init__(self, env_id: str, num_envs: int) -> None:
+    def __init__(self, env: Env, num_envs: int) -> None:
         check_num_envs(num_envs)
-        check_env_id(env_id)
-        first = gymnasium.make(env_id)
+        env_id = env_name(env)
+        if isinstance(env, str):  # an EnvSpec carries its entry point: it needs no registration
+            check_env_id(env)
+        first = gymnasium.make(env)
         try:
             _check_spaces(env_id, first)
         except ValueError:
@@ -56,7 +59,7 @@ class GymnasiumEngine:
             raise
         self.env_id = env_id
         self.num_envs = num_envs
-        self.envs = [first] + [gymnasium.make(env_id) for _ in range(num_envs - 1)]
+        self.envs = [first] + [gymnasium.make(env) for _ in range(num_envs - 1)]
         self.max_episode_steps = first.spec.max_episode_steps if first.spec else None
         self.action_low = np.asarray(first.action_space.low).reshape(-1)
         self.action_high = np.asarray(first.action_space.high).reshape(-1)

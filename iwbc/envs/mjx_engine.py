@@ -39,7 +39,7 @@ import numpy as np
 
 from iwbc.envs.engine import StepResult, check_num_envs, checked_actions, reset_targets, resolve_ids
 from iwbc.envs.rollout import RolloutResult
-from iwbc.envs.specs import SimState, TaskSpec, get_spec
+from iwbc.envs.specs import Env, SimState, TaskSpec, spec_for
 
 # What mujoco.mjx prints (with print, on stdout) on import when its optional Warp backend, a
 # GPU-only alternative iwbc never uses, is not installed.
@@ -144,20 +144,20 @@ class MjxTask:
         return jax.vmap(self._sim_state)(d)
 
 
-def mjx_task(env_id: str) -> MjxTask:
-    """The cached MJX task of a built-in spec, one per ``jax_enable_x64`` setting.
+def mjx_task(spec: TaskSpec) -> MjxTask:
+    """The cached MJX task of a spec, one per ``jax_enable_x64`` setting.
 
     The model's arrays take the float width in force when it is uploaded, so a float32
     model must not serve a float64 run or the reverse.
     """
-    return _mjx_task(env_id, bool(jax.config.jax_enable_x64))
+    return _mjx_task(spec, bool(jax.config.jax_enable_x64))
 
 
 @functools.cache
-def _mjx_task(env_id: str, x64: bool) -> MjxTask:
+def _mjx_task(spec: TaskSpec, x64: bool) -> MjxTask:
     # eager even when first asked for inside a trace, so no tracer is cached
     with jax.ensure_compile_time_eval():
-        return MjxTask(get_spec(env_id))
+        return MjxTask(spec)
 
 
 def _where_rows(mask: jax.Array, new: Any, old: Any) -> Any:
@@ -178,9 +178,9 @@ class _Carry(NamedTuple):
     clock: jax.Array  # env steps simulated by each env so far
 
 
-@functools.partial(jax.jit, static_argnames=("env_id", "act_fn", "num_envs", "chunk"))
+@functools.partial(jax.jit, static_argnames=("spec", "act_fn", "num_envs", "chunk"))
 def _rollout(
-    env_id: str,
+    spec: TaskSpec,
     act_fn: JaxActFn,
     params: Any,
     qpos: jax.Array,
@@ -193,8 +193,7 @@ def _rollout(
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     # qpos/qvel hold one initial state per episode slot; slots past num_episodes are
     # padding that never starts, so a few slot counts serve every episode count.
-    task = mjx_task(env_id)
-    spec = task.spec
+    task = mjx_task(spec)
     slots = qpos.shape[0]
     data = task.reset(qpos[:num_envs], qvel[:num_envs])
     episode = jnp.arange(num_envs, dtype=jnp.int32)
@@ -254,10 +253,10 @@ def _rollout(
 
 
 @functools.lru_cache(maxsize=8)
-def _episode_starts(env_id: str, seeds: bytes) -> tuple[np.ndarray, ...]:
+def _episode_starts(spec: TaskSpec, seeds: bytes) -> tuple[np.ndarray, ...]:
     # Drawing a start takes a numpy Generator per seed (~20 us); evaluations repeat the
     # same seeds at every checkpoint, so keep the last few.
-    return initial_states(get_spec(env_id), np.frombuffer(seeds, dtype=np.int64))
+    return initial_states(spec, np.frombuffer(seeds, dtype=np.int64))
 
 
 def _slots(num_episodes: int, num_envs: int) -> int:
@@ -275,7 +274,7 @@ class MjxRollout(NamedTuple):
 
 
 def mjx_rollout(
-    env_id: str,
+    env: Env | TaskSpec,
     act_fn: JaxActFn,
     params: Any,
     seeds: Sequence[int] | np.ndarray,
@@ -292,7 +291,7 @@ def mjx_rollout(
     lengths so far are reported and unstarted ones are zero. It is for throughput
     measurements, where the envs should stay busy for a fixed time.
     """
-    spec = get_spec(env_id)
+    spec = env if isinstance(env, TaskSpec) else spec_for(env)
     seeds = np.asarray(seeds, dtype=np.int64).reshape(-1)
     n = seeds.size
     if n == 0:
@@ -308,10 +307,10 @@ def mjx_rollout(
     budget = np.iinfo(np.int32).max if step_budget is None else step_budget
     if budget < 1:
         raise ValueError(f"step_budget must be at least 1, got {step_budget}")
-    mjx_task(env_id)
-    qpos, qvel = _episode_starts(env_id, np.resize(seeds, _slots(n, width)).tobytes())
+    mjx_task(spec)
+    qpos, qvel = _episode_starts(spec, np.resize(seeds, _slots(n, width)).tobytes())
     returns, lengths, clock = _rollout(
-        env_id,
+        spec,
         act_fn,
         params,
         jnp.asarray(qpos),
@@ -330,7 +329,7 @@ def mjx_rollout(
 
 
 def mjx_rollout_returns(
-    env_id: str,
+    env: Env | TaskSpec,
     act_fn: JaxActFn,
     params: Any,
     seeds: Sequence[int] | np.ndarray,
@@ -340,6 +339,8 @@ def mjx_rollout_returns(
     max_steps: int | None = None,
 ) -> RolloutResult:
     """One episode per seed on MJX, scored as ``rollout_returns`` scores them.
+
+    ``env`` is an id, a dataset's EnvSpec (see ``spec_for``) or a TaskSpec.
 
     The whole evaluation is one compiled call: ``act_fn(params, obs)`` must be a jax
     function (it is traced into the rollout; pass an equal, hashable function each
@@ -352,7 +353,7 @@ def mjx_rollout_returns(
     seeds within a power of two, does not recompile.
     """
     result = mjx_rollout(
-        env_id, act_fn, params, seeds, num_envs=num_envs, chunk=chunk, max_steps=max_steps
+        env, act_fn, params, seeds, num_envs=num_envs, chunk=chunk, max_steps=max_steps
     )
     return RolloutResult(result.returns, result.lengths)
 
@@ -374,7 +375,7 @@ class MjxEngine:
         self.action_low, self.action_high = spec.action_bounds()
         self.act_dim = int(self.action_low.size)
         self.obs_dim = spec.obs_dim
-        self._task = mjx_task(spec.env_id) if get_spec(spec.env_id) == spec else MjxTask(spec)
+        self._task = mjx_task(spec)
         self._t = np.zeros(num_envs, dtype=np.int64)
         qpos, qvel = initial_states(spec, np.zeros(num_envs, dtype=np.int64))
         self._reset_fn = jax.jit(self._reset_rows)

@@ -11,26 +11,30 @@ import numpy as np
 from iwbc.envs.batch import BatchEngine
 from iwbc.envs.engine import Engine, check_num_envs
 from iwbc.envs.gymnasium_engine import GymnasiumEngine, check_env_id
-from iwbc.envs.specs import SPECS, get_spec
+from iwbc.envs.specs import Env, spec_for
 from iwbc.errors import UserError
 
 ENGINES = ("auto", "batch", "gymnasium", "mjx")
 DEFAULT_MAX_ENVS = 128
 
 
-def resolve_engine(env_id: str, engine: str = "auto") -> str:
+def resolve_engine(env: Env, engine: str = "auto") -> str:
     """The engine ``auto`` stands for, or ``engine`` itself when it is named.
 
     ``auto`` takes MJX when JAX runs on a GPU and ``mujoco.mjx`` is installed (MJX pays
-    off only there), else the CPU batch engine, for envs with a built-in spec; Gymnasium
-    for the others. Name an engine to override.
+    off only there), else the CPU batch engine, for envs a built-in spec reproduces
+    (``spec_for``: the id, and any arguments a dataset's EnvSpec records); Gymnasium for
+    the others. Name an engine to override.
     """
     if engine not in ENGINES:
         raise UserError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if engine != "auto":
         return engine
-    if env_id not in SPECS:
-        check_env_id(env_id)
+    try:
+        spec_for(env)
+    except UserError:
+        if isinstance(env, str):
+            check_env_id(env)
         return "gymnasium"
     return "mjx" if _gpu_with_mjx() else "batch"
 
@@ -49,17 +53,17 @@ def require_mjx() -> None:
         )
 
 
-def make_engine(env_id: str, num_envs: int, engine: str = "auto") -> Engine:
-    """Build ``num_envs`` envs of ``env_id`` on ``engine`` (see ``resolve_engine``)."""
-    engine = resolve_engine(env_id, engine)
+def make_engine(env: Env, num_envs: int, engine: str = "auto") -> Engine:
+    """Build ``num_envs`` envs of ``env`` on ``engine`` (see ``resolve_engine``)."""
+    engine = resolve_engine(env, engine)
     if engine == "batch":
-        return BatchEngine(get_spec(env_id), num_envs)
+        return BatchEngine(spec_for(env), num_envs)
     if engine == "mjx":
         require_mjx()
         from iwbc.envs.mjx_engine import MjxEngine
 
-        return MjxEngine(get_spec(env_id), num_envs)
-    return GymnasiumEngine(env_id, num_envs)
+        return MjxEngine(spec_for(env), num_envs)
+    return GymnasiumEngine(env, num_envs)
 
 
 class RolloutResult(NamedTuple):
@@ -73,7 +77,7 @@ ActFn = Callable[[np.ndarray], np.ndarray]
 
 
 def rollout_returns(
-    env_id: str,
+    env: Env,
     act_fn: ActFn,
     seeds: Sequence[int] | np.ndarray,
     *,
@@ -98,11 +102,11 @@ def rollout_returns(
     if num_envs is not None:
         check_num_envs(num_envs)
     width = min(n, DEFAULT_MAX_ENVS) if num_envs is None else min(n, num_envs)
-    env = make_engine(env_id, width, engine)
+    engines = make_engine(env, width, engine)
     try:
-        _run_episodes(env, act_fn, seeds, returns, lengths)
+        _run_episodes(engines, act_fn, seeds, returns, lengths)
     finally:
-        env.close()
+        engines.close()
     return RolloutResult(returns, lengths)
 
 

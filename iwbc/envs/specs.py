@@ -16,6 +16,7 @@ step, which Gymnasium calls explicitly.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -24,6 +25,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import mujoco
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 
 from iwbc.errors import UserError
 
@@ -432,3 +434,91 @@ def get_spec(env_id: str) -> TaskSpec:
         raise UserError(
             f"no built-in spec for {env_id!r}; ids with a built-in spec: {', '.join(SPECS)}"
         ) from None
+
+
+Env = str | EnvSpec
+"""An environment to evaluate on: a Gymnasium id (its default arguments), or the
+``gymnasium.envs.registration.EnvSpec`` a dataset records, with its arguments and time limit."""
+
+# Arguments of Gymnasium's MuJoCo envs that change how they render, not what they simulate.
+_RENDERING_ARGUMENTS = frozenset(
+    {
+        "render_mode",
+        "width",
+        "height",
+        "camera_id",
+        "camera_name",
+        "default_camera_config",
+        "visual_options",
+        "max_geom",
+    }
+)
+
+
+def env_name(env: Env) -> str:
+    """The Gymnasium id of ``env``."""
+    return env if isinstance(env, str) else env.id
+
+
+def spec_for(env: Env) -> TaskSpec:
+    """The built-in spec that reproduces ``env``: an id with its default arguments, or an
+    ``EnvSpec`` whose arguments (those the spec models, named as Gymnasium names them) and
+    ``max_episode_steps`` it takes on.
+
+    A dataset recorded on, say, ``Hopper-v5`` with ``reset_noise_scale=0.1`` must be scored on
+    that env, not on the default one. Whatever no built-in spec reproduces (an unknown id, a
+    model file, a wrapper, an argument the spec does not model, no time limit) is a one-line
+    UserError naming it; the Gymnasium engine runs such envs as they are.
+    """
+    if isinstance(env, str):
+        return get_spec(env)
+    spec = get_spec(env.id)
+    fields = {f.name for f in dataclasses.fields(spec)} - {"max_episode_steps"}
+    changes: dict[str, Any] = {}
+    problems = [f"wrapper {w.name}" for w in env.additional_wrappers]
+    for name, value in env.kwargs.items():
+        if name in _RENDERING_ARGUMENTS or (name == "xml_file" and _default_model(spec, value)):
+            continue
+        try:
+            if name not in fields:
+                raise TypeError
+            changes[name] = _as_field(getattr(spec, name), value)
+        except (TypeError, ValueError):
+            problems.append(f"{name}={value!r}")
+    if env.max_episode_steps is None:
+        problems.append("no time limit (max_episode_steps=None)")
+    if problems:
+        raise UserError(
+            f"{env.id} with {', '.join(problems)} has no built-in spec (the batch and MJX "
+            f"engines model the default model with arguments {', '.join(sorted(fields))} and a "
+            "time limit); evaluate it with engine 'gymnasium'"
+        )
+    changes["max_episode_steps"] = int(env.max_episode_steps)
+    return dataclasses.replace(spec, **changes)
+
+
+def _default_model(spec: TaskSpec, xml_file: object) -> bool:
+    return isinstance(xml_file, str) and (
+        xml_file == spec.xml_file
+        or os.path.abspath(xml_file) == os.path.abspath(gymnasium_asset(spec.xml_file))
+    )
+
+
+def _as_field(default: object, value: object) -> object:
+    """``value`` in the type of the field whose default is ``default``; TypeError if it has
+    another kind (a body name where the spec takes an index, a flag given as a number)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        if type(default) is not type(value):
+            raise TypeError
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, list | tuple) or len(value) != len(default):
+            raise TypeError
+        return tuple(float(_as_field(0.0, v)) for v in value)
+    if isinstance(default, int):
+        if not isinstance(value, int):
+            raise TypeError
+        return value
+    if not isinstance(value, int | float):
+        raise TypeError
+    return float(value)
