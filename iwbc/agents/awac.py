@@ -30,7 +30,8 @@ from iwbc.core.sampling import TransitionBatch
 
 @dataclasses.dataclass(frozen=True)
 class AWACConfig(OfflineRLConfig):
-    """CORL ``awac.py`` defaults for D4RL locomotion (rewards left as they are)."""
+    """CORL ``awac.py``'s code defaults, as JAX-CORL's (rewards left as they are). CORL's D4RL
+    locomotion configs set ``awac_lambda`` to 1/3 instead: a suite sets it per method."""
 
     # CORL's AWAC uses 3 hidden layers of 256 for the actor and both critics.
     hidden_dims: tuple[int, ...] = (256, 256, 256)

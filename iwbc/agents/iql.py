@@ -36,8 +36,10 @@ from iwbc.core.sampling import TransitionBatch
 
 @dataclasses.dataclass(frozen=True)
 class IQLConfig(OfflineRLConfig):
-    """CORL ``iql.py`` defaults for D4RL locomotion. The actor's learning rate follows a cosine
-    from actor_lr to 0 over ``steps`` (CORL: CosineAnnealingLR)."""
+    """CORL ``iql.py`` defaults for D4RL locomotion, but rewards scaled on every dataset, as
+    the IQL paper and JAX-CORL do (CORL's configs scale them only on Hopper medium and
+    medium-replay). The actor's learning rate follows a cosine from actor_lr to 0 over
+    ``steps`` (CORL: CosineAnnealingLR)."""
 
     actor_lr: float = 3e-4
     critic_lr: float = 3e-4
