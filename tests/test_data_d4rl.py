@@ -7,6 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import h5py
+import jax.numpy as jnp
 import minari
 import numpy as np
 import pytest
@@ -15,6 +16,8 @@ from iwbc.bench.suites import load_suite
 from iwbc.cli import main
 from iwbc.data import DatasetError, dataset_normalized_score, list_datasets, load_dataset
 from iwbc.data.d4rl import import_d4rl, infer_names
+from iwbc.envs.evaluate import evaluate_actor
+from iwbc.envs.specs import spec_for
 
 # D4RL's published constants (d4rl/gym_mujoco/__init__.py, d4rl/infos.py), typed here again.
 D4RL_REF = {
@@ -159,6 +162,34 @@ def test_ant_drops_the_worldbody_contact_forces(tmp_path, minari_root):
     write_d4rl(bad, "ant", edit=lambda d: d["observations"].__setitem__((0, 30), 1.0))
     with pytest.raises(DatasetError, match="worldbody"):
         import_d4rl(bad, root=minari_root)
+
+
+def test_ant_without_contact_forces_is_evaluated_without_them(tmp_path, minari_root):
+    """D4RL's own Ant files: MuJoCo 2.0 never computed Ant-v3's cfrc_ext, so all 84 columns
+    are 0. The dataset keeps the 27 others and records Ant-v5 without contact forces, which
+    evaluation builds, instead of feeding the policy forces it never saw in training."""
+    file = tmp_path / "ant_medium-v2.hdf5"
+
+    def no_forces(d):
+        d["observations"][:, 27:] = 0.0
+        d["next_observations"][:, 27:] = 0.0
+
+    data = write_d4rl(file, "ant", edit=no_forces)
+    ds = load_dataset(import_d4rl(file, root=minari_root).dataset_id, root=minari_root)
+    assert (ds.env_id, ds.observation_dim) == ("Ant-v5", 27)
+    assert ds.env_spec.kwargs == {"include_cfrc_ext_in_observation": False}
+    first = sequence_dataset(data)[0]["observations"]
+    np.testing.assert_array_equal(ds.episodes.observations[0, : len(first)], first[:, :27])
+    assert spec_for(ds.env).obs_dim == 27
+    scores = evaluate_actor(
+        lambda p, obs: jnp.tanh(obs @ p),
+        jnp.zeros((1, 27, 8)),
+        ds.env,
+        observation_dim=27,
+        action_dim=8,
+        num_episodes=2,
+    )
+    assert scores.shape == (1, 2)
 
 
 @pytest.mark.parametrize(

@@ -19,8 +19,14 @@ What is followed, and where it comes from:
   ``d4rl/gym_mujoco/__init__.py`` registers for every dataset of an env (ant's in
   ``d4rl/infos.py``), so normalized scores equal ``100 * d4rl.get_normalized_score``.
 - Evaluation env: the Gymnasium v5 task of the same robot. The data came from gym's -v3 envs
-  (mujoco-py); Ant-v3's 111-wide observation holds the worldbody's ``cfrc_ext`` (always 0),
-  which Ant-v5 drops (105 wide), so those 6 columns are dropped here, and refused if non-zero.
+  (mujoco-py). Ant-v3's 111-wide observation ends with ``cfrc_ext`` of its 14 bodies. Under
+  MuJoCo 2.0, which D4RL's mujoco-py used, nothing computes ``cfrc_ext`` (gym issues #1541,
+  #2593; D4RL issue #143), so in D4RL's Ant files all 84 columns are 0, while Ant-v5 fills
+  them with real forces: such a file is imported with its 27 position and velocity columns and
+  evaluated on Ant-v5 with ``include_cfrc_ext_in_observation=False`` (recorded in the
+  dataset's EnvSpec), so the policy never meets inputs it was not trained on. A file whose
+  forces are recorded keeps 13 bodies' (105 wide, Ant-v5's default) and drops the worldbody's,
+  refused if non-zero (Ant-v5 leaves it out).
 
 ``infos/*`` and ``metadata/*`` are not imported (nothing in iwbc reads them). A malformed file
 raises a one-line DatasetError before anything is written; the write itself is atomic.
@@ -35,6 +41,7 @@ from pathlib import Path
 import gymnasium as gym
 import h5py
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 from minari.data_collector import EpisodeBuffer
 from minari.dataset.minari_dataset import parse_dataset_id
 
@@ -60,7 +67,12 @@ REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 # Ant-v3's observation: 13 positions, 14 velocities, then cfrc_ext of 14 bodies (6 each), the
 # first being the worldbody, which Ant-v5 leaves out.
 _ANT_V3_WIDTH = 111
+_ANT_CFRC = slice(27, _ANT_V3_WIDTH)
 _ANT_WORLDBODY_CFRC = slice(27, 33)
+_WITHOUT_CONTACT_FORCES = (
+    " without contact forces in its observation (all 84 cfrc_ext columns of the file are 0: "
+    "MuJoCo 2.0 never computed them for Ant-v3)"
+)
 _FILE_NAME = re.compile(
     r"^(?P<task>halfcheetah|hopper|walker2d|ant)[-_](?P<tier>[a-z0-9_-]+?)(?:[-_]v(?P<version>\d+))?$"
 )
@@ -207,10 +219,32 @@ def episode_bounds(terminals: np.ndarray, timeouts: np.ndarray) -> tuple[np.ndar
     return np.stack([starts[: stops.size], stops], axis=1), dropped
 
 
-def to_env_observations(task: str, observations: np.ndarray, where: str) -> np.ndarray:
-    """The observations as the v5 task lays them out (only Ant's differ: see the module doc)."""
+def evaluation_env(task: str, arrays: D4RLArrays) -> str | EnvSpec:
+    """The Gymnasium v5 env that ``task``'s data is evaluated on: Ant-v5 without contact
+    forces in its observation when the file holds none (see the module doc)."""
+    env_id = TASKS[task]
+    if task != "ant" or arrays.observations.shape[1] != _ANT_V3_WIDTH:
+        return env_id
+    observed = [arrays.observations] + (
+        [] if arrays.next_observations is None else [arrays.next_observations]
+    )
+    if any(np.any(o[:, _ANT_CFRC] != 0) for o in observed):
+        return env_id
+    env = gym.make(env_id, include_cfrc_ext_in_observation=False)
+    try:
+        return env.spec
+    finally:
+        env.close()
+
+
+def to_env_observations(
+    task: str, observations: np.ndarray, where: str, env: str | EnvSpec
+) -> np.ndarray:
+    """The observations as ``env`` (``evaluation_env``) lays them out: only Ant's differ."""
     if task != "ant" or observations.shape[1] != _ANT_V3_WIDTH:
         return observations
+    if not isinstance(env, str):  # no contact forces recorded: positions and velocities only
+        return observations[:, : _ANT_CFRC.start]
     worldbody = observations[:, _ANT_WORLDBODY_CFRC]
     if np.any(worldbody != 0):
         raise DatasetError(
@@ -239,7 +273,7 @@ def d4rl_episodes(arrays: D4RLArrays) -> list[EpisodeBuffer]:
     return episodes
 
 
-def _env_dims(env_id: str) -> tuple[int, int]:
+def _env_dims(env_id: str | EnvSpec) -> tuple[int, int]:
     env = gym.make(env_id)
     try:
         return int(env.observation_space.shape[0]), int(env.action_space.shape[0])
@@ -275,13 +309,16 @@ def import_d4rl(
         )
     arrays = read_d4rl_file(file)
     env_id = TASKS[task]
-    obs_dim, act_dim = _env_dims(env_id)
+    env = evaluation_env(task, arrays)
+    obs_dim, act_dim = _env_dims(env)
     where = str(file)
     next_obs = arrays.next_observations
     arrays = dataclasses.replace(
         arrays,
-        observations=to_env_observations(task, arrays.observations, where),
-        next_observations=None if next_obs is None else to_env_observations(task, next_obs, where),
+        observations=to_env_observations(task, arrays.observations, where, env),
+        next_observations=(
+            None if next_obs is None else to_env_observations(task, next_obs, where, env)
+        ),
     )
     for kind, width, expected in (
         ("observations", arrays.observations.shape[1], obs_dim),
@@ -308,13 +345,14 @@ def import_d4rl(
         f"D4RL file {Path(file).name} imported by `iwbc data import-d4rl`: {len(episodes)} "
         f"episodes split at terminals and timeouts as d4rl.sequence_dataset does; {dropped} "
         f"trailing step(s) after the last episode end dropped; final observation: {final}. "
-        f"Recorded on gym's {env_id.replace('-v5', '-v3')} (mujoco-py), evaluated on {env_id}. "
+        f"Recorded on gym's {env_id.replace('-v5', '-v3')} (mujoco-py), evaluated on {env_id}"
+        f"{'' if isinstance(env, str) else _WITHOUT_CONTACT_FORCES}. "
         f"ref_min_score / ref_max_score: D4RL's for {task}."
     )
     path = write_dataset(
         dataset_id,
         episodes,
-        env_id=env_id,
+        env_id=env,
         ref_min_score=ref_min,
         ref_max_score=ref_max,
         description=description,
