@@ -118,6 +118,28 @@ def test_scores_cached_and_medium_expert_written(minari_mujoco, minari_root, cap
         np.testing.assert_array_equal(joined.episodes.truncations[i, :n], buffer.truncations)
 
 
+def test_scores_the_expert_publishes_serve_the_whole_namespace(
+    make_minari_dataset, local_minari_remote, minari_root
+):
+    """An expert tier with reference scores of its own (Minari's, from its expert policy) sets
+    them for every tier, so medium and medium-expert are not normalized otherwise."""
+    for tier, options in TIERS.items():
+        published = {"ref_min_score": -20.0, "ref_max_score": 3000.0} if tier == "expert" else {}
+        make_minari_dataset(
+            f"mujoco/hopper/{tier}-v0",
+            env=ENV,
+            **{"ref_min_score": None, "ref_max_score": None, **published},
+            root=local_minari_remote,
+            **options,
+        )
+    result = prepare_namespace("hopper", root=minari_root, download=True, episodes=5)
+    assert (result.ref_min_score, result.ref_max_score) == (-20.0, 3000.0)
+    assert result.reference["ref_max_rule"] == "mujoco/hopper/expert-v0's own metadata"
+    for tier in ("medium", "expert", "medium-expert", "simple"):
+        ds = load_dataset(f"mujoco/hopper/{tier}-v0", root=minari_root, download=True)
+        assert (ds.ref_min_score, ds.ref_max_score) == (-20.0, 3000.0), tier
+
+
 def test_second_call_keeps_and_overwrite_recomputes(minari_mujoco, minari_root, monkeypatch):
     first = prepare_namespace("mujoco/hopper", root=minari_root, download=True, episodes=4)
     assert first.medium_expert == "mujoco/hopper/medium-expert-v0"

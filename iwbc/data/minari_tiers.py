@@ -12,6 +12,10 @@ policy behind Minari's ``expert-v0`` is not available here, so the rule for a Mi
 - ``ref_max_score``: the mean undiscounted return of every episode of ``<namespace>/expert-v0``
   (the expert's own stochastic rollouts, not a deterministic evaluation).
 
+Where ``expert-v0``'s own metadata carries reference scores (Minari computes them from the
+expert policy when a publisher passes it), those serve the whole namespace instead, so that no
+tier is normalized otherwise than the expert.
+
 They are stored per namespace beside the root (:mod:`iwbc.data.reference_cache`), so every
 dataset of the namespace loads with them. ``medium-expert-v0`` is ``medium-v0``'s episodes then
 ``expert-v0``'s, as D4RL concatenated its medium and expert files, with the scores in its metadata.
@@ -34,7 +38,8 @@ from iwbc.data.errors import DatasetError
 from iwbc.data.minari_io import load_dataset, minari_root
 from iwbc.data.minari_write import dataset_exists, write_dataset
 from iwbc.data.reference_cache import cached_entry, store_reference_scores
-from iwbc.envs import SPECS, rollout_returns
+from iwbc.envs import rollout_returns
+from iwbc.envs.specs import Env, spec_for
 from iwbc.errors import UserError
 
 # The generator's reset seeds and action-stream tag for reference episodes
@@ -58,28 +63,30 @@ def tier_id(namespace: str, tier: str) -> str:
     return f"{namespace}/{tier}-{VERSION}"
 
 
-def uniform_random_return(env_id: str, episodes: int = 100, seed: int = 0) -> float:
+def uniform_random_return(env: Env, episodes: int = 100, seed: int = 0) -> float:
     """Mean return of ``episodes`` uniform-random episodes on fixed reset seeds.
 
-    The batch engine where iwbc has the task, else Gymnasium; actions are drawn uniformly in the
-    action bounds from one stream, as ``iwbc.datagen.generate.reference_scores`` does.
+    ``env`` is an id or the expert's recorded EnvSpec (its arguments apply). The batch engine
+    where iwbc has the task, else Gymnasium; actions are drawn uniformly in the action bounds
+    from one stream, as ``iwbc.datagen.generate.reference_scores`` does.
     """
     if episodes < 1:
         raise UserError(f"episodes must be at least 1, got {episodes}")
-    engine = "batch" if env_id in SPECS else "gymnasium"
     rng = np.random.default_rng([seed, _RANDOM_TAG])
-    if env_id in SPECS:
-        low, high = SPECS[env_id].action_bounds()
-    else:
-        env = gym.make(env_id)
-        low, high = env.action_space.low, env.action_space.high
-        env.close()
+    try:
+        low, high = spec_for(env).action_bounds()
+        engine = "batch"  # never MJX: reference scores come from MuJoCo's C engine
+    except UserError:
+        engine = "gymnasium"
+        made = gym.make(env)
+        low, high = made.action_space.low, made.action_space.high
+        made.close()
 
     def act(obs: np.ndarray) -> np.ndarray:
         return rng.uniform(low, high, (obs.shape[0], np.size(low)))
 
     seeds = REFERENCE_SEED_BASE + np.arange(episodes)
-    return float(rollout_returns(env_id, act, seeds, engine=engine).returns.mean())
+    return float(rollout_returns(env, act, seeds, engine=engine).returns.mean())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +122,14 @@ def stored_env_spec(dataset_id: str, root: str | Path | None) -> EnvSpec | None:
         return minari.load_dataset(dataset_id).env_spec
 
 
+def stored_reference_scores(dataset_id: str, root: str | Path | None) -> tuple[float, float] | None:
+    """The reference scores in a dataset's own metadata (not the namespace cache's), if any."""
+    with minari_root(root):
+        metadata = minari.load_dataset(dataset_id).storage.metadata
+    low, high = metadata.get("ref_min_score"), metadata.get("ref_max_score")
+    return None if low is None or high is None else (float(low), float(high))
+
+
 def reference_entry(
     namespace: str,
     *,
@@ -123,12 +138,28 @@ def reference_entry(
     episodes: int = 100,
     seed: int = 0,
 ) -> dict:
-    """Compute the namespace's reference scores by the module's rule, with how they were made."""
+    """The namespace's reference scores, with how they were made: those the expert tier's own
+    metadata carries (Minari computes them when its publisher passes the expert policy), so
+    that every tier of the namespace is normalized as the expert is; else by the module's rule.
+    """
     expert = load_dataset(tier_id(namespace, "expert"), root=root, download=download)
     if expert.env_id is None:
         raise DatasetError(f"{expert.id} records no env, so no random policy can be run on it")
     started = time.perf_counter()
-    ref_min = uniform_random_return(expert.env_id, episodes, seed)
+    published = stored_reference_scores(expert.id, root)
+    if published is not None:
+        return {
+            "ref_min_score": published[0],
+            "ref_max_score": published[1],
+            "env_id": expert.env_id,
+            "episodes": episodes,
+            "seed": seed,
+            "ref_min_rule": f"{expert.id}'s own metadata",
+            "ref_max_rule": f"{expert.id}'s own metadata",
+            "seconds": round(time.perf_counter() - started, 2),
+            "made_by": "iwbc data minari-tiers",
+        }
+    ref_min = uniform_random_return(expert.env, episodes, seed)
     ref_max = float(expert.returns.mean())
     if ref_max <= ref_min:
         raise DatasetError(
