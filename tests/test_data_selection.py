@@ -45,6 +45,25 @@ def test_stratified_top_matches_definition_with_ties() -> None:
     np.testing.assert_array_equal(stratified_top(returns, (50, 90)), [0, 2, 4, 0, 2, 4])
 
 
+def authors_filter(returns: np.ndarray, percentiles: tuple[float, ...]) -> np.ndarray:
+    """The authors' filter_data_func: cut-offs from the whole buffer, then one buffer filtered
+    in place by each in turn (EpisodicReplayBuffer.filter_dataset keeps R >= cut-off)."""
+    cut_offs = [np.percentile(returns, p) for p in percentiles]
+    kept, copies = np.arange(returns.size), []
+    for cut in cut_offs:
+        kept = kept[returns[kept] >= cut]
+        copies.append(kept)
+    return np.concatenate(copies)
+
+
+@pytest.mark.parametrize("percentiles", [(90, 95, 98), (98, 95, 90), (95, 50, 99), (80,)])
+def test_stratified_top_matches_the_authors_filter_in_any_order(percentiles) -> None:
+    returns = np.random.default_rng(4).normal(size=150).round(1)  # ties included
+    np.testing.assert_array_equal(
+        stratified_top(returns, percentiles), authors_filter(returns, percentiles)
+    )
+
+
 def test_quality_scores() -> None:
     np.testing.assert_allclose(quality_scores([2.0, 4.0, 3.0]), [0.0, 1.0, 0.5])
     np.testing.assert_array_equal(quality_scores([7.0, 7.0]), [1.0, 1.0])

@@ -43,6 +43,9 @@ def stratified_top(
     For each p, take {i : R_i >= np.percentile(R, p)} (ascending index order) and concatenate
     the sets, so with (90, 95, 98) a trajectory above the 98th percentile appears three times
     and the best data is up-weighted. Example: returns 0..99 give 10 + 5 + 2 = 17 indices.
+    The authors filter one buffer in place, cut-off after cut-off (``main.py``'s
+    ``filter_data_func``), so a percentile below an earlier one selects the earlier set again:
+    each threshold is the highest so far, as there.
     """
     values = _validated_returns(returns)
     levels = np.asarray(percentiles, dtype=np.float64)
@@ -50,7 +53,7 @@ def stratified_top(
         raise ValueError(f"percentiles must be a non-empty 1-D sequence, got {percentiles!r}")
     if not ((levels >= 0) & (levels <= 100)).all():
         raise ValueError(f"percentiles must lie in [0, 100], got {percentiles!r}")
-    thresholds = np.percentile(values, levels)
+    thresholds = np.maximum.accumulate(np.percentile(values, levels))
     return np.concatenate([np.flatnonzero(values >= t) for t in thresholds])
 
 
