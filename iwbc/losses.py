@@ -8,8 +8,9 @@ Two weightings of the steps, named by ``weighting``:
 - ``"episode"`` (the iw-SFT authors' code): each episode's log-probability is averaged over its
   valid steps, then the batch is averaged, so a 20-step episode weighs as much as a 1,000-step one.
 - ``"transition"`` (CORL's BC and most readers' "BC"): every valid step of the batch weighs the
-  same, −Σ_bt m_bt w_b log π_bt / Σ_bt m_bt; the sampler draws episodes in proportion to their
-  steps so that each transition of the dataset is equally likely.
+  same, −Σ_bt m_bt w_b log π_bt / Σ_bt m_bt. With whole episodes, drawn uniformly, dividing by
+  the batch's valid steps makes every transition count once; with windows the sampler draws
+  starts so that each transition of the dataset is equally likely.
 """
 
 from __future__ import annotations

@@ -180,6 +180,27 @@ def test_windowed_and_whole_episode_batches_give_the_same_weights(setting: dict)
     np.testing.assert_allclose(np.asarray(from_tables), expected, rtol=1e-4)
 
 
+def test_a_window_as_long_as_the_longest_episode_trains_as_whole_episodes(setting: dict) -> None:
+    """Such a window holds whole episodes, so the weights come from the batch, exact at every
+    step, as without a window, not from a table refreshed every ``refresh_every`` steps."""
+    states = [
+        start(
+            setting,
+            iw_config(
+                batch_size=8, window=window, refresh_every=10, learning_rate=3e-2, warmup_steps=None
+            ),
+        )
+        for window in (int(LENGTHS.max()), None)
+    ]
+    for step in range(3):
+        states = [run_chunk(s, setting["data"], jnp.asarray(step), 1)[0] for s in states]
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+        states[0].params,
+        states[1].params,
+    )
+
+
 def test_tables_refresh_every_k_steps_and_hold_between(setting: dict) -> None:
     config = iw_config(batch_size=8, window=4, refresh_every=2)
     state = start(setting, config)

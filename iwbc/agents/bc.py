@@ -303,7 +303,9 @@ class BCAgent(Agent):
         trains against (the EMA ``update`` applies), and the rows' log-ratios read from it."""
         config = self.config
         batch = sample_episodes(key, data, config.batch_size, config.window, config.weighting)
-        if not config.trajectory_table:
+        if not config.trajectory_table or config.window >= data.max_length:
+            # whole episodes (no window, or one as long as the longest episode): the loss
+            # takes the exact log-ratios of the batch itself, never a table's stale ones
             return self, WeightedBatch(batch)
         iw_log_q = jax.lax.cond(
             step % config.refresh_every == 0,

@@ -11,8 +11,11 @@ several times (the stratified union of percentiles) is sampled in proportion to 
 contiguous window of that many steps instead of all of its steps. How episodes and windows are
 drawn follows the loss's ``weighting`` (:mod:`iwbc.losses`):
 
-- ``"episode"``: episodes uniformly, the window's start uniformly among the positions where it
-  fits; the per-episode mean over the window is an unbiased estimate of the whole episode's.
+- ``"episode"``: episodes uniformly, the window's start uniformly among the L − window + 1
+  positions where it fits in an episode of L steps. At window 1 every step of the episode is
+  equally likely, so the batch mean estimates the episode means without bias; a longer window
+  covers step t with probability min(t + 1, window, L − t, L − window + 1) / (L − window + 1),
+  so an episode's first and last window − 1 steps count less, as in any random-crop training.
 - ``"transition"``: a window start uniformly among all starts of all episodes, a start being any
   step from −(window − 1) to the episode's last (steps outside the episode are masked), so every
   transition of the dataset is covered by exactly ``window`` starts and is equally likely. With
