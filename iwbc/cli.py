@@ -199,7 +199,7 @@ def _data_info(args: argparse.Namespace) -> None:
     dataset = load_dataset(args.dataset, root=args.root, download=args.download)
     returns = dataset.episodes.returns
     p10, p50, p90 = np.percentile(returns, [10, 50, 90])
-    print(f"{dataset.id}: env {dataset.env_id}")
+    print(f"{dataset.id}: env {dataset.env_label}")
     print(f"  episodes {dataset.num_episodes}, steps {dataset.num_steps}")
     print(f"  obs dim {dataset.observation_dim}, action dim {dataset.action_dim}")
     print(f"  return p10/p50/p90 {p10:.1f} / {p50:.1f} / {p90:.1f}")

@@ -181,6 +181,7 @@ def test_ant_without_contact_forces_is_evaluated_without_them(tmp_path, minari_r
     first = sequence_dataset(data)[0]["observations"]
     np.testing.assert_array_equal(ds.episodes.observations[0, : len(first)], first[:, :27])
     assert spec_for(ds.env).obs_dim == 27
+    assert ds.env_label == "Ant-v5 (include_cfrc_ext_in_observation=False)"
     scores = evaluate_actor(
         lambda p, obs: jnp.tanh(obs @ p),
         jnp.zeros((1, 27, 8)),

@@ -70,6 +70,13 @@ def test_fingerprint_follows_the_recorded_env(pendulum_dataset: Pendulum) -> Non
         )
     }
     assert len(fingerprints) == 3 and ds.content_fingerprint not in fingerprints
+    assert ds.env_label == ds.env_id == "InvertedPendulum-v5"
+    limited = dataclasses.replace(
+        ds.env_spec, max_episode_steps=50, kwargs={"reset_noise_scale": 0.1}
+    )
+    assert dataclasses.replace(ds, env_spec=limited).env_label == (
+        "InvertedPendulum-v5 (reset_noise_scale=0.1, max_episode_steps=50)"
+    )
 
 
 def test_views_match_per_episode_python(pendulum_dataset: Pendulum) -> None:

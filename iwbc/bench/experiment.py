@@ -181,7 +181,7 @@ def _write_results(
         *_weight_lines(scores),
         "## Data and protocol",
         f"- dataset: {dataset.num_episodes} episodes, {dataset.num_steps} steps, env "
-        f"{dataset.env_id}; episode return p10 / p50 / p90 = {p10:.1f} / {p50:.1f} / {p90:.1f}",
+        f"{dataset.env_label}; episode return p10 / p50 / p90 = {p10:.1f} / {p50:.1f} / {p90:.1f}",
         *_method_lines(config.suite(dataset.id)),
         f"- wall time of this invocation: {wall_seconds:.0f} s ({len(config.seeds)} seeds "
         "vmapped per method; a resumed run reuses finished runs, checkpoints and evaluations)",

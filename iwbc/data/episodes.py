@@ -206,6 +206,19 @@ class OfflineDataset:
         return digest.hexdigest()
 
     @property
+    def env_label(self) -> str:
+        """The env id, with what the recorded env sets otherwise than its default, e.g.
+        ``Ant-v5 (include_cfrc_ext_in_observation=False)``."""
+        arguments = _env_arguments(self.env_spec)
+        if not arguments:
+            return str(self.env_id)
+        kwargs, wrappers, limit = arguments
+        parts = [f"{name}={value!r}" for name, value in kwargs]
+        parts += [f"wrapper {name}" for name in wrappers]
+        parts += [f"max_episode_steps={steps}" for steps in limit]
+        return f"{self.env_id} ({', '.join(parts)})"
+
+    @property
     def num_episodes(self) -> int:
         return self.episodes.num_episodes
 
