@@ -405,8 +405,8 @@ def _suite_beside(results: Path, suite: str) -> str:
     return str(beside) if beside.exists() else suite
 
 
-# Suite files committed beside their records (results/finetune-budget/<suite>.toml).
-BESIDE = sorted(RESULTS.glob("finetune-budget/*.toml"))
+# Suite files committed beside their records (results/{finetune-budget,awac-lambda}/<suite>.toml).
+BESIDE = sorted([*RESULTS.glob("finetune-budget/*.toml"), *RESULTS.glob("awac-lambda/*.toml")])
 
 
 @pytest.mark.parametrize(
