@@ -175,7 +175,9 @@ def test_ant_without_contact_forces_is_evaluated_without_them(tmp_path, minari_r
         d["next_observations"][:, 27:] = 0.0
 
     data = write_d4rl(file, "ant", edit=no_forces)
-    ds = load_dataset(import_d4rl(file, root=minari_root).dataset_id, root=minari_root)
+    result = import_d4rl(file, root=minari_root)
+    assert result.env_arguments == "include_cfrc_ext_in_observation=False"
+    ds = load_dataset(result.dataset_id, root=minari_root)
     assert (ds.env_id, ds.observation_dim) == ("Ant-v5", 27)
     assert ds.env_spec.kwargs == {"include_cfrc_ext_in_observation": False}
     first = sequence_dataset(data)[0]["observations"]

@@ -102,6 +102,8 @@ class ImportResult:
     dropped_steps: int
     ref_min_score: float
     ref_max_score: float
+    # Arguments the evaluation env takes besides its defaults, e.g. Ant's without contact forces.
+    env_arguments: str = ""
 
 
 def infer_names(file: str | Path, env: str | None = None) -> tuple[str, str | None]:
@@ -369,4 +371,7 @@ def import_d4rl(
         dropped_steps=dropped,
         ref_min_score=ref_min,
         ref_max_score=ref_max,
+        env_arguments=""
+        if isinstance(env, str)
+        else ", ".join(f"{k}={v!r}" for k, v in sorted(env.kwargs.items())),
     )
