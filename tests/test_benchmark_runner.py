@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from iwbc import machine
 from iwbc.agents.registry import train_methods
+from iwbc.bench import runner
 from iwbc.bench.records import RECORD_KEYS, check_record, load_records, records_dir
 from iwbc.bench.runner import plan, run_suite
 from iwbc.bench.suites import Suite, load_suite
@@ -315,6 +317,40 @@ def test_a_regenerated_dataset_retrains_and_the_report_flags_mixed_data(sweep: d
     ess = [r["training"]["weight_ess"][-1] for r in records if r["method"] == "iw_bc"]
     assert "## Importance weights (effective sample fraction)" in table
     assert f"| {DATASET} | {np.mean(ess):.2f} ({min(ess):.2f}–{max(ess):.2f}) |" in table
+
+
+def test_records_name_the_commit_of_the_code_the_sweep_loaded(
+    sweep: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkout moving on while a sweep trains (a commit made meanwhile) does not change
+    the commit its records name: it is looked up when the sweep starts."""
+    checkout = {"commit": "a" * 40}
+    monkeypatch.setattr(machine, "source_commit", lambda: checkout["commit"])
+    prepare = runner.prepare_datasets
+
+    def prepare_then_commit(*args, **kwargs):  # the sweep has started; then HEAD moves on
+        prepare(*args, **kwargs)
+        checkout["commit"] = "b" * 40
+
+    monkeypatch.setattr(runner, "prepare_datasets", prepare_then_commit)
+    machine.running_commit.cache_clear()
+    suite = write_suite(sweep["base"], "committed", tiny_suite_toml(("bc",)))
+    results = sweep["base"] / "results-committed"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            run_suite(
+                suite,
+                records_dir("committed", results),
+                work_dir=sweep["work"],
+                data_root=sweep["root"],
+                progress=False,
+            )
+        assert machine.running_commit() == "a" * 40
+    finally:
+        machine.running_commit.cache_clear()
+    records = load_records("committed", results)
+    assert records and {r["environment"]["iwbc_commit"] for r in records} == {"a" * 40}
 
 
 def test_failing_unit_is_recorded_and_the_sweep_goes_on(

@@ -35,6 +35,7 @@ from iwbc.data import OfflineDataset, list_datasets
 from iwbc.data.scripted import generate_mixed_dataset
 from iwbc.errors import UserError
 from iwbc.files import file_lock
+from iwbc.machine import running_commit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,6 +200,9 @@ def run_suite(
     """
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    # Looked up now, not at the first record: a sweep runs the code it loaded, even if the
+    # checkout moves on during the sweep's minutes or hours.
+    running_commit()
     root = None if data_root is None else str(Path(data_root).expanduser().resolve())
     work = Path(work_dir).resolve()
     prepare_datasets(suite, select(suite, only_datasets)[0], root, work / "datasets.lock")
