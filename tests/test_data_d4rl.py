@@ -176,7 +176,7 @@ def test_ant_without_contact_forces_is_evaluated_without_them(tmp_path, minari_r
 
     data = write_d4rl(file, "ant", edit=no_forces)
     result = import_d4rl(file, root=minari_root)
-    assert result.env_arguments == "include_cfrc_ext_in_observation=False"
+    assert result.env_label == "Ant-v5 (include_cfrc_ext_in_observation=False)"
     ds = load_dataset(result.dataset_id, root=minari_root)
     assert (ds.env_id, ds.observation_dim) == ("Ant-v5", 27)
     assert ds.env_spec.kwargs == {"include_cfrc_ext_in_observation": False}

@@ -19,10 +19,9 @@ def _import_d4rl(args: argparse.Namespace) -> None:
         args.file, name=args.name, env=args.env, root=args.root, overwrite=args.overwrite
     )
     dropped = f", {result.dropped_steps} trailing steps dropped" if result.dropped_steps else ""
-    arguments = f" ({result.env_arguments})" if result.env_arguments else ""
     print(
         f"wrote {result.dataset_id}: {result.episodes} episodes, {result.steps} steps{dropped}; "
-        f"evaluated on {result.env_id}{arguments}; ref_min_score {result.ref_min_score}, "
+        f"evaluated on {result.env_label}; ref_min_score {result.ref_min_score}, "
         f"ref_max_score {result.ref_max_score} (D4RL's)"
     )
 

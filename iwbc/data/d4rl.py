@@ -45,6 +45,7 @@ from gymnasium.envs.registration import EnvSpec
 from minari.data_collector import EpisodeBuffer
 from minari.dataset.minari_dataset import parse_dataset_id
 
+from iwbc.data.episodes import env_label
 from iwbc.data.errors import DatasetError, one_line
 from iwbc.data.minari_write import dataset_exists, write_dataset
 
@@ -102,8 +103,8 @@ class ImportResult:
     dropped_steps: int
     ref_min_score: float
     ref_max_score: float
-    # Arguments the evaluation env takes besides its defaults, e.g. Ant's without contact forces.
-    env_arguments: str = ""
+    # The evaluation env with its non-default arguments, e.g. Ant's without contact forces.
+    env_label: str
 
 
 def infer_names(file: str | Path, env: str | None = None) -> tuple[str, str | None]:
@@ -371,7 +372,5 @@ def import_d4rl(
         dropped_steps=dropped,
         ref_min_score=ref_min,
         ref_max_score=ref_max,
-        env_arguments=""
-        if isinstance(env, str)
-        else ", ".join(f"{k}={v!r}" for k, v in sorted(env.kwargs.items())),
+        env_label=env_label(env_id, None if isinstance(env, str) else env),
     )

@@ -207,16 +207,8 @@ class OfflineDataset:
 
     @property
     def env_label(self) -> str:
-        """The env id, with what the recorded env sets otherwise than its default, e.g.
-        ``Ant-v5 (include_cfrc_ext_in_observation=False)``."""
-        arguments = _env_arguments(self.env_spec)
-        if not arguments:
-            return str(self.env_id)
-        kwargs, wrappers, limit = arguments
-        parts = [f"{name}={value!r}" for name, value in kwargs]
-        parts += [f"wrapper {name}" for name in wrappers]
-        parts += [f"max_episode_steps={steps}" for steps in limit]
-        return f"{self.env_id} ({', '.join(parts)})"
+        """The env id, with what the recorded env sets otherwise than its default."""
+        return env_label(self.env_id, self.env_spec)
 
     @property
     def num_episodes(self) -> int:
@@ -229,6 +221,19 @@ class OfflineDataset:
     @property
     def returns(self) -> np.ndarray:
         return self.episodes.returns
+
+
+def env_label(env_id: str | None, env_spec: EnvSpec | None) -> str:
+    """``env_id``, with what ``env_spec`` sets otherwise than the id's default, e.g.
+    ``Ant-v5 (include_cfrc_ext_in_observation=False)``."""
+    arguments = _env_arguments(env_spec)
+    if not arguments:
+        return str(env_id)
+    kwargs, wrappers, limit = arguments
+    parts = [f"{name}={value!r}" for name, value in kwargs]
+    parts += [f"wrapper {name}" for name in wrappers]
+    parts += [f"max_episode_steps={steps}" for steps in limit]
+    return f"{env_id} ({', '.join(parts)})"
 
 
 def _env_arguments(env_spec: EnvSpec | None) -> tuple:

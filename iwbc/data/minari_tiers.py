@@ -148,23 +148,23 @@ def reference_entry(
     started = time.perf_counter()
     published = stored_reference_scores(expert.id, root)
     if published is not None:
-        return {
-            "ref_min_score": published[0],
-            "ref_max_score": published[1],
-            "env_id": expert.env_id,
-            "episodes": episodes,
-            "seed": seed,
-            "ref_min_rule": f"{expert.id}'s own metadata",
-            "ref_max_rule": f"{expert.id}'s own metadata",
-            "seconds": round(time.perf_counter() - started, 2),
-            "made_by": "iwbc data minari-tiers",
-        }
-    ref_min = uniform_random_return(expert.env, episodes, seed)
-    ref_max = float(expert.returns.mean())
-    if ref_max <= ref_min:
-        raise DatasetError(
-            f"{expert.id}'s mean return {ref_max:.1f} is not above the random policy's "
-            f"{ref_min:.1f}; normalized scores would be meaningless"
+        ref_min, ref_max = published
+        min_rule = max_rule = f"{expert.id}'s own metadata"
+    else:
+        ref_min = uniform_random_return(expert.env, episodes, seed)
+        ref_max = float(expert.returns.mean())
+        if ref_max <= ref_min:
+            raise DatasetError(
+                f"{expert.id}'s mean return {ref_max:.1f} is not above the random policy's "
+                f"{ref_min:.1f}; normalized scores would be meaningless"
+            )
+        min_rule = (
+            f"mean return of {episodes} uniform-random episodes, reset seeds "
+            f"{REFERENCE_SEED_BASE} + i, action seed {seed}, iwbc batch engine"
+        )
+        max_rule = (
+            f"mean return of the {expert.num_episodes} episodes of {expert.id} "
+            f"({expert.num_steps} steps)"
         )
     return {
         "ref_min_score": ref_min,
@@ -172,14 +172,8 @@ def reference_entry(
         "env_id": expert.env_id,
         "episodes": episodes,
         "seed": seed,
-        "ref_min_rule": (
-            f"mean return of {episodes} uniform-random episodes, reset seeds "
-            f"{REFERENCE_SEED_BASE} + i, action seed {seed}, iwbc batch engine"
-        ),
-        "ref_max_rule": (
-            f"mean return of the {expert.num_episodes} episodes of {expert.id} "
-            f"({expert.num_steps} steps)"
-        ),
+        "ref_min_rule": min_rule,
+        "ref_max_rule": max_rule,
         "seconds": round(time.perf_counter() - started, 2),
         "made_by": "iwbc data minari-tiers",
     }
