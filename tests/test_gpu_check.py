@@ -1,7 +1,10 @@
 """benchmarks/gpu_check.py --smoke: the GPU check's every part runs at tiny sizes on CPU JAX.
 
 The real check only runs when a session is lent a GPU, for minutes; this keeps its code from
-rotting in between. About 1-2 minutes on a 2-core box (one MJX compile is most of it).
+rotting in between. About 1-2 minutes on a 2-core box (one MJX compile is most of it). The
+smoke run sees only the modules the GPU machine has (benchmarks/gpu_box_packages.txt, the
+carried wheels, the standard library and this repository), so an import that would fail there
+fails here.
 """
 
 from __future__ import annotations
@@ -9,9 +12,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
+import textwrap
 import time
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -22,11 +28,75 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "gpu_check.py"
 PARTS = ("pytest_gpu", "mjx_eval", "training", "paper_cell", "baselines")
 
+# Installed in every process of the smoke run (a sitecustomize on PYTHONPATH): a top-level
+# import of an installed module outside the GPU machine's set fails as it would there.
+# Optional imports a library guards with try/except stay quiet, as there.
+ONLY_THE_GPU_BOX = textwrap.dedent(
+    """
+    import importlib.abc
+    import importlib.machinery
+    import os
+    import sys
+
+    _ALLOWED = frozenset(os.environ["IWBC_GPU_BOX_MODULES"].split(","))
+    _INSTALLED = ("site-packages", "dist-packages")
+
+
+    class _OnlyTheGpuBox(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if "." in name or name in _ALLOWED or name in sys.stdlib_module_names:
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(name)
+            if spec is None:
+                return None
+            places = [spec.origin or ""] + list(spec.submodule_search_locations or [])
+            if not any(part in place for place in places for part in _INSTALLED):
+                return None  # the standard library's private modules, this repository
+            raise ModuleNotFoundError(
+                f"No module named {name!r} on the GPU machine: add its wheel to GPU_WHEELS "
+                "in the Makefile, or do not import it on the GPU check's path",
+                name=name,
+            )
+
+
+    sys.meta_path.insert(0, _OnlyTheGpuBox())
+    """
+)
+
+
+def _normalized(distribution: str) -> str:
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
+def gpu_box_modules() -> set[str]:
+    """Import names of the distributions on the GPU machine or carried to it as wheels."""
+    listed = (ROOT / "benchmarks" / "gpu_box_packages.txt").read_text().splitlines()
+    wheels = re.search(r"^GPU_WHEELS :=((?:.*\\\n)*.*)$", (ROOT / "Makefile").read_text(), re.M)
+    carried = re.findall(r"([A-Za-z0-9_.-]+?)(?:==\S+)?(?:\s|\\|$)", wheels.group(1))
+    there = {_normalized(n) for n in listed + carried if n and not n.startswith("#")}
+    return {
+        module
+        for module, distributions in packages_distributions().items()
+        if any(_normalized(d) in there for d in distributions)
+    }
+
+
+def test_the_gpu_machine_set_holds_what_the_check_needs() -> None:
+    modules = gpu_box_modules()
+    assert {"jax", "flax", "optax", "numpy", "mujoco", "gymnasium", "minari", "h5py"} <= modules
+    assert not {"rliable", "ray"} & modules
+
 
 def test_smoke_run_writes_every_part(tmp_path: Path) -> None:
     out = tmp_path / "gpu"
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(ONLY_THE_GPU_BOX)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(hook), str(ROOT), env.get("PYTHONPATH")) if p
+    )
+    env["IWBC_GPU_BOX_MODULES"] = ",".join(sorted(gpu_box_modules()))
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--smoke", "--out", str(out)],
         cwd=ROOT,
