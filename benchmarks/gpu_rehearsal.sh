@@ -34,8 +34,11 @@ export PYTHONPATH=$site:$root
 "$venv/bin/python" -c 'import jax, numpy; print("jax", jax.__version__, "numpy", numpy.__version__)'
 PYTHONUNBUFFERED=1 "$venv/bin/python" benchmarks/gpu_check.py --smoke --out "$out"
 if [ "${PARITY:-0}" = 1 ]; then
+  skip='jax.default_backend() != "gpu"'
+  grep -qF "$skip" tests/test_envs_mjx.py ||
+    { echo "gpu_rehearsal: tests/test_envs_mjx.py's gpu skip changed; update PARITY's sed" >&2; exit 1; }
   tests=$(mktemp -d)
-  sed 's/jax.default_backend() != "gpu"/False/' tests/test_envs_mjx.py >"$tests/test_envs_mjx.py"
+  sed "s/$skip/False/" tests/test_envs_mjx.py >"$tests/test_envs_mjx.py"
   cp tests/conftest.py "$tests/"
   "$venv/bin/python" -m pytest -m gpu "$tests/test_envs_mjx.py" -v -p no:cacheprovider \
     -k "Hopper or HalfCheetah" --rootdir "$root" -c "$root/pyproject.toml"

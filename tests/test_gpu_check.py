@@ -72,7 +72,7 @@ def gpu_box_modules() -> set[str]:
     """Import names of the distributions on the GPU machine or carried to it as wheels."""
     listed = (ROOT / "benchmarks" / "gpu_box_packages.txt").read_text().splitlines()
     wheels = re.search(r"^GPU_WHEELS :=((?:.*\\\n)*.*)$", (ROOT / "Makefile").read_text(), re.M)
-    carried = re.findall(r"([A-Za-z0-9_.-]+?)(?:==\S+)?(?:\s|\\|$)", wheels.group(1))
+    carried = [w.split("==")[0] for w in wheels.group(1).split() if w != "\\"]
     there = {_normalized(n) for n in listed + carried if n and not n.startswith("#")}
     return {
         module
