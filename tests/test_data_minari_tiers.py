@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import PENDULUM_ENV
 
 import iwbc.datagen.generate as generate
 from iwbc.cli import main
@@ -85,6 +86,7 @@ def test_scores_cached_and_medium_expert_written(minari_mujoco, minari_root, cap
     # The scores are cached beside the root, with their rules; Minari's listing ignores them.
     cache = json.loads((minari_root / CACHE_FILE).read_text())["mujoco/hopper"]
     assert (cache["ref_min_score"], cache["ref_max_score"]) == (ref_min, ref_max)
+    assert cache["ref_min_rule"].endswith("action seed 0, iwbc batch engine")
     assert sorted(list_datasets(minari_root)) == [
         "mujoco/hopper/expert-v0",
         "mujoco/hopper/medium-expert-v0",
@@ -138,6 +140,22 @@ def test_scores_the_expert_publishes_serve_the_whole_namespace(
     for tier in ("medium", "expert", "medium-expert", "simple"):
         ds = load_dataset(f"mujoco/hopper/{tier}-v0", root=minari_root, download=True)
         assert (ds.ref_min_score, ds.ref_max_score) == (-20.0, 3000.0), tier
+
+
+def test_task_without_batch_engine_says_gymnasium_ran_it(make_minari_dataset, minari_root):
+    """A task iwbc's batch engine lacks gets its random episodes from Gymnasium, and its
+    recorded rule says so."""
+    for tier in ("medium", "expert"):
+        make_minari_dataset(
+            f"mujoco/invertedpendulum/{tier}-v0",
+            ref_min_score=None,
+            ref_max_score=None,
+            lengths=(80, 100, 90),
+            terminated=(True, False, True),
+        )
+    result = prepare_namespace("invertedpendulum", root=minari_root, episodes=4)
+    assert result.ref_min_score == uniform_random_return(PENDULUM_ENV, 4)
+    assert result.reference["ref_min_rule"].endswith("action seed 0, Gymnasium engine")
 
 
 def test_second_call_keeps_and_overwrite_recomputes(minari_mujoco, minari_root, monkeypatch):

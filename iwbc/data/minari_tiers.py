@@ -63,21 +63,30 @@ def tier_id(namespace: str, tier: str) -> str:
     return f"{namespace}/{tier}-{VERSION}"
 
 
+def random_policy_engine(env: Env) -> str:
+    """The engine uniform-random episodes run on: iwbc's batch engine where it has the task,
+    else Gymnasium's; never MJX, since reference scores come from MuJoCo's C engine."""
+    try:
+        spec_for(env)
+    except UserError:
+        return "gymnasium"
+    return "batch"
+
+
 def uniform_random_return(env: Env, episodes: int = 100, seed: int = 0) -> float:
     """Mean return of ``episodes`` uniform-random episodes on fixed reset seeds.
 
-    ``env`` is an id or the expert's recorded EnvSpec (its arguments apply). The batch engine
-    where iwbc has the task, else Gymnasium; actions are drawn uniformly in the action bounds
-    from one stream, as ``iwbc.datagen.generate.reference_scores`` does.
+    ``env`` is an id or the expert's recorded EnvSpec (its arguments apply), run on
+    ``random_policy_engine(env)``; actions are drawn uniformly in the action bounds from one
+    stream, as ``iwbc.datagen.generate.reference_scores`` does.
     """
     if episodes < 1:
         raise UserError(f"episodes must be at least 1, got {episodes}")
     rng = np.random.default_rng([seed, _RANDOM_TAG])
-    try:
+    engine = random_policy_engine(env)
+    if engine == "batch":
         low, high = spec_for(env).action_bounds()
-        engine = "batch"  # never MJX: reference scores come from MuJoCo's C engine
-    except UserError:
-        engine = "gymnasium"
+    else:
         made = gym.make(env)
         low, high = made.action_space.low, made.action_space.high
         made.close()
@@ -87,6 +96,9 @@ def uniform_random_return(env: Env, episodes: int = 100, seed: int = 0) -> float
 
     seeds = REFERENCE_SEED_BASE + np.arange(episodes)
     return float(rollout_returns(env, act, seeds, engine=engine).returns.mean())
+
+
+ENGINE_NAMES = {"batch": "iwbc batch engine", "gymnasium": "Gymnasium engine"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +172,8 @@ def reference_entry(
             )
         min_rule = (
             f"mean return of {episodes} uniform-random episodes, reset seeds "
-            f"{REFERENCE_SEED_BASE} + i, action seed {seed}, iwbc batch engine"
+            f"{REFERENCE_SEED_BASE} + i, action seed {seed}, "
+            f"{ENGINE_NAMES[random_policy_engine(expert.env)]}"
         )
         max_rule = (
             f"mean return of the {expert.num_episodes} episodes of {expert.id} "
