@@ -110,7 +110,7 @@ def test_sweep_writes_one_schema_record_per_run(sweep: dict) -> None:
         check_record(record)
         assert set(RECORD_KEYS) <= set(record)
         assert (record["suite"], record["dataset"], record["status"]) == ("tiny", DATASET, "ok")
-        assert record["env_id"] == "InvertedDoublePendulum-v5"
+        assert record["env_id"] == record["env"] == "InvertedDoublePendulum-v5"
         assert record["error"] is None
         assert record["config"] == suite.method_config(record["method"], DATASET)
         assert record["environment"]["jax"] and record["environment"]["cpu"]

@@ -51,6 +51,22 @@ def test_report_writes_tables_stats_and_figures(tmp_path: Path) -> None:
     assert "| bc | 2 × 2 |" in stats and "| td3_bc | 3 × 2 |" in stats
 
 
+def test_provenance_names_the_env_with_its_recorded_arguments(tmp_path: Path) -> None:
+    """A dataset evaluated on a non-default env (D4RL's Ant: Ant-v5 without contact forces)
+    says so in the report; records written before the label carry only env_id."""
+    directory = records_dir(SUITE, tmp_path)
+    label = "Ant-v5 (include_cfrc_ext_in_observation=False)"
+    for seed in (0, 1):
+        labelled = make_record("d4rl/ant/medium-v2", "bc", seed, 40.0)
+        labelled.update(env_id="Ant-v5", env=label)
+        save_record(directory, labelled)
+        save_record(directory, make_record("iwbc/toy/medium-v0", "bc", seed, 30.0))
+    write_suite_report(SUITE, tmp_path, reps=20)
+    table = (tmp_path / SUITE / "table.md").read_text()
+    assert f"| d4rl/ant/medium-v2 | {label} | 0.00 | 100.00 |" in table
+    assert "| iwbc/toy/medium-v0 | Toy-v5 | 0.00 | 100.00 |" in table
+
+
 def test_report_is_the_same_when_regenerated(tmp_path: Path) -> None:
     write_records(tmp_path, OUTCOMES)
     first = {p: p.read_bytes() for p in write_suite_report(SUITE, tmp_path, reps=20)}

@@ -412,6 +412,8 @@ def _record(
         "suite": context.suite.name,
         "dataset": unit.dataset,
         "env_id": None,
+        # env_id with what the recorded env sets otherwise (e.g. Ant-v5 without contact forces).
+        "env": None,
         "method": unit.method,
         "seed": seed,
         "status": "ok",
@@ -466,6 +468,7 @@ def _write_success(
     record = _record(unit, context, seed, wall, dataset.content_fingerprint)
     record.update(
         env_id=dataset.env_id,
+        env=dataset.env_label,
         curve={"steps": list(steps), "returns": means, "normalized": normalized},
         final={
             "return": means[-1],

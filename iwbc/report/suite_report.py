@@ -263,7 +263,7 @@ def _metadata(runs: SuiteRuns, command: str, results_dir: str | Path) -> list[st
     for dataset in runs.datasets:
         cell = [r for r in runs.runs.values() if r.dataset == dataset]
         lines.append(
-            f"| {dataset} | {_distinct([r.env_id for r in cell if r.env_id])} | "
+            f"| {dataset} | {_distinct([r.env for r in cell if r.env])} | "
             f"{_distinct([f'{r.ref_min_score:.2f}' for r in cell if r.ok])} | "
             f"{_distinct([f'{r.ref_max_score:.2f}' for r in cell if r.ok])} | "
             f"{_distinct([r.data_fingerprint[:12] for r in cell if r.ok and r.data_fingerprint])} |"
