@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from iwbc.core.sampling import locomotion_reward_scale
 from iwbc.data import DatasetError, EpisodeData, stack_episodes
 
 
@@ -72,6 +73,21 @@ def test_transitions_cover_valid_steps_in_order(data: EpisodeData) -> None:
     )
     np.testing.assert_allclose(tr.rewards, np.concatenate(raw["rewards"]), rtol=1e-6)
     assert tr.terminals.sum() == 3 and tr.timeouts.sum() == 0
+
+
+def test_an_episode_whose_recording_stopped_ends_its_transitions_in_a_timeout() -> None:
+    """Episode 1 ends unflagged (its recording stopped): its flat steps end in a timeout, so
+    whole-episode returns (CORL's reward scaling) do not run it into episode 2."""
+    fields = _episodes([4, 3, 5])
+    fields["terminations"][1][:] = False
+    fields["truncations"][2][-1], fields["terminations"][2][-1] = True, False
+    data = stack_episodes(**fields)
+    tr = data.to_transitions()
+    np.testing.assert_array_equal(np.flatnonzero(tr.terminals), [3])
+    np.testing.assert_array_equal(np.flatnonzero(tr.timeouts), [6, 11])
+    assert tr.timeouts.dtype == data.truncations.dtype
+    spread = data.returns.max() - data.returns.min()
+    assert locomotion_reward_scale(tr) == pytest.approx(1000 / spread, rel=1e-5)
 
 
 def test_stack_rejects_inconsistent_episodes() -> None:

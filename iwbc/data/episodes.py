@@ -78,15 +78,25 @@ class EpisodeData(NamedTuple):
         return EpisodeData(*(field[idx] for field in self))
 
     def to_transitions(self) -> Transitions:
-        """Valid steps only, flattened in episode order."""
+        """Valid steps only, flattened in episode order.
+
+        An episode whose last step is neither terminated nor truncated (its recording stopped)
+        ends in a timeout: the flat steps carry no other episode boundary, and without it the
+        episode would run into the next one where whole-episode returns are needed (CORL's
+        reward scaling for IQL). Such an end is a truncation in Gymnasium's sense.
+        """
         valid = self.mask.astype(bool)
+        last = np.zeros_like(valid)
+        last[np.arange(self.num_episodes), np.maximum(self.lengths, 1) - 1] = True
+        unflagged_end = last & (self.terminations == 0) & (self.truncations == 0)
+        timeouts = np.where(unflagged_end, np.float32(1), self.truncations)
         return Transitions(
             obs=self.observations[valid],
             actions=self.actions[valid],
             rewards=self.rewards[valid],
             next_obs=self.next_observations[valid],
             terminals=self.terminations[valid],
-            timeouts=self.truncations[valid],
+            timeouts=timeouts[valid].astype(self.truncations.dtype),
         )
 
 
