@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from iwbc.agents.common import soft_update
+from iwbc.agents.cql import CQLConfig
 from iwbc.agents.iql import IQLConfig
 from iwbc.agents.registry import BASELINES, METHODS
 from iwbc.agents.td3_bc import TD3BCConfig
@@ -46,6 +47,24 @@ def test_episode_returns_and_reward_scale_split_at_terminals_and_timeouts() -> N
     # Episodes: steps 0-2 (terminal), 3-4 (timeout), 5 (end of data).
     np.testing.assert_allclose(episode_returns(t.rewards, t.terminals + t.timeouts), [3, 7, 5])
     assert locomotion_reward_scale(t) == pytest.approx(1000 / (7 - 3))
+
+
+@pytest.mark.parametrize(
+    ("config", "scaled"),
+    [
+        (IQLConfig(), True),
+        (IQLConfig(normalize_rewards=False), False),
+        (CQLConfig(), False),
+        (CQLConfig(normalize_rewards=True), True),
+        (TD3BCConfig(), False),
+    ],
+)
+def test_rewards_are_scaled_where_the_config_asks(config, scaled: bool) -> None:
+    """CORL's normalize_reward: IQL's default (the IQL paper's), CQL's on Hopper medium."""
+    t = transitions()
+    data, _, _ = prepare_data(t, config)
+    scale = 1000 / (7 - 3) if scaled else 1.0
+    np.testing.assert_allclose(data.rewards, scale * t.rewards, rtol=1e-6)
 
 
 def test_states_are_normalized_and_dones_are_terminals_only() -> None:

@@ -11,9 +11,12 @@ import pytest
 from test_algos_td3_bc import (
     BATCH,
     learns_the_bandit,
+    np_actor,
     np_critic,
     np_mlp,
     random_batch,
+    row,
+    stacked,
     with_targets_of_seed_1,
 )
 
@@ -100,6 +103,26 @@ def test_actor_loss_is_clipped_advantage_weighted_log_likelihood(
     np.testing.assert_allclose(info["weight_mean"], weights.mean(), rtol=1e-5)
 
 
+def test_deterministic_actor_loss_is_advantage_weighted_squared_error(
+    batch: TransitionBatch,
+) -> None:
+    """CORL's iql_deterministic: a = tanh(MLP(s)), loss mean(min(exp(β·A), 100)·|a − π(s)|²),
+    and the agent acts with that actor on standardized observations."""
+    config = IQLConfig(hidden_dims=(8, 8), deterministic_actor=True)
+    agent = row(stacked(IQLAgent, config, [0]), 0)
+    agent = agent.replace(obs_mean=jnp.full_like(agent.obs_mean, 0.5), obs_std=agent.obs_std * 2)
+    assert "log_std" not in agent.actor.params["params"]
+    b = as_numpy(batch)
+    advantages = np.linspace(-2.0, 3.0, BATCH)
+    weights = np.minimum(np.exp(3.0 * advantages), 100.0)
+    errors = np.sum((b.actions - np_actor(agent.actor.params, b.observations)) ** 2, axis=-1)
+    loss, _ = agent.actor_loss(agent.actor.params, batch, jnp.asarray(advantages, jnp.float32))
+    np.testing.assert_allclose(loss, np.mean(weights * errors), rtol=1e-4)
+    acted = agent.act(batch.observations)
+    expected = np_actor(agent.actor.params, (b.observations - 0.5) / np.asarray(agent.obs_std))
+    np.testing.assert_allclose(acted, expected, rtol=1e-4, atol=1e-6)
+
+
 def test_update_moves_every_network_and_the_target_by_tau(
     agent: IQLAgent, batch: TransitionBatch
 ) -> None:
@@ -116,7 +139,8 @@ def test_update_moves_every_network_and_the_target_by_tau(
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
 
-def test_iql_finds_the_best_action_where_bc_averages() -> None:
-    config = IQLConfig(steps=800, hidden_dims=(64, 64))
+@pytest.mark.parametrize("deterministic", [False, True], ids=["gaussian", "deterministic"])
+def test_iql_finds_the_best_action_where_bc_averages(deterministic: bool) -> None:
+    config = IQLConfig(steps=800, hidden_dims=(64, 64), deterministic_actor=deterministic)
     errors, bc_error = learns_the_bandit(IQLAgent, config, 800)
     assert np.all(errors < 0.35 * bc_error), (errors, bc_error)

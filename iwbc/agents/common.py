@@ -22,6 +22,25 @@ from iwbc.agents.networks import EnsembleCritic, GaussianPolicy
 from iwbc.core.agent import Agent, DataKind, DataSpec
 from iwbc.errors import UserError
 
+# Metadata of a config field added after records were committed: a run's record states it only
+# where it is set otherwise than its default, so the records made before it existed (with that
+# default) still describe their runs, fingerprints included (iwbc.bench.suites).
+_STATED_WHEN_SET = "stated_when_set"
+
+
+def later_option(default: Any) -> Any:
+    """A config field added after records were committed (see ``stated_fields``)."""
+    return dataclasses.field(default=default, metadata={_STATED_WHEN_SET: True})
+
+
+def stated_fields(config: Any) -> dict[str, Any]:
+    """``config`` as records state it: every field, except a ``later_option`` at its default."""
+    values = dataclasses.asdict(config)
+    for field in dataclasses.fields(config):
+        if field.metadata.get(_STATED_WHEN_SET) and values[field.name] == field.default:
+            del values[field.name]
+    return values
+
 
 def check_config(config: Any) -> None:
     """Refuse, in one line, a config no run could use (a suite typo or a CLI value), before the

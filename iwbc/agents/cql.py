@@ -26,6 +26,7 @@ from iwbc.agents.common import (
     Trained,
     after_update,
     init_actor_critic,
+    later_option,
 )
 from iwbc.agents.networks import EnsembleCritic, TanhGaussianActor, tanh_gaussian_sample
 from iwbc.core.agent import DataSpec
@@ -38,7 +39,8 @@ ALPHA_PRIME_MAX = 1e6
 
 @dataclasses.dataclass(frozen=True)
 class CQLConfig(OfflineRLConfig):
-    """CORL ``cql.py`` defaults for D4RL locomotion (rewards left as they are)."""
+    """CORL ``cql.py`` defaults for D4RL locomotion (rewards left as they are, except where
+    ``normalize_rewards`` is set: CORL's Hopper medium config)."""
 
     # CORL: 3 hidden layers of 256 for the actor and for both critics (q_n_hidden_layers = 3).
     hidden_dims: tuple[int, ...] = (256, 256, 256)
@@ -58,6 +60,9 @@ class CQLConfig(OfflineRLConfig):
     cql_target_action_gap: float = -1.0
     # Orthogonal init (gain √2, output 1e-2) of the critics; CORL's actor keeps the default.
     orthogonal_init: bool = True
+    # CORL's normalize_reward: rewards scaled by 1000 / (max return − min return), as IQL's
+    # (iwbc.core.sampling.prepare_data); off in CORL's D4RL configs but Hopper medium's.
+    normalize_rewards: bool = later_option(False)
 
 
 class CQLNoise(flax.struct.PyTreeNode):

@@ -21,9 +21,11 @@ from iwbc.agents.common import (
     Trained,
     gaussian_actor,
     init_actor_critic,
+    later_option,
     soft_update,
 )
 from iwbc.agents.networks import (
+    DeterministicActor,
     EnsembleCritic,
     GaussianPolicy,
     ValueNet,
@@ -54,6 +56,10 @@ class IQLConfig(OfflineRLConfig):
     log_std_max: float = 2.0
     # Rewards scaled by 1000 / (max return − min return) (iwbc.core.sampling.prepare_data).
     normalize_rewards: bool = True
+    # CORL's iql_deterministic (its Hopper medium and medium-replay configs): the actor is
+    # a = tanh(MLP(s)), fitted by the advantage-weighted squared error Σ_j (a_j − π(s)_j)²
+    # instead of the weighted log-likelihood.
+    deterministic_actor: bool = later_option(False)
 
 
 def expectile_loss(diff: jax.Array, expectile: float) -> jax.Array:
@@ -74,8 +80,8 @@ class IQLAgent(OfflineRLAgent):
     config: IQLConfig = flax.struct.field(pytree_node=False)
 
     @property
-    def actor_network(self) -> GaussianPolicy:
-        return gaussian_actor(self.action_dim, self.config, tanh_mean=True)
+    def actor_network(self) -> GaussianPolicy | DeterministicActor:
+        return _actor(self.action_dim, self.config)
 
     @property
     def value_network(self) -> ValueNet:
@@ -103,15 +109,20 @@ class IQLAgent(OfflineRLAgent):
     def actor_loss(
         self, actor_params: Any, batch: TransitionBatch, advantages: jax.Array
     ) -> tuple[jax.Array, dict]:
-        """Advantage-weighted regression: −mean(min(exp(β·A), 100)·log π(a|s))."""
+        """Advantage-weighted regression: mean(min(exp(β·A), 100)·ℓ(s, a)), ℓ = −log π(a|s),
+        or Σ_j (a_j − π(s)_j)² for a deterministic actor (CORL's, as its ``_update_policy``)."""
         config = self.config
         weights = advantage_weights(
             jax.lax.stop_gradient(advantages), config.beta, config.exp_adv_max
         )
-        log_probs = policy_log_prob(
-            self.actor_network, actor_params, batch.observations, batch.actions
-        )
-        loss = -jnp.mean(weights * log_probs)
+        if config.deterministic_actor:
+            actions = self.actor_network.apply(actor_params, batch.observations)
+            regression = jnp.sum((actions - batch.actions) ** 2, axis=-1)
+        else:
+            regression = -policy_log_prob(
+                self.actor_network, actor_params, batch.observations, batch.actions
+            )
+        loss = jnp.mean(weights * regression)
         return loss, {"actor_loss": loss, "weight_mean": jnp.mean(weights)}
 
     def update(self, batch: TransitionBatch) -> tuple[IQLAgent, dict]:
@@ -140,10 +151,11 @@ class IQLAgent(OfflineRLAgent):
         return agent, {"loss": actor_info["actor_loss"], **value_info, **critic_info, **actor_info}
 
     def act(self, observations: jax.Array) -> jax.Array:
-        """The Gaussian's mean for raw (unnormalized) observations."""
-        return policy_mean_action(
-            self.actor_network, self.actor.params, self.standardize(observations)
-        )
+        """The Gaussian's mean (or the deterministic actor's action) for raw observations."""
+        observations = self.standardize(observations)
+        if self.config.deterministic_actor:
+            return self.actor_network.apply(self.actor.params, observations)
+        return policy_mean_action(self.actor_network, self.actor.params, observations)
 
     @classmethod
     def create(
@@ -151,7 +163,7 @@ class IQLAgent(OfflineRLAgent):
     ) -> IQLAgent:
         """A fresh agent for one seed; the target starts as a copy. The actor's learning rate
         decays to 0 over the run (cosine, as CORL)."""
-        actor = gaussian_actor(spec.action_dim, config, tanh_mean=True)
+        actor = _actor(spec.action_dim, config)
         rng, actor_params, critic_params, (value_key,) = init_actor_critic(
             key, spec, actor, EnsembleCritic(config.hidden_dims), extra_keys=1
         )
@@ -164,3 +176,10 @@ class IQLAgent(OfflineRLAgent):
             value=Trained.create(value_params, Adam(config.value_lr)),
             config=config,
         )
+
+
+def _actor(action_dim: int, config: IQLConfig) -> GaussianPolicy | DeterministicActor:
+    """CORL IQL's actor: a Gaussian with a tanh mean, or its deterministic tanh MLP."""
+    if config.deterministic_actor:
+        return DeterministicActor(action_dim, config.hidden_dims)
+    return gaussian_actor(action_dim, config, tanh_mean=True)

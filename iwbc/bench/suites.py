@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from iwbc.agents.bc import BCConfig
+from iwbc.agents.common import stated_fields
 from iwbc.agents.registry import BASELINES, METHODS, Family, Method, SelectionConfig
 from iwbc.bench.records import config_fingerprint
 from iwbc.data.statistics import STD_EPSILON
@@ -180,7 +181,7 @@ class OfflineRLSettings:
         return {
             "family": "offline_rl",
             "observations": observation_preprocessing(config.normalize_states),
-            "algorithm": dataclasses.asdict(config),
+            "algorithm": stated_fields(config),
             "chunk_size": self.chunk_size,
             "steps_counted": "updates of the agent",
         }
