@@ -326,3 +326,28 @@ def test_paper_d4rl_suite_names_the_imported_ids():
     for task in ("hopper", "halfcheetah", "walker2d"):
         for tier in ("medium", "medium_replay", "medium_expert"):
             assert infer_names(f"{task}_{tier}-v2.hdf5")[1] in suite.datasets
+
+
+# CORL's D4RL configs (corl-team/CORL configs/offline/<algo>/<env>/<tier>_v2.yaml) where they
+# differ from iwbc's defaults: IQL's normalize_reward / iql_deterministic / tau / beta /
+# iql_tau, CQL's normalize_reward; AWAC's awac_lambda is 0.3333 on all nine.
+CORL_IQL = {
+    "hopper/medium": (True, True, 0.001, 3.0, 0.7),
+    "hopper/medium-replay": (True, True, 0.001, 3.0, 0.7),
+    "hopper/medium-expert": (False, False, 0.005, 6.0, 0.5),
+}
+CORL_CQL_SCALED = {"hopper/medium"}
+
+
+def test_paper_d4rl_baselines_are_corls_configs_dataset_by_dataset():
+    suite = load_suite("paper_d4rl")
+    for dataset in suite.datasets:
+        name = dataset.removeprefix("d4rl/").removesuffix("-v2")
+        iql = suite.agent_config("iql", dataset)
+        got = (iql.normalize_rewards, iql.deterministic_actor, iql.tau, iql.beta, iql.expectile)
+        assert got == CORL_IQL.get(name, (False, False, 0.005, 3.0, 0.7)), dataset
+        assert suite.agent_config("cql", dataset).normalize_rewards == (name in CORL_CQL_SCALED)
+        assert suite.agent_config("awac", dataset).awac_lambda == 0.3333
+        assert suite.agent_config("td3_bc", dataset) == suite.agent_config("td3_bc")
+        stated = suite.method_config("iql", dataset)["algorithm"]
+        assert stated.get("deterministic_actor", False) == got[1]
