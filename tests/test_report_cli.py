@@ -67,6 +67,24 @@ def test_provenance_names_the_env_with_its_recorded_arguments(tmp_path: Path) ->
     assert "| iwbc/toy/medium-v0 | Toy-v5 | 0.00 | 100.00 |" in table
 
 
+def test_published_numbers_beside_imported_d4rl_files_say_same_files(tmp_path: Path) -> None:
+    """On D4RL's own files (imported) CORL's numbers are the same data; beside generated tiers
+    they are other data; a table of both says which rows are which."""
+    write_records(tmp_path, {("d4rl/hopper/medium-replay-v2", "bc"): [40.0, 42.0]})
+    write_suite_report(SUITE, tmp_path, reps=20)
+    table = (tmp_path / SUITE / "table.md").read_text()
+    assert "| published (D4RL v2, same files) → | BC† |" in table
+    assert "| d4rl/hopper/medium-replay-v2 | 41.0 ± 1.0 |  | 29.8 |" in table
+    assert "The same files as ours (D4RL's, imported" in table and "Other data" not in table
+
+    write_records(tmp_path, {("iwbc/hopper/medium-v0", "bc"): [50.0, 52.0]})
+    write_suite_report(SUITE, tmp_path, reps=20)
+    table = (tmp_path / SUITE / "table.md").read_text()
+    assert "| published (D4RL v2) → | BC† |" in table
+    assert "On d4rl/hopper/medium-replay-v2: the same files as ours" in table
+    assert "Elsewhere: other data than ours" in table
+
+
 def test_report_is_the_same_when_regenerated(tmp_path: Path) -> None:
     write_records(tmp_path, OUTCOMES)
     first = {p: p.read_bytes() for p in write_suite_report(SUITE, tmp_path, reps=20)}

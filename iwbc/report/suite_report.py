@@ -334,6 +334,30 @@ def _weight_diagnostics(runs: SuiteRuns) -> list[str]:
     ]
 
 
+def _data_relation(source: PublishedSource, datasets: Sequence[str]) -> str:
+    """What the published numbers were measured on, against the rows they stand beside."""
+    rows = [d for d in datasets if d in source.ids]
+    same = [d for d in rows if d in source.imported]
+    other = (
+        "Other data than ours (our datasets are generated locally on Gymnasium -v5 "
+        "environments), quoted for context: not comparable cell by cell."
+    )
+    same_files = (
+        "The same files as ours (D4RL's, imported by `iwbc data import-d4rl`), trained with "
+        "the source's code and evaluated on gym -v3 under mujoco-py, while ours are evaluated "
+        "on Gymnasium -v5 (README, *D4RL's own files*): the same data, on a simulator close "
+        "to but not the same as theirs."
+    )
+    if len(same) == len(rows):
+        return same_files
+    if not same:
+        return other
+    return (
+        f"On {', '.join(same)}: {same_files[0].lower()}{same_files[1:]} Elsewhere: "
+        f"{other[0].lower()}{other[1:]}"
+    )
+
+
 def table_markdown(
     runs: SuiteRuns, literature: Sequence[PublishedSource], command: str, results_dir: str | Path
 ) -> str:
@@ -368,16 +392,16 @@ def table_markdown(
     ]
     for mark, source in zip(FOOTNOTE_MARKS, shown, strict=False):
         lines += [
-            f"{mark} {source.group}: {source.citation} ({source.url}), on {source.data}. "
-            "Other data than ours (our datasets are generated locally on Gymnasium -v5 "
-            "environments), quoted for context: not comparable cell by cell. Their average "
-            "is over the rows shown.",
+            f"{mark} {source.header(runs.datasets)}: {source.citation} ({source.url}), on "
+            f"{source.data}. {_data_relation(source, runs.datasets)} Their average is over the "
+            "rows shown.",
             "",
         ]
     if not shown:
         lines += [
             "No published numbers for these datasets (iwbc/report/literature.toml maps D4RL's "
-            "HalfCheetah, Hopper and Walker2d medium, medium-replay and medium-expert).",
+            "HalfCheetah, Hopper and Walker2d medium, medium-replay and medium-expert to the "
+            "generated iwbc/<task>/<tier>-v0 and the imported d4rl/<task>/<tier>-v2).",
             "",
         ]
     lines += [

@@ -149,7 +149,7 @@ def suite_markdown_table(
     header = ["env", "dataset", *runs.methods]
     groups = list(dict.fromkeys(source for source, _ in published))
     for mark, source in zip(FOOTNOTE_MARKS, groups, strict=False):
-        header.append(f"{source.group} →")
+        header.append(f"{source.header(runs.datasets)} →")
         header += [f"{source.labels[m]}{mark}" for s, m in published if s is source]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     scores = runs.best_scores if best else runs.final_scores
