@@ -23,6 +23,7 @@ from iwbc.errors import UserError
 from iwbc.report.convergence import ALPHA, MIN_GAIN, POINTS, CurveEnd, curve_ends, still_rising
 from iwbc.report.figures import aggregates_figure, learning_curves_figure, profiles_figure
 from iwbc.report.literature import PublishedSource, load_literature
+from iwbc.report.outliers import MIN_GAP, MIN_SEEDS, Z_LIMIT, seeds_apart
 from iwbc.report.runs import Layout, SuiteRuns, load_runs, records_dir
 from iwbc.report.stats import (
     EXPERT,
@@ -157,6 +158,36 @@ def _learning_curve_ends(runs: SuiteRuns) -> list[str]:
         for end in rising
     ]
     return [*lines, "", rising_summary(rising) + ".", ""]
+
+
+def _seeds_apart(runs: SuiteRuns, results_dir: str | Path) -> list[str]:
+    """The section naming seeds whose final score stands apart from their cell's others."""
+    apart = seeds_apart(runs)
+    lines = [
+        "## Seeds apart from their cell",
+        "",
+        f"A seed whose final score lies at least {MIN_GAP:g} points from the median of its "
+        f"cell's finished seeds and beyond a modified z-score of {Z_LIMIT:g} (0.6745·|x − "
+        "median| / MAD, Iglewicz & Hoaglin) is listed with its best score during training: a "
+        "seed that collapsed ends far below its best, a stuck one never rose. Its cell's mean "
+        "± std includes it; its learning curve is the `curve` of its record "
+        f"({records_dir(runs.suite, results_dir)}/<dataset, / as __>/<method>/seed-<seed>.json). "
+        f"Cells with fewer than {MIN_SEEDS} finished seeds are not tested.",
+        "",
+    ]
+    if not apart:
+        return [*lines, "None.", ""]
+    lines += [
+        "| dataset | method | seed | final | best during training (update) "
+        "| median of the cell (seeds) |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {a.dataset} | {a.method} | {a.seed} | {a.final:.1f} | {a.best:.1f} "
+        f"({a.best_step:,} of {a.last_step:,}) | {a.cell_median:.1f} ({a.cell_seeds}) |"
+        for a in apart
+    ]
+    return [*lines, ""]
 
 
 def _caveats(runs: SuiteRuns, results_dir: str | Path) -> list[str]:
@@ -413,6 +444,7 @@ def table_markdown(
         "",
         suite_markdown_table(runs, best=True),
         *_learning_curve_ends(runs),
+        *_seeds_apart(runs, results_dir),
         *_weight_diagnostics(runs),
         "## Failed, missing and stale runs",
         "",
