@@ -54,3 +54,24 @@ def test_report_says_none_when_every_seed_agrees(tmp_path: Path) -> None:
     table = (tmp_path / SUITE / "table.md").read_text()
     section = table.split("## Seeds apart from their cell")[1].split("##")[0]
     assert section.strip().endswith("None.")
+
+
+def test_iwbc_runs_table_names_a_seed_apart() -> None:
+    """`iwbc run`'s table.md: one line naming such seeds by their seed ids, none otherwise."""
+    from iwbc.bench.experiment import _seeds_apart_lines
+    from iwbc.report.tables import MethodScores
+
+    def scores(method: str, finals: list[float]) -> MethodScores:
+        normalized = np.repeat(np.array(finals)[:, None], 2, axis=1)
+        return MethodScores("a/toy/medium-v0", method, normalized, normalized, 10)
+
+    lines = _seeds_apart_lines(
+        [
+            scores("bc", [50.0, 51.0, 52.0, 49.0, 10.0]),
+            scores("iw_bc", [60.0, 61.0, 62.0, 60.0, 66.0]),
+        ],
+        seeds=(3, 4, 5, 6, 7),
+    )
+    assert lines[0].startswith("Seeds apart from their method's others: bc seed 7 10.0 (median")
+    assert "iw_bc" not in lines[0]
+    assert _seeds_apart_lines([scores("bc", [50.0, 51.0, 52.0])], seeds=(0, 1, 2)) == []

@@ -38,6 +38,7 @@ from iwbc.errors import UserError, write_error
 from iwbc.files import json_text
 from iwbc.machine import machine_record
 from iwbc.report.figures import returns_figure
+from iwbc.report.outliers import MIN_GAP, Z_LIMIT, apart
 from iwbc.report.tables import MethodScores, csv_table, markdown_table, spread_cell
 
 
@@ -179,6 +180,7 @@ def _write_results(
         "(no best-over-training selection).",
         "",
         *_weight_lines(scores),
+        *_seeds_apart_lines(scores, config.seeds),
         "## Data and protocol",
         f"- dataset: {dataset.num_episodes} episodes, {dataset.num_steps} steps, env "
         f"{dataset.env_label}; episode return p10 / p50 / p90 = {p10:.1f} / {p50:.1f} / {p90:.1f}",
@@ -266,6 +268,26 @@ def method_names(names: Sequence[str] | str) -> tuple[str, ...]:
     if twice:
         raise UserError(f"method(s) {', '.join(twice)} listed twice; list each method once")
     return cleaned
+
+
+def _seeds_apart_lines(scores: Sequence[MethodScores], seeds: Sequence[int]) -> list[str]:
+    """The seeds whose final score stands apart from their method's others, if any
+    (:mod:`iwbc.report.outliers`)."""
+    named = [
+        f"{s.method} seed {seed} {score:.1f} (median {np.median(s.seed_scores):.1f})"
+        for s in scores
+        for seed, score, is_apart in zip(seeds, s.seed_scores, apart(s.seed_scores), strict=True)
+        if is_apart
+    ]
+    if not named:
+        return []
+    return [
+        f"Seeds apart from their method's others: {', '.join(named)}. Each lies at least "
+        f"{MIN_GAP:g} points from the median of its method's seeds and beyond a modified "
+        f"z-score of {Z_LIMIT:g} (median / MAD); the mean ± std above includes it (per-seed "
+        "scores and curves: scores.json and returns.png).",
+        "",
+    ]
 
 
 def _weight_lines(scores: Sequence[MethodScores]) -> list[str]:

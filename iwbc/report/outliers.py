@@ -53,20 +53,28 @@ def modified_z_scores(values: np.ndarray) -> np.ndarray:
     return np.where(deviation == 0, 0.0, z)
 
 
+def apart(finals: np.ndarray) -> np.ndarray:
+    """Which of one cell's final scores stand apart from the others (all False below
+    ``MIN_SEEDS``)."""
+    finals = np.asarray(finals, dtype=float)
+    if finals.size < MIN_SEEDS:
+        return np.zeros(finals.shape, bool)
+    gap = np.abs(finals - np.median(finals))
+    return (np.abs(modified_z_scores(finals)) > Z_LIMIT) & (gap >= MIN_GAP)
+
+
 def seeds_apart(runs: SuiteRuns) -> list[SeedApart]:
     """The seeds apart from their cell, in table order (dataset, method, seed)."""
     found = []
     for dataset in runs.datasets:
         for method in runs.methods:
             cell = runs.ok_runs(dataset, method)
-            if len(cell) < MIN_SEEDS:
-                continue
             finals = np.array([run.final for run in cell])
-            median = float(np.median(finals))
-            for run, z in zip(cell, modified_z_scores(finals), strict=True):
-                if abs(z) <= Z_LIMIT or abs(run.final - median) < MIN_GAP:
+            median = float(np.median(finals)) if cell else np.nan
+            for run, is_apart in zip(cell, apart(finals), strict=True):
+                if not is_apart:
                     continue
-                apart = SeedApart(
+                seed = SeedApart(
                     dataset=dataset,
                     method=method,
                     seed=run.seed,
@@ -77,5 +85,5 @@ def seeds_apart(runs: SuiteRuns) -> list[SeedApart]:
                     cell_median=median,
                     cell_seeds=len(cell),
                 )
-                found.append(apart)
+                found.append(seed)
     return found
