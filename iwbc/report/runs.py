@@ -54,8 +54,7 @@ class Run:
     seed: int
     status: str
     error: str | None
-    env_id: str
-    env: str  # env_id with its recorded arguments; env_id in records before the label
+    env: str  # env_id with its recorded arguments; env_id alone in records before the label
     steps: np.ndarray  # updates at each evaluation of the learning curve
     curve: np.ndarray  # normalized score at each evaluation (mean over its episodes)
     final: float  # normalized score of the final policy; NaN for a failed run
@@ -196,7 +195,6 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
         "method": method,
         "seed": seed,
         "status": str(record["status"]),
-        "env_id": str(record["env_id"] or ""),
         "env": str(record.get("env") or record["env_id"] or ""),
         "ref_min_score": _number(record["ref_min_score"]),
         "ref_max_score": _number(record["ref_max_score"]),
