@@ -12,8 +12,9 @@ import minari
 import numpy as np
 import pytest
 
+import iwbc.datagen.generate as generate_module
 from iwbc.cli import main
-from iwbc.data import load_dataset
+from iwbc.data import list_datasets, load_dataset
 from iwbc.data.minari_io import minari_root
 from iwbc.data.minari_write import write_dataset
 from iwbc.datagen.behaviour import BehaviourConfig, TransitionLog, train_behaviour
@@ -155,6 +156,28 @@ def test_rerun_resumes_and_a_foreign_dataset_is_refused(
         generate("hopper", TINY, seed=0, root=root, work_dir=tmp_path, progress=False)
 
 
+def test_a_finished_run_writes_its_tiers_into_another_root(
+    generated: tuple[Path, Path, dict], tmp_path: Path
+) -> None:
+    """The manifest knows the tiers, not the root: a root lacking them gets them written."""
+    _, work, manifest = generated
+    other = tmp_path / "other"
+    again = generate("hopper", TINY, seed=0, root=other, work_dir=work, progress=False)
+    assert again.manifest["tiers"] == manifest["tiers"]
+    assert sorted(list_datasets(other)) == sorted(dataset_id("hopper", t) for t in TIERS)
+
+
+def test_an_expert_no_better_than_random_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(generate_module, "reference_scores", lambda *a: (20.0, 15.0))
+    short = dataclasses.replace(TINY.behaviour, env_steps=1_000, start_steps=500)
+    preset = dataclasses.replace(TINY, behaviour=short, random_steps=50)
+    with pytest.raises(UserError, match=r"^hopper: the expert policy's mean return 15.0 is not "):
+        generate("hopper", preset, root=tmp_path, work_dir=tmp_path / "w", progress=False)
+    assert not (tmp_path / "iwbc").exists()
+
+
 def test_killed_generation_resumes_to_the_same_data(
     generated: tuple[Path, Path, dict], tmp_path: Path
 ) -> None:
@@ -182,7 +205,8 @@ def test_a_longer_run_extends_a_finished_shorter_one_bit_for_bit(
     _, work, _ = generated
     straight_checkpoint = sac_checkpoint(work, "hopper", 0, TINY.behaviour)
     straight = flax.serialization.msgpack_restore(straight_checkpoint.read_bytes())
-    shorter = dataclasses.replace(TINY.behaviour, env_steps=2_000)
+    # 1,500 is off the evaluation grid: the shorter run's last evaluation must not survive.
+    shorter = dataclasses.replace(TINY.behaviour, env_steps=1_500)
     checkpoint = sac_checkpoint(tmp_path, "hopper", 0, shorter)
     assert checkpoint.name == straight_checkpoint.name
     train_behaviour("Hopper-v5", 0, shorter, checkpoint=checkpoint, progress=False)

@@ -224,6 +224,10 @@ class _Trainer:
             if count:
                 self.agent, _ = run_updates(self.agent, self.buffer, self.agent.step, count)
 
+    def on_evaluation_schedule(self, steps: int) -> bool:
+        """Whether a run of this length evaluates after ``steps`` env steps."""
+        return steps % self.config.eval_every == 0 or steps == self.config.env_steps
+
     def evaluate(self) -> float:
         params = jax.device_get(self.agent.actor.params)
         mean_return = evaluate_actor_params(
@@ -263,11 +267,18 @@ class _Trainer:
         )
         self.obs = self.engine.load_state(saved["engine"])
         self.episodes_started = int(saved["episodes_started"])
-        self.evaluations = [(int(s), float(r)) for s, r in np.asarray(saved["evaluations"])]
+        # A shorter run also evaluated at its own last step, off the grid of this one: dropped,
+        # or the tiers could pick a checkpoint that a fresh run of this length never has.
+        self.evaluations = [
+            (int(s), float(r))
+            for s, r in np.asarray(saved["evaluations"])
+            if self.on_evaluation_schedule(int(s))
+        ]
         template = jax.device_get(self.agent.actor.params)
         self.snapshots = {
             int(step): flax.serialization.from_state_dict(template, params)
             for step, params in saved["snapshots"].items()
+            if self.on_evaluation_schedule(int(step))
         }
         self.wall_seconds = float(saved["wall_seconds"])
 
@@ -310,7 +321,7 @@ def train_behaviour(
             start = trainer.steps
             trainer.collect()
             trainer.learn(start)
-            if trainer.steps % config.eval_every == 0 or trainer.steps == config.env_steps:
+            if trainer.on_evaluation_schedule(trainer.steps):
                 mean_return = trainer.evaluate()
                 bar.set_postfix({"return": f"{mean_return:.0f}"})
                 if on_evaluation is not None:

@@ -296,7 +296,14 @@ def generate(
     if overwrite:
         manifest.update(tiers={}, tier_seconds=0.0)
         manifest.pop("reference", None)
-    todo = [t for t in TIERS if t in tiers and t not in manifest["tiers"]]
+    # A tier is done when the manifest has it and the dataset is in this root: the manifest
+    # does not know the root, and a dataset deleted since is written again.
+    todo = [
+        t
+        for t in TIERS
+        if t in tiers
+        and (t not in manifest["tiers"] or not dataset_exists(dataset_id(task, t), root))
+    ]
     clashes = [dataset_id(task, t) for t in todo if dataset_exists(dataset_id(task, t), root)]
     if clashes and not overwrite:
         raise FileExistsError(
@@ -392,6 +399,13 @@ def generate(
         return out
 
     reference = manifest["reference"]
+    if reference["ref_max_score"] <= reference["ref_min_score"]:
+        raise UserError(
+            f"{task}: the expert policy's mean return {reference['ref_max_score']:.1f} is not "
+            f"above uniform-random's {reference['ref_min_score']:.1f}, so normalized scores "
+            f"would be meaningless; train SAC longer (--env-steps, now "
+            f"{preset.behaviour.env_steps})"
+        )
     for tier in todo:
         episodes = episodes_of(tier)
         tier_id = dataset_id(task, tier)
