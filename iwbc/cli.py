@@ -39,11 +39,13 @@ from iwbc.errors import UserError, one_line
 from iwbc.losses import WEIGHTINGS
 from iwbc.options import (
     ROOT_HELP,
+    SEED_LIMIT,
     check_directory,
     check_writable,
     dataset_id,
     decay,
     finite_float,
+    jax_seed,
     layer_widths,
     name_list,
     nonnegative_int,
@@ -117,6 +119,11 @@ def _run(args: argparse.Namespace) -> None:
         raise UserError(
             f"--ref-max must be greater than --ref-min, got --ref-min {args.ref_min:g} and "
             f"--ref-max {args.ref_max:g}"
+        )
+    if args.seed + args.seeds > SEED_LIMIT:
+        raise UserError(
+            f"--seed {args.seed} with --seeds {args.seeds} goes past 2**32 - 1, and JAX keys "
+            "keep 32 bits; start lower"
         )
     config = ExperimentConfig(
         methods=args.methods,
@@ -267,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--seed",
-        type=nonnegative_int,
+        type=jax_seed,
         default=0,
         help="first training seed; --seeds N trains SEED … SEED+N−1 (default: %(default)s)",
     )

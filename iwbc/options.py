@@ -41,6 +41,20 @@ def nonnegative_int(text: str) -> int:
     return _integer(text, 0)
 
 
+# JAX keys hold a seed's low 32 bits: seeds beyond would repeat others' random streams.
+SEED_LIMIT = 2**32
+
+
+def jax_seed(text: str) -> int:
+    """A seed that makes a JAX key: an integer in [0, 2³²)."""
+    value = _integer(text, 0)
+    if value >= SEED_LIMIT:
+        raise argparse.ArgumentTypeError(
+            f"must be below 2**32 = {SEED_LIMIT} (JAX keys keep 32 bits), got {text}"
+        )
+    return value
+
+
 def _number(text: str, requirement: str) -> float:
     try:
         return float(text)

@@ -22,7 +22,7 @@ from iwbc.datagen.generate import (
 )
 from iwbc.errors import UserError
 from iwbc.machine import machine_record
-from iwbc.options import ROOT_HELP, check_writable, name_list, nonnegative_int, positive_int
+from iwbc.options import ROOT_HELP, check_writable, jax_seed, name_list, positive_int
 
 # D4RL v2's published sizes (transitions) and expert reference returns (d4rl/infos.py
 # REF_MAX_SCORE), the yardstick the generated tiers are read against. D4RL publishes no return
@@ -155,6 +155,11 @@ def _preset(args: argparse.Namespace, task: str) -> Preset:
                 f"--env-steps must be a multiple of {behaviour.update_every} (the {args.preset} "
                 f"preset's SAC update interval), got {args.env_steps}"
             )
+        if args.env_steps <= behaviour.start_steps:
+            raise UserError(
+                f"--env-steps must exceed the {args.preset} preset's {behaviour.start_steps} "
+                f"uniform-random warm-up steps, or SAC never trains; got {args.env_steps}"
+            )
         behaviour = dataclasses.replace(
             behaviour,
             env_steps=args.env_steps,
@@ -222,7 +227,7 @@ def add_generate_parser(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--seed",
-        type=nonnegative_int,
+        type=jax_seed,
         default=0,
         help="seed of the SAC run and of the tiers' episodes (default: %(default)s)",
     )
