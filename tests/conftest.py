@@ -104,6 +104,7 @@ def synthetic_episodes(
         buffers.append(
             EpisodeBuffer(
                 id=i,
+                seed=1000 * seed + i,  # as Minari's DataCollector records reset(seed=...)
                 observations=_sample(observation_space, rng, length + 1),
                 actions=_sample(action_space, rng, length),
                 rewards=rng.normal(loc=1.0, size=length),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import minari
 import numpy as np
 import pytest
 from conftest import PENDULUM_ENV
@@ -14,6 +15,7 @@ from conftest import PENDULUM_ENV
 import iwbc.datagen.generate as generate
 from iwbc.cli import main
 from iwbc.data import DatasetError, dataset_normalized_score, list_datasets, load_dataset
+from iwbc.data.minari_io import minari_root as minari_root_env
 from iwbc.data.minari_tiers import (
     REFERENCE_SEED_BASE,
     prepare_namespace,
@@ -118,6 +120,11 @@ def test_scores_cached_and_medium_expert_written(minari_mujoco, minari_root, cap
         )
         np.testing.assert_array_equal(joined.episodes.terminations[i, :n], buffer.terminations)
         np.testing.assert_array_equal(joined.episodes.truncations[i, :n], buffer.truncations)
+    # Each episode keeps the reset seed it was recorded with.
+    with minari_root_env(minari_root):
+        stored = minari.load_dataset("mujoco/hopper/medium-expert-v0")
+        seeds = [m["seed"] for m in stored.storage.get_episode_metadata(stored.episode_indices)]
+    assert seeds == [b.seed for b in buffers] and len(set(seeds)) == len(buffers)
 
 
 def test_scores_the_expert_publishes_serve_the_whole_namespace(
@@ -176,6 +183,14 @@ def test_second_call_keeps_and_overwrite_recomputes(minari_mujoco, minari_root, 
     changed = prepare_namespace("mujoco/hopper", root=minari_root, episodes=5)
     assert len(calls) == 1 and changed.reference["episodes"] == 5
     assert changed.ref_min_score == uniform_random_return(ENV, 5)
+    # medium-expert's own scores would outrank the cache: it follows the new ones.
+    assert changed.medium_expert == "mujoco/hopper/medium-expert-v0"
+    for tier in ("medium", "expert", "medium-expert"):
+        ds = load_dataset(f"mujoco/hopper/{tier}-v0", root=minari_root)
+        assert (ds.ref_min_score, ds.ref_max_score) == (
+            changed.ref_min_score,
+            changed.ref_max_score,
+        ), tier
 
     rewritten = prepare_namespace("mujoco/hopper", root=minari_root, episodes=5, overwrite=True)
     assert rewritten.medium_expert == "mujoco/hopper/medium-expert-v0" and len(calls) == 2
@@ -199,3 +214,29 @@ def test_expert_below_random_is_refused(make_minari_dataset, minari_root: Path):
     with pytest.raises(DatasetError, match="not above the random policy"):
         prepare_namespace("hopper", root=minari_root, episodes=4)
     assert not (minari_root / CACHE_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"mujoco/walker2d": {"ref_min_score": 1', "cannot read the reference-score cache"),
+        ("[1, 2]", "is not a JSON object"),
+        ('{"mujoco/hopper": {"ref_min_score": 1}}', "no finite ref_min_score and ref_max_score"),
+        ('{"mujoco/hopper": {"ref_min_score": "x", "ref_max_score": 2}}', "no finite ref_min"),
+    ],
+)
+def test_a_damaged_score_cache_is_a_one_line_error_and_kept(
+    make_minari_dataset, minari_root: Path, capsys, content: str, message: str
+):
+    """Neither read as 'no scores' nor overwritten: rewriting it would drop other entries."""
+    make_minari_dataset("mujoco/hopper/medium-v0", env=ENV, ref_min_score=None, ref_max_score=None)
+    path = minari_root / CACHE_FILE
+    path.parent.mkdir()
+    path.write_text(content)
+    assert main(["data", "info", "mujoco/hopper/medium-v0", "--root", str(minari_root)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err and "delete it and rerun" in err
+    make_minari_dataset("mujoco/hopper/expert-v0", env=ENV, ref_min_score=None, ref_max_score=None)
+    with pytest.raises(DatasetError, match=message):
+        prepare_namespace("hopper", root=minari_root, episodes=4)
+    assert path.read_text() == content

@@ -117,15 +117,19 @@ def episode_buffers(dataset_id: str, root: str | Path | None) -> list[EpisodeBuf
     """A dataset's episodes as stored (float64 observations and rewards kept)."""
     with minari_root(root):
         dataset = minari.load_dataset(dataset_id)
+        attrs = dataset.storage.get_episode_metadata(dataset.episode_indices)
         return [
             EpisodeBuffer(
+                # The reset seed (and options) each episode was recorded with: replayable.
+                seed=meta.get("seed"),
+                options=meta.get("options"),
                 observations=np.asarray(e.observations),
                 actions=np.asarray(e.actions),
                 rewards=[float(r) for r in e.rewards],
                 terminations=[bool(t) for t in e.terminations],
                 truncations=[bool(t) for t in e.truncations],
             )
-            for e in dataset.iterate_episodes()
+            for e, meta in zip(dataset.iterate_episodes(), attrs, strict=True)
         ]
 
 
@@ -219,7 +223,14 @@ def prepare_namespace(
     medium_id, expert_id = tier_id(namespace, "medium"), tier_id(namespace, "expert")
     target = tier_id(namespace, "medium-expert")
     written = None
-    if overwrite or not dataset_exists(target, root):
+    # Rewritten too when its scores are not the namespace's (recomputed with another seed or
+    # episode count): its own metadata would otherwise outrank the cache.
+    scores = (entry["ref_min_score"], entry["ref_max_score"])
+    if (
+        overwrite
+        or not dataset_exists(target, root)
+        or stored_reference_scores(target, root) != scores
+    ):
         medium = load_dataset(medium_id, root=root, download=download)
         expert = load_dataset(expert_id, root=root, download=download)
         if (medium.env_id, medium.observation_dim, medium.action_dim) != (

@@ -10,22 +10,43 @@ to it when a dataset's metadata lacks them. The entry records how each number wa
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+from iwbc.data.errors import DatasetError
 from iwbc.files import write_json_atomic
 
 CACHE_FILE = Path(".iwbc") / "reference_scores.json"
+SCORE_KEYS = ("ref_min_score", "ref_max_score")
 
 
 def _read(root: Path) -> dict[str, Any]:
+    """The stored table; a damaged file is an error, never silently empty: storing into an
+    empty table would drop every other namespace's scores."""
     path = Path(root) / CACHE_FILE
     if not path.is_file():
         return {}
+    fix = "delete it and rerun `iwbc data minari-tiers` for the namespaces it held"
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
+        table = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(
+            f"cannot read the reference-score cache {path} ({error}); {fix}"
+        ) from None
+    if not isinstance(table, dict):
+        raise DatasetError(f"the reference-score cache {path} is not a JSON object; {fix}")
+    for namespace, entry in table.items():
+        scores = [entry.get(k) for k in SCORE_KEYS] if isinstance(entry, dict) else [None]
+        if not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in scores
+        ):
+            raise DatasetError(
+                f"the reference-score cache {path} has no finite ref_min_score and "
+                f"ref_max_score for {namespace}; {fix}"
+            )
+    return table
 
 
 def namespace_of(dataset_id: str) -> str:
