@@ -9,7 +9,7 @@ import pytest
 
 from iwbc.agents.bc import BCConfig
 from iwbc.agents.registry import BASELINES, METHODS
-from iwbc.bench.records import load_records, record_fingerprint
+from iwbc.bench.records import is_finished, load_records, record_fingerprint
 from iwbc.bench.suites import (
     available_suites,
     eval_targets,
@@ -221,6 +221,24 @@ def test_dataset_settings_leave_the_fingerprints_of_other_datasets_alone() -> No
         assert raised.method_fingerprint(method, "a/b/c-v0") == plain.method_fingerprint(method)
 
 
+def test_an_integer_for_a_float_field_makes_the_same_configuration() -> None:
+    """``temperature = 10`` is 10.0: the runner and the report (by fingerprint) then agree
+    that a record made under either is finished."""
+    plain = parse(methods=["bc", "iw_bc", "td3_bc"])
+    spelled = parse(
+        methods=["bc", "iw_bc", "td3_bc"],
+        bc_family={"finetune": {"temperature": 10}},
+        offline_rl={"td3_bc": {"alpha": 2}, "datasets": {"a/b/c-v0": {"discount": 1}}},
+    )
+    assert spelled.method_config("iw_bc") == plain.method_config("iw_bc")
+    assert spelled.method_fingerprint("iw_bc") == plain.method_fingerprint("iw_bc")
+    algorithm = spelled.method_config("td3_bc", "a/b/c-v0")["algorithm"]
+    assert (algorithm["alpha"], algorithm["discount"]) == (2.0, 1.0)
+    assert isinstance(algorithm["alpha"], float) and isinstance(algorithm["discount"], float)
+    record = {"status": "ok", "config": {"x": 3}}
+    assert not is_finished(record, {"x": 3.0}) and is_finished(record, {"x": 3})
+
+
 def test_method_config_is_plain_json_and_says_what_steps_count() -> None:
     suite = parse(methods=["bc", "iw_bc", "td3_bc"])
     for method in suite.methods:
@@ -237,6 +255,11 @@ def test_method_config_is_plain_json_and_says_what_steps_count() -> None:
         ({"epochs": 3}, r"unknown key 'epochs' in the top level; known keys: description, "),
         ({"methods": ["bc", "dqn"]}, r"unknown method\(s\) dqn; available: bc, filtered_bc, "),
         ({"seeds": [0, 0]}, r"'seeds' must be a non-empty list of distinct integers"),
+        ({"seeds": [0, 2**32]}, r"seed 4294967296 is not below 2\*\*32; JAX keys keep 32 bits"),
+        (
+            {"offline_rl": {"iql": {"expectle": 0.9}}},
+            r"unknown key 'expectle' in \[offline_rl.iql\]",
+        ),
         ({"datasets": []}, r"'datasets' must be a non-empty list of strings"),
         ({"engine": "warp"}, r"unknown engine 'warp'; choose one of auto, batch"),
         ({"eval_every": -1}, r"eval_every in the top level must be an integer ≥ 0"),

@@ -31,6 +31,7 @@ from iwbc.data.statistics import STD_EPSILON
 from iwbc.envs.evaluate import EVAL_SEED_BASE
 from iwbc.envs.rollout import ENGINES
 from iwbc.errors import UserError
+from iwbc.options import SEED_LIMIT
 
 SUITES_DIR = Path(str(files("iwbc") / "suites"))
 
@@ -344,6 +345,11 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
         or len(set(seeds)) != len(seeds)
     ):
         raise UserError(f"{where}: 'seeds' must be a non-empty list of distinct integers ≥ 0")
+    if max(seeds) >= SEED_LIMIT:
+        raise UserError(
+            f"{where}: seed {max(seeds)} is not below 2**32; JAX keys keep 32 bits, so it would "
+            "repeat another seed's random stream"
+        )
     engine = table.get("engine", "auto")
     if engine not in ENGINES:
         raise UserError(f"{where}: unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
@@ -360,17 +366,18 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
     _check_keys(bc, (*_BC_KEYS, *_STAGES, "datasets"), where, "[bc_family]")
     pretrain = _section(bc.get("pretrain", {}), "bc_family.pretrain", where)
     finetune = _section(bc.get("finetune", {}), "bc_family.finetune", where)
-    for section, values in (("pretrain", pretrain), ("finetune", finetune)):
-        _check_keys(values, _STAGE_KEYS, where, f"[bc_family.{section}]")
-        _check_types(BCConfig, values, where, f"[bc_family.{section}]")
+    pretrain, finetune = (
+        _typed_fields(values, _STAGE_KEYS, BCConfig, where, f"[bc_family.{section}]")
+        for section, values in (("pretrain", pretrain), ("finetune", finetune))
+    )
     pipeline_fields = {k: _convert(v) for k, v in bc.items() if k in _BC_KEYS}
-    _check_types(PipelineConfig, pipeline_fields, where, "[bc_family]")
+    pipeline_fields = _check_types(PipelineConfig, pipeline_fields, where, "[bc_family]")
     pipeline = _build(
         where,
         "[bc_family]",
         lambda: PipelineConfig(
-            pretrain=BCConfig(**{k: _convert(v) for k, v in pretrain.items()}),
-            finetune=BCConfig.iw_finetune(**{k: _convert(v) for k, v in finetune.items()}),
+            pretrain=BCConfig(**pretrain),
+            finetune=BCConfig.iw_finetune(**finetune),
             **pipeline_fields,
         ),
     )
@@ -378,6 +385,8 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
 
     rl = _table(table, "offline_rl", where)
     algorithms = tuple((m, _algorithm_config(m, rl, where)) for m in methods if m in BASELINES)
+    for idle in (m for m in BASELINES if m in rl and m not in methods):
+        _algorithm_config(idle, rl, where)  # not trained here, but a typo in it is still one
     per_dataset = _dataset_fields(rl, datasets, dict(algorithms), where)
 
     numbers = {
@@ -493,7 +502,7 @@ def _algorithm_config(method: str, rl: Mapping[str, Any], where: str) -> Any:
     _check_keys(own, own_fields, where, f"[offline_rl.{method}]")
     values = {k: _convert(v) for k, v in rl.items() if k in common}
     values.update({k: _convert(v) for k, v in own.items()})
-    _check_types(config_cls, values, where, f"[offline_rl.{method}]")
+    values = _check_types(config_cls, values, where, f"[offline_rl.{method}]")
     config = _build(where, f"[offline_rl.{method}]", lambda: config_cls(**values))
     _check_int(config.steps, where, f"steps of {method}", minimum=True)
     return config
@@ -539,7 +548,7 @@ def _dataset_fields(
         )
         converted = {k: _convert(v) for k, v in fields.items()}
         for config in algorithms.values():
-            _check_types(type(config), converted, where, scope)
+            converted = _check_types(type(config), converted, where, scope)
             _build(where, scope, lambda c=config, v=converted: dataclasses.replace(c, **v))
         if converted:
             parsed.append((dataset, None, tuple(converted.items())))
@@ -589,17 +598,29 @@ def _typed_fields(
     and type by type against ``cls``'s defaults, TOML values converted to the config's."""
     _check_keys(values, allowed, where, scope)
     converted = {key: _convert(value) for key, value in values.items()}
-    _check_types(cls, converted, where, scope)
-    return converted
+    return _check_types(cls, converted, where, scope)
 
 
-def _check_types(cls: type, values: Mapping[str, Any], where: str, scope: str) -> None:
-    """Each value must have the type of the field's default (an int may stand for a float)."""
+def _check_types(cls: type, values: Mapping[str, Any], where: str, scope: str) -> dict[str, Any]:
+    """``values``, each checked to have the type of the field's default; an int may stand for
+    a float and becomes one, so ``10`` and ``10.0`` make the same configuration (and the same
+    fingerprint: records compare by their configuration's JSON text)."""
     defaults = {f.name: _default(f) for f in dataclasses.fields(cls)}
     for key, value in values.items():
         if not _type_matches(value, defaults.get(key)):
             expected = type(defaults[key]).__name__
             raise UserError(f"{where}: {key} in {scope} must be of type {expected}, got {value!r}")
+    return {key: _as_default_type(value, defaults.get(key)) for key, value in values.items()}
+
+
+def _as_default_type(value: Any, default: Any) -> Any:
+    """An int where the default is a float (or a tuple of floats) as a float."""
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    floats = isinstance(default, tuple) and default and all(isinstance(d, float) for d in default)
+    if floats and isinstance(value, tuple):
+        return tuple(_as_default_type(v, default[0]) for v in value)
+    return value
 
 
 def _type_matches(value: Any, default: Any) -> bool:
