@@ -14,7 +14,7 @@ import pytest
 
 from iwbc import machine
 from iwbc.agents.registry import train_methods
-from iwbc.bench import runner
+from iwbc.bench import executors, runner
 from iwbc.bench.records import RECORD_KEYS, check_record, load_records, records_dir
 from iwbc.bench.runner import plan, run_suite
 from iwbc.bench.suites import Suite, load_suite
@@ -130,6 +130,9 @@ def test_sweep_writes_one_schema_record_per_run(sweep: dict) -> None:
         assert best["step"] == curve["steps"][int(np.argmax(curve["normalized"]))]
         assert record["wall_seconds"] > 0
         assert record["trained_with_seeds"] == [0, 1]
+        # Engine auto resolved (no GPU here), and the commit of the code that evaluated it.
+        assert record["engine"] == "batch"
+        assert record["evaluated_at_commits"] == [machine.running_commit()]
         training = record["training"]
         assert training["steps"] == [10, 20] and len(training["loss"]) == 2
         assert all(np.isfinite(training["loss"]))
@@ -351,6 +354,81 @@ def test_records_name_the_commit_of_the_code_the_sweep_loaded(
         machine.running_commit.cache_clear()
     records = load_records("committed", results)
     assert records and {r["environment"]["iwbc_commit"] for r in records} == {"a" * 40}
+
+
+def test_records_rebuilt_from_evaluations_of_other_code_say_so(
+    sweep: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints and evaluations are kept by configuration and data, not by code: records
+    written from them by a later commit name the commit that evaluated, and the report warns."""
+    evaluated_at = machine.running_commit()
+    monkeypatch.setattr(machine, "source_commit", lambda: "c" * 40)
+    machine.running_commit.cache_clear()
+    results = sweep["base"] / "results-later-code"
+    try:
+        run_suite(
+            sweep["suite"],
+            records_dir("tiny", results),
+            work_dir=sweep["work"],
+            data_root=sweep["root"],
+            progress=False,
+        )
+    finally:
+        machine.running_commit.cache_clear()
+    records = load_records("tiny", results)
+    assert {r["environment"]["iwbc_commit"] for r in records} == {"c" * 40}
+    assert {tuple(r["evaluated_at_commits"]) for r in records} == {(evaluated_at,)}
+    assert len(load_runs("tiny", results, sweep["suite"]).reused_evaluations) == 6
+    write_suite_report("tiny", results, reps=20, layout=sweep["suite"])
+    table = (results / "tiny" / "table.md").read_text()
+    assert "6 finished run(s) reuse evaluations made at another source commit" in table
+    assert "rerun them with a fresh --work-dir" in table
+
+
+def test_runs_evaluated_on_another_engine_are_planned_again_and_flagged(sweep: dict) -> None:
+    """Engine auto is MJX on a GPU: a sweep resolving another engine than the records' reruns
+    them, and a table mixing engines says so."""
+    directory = records_dir("tiny", sweep["results"])
+    same = load_dataset(DATASET, root=sweep["root"]).content_fingerprint
+    units, total, finished = plan(
+        sweep["suite"], directory, data_fingerprint=lambda name: same, engine=lambda name: "mjx"
+    )
+    assert (total, finished) == (6, 0)
+    assert {(u.pending, u.engine) for u in units} == {((0, 1), "mjx")}
+    on_batch = plan(
+        sweep["suite"], directory, data_fingerprint=lambda name: same, engine=lambda name: "batch"
+    )
+    assert on_batch[1:] == (6, 6)
+
+    results = sweep["base"] / "results-engines"
+    shutil.copytree(directory, records_dir("tiny", results))
+    path = next(records_dir("tiny", results).rglob("td3_bc/seed-1.json"))
+    path.write_text(json.dumps({**json.loads(path.read_text()), "engine": "mjx"}))
+    runs = load_runs("tiny", results, sweep["suite"])
+    assert runs.mixed_engines == {DATASET: ["batch", "mjx"]}
+    write_suite_report("tiny", results, reps=20, layout=sweep["suite"])
+    table = (results / "tiny" / "table.md").read_text()
+    assert f"were evaluated on different engines: {DATASET} (batch, mjx)" in table
+    assert f"| td3_bc | {DATASET} | 1 | mixed engines | evaluated on mjx |" in table
+    assert "shared by all runs; engine batch / mjx" in table
+
+
+def test_a_ray_worker_names_the_commit_it_started_with(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker's records name the code it ran: its commit is looked up before the unit runs,
+    not when it writes records, maybe after the checkout moved on."""
+    checkout = {"commit": "d" * 40}
+    monkeypatch.setattr(machine, "source_commit", lambda: checkout["commit"])
+
+    def unit_that_outlives_a_commit(unit, context):
+        checkout["commit"] = "e" * 40
+        return machine.running_commit()
+
+    monkeypatch.setattr(executors, "execute_unit", unit_that_outlives_a_commit)
+    machine.running_commit.cache_clear()
+    try:
+        assert executors.execute_in_worker(None, None) == "d" * 40
+    finally:
+        machine.running_commit.cache_clear()
 
 
 def test_failing_unit_is_recorded_and_the_sweep_goes_on(

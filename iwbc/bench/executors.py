@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from iwbc.bench.units import UnitContext, UnitOutcome, WorkUnit, execute_unit, record_failure
 from iwbc.envs.mujoco_warnings import mujoco_warnings_as_python
 from iwbc.errors import UserError
+from iwbc.machine import running_commit
 
 EXECUTORS = ("local", "ray")
 
@@ -30,7 +31,10 @@ def run_local(
 
 def execute_in_worker(unit: WorkUnit, context: UnitContext) -> UnitOutcome:
     """A Ray task's body: the unit, with MuJoCo's warnings routed as ``iwbc`` routes them in its
-    own process (a worker is another process, where the command's handler is not installed)."""
+    own process (a worker is another process, where the command's handler is not installed).
+    The worker's source commit is looked up first, as the driver's is when the sweep starts:
+    its records name the code it ran, not the checkout when the unit ended."""
+    running_commit()
     with mujoco_warnings_as_python():
         return execute_unit(unit, context)
 

@@ -103,22 +103,25 @@ def is_finished(
     record: Mapping[str, Any] | None,
     config: Mapping[str, Any],
     data_fingerprint: str | None = None,
+    engine: str | None = None,
 ) -> bool:
     """True when ``record`` (``read_record``'s, None for no record) is of a run that succeeded
     with this configuration (and, when ``data_fingerprint`` is given, on the data of that
-    content fingerprint).
+    content fingerprint; when ``engine`` is, evaluated on that engine).
 
-    Failed runs, runs made with another configuration (an edited suite) and runs made on other
-    data (a regenerated tier) are run again. Records written before they stated their data are
-    taken as made on it.
+    Failed runs, runs made with another configuration (an edited suite), runs made on other
+    data (a regenerated tier) and runs evaluated on another engine (engine ``auto`` is MJX on
+    a GPU, the CPU batch engine elsewhere) are run again, so no table mixes them. Records
+    written before they stated their data or engine are taken as made on it.
     """
     # By fingerprint, as the report tells stale records: dict equality would take 3 for 3.0.
     if record is None or record["status"] != "ok":
         return False
     if record_fingerprint(record) != config_fingerprint(config):
         return False
-    made_on = record.get("data_fingerprint")
-    return data_fingerprint is None or made_on is None or made_on == data_fingerprint
+    made_on, made_with = record.get("data_fingerprint"), record.get("engine")
+    same_data = data_fingerprint is None or made_on is None or made_on == data_fingerprint
+    return same_data and (engine is None or made_with is None or made_with == engine)
 
 
 def load_records(suite: str, results_dir: str | Path = "results") -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from iwbc.bench.units import (
     UnitOutcome,
     WorkUnit,
     context_dataset,
+    evaluation_engine,
     execute_unit,
 )
 from iwbc.data import OfflineDataset, list_datasets
@@ -115,13 +116,15 @@ def plan(
     only_datasets: Sequence[str] | None = None,
     only_methods: Sequence[str] | None = None,
     data_fingerprint: Callable[[str], str] | None = None,
+    engine: Callable[[str], str] | None = None,
 ) -> tuple[list[WorkUnit], int, int]:
     """(units with unfinished runs, runs in the selection, runs already finished).
 
     ``data_fingerprint(dataset)`` gives a dataset's current content fingerprint; it is asked
     only for datasets with runs finished under the current configuration, and those made on
     other content are planned again. A dataset it cannot load (a UserError) keeps its records
-    as they are: its pending runs fail on loading it all the same.
+    as they are: its pending runs fail on loading it all the same. ``engine(dataset)``, asked
+    then too, gives the engine evaluating it here; runs evaluated on another are planned again.
     """
     datasets, methods = select(suite, only_datasets, only_methods)
     units, total, finished = [], 0, 0
@@ -132,22 +135,23 @@ def plan(
             for seed in suite.seeds
         }
         configs = {method: suite.method_config(method, dataset) for method in methods}
-        current = None
+        current = evaluated_on = None
         if data_fingerprint is not None and any(
             is_finished(record, configs[method]) for (method, _), record in records.items()
         ):
             with contextlib.suppress(UserError):
                 current = data_fingerprint(dataset)
+                evaluated_on = None if engine is None else engine(dataset)
         for method in methods:
             pending = tuple(
                 seed
                 for seed in suite.seeds
-                if not is_finished(records[method, seed], configs[method], current)
+                if not is_finished(records[method, seed], configs[method], current, evaluated_on)
             )
             total += len(suite.seeds)
             finished += len(suite.seeds) - len(pending)
             if pending:
-                units.append(WorkUnit(dataset, method, suite.seeds, pending, current))
+                units.append(WorkUnit(dataset, method, suite.seeds, pending, current, evaluated_on))
     return units, total, finished
 
 
@@ -220,6 +224,7 @@ def run_suite(
         only_datasets=only_datasets,
         only_methods=only_methods,
         data_fingerprint=functools.partial(_current_content, context, progress),
+        engine=lambda name: evaluation_engine(suite, context_dataset(context, name)),
     )
     bar = tqdm(total=total, initial=finished, desc=suite.name, unit="run", disable=not progress)
     if executor == "ray":

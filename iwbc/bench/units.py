@@ -46,9 +46,10 @@ from iwbc.core.trainer import Training, agents_structure, checkpoint_history, cr
 from iwbc.data import OfflineDataset, load_dataset, normalized_score
 from iwbc.data.errors import one_line
 from iwbc.envs.evaluate import evaluate_agent
+from iwbc.envs.rollout import resolve_engine
 from iwbc.errors import TrainingDiverged, UserError
 from iwbc.files import file_lock, write_atomic, write_json_atomic
-from iwbc.machine import machine_record
+from iwbc.machine import machine_record, running_commit
 
 # Packages whose versions a record states.
 VERSIONED = ("iwbc", "jax", "jaxlib", "flax", "optax", "mujoco", "gymnasium", "minari", "numpy")
@@ -61,8 +62,9 @@ Evaluate = Callable[[Any, int], np.ndarray]
 class WorkUnit:
     """(dataset, method) trained for all ``seeds``; records are written for ``pending`` ones.
 
-    ``data_fingerprint`` is the dataset's content fingerprint when planning read it (it had
-    finished records to check), so seeds finished meanwhile are checked against the same data.
+    ``data_fingerprint`` and ``engine`` are the dataset's content fingerprint and the engine
+    evaluating it when planning read them (it had finished records to check), so seeds finished
+    meanwhile are checked against the same data and engine.
     """
 
     dataset: str
@@ -70,6 +72,7 @@ class WorkUnit:
     seeds: tuple[int, ...]
     pending: tuple[int, ...]
     data_fingerprint: str | None = None
+    engine: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,10 +130,20 @@ def unit_directory(context: UnitContext, unit: WorkUnit) -> Path:
     return _keyed_directory(context, unit)
 
 
+def evaluation_engine(suite: Suite, dataset: OfflineDataset) -> str:
+    """The engine that evaluates ``dataset``'s runs here: the suite's, with ``auto`` resolved
+    (MJX on a GPU with MJX installed, the CPU batch engine or Gymnasium elsewhere)."""
+    return resolve_engine(dataset.env, suite.engine)
+
+
 def cache_directory(context: UnitContext, unit: WorkUnit, dataset: OfflineDataset) -> Path:
     """The unit's checkpoints and evaluations, keyed by the dataset's content as well: a
-    dataset regenerated, or read from another root under the same id, trains anew."""
-    return _keyed_directory(context, unit, dataset.content_fingerprint)
+    dataset regenerated, or read from another root under the same id, trains anew. ``auto``
+    resolved to MJX keys its own: MJX's returns are close to, not equal to, the CPU engines'
+    (README, *Evaluation*); the CPU resolutions keep the keys they always had."""
+    engine = evaluation_engine(context.suite, dataset)
+    on_mjx = ("mjx",) if context.suite.engine == "auto" and engine == "mjx" else ()
+    return _keyed_directory(context, unit, dataset.content_fingerprint, *on_mjx)
 
 
 def unit_lock(context: UnitContext, unit: WorkUnit) -> Path:
@@ -162,6 +175,7 @@ def execute_unit(
                 read_record(record_path(context.records_dir, unit.dataset, unit.method, seed)),
                 config,
                 unit.data_fingerprint,
+                unit.engine,
             )
         )
         if not pending:
@@ -213,19 +227,21 @@ def run_unit(
     directory.mkdir(parents=True, exist_ok=True)
     spent = _wall_seconds(directory)
     agent_at = _agent_at(unit.method, unit, context, dataset, directory)
+    engine = evaluation_engine(suite, dataset)
 
     def evaluate(agent: Any, episodes: int) -> np.ndarray:
-        return evaluate_agent(agent, dataset.env, num_episodes=episodes, engine=suite.engine)
+        return evaluate_agent(agent, dataset.env, num_episodes=episodes, engine=engine)
 
     method = METHODS[unit.method]
     trained_on = training_episodes(method, dataset.episodes, suite.pipeline.selection)
     targets = suite.eval_targets(unit.method, unit.dataset)
-    curve = []
+    curve, made_at = [], {}
     for step in targets:
         episodes = suite.final_eval_episodes if step == targets[-1] else suite.eval_episodes
         if report is not None:
             report(f"{unit.dataset} {unit.method} step {step}/{targets[-1]}")
         curve.append(cached_evaluation(directory, unit.method, step, episodes, agent_at, evaluate))
+        made_at[evaluation_commit(directory, step, episodes)] = None
         wall = _add_wall_seconds(directory, spent, started)
     stage = _stage_directory(unit.method, unit, context, dataset, directory)
     history = checkpoint_history(stage / "checkpoint.msgpack")
@@ -240,6 +256,8 @@ def run_unit(
             trained_on,
             wall,
             history=_seed_history(history, unit.seeds.index(seed)),
+            engine=engine,
+            evaluated_at=list(made_at),
         )
         for seed in unit.pending
     )
@@ -258,7 +276,7 @@ def cached_evaluation(
     A non-finite return (a policy or simulation that blew up) is a failure naming ``method``
     and the update, never cached nor scored.
     """
-    cache = directory / f"eval-{step}-{episodes}ep.npy"
+    cache = _evaluation_file(directory, step, episodes)
     fresh = not cache.exists()
     returns = np.asarray(evaluate(agent_at(step), episodes)) if fresh else np.load(cache)
     finite = np.isfinite(returns).all(axis=1)
@@ -269,10 +287,29 @@ def cached_evaluation(
             f"(seed index {seeds}); lower the learning rate and rerun"
         )
     if fresh:
+        # The commit first: returns cached without it would be taken as made before the key.
+        write_json_atomic(cache.with_suffix(".json"), {"iwbc_commit": running_commit()})
         buffer = io.BytesIO()
         np.save(buffer, returns)
         write_atomic(cache, buffer.getvalue())
     return returns
+
+
+def _evaluation_file(directory: Path, step: int, episodes: int) -> Path:
+    return directory / f"eval-{step}-{episodes}ep.npy"
+
+
+def evaluation_commit(directory: Path, step: int, episodes: int) -> str | None:
+    """The source commit of the process that made a cached evaluation (None: unknown).
+
+    Checkpoints and evaluations are keyed by configuration and data, not by code, so a run
+    resumed, or its record rebuilt, after a code change reuses them: the record says so.
+    """
+    path = _evaluation_file(directory, step, episodes).with_suffix(".json")
+    try:
+        return json.loads(path.read_text())["iwbc_commit"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 WALL_FILE = "wall_seconds.json"
@@ -454,9 +491,12 @@ def _write_success(
     wall: float,
     *,
     history: dict[str, list] | None,
+    engine: str,
+    evaluated_at: list[str | None],
 ) -> Path:
     """The seed's record: its mean return at each evaluation step, normalized where the
-    dataset can be, and its training (episodes trained on, per-chunk metrics)."""
+    dataset can be, its training (episodes trained on, per-chunk metrics), the engine that
+    evaluated it and the source commits of the processes that made its evaluations."""
     index = unit.seeds.index(seed)
     per_episode = [np.asarray(returns[index], np.float64) for returns in curve]
     means = [float(r.mean()) for r in per_episode]
@@ -483,6 +523,8 @@ def _write_success(
         ref_min_score=low,
         ref_max_score=high,
         trained_on_episodes=trained_on,
+        engine=engine,
+        evaluated_at_commits=evaluated_at,
         # Per-chunk means of the losses and diagnostics (iw-BC's weight_ess among them).
         training=history,
     )

@@ -68,6 +68,10 @@ class Run:
     finished_at: str
     fingerprint: str  # of the configuration it ran under (iwbc.bench.records)
     data_fingerprint: str | None = None  # of the data's content; None in records before it
+    engine: str | None = None  # that evaluated it (``auto`` resolved); None in records before it
+    # Source commits of the processes that made its evaluations (None: made before the key);
+    # empty in records before it.
+    evaluated_at: tuple[str | None, ...] = ()
     # iw-BC's effective sample fraction of its importance weights over the last training chunk;
     # NaN for methods without importance weights and records before the key.
     weight_ess: float = math.nan
@@ -127,6 +131,35 @@ class SuiteRuns:
             for dataset in self.datasets
         }
         return {dataset: found for dataset, found in versions.items() if len(found) > 1}
+
+    @property
+    def mixed_engines(self) -> dict[str, list[str]]:
+        """Datasets whose finished runs were evaluated on more than one engine, with those
+        engines in order of first appearance (records before the key state none)."""
+        engines = {
+            dataset: list(
+                dict.fromkeys(
+                    run.engine
+                    for method in self.methods
+                    for run in self.ok_runs(dataset, method)
+                    if run.engine
+                )
+            )
+            for dataset in self.datasets
+        }
+        return {dataset: found for dataset, found in engines.items() if len(found) > 1}
+
+    @property
+    def reused_evaluations(self) -> list[Run]:
+        """Finished runs with evaluations made at another source commit than the one that
+        wrote the record (cached evaluations are keyed by configuration and data, not code)."""
+        return [
+            run
+            for run in (self.runs.get(key) for key in self.grid())
+            if run is not None
+            and run.ok
+            and any(commit != run.environment.get("iwbc_commit") for commit in run.evaluated_at)
+        ]
 
     def ok_runs(self, dataset: str, method: str) -> list[Run]:
         """The finished runs of one cell, in seed order."""
@@ -204,6 +237,8 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
         "finished_at": str(record["finished_at"] or ""),
         "fingerprint": record_fingerprint(record),
         "data_fingerprint": record.get("data_fingerprint"),
+        "engine": record.get("engine"),
+        "evaluated_at": tuple(record.get("evaluated_at_commits") or ()),
     }
     if record["status"] == "failed":
         error = " ".join(str(record["error"] or "no error message recorded").split())

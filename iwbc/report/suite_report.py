@@ -110,6 +110,46 @@ def mixed_data_summary(runs: SuiteRuns, results_dir: str | Path) -> str:
     )
 
 
+def mixed_engines_summary(runs: SuiteRuns, results_dir: str | Path) -> str:
+    """One line naming the datasets whose runs were evaluated on different engines, and the
+    command that re-evaluates, on this machine's engine, those evaluated on another."""
+    mixed = runs.mixed_engines
+    named = "; ".join(f"{dataset} ({', '.join(found)})" for dataset, found in mixed.items())
+    rerun = _bench_command(runs, results_dir, " --only-datasets " + ",".join(mixed))
+    return (
+        f"The runs of {len(mixed)} dataset(s) were evaluated on different engines: {named} "
+        "(engine `auto` is MJX on a GPU, the CPU batch engine elsewhere). Their methods were "
+        f"not scored on the same simulator; `{rerun}` reruns every run evaluated on another "
+        "engine than the machine running it"
+    )
+
+
+def reused_evaluations_summary(runs: SuiteRuns) -> str:
+    """One line naming the finished runs whose records rest on evaluations made at another
+    source commit than the one that wrote them."""
+    reused = runs.reused_evaluations
+    first = reused[0]
+    commits = ", ".join((c or "unrecorded")[:12] for c in dict.fromkeys(first.evaluated_at))
+    return (
+        f"{len(reused)} finished run(s) reuse evaluations made at another source commit than "
+        f"the one that wrote their records (e.g. {first.dataset} {first.method} seed "
+        f"{first.seed}: evaluated at {commits}, recorded at "
+        f"{str(first.environment.get('iwbc_commit'))[:12]}): checkpoints and evaluations are "
+        "kept by configuration and data, not by code; for scores of the current code, rerun "
+        "them with a fresh --work-dir"
+    )
+
+
+def caveat_summaries(runs: SuiteRuns, results_dir: str | Path) -> list[str]:
+    """What a reader must know about scores the tables include: stale runs, runs made on other
+    data or evaluated on another engine, and evaluations made by other code."""
+    found = [stale_summary(runs, results_dir)] if runs.stale else []
+    found += [mixed_data_summary(runs, results_dir)] if runs.mixed_data else []
+    found += [mixed_engines_summary(runs, results_dir)] if runs.mixed_engines else []
+    found += [reused_evaluations_summary(runs)] if runs.reused_evaluations else []
+    return found
+
+
 def rising_summary(rising: Sequence[CurveEnd]) -> str:
     """One line naming the cells (``still_rising``'s) whose learning curve was still rising when
     training stopped."""
@@ -191,17 +231,15 @@ def _seeds_apart(runs: SuiteRuns, results_dir: str | Path) -> list[str]:
 
 
 def _caveats(runs: SuiteRuns, results_dir: str | Path) -> list[str]:
-    """The stale and mixed-data lines, each a paragraph, for where scores are summarized."""
-    lines = [stale_summary(runs, results_dir) + ".", ""] if runs.stale else []
-    if runs.mixed_data:
-        lines += [mixed_data_summary(runs, results_dir) + ".", ""]
-    return lines
+    """``caveat_summaries``, each a paragraph, for where scores are summarized."""
+    return [line for summary in caveat_summaries(runs, results_dir) for line in (summary + ".", "")]
 
 
 def _failed_missing_and_stale(runs: SuiteRuns, results_dir: str | Path) -> list[str]:
-    if not runs.failed and not runs.missing and not runs.stale and not runs.mixed_data:
+    caveats = _caveats(runs, results_dir)
+    if not runs.failed and not runs.missing and not caveats:
         return ["None: every run of the grid finished under the suite's current configuration.", ""]
-    lines = _caveats(runs, results_dir)
+    lines = caveats
     lines += ["| method | dataset | seed | status | error |", "|---|---|---|---|---|"]
     lines += [
         f"| {r.method} | {r.dataset} | {r.seed} | failed | {r.error.replace('|', '/')} |"
@@ -220,6 +258,13 @@ def _failed_missing_and_stale(runs: SuiteRuns, results_dir: str | Path) -> list[
         f"| {r.method} | {r.dataset} | {r.seed} | mixed data | made on content "
         f"{(r.data_fingerprint or 'not recorded')[:12]} |"
         for dataset in runs.mixed_data
+        for method in runs.methods
+        for r in runs.ok_runs(dataset, method)
+    ]
+    lines += [
+        f"| {r.method} | {r.dataset} | {r.seed} | mixed engines | evaluated on "
+        f"{r.engine or 'an engine not recorded'} |"
+        for dataset in runs.mixed_engines
         for method in runs.methods
         for r in runs.ok_runs(dataset, method)
     ]
@@ -264,6 +309,7 @@ def _metadata(runs: SuiteRuns, command: str, results_dir: str | Path) -> list[st
         m: sum(w for (_, method), w in unit_walls.items() if method == m) for m in runs.methods
     }
     finished = sorted(run.finished_at for run in runs.runs.values() if run.finished_at)
+    engines = any(run.engine for run in done)  # records before the key state none
     grid = len(runs.grid())
     lines = [
         "## Runs and provenance",
@@ -280,7 +326,8 @@ def _metadata(runs: SuiteRuns, command: str, results_dir: str | Path) -> list[st
         f"{_distinct([e.get('eval_episodes') for e in evaluation if 'eval_episodes' in e])}; "
         "evaluation every "
         f"{_distinct([e.get('eval_every') for e in evaluation if 'eval_every' in e])} updates "
-        "(0: final only); deterministic policy, fixed reset seeds shared by all runs",
+        "(0: final only); deterministic policy, fixed reset seeds shared by all runs"
+        + (f"; engine {_distinct([r.engine for r in done if r.engine])}" if engines else ""),
         f"- updates to the final policy (fine-tunes: after their start): {_budgets(runs)}",
         f"- wall time, summed over (dataset, method) units (seeds train together): "
         f"{sum(walls.values()):.0f} s ("
@@ -505,8 +552,9 @@ def stats_report(
             "table.md lists them.",
             "",
         ]
-    if runs.stale or runs.mixed_data:
-        lines += ["Included in the aggregates:", "", *_caveats(runs, results_dir)]
+    caveats = _caveats(runs, results_dir)
+    if caveats:
+        lines += ["Included in the aggregates:", "", *caveats]
     return "\n".join(lines)
 
 
@@ -581,8 +629,7 @@ def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
     runs = dataclasses.replace(
         load_runs(suite, results_dir, layout or suite_layout(suite)), command_suite=given
     )
-    warnings = [stale_summary(runs, results_dir)] if runs.stale else []
-    warnings += [mixed_data_summary(runs, results_dir)] if runs.mixed_data else []
+    warnings = caveat_summaries(runs, results_dir)
     rising = still_rising(runs)
     warnings += [rising_summary(rising)] if rising else []
     return "\n".join([line, *(f"warning: {warning}" for warning in warnings)])
