@@ -22,6 +22,7 @@ from iwbc.cli import main
 from iwbc.data import DatasetError, load_dataset
 from iwbc.data.scripted import generate_mixed_dataset
 from iwbc.envs.evaluate import evaluate_agent
+from iwbc.errors import UserError
 from iwbc.report.runs import load_runs
 from iwbc.report.suite_report import write_suite_report
 
@@ -293,8 +294,13 @@ def test_a_regenerated_dataset_retrains_and_the_report_flags_mixed_data(sweep: d
     shutil.copytree(records_dir("tiny", sweep["results"]), records_dir("tiny", results))
     root = sweep["base"] / "regenerated"
     generate_mixed_dataset(DATASET, num_episodes=7, seed=3, root=root)
+    # A dataset made outside the suite: its [scripted] table would refuse other episodes.
+    folder = sweep["base"] / "regenerated-suite"
+    folder.mkdir()
+    suite = write_suite(folder, "tiny", tiny_suite_toml(("bc", "iw_bc", "td3_bc"), scripted=None))
+    assert suite.method_config("bc") == sweep["suite"].method_config("bc")
     summary = run_suite(
-        sweep["suite"],
+        suite,
         records_dir("tiny", results),
         work_dir=sweep["work"],
         data_root=root,
@@ -429,6 +435,20 @@ def test_a_ray_worker_names_the_commit_it_started_with(monkeypatch: pytest.Monke
         assert executors.execute_in_worker(None, None) == "d" * 40
     finally:
         machine.running_commit.cache_clear()
+
+
+def test_a_scripted_dataset_unlike_the_suites_is_refused(sweep: dict) -> None:
+    """The runner makes a missing [scripted] dataset; one already there must be what the
+    suite asks for, or the suite's episodes and seed would be silently ignored."""
+    lock = sweep["base"] / "datasets.lock"
+    for edit in ("episodes = 9", "episodes = 6\nseed = 3"):
+        text = tiny_suite_toml(("bc",)).replace("episodes = 6", edit)
+        folder = sweep["base"] / f"scripted-{edit[-1]}"
+        folder.mkdir(exist_ok=True)
+        suite = write_suite(folder, "tiny", text)
+        with pytest.raises(UserError, match=r"holds 6 episodes from seed 0, but suite tiny's"):
+            runner.prepare_datasets(suite, suite.datasets, str(sweep["root"]), lock)
+    runner.prepare_datasets(sweep["suite"], (DATASET,), str(sweep["root"]), lock)
 
 
 def test_failing_unit_is_recorded_and_the_sweep_goes_on(

@@ -292,6 +292,12 @@ def test_method_config_is_plain_json_and_says_what_steps_count() -> None:
             r"normalize_states .* must be of type bool",
         ),
         (
+            {"scripted": {"a/b/c-v0": {"seed": 10}}},
+            r"\[scripted.'a/b/c-v0'\]: scripted seed 10 with 200 episodes resets episodes at "
+            r"seeds up to 1,000,199, reaching the evaluation's reset seeds \(1,000,000 \+ i\); "
+            r"use a seed ≤ 9",
+        ),
+        (
             {"scripted": {"q/r/s-v0": {"episodes": 5}}},
             r"\[scripted.'q/r/s-v0'\] is not one of the suite's",
         ),

@@ -177,6 +177,7 @@ CASES: list[tuple[list[str], str]] = [
     # iwbc data scripted
     (["data", "scripted", "--episodes", "0"], "--episodes must be an integer ≥ 1, got 0"),
     (["data", "scripted", "--seed", "-2"], "--seed must be an integer ≥ 0, got -2"),
+    (["data", "scripted", "--seed", "10"], "reaching the evaluation's reset seeds"),
     (["data", "scripted", "--dataset", "bad"], "--dataset must be a Minari dataset id like"),
     (["data", "scripted", "--root", "{file}"], "--root {file} is a file"),
     (

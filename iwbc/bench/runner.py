@@ -33,7 +33,7 @@ from iwbc.bench.units import (
     execute_unit,
 )
 from iwbc.data import OfflineDataset, list_datasets
-from iwbc.data.scripted import generate_mixed_dataset
+from iwbc.data.scripted import generate_mixed_dataset, recorded_mixture
 from iwbc.errors import UserError
 from iwbc.files import file_lock
 from iwbc.machine import running_commit
@@ -160,7 +160,7 @@ def prepare_datasets(
 ) -> None:
     """Make the suite's scripted datasets that are missing from the data root, before any
     worker needs them, holding ``lock`` (so neither parallel workers nor a concurrent sweep
-    race to write one)."""
+    race to write one); one already there must be the one the suite asks for."""
     wanted = [spec for spec in suite.scripted if spec.dataset in datasets]
     if not wanted:
         return
@@ -170,6 +170,18 @@ def prepare_datasets(
             if spec.dataset not in local:
                 generate_mixed_dataset(
                     spec.dataset, num_episodes=spec.episodes, seed=spec.seed, root=data_root
+                )
+                continue
+            episodes, seed = recorded_mixture(spec.dataset, data_root)
+            # A mixture written before episodes recorded their seeds is judged by its size.
+            if episodes != spec.episodes or seed not in (None, spec.seed):
+                where = "" if data_root is None else f" --root {data_root}"
+                raise UserError(
+                    f"dataset {spec.dataset} holds {episodes} episodes from seed {seed}, but "
+                    f"suite {suite.name}'s [scripted] asks for {spec.episodes} from seed "
+                    f"{spec.seed}; remake it with `iwbc data scripted --dataset {spec.dataset} "
+                    f"--episodes {spec.episodes} --seed {spec.seed}{where} --overwrite`, or set "
+                    "[scripted] to what it holds"
                 )
 
 

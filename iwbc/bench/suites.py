@@ -27,6 +27,7 @@ from iwbc.agents.bc import BCConfig
 from iwbc.agents.common import stated_fields
 from iwbc.agents.registry import BASELINES, METHODS, Family, Method, SelectionConfig
 from iwbc.bench.records import config_fingerprint
+from iwbc.data.scripted import check_mixture_seeds
 from iwbc.data.statistics import STD_EPSILON
 from iwbc.envs.evaluate import EVAL_SEED_BASE
 from iwbc.envs.rollout import ENGINES
@@ -360,7 +361,12 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
             raise UserError(f"{where}: [scripted.{dataset!r}] is not one of the suite's datasets")
         options = _section(options, f"scripted.{dataset!r}", where)
         _check_keys(options, ("episodes", "seed"), where, f"[scripted.{dataset!r}]")
-        scripted.append(ScriptedDataset(dataset, **_positive_ints(options, where)))
+        spec = ScriptedDataset(dataset, **_positive_ints(options, where))
+        try:
+            check_mixture_seeds(spec.episodes, spec.seed)
+        except UserError as error:
+            raise UserError(f"{where}: [scripted.{dataset!r}]: {error}") from None
+        scripted.append(spec)
 
     bc = _table(table, "bc_family", where)
     _check_keys(bc, (*_BC_KEYS, *_STAGES, "datasets"), where, "[bc_family]")

@@ -15,12 +15,16 @@ from functools import lru_cache, partial
 from pathlib import Path
 
 import gymnasium as gym
+import minari
 import mujoco
 import numpy as np
 import scipy.linalg
 from minari.data_collector import EpisodeBuffer
 
+from iwbc.data.minari_io import minari_root
 from iwbc.data.minari_write import dataset_exists, write_dataset
+from iwbc.envs.evaluate import EVAL_SEED_BASE
+from iwbc.errors import UserError
 
 ENV_ID = "InvertedDoublePendulum-v5"
 DEFAULT_DATASET_ID = "iwbc/inverted-double-pendulum/mixed-v0"
@@ -41,6 +45,8 @@ _DEGRADATION_POWER = 0.7
 # Reset seeds of the reference-score episodes: fixed and far from the dataset seeds, so the
 # reference scores belong to the task, not to one dataset.
 _REF_SEED_BASE = 1_000_000_000
+# Episode i of a mixture made with seed s resets with seed s * _SEED_STRIDE + i.
+_SEED_STRIDE = 100_000
 
 
 @lru_cache(maxsize=1)
@@ -158,9 +164,33 @@ def reference_scores(num_random: int = 100, num_expert: int = 20) -> tuple[float
     return float(np.mean(random_returns)), float(np.mean(expert_returns))
 
 
+def check_mixture_seeds(num_episodes: int, seed: int) -> None:
+    """Refuse a mixture whose episodes would reset on the evaluation's seeds (1,000,000 + i):
+    training episodes must not start where the policy is scored."""
+    if seed * _SEED_STRIDE + num_episodes > EVAL_SEED_BASE:
+        raise UserError(
+            f"scripted seed {seed} with {num_episodes} episodes resets episodes at seeds up to "
+            f"{seed * _SEED_STRIDE + num_episodes - 1:,}, reaching the evaluation's reset "
+            f"seeds ({EVAL_SEED_BASE:,} + i); use a seed ≤ {EVAL_SEED_BASE // _SEED_STRIDE - 1} "
+            "and fewer than 100,000 episodes"
+        )
+
+
+def recorded_mixture(dataset_id: str, root: str | Path | None = None) -> tuple[int, int | None]:
+    """(episodes, seed) of a mixture dataset as written (seed None: its episodes record no
+    reset seed), read from its episodes, so a suite can tell it asks for another one."""
+    with minari_root(root):
+        dataset = minari.load_dataset(dataset_id)
+        first = next(iter(dataset.storage.get_episode_metadata([0])), {})
+        count = dataset.total_episodes
+    reset = first.get("seed")
+    return count, None if reset is None else int(reset) // _SEED_STRIDE
+
+
 def rollout_mixture(num_episodes: int, seed: int = 0) -> list[EpisodeBuffer]:
     """Episodes of the behaviour mixture.  Episode i resets with seed `seed*100_000 + i` and
     draws its degradation and noise from its own rng, so each episode is reproducible."""
+    check_mixture_seeds(num_episodes, seed)
     env = gym.make(ENV_ID)
     episodes = []
     for i in range(num_episodes):
@@ -170,7 +200,7 @@ def rollout_mixture(num_episodes: int, seed: int = 0) -> list[EpisodeBuffer]:
             _rollout(
                 env,
                 partial(scripted_policy, degradation=degradation, rng=rng),
-                seed * 100_000 + i,
+                seed * _SEED_STRIDE + i,
             )
         )
     env.close()
@@ -190,6 +220,7 @@ def generate_mixed_dataset(
     `root` overrides MINARI_DATASETS_PATH (else minari's default directory).  The reference
     scores are `reference_scores()`: 100 random-action and 20 expert episodes on fixed seeds.
     """
+    check_mixture_seeds(num_episodes, seed)
     if dataset_exists(dataset_id, root) and not overwrite:
         raise FileExistsError(
             f"Minari dataset {dataset_id!r} already exists; pass --overwrite (overwrite=True "
