@@ -451,6 +451,32 @@ def test_a_scripted_dataset_unlike_the_suites_is_refused(sweep: dict) -> None:
     runner.prepare_datasets(sweep["suite"], (DATASET,), str(sweep["root"]), lock)
 
 
+def test_a_dataset_without_reference_scores_fails_before_training(
+    make_minari_dataset, minari_root: Path, tmp_path: Path
+) -> None:
+    """Every score a report prints is normalized: a dataset lacking reference scores fails
+    its units at once with the one-line fix, and the report lists them as failed."""
+    dataset = "iwbc-test/pendulum/noref-v0"
+    make_minari_dataset(dataset, ref_min_score=None, ref_max_score=None)
+    suite = write_suite(tmp_path, "tiny", tiny_suite_toml(("bc",), (dataset,), scripted=None))
+    results = tmp_path / "results"
+    summary = run_suite(
+        suite,
+        records_dir("tiny", results),
+        work_dir=tmp_path / "runs",
+        data_root=minari_root,
+        progress=False,
+    )
+    assert (summary.total, summary.ok, summary.failed) == (2, 0, 2)
+    for record in load_records("tiny", results):
+        assert record["status"] == "failed"
+        assert f"dataset {dataset} has no ref_min_score/ref_max_score" in record["error"]
+        assert "iwbc data minari-tiers" in record["error"]
+    assert not list((tmp_path / "runs").rglob("checkpoint.msgpack"))
+    write_suite_report("tiny", results, reps=20, layout=suite)
+    assert "has no ref_min_score" in (results / "tiny" / "table.md").read_text()
+
+
 def test_failing_unit_is_recorded_and_the_sweep_goes_on(
     sweep: dict, capsys: pytest.CaptureFixture
 ) -> None:

@@ -55,7 +55,8 @@ def test_overrides_and_missing_refs(make_minari_dataset: Callable[..., list]) ->
         dataset_normalized_score(ds, [1.0])
     assert str(info.value) == (
         "dataset iwbc-test/pendulum/norefs-v0 has no ref_min_score/ref_max_score in its "
-        "metadata; pass --ref-min and --ref-max (ref_min=/ref_max= from Python), or for "
+        "metadata; pass --ref-min and --ref-max to `iwbc run` (ref_min=/ref_max= from "
+        "Python), or for "
         "Minari's mujoco/<task> datasets run "
         "`iwbc data minari-tiers mujoco/<task>` once"
     )

@@ -45,6 +45,7 @@ from iwbc.bench.suites import Suite
 from iwbc.core.trainer import Training, agents_structure, checkpoint_history, create_agents
 from iwbc.data import OfflineDataset, load_dataset, normalized_score
 from iwbc.data.errors import one_line
+from iwbc.data.scores import require_reference_scores
 from iwbc.envs.evaluate import evaluate_agent
 from iwbc.envs.rollout import resolve_engine
 from iwbc.errors import TrainingDiverged, UserError
@@ -223,6 +224,7 @@ def run_unit(
     suite = context.suite
     if dataset.env_id is None:
         raise UserError(f"dataset {dataset.id} records no environment, so it cannot be evaluated")
+    require_reference_scores(dataset)  # before training: reports score normalized returns
     directory = cache_directory(context, unit, dataset)
     directory.mkdir(parents=True, exist_ok=True)
     spent = _wall_seconds(directory)
@@ -494,17 +496,15 @@ def _write_success(
     engine: str,
     evaluated_at: list[str | None],
 ) -> Path:
-    """The seed's record: its mean return at each evaluation step, normalized where the
-    dataset can be, its training (episodes trained on, per-chunk metrics), the engine that
-    evaluated it and the source commits of the processes that made its evaluations."""
+    """The seed's record: its mean return at each evaluation step, normalized, its training
+    (episodes trained on, per-chunk metrics), the engine that evaluated it and the source
+    commits of the processes that made its evaluations."""
     index = unit.seeds.index(seed)
     per_episode = [np.asarray(returns[index], np.float64) for returns in curve]
     means = [float(r.mean()) for r in per_episode]
-    low, high = dataset.ref_min_score, dataset.ref_max_score
-    normalized = (
-        None if low is None or high is None else normalized_score(means, low, high).tolist()
-    )
-    best = int(np.argmax(means if normalized is None else normalized))
+    low, high = require_reference_scores(dataset)
+    normalized = normalized_score(means, low, high).tolist()
+    best = int(np.argmax(normalized))
     record = _record(unit, context, seed, wall, dataset.content_fingerprint)
     record.update(
         env_id=dataset.env_id,
@@ -512,11 +512,11 @@ def _write_success(
         curve={"steps": list(steps), "returns": means, "normalized": normalized},
         final={
             "return": means[-1],
-            "normalized": None if normalized is None else normalized[-1],
+            "normalized": normalized[-1],
             "episode_returns": per_episode[-1].tolist(),
         },
         best={
-            "normalized": None if normalized is None else normalized[best],
+            "normalized": normalized[best],
             "return": means[best],
             "step": steps[best],
         },

@@ -51,9 +51,17 @@ def dataset_normalized_score(
     low = dataset.ref_min_score if ref_min is None else ref_min
     high = dataset.ref_max_score if ref_max is None else ref_max
     if low is None or high is None:
+        low, high = require_reference_scores(dataset)
+    return normalized_score(returns, low, high)
+
+
+def require_reference_scores(dataset: OfflineDataset) -> tuple[float, float]:
+    """The dataset's (ref_min_score, ref_max_score); a one-line error naming the ways to give
+    them when its metadata lacks them (every score iwbc reports is normalized)."""
+    if dataset.ref_min_score is None or dataset.ref_max_score is None:
         raise DatasetError(
             f"dataset {dataset.id} has no ref_min_score/ref_max_score in its metadata; pass "
-            "--ref-min and --ref-max (ref_min=/ref_max= from Python), or for Minari's "
-            "mujoco/<task> datasets run `iwbc data minari-tiers mujoco/<task>` once"
+            "--ref-min and --ref-max to `iwbc run` (ref_min=/ref_max= from Python), or for "
+            "Minari's mujoco/<task> datasets run `iwbc data minari-tiers mujoco/<task>` once"
         )
-    return normalized_score(returns, low, high)
+    return dataset.ref_min_score, dataset.ref_max_score
