@@ -13,7 +13,7 @@ from scipy.stats import trim_mean
 from test_report_records import SUITE, write_records
 
 from iwbc.report.runs import load_runs
-from iwbc.report.stats import METRICS, fraction_above, stats_csv, suite_stats
+from iwbc.report.stats import METRICS, fraction_above, stats_csv, stats_markdown, suite_stats
 
 DATASETS = ("e/x/medium-v0", "e/x/medium-replay-v0", "e/y/medium-v0")
 
@@ -96,3 +96,19 @@ def test_bad_reps(tmp_path: Path, scores) -> None:
     write_records(tmp_path, scores)
     with pytest.raises(ValueError, match="reps must be at least 1"):
         suite_stats(load_runs(SUITE, tmp_path), reps=0)
+
+
+def test_one_run_per_dataset_has_no_interval(tmp_path: Path, scores) -> None:
+    """With one run per dataset every stratified resample is the data itself: the report
+    prints no interval rather than a zero-width one that reads as certainty."""
+    scores[(DATASETS[1], "bc")] = [scores[(DATASETS[1], "bc")][0]] + ["fail: diverged"] * 4
+    write_records(tmp_path, scores)
+    stats = suite_stats(load_runs(SUITE, tmp_path), reps=50)
+    assert stats.scores["bc"].shape == (1, 3) and stats.scores["iw_bc"].shape == (5, 3)
+    table = stats_markdown(stats)
+    bc_row = next(line for line in table.splitlines() if line.startswith("| bc |"))
+    assert bc_row.count("[—]") == len(METRICS) and "[—]" not in table.split("| iw_bc |")[1]
+    assert "bc: one run per dataset, so no confidence interval" in table
+    rows = list(csv.DictReader(io.StringIO(stats_csv(stats))))
+    assert {(r["ci_low"], r["ci_high"]) for r in rows if r["method"] == "bc"} == {("", "")}
+    assert all(r["ci_low"] for r in rows if r["method"] == "iw_bc")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -13,7 +14,12 @@ from test_report_records import SUITE, write_records
 
 from iwbc.report.literature import load_literature
 from iwbc.report.runs import load_runs
-from iwbc.report.tables import suite_csv_table, suite_markdown_table, weight_ess_table
+from iwbc.report.tables import (
+    footnote_mark,
+    suite_csv_table,
+    suite_markdown_table,
+    weight_ess_table,
+)
 
 HOPPER = ("iwbc/hopper/medium-v0", "iwbc/hopper/medium-replay-v0")
 METHODS = ("bc", "iw_bc", "td3_bc")
@@ -95,6 +101,17 @@ def test_literature_columns_sit_beside_our_rows(tmp_path: Path, scores) -> None:
     }
 
 
+def test_five_sources_keep_the_header_and_rows_aligned(tmp_path: Path, scores) -> None:
+    """Past the fourth source the marks double (††): each source keeps its header columns."""
+    write_records(tmp_path, scores)
+    (corl,) = load_literature()
+    sources = [dataclasses.replace(corl) for _ in range(5)]
+    rows = _rows(suite_markdown_table(load_runs(SUITE, tmp_path), sources))
+    assert {len(cells) for cells in rows.values()} == {len(rows["header"])}
+    assert [footnote_mark(i) for i in range(6)] == ["†", "‡", "§", "¶", "††", "‡‡"]
+    assert any(cell.endswith("††") for cell in rows["header"])
+
+
 def test_failed_and_missing_cells(tmp_path: Path) -> None:
     write_records(
         tmp_path,
@@ -110,7 +127,8 @@ def test_failed_and_missing_cells(tmp_path: Path) -> None:
     assert rows["e/x/medium-v0"][bc] == "20.0 ± 10.0 (2/3)"
     assert rows["e/x/medium-v0"][iql] == "—"
     assert rows["**average**"][iql] == "—"  # e/x has no finished iql run
-    assert rows["**average**"][bc] == f"{(20.0 + 2.0) / 2:.1f}"
+    # Averaged over what finished, and marked so: a (k/n) cell would otherwise hide in it.
+    assert rows["**average**"][bc] == f"{(20.0 + 2.0) / 2:.1f} (incomplete)"
 
 
 def test_weight_table_lists_the_runs_that_logged_importance_weights(tmp_path: Path) -> None:

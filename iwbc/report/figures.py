@@ -146,7 +146,16 @@ def aggregates_figure(stats: SuiteStats, runs: SuiteRuns, stem: Path) -> list[Pa
         low = np.array([stats.intervals[m][0][i] for m in methods])
         high = np.array([stats.intervals[m][1][i] for m in methods])
         ax.barh(y, point, color=[colors[m] for m in methods], alpha=0.7)
-        ax.errorbar(point, y, xerr=[point - low, high - point], fmt="none", ecolor="k", capsize=3)
+        # No bar for one run per dataset: its bootstrap "CI" has no width (stats.has_interval).
+        shown = np.array([stats.scores[m].shape[0] > 1 for m in methods], bool)
+        ax.errorbar(
+            point[shown],
+            y[shown],
+            xerr=[(point - low)[shown], (high - point)[shown]],
+            fmt="none",
+            ecolor="k",
+            capsize=3,
+        )
         ax.set_title(f"{metric} (lower is better)" if metric == "optimality gap" else metric)
         ax.set_xlabel("normalized score")
         ax.grid(axis="x", alpha=0.3)

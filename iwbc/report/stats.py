@@ -129,16 +129,31 @@ def suite_stats(runs: SuiteRuns, *, reps: int = 2000, seed: int = 0) -> SuiteSta
     )
 
 
+def has_interval(scores: np.ndarray) -> bool:
+    """Whether a [runs, datasets] matrix has a bootstrap CI: the stratified bootstrap resamples
+    runs within each dataset, so with one run per dataset every resample is the data itself
+    and its zero-width "interval" says nothing of the uncertainty."""
+    return scores.shape[0] > 1
+
+
 def stats_markdown(stats: SuiteStats) -> str:
-    """One row per method: each metric as ``estimate [low, high]``."""
+    """One row per method: each metric as ``estimate [low, high]`` (``[—]`` without a CI)."""
     header = ["method", "runs × datasets", *(f"{m} [95% CI]" for m in METRICS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, scores in stats.scores.items():
         point, (low, high) = stats.estimates[method], stats.intervals[method]
         cells = [
-            f"{p:.1f} [{lo:.1f}, {hi:.1f}]" for p, lo, hi in zip(point, low, high, strict=True)
+            f"{p:.1f} [{lo:.1f}, {hi:.1f}]" if has_interval(scores) else f"{p:.1f} [—]"
+            for p, lo, hi in zip(point, low, high, strict=True)
         ]
         lines.append("| " + " | ".join([method, "{} × {}".format(*scores.shape), *cells]) + " |")
+    single = [m for m, scores in stats.scores.items() if not has_interval(scores)]
+    if single:
+        lines += [
+            "",
+            f"{', '.join(single)}: one run per dataset, so no confidence interval (the "
+            "stratified bootstrap resamples runs within a dataset); the estimate is one run's.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -150,16 +165,8 @@ def stats_csv(stats: SuiteStats) -> str:
     for method, scores in stats.scores.items():
         point, (low, high) = stats.estimates[method], stats.intervals[method]
         for i, metric in enumerate(METRICS):
-            writer.writerow(
-                [
-                    method,
-                    metric,
-                    f"{point[i]:.4f}",
-                    f"{low[i]:.4f}",
-                    f"{high[i]:.4f}",
-                    *scores.shape,
-                ]
-            )
+            ci = [f"{low[i]:.4f}", f"{high[i]:.4f}"] if has_interval(scores) else ["", ""]
+            writer.writerow([method, metric, f"{point[i]:.4f}", *ci, *scores.shape])
     return out.getvalue()
 
 

@@ -34,8 +34,8 @@ from iwbc.report.stats import (
     suite_stats,
 )
 from iwbc.report.tables import (
-    FOOTNOTE_MARKS,
     RISING_MARK,
+    footnote_mark,
     published_columns,
     suite_csv_table,
     suite_markdown_table,
@@ -418,7 +418,9 @@ def _data_relation(source: PublishedSource, datasets: Sequence[str]) -> str:
     same = [d for d in rows if d in source.imported]
     other = (
         "Other data than ours (our datasets are generated locally on Gymnasium -v5 "
-        "environments), quoted for context: not comparable cell by cell."
+        "environments) and another scale: their 100 is D4RL's expert reference, ours the "
+        "dataset's own (its ref_max_score, provenance below). Quoted for context: not "
+        "comparable cell by cell."
     )
     same_files = (
         "The same files as ours (D4RL's, imported by `iwbc data import-d4rl`), trained with "
@@ -465,14 +467,15 @@ def table_markdown(
             else ""
         )
         + "**average**: mean over datasets of the per-dataset means, — unless every dataset "
-        "has a finished run.",
+        "has a finished run; (incomplete) when some cell has fewer finished seeds than the "
+        "suite's.",
         "",
     ]
-    for mark, source in zip(FOOTNOTE_MARKS, shown, strict=False):
+    for index, source in enumerate(shown):
         lines += [
-            f"{mark} {source.header(runs.datasets)}: {source.citation} ({source.url}), on "
-            f"{source.data}. {_data_relation(source, runs.datasets)} Their average is over the "
-            "rows shown.",
+            f"{footnote_mark(index)} {source.header(runs.datasets)}: {source.citation} "
+            f"({source.url}), on {source.data}. {_data_relation(source, runs.datasets)} "
+            "Their average is over the rows shown.",
             "",
         ]
     if not shown:

@@ -87,8 +87,9 @@ def csv_table(scores: Sequence[MethodScores]) -> str:
     return out.getvalue()
 
 
-# Footnote marks of the literature column groups, in the order of ``published_columns``.
-FOOTNOTE_MARKS = "†‡§¶"
+def footnote_mark(index: int) -> str:
+    """The footnote mark of the ``index``-th literature column group: †, ‡, §, ¶, then ††..."""
+    return "†‡§¶"[index % 4] * (index // 4 + 1)
 
 
 RISING_MARK = "↑"
@@ -148,9 +149,9 @@ def suite_markdown_table(
     rising = set() if best else {(i.dataset, i.method) for i in still_rising(runs)}
     header = ["env", "dataset", *runs.methods]
     groups = list(dict.fromkeys(source for source, _ in published))
-    for mark, source in zip(FOOTNOTE_MARKS, groups, strict=False):
+    for index, source in enumerate(groups):
         header.append(f"{source.header(runs.datasets)} →")
-        header += [f"{source.labels[m]}{mark}" for s, m in published if s is source]
+        header += [f"{source.labels[m]}{footnote_mark(index)}" for s, m in published if s is source]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     scores = runs.best_scores if best else runs.final_scores
     previous_env = None
@@ -174,7 +175,12 @@ def suite_markdown_table(
     average = ["**average**", ""]
     for method in runs.methods:
         stale = any(runs.stale_in(d, method) for d in runs.datasets)
-        average.append(_number(_average(runs, method, best)) + (" (stale)" if stale else ""))
+        short = any(scores(d, method).size < len(runs.seeds) for d in runs.datasets)
+        value = _average(runs, method, best)
+        marks = (" (stale)" if stale else "") + (
+            " (incomplete)" if short and np.isfinite(value) else ""
+        )
+        average.append(_number(value) + marks)
     for source in groups:
         average.append("")
         average += [_number(_published_average(runs, s, m)) for s, m in published if s is source]
