@@ -115,39 +115,32 @@ class SuiteRuns:
         """Finished runs made under another configuration than the suite's current one."""
         return [run for key in self.grid() if (run := self.runs.get(key)) and self.is_stale(run)]
 
+    def _mixed(self, field: str) -> dict[str, list[str]]:
+        """Datasets whose finished runs state more than one value of ``field``, with those
+        values in order of first appearance (records before the field state none)."""
+        values = {
+            dataset: list(
+                dict.fromkeys(
+                    value
+                    for method in self.methods
+                    for run in self.ok_runs(dataset, method)
+                    if (value := getattr(run, field))
+                )
+            )
+            for dataset in self.datasets
+        }
+        return {dataset: found for dataset, found in values.items() if len(found) > 1}
+
     @property
     def mixed_data(self) -> dict[str, list[str]]:
         """Datasets whose finished runs were made on more than one content of their data, with
-        those contents' fingerprints in order of first appearance."""
-        versions = {
-            dataset: list(
-                dict.fromkeys(
-                    run.data_fingerprint
-                    for method in self.methods
-                    for run in self.ok_runs(dataset, method)
-                    if run.data_fingerprint
-                )
-            )
-            for dataset in self.datasets
-        }
-        return {dataset: found for dataset, found in versions.items() if len(found) > 1}
+        those contents' fingerprints."""
+        return self._mixed("data_fingerprint")
 
     @property
     def mixed_engines(self) -> dict[str, list[str]]:
-        """Datasets whose finished runs were evaluated on more than one engine, with those
-        engines in order of first appearance (records before the key state none)."""
-        engines = {
-            dataset: list(
-                dict.fromkeys(
-                    run.engine
-                    for method in self.methods
-                    for run in self.ok_runs(dataset, method)
-                    if run.engine
-                )
-            )
-            for dataset in self.datasets
-        }
-        return {dataset: found for dataset, found in engines.items() if len(found) > 1}
+        """Datasets whose finished runs were evaluated on more than one engine."""
+        return self._mixed("engine")
 
     @property
     def reused_evaluations(self) -> list[Run]:

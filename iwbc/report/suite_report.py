@@ -254,21 +254,22 @@ def _failed_missing_and_stale(runs: SuiteRuns, results_dir: str | Path) -> list[
         f"{r.fingerprint}; the suite's is now {runs.current[r.dataset, r.method]} |"
         for r in runs.stale
     ]
-    lines += [
-        f"| {r.method} | {r.dataset} | {r.seed} | mixed data | made on content "
-        f"{(r.data_fingerprint or 'not recorded')[:12]} |"
-        for dataset in runs.mixed_data
-        for method in runs.methods
-        for r in runs.ok_runs(dataset, method)
-    ]
-    lines += [
-        f"| {r.method} | {r.dataset} | {r.seed} | mixed engines | evaluated on "
-        f"{r.engine or 'an engine not recorded'} |"
-        for dataset in runs.mixed_engines
-        for method in runs.methods
-        for r in runs.ok_runs(dataset, method)
-    ]
+    lines += _mixed_rows(runs, runs.mixed_data, "mixed data", "made on content", "data_fingerprint")
+    lines += _mixed_rows(runs, runs.mixed_engines, "mixed engines", "evaluated on", "engine")
     return [*lines, ""]
+
+
+def _mixed_rows(
+    runs: SuiteRuns, mixed: Sequence[str], status: str, what: str, field: str
+) -> list[str]:
+    """A row per finished run of the ``mixed`` datasets, stating its ``field``."""
+    return [
+        f"| {r.method} | {r.dataset} | {r.seed} | {status} | {what} "
+        f"{(getattr(r, field) or 'not recorded')[:12]} |"
+        for dataset in mixed
+        for method in runs.methods
+        for r in runs.ok_runs(dataset, method)
+    ]
 
 
 def _budgets(runs: SuiteRuns) -> str:
