@@ -94,7 +94,9 @@ def test_views_match_per_episode_python(pendulum_dataset: Pendulum) -> None:
         assert ep.mask[i].tolist() == [1.0] * n + [0.0] * (horizon - n)
         np.testing.assert_allclose(ep.observations[i, :n], buf.observations[:-1], rtol=1e-6)
         np.testing.assert_allclose(ep.next_observations[i, :n], buf.observations[1:], rtol=1e-6)
-        np.testing.assert_allclose(ep.actions[i, :n], buf.actions, rtol=1e-6)
+        # InvertedPendulum's box is [-3, 3]: actions are loaded mapped into [-1, 1].
+        np.testing.assert_allclose(ep.actions[i, :n], np.asarray(buf.actions) / 3.0, rtol=1e-6)
+        assert not ep.actions[i, n:].any()
         np.testing.assert_allclose(ep.rewards[i, :n], buf.rewards, rtol=1e-6)
         assert ep.terminations[i, n - 1] == float(terminated[i])
         assert ep.truncations[i, n - 1] == float(not terminated[i])

@@ -178,6 +178,8 @@ class OfflineDataset:
 
     `ref_min_score`/`ref_max_score` are None when the dataset's metadata has none; `env_spec` is
     the spec recorded by Minari (None if absent) so evaluation builds the same environment.
+    `episodes.actions` are in [-1, 1]: actions of a box [`action_low`, `action_high`] other than
+    [-1, 1] are mapped into it on loading, and back on evaluation (:mod:`iwbc.envs.action_box`).
     """
 
     id: str

@@ -16,6 +16,7 @@ from minari.storage import get_dataset_path
 from iwbc.data.episodes import EpisodeData, OfflineDataset, stack_episodes
 from iwbc.data.errors import DatasetError, one_line
 from iwbc.data.reference_cache import cached_reference_scores
+from iwbc.envs.action_box import rescaled, to_unit
 
 ROOT_ENV_VAR = "MINARI_DATASETS_PATH"
 REMOTE_ENV_VAR = "MINARI_REMOTE"
@@ -106,6 +107,11 @@ def load_dataset(
 
     _check_data_shapes(dataset_id, episodes, obs_space, act_space)
     _check_finite(dataset_id, episodes, np.asarray(dataset.episode_indices))
+    if rescaled(act_space.low, act_space.high):
+        # Policies act in [-1, 1]; evaluation maps their actions back into the box.
+        low, high = (np.asarray(b, np.float64) for b in (act_space.low, act_space.high))
+        unit = to_unit(episodes.actions.astype(np.float64), low, high) * episodes.mask[..., None]
+        episodes = episodes._replace(actions=unit.astype(np.float32))
     env_spec = dataset.env_spec
     return OfflineDataset(
         id=dataset_id,
@@ -225,12 +231,12 @@ def _check_env_shapes(
     except Exception:  # env not installed/registered here: nothing to compare against
         return
     try:
-        env_obs, env_act = env.observation_space.shape, env.action_space.shape
+        env_obs, env_act = env.observation_space, env.action_space
     finally:
         env.close()
     for kind, ours, theirs in (
-        ("observation", obs_space.shape, env_obs),
-        ("action", act_space.shape, env_act),
+        ("observation", obs_space.shape, env_obs.shape),
+        ("action", act_space.shape, env_act.shape),
     ):
         if ours != theirs:
             raise DatasetError(
@@ -238,6 +244,23 @@ def _check_env_shapes(
                 f"{kind} shape {theirs}; the data was recorded for another env version or "
                 "config: use a matching dataset (from Python, check_env=False skips this check)"
             )
+    # Actions are mapped out of the dataset's box on loading and into the env's on evaluation.
+    if isinstance(env_act, gym.spaces.Box) and not (
+        np.allclose(act_space.low, env_act.low) and np.allclose(act_space.high, env_act.high)
+    ):
+        raise DatasetError(
+            f"dataset '{dataset.id}' has action bounds [{_bounds(act_space)}] but its env "
+            f"{spec.id} has [{_bounds(env_act)}]; the data was recorded for another env version "
+            "or through an action wrapper: use a matching dataset (from Python, check_env=False "
+            "skips this check)"
+        )
+
+
+def _bounds(space: gym.spaces.Box) -> str:
+    low, high = np.ravel(space.low), np.ravel(space.high)
+    if np.all(low == low[0]) and np.all(high == high[0]):
+        return f"{low[0]:g}, {high[0]:g}"
+    return f"{low.tolist()}, {high.tolist()}"
 
 
 def _data_file(dataset: minari.MinariDataset) -> Path:

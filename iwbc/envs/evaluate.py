@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from iwbc.envs import make_engine, resolve_engine, rollout_returns
+from iwbc.envs.action_box import from_unit, rescaled
 from iwbc.envs.rollout import require_mjx
 from iwbc.envs.specs import Env, env_name, spec_for
 from iwbc.errors import UserError
@@ -30,25 +31,34 @@ def evaluation_seeds(num_episodes: int, base: int = EVAL_SEED_BASE) -> np.ndarra
     return base + np.arange(num_episodes)
 
 
-def _env_dimensions(env: Env, engine: str) -> tuple[int, int]:
+def _env_box(env: Env, engine: str) -> tuple[int, np.ndarray, np.ndarray]:
+    """The env's observation dimension and action box (low, high)."""
     if engine != "gymnasium":
         spec = spec_for(env)
-        return spec.obs_dim, int(spec.action_bounds()[0].size)
+        return (spec.obs_dim, *spec.action_bounds())
     engines = make_engine(env, 1, engine)
     try:
-        return engines.obs_dim, engines.act_dim
+        return engines.obs_dim, engines.action_low, engines.action_high
     finally:
         engines.close()
 
 
-def _check_dimensions(env: Env, engine: str, observation_dim: int, action_dim: int) -> None:
-    obs_dim, act_dim = _env_dimensions(env, engine)
+def _checked_box(
+    env: Env, engine: str, observation_dim: int, action_dim: int
+) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The action box a policy's [-1, 1] actions are mapped into (None: [-1, 1] itself), after
+    checking the policy's dimensions against the env's."""
+    obs_dim, low, high = _env_box(env, engine)
+    act_dim = int(np.size(low))
     if obs_dim != observation_dim or act_dim != action_dim:
         raise UserError(
             f"the policy maps {observation_dim}-dim observations to {action_dim}-dim actions "
             f"but {env_name(env)} has {obs_dim}-dim observations and {act_dim}-dim "
             "actions; evaluate on the environment the dataset was collected in"
         )
+    if not rescaled(low, high):
+        return None
+    return tuple(map(float, np.ravel(low))), tuple(map(float, np.ravel(high)))
 
 
 @dataclass(frozen=True)
@@ -61,11 +71,18 @@ class SeedBatchedActor:
 
     act_fn: Callable[[Any, jax.Array], jax.Array]
     num_seeds: int
+    # (low, high) of the env's action box when it is not [-1, 1]: the policy's actions, in
+    # [-1, 1] as its training data's were (iwbc.envs.action_box), are mapped into it.
+    action_box: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
     def __call__(self, params: Any, observations: jax.Array) -> jax.Array:
         per_seed = observations.reshape(self.num_seeds, -1, observations.shape[-1])
         actions = jax.vmap(self.act_fn)(params, per_seed)
-        return actions.reshape(observations.shape[0], -1)
+        actions = actions.reshape(observations.shape[0], -1)
+        if self.action_box is None:
+            return actions
+        low, high = (jnp.asarray(bound, actions.dtype) for bound in self.action_box)
+        return from_unit(actions, low, high)
 
 
 def evaluate_actor(
@@ -86,12 +103,14 @@ def evaluate_actor(
     whole evaluation, policy included, is one compiled call (pass an ``act_fn`` that is
     equal across calls, a plain function or a frozen dataclass, to compile it once).
     ``env`` is an id or the EnvSpec a dataset records (its arguments and time limit apply).
+    The actor acts in [-1, 1]; an env with another action box gets its actions mapped into
+    that box (:mod:`iwbc.envs.action_box`), as its dataset's were mapped out of it.
     """
     num_seeds = jax.tree.leaves(params)[0].shape[0]
     engine = resolve_engine(env, engine)
-    _check_dimensions(env, engine, observation_dim, action_dim)
+    box = _checked_box(env, engine, observation_dim, action_dim)
     seeds = np.tile(evaluation_seeds(num_episodes, seed_base), num_seeds)
-    actor = SeedBatchedActor(act_fn, num_seeds)
+    actor = SeedBatchedActor(act_fn, num_seeds, box)
     if engine == "mjx":
         require_mjx()
         from iwbc.envs.mjx_engine import mjx_rollout_returns

@@ -1,0 +1,33 @@
+"""Policies act in [-1, 1] on every action dimension, whatever the task's action box.
+
+Every policy here ends in tanh (or is trained towards [-1, 1]), as the MuJoCo locomotion tasks'
+boxes are [-1, 1]; a task with another box (InvertedPendulum [-3, 3], Pusher [-2, 2], Humanoid
+[-0.4, 0.4]) would leave part of the box out of the policy's reach. So a dataset's actions are
+mapped into [-1, 1] on loading and a policy's actions back into the env's box on evaluation:
+the affine map of Gymnasium's ``RescaleAction(env, -1, 1)``, written out because the batch
+and MJX engines are not Gymnasium envs and the data side needs its inverse. A [-1, 1] box, or
+one with an infinite bound, is left as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def rescaled(low: Any, high: Any) -> bool:
+    """Whether a box's actions are mapped: its bounds are finite and not already [-1, 1]."""
+    low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+    finite = bool(np.all(np.isfinite(low)) and np.all(np.isfinite(high)))
+    return finite and not (np.all(low == -1.0) and np.all(high == 1.0))
+
+
+def to_unit(actions: Any, low: Any, high: Any) -> Any:
+    """Actions in the box [low, high] as actions in [-1, 1] (numpy or jax arrays)."""
+    return 2.0 * (actions - low) / (high - low) - 1.0
+
+
+def from_unit(actions: Any, low: Any, high: Any) -> Any:
+    """Actions in [-1, 1] as actions in the box [low, high] (numpy or jax arrays)."""
+    return low + 0.5 * (actions + 1.0) * (high - low)

@@ -1,0 +1,116 @@
+"""Actions in [-1, 1] for every policy: datasets mapped out of their env's box on loading,
+policies mapped back into it on evaluation, as Gymnasium's RescaleAction does."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import gymnasium as gym
+import jax.numpy as jnp
+import minari
+import numpy as np
+import pytest
+from gymnasium.wrappers import RescaleAction
+from minari.data_collector import EpisodeBuffer
+
+from iwbc.agents.bc import BCConfig
+from iwbc.agents.registry import train_methods
+from iwbc.data import DatasetError, load_dataset
+from iwbc.envs.action_box import from_unit, rescaled, to_unit
+from iwbc.envs.evaluate import EVAL_SEED_BASE, SeedBatchedActor, evaluate_actor
+
+PENDULUM = "InvertedPendulum-v5"  # action box [-3, 3]
+
+
+def test_the_map_is_rescale_actions_and_its_inverse() -> None:
+    env = gym.make("Pusher-v5")  # [-2, 2] on 7 dimensions
+    low, high = env.action_space.low, env.action_space.high
+    wrapped = RescaleAction(env, np.float32(-1.0), np.float32(1.0))
+    unit = np.random.default_rng(0).uniform(-1, 1, (20, 7))
+    np.testing.assert_allclose(
+        from_unit(unit, low, high), [wrapped.action(u) for u in unit], rtol=1e-6
+    )
+    np.testing.assert_allclose(to_unit(from_unit(unit, low, high), low, high), unit, atol=1e-6)
+    assert rescaled(low, high) and rescaled([-0.4], [0.4])
+    assert not rescaled([-1.0, -1.0], [1.0, 1.0]) and not rescaled([-np.inf], [np.inf])
+
+
+def test_evaluation_maps_the_policys_actions_into_the_box() -> None:
+    """A constant unit action u scores what the env's action 3u scores."""
+    returns = evaluate_actor(
+        lambda params, obs: jnp.full((obs.shape[0], 1), 0.2) + 0 * params,
+        jnp.zeros((1,)),
+        PENDULUM,
+        observation_dim=4,
+        action_dim=1,
+        num_episodes=2,
+    )
+    env = gym.make(PENDULUM)
+    expected = []
+    for seed in EVAL_SEED_BASE + np.arange(2):
+        env.reset(seed=int(seed))
+        total, done = 0.0, False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(np.array([0.6], np.float32))
+            total, done = total + reward, terminated or truncated
+        expected.append(total)
+    np.testing.assert_allclose(returns[0], expected)
+
+
+def _write(root: Path, dataset_id: str, actions: np.ndarray, obs: np.ndarray, space) -> None:
+    buffers = [
+        EpisodeBuffer(
+            id=i,
+            seed=i,
+            observations=obs[i],
+            actions=actions[i],
+            rewards=np.ones(len(actions[i])),
+            terminations=np.eye(len(actions[i]), dtype=bool)[-1],
+            truncations=np.zeros(len(actions[i]), bool),
+        )
+        for i in range(len(actions))
+    ]
+    with warnings.catch_warnings(), pytest.MonkeyPatch.context() as patch:
+        warnings.simplefilter("ignore")
+        patch.setenv("MINARI_DATASETS_PATH", str(root))
+        minari.create_dataset_from_buffers(
+            dataset_id,
+            buffers,
+            env=PENDULUM,
+            action_space=space,
+            ref_min_score=0.0,
+            ref_max_score=1000.0,
+            algorithm_name="test",
+            author="iwbc tests",
+            author_email="tests@example.invalid",
+            code_permalink="https://example.invalid/iwbc",
+            description="actions beyond [-1, 1]",
+        )
+
+
+def test_bc_learns_actions_beyond_one(tmp_path: Path) -> None:
+    """An expert using the box's full range ([-3, 3]): BC's actions on evaluation reach it (a
+    tanh policy on raw actions would stop at ±1)."""
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(8, 51, 4)).astype(np.float32)
+    actions = np.clip(2.5 * obs[:, :-1, 1:2], -3, 3).astype(np.float32)
+    _write(tmp_path, "test/pendulum/wide-v0", actions, obs, gym.make(PENDULUM).action_space)
+    ds = load_dataset("test/pendulum/wide-v0", root=tmp_path)
+    assert np.abs(ds.episodes.actions).max() <= 1.0
+    config = BCConfig(steps=1500, batch_size=256, window=1, hidden_dims=(64, 64))
+    trained = train_methods(ds.episodes, ["bc"], [0], {"bc": config}, progress=False)["bc"]
+    act_fn, params = trained.agent.acting()
+    actor = SeedBatchedActor(act_fn, 1, ((-3.0,), (3.0,)))
+    predicted = np.asarray(actor(params, jnp.asarray(obs[:, :-1].reshape(-1, 4))))
+    target = actions.reshape(-1, 1)
+    assert np.abs(predicted - target).mean() < 0.15
+    assert predicted.max() > 2.5 and predicted.min() < -2.5
+
+
+def test_a_dataset_on_another_box_than_its_env_is_refused(tmp_path: Path) -> None:
+    obs = np.zeros((1, 4, 4), np.float32)
+    narrow = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    _write(tmp_path, "test/pendulum/narrow-v0", np.zeros((1, 3, 1), np.float32), obs, narrow)
+    with pytest.raises(DatasetError, match=r"has action bounds \[-1, 1\] but its env "):
+        load_dataset("test/pendulum/narrow-v0", root=tmp_path)
