@@ -4,6 +4,7 @@ Ctrl-C exits 130 saying how to resume."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import importlib.util
 import os
@@ -14,14 +15,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 from conftest import make_scripted_dataset
+from gymnasium.envs.registration import WrapperSpec
 from test_mujoco_warnings import SLIDER
 from test_report_records import write_records
 
 import iwbc.bench.experiment
 import iwbc.cli
 from iwbc.cli import main
+from iwbc.core.sampling import locomotion_reward_scale
+from iwbc.data import Transitions
+from iwbc.envs.evaluate import check_evaluable
 from iwbc.errors import UserError
 
 DATASET = "iwbc-test/idp/cli-errors-v0"
@@ -517,3 +524,51 @@ def test_ctrl_c_while_the_libraries_import_is_one_line(
     monkeypatch.setattr(builtins, "__import__", interrupted)
     assert iwbc.__main__.main() == 130
     assert capsys.readouterr().err == "iwbc: interrupted while starting; nothing was run\n"
+
+
+def test_an_env_no_engine_here_runs_is_refused_before_training(
+    make_minari_dataset, minari_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Checked before anything trains: at paper budgets a failure at the first evaluation
+    would cost hours."""
+    make_minari_dataset("iwbc-test/pendulum/cli-v0")  # InvertedPendulum: no batch-engine spec
+    make_minari_dataset(
+        "iwbc-test/pendulum/no-env-v0",
+        env=None,
+        observation_space=gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
+        action_space=gym.spaces.Box(-1.0, 1.0, (1,), np.float32),
+    )
+    work = tmp_path / "runs"
+    for dataset, extra, message in (
+        ("iwbc-test/pendulum/cli-v0", ["--engine", "batch"], "no built-in spec for "),
+        ("iwbc-test/pendulum/no-env-v0", [], "records no environment, so it cannot be evaluated"),
+    ):
+        argv = ["run", dataset, "--root", str(minari_root), "--methods", "bc", "--seeds", "1"]
+        argv += ["--bc-steps", "20", "--work-dir", str(work), "--out", str(tmp_path / "out")]
+        argv += ["--ref-min", "0", "--ref-max", "100"]
+        assert main([*argv, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("iwbc: error: ") and err.count("\n") == 1 and message in err, err
+    assert not list(tmp_path.rglob("*.msgpack"))
+
+
+def test_an_env_gymnasium_cannot_rebuild_is_one_line() -> None:
+    spec = dataclasses.replace(
+        gym.spec("Hopper-v5"),
+        additional_wrappers=(WrapperSpec("Broken", "no_such_module:Broken", {}),),
+    )
+    with pytest.raises(UserError, match=r"^dataset x's env Hopper-v5 cannot be built here \("):
+        check_evaluable(spec, "auto", "x")
+
+
+def test_reward_scaling_of_equal_returns_names_the_switch() -> None:
+    transitions = Transitions(
+        obs=np.zeros((2, 1)),
+        actions=np.zeros((2, 1)),
+        rewards=np.ones(2),
+        next_obs=np.zeros((2, 1)),
+        terminals=np.array([1.0, 1.0]),
+        timeouts=np.zeros(2),
+    )
+    with pytest.raises(UserError, match=r"--set <method>.normalize_rewards=false"):
+        locomotion_reward_scale(transitions)

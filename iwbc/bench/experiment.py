@@ -33,7 +33,7 @@ from iwbc.bench.suites import (
 )
 from iwbc.bench.units import VERSIONED, dataset_slug
 from iwbc.data import OfflineDataset, dataset_normalized_score
-from iwbc.envs.evaluate import EVAL_SEED_BASE
+from iwbc.envs.evaluate import EVAL_SEED_BASE, check_evaluable
 from iwbc.errors import UserError, write_error
 from iwbc.files import json_text
 from iwbc.machine import machine_record
@@ -115,6 +115,7 @@ def run_experiment(
     """Train, evaluate and write ``table.md``, ``table.csv``, ``scores.json``, ``returns.png``."""
     started = time.perf_counter()
     dataset_scores = dataset_normalized_score(dataset, dataset.episodes.returns)
+    check_evaluable(dataset.env, config.engine, dataset.id)  # before anything trains
     # the content too: the same id under another root, or regenerated, is another experiment
     key = "-".join(
         (dataset_slug(dataset.id), config.fingerprint(dataset.id), dataset.content_fingerprint[:12])

@@ -46,9 +46,9 @@ from iwbc.core.trainer import Training, agents_structure, checkpoint_history, cr
 from iwbc.data import OfflineDataset, load_dataset, normalized_score
 from iwbc.data.errors import one_line
 from iwbc.data.scores import require_reference_scores
-from iwbc.envs.evaluate import evaluate_agent
+from iwbc.envs.evaluate import check_evaluable, evaluate_agent
 from iwbc.envs.rollout import resolve_engine
-from iwbc.errors import TrainingDiverged, UserError
+from iwbc.errors import TrainingDiverged
 from iwbc.files import file_lock, write_atomic, write_json_atomic
 from iwbc.machine import machine_record, running_commit
 
@@ -222,14 +222,14 @@ def run_unit(
     """
     started = time.perf_counter()
     suite = context.suite
-    if dataset.env_id is None:
-        raise UserError(f"dataset {dataset.id} records no environment, so it cannot be evaluated")
-    require_reference_scores(dataset)  # before training: reports score normalized returns
+    # Before training: an env no engine here runs, or no reference scores to normalize with,
+    # would otherwise fail the unit only at its first evaluation.
+    engine = check_evaluable(dataset.env, suite.engine, dataset.id)
+    require_reference_scores(dataset)
     directory = cache_directory(context, unit, dataset)
     directory.mkdir(parents=True, exist_ok=True)
     spent = _wall_seconds(directory)
     agent_at = _agent_at(unit.method, unit, context, dataset, directory)
-    engine = evaluation_engine(suite, dataset)
 
     def evaluate(agent: Any, episodes: int) -> np.ndarray:
         return evaluate_agent(agent, dataset.env, num_episodes=episodes, engine=engine)

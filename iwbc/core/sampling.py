@@ -267,7 +267,11 @@ def locomotion_reward_scale(transitions: Transitions, max_episode_steps: int = 1
     returns = episode_returns(transitions.rewards, ends)
     spread = float(returns.max() - returns.min())
     if spread <= 0.0:
-        raise UserError("all episodes have the same return; reward scaling is undefined")
+        raise UserError(
+            "all episodes have the same return, so CORL's reward scaling (1000 / (max return − "
+            "min return)) is undefined; train without it: --set <method>.normalize_rewards=false "
+            "(normalize_rewards = false in a suite's [offline_rl.<method>])"
+        )
     return max_episode_steps / spread
 
 

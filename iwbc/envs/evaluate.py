@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,7 +20,7 @@ from iwbc.envs import make_engine, resolve_engine, rollout_returns
 from iwbc.envs.action_box import from_unit, rescaled
 from iwbc.envs.rollout import require_mjx
 from iwbc.envs.specs import Env, env_name, spec_for
-from iwbc.errors import UserError
+from iwbc.errors import UserError, one_line
 
 EVAL_SEED_BASE = 1_000_000
 
@@ -59,6 +60,29 @@ def _checked_box(
     if not rescaled(low, high):
         return None
     return tuple(map(float, np.ravel(low))), tuple(map(float, np.ravel(high)))
+
+
+def check_evaluable(env: Env | None, engine: str, dataset_id: str) -> str:
+    """The engine that will score a policy of dataset ``dataset_id`` on ``env`` (``auto``
+    resolved), once it is known that it can: called before anything trains, so that an env
+    no engine here can run costs seconds, not a training run."""
+    if env is None:
+        raise UserError(f"dataset {dataset_id} records no environment, so it cannot be evaluated")
+    resolved = resolve_engine(env, engine)
+    if resolved == "mjx":
+        require_mjx()
+    if resolved != "gymnasium":
+        spec_for(env)  # a one-line error naming what the batch and MJX engines cannot reproduce
+        return resolved
+    try:
+        gym.make(env).close()
+    except Exception as error:  # whatever the env's own code raises, said in one line
+        raise UserError(
+            f"dataset {dataset_id}'s env {env_name(env)} cannot be built here ({one_line(error)}); "
+            "evaluation runs the env the dataset records, so install what it needs, or record "
+            "the dataset on an env (and wrappers) Gymnasium can rebuild from its spec"
+        ) from None
+    return resolved
 
 
 @dataclass(frozen=True)
