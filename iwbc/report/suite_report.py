@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from iwbc.agents.registry import METHODS
 from iwbc.bench.suites import available_suites, load_suite
 from iwbc.errors import UserError
 from iwbc.report.convergence import ALPHA, MIN_GAIN, POINTS, CurveEnd, curve_ends, still_rising
@@ -333,7 +334,13 @@ def _metadata(runs: SuiteRuns, command: str, results_dir: str | Path) -> list[st
         f"- wall time, summed over (dataset, method) units (seeds train together): "
         f"{sum(walls.values()):.0f} s ("
         + ", ".join(f"{m} {w:.0f} s" for m, w in walls.items())
-        + ")",
+        + ")"
+        + (
+            "; the BC pre-training the fine-tunes share trains once, counted in the unit that "
+            "trained it (bc's, unless a fine-tune ran first)"
+            if any(METHODS[m].start for m in runs.methods if m in METHODS)
+            else ""
+        ),
         f"- records finished {finished[0]} … {finished[-1]}" if finished else "",
         "",
         "| dataset | env | ref_min_score | ref_max_score | content fingerprint |",
