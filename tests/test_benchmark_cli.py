@@ -52,6 +52,7 @@ def test_run_accepts_baselines_and_writes_its_tables(root: Path, tmp_path: Path)
     assert "weight_ess" not in scores["methods"]["bc"]
     summary = f"iw_bc {sum(ess) / 2:.2f} ({min(ess):.2f}–{max(ess):.2f})"
     assert f"Importance weights at the end of training: {summary}." in table
+    assert "Episodes trained on (iw_bc): the union of the top episodes of each percentile" in table
     # A second invocation finds every run finished and reproduces the same scores.
     assert main(argv) == 0
     assert json.loads((out / "scores.json").read_text())["methods"] == scores["methods"]

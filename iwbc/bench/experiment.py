@@ -180,6 +180,7 @@ def _write_results(
         f"table gives mean ± std over {len(config.seeds)} training seeds of the final policy "
         "(no best-over-training selection).",
         "",
+        *_repeat_lines(scores),
         *_weight_lines(scores),
         *_seeds_apart_lines(scores, config.seeds),
         "## Data and protocol",
@@ -287,6 +288,20 @@ def _seeds_apart_lines(scores: Sequence[MethodScores], seeds: Sequence[int]) -> 
         f"{MIN_GAP:g} points from the median of its method's seeds and beyond a modified "
         f"z-score of {Z_LIMIT:g} (median / MAD); the mean ± std above includes it (per-seed "
         "scores and curves: scores.json and returns.png).",
+        "",
+    ]
+
+
+def _repeat_lines(scores: Sequence[MethodScores]) -> list[str]:
+    """A note for the curated methods' episode counts, which count the percentile union's
+    repeats (the authors' buffer holds an episode once per percentile it clears)."""
+    union = [s.method for s in scores if METHODS[s.method].selection == "stratified"]
+    if not union:
+        return []
+    return [
+        f"Episodes trained on ({', '.join(union)}): the union of the top episodes of each "
+        "percentile, repeats counted, as the authors' buffer holds them (an episode above "
+        "every percentile is there once per percentile).",
         "",
     ]
 
