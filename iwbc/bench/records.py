@@ -114,9 +114,9 @@ def is_finished(
     a GPU, the CPU batch engine elsewhere) are run again, so no table mixes them. Records
     written before they stated their data or engine are taken as made on it.
     """
-    # By fingerprint, as the report tells stale records: dict equality would take 3 for 3.0.
     if record is None or record["status"] != "ok":
         return False
+    # By fingerprint, as the report tells stale records: dict equality would take 3 for 3.0.
     if record_fingerprint(record) != config_fingerprint(config):
         return False
     made_on, made_with = record.get("data_fingerprint"), record.get("engine")

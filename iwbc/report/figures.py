@@ -146,8 +146,7 @@ def aggregates_figure(stats: SuiteStats, runs: SuiteRuns, stem: Path) -> list[Pa
         low = np.array([stats.intervals[m][0][i] for m in methods])
         high = np.array([stats.intervals[m][1][i] for m in methods])
         ax.barh(y, point, color=[colors[m] for m in methods], alpha=0.7)
-        # No bar for one run per dataset: its bootstrap "CI" has no width (stats.has_interval).
-        shown = np.array([stats.scores[m].shape[0] > 1 for m in methods], bool)
+        shown = np.array([stats.has_interval(m) for m in methods], bool)  # else no CI to draw
         ax.errorbar(
             point[shown],
             y[shown],

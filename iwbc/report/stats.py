@@ -42,6 +42,12 @@ class SuiteStats:
     reps: int
     seed: int
 
+    def has_interval(self, method: str) -> bool:
+        """Whether ``method``'s aggregates have a bootstrap CI: the stratified bootstrap
+        resamples runs within each dataset, so with one run per dataset every resample is the
+        data itself and its zero-width "interval" says nothing of the uncertainty."""
+        return self.scores[method].shape[0] > 1
+
 
 def score_matrices(runs: SuiteRuns) -> tuple[dict[str, np.ndarray], list[str]]:
     """Each method's [runs, datasets] matrix of final scores, and what was left out of it."""
@@ -129,13 +135,6 @@ def suite_stats(runs: SuiteRuns, *, reps: int = 2000, seed: int = 0) -> SuiteSta
     )
 
 
-def has_interval(scores: np.ndarray) -> bool:
-    """Whether a [runs, datasets] matrix has a bootstrap CI: the stratified bootstrap resamples
-    runs within each dataset, so with one run per dataset every resample is the data itself
-    and its zero-width "interval" says nothing of the uncertainty."""
-    return scores.shape[0] > 1
-
-
 def stats_markdown(stats: SuiteStats) -> str:
     """One row per method: each metric as ``estimate [low, high]`` (``[—]`` without a CI)."""
     header = ["method", "runs × datasets", *(f"{m} [95% CI]" for m in METRICS)]
@@ -143,11 +142,11 @@ def stats_markdown(stats: SuiteStats) -> str:
     for method, scores in stats.scores.items():
         point, (low, high) = stats.estimates[method], stats.intervals[method]
         cells = [
-            f"{p:.1f} [{lo:.1f}, {hi:.1f}]" if has_interval(scores) else f"{p:.1f} [—]"
+            f"{p:.1f} [{lo:.1f}, {hi:.1f}]" if stats.has_interval(method) else f"{p:.1f} [—]"
             for p, lo, hi in zip(point, low, high, strict=True)
         ]
         lines.append("| " + " | ".join([method, "{} × {}".format(*scores.shape), *cells]) + " |")
-    single = [m for m, scores in stats.scores.items() if not has_interval(scores)]
+    single = [m for m in stats.scores if not stats.has_interval(m)]
     if single:
         lines += [
             "",
@@ -165,7 +164,7 @@ def stats_csv(stats: SuiteStats) -> str:
     for method, scores in stats.scores.items():
         point, (low, high) = stats.estimates[method], stats.intervals[method]
         for i, metric in enumerate(METRICS):
-            ci = [f"{low[i]:.4f}", f"{high[i]:.4f}"] if has_interval(scores) else ["", ""]
+            ci = [f"{low[i]:.4f}", f"{high[i]:.4f}"] if stats.has_interval(method) else ["", ""]
             writer.writerow([method, metric, f"{point[i]:.4f}", *ci, *scores.shape])
     return out.getvalue()
 
