@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import errno
 import gc
 import re
@@ -19,6 +18,7 @@ import signal
 import sys
 import threading
 import traceback
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
@@ -32,6 +32,7 @@ from iwbc.bench.records import records_dir
 from iwbc.bench.suites import PipelineConfig, parse_settings
 from iwbc.data import list_datasets, load_dataset
 from iwbc.data.command import add_data_parsers
+from iwbc.data.errors import DatasetWarning
 from iwbc.datagen.command import add_generate_parser
 from iwbc.envs.mujoco_warnings import forward_warning, mujoco_warnings_as_python
 from iwbc.envs.rollout import ENGINES, require_mjx
@@ -136,11 +137,14 @@ def _run(args: argparse.Namespace) -> None:
     )
     if args.engine == "mjx":
         require_mjx()
-    dataset = load_dataset(args.dataset, root=args.root, download=args.download)
-    if args.ref_min is not None:
-        dataset = dataclasses.replace(
-            dataset, ref_min_score=args.ref_min, ref_max_score=args.ref_max
-        )
+    given = None if args.ref_min is None else (args.ref_min, args.ref_max)
+    dataset = load_dataset(
+        args.dataset,
+        root=args.root,
+        download=args.download,
+        reference_scores=given,
+        env=args.env,
+    )
     out = args.out or f"results/{args.dataset.replace('/', '__')}"
     check_writable(out, "--out")
     check_writable(args.work_dir, "--work-dir")
@@ -206,11 +210,15 @@ def _data_info(args: argparse.Namespace) -> None:
     dataset = load_dataset(args.dataset, root=args.root, download=args.download)
     returns = dataset.episodes.returns
     p10, p50, p90 = np.percentile(returns, [10, 50, 90])
-    print(f"{dataset.id}: env {dataset.env_label}")
+    env = dataset.env_label if dataset.env is not None else "none recorded (`iwbc run --env`)"
+    print(f"{dataset.id}: env {env}")
     print(f"  episodes {dataset.num_episodes}, steps {dataset.num_steps}")
     print(f"  obs dim {dataset.observation_dim}, action dim {dataset.action_dim}")
     print(f"  return p10/p50/p90 {p10:.1f} / {p50:.1f} / {p90:.1f}")
-    print(f"  ref_min_score {dataset.ref_min_score}, ref_max_score {dataset.ref_max_score}")
+    if dataset.clipped_actions:
+        print(f"  actions outside the box (clipped to it): {dataset.clipped_actions:.1%} of steps")
+    source = f" (from {dataset.ref_source})" if dataset.ref_source else " (none recorded)"
+    print(f"  ref_min_score {dataset.ref_min_score}, ref_max_score {dataset.ref_max_score}{source}")
 
 
 def _data_scripted(args: argparse.Namespace) -> None:
@@ -348,6 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=finite_float,
         default=None,
         help="reference score of an expert (100 normalized) (default: the dataset's)",
+    )
+    run.add_argument(
+        "--env",
+        default=None,
+        metavar="ID",
+        help="Gymnasium id to evaluate on, for a dataset that records no env (default: the "
+        "env the dataset records)",
     )
     run.add_argument(
         "--out",
@@ -577,12 +592,30 @@ def _reliable_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@contextlib.contextmanager
+def _dataset_warnings_in_one_line() -> Iterator[None]:
+    """A DatasetWarning prints as one ``iwbc: warning: ...`` line, without Python's source line."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, DatasetWarning):
+            print(f"iwbc: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = default
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``iwbc`` console script: 0 done, 1 some benchmark runs failed, 2 a
     user's error (one line), 130 interrupted; a bug raises with its traceback."""
     args = None
     try:
-        with _reliable_ctrl_c(), mujoco_warnings_as_python():
+        with _reliable_ctrl_c(), mujoco_warnings_as_python(), _dataset_warnings_in_one_line():
             args = build_parser().parse_args(argv)
             for name in _FOLDER_OPTIONS:
                 check_directory(getattr(args, name, None), f"--{name.replace('_', '-')}")

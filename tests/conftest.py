@@ -79,8 +79,9 @@ REF_MAX_SCORE = 50.0
 
 
 def _sample(space: gym.Space, rng: np.random.Generator, n: int) -> np.ndarray | dict:
-    if isinstance(space, gym.spaces.Box):
-        return rng.normal(size=(n, *space.shape)).astype(space.dtype)
+    if isinstance(space, gym.spaces.Box):  # in the box, as an env's actions are
+        values = rng.normal(size=(n, *space.shape))
+        return np.clip(values, space.low, space.high).astype(space.dtype)
     if isinstance(space, gym.spaces.Discrete):
         return rng.integers(space.n, size=n).astype(np.int64)
     if isinstance(space, gym.spaces.Dict):

@@ -36,11 +36,14 @@ def test_run_accepts_baselines_and_writes_its_tables(root: Path, tmp_path: Path)
     for method in ("bc", "iw_bc", "td3_bc"):
         assert f"| {DATASET} | {method} |" in table
     assert "td3_bc: TD3BCConfig(steps=10," in table
+    scores = json.loads((out / "scores.json").read_text())
+    low, high = (scores["reference_scores"][k] for k in ("ref_min", "ref_max"))
+    assert scores["reference_scores"]["source"] == "the dataset's metadata"
+    assert f"ref_min = {low:.2f} and ref_max = {high:.2f} (from the dataset's metadata)" in table
     rows = list(csv.DictReader((out / "table.csv").open()))
     assert [(r["method"], r["seed_index"]) for r in rows] == [
         (m, str(s)) for m in ("bc", "iw_bc", "td3_bc") for s in (0, 1)
     ]
-    scores = json.loads((out / "scores.json").read_text())
     assert set(scores["methods"]) == {"bc", "iw_bc", "td3_bc"}
     assert all(
         len(m["returns"]) == 2 and len(m["returns"][0]) == 2 for m in scores["methods"].values()

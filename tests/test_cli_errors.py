@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
+import h5py
 import numpy as np
 import pytest
 from conftest import make_scripted_dataset
@@ -538,10 +539,13 @@ def test_an_env_no_engine_here_runs_is_refused_before_training(
         observation_space=gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
         action_space=gym.spaces.Box(-1.0, 1.0, (1,), np.float32),
     )
+    unlimited = dataclasses.replace(gym.spec("InvertedPendulum-v5"), max_episode_steps=None)
+    make_minari_dataset("iwbc-test/pendulum/no-limit-v0", env=unlimited)
     work = tmp_path / "runs"
     for dataset, extra, message in (
         ("iwbc-test/pendulum/cli-v0", ["--engine", "batch"], "no built-in spec for "),
         ("iwbc-test/pendulum/no-env-v0", [], "records no environment, so it cannot be evaluated"),
+        ("iwbc-test/pendulum/no-limit-v0", [], "has no time limit (max_episode_steps=None)"),
     ):
         argv = ["run", dataset, "--root", str(minari_root), "--methods", "bc", "--seeds", "1"]
         argv += ["--bc-steps", "20", "--work-dir", str(work), "--out", str(tmp_path / "out")]
@@ -572,3 +576,26 @@ def test_reward_scaling_of_equal_returns_names_the_switch() -> None:
     )
     with pytest.raises(UserError, match=r"--set <method>.normalize_rewards=false"):
         locomotion_reward_scale(transitions)
+
+
+def test_equal_returns_under_reward_scaling_are_refused_before_any_method_trains(
+    make_minari_dataset, minari_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """IQL's reward scaling needs returns that differ: found from the episodes before TD3+BC,
+    listed first, trains, not after it."""
+    dataset = "iwbc-test/pendulum/equal-returns-v0"
+    make_minari_dataset(dataset)
+    with h5py.File(minari_root / dataset / "data" / "main_data.hdf5", "r+") as f:
+        for name in f:
+            f[name]["rewards"][...] = 0.0
+    argv = ["run", dataset, "--root", str(minari_root), "--methods", "td3_bc,iql", "--seeds", "1"]
+    argv += ["--algo-steps", "20", "--work-dir", str(tmp_path / "runs"), "--quiet"]
+    argv += ["--out", str(tmp_path / "out"), "--ref-min", "0", "--ref-max", "100"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "iwbc: error: all episodes have the same return, so CORL's reward scaling (1000 / (max "
+        "return − min return)) is undefined; train without it: --set iql.normalize_rewards=false "
+        "(normalize_rewards = false in a suite's [offline_rl.iql])\n"
+    )
+    assert not [path for path in (tmp_path / "runs").rglob("*") if path.is_file()]

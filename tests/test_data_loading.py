@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from minari.data_collector import EpisodeBuffer
 
 from iwbc import cli
 from iwbc.data import DatasetError, OfflineDataset, list_datasets, load_dataset
+from iwbc.data.errors import DatasetWarning
 
 MakeDataset = Callable[..., list[EpisodeBuffer]]
 Pendulum = tuple[str, list[EpisodeBuffer]]
@@ -284,3 +287,107 @@ def test_download_failure_is_one_line(minari_root: Path, monkeypatch: pytest.Mon
 
     monkeypatch.setattr(minari, "download_dataset", unreachable)
     _raises_one_line("Max retries exceeded with url", "mujoco/hopper/expert-v0", download=True)
+
+
+def _set_metadata(root: Path, dataset_id: str, **values: object) -> None:
+    path = root / dataset_id / "data" / "metadata.json"
+    metadata = json.loads(path.read_text())
+    path.write_text(json.dumps({**metadata, **values}))
+
+
+@pytest.mark.parametrize(
+    ("scores", "match"),
+    [
+        ({"ref_min_score": "n/a"}, r"has ref_min_score = 'n/a' in its metadata, not a finite"),
+        ({"ref_max_score": None, "ref_min_score": 1.0}, None),
+        ({"ref_min_score": 50.0}, r"has ref_max_score 50 <= ref_min_score 50 in its metadata"),
+    ],
+)
+def test_reference_scores_from_the_metadata_are_checked(
+    pendulum_dataset: Pendulum, minari_root: Path, scores: dict, match: str | None
+) -> None:
+    """A score that is no number, or a pair that cannot normalize, is a one-line error naming
+    --ref-min/--ref-max, which replace the metadata's (and so load such a dataset)."""
+    dataset_id, _ = pendulum_dataset
+    assert load_dataset(dataset_id).ref_source == "the dataset's metadata"
+    _set_metadata(minari_root, dataset_id, **scores)
+    if match is None:  # one absent: the dataset has none, as before
+        assert load_dataset(dataset_id).ref_min_score is None
+    else:
+        assert "--ref-min and --ref-max" in _raises_one_line(match, dataset_id)
+    given = load_dataset(dataset_id, reference_scores=(0.0, 10.0))
+    assert (given.ref_min_score, given.ref_max_score) == (0.0, 10.0)
+    assert given.ref_source == "--ref-min/--ref-max"
+
+
+def test_actions_outside_the_box_are_clipped_with_a_warning(
+    pendulum_dataset: Pendulum, minari_root: Path
+) -> None:
+    """The env clamps an action outside its box, so the box's edge is what acted: clipped on
+    loading (in [-1, 1] after the box's map), with a warning saying how much; float rounding
+    is clipped without one."""
+    dataset_id, buffers = pendulum_dataset
+    with h5py.File(_main_file(minari_root, dataset_id), "r+") as f:
+        f["episode_2/actions"][1] = 7.5
+        f["episode_2/actions"][4] = -3.0000001
+    with pytest.warns(DatasetWarning) as caught:
+        ds = load_dataset(dataset_id)
+    (warning,) = caught
+    assert str(warning.message) == (
+        f"dataset '{dataset_id}': 3.8% of its steps have actions outside the action box "
+        "[-3, 3] (by up to 4.5, first in episode 2); they are clipped to the box, as the env "
+        "clamps them: clip them when recording the dataset to silence this"
+    )
+    assert ds.clipped_actions == pytest.approx(1 / sum(_lengths(buffers)))
+    assert ds.episodes.actions[2, 1, 0] == 1.0 and ds.episodes.actions[2, 4, 0] == -1.0
+    expected = np.asarray(buffers[2].actions[0], np.float64) / 3.0
+    np.testing.assert_allclose(ds.episodes.actions[2, 0], expected, rtol=1e-6)
+
+
+def test_an_episode_that_goes_on_after_terminating_is_refused(
+    pendulum_dataset: Pendulum, minari_root: Path
+) -> None:
+    dataset_id, _ = pendulum_dataset
+    with h5py.File(_main_file(minari_root, dataset_id), "r+") as f:
+        f["episode_2/terminations"][3] = True
+    _raises_one_line(
+        rf"^dataset '{dataset_id}': episode 2 terminates at step 3 of its 10 and goes on; an "
+        "episode ends at its first termination",
+        dataset_id,
+    )
+
+
+def test_a_value_beyond_float32_is_named(pendulum_dataset: Pendulum, minari_root: Path) -> None:
+    """A finite reward of 1e39 would become inf in float32 and read as a NaN/inf reward."""
+    dataset_id, _ = pendulum_dataset
+    with h5py.File(_main_file(minari_root, dataset_id), "r+") as f:
+        assert f["episode_3/rewards"].dtype == np.float64
+        f["episode_3/rewards"][0] = 1e39
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no stray overflow warning beside the error
+        _raises_one_line(
+            r"episode 3 has rewards of 1e\+39, beyond the float32 range \(±3.4e\+38\)", dataset_id
+        )
+
+
+def test_the_env_of_a_dataset_that_records_none(make_minari_dataset: MakeDataset) -> None:
+    """`iwbc run --env` names the env of a dataset that records none; its shapes are checked
+    against it, and a dataset that records another env refuses it."""
+    dataset_id = "iwbc-test/pendulum/no-env-v0"
+    make_minari_dataset(
+        dataset_id,
+        env=None,
+        observation_space=gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
+        action_space=gym.spaces.Box(-3.0, 3.0, (1,), np.float32),
+    )
+    assert load_dataset(dataset_id).env is None
+    ds = load_dataset(dataset_id, env="InvertedPendulum-v5")
+    assert ds.env_id == "InvertedPendulum-v5" and ds.env_spec.max_episode_steps == 1000
+    _raises_one_line(r"observation shape \(4,\) but its env Hopper-v5", dataset_id, env="Hopper-v5")
+    _raises_one_line(r"^--env Nope-v5: not a registered Gymnasium env", dataset_id, env="Nope-v5")
+    make_minari_dataset("iwbc-test/pendulum/env-v0")
+    _raises_one_line(
+        "records env InvertedPendulum-v5, not Hopper-v5; drop --env",
+        "iwbc-test/pendulum/env-v0",
+        env="Hopper-v5",
+    )

@@ -31,7 +31,7 @@ from iwbc.bench.suites import (
     Suite,
     with_overrides,
 )
-from iwbc.bench.units import VERSIONED, dataset_slug
+from iwbc.bench.units import VERSIONED, check_trainable, dataset_slug
 from iwbc.data import OfflineDataset, dataset_normalized_score
 from iwbc.envs.evaluate import EVAL_SEED_BASE, check_evaluable
 from iwbc.errors import UserError, write_error
@@ -116,13 +116,16 @@ def run_experiment(
     started = time.perf_counter()
     dataset_scores = dataset_normalized_score(dataset, dataset.episodes.returns)
     check_evaluable(dataset.env, config.engine, dataset.id)  # before anything trains
+    suite = config.suite(dataset.id)
+    for method in config.methods:
+        check_trainable(suite, method, dataset)
     # the content too: the same id under another root, or regenerated, is another experiment
     key = "-".join(
         (dataset_slug(dataset.id), config.fingerprint(dataset.id), dataset.content_fingerprint[:12])
     )
     records = Path(work_dir) / "records" / key
     summary = run_suite(
-        config.suite(dataset.id),
+        suite,
         records,
         work_dir=work_dir,
         progress=progress,
@@ -172,10 +175,11 @@ def _write_results(
         f"Made by `{command}`." if command else "",
         "",
         markdown_table(scores),
-        "Normalized score = 100·(R − ref_min)/(ref_max − ref_min) with the dataset's "
-        f"ref_min_score = {dataset.ref_min_score:.2f} and ref_max_score = "
-        f"{dataset.ref_max_score:.2f}. Each seed's score is its mean over {config.eval_episodes} "
-        f"evaluation episodes (deterministic policy, fixed reset seeds {EVAL_SEED_BASE}…"
+        "Normalized score = 100·(R − ref_min)/(ref_max − ref_min) with ref_min = "
+        f"{dataset.ref_min_score:.2f} and ref_max = {dataset.ref_max_score:.2f} (from "
+        f"{dataset.ref_source or 'the caller'}). Each seed's score is its mean over "
+        f"{config.eval_episodes} evaluation episodes (deterministic policy, fixed reset "
+        f"seeds {EVAL_SEED_BASE}…"
         f"{EVAL_SEED_BASE + config.eval_episodes - 1}, shared by all methods and seeds); the "
         f"table gives mean ± std over {len(config.seeds)} training seeds of the final policy "
         "(no best-over-training selection).",
@@ -186,6 +190,14 @@ def _write_results(
         "## Data and protocol",
         f"- dataset: {dataset.num_episodes} episodes, {dataset.num_steps} steps, env "
         f"{dataset.env_label}; episode return p10 / p50 / p90 = {p10:.1f} / {p50:.1f} / {p90:.1f}",
+        *(
+            [
+                f"- actions of {dataset.clipped_actions:.1%} of the steps lay outside the action "
+                "box and were clipped to it on loading (the env clamps them so)"
+            ]
+            if dataset.clipped_actions
+            else []
+        ),
         *_method_lines(config.suite(dataset.id)),
         f"- wall time of this invocation: {wall_seconds:.0f} s ({len(config.seeds)} seeds "
         "vmapped per method; a resumed run reuses finished runs, checkpoints and evaluations)",
@@ -197,6 +209,11 @@ def _write_results(
         "config": dataclasses.asdict(config),
         "environment": env,
         "wall_seconds": wall_seconds,
+        "reference_scores": {
+            "ref_min": dataset.ref_min_score,
+            "ref_max": dataset.ref_max_score,
+            "source": dataset.ref_source,
+        },
         "methods": {
             s.method: {
                 "returns": s.returns.tolist(),

@@ -42,6 +42,7 @@ from iwbc.bench.records import (
     record_path,
 )
 from iwbc.bench.suites import Suite
+from iwbc.core.sampling import return_spread
 from iwbc.core.trainer import Training, agents_structure, checkpoint_history, create_agents
 from iwbc.data import OfflineDataset, load_dataset, normalized_score
 from iwbc.data.errors import one_line
@@ -207,6 +208,13 @@ def record_failure(unit: WorkUnit, context: UnitContext, message: str, wall: flo
     return UnitOutcome(unit, paths, message)
 
 
+def check_trainable(suite: Suite, method: str, dataset: OfflineDataset) -> None:
+    """A one-line error for data that ``method``'s training would reject, found from the
+    episodes alone so that it costs nothing and comes before any method trains."""
+    if getattr(suite.agent_config(method, dataset.id), "normalize_rewards", False):
+        return_spread(dataset.episodes.returns, method)
+
+
 def run_unit(
     unit: WorkUnit,
     context: UnitContext,
@@ -226,6 +234,7 @@ def run_unit(
     # would otherwise fail the unit only at its first evaluation.
     engine = check_evaluable(dataset.env, suite.engine, dataset.id)
     require_reference_scores(dataset)
+    check_trainable(suite, unit.method, dataset)
     directory = cache_directory(context, unit, dataset)
     directory.mkdir(parents=True, exist_ok=True)
     spent = _wall_seconds(directory)

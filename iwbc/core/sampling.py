@@ -261,18 +261,23 @@ def episode_returns(rewards: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return np.bincount(episode, weights=rewards)
 
 
-def locomotion_reward_scale(transitions: Transitions, max_episode_steps: int = 1000) -> float:
-    """CORL's reward scaling for locomotion: rewards · 1000 / (max return − min return)."""
-    ends = np.logical_or(transitions.terminals, transitions.timeouts)
-    returns = episode_returns(transitions.rewards, ends)
-    spread = float(returns.max() - returns.min())
+def return_spread(returns: np.ndarray, method: str = "<method>") -> float:
+    """max − min of the episode returns, which CORL's reward scaling divides by; a one-line
+    error naming the switch when it is 0 (checked before anything trains, too)."""
+    spread = float(np.max(returns) - np.min(returns))
     if spread <= 0.0:
         raise UserError(
             "all episodes have the same return, so CORL's reward scaling (1000 / (max return − "
-            "min return)) is undefined; train without it: --set <method>.normalize_rewards=false "
-            "(normalize_rewards = false in a suite's [offline_rl.<method>])"
+            f"min return)) is undefined; train without it: --set {method}.normalize_rewards=false "
+            f"(normalize_rewards = false in a suite's [offline_rl.{method}])"
         )
-    return max_episode_steps / spread
+    return spread
+
+
+def locomotion_reward_scale(transitions: Transitions, max_episode_steps: int = 1000) -> float:
+    """CORL's reward scaling for locomotion: rewards · 1000 / (max return − min return)."""
+    ends = np.logical_or(transitions.terminals, transitions.timeouts)
+    return max_episode_steps / return_spread(episode_returns(transitions.rewards, ends))
 
 
 def device_transitions(

@@ -100,6 +100,7 @@ class EpisodeData(NamedTuple):
         )
 
 
+@np.errstate(over="ignore")  # a value beyond float32's range becomes inf: _check_float32 names it
 def stack_episodes(
     observations: Sequence[np.ndarray],
     actions: Sequence[np.ndarray],
@@ -154,6 +155,13 @@ def stack_episodes(
                 f"episode {i} has {len(terminations[i])} terminations and "
                 f"{len(truncations[i])} truncations for {n} rewards; regenerate the dataset"
             )
+        ended = np.flatnonzero(np.asarray(terminations[i], bool)[:-1])
+        if ended.size:
+            # Its TD target would stop at a step the data then carries on from.
+            raise DatasetError(
+                f"episode {i} terminates at step {ended[0]} of its {n} and goes on; an episode "
+                "ends at its first termination: split it there or regenerate the dataset"
+            )
         obs[i, :n] = o[:n]
         next_obs[i, :n] = o[1:]
         acts[i, :n] = a
@@ -161,8 +169,28 @@ def stack_episodes(
         terms[i, :n] = terminations[i]
         truncs[i, :n] = truncations[i]
         returns[i] = np.sum(rewards[i], dtype=np.float64)
+    _check_float32(("observations", obs, observations), ("observations", next_obs, observations))
+    _check_float32(("actions", acts, actions))
+    _check_float32(("rewards", rews, rewards))
     mask = (np.arange(horizon)[None, :] < lengths[:, None]).astype(np.float32)
     return EpisodeData(obs, acts, rews, next_obs, terms, truncs, mask, lengths, returns)
+
+
+def _check_float32(*fields: tuple[str, np.ndarray, Sequence[np.ndarray]]) -> None:
+    """A finite value that float32, in which training computes, cannot hold: a one-line error
+    naming it, rather than the NaN/inf check's later, misleading one."""
+    limit = float(np.finfo(np.float32).max)
+    for name, stacked, source in fields:
+        if np.isfinite(stacked).all():
+            continue
+        for i, values in enumerate(source):
+            values = np.asarray(values, np.float64)
+            big = np.isfinite(values) & (np.abs(values) > limit)
+            if big.any():
+                raise DatasetError(
+                    f"episode {i} has {name} of {values[big][0]:.3g}, beyond the float32 range "
+                    f"(±{limit:.3g}) that training computes in; rescale or clean the dataset"
+                )
 
 
 def _feature_shape(first: np.ndarray, name: str) -> int:
@@ -176,8 +204,9 @@ def _feature_shape(first: np.ndarray, name: str) -> int:
 class OfflineDataset:
     """A loaded Minari dataset: identity, dimensions, reference scores and the episode arrays.
 
-    `ref_min_score`/`ref_max_score` are None when the dataset's metadata has none; `env_spec` is
-    the spec recorded by Minari (None if absent) so evaluation builds the same environment.
+    `ref_min_score`/`ref_max_score` are None when the dataset's metadata has none, and
+    `ref_source` says where they came from (tables print it); `env_spec` is the spec recorded
+    by Minari (None if absent) so evaluation builds the same environment.
     `episodes.actions` are in [-1, 1]: actions of a box [`action_low`, `action_high`] other than
     [-1, 1] are mapped into it on loading, and back on evaluation (:mod:`iwbc.envs.action_box`).
     """
@@ -192,6 +221,9 @@ class OfflineDataset:
     action_low: np.ndarray
     action_high: np.ndarray
     env_spec: EnvSpec | None = None
+    ref_source: str | None = None
+    # Fraction of the steps whose recorded action lay outside the action box (clipped to it).
+    clipped_actions: float = 0.0
 
     @property
     def env(self) -> EnvSpec | str | None:

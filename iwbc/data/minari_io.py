@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,17 +12,22 @@ from pathlib import Path
 import gymnasium as gym
 import minari
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 from minari.dataset.minari_dataset import parse_dataset_id
 from minari.storage import get_dataset_path
 
 from iwbc.data.episodes import EpisodeData, OfflineDataset, stack_episodes
-from iwbc.data.errors import DatasetError, one_line
+from iwbc.data.errors import DatasetError, DatasetWarning, one_line
 from iwbc.data.reference_cache import cached_reference_scores
 from iwbc.envs.action_box import rescaled, to_unit
 
 ROOT_ENV_VAR = "MINARI_DATASETS_PATH"
 REMOTE_ENV_VAR = "MINARI_REMOTE"
 _HDF5_FILE = "main_data.hdf5"
+# Where a loaded dataset's reference scores came from (OfflineDataset.ref_source).
+METADATA_SCORES = "the dataset's metadata"
+CACHED_SCORES = "`iwbc data minari-tiers`, stored under the Minari root"
+GIVEN_SCORES = "--ref-min/--ref-max"
 
 
 @contextmanager
@@ -68,6 +75,8 @@ def load_dataset(
     root: str | Path | None = None,
     download: bool = False,
     check_env: bool = True,
+    reference_scores: tuple[float, float] | None = None,
+    env: str | None = None,
 ) -> OfflineDataset:
     """Load a Minari dataset with continuous Box spaces into padded episode arrays.
 
@@ -75,9 +84,11 @@ def load_dataset(
     an id missing locally is fetched through `minari.download_dataset` (remote taken from
     MINARI_REMOTE, else Farama's). With `check_env=True` the observation/action shapes are
     compared with `gymnasium.make(env_spec)` when that env can be built here, catching data
-    recorded for another env version. Reference scores come from the dataset's metadata, else
-    from those `iwbc data minari-tiers` stored for its namespace under the root. Every unusable
-    dataset raises a one-line DatasetError.
+    recorded for another env version. Reference scores are `reference_scores` (ref_min,
+    ref_max) if given (`iwbc run --ref-min/--ref-max`), else the dataset's metadata's, else
+    those `iwbc data minari-tiers` stored for its namespace under the root. `env` (`iwbc run
+    --env`) names the Gymnasium id of a dataset that records no env (one recording another id
+    is an error). Every unusable dataset raises a one-line DatasetError.
     """
     _check_id_syntax(dataset_id)
     if not download and not datasets_root(root).is_dir():
@@ -93,26 +104,29 @@ def load_dataset(
             raise DatasetError(
                 f"dataset '{dataset_id}' has 0 episodes; regenerate it with at least one episode"
             )
+        env_spec = _env_spec(dataset, env)
         if check_env:
-            _check_env_shapes(dataset, obs_space, act_space)
+            _check_env_shapes(dataset.id, env_spec, obs_space, act_space)
         episodes = _read_episodes(dataset)
-        metadata = dataset.storage.metadata
-        ref_min = _optional_float(metadata.get("ref_min_score"))
-        ref_max = _optional_float(metadata.get("ref_max_score"))
+        if reference_scores is not None:
+            (ref_min, ref_max), ref_source = reference_scores, GIVEN_SCORES
+        else:
+            ref_min, ref_max, ref_source = _metadata_scores(dataset_id, dataset.storage.metadata)
         if ref_min is None or ref_max is None:
             # Minari's MuJoCo sets have none; `iwbc data minari-tiers` stores them beside the root.
             cached = cached_reference_scores(get_dataset_path(), dataset_id)
             if cached is not None:
-                ref_min, ref_max = cached
+                (ref_min, ref_max), ref_source = cached, CACHED_SCORES
 
     _check_data_shapes(dataset_id, episodes, obs_space, act_space)
-    _check_finite(dataset_id, episodes, np.asarray(dataset.episode_indices))
+    episode_ids = np.asarray(dataset.episode_indices)
+    _check_finite(dataset_id, episodes, episode_ids)
+    episodes, clipped = _clip_to_box(dataset_id, episodes, act_space, episode_ids)
     if rescaled(act_space.low, act_space.high):
         # Policies act in [-1, 1]; evaluation maps their actions back into the box.
         low, high = (np.asarray(b, np.float64) for b in (act_space.low, act_space.high))
         unit = to_unit(episodes.actions.astype(np.float64), low, high) * episodes.mask[..., None]
         episodes = episodes._replace(actions=unit.astype(np.float32))
-    env_spec = dataset.env_spec
     return OfflineDataset(
         id=dataset_id,
         env_id=env_spec.id if env_spec is not None else None,
@@ -124,6 +138,8 @@ def load_dataset(
         action_low=np.asarray(act_space.low, np.float32),
         action_high=np.asarray(act_space.high, np.float32),
         env_spec=env_spec,
+        ref_source=ref_source,
+        clipped_actions=clipped,
     )
 
 
@@ -220,10 +236,33 @@ def _check_spaces(dataset: minari.MinariDataset) -> tuple[gym.spaces.Box, gym.sp
     return checked[0], checked[1]
 
 
+def _env_spec(dataset: minari.MinariDataset, env: str | None) -> EnvSpec | None:
+    """The env the dataset records, else the registered ``env`` the caller names."""
+    recorded = dataset.env_spec
+    if env is None:
+        return recorded
+    if recorded is not None:
+        if recorded.id != env:
+            raise DatasetError(
+                f"dataset '{dataset.id}' records env {recorded.id}, not {env}; drop --env (it "
+                "names the env of a dataset that records none)"
+            )
+        return recorded
+    try:
+        return gym.spec(env)
+    except gym.error.Error as error:
+        raise DatasetError(
+            f"--env {env}: not a registered Gymnasium env ({one_line(error)}); name the id the "
+            "dataset was recorded on, e.g. Hopper-v5"
+        ) from None
+
+
 def _check_env_shapes(
-    dataset: minari.MinariDataset, obs_space: gym.spaces.Box, act_space: gym.spaces.Box
+    dataset_id: str,
+    spec: EnvSpec | None,
+    obs_space: gym.spaces.Box,
+    act_space: gym.spaces.Box,
 ) -> None:
-    spec = dataset.env_spec
     if spec is None:
         return
     try:
@@ -240,7 +279,7 @@ def _check_env_shapes(
     ):
         if ours != theirs:
             raise DatasetError(
-                f"dataset '{dataset.id}' has {kind} shape {ours} but its env {spec.id} has "
+                f"dataset '{dataset_id}' has {kind} shape {ours} but its env {spec.id} has "
                 f"{kind} shape {theirs}; the data was recorded for another env version or "
                 "config: use a matching dataset (from Python, check_env=False skips this check)"
             )
@@ -249,7 +288,7 @@ def _check_env_shapes(
         np.allclose(act_space.low, env_act.low) and np.allclose(act_space.high, env_act.high)
     ):
         raise DatasetError(
-            f"dataset '{dataset.id}' has action bounds [{_bounds(act_space)}] but its env "
+            f"dataset '{dataset_id}' has action bounds [{_bounds(act_space)}] but its env "
             f"{spec.id} has [{_bounds(env_act)}]; the data was recorded for another env version "
             "or through an action wrapper: use a matching dataset (from Python, check_env=False "
             "skips this check)"
@@ -329,5 +368,66 @@ def _check_finite(dataset_id: str, episodes: EpisodeData, episode_ids: np.ndarra
             )
 
 
-def _optional_float(value: object) -> float | None:
-    return None if value is None else float(value)
+def _clip_to_box(
+    dataset_id: str, episodes: EpisodeData, act_space: gym.spaces.Box, episode_ids: np.ndarray
+) -> tuple[EpisodeData, float]:
+    """Actions clipped to the box, and the fraction of steps that had one outside it.
+
+    The env clamps such an action to the box (MuJoCo clamps a control to its range, other
+    tasks clip), so the box's edge is what acted, and all a policy acting in the box can
+    learn; the data is changed, so a warning says how much. Float rounding (a millionth of
+    the box's width) is clipped without one.
+    """
+    low, high = (np.asarray(b, np.float64) for b in (act_space.low, act_space.high))
+    actions = episodes.actions
+    clipped = np.clip(actions, low, high).astype(actions.dtype)
+    if np.array_equal(clipped, actions):
+        return episodes, 0.0
+    width = np.where(np.isfinite(high - low), high - low, 0.0)
+    excess = np.where(episodes.mask[..., None] > 0, np.maximum(actions - high, low - actions), 0.0)
+    outside = (excess > 1e-6 * width).any(axis=-1)
+    fraction = float(outside.sum() / episodes.mask.sum())
+    if fraction:
+        first = int(np.flatnonzero(outside.any(axis=1))[0])
+        warnings.warn(
+            f"dataset '{dataset_id}': {fraction:.1%} of its steps have actions outside the "
+            f"action box [{_bounds(act_space)}] (by up to {excess.max():.3g}, first in episode "
+            f"{int(episode_ids[first])}); they are clipped to the box, as the env clamps them: "
+            "clip them when recording the dataset to silence this",
+            DatasetWarning,
+            stacklevel=3,
+        )
+    return episodes._replace(actions=clipped), fraction
+
+
+def _metadata_scores(
+    dataset_id: str, metadata: dict
+) -> tuple[float | None, float | None, str | None]:
+    """(ref_min, ref_max, source) from the metadata, (None, None, None) where one is absent;
+    a value that is no finite number, or a pair with ref_max <= ref_min, is a one-line error,
+    since every score of the dataset would be meaningless."""
+    fix = (
+        "fix the dataset's metadata, or pass --ref-min and --ref-max to `iwbc run` "
+        "(reference_scores= from Python)"
+    )
+    scores = []
+    for key in ("ref_min_score", "ref_max_score"):
+        value = metadata.get(key)
+        if value is None:
+            return None, None, None
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not math.isfinite(number) or isinstance(value, bool):
+            raise DatasetError(
+                f"dataset '{dataset_id}' has {key} = {value!r} in its metadata, not a finite "
+                f"number; {fix}"
+            )
+        scores.append(number)
+    if scores[1] <= scores[0]:
+        raise DatasetError(
+            f"dataset '{dataset_id}' has ref_max_score {scores[1]:g} <= ref_min_score "
+            f"{scores[0]:g} in its metadata, so normalized scores are meaningless; {fix}"
+        )
+    return scores[0], scores[1], METADATA_SCORES

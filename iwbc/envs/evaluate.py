@@ -15,6 +15,7 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 
 from iwbc.envs import make_engine, resolve_engine, rollout_returns
 from iwbc.envs.action_box import from_unit, rescaled
@@ -67,7 +68,13 @@ def check_evaluable(env: Env | None, engine: str, dataset_id: str) -> str:
     resolved), once it is known that it can: called before anything trains, so that an env
     no engine here can run costs seconds, not a training run."""
     if env is None:
-        raise UserError(f"dataset {dataset_id} records no environment, so it cannot be evaluated")
+        raise UserError(
+            f"dataset {dataset_id} records no environment, so it cannot be evaluated; name the "
+            "env it was recorded on with `iwbc run --env ID`, or record the dataset with its env "
+            "(minari.DataCollector, or create_dataset_from_buffers(env=...))"
+        )
+    if isinstance(env, EnvSpec) and env.max_episode_steps is None:
+        raise _no_time_limit(dataset_id, env.id)
     resolved = resolve_engine(env, engine)
     if resolved == "mjx":
         require_mjx()
@@ -75,14 +82,26 @@ def check_evaluable(env: Env | None, engine: str, dataset_id: str) -> str:
         spec_for(env)  # a one-line error naming what the batch and MJX engines cannot reproduce
         return resolved
     try:
-        gym.make(env).close()
+        built = gym.make(env)
     except Exception as error:  # whatever the env's own code raises, said in one line
         raise UserError(
             f"dataset {dataset_id}'s env {env_name(env)} cannot be built here ({one_line(error)}); "
             "evaluation runs the env the dataset records, so install what it needs, or record "
             "the dataset on an env (and wrappers) Gymnasium can rebuild from its spec"
         ) from None
+    limit = built.spec.max_episode_steps if built.spec is not None else None
+    built.close()
+    if limit is None:
+        raise _no_time_limit(dataset_id, env_name(env))
     return resolved
+
+
+def _no_time_limit(dataset_id: str, env_id: str) -> UserError:
+    return UserError(
+        f"dataset {dataset_id}'s env {env_id} has no time limit (max_episode_steps=None), so "
+        "an evaluation episode might never end; record the dataset on an env made with "
+        "gymnasium.make(..., max_episode_steps=N), as Gymnasium's registered tasks are"
+    )
 
 
 @dataclass(frozen=True)

@@ -432,7 +432,8 @@ def get_spec(env_id: str) -> TaskSpec:
         return SPECS[env_id]
     except KeyError:
         raise UserError(
-            f"no built-in spec for {env_id!r}; ids with a built-in spec: {', '.join(SPECS)}"
+            f"no built-in spec for {env_id!r} (ids with one: {', '.join(SPECS)}); evaluate it "
+            "with engine 'gymnasium' (or 'auto', which picks it)"
         ) from None
 
 
