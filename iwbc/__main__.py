@@ -7,17 +7,54 @@ one line and exit status 130 as an interrupt later on.
 
 from __future__ import annotations
 
+import gc
+import signal
 import sys
+import threading
+from types import FrameType
+
+STARTING = "iwbc: interrupted while starting; nothing was run"
 
 
 def main() -> int:
     """Import the CLI and run it; an interrupt while importing exits 130 in one line."""
+    caught: list[int] = []
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        # Raised inside a garbage-collector callback (JAX registers one while it imports),
+        # KeyboardInterrupt is printed as "Exception ignored" and the command would run on.
+        if _in_gc_callback(frame):
+            caught.append(signum)
+        else:
+            raise KeyboardInterrupt
+
+    ours = (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
     try:
-        from iwbc.cli import main as cli_main
+        if ours:
+            signal.signal(signal.SIGINT, interrupt)
+        try:
+            from iwbc.cli import main as cli_main
+        finally:
+            if ours:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
     except KeyboardInterrupt:
-        print("iwbc: interrupted while starting; nothing was run", file=sys.stderr)
+        caught.append(signal.SIGINT)
+    if caught:
+        print(STARTING, file=sys.stderr)
         return 130
     return cli_main()
+
+
+def _in_gc_callback(frame: FrameType | None) -> bool:
+    codes = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import gc
 import importlib.util
 import os
 import signal
@@ -525,6 +526,40 @@ def test_ctrl_c_while_the_libraries_import_is_one_line(
     monkeypatch.setattr(builtins, "__import__", interrupted)
     assert iwbc.__main__.main() == 130
     assert capsys.readouterr().err == "iwbc: interrupted while starting; nothing was run\n"
+
+
+def test_ctrl_c_inside_a_gc_callback_while_importing_is_not_swallowed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """JAX's garbage-collector callback runs often while the CLI imports; a Ctrl-C raised in it
+    would be printed as "Exception ignored" and the command would run to its end (the bad-input
+    sweep caught one at 1 s). It exits 130 in one line once the import is over."""
+    import builtins
+
+    import iwbc.__main__
+
+    real_import = builtins.__import__
+    seen = []
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start" and not seen:
+            seen.append(phase)
+            signal.raise_signal(signal.SIGINT)
+
+    def collecting(name: str, *args: object, **kwargs: object) -> object:
+        if name == "iwbc.cli":
+            gc.callbacks.append(callback)
+            try:
+                gc.collect()
+            finally:
+                gc.callbacks.remove(callback)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", collecting)
+    monkeypatch.setattr(sys, "argv", ["iwbc", "data", "list", "--root", "/nonexistent"])
+    assert iwbc.__main__.main() == 130
+    assert seen and capsys.readouterr().err == "iwbc: interrupted while starting; nothing was run\n"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_an_env_no_engine_here_runs_is_refused_before_training(
