@@ -656,8 +656,44 @@ def _h5_episode_edit(ctx: Ctx, edit: str) -> None:
         elif edit == "short-actions":
             data = group["actions"]
             data.resize((data.shape[0] - 3, *data.shape[1:]))
+        elif edit == "terminates-midway":
+            group["terminations"][3] = True
+        elif edit == "huge-reward":
+            group["rewards"][5] = 1e39
+        elif edit == "actions-outside-box":
+            group["actions"][:4, 0] = 1.5
+        elif edit == "equal-returns":
+            for name in f:
+                f[name]["rewards"][...] = 0.0
         else:
             raise ValueError(edit)
+
+
+def _edit_metadata(ctx: Ctx, **values: object) -> None:
+    """Set metadata.json keys of this case's copy; ``max_episode_steps`` edits its env specs."""
+    path = ctx.dataset_dir() / "data" / "metadata.json"
+    metadata = json.loads(path.read_text())
+    if "max_episode_steps" in values:
+        limit = values.pop("max_episode_steps")
+        for key in ("env_spec", "eval_env_spec"):
+            spec = json.loads(metadata[key])
+            spec["max_episode_steps"] = limit
+            metadata[key] = json.dumps(spec)
+    path.write_text(json.dumps({**metadata, **values}))
+
+
+def edited_metadata(**values: object) -> Callable[[Ctx], None]:
+    return functools.partial(_edit_metadata, **values)
+
+
+def _warned_and_noted(ctx: Ctx, done: Done, methods: tuple[str, ...]) -> list[str]:
+    problems = _run_check(ctx, done, methods, "out")
+    if done.rc == 0 and "iwbc: warning: " not in done.err:
+        problems.append("no warning on stderr")
+    table = ctx.dir / "out" / "table.md"
+    if done.rc == 0 and table.exists() and "were clipped to it" not in table.read_text():
+        problems.append("table.md does not say the actions were clipped")
+    return problems
 
 
 def damaged(edit: str) -> Callable[[Ctx], None]:
@@ -1289,6 +1325,8 @@ def cases() -> list[Case]:
         ("nan-reward", None),
         ("inf-action", None),
         ("short-actions", None),
+        ("terminates-midway", "goes on; an episode ends at its first termination"),
+        ("huge-reward", "beyond the float32 range"),
     ]:
         add(
             f"data info, a dataset with episode 2 {edit}",
@@ -1306,6 +1344,50 @@ def cases() -> list[Case]:
             ),
             True,
         )
+    add(
+        "run, a dataset with actions outside its action box",
+        g,
+        train(
+            [*SMALL, *TINY],
+            check=functools.partial(_warned_and_noted, methods=("bc",)),
+            setup=damaged("actions-outside-box"),
+        ),
+        True,
+    )
+    add(
+        "run td3_bc,iql, every episode of the same return (IQL's reward scaling)",
+        g,
+        train(
+            ["--methods", "td3_bc,iql", "--hidden", "16,16", "--algo-steps", "20", *TINY],
+            ["td3_bc", "iql"],
+            expect="--set iql.normalize_rewards=false",
+            setup=damaged("equal-returns"),
+        ),
+    )
+    for name, values, expect in [
+        ("ref_min_score 'n/a'", {"ref_min_score": "n/a"}, "not a finite number"),
+        ("ref_max_score below ref_min_score", {"ref_max_score": 0.0}, "<= ref_min_score"),
+        ("an env spec without time limit", {"max_episode_steps": None}, "has no time limit"),
+    ]:
+        add(
+            f"run, a dataset with {name} in its metadata",
+            g,
+            error([*RUN, *SMALL, *TINY, *OUT], expect, setup=edited_metadata(**values)),
+        )
+    add(
+        "run --ref-min/--ref-max, a dataset with ref_min_score 'n/a' in its metadata",
+        g,
+        train(
+            [*SMALL, *TINY, "--ref-min", "0", "--ref-max", "9000"],
+            setup=edited_metadata(ref_min_score="n/a"),
+        ),
+        True,
+    )
+    add(
+        "run --env Hopper-v5 on a dataset that records InvertedDoublePendulum-v5",
+        g,
+        error([*RUN, *SMALL, *TINY, *OUT, "--env", "Hopper-v5"], "drop --env"),
+    )
     for name, fn, expect in [
         (
             "main_data.hdf5 truncated to half",
