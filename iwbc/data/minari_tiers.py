@@ -35,7 +35,7 @@ from minari.data_collector import EpisodeBuffer
 from minari.storage import get_dataset_path
 
 from iwbc.data.errors import DatasetError
-from iwbc.data.minari_io import load_dataset, minari_root
+from iwbc.data.minari_io import METADATA_SCORES, load_dataset, minari_root
 from iwbc.data.minari_write import dataset_exists, write_dataset
 from iwbc.data.reference_cache import cached_entry, store_reference_scores
 from iwbc.envs import rollout_returns
@@ -162,9 +162,8 @@ def reference_entry(
     if expert.env_id is None:
         raise DatasetError(f"{expert.id} records no env, so no random policy can be run on it")
     started = time.perf_counter()
-    published = stored_reference_scores(expert.id, root)
-    if published is not None:
-        ref_min, ref_max = published
+    if expert.ref_source == METADATA_SCORES:  # its own metadata's, checked on loading
+        ref_min, ref_max = expert.ref_min_score, expert.ref_max_score
         min_rule = max_rule = f"{expert.id}'s own metadata"
     else:
         ref_min = uniform_random_return(expert.env, episodes, seed)
@@ -245,7 +244,7 @@ def prepare_namespace(
         write_dataset(
             target,
             buffers,
-            env_id=stored_env_spec(expert_id, root) or expert.env_id,
+            env_id=expert.env_spec or expert.env_id,
             ref_min_score=entry["ref_min_score"],
             ref_max_score=entry["ref_max_score"],
             description=(
