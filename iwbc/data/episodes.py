@@ -6,7 +6,7 @@ import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import gymnasium
 import numpy as np
@@ -100,7 +100,6 @@ class EpisodeData(NamedTuple):
         )
 
 
-@np.errstate(over="ignore")  # a value beyond float32's range becomes inf: _check_float32 names it
 def stack_episodes(
     observations: Sequence[np.ndarray],
     actions: Sequence[np.ndarray],
@@ -162,35 +161,32 @@ def stack_episodes(
                 f"episode {i} terminates at step {ended[0]} of its {n} and goes on; an episode "
                 "ends at its first termination: split it there or regenerate the dataset"
             )
-        obs[i, :n] = o[:n]
-        next_obs[i, :n] = o[1:]
-        acts[i, :n] = a
-        rews[i, :n] = rewards[i]
+        _store(obs[i, :n], o[:n], "observations", i)
+        _store(next_obs[i, :n], o[1:], "observations", i)
+        _store(acts[i, :n], a, "actions", i)
+        _store(rews[i, :n], rewards[i], "rewards", i)
         terms[i, :n] = terminations[i]
         truncs[i, :n] = truncations[i]
         returns[i] = np.sum(rewards[i], dtype=np.float64)
-    _check_float32(("observations", obs, observations), ("observations", next_obs, observations))
-    _check_float32(("actions", acts, actions))
-    _check_float32(("rewards", rews, rewards))
     mask = (np.arange(horizon)[None, :] < lengths[:, None]).astype(np.float32)
     return EpisodeData(obs, acts, rews, next_obs, terms, truncs, mask, lengths, returns)
 
 
-def _check_float32(*fields: tuple[str, np.ndarray, Sequence[np.ndarray]]) -> None:
-    """A finite value that float32, in which training computes, cannot hold: a one-line error
-    naming it, rather than the NaN/inf check's later, misleading one."""
-    limit = float(np.finfo(np.float32).max)
-    for name, stacked, source in fields:
-        if np.isfinite(stacked).all():
-            continue
-        for i, values in enumerate(source):
-            values = np.asarray(values, np.float64)
-            big = np.isfinite(values) & (np.abs(values) > limit)
-            if big.any():
-                raise DatasetError(
-                    f"episode {i} has {name} of {values[big][0]:.3g}, beyond the float32 range "
-                    f"(±{limit:.3g}) that training computes in; rescale or clean the dataset"
-                )
+def _store(target: np.ndarray, values: Any, name: str, episode: int) -> None:
+    """``target[...] = values`` cast to float32; a finite value float32 cannot hold is a
+    one-line error naming it, where the cast would make it an inf that the NaN/inf check
+    later misnames (NaN and inf themselves pass through to that check)."""
+    try:
+        with np.errstate(over="raise"):
+            target[...] = values
+    except FloatingPointError:
+        limit = float(np.finfo(np.float32).max)
+        values = np.asarray(values, np.float64)
+        big = values[np.isfinite(values) & (np.abs(values) > limit)]
+        raise DatasetError(
+            f"episode {episode} has {name} of {big[0]:.3g}, beyond the float32 range "
+            f"(±{limit:.3g}) that training computes in; rescale or clean the dataset"
+        ) from None
 
 
 def _feature_shape(first: np.ndarray, name: str) -> int:
