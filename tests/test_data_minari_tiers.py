@@ -196,6 +196,18 @@ def test_second_call_keeps_and_overwrite_recomputes(minari_mujoco, minari_root, 
     assert rewritten.medium_expert == "mujoco/hopper/medium-expert-v0" and len(calls) == 2
 
 
+def test_a_medium_expert_with_damaged_scores_is_rewritten(minari_mujoco, minari_root: Path):
+    first = prepare_namespace("mujoco/hopper", root=minari_root, download=True, episodes=4)
+    metadata_file = minari_root / "mujoco/hopper/medium-expert-v0/data/metadata.json"
+    metadata = json.loads(metadata_file.read_text())
+    metadata["ref_max_score"] = "broken"
+    metadata_file.write_text(json.dumps(metadata))
+    again = prepare_namespace("mujoco/hopper", root=minari_root, episodes=4)
+    assert again.medium_expert == "mujoco/hopper/medium-expert-v0"
+    ds = load_dataset("mujoco/hopper/medium-expert-v0", root=minari_root)
+    assert (ds.ref_min_score, ds.ref_max_score) == (first.ref_min_score, first.ref_max_score)
+
+
 def test_missing_tier_is_a_one_line_error(make_minari_dataset, minari_root, capsys):
     make_minari_dataset("mujoco/hopper/medium-v0", env=ENV, ref_min_score=None, ref_max_score=None)
     assert main(["data", "minari-tiers", "mujoco/hopper", "--root", str(minari_root)]) == 2

@@ -139,11 +139,14 @@ def stored_env_spec(dataset_id: str, root: str | Path | None) -> EnvSpec | None:
 
 
 def stored_reference_scores(dataset_id: str, root: str | Path | None) -> tuple[float, float] | None:
-    """The reference scores in a dataset's own metadata (not the namespace cache's), if any."""
+    """The reference scores in a dataset's own metadata (not the namespace cache's), if any:
+    None too where they are no numbers, so a damaged medium-expert is rewritten, not a crash."""
     with minari_root(root):
         metadata = minari.load_dataset(dataset_id).storage.metadata
-    low, high = metadata.get("ref_min_score"), metadata.get("ref_max_score")
-    return None if low is None or high is None else (float(low), float(high))
+    try:
+        return float(metadata["ref_min_score"]), float(metadata["ref_max_score"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def reference_entry(
