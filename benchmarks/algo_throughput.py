@@ -111,7 +111,7 @@ def time_run_path(name: str, dataset: OfflineDataset, num_seeds: int, chunk: int
 
     def run() -> Any:
         with tempfile.TemporaryDirectory() as directory:
-            prepared = training_data(method, dataset.episodes, config, SelectionConfig())
+            prepared = training_data(method, dataset, config, SelectionConfig())
             training = Training(
                 create_agents(method.agent, config, prepared.spec, seeds),
                 prepared.data,
@@ -125,7 +125,7 @@ def time_run_path(name: str, dataset: OfflineDataset, num_seeds: int, chunk: int
         return agent
 
     def make_kernel() -> Any:
-        prepared = training_data(method, dataset.episodes, config, SelectionConfig())
+        prepared = training_data(method, dataset, config, SelectionConfig())
         agent = create_agents(method.agent, config, prepared.spec, seeds)
         data = prepared.data
         return lambda: [run_chunk(agent, data, jnp.asarray(start), chunk) for start in (0, chunk)]

@@ -41,7 +41,7 @@ def score(dataset, episodes: int, window: int, weighting: str, args) -> dict:
     seeds = list(range(args.seeds))
     started = time.perf_counter()
     bc = train_methods(
-        dataset.episodes, ["bc"], seeds, {"bc": config}, chunk_size=500, progress=False
+        dataset, ["bc"], seeds, {"bc": config}, chunk_size=500, progress=False
     )
     train_s = time.perf_counter() - started
     returns = evaluate_agent(bc["bc"].agent, dataset.env_id, num_episodes=args.eval_episodes)

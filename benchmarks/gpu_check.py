@@ -827,7 +827,7 @@ def cell_agent(suite: Any, dataset: Any, seeds: tuple[int, ...]) -> Any:
 
     method = METHODS["bc"]
     config = suite.agent_config("bc")
-    prepared = training_data(method, dataset.episodes, config, suite.pipeline.selection)
+    prepared = training_data(method, dataset, config, suite.pipeline.selection)
     return create_agents(method.agent, config, prepared.spec, list(seeds))
 
 

@@ -65,9 +65,9 @@ def main() -> None:
         refresh_every=1,
     )
     bc = train_methods(
-        dataset.episodes, ["bc"], seeds, {"bc": pretrain}, chunk_size=500, progress=False
+        dataset, ["bc"], seeds, {"bc": pretrain}, chunk_size=500, progress=False
     )
-    prepared = training_data(METHODS["iw_bc"], dataset.episodes, stage, SelectionConfig())
+    prepared = training_data(METHODS["iw_bc"], dataset, stage, SelectionConfig())
     data = prepared.data
     # The fine-tune starts from BC (q_ref = q_iw = BC), its tables filled as Training does.
     start = create_agents(METHODS["iw_bc"].agent, stage, prepared.spec, seeds, bc["bc"].agent)

@@ -235,7 +235,7 @@ def main() -> None:
 
     def run() -> Any:
         trained = train_methods(
-            dataset.episodes,
+            dataset,
             [args.algorithm],
             seeds,
             {args.algorithm: config},
@@ -251,7 +251,7 @@ def main() -> None:
     )
     warm, _ = timed(run)
     print(f"second call: {warm:.1f} s; {work / warm:.0f} seed-updates/s")
-    prepared = training_data(method, dataset.episodes, config, SelectionConfig())
+    prepared = training_data(method, dataset, config, SelectionConfig())
     agent = create_agents(method.agent, config, prepared.spec, seeds)
     data = prepared.data
     kernel, _ = timed(

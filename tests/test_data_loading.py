@@ -53,6 +53,23 @@ def test_metadata_fields(make_minari_dataset: MakeDataset) -> None:
     assert ds.env_spec is not None and gym.make(ds.env_spec).observation_space.shape == (4,)
 
 
+def test_fingerprint_follows_an_action_box_other_than_one(pendulum_dataset: Pendulum) -> None:
+    """Evaluation maps actions into the box and TD3+BC's loss reads it: the same [-1, 1] arrays
+    under another box are other data (runs made when TD3+BC ignored the box are not reused)."""
+    dataset_id, _ = pendulum_dataset
+    ds = load_dataset(dataset_id)
+    assert ds.action_scale == (3.0,)
+
+    def boxed(half_width: float) -> OfflineDataset:
+        bound = np.full(1, half_width, np.float32)
+        return dataclasses.replace(ds, action_low=-bound, action_high=bound)
+
+    assert boxed(3.0).content_fingerprint == ds.content_fingerprint
+    fingerprints = {boxed(w).content_fingerprint for w in (3.0, 2.0, 1.0)}
+    assert len(fingerprints) == 3
+    assert boxed(1.0).action_scale == (1.0,) and boxed(2.0).action_scale == (2.0,)
+
+
 def test_fingerprint_follows_the_recorded_env(pendulum_dataset: Pendulum) -> None:
     """Scores depend on the env a dataset records: other arguments or another time limit give
     another fingerprint (no cached evaluation is reused), the default env leaves it as it was

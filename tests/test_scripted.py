@@ -20,7 +20,7 @@ COPY_ID = "iwbc/inverted-double-pendulum/mixed-copy-v0"
 
 
 def _episode_return(env: gym.Env, policy, seed: int) -> float:
-    return float(sum(scripted._rollout(env, policy, seed).rewards))
+    return float(sum(scripted.rollout(env, policy, seed).rewards))
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from iwbc.agents.td3_bc import TD3BCAgent, TD3BCConfig
 from iwbc.core.agent import Agent, DataSpec
 from iwbc.core.sampling import DeviceEpisodes, prepare_data
 from iwbc.core.trainer import create_agents, train
-from iwbc.data import EpisodeData, quality_scores, stratified_top, top_fraction
+from iwbc.data import EpisodeData, OfflineDataset, quality_scores, stratified_top, top_fraction
 from iwbc.data.statistics import normalization_stats
 from iwbc.errors import UserError
 
@@ -141,29 +141,41 @@ class TrainingData:
 
 
 def training_data(
-    method: Method, episodes: EpisodeData, config: Any, selection: SelectionConfig
+    method: Method, data: OfflineDataset | EpisodeData, config: Any, selection: SelectionConfig
 ) -> TrainingData:
     """The data ``method`` trains on, on the device, as its agent samples it.
+
+    From a loaded dataset the spec carries its action box's scale (agents whose loss is stated
+    in the env's action units need it); bare episodes are taken to be a [-1, 1] box's.
 
     Episodes (BC family): the selected episodes with their quality scores (relative to the whole
     dataset, so a subset keeps its episodes' scores), and the whole dataset's observation
     statistics, which every method, q_ref and q_iw standardize with alike. Transitions
     (baselines): every step, normalized and reward-scaled as the config asks.
     """
+    episodes, action_scale = _episodes_and_scale(data)
     if method.agent.data_kind == "episodes":
         returns = episodes.returns
         index = selection.index(method.selection, returns)
         chosen = episodes.subset(index)
-        data = DeviceEpisodes.from_numpy(
+        device = DeviceEpisodes.from_numpy(
             chosen.observations, chosen.actions, chosen.mask, quality_scores(returns)[index]
         )
         mean, std = normalization_stats(episodes.observations[episodes.mask > 0])
-        action_dim = episodes.actions.shape[-1]
-        return TrainingData(data, _spec(mean, std, action_dim), data.num_episodes)
+        spec = _spec(mean, std, episodes.actions.shape[-1], action_scale)
+        return TrainingData(device, spec, device.num_episodes)
     transitions = episodes.to_transitions()
-    data, mean, std = prepare_data(transitions, config)
-    spec = _spec(mean, std, np.shape(transitions.actions)[1])
-    return TrainingData(data, spec, episodes.num_episodes)
+    prepared, mean, std = prepare_data(transitions, config)
+    spec = _spec(mean, std, np.shape(transitions.actions)[1], action_scale)
+    return TrainingData(prepared, spec, episodes.num_episodes)
+
+
+def _episodes_and_scale(
+    data: OfflineDataset | EpisodeData,
+) -> tuple[EpisodeData, tuple[float, ...] | None]:
+    if isinstance(data, OfflineDataset):
+        return data.episodes, data.action_scale
+    return data, None
 
 
 def training_episodes(method: Method, episodes: EpisodeData, selection: SelectionConfig) -> int:
@@ -174,8 +186,12 @@ def training_episodes(method: Method, episodes: EpisodeData, selection: Selectio
     return episodes.num_episodes
 
 
-def _spec(mean: np.ndarray, std: np.ndarray, action_dim: int) -> DataSpec:
-    return DataSpec(jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32), action_dim)
+def _spec(
+    mean: np.ndarray, std: np.ndarray, action_dim: int, action_scale: tuple[float, ...] | None
+) -> DataSpec:
+    return DataSpec(
+        jnp.asarray(mean, jnp.float32), jnp.asarray(std, jnp.float32), action_dim, action_scale
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +205,7 @@ class TrainedMethod:
 
 
 def train_methods(
-    episodes: EpisodeData,
+    data: OfflineDataset | EpisodeData,
     method_names: Sequence[str],
     seeds: Sequence[int],
     configs: dict[str, Any] | None = None,
@@ -199,7 +215,9 @@ def train_methods(
     chunk_size: int = 500,
     progress: bool = True,
 ) -> dict[str, TrainedMethod]:
-    """Train the named methods for all seeds at once (vmapped), each start trained once.
+    """Train the named methods for all seeds at once (vmapped), each start trained once, on a
+    loaded dataset (or its bare episodes, taken to be a [-1, 1] action box's: see
+    :func:`training_data`).
 
     ``configs`` maps a method to its config (default: its config class's defaults; the BC
     fine-tunes default to ``BCConfig.iw_finetune`` with their loss). With ``checkpoint_dir``
@@ -219,7 +237,7 @@ def train_methods(
             raise ValueError(
                 f"{method.name} needs a {method.config.__name__}, got a {type(config).__name__}"
             )
-        prepared = training_data(method, episodes, config, selection)
+        prepared = training_data(method, data, config, selection)
         checkpoint = None if checkpoint_dir is None else checkpoint_dir / f"{method.name}.msgpack"
         agent, history = train(
             create_agents(method.agent, config, prepared.spec, list(seeds), init),

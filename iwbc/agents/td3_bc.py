@@ -3,6 +3,12 @@
 The actor maximizes λ·Q(s, π(s)) − (π(s) − a)² with λ = α / mean|Q|, so the BC term keeps the
 policy on the data while the critic is learned as in TD3 (clipped double Q, target policy
 smoothing, delayed actor and target updates). Hyperparameters are CORL's D4RL defaults.
+
+The BC term is in the env's action units, as the paper states it and its code and CORL compute
+it (actor tanh · max_action): iwbc's actions live in [-1, 1] (iwbc.envs.action_box), so on a
+wider box, InvertedPendulum's [-3, 3], the difference is scaled back by the box's half-width
+first. Left in [-1, 1] units the BC term would weigh 9x less against the Q term there than α
+was tuned for.
 """
 
 from __future__ import annotations
@@ -58,10 +64,20 @@ def smoothed_target_action(
     )
 
 
-def bc_actor_loss(q: jax.Array, policy_actions: jax.Array, actions: jax.Array, alpha: float):
-    """−λ·mean Q(s, π(s)) + mean (π(s) − a)², λ = α / mean|Q| (λ is not differentiated)."""
+def bc_actor_loss(
+    q: jax.Array,
+    policy_actions: jax.Array,
+    actions: jax.Array,
+    alpha: float,
+    action_scale: tuple[float, ...] | None = None,
+):
+    """−λ·mean Q(s, π(s)) + mean (s·(π(s) − a))², λ = α / mean|Q| (λ is not differentiated),
+    s the box's half-width per action dimension (None: 1, the actions are the env's)."""
     lam = alpha / jax.lax.stop_gradient(jnp.mean(jnp.abs(q)))
-    return -lam * jnp.mean(q) + jnp.mean((policy_actions - actions) ** 2), lam
+    difference = policy_actions - actions
+    if action_scale is not None and any(scale != 1.0 for scale in action_scale):
+        difference = difference * jnp.asarray(action_scale, difference.dtype)
+    return -lam * jnp.mean(q) + jnp.mean(difference**2), lam
 
 
 class TD3BCAgent(OfflineRLAgent):
@@ -69,6 +85,9 @@ class TD3BCAgent(OfflineRLAgent):
 
     target_actor_params: Any
     config: TD3BCConfig = flax.struct.field(pytree_node=False)
+    # The env's action box half-width per dimension (bc_actor_loss); static, so a checkpoint
+    # holds the same arrays whatever the box.
+    action_scale: tuple[float, ...] | None = flax.struct.field(pytree_node=False, default=None)
 
     @property
     def actor_network(self) -> DeterministicActor:
@@ -98,7 +117,9 @@ class TD3BCAgent(OfflineRLAgent):
         """The BC-regularized actor loss with the first critic's Q."""
         policy_actions = self.actor_network.apply(actor_params, batch.observations)
         q = self.critic_network.apply(critic_params, batch.observations, policy_actions)[0]
-        loss, lam = bc_actor_loss(q, policy_actions, batch.actions, self.config.alpha)
+        loss, lam = bc_actor_loss(
+            q, policy_actions, batch.actions, self.config.alpha, self.action_scale
+        )
         return loss, {"actor_loss": loss, "lambda": lam}
 
     def update(self, batch: TransitionBatch) -> tuple[TD3BCAgent, dict]:
@@ -156,4 +177,5 @@ class TD3BCAgent(OfflineRLAgent):
             Trained.create(critic_params, Adam(config.critic_lr)),
             target_actor_params=actor_params,
             config=config,
+            action_scale=spec.action_scale,
         )

@@ -397,7 +397,7 @@ def _agent_at(
 
     @functools.cache
     def training() -> Training:
-        prepared = training_data(method, dataset.episodes, config, suite.pipeline.selection)
+        prepared = training_data(method, dataset, config, suite.pipeline.selection)
         init = None
         if method.start is not None:
             start_targets = suite.eval_targets(method.start, dataset.id)

@@ -33,12 +33,15 @@ DataKind = Literal["episodes", "transitions"]
 
 
 class DataSpec(flax.struct.PyTreeNode):
-    """The training data as an agent's ``create`` needs it: its dimensions and the whole
-    dataset's observation mean and std (used by agents that standardize observations)."""
+    """The training data as an agent's ``create`` needs it: its dimensions, the whole
+    dataset's observation mean and std (used by agents that standardize observations) and,
+    per action dimension, the half-width of the env's action box its [-1, 1] actions were
+    mapped from (None: not mapped, 1 on every dimension)."""
 
     obs_mean: jax.Array
     obs_std: jax.Array
     action_dim: int = flax.struct.field(pytree_node=False)
+    action_scale: tuple[float, ...] | None = flax.struct.field(pytree_node=False, default=None)
 
     @property
     def observation_dim(self) -> int:

@@ -13,6 +13,7 @@ import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
 from iwbc.data.errors import DatasetError
+from iwbc.envs.action_box import rescaled, unit_scale
 
 
 class Transitions(NamedTuple):
@@ -227,19 +228,30 @@ class OfflineDataset:
         env id."""
         return self.env_spec if self.env_spec is not None else self.env_id
 
+    @property
+    def action_scale(self) -> tuple[float, ...]:
+        """Per action dimension, (high − low) / 2 where the box was mapped into [-1, 1], else 1
+        (:func:`iwbc.envs.action_box.unit_scale`)."""
+        return unit_scale(self.action_low, self.action_high)
+
     @functools.cached_property
     def content_fingerprint(self) -> str:
-        """A hash of what training and scoring read: episode arrays, env and reference scores.
+        """A hash of what training and scoring read: episode arrays, env, reference scores and
+        an action box other than [-1, 1].
 
         Caches of trained agents and evaluations are keyed by it, not by the id alone: a
         dataset regenerated, or read from another root under the same id, never reuses
-        another's checkpoints or scores.
+        another's checkpoints or scores. The box counts since evaluation maps actions into it
+        and TD3+BC's loss reads it (which runs made before it did must not be reused).
         """
         digest = hashlib.blake2b(digest_size=16)
         digest.update(repr((self.env_id, self.ref_min_score, self.ref_max_score)).encode())
         arguments = _env_arguments(self.env_spec)
         if arguments:  # only then: fingerprints of default-env datasets stay what they were
             digest.update(repr(arguments).encode())
+        if rescaled(self.action_low, self.action_high):  # likewise for [-1, 1] boxes
+            box = (self.action_low.tolist(), self.action_high.tolist())
+            digest.update(repr(("action box", box)).encode())
         for array in self.episodes:
             digest.update(repr((array.dtype.str, array.shape)).encode())
             digest.update(np.ascontiguousarray(array).data)

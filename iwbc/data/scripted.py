@@ -117,7 +117,7 @@ def scripted_policy(
     return np.clip(mean, -1.0, 1.0)
 
 
-def _rollout(env: gym.Env, policy: Callable[[np.ndarray], np.ndarray], seed: int) -> EpisodeBuffer:
+def rollout(env: gym.Env, policy: Callable[[np.ndarray], np.ndarray], seed: int) -> EpisodeBuffer:
     """One episode of `policy` from reset seed `seed`, as a Minari episode buffer."""
     obs, _ = env.reset(seed=seed)
     observations, actions, rewards, terminations, truncations = [obs], [], [], [], []
@@ -156,9 +156,9 @@ def reference_scores(num_random: int = 100, num_expert: int = 20) -> tuple[float
     random_returns = []
     for j in range(num_random):
         policy = _uniform_policy(np.random.default_rng(_REF_SEED_BASE + j))
-        random_returns.append(sum(_rollout(env, policy, _REF_SEED_BASE + j).rewards))
+        random_returns.append(sum(rollout(env, policy, _REF_SEED_BASE + j).rewards))
     expert_returns = [
-        sum(_rollout(env, expert_action, _REF_SEED_BASE + j).rewards) for j in range(num_expert)
+        sum(rollout(env, expert_action, _REF_SEED_BASE + j).rewards) for j in range(num_expert)
     ]
     env.close()
     return float(np.mean(random_returns)), float(np.mean(expert_returns))
@@ -197,7 +197,7 @@ def rollout_mixture(num_episodes: int, seed: int = 0) -> list[EpisodeBuffer]:
         rng = np.random.default_rng((seed, i))
         degradation = float(rng.uniform() ** _DEGRADATION_POWER)
         episodes.append(
-            _rollout(
+            rollout(
                 env,
                 partial(scripted_policy, degradation=degradation, rng=rng),
                 seed * _SEED_STRIDE + i,

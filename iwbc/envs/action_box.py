@@ -23,6 +23,17 @@ def rescaled(low: Any, high: Any) -> bool:
     return finite and not (np.all(low == -1.0) and np.all(high == 1.0))
 
 
+def unit_scale(low: Any, high: Any) -> tuple[float, ...]:
+    """Per dimension, what a difference of [-1, 1] actions is multiplied by to be one in the
+    box's units: (high − low) / 2 where the box is mapped, 1 where it is not. A loss whose
+    balance depends on the action's units (TD3+BC's BC term against its Q term) uses it to
+    stay the loss its paper states in the env's units."""
+    low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+    if not rescaled(low, high):
+        return (1.0,) * low.size
+    return tuple(float(x) for x in (0.5 * (high - low)).ravel())
+
+
 def to_unit(actions: Any, low: Any, high: Any) -> Any:
     """Actions in the box [low, high] as actions in [-1, 1] (numpy or jax arrays)."""
     return 2.0 * (actions - low) / (high - low) - 1.0
