@@ -1,5 +1,5 @@
 """Learning curves still rising at the end of training: the test against SciPy, which curves it
-flags, and how the report shows them."""
+flags, and how the report shows them; critics still learning where the score is flat."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import scipy.stats
 from test_report_records import SUITE, make_record, save_record
 
-from iwbc.bench.records import check_record, records_dir
-from iwbc.report.convergence import CurveEnd, curve_ends, still_rising
+from iwbc.bench.records import check_record, critic_q_end, records_dir
+from iwbc.report.convergence import CurveEnd, critic_ends, curve_ends, still_rising
 from iwbc.report.runs import load_runs
 from iwbc.report.suite_report import report_main, write_suite_report
 
@@ -99,3 +99,57 @@ def test_the_report_marks_explains_and_warns_of_rising_cells(tmp_path: Path) -> 
         "their scores, marked ↑, understate what those methods reach; compare them at a budget "
         "where every curve has flattened (the suite's steps)"
     ]
+
+
+def write_critics(results: Path, q_ends: dict[str, tuple[float, float] | None]) -> None:
+    """Records of flat score curves whose critic's mean Q (chunk means every 500 updates) ends
+    going from the first value at 3k updates to the second at 4k; None: no training metrics."""
+    for method, ends in q_ends.items():
+        for seed, curve in enumerate(seeds(30, 31, 29, 30.5)):
+            record = make_record(DATASET, method, seed, curve[-1])
+            record["curve"] = {"steps": STEPS, "returns": curve, "normalized": curve}
+            if ends is not None:
+                first, last = ends[0] * (1 + 0.01 * seed), ends[1] * (1 + 0.01 * seed)
+                q = [*np.linspace(first / 2, first, 6).tolist(), (first + last) / 2, last]
+                record["training"] = {"steps": list(range(500, 4001, 500)), "q_mean": q}
+            check_record(record)
+            save_record(records_dir(SUITE, results), record)
+
+
+def test_critics_still_climbing_are_named_though_their_scores_are_flat(tmp_path: Path) -> None:
+    write_critics(tmp_path, {"td3_bc": (50.0, 55.0), "iql": (100.0, 102.0), "awac": None})
+    ends = critic_ends(load_runs(SUITE, tmp_path))
+    assert [(end.method, end.steps) for end in ends] == [
+        ("td3_bc", (3000, 4000)),
+        ("iql", (3000, 4000)),
+    ]
+    assert ends[0].rise == pytest.approx(0.10) and ends[0].still_learning
+    assert ends[1].rise == pytest.approx(0.02) and not ends[1].still_learning
+    np.testing.assert_allclose(ends[0].q[:, 0], 50.0 * (1 + 0.01 * np.arange(5)))
+    assert not still_rising(load_runs(SUITE, tmp_path))
+
+    write_suite_report(SUITE, tmp_path, reps=20)
+    table = (tmp_path / SUITE / "table.md").read_text()
+    section = table.split("## Critics at the end of training")[1].split("\n## ")[0]
+    assert f"| {DATASET} | td3_bc | 3,000 → 4,000 | 51 → 56.1 | +10.0% | **still learning** |" in (
+        section
+    )
+    assert f"| {DATASET} | iql | 3,000 → 4,000 | 102 → 104 | +2.0% |  |" in section
+    assert "awac" not in section
+    warnings = report_main(SUITE, tmp_path, reps=20).splitlines()[1:]
+    assert warnings == [
+        "warning: 1 cell(s) ended with their critic's mean Q still rising by 5% or more over "
+        f"the last evaluation interval (td3_bc on {DATASET}): their value estimates had not "
+        "settled, so a larger budget may change their scores even where the score curve is "
+        "flat (*Critics at the end of training*)"
+    ]
+
+
+def test_a_critic_is_read_only_where_its_metrics_meet_the_curve() -> None:
+    record = {"curve": {"steps": [2000, 4000]}, "training": {"steps": [1000, 2000, 3000, 4000]}}
+    record["training"]["q_mean"] = [1.0, 2.0, 3.0, 4.0]
+    assert critic_q_end(record) == (2.0, 4.0)
+    record["curve"]["steps"] = [1500, 4000]  # the evaluation before the last is not a chunk end
+    assert critic_q_end(record) is None
+    assert critic_q_end({"curve": {"steps": [4000]}, "training": record["training"]}) is None
+    assert critic_q_end({"curve": {"steps": [2000, 4000]}, "training": {"steps": [4000]}}) is None

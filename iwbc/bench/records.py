@@ -67,6 +67,18 @@ def record_fingerprint(record: Mapping[str, Any]) -> str:
     return record.get("fingerprint") or config_fingerprint(record["config"] or {})
 
 
+def critic_q_end(record: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The critic's mean Q on its training batches (chunk means) at the evaluation before the
+    last and at the last: how far its value estimates still moved at the end. None for methods
+    without a critic, a curve of one evaluation, and records before training metrics."""
+    training = record.get("training") or {}
+    values, at = training.get("q_mean"), training.get("steps")
+    steps = (record.get("curve") or {}).get("steps") or ()
+    if not values or not at or len(steps) < 2 or at[-1] != steps[-1] or steps[-2] not in at:
+        return None
+    return float(values[at.index(steps[-2])]), float(values[-1])
+
+
 def final_weight_ess(record: Mapping[str, Any]) -> float | None:
     """The effective sample fraction of the run's importance weights over its last training
     chunk; None for methods without importance weights and records before training metrics."""

@@ -9,6 +9,12 @@ last interval alone is too noisy to test, intermediate evaluations using few epi
 trend alone would flag a curve that rose and then levelled off.) A cell whose runs were
 evaluated fewer than ``POINTS`` times (a fine-tune scored only at its end) or that has fewer
 than two finished seeds cannot be tested.
+
+A flat score can hide a critic still learning: an offline-RL baseline's policy follows its Q,
+and a Q still climbing towards its fixed point (or diverging) may move the score later, as AWAC
+on Hopper medium-expert left a 10k-update plateau after 12k. So the report also gives each
+critic's mean Q over the last evaluation interval, and names the cells where it still rose by
+``CRITIC_RISE`` or more.
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ from iwbc.report.runs import SuiteRuns
 POINTS = 3
 MIN_GAIN = 1.0  # normalized points: a smaller last gain does not change a table's reading
 ALPHA = 0.05
+# A critic whose mean Q still rose this much (relative, seed mean) over the last evaluation
+# interval has value estimates far from settled: target networks move Q a fixed fraction of
+# the way each interval, so a 5% step leaves several such steps to come.
+CRITIC_RISE = 0.05
 
 
 @dataclass(frozen=True)
@@ -90,3 +100,42 @@ def curve_ends(runs: SuiteRuns) -> dict[tuple[str, str], CurveEnd | None]:
 def still_rising(runs: SuiteRuns) -> list[CurveEnd]:
     """The cells whose learning curve was still rising at the end of training, in grid order."""
     return [end for end in curve_ends(runs).values() if end is not None and end.still_rising]
+
+
+@dataclass(frozen=True)
+class CriticEnd:
+    """One cell's critic mean Q at its last two evaluations, per seed."""
+
+    dataset: str
+    method: str
+    steps: tuple[int, int]
+    q: np.ndarray  # [seeds, 2]
+
+    @property
+    def rise(self) -> float:
+        """The seed mean of the relative change of Q over the last evaluation interval."""
+        return float(np.mean((self.q[:, 1] - self.q[:, 0]) / np.abs(self.q[:, 0])))
+
+    @property
+    def still_learning(self) -> bool:
+        return self.rise >= CRITIC_RISE
+
+
+def critic_ends(runs: SuiteRuns) -> list[CriticEnd]:
+    """Every cell whose finished runs logged a critic, over those evaluated at the same last two
+    steps as its first, in grid order."""
+    ends = []
+    for dataset in runs.datasets:
+        for method in runs.methods:
+            cell = [
+                run
+                for run in runs.ok_runs(dataset, method)
+                if np.all(np.isfinite(run.critic_q)) and run.critic_q[0] != 0
+            ]
+            if not cell:
+                continue
+            steps = tuple(int(step) for step in cell[0].steps[-2:])
+            cell = [run for run in cell if tuple(run.steps[-2:]) == steps]
+            q = np.array([run.critic_q for run in cell])
+            ends.append(CriticEnd(dataset, method, steps, q))
+    return ends

@@ -22,7 +22,13 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from iwbc.agents.registry import METHODS
-from iwbc.bench.records import final_weight_ess, read_record, record_fingerprint, records_dir
+from iwbc.bench.records import (
+    critic_q_end,
+    final_weight_ess,
+    read_record,
+    record_fingerprint,
+    records_dir,
+)
 from iwbc.errors import UserError
 
 # Rows of a paper-style table: each environment's tiers in this order, unknown tiers after.
@@ -75,6 +81,9 @@ class Run:
     # iw-BC's effective sample fraction of its importance weights over the last training chunk;
     # NaN for methods without importance weights and records before the key.
     weight_ess: float = math.nan
+    # The critic's mean Q on its training batches at the evaluation before the last and at the
+    # last (iwbc.bench.records.critic_q_end); NaN for methods without a critic.
+    critic_q: tuple[float, float] = (math.nan, math.nan)
 
     @property
     def ok(self) -> bool:
@@ -250,6 +259,7 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
         run = Run(
             **common,
             weight_ess=_number(final_weight_ess(record)),
+            critic_q=critic_q_end(record) or (math.nan, math.nan),
             error=None,
             steps=np.asarray(curve["steps"], dtype=float),
             curve=np.asarray(curve["normalized"], dtype=float),

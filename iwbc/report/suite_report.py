@@ -21,7 +21,17 @@ import numpy as np
 from iwbc.agents.registry import METHODS
 from iwbc.bench.suites import available_suites, load_suite
 from iwbc.errors import UserError
-from iwbc.report.convergence import ALPHA, MIN_GAIN, POINTS, CurveEnd, curve_ends, still_rising
+from iwbc.report.convergence import (
+    ALPHA,
+    CRITIC_RISE,
+    MIN_GAIN,
+    POINTS,
+    CriticEnd,
+    CurveEnd,
+    critic_ends,
+    curve_ends,
+    still_rising,
+)
 from iwbc.report.figures import aggregates_figure, learning_curves_figure, profiles_figure
 from iwbc.report.literature import PublishedSource, load_literature
 from iwbc.report.outliers import MIN_GAP, MIN_SEEDS, Z_LIMIT, seeds_apart
@@ -199,6 +209,48 @@ def _learning_curve_ends(runs: SuiteRuns) -> list[str]:
         for end in rising
     ]
     return [*lines, "", rising_summary(rising) + ".", ""]
+
+
+def critics_summary(learning: Sequence[CriticEnd]) -> str:
+    """One line naming the cells (``critic_ends``' still learning) whose critic's mean Q still
+    climbed at the end of training."""
+    cells = ", ".join(f"{end.method} on {end.dataset}" for end in learning)
+    return (
+        f"{len(learning)} cell(s) ended with their critic's mean Q still rising by "
+        f"{CRITIC_RISE:.0%} or more over the last evaluation interval ({cells}): their value "
+        "estimates had not settled, so a larger budget may change their scores even where the "
+        "score curve is flat (*Critics at the end of training*)"
+    )
+
+
+def _critics_at_the_end(runs: SuiteRuns) -> list[str]:
+    """The section on whether the offline-RL baselines' critics had settled."""
+    ends = critic_ends(runs)
+    if not ends:
+        return []
+    lines = [
+        "## Critics at the end of training",
+        "",
+        "Each baseline's critic: its mean Q on its training batches (mean over the chunk of "
+        "updates ending at each evaluation), at the evaluation before the last and at the "
+        "last, seed means, and the seed-mean relative change. A score curve can be flat while "
+        "the critic it follows still moves (towards its fixed point, or away): where Q still "
+        f"rose by {CRITIC_RISE:.0%} or more over that interval (**still learning**), more "
+        "updates may change the score. (Q is in the units of the rewards the method trains "
+        "on: scaled where its config says so. Cells not listed have no critic, or records "
+        "made before training metrics were kept.)",
+        "",
+        "| dataset | method | updates | mean Q | change | |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {end.dataset} | {end.method} | {' → '.join(f'{s:,}' for s in end.steps)} | "
+        f"{' → '.join(f'{v:.4g}' for v in end.q.mean(axis=0))} | {end.rise:+.1%} | "
+        f"{'**still learning**' if end.still_learning else ''} |"
+        for end in ends
+    ]
+    learning = [end for end in ends if end.still_learning]
+    return [*lines, "", critics_summary(learning) + "." if learning else "None was.", ""]
 
 
 def _seeds_apart(runs: SuiteRuns, results_dir: str | Path) -> list[str]:
@@ -502,6 +554,7 @@ def table_markdown(
         "",
         suite_markdown_table(runs, best=True),
         *_learning_curve_ends(runs),
+        *_critics_at_the_end(runs),
         *_seeds_apart(runs, results_dir),
         *_weight_diagnostics(runs),
         "## Failed, missing and stale runs",
@@ -624,7 +677,8 @@ def write_suite_report(
 def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
     """What ``iwbc report`` prints: the files written and how long it took, then a warning
     line if some scores are stale, another if a dataset's runs were made on different contents
-    of it, another if some learning curves were still rising at the end (the tables flag all).
+    of it, another if some learning curves were still rising at the end (the tables flag all),
+    another if some critics were still learning.
     ``suite`` is a suite's name or, as for ``iwbc bench``, the path of its ``.toml`` file."""
     started = time.perf_counter()
     layout, given = None, suite
@@ -643,4 +697,6 @@ def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
     warnings = caveat_summaries(runs, results_dir)
     rising = still_rising(runs)
     warnings += [rising_summary(rising)] if rising else []
+    learning = [end for end in critic_ends(runs) if end.still_learning]
+    warnings += [critics_summary(learning)] if learning else []
     return "\n".join([line, *(f"warning: {warning}" for warning in warnings)])
