@@ -319,8 +319,15 @@ def test_a_regenerated_dataset_retrains_and_the_report_flags_mixed_data(sweep: d
     assert f"iwbc bench --suite tiny --results {results} --only-datasets {DATASET}`" in table
     row = f"| td3_bc | {DATASET} | 1 | mixed data | made on content {made_on['td3_bc'][:12]} |"
     assert row in table
-    # The provenance table names the contents the dataset's runs were made on.
-    assert f"| {made_on['bc'][:12]} / {made_on['iw_bc'][:12]} |" in table
+    # The provenance table names the contents the dataset's runs were made on, where their
+    # reference scores came from and the share of actions clipped into the box.
+    assert (
+        f"| the dataset's metadata | 0.0% | {made_on['bc'][:12]} / {made_on['iw_bc'][:12]} |"
+        in (table)
+    )
+    assert {(r["ref_source"], r["clipped_actions"]) for r in load_records("tiny", results)} == {
+        ("the dataset's metadata", 0.0)
+    }
     # iw-BC's weights: the last chunk's effective sample fraction, mean (min–max) over seeds.
     records = load_records("tiny", results)
     ess = [r["training"]["weight_ess"][-1] for r in records if r["method"] == "iw_bc"]

@@ -67,6 +67,34 @@ def test_provenance_names_the_env_with_its_recorded_arguments(tmp_path: Path) ->
     assert "| iwbc/toy/medium-v0 | Toy-v5 | 0.00 | 100.00 |" in table
 
 
+def test_provenance_says_where_reference_scores_came_from_and_what_was_clipped(
+    tmp_path: Path,
+) -> None:
+    """Records state the source of their reference scores and the share of clipped actions;
+    records from before those keys leave a dash, and a report of such records only has no
+    such columns (so reports of old records stay as they were)."""
+    write_records(tmp_path, {("iwbc/toy/medium-v0", "bc"): [30.0, 31.0]})
+    write_suite_report(SUITE, tmp_path, reps=20)
+    table = (tmp_path / SUITE / "table.md").read_text()
+    assert "reference scores from" not in table and "actions clipped" not in table
+    directory = records_dir(SUITE, tmp_path)
+    for seed in (0, 1):
+        record = make_record("iwbc/toy/clipped-v0", "bc", seed, 40.0)
+        record.update(ref_source="--ref-min/--ref-max", clipped_actions=0.0123)
+        save_record(directory, record)
+    write_suite_report(SUITE, tmp_path, reps=20)
+    table = (tmp_path / SUITE / "table.md").read_text()
+    header = (
+        "| dataset | env | ref_min_score | ref_max_score | reference scores from | "
+        "actions clipped into the box | content fingerprint |"
+    )
+    assert header in table
+    assert (
+        "| iwbc/toy/clipped-v0 | Toy-v5 | 0.00 | 100.00 | --ref-min/--ref-max | 1.2% | — |" in table
+    )
+    assert "| iwbc/toy/medium-v0 | Toy-v5 | 0.00 | 100.00 | — | — | — |" in table
+
+
 def test_published_numbers_beside_imported_d4rl_files_say_same_files(tmp_path: Path) -> None:
     """On D4RL's own files (imported) CORL's numbers are the same data; beside generated tiers
     they are other data; a table of both says which rows are which."""

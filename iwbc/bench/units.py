@@ -531,6 +531,10 @@ def _write_success(
         },
         ref_min_score=low,
         ref_max_score=high,
+        # Where those scores came from, and the share of steps whose action lay outside the
+        # box (clipped on loading): what a table quoting the run must say of its data.
+        ref_source=dataset.ref_source,
+        clipped_actions=dataset.clipped_actions,
         trained_on_episodes=trained_on,
         engine=engine,
         evaluated_at_commits=evaluated_at,

@@ -84,6 +84,10 @@ class Run:
     # The critic's mean Q on its training batches at the evaluation before the last and at the
     # last (iwbc.bench.records.critic_q_end); NaN for methods without a critic.
     critic_q: tuple[float, float] = (math.nan, math.nan)
+    # Where the reference scores came from (iwbc.data.scores' sources) and the share of the
+    # data's steps whose action was clipped into the box; None and NaN in records before them.
+    ref_source: str | None = None
+    clipped_actions: float = math.nan
 
     @property
     def ok(self) -> bool:
@@ -260,6 +264,8 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
             **common,
             weight_ess=_number(final_weight_ess(record)),
             critic_q=critic_q_end(record) or (math.nan, math.nan),
+            ref_source=record.get("ref_source"),
+            clipped_actions=_number(record.get("clipped_actions")),
             error=None,
             steps=np.asarray(curve["steps"], dtype=float),
             curve=np.asarray(curve["normalized"], dtype=float),

@@ -364,6 +364,9 @@ def _metadata(runs: SuiteRuns, command: str, results_dir: str | Path) -> list[st
     }
     finished = sorted(run.finished_at for run in runs.runs.values() if run.finished_at)
     engines = any(run.engine for run in done)  # records before the key state none
+    # Columns records state only since they were added: shown once some record states them.
+    sources = any(run.ref_source for run in done)
+    clipped = any(np.isfinite(run.clipped_actions) for run in done)
     grid = len(runs.grid())
     lines = [
         "## Runs and provenance",
@@ -395,16 +398,23 @@ def _metadata(runs: SuiteRuns, command: str, results_dir: str | Path) -> list[st
         ),
         f"- records finished {finished[0]} … {finished[-1]}" if finished else "",
         "",
-        "| dataset | env | ref_min_score | ref_max_score | content fingerprint |",
-        "|---|---|---|---|---|",
+        "| dataset | env | ref_min_score | ref_max_score | "
+        + ("reference scores from | " if sources else "")
+        + ("actions clipped into the box | " if clipped else "")
+        + "content fingerprint |",
+        "|---|---|---|---|---|" + "---|" * (sources + clipped),
     ]
     for dataset in runs.datasets:
         cell = [r for r in runs.runs.values() if r.dataset == dataset]
+        ok = [r for r in cell if r.ok]
+        shares = [f"{r.clipped_actions:.1%}" for r in ok if np.isfinite(r.clipped_actions)]
         lines.append(
             f"| {dataset} | {_distinct([r.env for r in cell if r.env])} | "
-            f"{_distinct([f'{r.ref_min_score:.2f}' for r in cell if r.ok])} | "
-            f"{_distinct([f'{r.ref_max_score:.2f}' for r in cell if r.ok])} | "
-            f"{_distinct([r.data_fingerprint[:12] for r in cell if r.ok and r.data_fingerprint])} |"
+            f"{_distinct([f'{r.ref_min_score:.2f}' for r in ok])} | "
+            f"{_distinct([f'{r.ref_max_score:.2f}' for r in ok])} | "
+            + (f"{_distinct([r.ref_source for r in ok if r.ref_source])} | " if sources else "")
+            + (f"{_distinct(shares)} | " if clipped else "")
+            + f"{_distinct([r.data_fingerprint[:12] for r in ok if r.data_fingerprint])} |"
         )
     keys = dict.fromkeys(k for r in runs.runs.values() for k in r.environment)
     machine = [
