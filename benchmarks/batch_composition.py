@@ -40,9 +40,7 @@ def score(dataset, episodes: int, window: int, weighting: str, args) -> dict:
     config = BCConfig(steps=args.steps, batch_size=episodes, window=window, weighting=weighting)
     seeds = list(range(args.seeds))
     started = time.perf_counter()
-    bc = train_methods(
-        dataset, ["bc"], seeds, {"bc": config}, chunk_size=500, progress=False
-    )
+    bc = train_methods(dataset, ["bc"], seeds, {"bc": config}, chunk_size=500, progress=False)
     train_s = time.perf_counter() - started
     returns = evaluate_agent(bc["bc"].agent, dataset.env_id, num_episodes=args.eval_episodes)
     normalized = dataset_normalized_score(dataset, returns).mean(axis=1)

@@ -64,9 +64,7 @@ def main() -> None:
         window=args.window,
         refresh_every=1,
     )
-    bc = train_methods(
-        dataset, ["bc"], seeds, {"bc": pretrain}, chunk_size=500, progress=False
-    )
+    bc = train_methods(dataset, ["bc"], seeds, {"bc": pretrain}, chunk_size=500, progress=False)
     prepared = training_data(METHODS["iw_bc"], dataset, stage, SelectionConfig())
     data = prepared.data
     # The fine-tune starts from BC (q_ref = q_iw = BC), its tables filled as Training does.

@@ -241,9 +241,7 @@ def time_run_path(
 
             def make_kernel(method: str = method) -> Callable[[], Any]:
                 config = suite.agent_config(method)
-                prepared = training_data(
-                    METHODS[method], dataset, config, suite.pipeline.selection
-                )
+                prepared = training_data(METHODS[method], dataset, config, suite.pipeline.selection)
                 data = prepared.data
                 # A fresh start (not BC's parameters): the kernel's speed does not depend on it.
                 agent = create_agents(BCAgent, config, prepared.spec, list(seeds))
