@@ -16,6 +16,7 @@ from minari.data_collector import EpisodeBuffer
 
 from iwbc.agents.bc import BCConfig
 from iwbc.agents.registry import train_methods
+from iwbc.cli import main
 from iwbc.data import DatasetError, load_dataset
 from iwbc.envs.action_box import from_unit, rescaled, to_unit
 from iwbc.envs.evaluate import EVAL_SEED_BASE, SeedBatchedActor, evaluate_actor
@@ -106,6 +107,23 @@ def test_bc_learns_actions_beyond_one(tmp_path: Path) -> None:
     target = actions.reshape(-1, 1)
     assert np.abs(predicted - target).mean() < 0.15
     assert predicted.max() > 2.5 and predicted.min() < -2.5
+
+
+def test_iwbc_runs_table_says_the_box_was_mapped(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    obs = rng.normal(size=(4, 11, 4)).astype(np.float32)
+    actions = np.clip(2.5 * obs[:, :-1, 1:2], -3, 3).astype(np.float32)
+    _write(tmp_path, "test/pendulum/table-v0", actions, obs, gym.make(PENDULUM).action_space)
+    argv = ["run", "test/pendulum/table-v0", "--root", str(tmp_path), "--methods", "bc"]
+    argv += ["--seeds", "1", "--bc-steps", "5", "--bc-batch-size", "4", "--window", "1"]
+    argv += ["--hidden", "8,8", "--eval-episodes", "1", "--quiet"]
+    argv += ["--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "runs")]
+    assert main(argv) == 0
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert (
+        "- action box [-3, 3] on every dimension: mapped into [-1, 1] for every policy and back "
+        "on evaluation; TD3+BC's BC term is in the box's units" in table
+    )
 
 
 def test_a_dataset_on_another_box_than_its_env_is_refused(tmp_path: Path) -> None:

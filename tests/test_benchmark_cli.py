@@ -36,6 +36,7 @@ def test_run_accepts_baselines_and_writes_its_tables(root: Path, tmp_path: Path)
     for method in ("bc", "iw_bc", "td3_bc"):
         assert f"| {DATASET} | {method} |" in table
     assert "td3_bc: TD3BCConfig(steps=10," in table
+    assert "action box" not in table  # InvertedDoublePendulum's is [-1, 1]
     scores = json.loads((out / "scores.json").read_text())
     low, high = (scores["reference_scores"][k] for k in ("ref_min", "ref_max"))
     assert scores["reference_scores"]["source"] == "the dataset's metadata"

@@ -33,6 +33,7 @@ from iwbc.bench.suites import (
 )
 from iwbc.bench.units import VERSIONED, check_trainable, dataset_slug
 from iwbc.data import OfflineDataset, dataset_normalized_score
+from iwbc.envs.action_box import rescaled
 from iwbc.envs.evaluate import EVAL_SEED_BASE, check_evaluable
 from iwbc.errors import UserError, write_error
 from iwbc.files import json_text
@@ -198,6 +199,15 @@ def _write_results(
             if dataset.clipped_actions
             else []
         ),
+        *(
+            [
+                f"- action box {_box(dataset.action_low, dataset.action_high)}: mapped into "
+                "[-1, 1] for every policy and back on evaluation; TD3+BC's BC term is in the "
+                "box's units"
+            ]
+            if rescaled(dataset.action_low, dataset.action_high)
+            else []
+        ),
         *_method_lines(config.suite(dataset.id)),
         f"- wall time of this invocation: {wall_seconds:.0f} s ({len(config.seeds)} seeds "
         "vmapped per method; a resumed run reuses finished runs, checkpoints and evaluations)",
@@ -361,3 +371,11 @@ def _method_lines(suite: Suite) -> list[str]:
         *(f"- {method}: {suite.agent_config(method, dataset)}" for method in trained),
         *([f"- curated selections: {selection}"] if selection else []),
     ]
+
+
+def _box(low: np.ndarray, high: np.ndarray) -> str:
+    """[low, high], once when every dimension has the same bounds."""
+    pairs = list(dict.fromkeys(zip(np.ravel(low).tolist(), np.ravel(high).tolist(), strict=True)))
+    if len(pairs) == 1:
+        return f"[{pairs[0][0]:g}, {pairs[0][1]:g}] on every dimension"
+    return "; ".join(f"[{a:g}, {b:g}]" for a, b in zip(np.ravel(low), np.ravel(high), strict=True))
