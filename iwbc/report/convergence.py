@@ -13,8 +13,8 @@ than two finished seeds cannot be tested.
 A flat score can hide a critic still learning: an offline-RL baseline's policy follows its Q,
 and a Q still climbing towards its fixed point (or diverging) may move the score later, as AWAC
 on Hopper medium-expert left a 10k-update plateau after 12k. So the report also gives each
-critic's mean Q over the last evaluation interval, and names the cells where it still rose by
-``CRITIC_RISE`` or more.
+critic's mean Q over the last evaluation interval, and names the cells where it still moved by
+``CRITIC_MOVE`` or more (either way: seeds whose Q rises and seeds whose Q falls do not cancel).
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from iwbc.report.runs import SuiteRuns
 POINTS = 3
 MIN_GAIN = 1.0  # normalized points: a smaller last gain does not change a table's reading
 ALPHA = 0.05
-# A critic whose mean Q still rose this much (relative, seed mean) over the last evaluation
-# interval has value estimates far from settled: target networks move Q a fixed fraction of
-# the way each interval, so a 5% step leaves several such steps to come.
-CRITIC_RISE = 0.05
+# A critic whose mean Q still moved this much (relative, either way, mean over seeds) over the
+# last evaluation interval has value estimates far from settled: target networks move Q a fixed
+# fraction of the way each interval, so a 5% step leaves several such steps to come.
+CRITIC_MOVE = 0.05
 
 
 @dataclass(frozen=True)
@@ -112,13 +112,18 @@ class CriticEnd:
     q: np.ndarray  # [seeds, 2]
 
     @property
-    def rise(self) -> float:
-        """The seed mean of the relative change of Q over the last evaluation interval."""
-        return float(np.mean((self.q[:, 1] - self.q[:, 0]) / np.abs(self.q[:, 0])))
+    def changes(self) -> np.ndarray:
+        """Per seed, the relative change of Q over the last evaluation interval."""
+        return (self.q[:, 1] - self.q[:, 0]) / np.abs(self.q[:, 0])
+
+    @property
+    def moved(self) -> float:
+        """The seed mean of the relative change's size: rises and falls both count."""
+        return float(np.mean(np.abs(self.changes)))
 
     @property
     def still_learning(self) -> bool:
-        return self.rise >= CRITIC_RISE
+        return self.moved >= CRITIC_MOVE
 
 
 def critic_ends(runs: SuiteRuns) -> list[CriticEnd]:

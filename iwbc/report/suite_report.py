@@ -23,7 +23,7 @@ from iwbc.bench.suites import available_suites, load_suite
 from iwbc.errors import UserError
 from iwbc.report.convergence import (
     ALPHA,
-    CRITIC_RISE,
+    CRITIC_MOVE,
     MIN_GAIN,
     POINTS,
     CriticEnd,
@@ -216,8 +216,8 @@ def critics_summary(learning: Sequence[CriticEnd]) -> str:
     climbed at the end of training."""
     cells = ", ".join(f"{end.method} on {end.dataset}" for end in learning)
     return (
-        f"{len(learning)} cell(s) ended with their critic's mean Q still rising by "
-        f"{CRITIC_RISE:.0%} or more over the last evaluation interval ({cells}): their value "
+        f"{len(learning)} cell(s) ended with their critic's mean Q still moving by "
+        f"{CRITIC_MOVE:.0%} or more over the last evaluation interval ({cells}): their value "
         "estimates had not settled, so a larger budget may change their scores even where the "
         "score curve is flat (*Critics at the end of training*)"
     )
@@ -233,24 +233,32 @@ def _critics_at_the_end(runs: SuiteRuns) -> list[str]:
         "",
         "Each baseline's critic: its mean Q on its training batches (mean over the chunk of "
         "updates ending at each evaluation), at the evaluation before the last and at the "
-        "last, seed means, and the seed-mean relative change. A score curve can be flat while "
-        "the critic it follows still moves (towards its fixed point, or away): where Q still "
-        f"rose by {CRITIC_RISE:.0%} or more over that interval (**still learning**), more "
-        "updates may change the score. (Q is in the units of the rewards the method trains "
-        "on: scaled where its config says so. Cells not listed have no critic, or records "
-        "made before training metrics were kept.)",
+        "last (seed means), and how far it moved between them: per seed the relative change, "
+        "its size averaged over seeds (a seed whose Q rises and one whose Q falls do not "
+        "cancel), and the seeds' signed changes. A score curve can be flat while the critic "
+        "it follows still moves (towards its fixed point, or away): where Q still moved by "
+        f"{CRITIC_MOVE:.0%} or more over that interval (**still learning**), more updates may "
+        "change the score. (Q is in the units of the rewards the method trains on: scaled "
+        "where its config says so. Cells not listed have no critic, or records made before "
+        "training metrics were kept.)",
         "",
-        "| dataset | method | updates | mean Q | change | |",
-        "|---|---|---|---|---|---|",
+        "| dataset | method | updates | mean Q | moved | per seed | |",
+        "|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {end.dataset} | {end.method} | {' → '.join(f'{s:,}' for s in end.steps)} | "
-        f"{' → '.join(f'{v:.4g}' for v in end.q.mean(axis=0))} | {end.rise:+.1%} | "
+        f"{' → '.join(f'{v:.4g}' for v in end.q.mean(axis=0))} | {end.moved:.1%} | "
+        f"{', '.join(f'{c:+.1%}' for c in end.changes)} | "
         f"{'**still learning**' if end.still_learning else ''} |"
         for end in ends
     ]
     learning = [end for end in ends if end.still_learning]
-    return [*lines, "", critics_summary(learning) + "." if learning else "None was.", ""]
+    return [
+        *lines,
+        "",
+        critics_summary(learning) + "." if learning else "None was still learning.",
+        "",
+    ]
 
 
 def _seeds_apart(runs: SuiteRuns, results_dir: str | Path) -> list[str]:
