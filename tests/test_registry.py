@@ -303,3 +303,20 @@ def test_transitions_without_next_observations_are_refused(episodes: EpisodeData
     transitions = episodes.to_transitions()
     with pytest.raises(ValueError, match="transitions have no next_obs"):
         prepare_data(transitions._replace(next_obs=None), IQLConfig())
+
+
+def test_a_loaded_datasets_action_box_reaches_the_agents_spec(dataset) -> None:
+    """From a loaded dataset (what the bench units pass) the spec carries the box's half-widths
+    (1 on InvertedDoublePendulum's [-1, 1]; TD3+BC reads them); bare episodes carry none."""
+    method, config = METHODS["td3_bc"], TD3BCConfig(hidden_dims=(8,))
+    wide = dataclasses.replace(
+        dataset, action_low=np.full(1, -3.0, np.float32), action_high=np.full(1, 3.0, np.float32)
+    )
+    assert training_data(method, wide, config, SelectionConfig()).spec.action_scale == (3.0,)
+    assert training_data(method, dataset, config, SelectionConfig()).spec.action_scale == (1.0,)
+    bare = training_data(method, dataset.episodes, config, SelectionConfig()).spec
+    assert bare.action_scale is None
+    agent = create_agents(
+        method.agent, config, training_data(method, wide, config, SelectionConfig()).spec, [0]
+    )
+    assert agent.action_scale == (3.0,)
