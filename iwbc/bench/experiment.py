@@ -375,7 +375,7 @@ def _method_lines(suite: Suite) -> list[str]:
 
 def _box(low: np.ndarray, high: np.ndarray) -> str:
     """[low, high], once when every dimension has the same bounds."""
-    pairs = list(dict.fromkeys(zip(np.ravel(low).tolist(), np.ravel(high).tolist(), strict=True)))
-    if len(pairs) == 1:
-        return f"[{pairs[0][0]:g}, {pairs[0][1]:g}] on every dimension"
-    return "; ".join(f"[{a:g}, {b:g}]" for a, b in zip(np.ravel(low), np.ravel(high), strict=True))
+    bounds = list(zip(np.ravel(low).tolist(), np.ravel(high).tolist(), strict=True))
+    if len(set(bounds)) == 1:
+        return f"[{bounds[0][0]:g}, {bounds[0][1]:g}] on every dimension"
+    return "; ".join(f"[{a:g}, {b:g}]" for a, b in bounds)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.stats
 
-from iwbc.report.runs import SuiteRuns
+from iwbc.report.runs import Run, SuiteRuns
 
 POINTS = 3
 MIN_GAIN = 1.0  # normalized points: a smaller last gain does not change a table's reading
@@ -79,12 +79,18 @@ def curve_end(runs: SuiteRuns, dataset: str, method: str) -> CurveEnd | None:
     curves = [run for run in runs.ok_runs(dataset, method) if run.steps.size >= POINTS]
     if not curves:
         return None
-    steps = curves[0].steps[-POINTS:]
-    curves = [run for run in curves if np.array_equal(run.steps[-POINTS:], steps)]
+    steps, curves = _same_last_steps(curves, POINTS)
     if len(curves) < 2:
         return None
     scores = np.array([run.curve[-POINTS:] for run in curves])
-    return CurveEnd(dataset, method, tuple(int(step) for step in steps), scores)
+    return CurveEnd(dataset, method, steps, scores)
+
+
+def _same_last_steps(cell: list[Run], count: int) -> tuple[tuple[int, ...], list[Run]]:
+    """The last ``count`` evaluation steps of the cell's first run, and the runs evaluated at
+    those same steps (a stale run may have others)."""
+    steps = tuple(int(step) for step in cell[0].steps[-count:])
+    return steps, [run for run in cell if np.array_equal(run.steps[-count:], steps)]
 
 
 def curve_ends(runs: SuiteRuns) -> dict[tuple[str, str], CurveEnd | None]:
@@ -139,8 +145,7 @@ def critic_ends(runs: SuiteRuns) -> list[CriticEnd]:
             ]
             if not cell:
                 continue
-            steps = tuple(int(step) for step in cell[0].steps[-2:])
-            cell = [run for run in cell if tuple(run.steps[-2:]) == steps]
+            steps, cell = _same_last_steps(cell, 2)
             q = np.array([run.critic_q for run in cell])
             ends.append(CriticEnd(dataset, method, steps, q))
     return ends

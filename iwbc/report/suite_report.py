@@ -213,7 +213,7 @@ def _learning_curve_ends(runs: SuiteRuns) -> list[str]:
 
 def critics_summary(learning: Sequence[CriticEnd]) -> str:
     """One line naming the cells (``critic_ends``' still learning) whose critic's mean Q still
-    climbed at the end of training."""
+    moved at the end of training."""
     cells = ", ".join(f"{end.method} on {end.dataset}" for end in learning)
     return (
         f"{len(learning)} cell(s) ended with their critic's mean Q still moving by "
