@@ -147,9 +147,30 @@ def test_critics_still_moving_are_named_though_their_scores_are_flat(tmp_path: P
     assert warnings == [
         "warning: 2 cell(s) ended with their critic's mean Q still moving by 5% or more over "
         f"the last evaluation interval (td3_bc on {DATASET}, cql on {DATASET}): their value "
-        "estimates had not settled, so a larger budget may change their scores even where the "
-        "score curve is flat (*Critics at the end of training*)"
+        "estimates had not settled, so a larger budget may change their scores, marked Q~, "
+        "even where the score curve is flat (*Critics at the end of training*)"
     ]
+    header, row, average = (
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in table.split("\n## ")[0].splitlines()
+        if line.startswith(("| env ", f"| hopper | {DATASET} ", "| **average**"))
+    )
+    cells, averages = dict(zip(header, row, strict=True)), dict(zip(header, average, strict=True))
+    assert cells["td3_bc"].endswith(" Q~") and cells["cql"].endswith(" Q~")
+    assert not cells["iql"].endswith("~") and not cells["awac"].endswith("~")
+    assert averages["td3_bc"].endswith(" Q~") and not averages["iql"].endswith("~")
+    assert "Q~: its critic's mean Q still moved by 5% or more" in table
+    final = {
+        row["method"]: (row["critic_moved"], row["critic_still_learning"])
+        for row in csv.DictReader(io.StringIO((tmp_path / SUITE / "table.csv").read_text()))
+        if row["table"] == "final" and row["dataset"] == DATASET
+    }
+    assert final == {
+        "td3_bc": ("0.1000", "1"),
+        "iql": ("0.0200", "0"),
+        "cql": ("0.0800", "1"),
+        "awac": ("", ""),
+    }
 
 
 def test_a_critic_is_read_only_where_its_metrics_meet_the_curve() -> None:

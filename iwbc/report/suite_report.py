@@ -46,10 +46,12 @@ from iwbc.report.stats import (
 )
 from iwbc.report.tables import (
     RISING_MARK,
+    UNSETTLED_MARK,
     footnote_mark,
     published_columns,
     suite_csv_table,
     suite_markdown_table,
+    unsettled_cells,
     weight_ess_table,
 )
 
@@ -218,8 +220,8 @@ def critics_summary(learning: Sequence[CriticEnd]) -> str:
     return (
         f"{len(learning)} cell(s) ended with their critic's mean Q still moving by "
         f"{CRITIC_MOVE:.0%} or more over the last evaluation interval ({cells}): their value "
-        "estimates had not settled, so a larger budget may change their scores even where the "
-        "score curve is flat (*Critics at the end of training*)"
+        f"estimates had not settled, so a larger budget may change their scores, marked "
+        f"{UNSETTLED_MARK}, even where the score curve is flat (*Critics at the end of training*)"
     )
 
 
@@ -544,9 +546,17 @@ def table_markdown(
             if still_rising(runs)
             else ""
         )
+        + (
+            f"{UNSETTLED_MARK}: its critic's mean Q still moved by {CRITIC_MOVE:.0%} or more "
+            "over the last evaluation interval (*Critics at the end of training*), so the "
+            "score is one of a method still learning: budget-limited, not its converged "
+            "value. "
+            if unsettled_cells(runs)
+            else ""
+        )
         + "**average**: mean over datasets of the per-dataset means, — unless every dataset "
         "has a finished run; (incomplete) when some cell has fewer finished seeds than the "
-        "suite's.",
+        "suite's; marked as any of its cells is.",
         "",
     ]
     for index, source in enumerate(shown):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iwbc.report.convergence import curve_ends, still_rising
+from iwbc.report.convergence import critic_ends, curve_ends, still_rising
 from iwbc.report.literature import PublishedSource
 from iwbc.report.runs import SuiteRuns, split_dataset_id
 
@@ -93,13 +93,22 @@ def footnote_mark(index: int) -> str:
 
 
 RISING_MARK = "↑"
+# On the score itself, not only in the critics section: a cell is what gets quoted, and a
+# baseline whose value estimates had not settled is budget-limited whatever its score curve did.
+UNSETTLED_MARK = "Q~"
 
 
-def score_cell(values: np.ndarray, expected: int, stale: int = 0, rising: bool = False) -> str:
+def score_cell(
+    values: np.ndarray,
+    expected: int,
+    stale: int = 0,
+    rising: bool = False,
+    unsettled: bool = False,
+) -> str:
     """``mean ± std`` over seeds (std with ddof 0), ``(k/n)`` when only k of n seeds finished,
     ``—`` when none did; ``(s stale)`` when s of them ran under another configuration than the
-    suite's current one; ``↑`` when its learning curve was still rising at the end of training
-    (``iwbc.report.convergence``)."""
+    suite's current one; ``↑`` when its learning curve was still rising at the end of training,
+    ``Q~`` when its critic's mean Q was still moving (``iwbc.report.convergence``)."""
     if values.size == 0:
         return "—"
     cell = _mean_std(values)
@@ -107,7 +116,16 @@ def score_cell(values: np.ndarray, expected: int, stale: int = 0, rising: bool =
         cell = f"{cell} ({values.size}/{expected})"
     if stale:
         cell = f"{cell} ({stale} stale)"
-    return f"{cell} {RISING_MARK}" if rising else cell
+    return cell + _marks(rising, unsettled)
+
+
+def _marks(rising: bool, unsettled: bool) -> str:
+    return (f" {RISING_MARK}" if rising else "") + (f" {UNSETTLED_MARK}" if unsettled else "")
+
+
+def unsettled_cells(runs: SuiteRuns) -> set[tuple[str, str]]:
+    """(dataset, method) cells whose critic was still learning at the end of training."""
+    return {(end.dataset, end.method) for end in critic_ends(runs) if end.still_learning}
 
 
 def _average(runs: SuiteRuns, method: str, best: bool) -> float:
@@ -144,9 +162,11 @@ def suite_markdown_table(
 ) -> str:
     """Rows = datasets grouped by environment, columns = methods (``mean ± std`` over seeds),
     then an ``average`` row; with ``literature``, a column group of published numbers. Final
-    scores still rising at the end of training are marked ``↑``."""
+    scores still rising at the end of training are marked ``↑``, those whose critic was still
+    learning ``Q~``, and so is an average over any such cell."""
     published = [] if best else published_columns(runs, literature)
     rising = set() if best else {(i.dataset, i.method) for i in still_rising(runs)}
+    unsettled = set() if best else unsettled_cells(runs)
     header = ["env", "dataset", *runs.methods]
     groups = list(dict.fromkeys(source for source, _ in published))
     for index, source in enumerate(groups):
@@ -165,6 +185,7 @@ def suite_markdown_table(
                 len(runs.seeds),
                 runs.stale_in(dataset, m),
                 rising=(dataset, m) in rising,
+                unsettled=(dataset, m) in unsettled,
             )
             for m in runs.methods
         ]
@@ -180,6 +201,11 @@ def suite_markdown_table(
         marks = (" (stale)" if stale else "") + (
             " (incomplete)" if short and np.isfinite(value) else ""
         )
+        if np.isfinite(value):
+            marks += _marks(
+                any((d, method) in rising for d in runs.datasets),
+                any((d, method) in unsettled for d in runs.datasets),
+            )
         average.append(_number(value) + marks)
     for source in groups:
         average.append("")
@@ -219,7 +245,9 @@ def weight_ess_table(runs: SuiteRuns) -> str:
 def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ()) -> str:
     """Long format, one row per (table, dataset, method): ours final and best, and published.
     ``still_rising`` (final rows): 1 or 0 as ``iwbc.report.convergence`` finds the learning
-    curve at the end of training, empty where it cannot be tested."""
+    curve at the end of training, empty where it cannot be tested; ``critic_moved`` and
+    ``critic_still_learning`` (final rows of methods with a critic): how far its mean Q moved
+    over the last evaluation interval (mean relative change's size over seeds), and 1 or 0."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
@@ -234,9 +262,12 @@ def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ())
             "source",
             "seeds_stale",
             "still_rising",
+            "critic_moved",
+            "critic_still_learning",
         ]
     )
     ends = curve_ends(runs)
+    critics = {(end.dataset, end.method): end for end in critic_ends(runs)}
     for table, scores in (("final", runs.final_scores), ("best", runs.best_scores)):
         for dataset in runs.datasets:
             for method in runs.methods:
@@ -247,13 +278,20 @@ def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ())
                 expected, stale = len(runs.seeds), runs.stale_in(dataset, method)
                 end = ends.get((dataset, method)) if table == "final" else None
                 rising = "" if end is None else str(int(end.still_rising))
+                critic = critics.get((dataset, method)) if table == "final" else None
+                moved, learning = (
+                    ("", "")
+                    if critic is None
+                    else (f"{critic.moved:.4f}", str(int(critic.still_learning)))
+                )
                 row = [table, dataset, method, mean, std, values.size, expected, "ours"]
-                writer.writerow([*row, stale, rising])
+                writer.writerow([*row, stale, rising, moved, learning])
         for method in runs.methods:
             average = _average(runs, method, table == "best")
             mean = "" if np.isnan(average) else f"{average:.4f}"
             stale = sum(runs.stale_in(d, method) for d in runs.datasets)
-            writer.writerow([table, "average", method, mean, "", "", "", "ours", stale, ""])
+            row = [table, "average", method, mean, "", "", "", "ours", stale]
+            writer.writerow([*row, "", "", ""])
     for source, method in published_columns(runs, literature):
         for dataset in (*runs.datasets, "average"):
             value = (
@@ -262,6 +300,6 @@ def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ())
                 else source.score(method, dataset)
             )
             mean = "" if np.isnan(value) else f"{value:.1f}"
-            row = ["published", dataset, method, mean, "", "", "", source.citation, "", ""]
-            writer.writerow(row)
+            row = ["published", dataset, method, mean, "", "", "", source.citation]
+            writer.writerow([*row, "", "", "", ""])
     return out.getvalue()
