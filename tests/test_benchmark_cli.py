@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import make_scripted_dataset
 
@@ -144,3 +145,37 @@ def test_the_same_id_under_another_root_trains_anew(root: Path, tmp_path: Path) 
     assert len(second["files"]) == 2 * len(first["files"])  # its own evaluation cache
     again = run(root, tmp_path / "again")
     assert again["episodes"] == "6" and again["files"] == second["files"]
+
+
+def test_new_reference_scores_rescore_finished_runs_without_training(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reference scores only rescale returns: a run given other ones (``--ref-min/--ref-max``,
+    or a cache filled in later) rescores its cached evaluations instead of training again,
+    and its table, records and scores use the new ones."""
+    work = tmp_path / "runs"
+
+    def run(out: Path, *refs: str) -> dict:
+        argv = ["run", DATASET, "--root", str(root), "--methods", "bc,iw_bc", "--seeds", "1"]
+        argv += ["--bc-steps", "10", "--bc-batch-size", "4", "--finetune-steps", "10"]
+        argv += ["--warmup-steps", "2", "--finetune-batch-size", "4", "--window", "8"]
+        argv += ["--hidden", "16,16", "--eval-episodes", "2", "--out", str(out)]
+        argv += ["--work-dir", str(work), "--quiet", *refs]
+        assert main(argv) == 0
+        return json.loads((out / "scores.json").read_text())
+
+    first = run(tmp_path / "first")
+    cached = sorted(work.rglob("*.npy"))
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr("iwbc.bench.units.Training", no_training)
+    second = run(tmp_path / "second", "--ref-min", "0", "--ref-max", "100")
+    assert sorted(work.rglob("*.npy")) == cached
+    assert second["reference_scores"]["source"] == "--ref-min/--ref-max"
+    for method in ("bc", "iw_bc"):
+        returns = second["methods"][method]["returns"]
+        assert returns == first["methods"][method]["returns"]
+        np.testing.assert_allclose(second["methods"][method]["normalized"], returns)  # 0 to 100
+    assert "ref_min = 0.00 and ref_max = 100.00" in (tmp_path / "second" / "table.md").read_text()

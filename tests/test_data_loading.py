@@ -70,6 +70,23 @@ def test_fingerprint_follows_an_action_box_other_than_one(pendulum_dataset: Pend
     assert boxed(1.0).action_scale == (1.0,) and boxed(2.0).action_scale == (2.0,)
 
 
+def test_reference_scores_count_for_records_not_for_training(
+    pendulum_dataset: Pendulum,
+) -> None:
+    """Records hold normalized scores, so the content fingerprint follows the reference scores;
+    trained agents and returns do not depend on them, so the training fingerprint does not,
+    while it follows everything else the content fingerprint does (here: the episodes)."""
+    dataset_id, _ = pendulum_dataset
+    ds = load_dataset(dataset_id)
+    rescored = dataclasses.replace(ds, ref_min_score=0.0, ref_max_score=1.0)
+    assert rescored.content_fingerprint != ds.content_fingerprint
+    assert rescored.training_fingerprint == ds.training_fingerprint != ds.content_fingerprint
+    rewarded = dataclasses.replace(
+        ds, episodes=ds.episodes._replace(rewards=ds.episodes.rewards * 2)
+    )
+    assert rewarded.training_fingerprint != ds.training_fingerprint
+
+
 def test_fingerprint_follows_the_recorded_env(pendulum_dataset: Pendulum) -> None:
     """Scores depend on the env a dataset records: other arguments or another time limit give
     another fingerprint (no cached evaluation is reused), the default env leaves it as it was

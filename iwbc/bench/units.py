@@ -140,12 +140,13 @@ def evaluation_engine(suite: Suite, dataset: OfflineDataset) -> str:
 
 def cache_directory(context: UnitContext, unit: WorkUnit, dataset: OfflineDataset) -> Path:
     """The unit's checkpoints and evaluations, keyed by the dataset's content as well: a
-    dataset regenerated, or read from another root under the same id, trains anew. ``auto``
-    resolved to MJX keys its own: MJX's returns are close to, not equal to, the CPU engines'
-    (README, *Evaluation*); the CPU resolutions keep the keys they always had."""
+    dataset regenerated, or read from another root under the same id, trains anew; new
+    reference scores do not (they only rescale the cached returns). ``auto`` resolved to MJX
+    keys its own: MJX's returns are close to, not equal to, the CPU engines' (README,
+    *Evaluation*); the CPU resolutions keep the keys they always had."""
     engine = evaluation_engine(context.suite, dataset)
     on_mjx = ("mjx",) if context.suite.engine == "auto" and engine == "mjx" else ()
-    return _keyed_directory(context, unit, dataset.content_fingerprint, *on_mjx)
+    return _keyed_directory(context, unit, dataset.training_fingerprint, *on_mjx)
 
 
 def unit_lock(context: UnitContext, unit: WorkUnit) -> Path:
@@ -355,7 +356,7 @@ def _stage_directory(
         dataclasses.asdict(context.suite.agent_config(name, dataset.id)),
         unit.seeds,
         context.suite.eval_targets(name, dataset.id),
-        dataset.content_fingerprint,
+        dataset.training_fingerprint,
     )
     return context.work_dir / dataset_slug(dataset.id) / f"{name}-stage-{key}"
 

@@ -239,13 +239,25 @@ class OfflineDataset:
         """A hash of what training and scoring read: episode arrays, env, reference scores and
         an action box other than [-1, 1].
 
-        Caches of trained agents and evaluations are keyed by it, not by the id alone: a
-        dataset regenerated, or read from another root under the same id, never reuses
-        another's checkpoints or scores. The box counts since evaluation maps actions into it
-        and TD3+BC's loss reads it (which runs made before it did must not be reused).
+        Records are keyed by it, not by the id alone: a dataset regenerated, or read from
+        another root under the same id, never counts another's runs as its own. The box counts
+        since evaluation maps actions into it and TD3+BC's loss reads it (which runs made
+        before it did must not be reused).
         """
+        return self._fingerprint(references=True)
+
+    @functools.cached_property
+    def training_fingerprint(self) -> str:
+        """:attr:`content_fingerprint` without the reference scores: what training and the
+        raw returns of evaluation read. Caches of trained agents and evaluations are keyed by
+        it, so new reference scores (``--ref-min``/``--ref-max``, a filled-in cache) rescore
+        finished runs from their cached returns instead of training them again."""
+        return self._fingerprint(references=False)
+
+    def _fingerprint(self, *, references: bool) -> str:
         digest = hashlib.blake2b(digest_size=16)
-        digest.update(repr((self.env_id, self.ref_min_score, self.ref_max_score)).encode())
+        scores = (self.ref_min_score, self.ref_max_score) if references else ()
+        digest.update(repr((self.env_id, *scores)).encode())
         arguments = _env_arguments(self.env_spec)
         if arguments:  # only then: fingerprints of default-env datasets stay what they were
             digest.update(repr(arguments).encode())
