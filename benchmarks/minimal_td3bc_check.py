@@ -33,7 +33,8 @@ import numpy as np
 
 
 def transitions(dataset) -> dict[str, np.ndarray]:
-    """(s, a, r, s', terminated) of every step of every episode, as CORL's qlearning_dataset."""
+    """(s, a, r, s', terminated) of every step of every episode, as CORL's qlearning_dataset,
+    and each episode's return (``returns``, for reward scaling)."""
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "rew", "next", "term")}
     for episode in dataset.iterate_episodes():
         obs = np.asarray(episode.observations, np.float32)
@@ -42,7 +43,34 @@ def transitions(dataset) -> dict[str, np.ndarray]:
         parts["act"].append(np.asarray(episode.actions, np.float32))
         parts["rew"].append(np.asarray(episode.rewards, np.float32))
         parts["term"].append(np.asarray(episode.terminations, np.float32))
-    return {k: np.concatenate(v) for k, v in parts.items()}
+    returns = np.array([np.sum(r, dtype=np.float64) for r in parts["rew"]])
+    return {**{k: np.concatenate(v) for k, v in parts.items()}, "returns": returns}
+
+
+def mlp_init(key, sizes: tuple[int, ...]) -> list:
+    """PyTorch's default ``nn.Linear`` start, U(±1/sqrt(fan_in)) for weights and biases, as
+    CORL's networks begin (iwbc's start as Flax's)."""
+    import jax
+
+    def linear(key, m, n):
+        bound = 1.0 / np.sqrt(m)
+        kw, kb = jax.random.split(key)
+        return (
+            jax.random.uniform(kw, (m, n), minval=-bound, maxval=bound),
+            jax.random.uniform(kb, (n,), minval=-bound, maxval=bound),
+        )
+
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [linear(k, m, n) for k, m, n in zip(keys, sizes[:-1], sizes[1:], strict=True)]
+
+
+def mlp(params: list, x):
+    """ReLU between the layers, none after the last."""
+    import jax
+
+    for w, b in params[:-1]:
+        x = jax.nn.relu(x @ w + b)
+    return x @ params[-1][0] + params[-1][1]
 
 
 def train(data: dict[str, np.ndarray], max_action: float, steps: int, chunk: int, seeds, evaluate):
@@ -56,23 +84,6 @@ def train(data: dict[str, np.ndarray], max_action: float, steps: int, chunk: int
     nxt = jnp.asarray((data["next"] - mean) / std)
     act, rew, term = (jnp.asarray(data[k]) for k in ("act", "rew", "term"))
     obs_dim, act_dim = obs.shape[1], act.shape[1]
-
-    def linear(key, m, n):  # torch.nn.Linear's default: U(±1/sqrt(fan_in)) for both
-        bound = 1.0 / np.sqrt(m)
-        kw, kb = jax.random.split(key)
-        return (
-            jax.random.uniform(kw, (m, n), minval=-bound, maxval=bound),
-            jax.random.uniform(kb, (n,), minval=-bound, maxval=bound),
-        )
-
-    def mlp_init(key, sizes):
-        keys = jax.random.split(key, len(sizes) - 1)
-        return [linear(k, m, n) for k, m, n in zip(keys, sizes[:-1], sizes[1:], strict=True)]
-
-    def mlp(params, x):
-        for w, b in params[:-1]:
-            x = jax.nn.relu(x @ w + b)
-        return x @ params[-1][0] + params[-1][1]
 
     def actor(params, s):
         return max_action * jnp.tanh(mlp(params, s))
@@ -198,79 +209,65 @@ def make_evaluate(dataset, num_seeds: int, episodes: int, to_env, first_reset: i
     return evaluate
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def check_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every minimal learner's check takes."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("dataset")
     parser.add_argument("--root", type=Path, default=None, help="local Minari datasets")
     parser.add_argument("--steps", type=int, default=20000)
     parser.add_argument("--eval-every", type=int, default=2000)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--eval-episodes", type=int, default=10)
-    parser.add_argument("--action-units", choices=("env", "unit"), default="env")
     parser.add_argument("--ref-min", type=float, default=None)
     parser.add_argument("--ref-max", type=float, default=None)
-    parser.add_argument(
-        "--write-pendulum-expert",
-        action="store_true",
-        help="write the CI test's InvertedPendulum expert data under --root first if missing",
-    )
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    args = parser.parse_args()
+    return parser
+
+
+def load_check_data(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """The Minari dataset, its transitions (actions clipped into the box), the box's half-width
+    m and the reference scores; a parser error for what CORL's learners cannot take."""
     if args.steps % args.eval_every:
         parser.error("--steps must be a multiple of --eval-every")
-    if args.write_pendulum_expert:
-        if args.root is None:
-            parser.error("--write-pendulum-expert needs --root")
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-        from test_algos_td3_bc import PENDULUM_EXPERT, write_pendulum_expert
-
-        if not (args.root / PENDULUM_EXPERT).exists():
-            write_pendulum_expert(args.root)
     if args.root is not None:
         os.environ["MINARI_DATASETS_PATH"] = str(args.root.resolve())
     import minari
 
-    start = time.perf_counter()
     dataset = minari.load_dataset(args.dataset)
     data = transitions(dataset)
     low, high = dataset.action_space.low, dataset.action_space.high
     if not np.allclose(low, -high) or not np.allclose(high, high.flat[0]):
         parser.error("the action box is not [-m, m] on every dimension, as CORL assumes")
     m = float(high.flat[0])
-    if args.action_units == "unit":
-        data["act"] = np.clip(data["act"] / m, -1.0, 1.0)
-        max_action, to_env = 1.0, lambda a: np.asarray(a) * m
-    else:
-        data["act"] = np.clip(data["act"], -m, m)
-        max_action, to_env = m, np.asarray
+    data["act"] = np.clip(data["act"], -m, m)
     meta = dataset.storage.metadata
     ref_min = args.ref_min if args.ref_min is not None else meta.get("ref_min_score")
     ref_max = args.ref_max if args.ref_max is not None else meta.get("ref_max_score")
     if ref_min is None or ref_max is None:
         parser.error("the dataset records no reference scores: give --ref-min and --ref-max")
-    seeds = list(range(args.seeds))
-    evaluate = make_evaluate(dataset, len(seeds), args.eval_episodes, to_env, 1_000_000)
-    print(
-        f"{args.dataset}: {len(data['obs'])} transitions, max_action {m}, "
-        f"action units {args.action_units}",
-        flush=True,
-    )
-    curve = train(data, max_action, args.steps, args.eval_every, seeds, evaluate)
+    return dataset, data, m, (ref_min, ref_max)
 
-    def normalized(returns):
-        return (100.0 * (np.mean(returns, axis=1) - ref_min) / (ref_max - ref_min)).tolist()
 
-    for point in curve:
-        point["normalized"] = normalized(point["returns"])
-    final = curve[-1]["normalized"]
+def write_check(
+    args: argparse.Namespace,
+    learner: str,
+    curve: list[dict],
+    refs: tuple[float, float],
+    started: float,
+    **fields: object,
+) -> None:
+    """Normalize the curve, write the JSON report to ``--out`` and print the final scores."""
     from importlib.metadata import version
 
+    ref_min, ref_max = refs
+    for point in curve:
+        mean = np.mean(point["returns"], axis=1)
+        point["normalized"] = (100.0 * (mean - ref_min) / (ref_max - ref_min)).tolist()
+    final = curve[-1]["normalized"]
     report = {
         "command": "python " + " ".join(sys.argv),
         "dataset": args.dataset,
-        "action_units": args.action_units,
-        "max_action": m,
-        "transitions": len(data["obs"]),
+        **fields,
         "steps": args.steps,
         "eval_episodes": args.eval_episodes,
         "ref_min_score": ref_min,
@@ -279,14 +276,58 @@ def main() -> None:
         "normalized_mean": float(np.mean(final)),
         "normalized_std": float(np.std(final)),
         "curve": curve,
-        "wall_seconds": time.perf_counter() - start,
+        "wall_seconds": time.perf_counter() - started,
         "versions": {p: version(p) for p in ("jax", "optax", "mujoco", "gymnasium", "minari")},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(
-        f"{args.dataset}: minimal TD3+BC ({args.action_units} units), {args.steps} updates, "
+        f"{args.dataset}: minimal {learner}, {args.steps} updates, "
         f"normalized per seed {np.round(final, 1).tolist()}, mean {np.mean(final):.1f}"
+    )
+
+
+def main() -> None:
+    parser = check_parser(__doc__)
+    parser.add_argument("--action-units", choices=("env", "unit"), default="env")
+    parser.add_argument(
+        "--write-pendulum-expert",
+        action="store_true",
+        help="write the CI test's InvertedPendulum expert data under --root first if missing",
+    )
+    args = parser.parse_args()
+    if args.write_pendulum_expert:
+        if args.root is None:
+            parser.error("--write-pendulum-expert needs --root")
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from test_algos_td3_bc import PENDULUM_EXPERT, write_pendulum_expert
+
+        if not (args.root / PENDULUM_EXPERT).exists():
+            write_pendulum_expert(args.root)
+    started = time.perf_counter()
+    dataset, data, m, refs = load_check_data(args, parser)
+    if args.action_units == "unit":
+        data["act"] = data["act"] / m
+        max_action, to_env = 1.0, lambda a: np.asarray(a) * m
+    else:
+        max_action, to_env = m, np.asarray
+    seeds = list(range(args.seeds))
+    evaluate = make_evaluate(dataset, len(seeds), args.eval_episodes, to_env, 1_000_000)
+    print(
+        f"{args.dataset}: {len(data['obs'])} transitions, max_action {m}, "
+        f"action units {args.action_units}",
+        flush=True,
+    )
+    curve = train(data, max_action, args.steps, args.eval_every, seeds, evaluate)
+    write_check(
+        args,
+        f"TD3+BC ({args.action_units} units)",
+        curve,
+        refs,
+        started,
+        action_units=args.action_units,
+        max_action=m,
+        transitions=len(data["obs"]),
     )
 
 
