@@ -124,6 +124,33 @@ def test_a_file_set_that_fails_midway_leaves_no_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["a.md", "b.csv"]
 
 
+def test_run_says_whether_each_baselines_critic_had_settled(root: Path, tmp_path: Path) -> None:
+    """A run scored only at its end has no learning curve to test: its table gives each
+    baseline's critic over the last tenth of its updates and names those still learning."""
+    out = tmp_path / "out"
+    argv = ["run", DATASET, "--root", str(root), "--methods", "bc,td3_bc", "--seeds", "2"]
+    argv += ["--bc-steps", "10", "--bc-batch-size", "4", "--window", "8", "--hidden", "16,16"]
+    argv += ["--algo-steps", "3000", "--eval-episodes", "2", "--out", str(out)]
+    argv += ["--work-dir", str(tmp_path / "runs"), "--quiet"]
+    argv += ["--set", "td3_bc.hidden_dims=[16, 16]", "--set", "td3_bc.batch_size=16"]
+    assert main(argv) == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert "critic_q_tail" not in scores["methods"]["bc"]
+    table = (out / "table.md").read_text()
+    line = next(row for row in table.splitlines() if row.startswith("Critics at the end"))
+    tail = scores["methods"]["td3_bc"]["critic_q_tail"]
+    q = np.array(tail["q_mean"])
+    assert tail["steps"] == [2000, 3000] and q.shape == (2, 2)
+    moved = np.mean(np.abs(q[:, 1] - q[:, 0]) / np.abs(q[:, 0]))
+    assert tail["moved"] == pytest.approx(moved)
+    start, end = (f"{v:.4g}" for v in q.mean(axis=0))
+    assert f"td3_bc {start} → {end} over updates 2,000 → 3,000, moved {moved:.1%}" in line
+    if moved >= 0.05:
+        assert "Still learning: td3_bc." in line
+    else:
+        assert "None was still learning by that measure." in line
+
+
 def test_the_same_id_under_another_root_trains_anew(root: Path, tmp_path: Path) -> None:
     """A dataset id names no content: the same id read from another root (a regenerated or
     stronger tier) must train and score on that data, never reuse the runs of the first,

@@ -12,7 +12,7 @@ import pytest
 import scipy.stats
 from test_report_records import SUITE, make_record, save_record
 
-from iwbc.bench.records import check_record, critic_q_end, records_dir
+from iwbc.bench.records import check_record, critic_q_end, critic_q_tail, records_dir
 from iwbc.report.convergence import CurveEnd, critic_ends, curve_ends, still_rising
 from iwbc.report.runs import load_runs
 from iwbc.report.suite_report import report_main, write_suite_report
@@ -181,3 +181,14 @@ def test_a_critic_is_read_only_where_its_metrics_meet_the_curve() -> None:
     assert critic_q_end(record) is None
     assert critic_q_end({"curve": {"steps": [4000]}, "training": record["training"]}) is None
     assert critic_q_end({"curve": {"steps": [2000, 4000]}, "training": {"steps": [4000]}}) is None
+
+
+def test_a_run_scored_only_at_its_end_reads_its_critic_over_its_last_tenth() -> None:
+    training = {"steps": list(range(1000, 10001, 1000)), "q_mean": [float(q) for q in range(10)]}
+    assert critic_q_tail({"training": training}) == ((9000, 10000), (8.0, 9.0))
+    training = {"steps": [500, 1000, 1500, 2000], "q_mean": [1.0, 2.0, 3.0, 4.0]}
+    assert critic_q_tail({"training": training}) == ((1500, 2000), (3.0, 4.0))
+    assert critic_q_tail({"training": training}, share=0.5) == ((1000, 2000), (2.0, 4.0))
+    assert critic_q_tail({"training": {"steps": [2000], "q_mean": [4.0]}}) is None
+    assert critic_q_tail({"training": {"steps": [1000, 2000], "loss": [1.0, 2.0]}}) is None
+    assert critic_q_tail({"training": None}) is None

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from iwbc.agents.registry import BASELINES, METHODS
-from iwbc.bench.records import final_weight_ess, read_record, record_path
+from iwbc.bench.records import critic_q_tail, final_weight_ess, read_record, record_path
 from iwbc.bench.runner import run_suite
 from iwbc.bench.suites import (
     OfflineRLSettings,
@@ -38,6 +38,7 @@ from iwbc.envs.evaluate import EVAL_SEED_BASE, check_evaluable
 from iwbc.errors import UserError, write_error
 from iwbc.files import json_text
 from iwbc.machine import machine_record
+from iwbc.report.convergence import CRITIC_MOVE, CriticEnd
 from iwbc.report.figures import returns_figure
 from iwbc.report.outliers import MIN_GAP, Z_LIMIT, apart
 from iwbc.report.tables import MethodScores, csv_table, markdown_table, spread_cell
@@ -139,9 +140,10 @@ def run_experiment(
             f"{summary.failed} of {summary.total} runs failed, e.g. {summary.errors[0]}; fix the "
             "cause and run the same command again (finished runs are kept)"
         )
-    scores = []
+    scores, critics = [], []
     for method in config.methods:
         runs = [read_record(record_path(records, dataset.id, method, s)) for s in config.seeds]
+        critics += [end] if (end := _critic_tail(dataset.id, method, runs)) else []
         returns = np.array([run["final"]["episode_returns"] for run in runs])
         scores.append(
             MethodScores(
@@ -154,14 +156,24 @@ def run_experiment(
             )
         )
     wall = time.perf_counter() - started
-    _write_results(dataset, config, scores, dataset_scores, Path(out_dir), command, wall)
+    _write_results(dataset, config, scores, critics, dataset_scores, Path(out_dir), command, wall)
     return scores
+
+
+def _critic_tail(dataset_id: str, method: str, runs: Sequence[Mapping]) -> CriticEnd | None:
+    """The method's critic over the last tenth of its updates, when every seed logged one."""
+    tails = [critic_q_tail(run) for run in runs]
+    if not tails or any(tail is None for tail in tails):
+        return None
+    steps = tails[0][0]
+    return CriticEnd(dataset_id, method, steps, np.array([q for _, q in tails]))
 
 
 def _write_results(
     dataset: OfflineDataset,
     config: ExperimentConfig,
     scores: list[MethodScores],
+    critics: list[CriticEnd],
     dataset_scores: np.ndarray,
     out_dir: Path,
     command: str,
@@ -187,6 +199,7 @@ def _write_results(
         "",
         *_repeat_lines(scores),
         *_weight_lines(scores),
+        *_critic_lines(critics),
         *_seeds_apart_lines(scores, config.seeds),
         "## Data and protocol",
         f"- dataset: {dataset.num_episodes} episodes, {dataset.num_steps} steps, env "
@@ -229,6 +242,17 @@ def _write_results(
                 "returns": s.returns.tolist(),
                 "normalized": s.normalized.tolist(),
                 **({"weight_ess": list(s.weight_ess)} if s.weight_ess else {}),
+                **(
+                    {
+                        "critic_q_tail": {
+                            "steps": list(end.steps),
+                            "q_mean": end.q.tolist(),
+                            "moved": end.moved,
+                        }
+                    }
+                    if (end := next((c for c in critics if c.method == s.method), None))
+                    else {}
+                ),
             }
             for s in scores
         },
@@ -345,6 +369,32 @@ def _weight_lines(scores: Sequence[MethodScores]) -> list[str]:
         "under episode weighting, valid steps under transition weighting) over the last "
         "training chunk, mean (min–max) over seeds: 1 = uniform weights (filtered BC), 1/n = "
         "one unit carries the batch.",
+        "",
+    ]
+
+
+def _critic_lines(critics: Sequence[CriticEnd]) -> list[str]:
+    """Whether each baseline's critic had settled: its mean Q over the last tenth of its
+    updates, and the methods whose Q still moved by ``CRITIC_MOVE`` or more there."""
+    if not critics:
+        return []
+    cells = "; ".join(
+        f"{end.method} {' → '.join(f'{v:.4g}' for v in end.q.mean(axis=0))} over updates "
+        f"{' → '.join(f'{step:,}' for step in end.steps)}, moved {end.moved:.1%}"
+        for end in critics
+    )
+    learning = [end.method for end in critics if end.still_learning]
+    verdict = (
+        f"Still learning: {', '.join(learning)}. Their value estimates had not settled, so "
+        "more updates (--algo-steps) may change their scores even where they look final."
+        if learning
+        else "None was still learning by that measure."
+    )
+    return [
+        f"Critics at the end of training (mean Q on the training batches, seed mean, at the "
+        f"last chunk end at or before 90% of the updates and at the end; moved: per seed the "
+        f"relative change's size, averaged over seeds): {cells}. A critic that moved by "
+        f"{CRITIC_MOVE:.0%} or more is still learning. {verdict}",
         "",
     ]
 

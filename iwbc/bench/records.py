@@ -67,6 +67,23 @@ def record_fingerprint(record: Mapping[str, Any]) -> str:
     return record.get("fingerprint") or config_fingerprint(record["config"] or {})
 
 
+def critic_q_tail(
+    record: Mapping[str, Any], share: float = 0.1
+) -> tuple[tuple[int, int], tuple[float, float]] | None:
+    """The critic's mean Q on its training batches (chunk means) at the last chunk end at or
+    before (1 − ``share``) of training and at the end, with those updates: for runs evaluated
+    only at their end (``iwbc run``), which have no last evaluation interval to measure over.
+    None without a critic, without training metrics, or with no chunk end that early."""
+    training = record.get("training") or {}
+    values, at = training.get("q_mean"), training.get("steps")
+    if not values or not at:
+        return None
+    earlier = [i for i, step in enumerate(at[:-1]) if step <= (1 - share) * at[-1]]
+    if not earlier:
+        return None
+    return (int(at[earlier[-1]]), int(at[-1])), (float(values[earlier[-1]]), float(values[-1]))
+
+
 def critic_q_end(record: Mapping[str, Any]) -> tuple[float, float] | None:
     """The critic's mean Q on its training batches (chunk means) at the evaluation before the
     last and at the last: how far its value estimates still moved at the end. None for methods
