@@ -557,9 +557,14 @@ def test_ctrl_c_inside_a_gc_callback_while_importing_is_not_swallowed(
 
     monkeypatch.setattr(builtins, "__import__", collecting)
     monkeypatch.setattr(sys, "argv", ["iwbc", "data", "list", "--root", "/nonexistent"])
-    assert iwbc.__main__.main() == 130
+    # A shell starting the tests as a background job leaves SIGINT ignored; a terminal never does.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert iwbc.__main__.main() == 130
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert seen and capsys.readouterr().err == "iwbc: interrupted while starting; nothing was run\n"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_an_env_no_engine_here_runs_is_refused_before_training(
