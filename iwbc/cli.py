@@ -149,10 +149,18 @@ def _run(args: argparse.Namespace) -> None:
     check_writable(out, "--out")
     check_writable(args.work_dir, "--work-dir")
     command = "iwbc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    run_experiment(
+    _, critics = run_experiment(
         dataset, config, out, work_dir=args.work_dir, command=command, progress=not args.quiet
     )
     print(f"wrote {out}/table.md, table.csv, scores.json and returns.png")
+    for end in critics:
+        if end.still_learning:
+            print(
+                f"iwbc: warning: {end.method}'s critic (mean Q) still moved {end.moved:.1%} over "
+                f"updates {end.steps[0]:,} to {end.steps[1]:,}: more --algo-steps may change its "
+                "score (table.md)",
+                file=sys.stderr,
+            )
 
 
 def _suite_name(suite: str) -> str:

@@ -124,7 +124,9 @@ def test_a_file_set_that_fails_midway_leaves_no_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["a.md", "b.csv"]
 
 
-def test_run_says_whether_each_baselines_critic_had_settled(root: Path, tmp_path: Path) -> None:
+def test_run_says_whether_each_baselines_critic_had_settled(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A run scored only at its end has no learning curve to test: its table gives each
     baseline's critic over the last tenth of its updates and names those still learning."""
     out = tmp_path / "out"
@@ -145,10 +147,13 @@ def test_run_says_whether_each_baselines_critic_had_settled(root: Path, tmp_path
     assert tail["moved"] == pytest.approx(moved)
     start, end = (f"{v:.4g}" for v in q.mean(axis=0))
     assert f"td3_bc {start} → {end} over updates 2,000 → 3,000, moved {moved:.1%}" in line
-    if moved >= 0.05:
-        assert "Still learning: td3_bc." in line
-    else:
-        assert "None was still learning by that measure." in line
+    assert moved >= 0.05  # 3k updates: far from settled
+    assert "Still learning: td3_bc." in line
+    warning = (
+        f"iwbc: warning: td3_bc's critic (mean Q) still moved {moved:.1%} over updates 2,000 to "
+        "3,000: more --algo-steps may change its score (table.md)\n"
+    )
+    assert capsys.readouterr().err == warning
 
 
 def test_the_same_id_under_another_root_trains_anew(root: Path, tmp_path: Path) -> None:
@@ -206,3 +211,14 @@ def test_new_reference_scores_rescore_finished_runs_without_training(
         assert returns == first["methods"][method]["returns"]
         np.testing.assert_allclose(second["methods"][method]["normalized"], returns)  # 0 to 100
     assert "ref_min = 0.00 and ref_max = 100.00" in (tmp_path / "second" / "table.md").read_text()
+
+
+def test_a_settled_critic_is_named_as_such() -> None:
+    from iwbc.bench.experiment import _critic_lines
+    from iwbc.report.convergence import CriticEnd
+
+    settled = CriticEnd(DATASET, "iql", (9000, 10000), np.array([[100.0, 101.0], [50.0, 49.0]]))
+    (line, blank) = _critic_lines([settled])
+    assert "iql 75 → 75 over updates 9,000 → 10,000, moved 1.5%" in line and blank == ""
+    assert line.endswith("None was still learning by that measure.")
+    assert _critic_lines([]) == []

@@ -113,8 +113,9 @@ def run_experiment(
     work_dir: str | Path = "runs",
     command: str = "",
     progress: bool = True,
-) -> list[MethodScores]:
-    """Train, evaluate and write ``table.md``, ``table.csv``, ``scores.json``, ``returns.png``."""
+) -> tuple[list[MethodScores], list[CriticEnd]]:
+    """Train, evaluate and write ``table.md``, ``table.csv``, ``scores.json``, ``returns.png``;
+    the scores, and the baselines' critics over the last tenth of their updates."""
     started = time.perf_counter()
     dataset_scores = dataset_normalized_score(dataset, dataset.episodes.returns)
     check_evaluable(dataset.env, config.engine, dataset.id)  # before anything trains
@@ -157,7 +158,7 @@ def run_experiment(
         )
     wall = time.perf_counter() - started
     _write_results(dataset, config, scores, critics, dataset_scores, Path(out_dir), command, wall)
-    return scores
+    return scores, critics
 
 
 def _critic_tail(dataset_id: str, method: str, runs: Sequence[Mapping]) -> CriticEnd | None:
