@@ -363,9 +363,9 @@ def test_ref_scores_from_the_command_line(
 
     seen = {}
 
-    def record(dataset: object, config: object, out: object, **kwargs: object) -> list:
+    def record(dataset: object, config: object, out: object, **kwargs: object) -> tuple:
         seen["scores"] = (dataset.ref_min_score, dataset.ref_max_score)
-        return []
+        return [], []
 
     monkeypatch.setattr(iwbc.bench.experiment, "run_experiment", record)
     assert main([*argv, "--ref-min", "-5", "--ref-max", "95.5"]) == 0
