@@ -164,7 +164,7 @@ def run_experiment(
 def _critic_tail(dataset_id: str, method: str, runs: Sequence[Mapping]) -> CriticEnd | None:
     """The method's critic over the last tenth of its updates, when every seed logged one."""
     tails = [critic_q_tail(run) for run in runs]
-    if not tails or any(tail is None for tail in tails):
+    if any(tail is None for tail in tails):
         return None
     steps = tails[0][0]
     return CriticEnd(dataset_id, method, steps, np.array([q for _, q in tails]))
@@ -228,6 +228,7 @@ def _write_results(
         "- " + ", ".join(f"{k} {v}" for k, v in env.items()),
         "",
     ]
+    critic_of = {end.method: end for end in critics}
     raw = {
         "dataset": dataset.id,
         "config": dataclasses.asdict(config),
@@ -251,7 +252,7 @@ def _write_results(
                             "moved": end.moved,
                         }
                     }
-                    if (end := next((c for c in critics if c.method == s.method), None))
+                    if (end := critic_of.get(s.method))
                     else {}
                 ),
             }
