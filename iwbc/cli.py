@@ -161,6 +161,13 @@ def _run(args: argparse.Namespace) -> None:
                 "score (table.md)",
                 file=sys.stderr,
             )
+        if end.diverged:
+            print(
+                f"iwbc: warning: {end.method}'s critic diverged: its final mean Q lies outside "
+                "every value TD targets of the data's rewards can reach on "
+                f"{int(end.outside.sum())} of {len(end.q)} seeds (table.md)",
+                file=sys.stderr,
+            )
 
 
 def _suite_name(suite: str) -> str:

@@ -11,7 +11,7 @@ import pytest
 from iwbc.agents.common import soft_update
 from iwbc.agents.cql import CQLConfig
 from iwbc.agents.iql import IQLConfig
-from iwbc.agents.registry import BASELINES, METHODS
+from iwbc.agents.registry import BASELINES, METHODS, critic_value_bounds
 from iwbc.agents.td3_bc import TD3BCConfig
 from iwbc.core.agent import DataSpec
 from iwbc.core.sampling import (
@@ -20,9 +20,10 @@ from iwbc.core.sampling import (
     locomotion_reward_scale,
     prepare_data,
     sample_transitions,
+    value_bounds,
 )
 from iwbc.core.trainer import _create, create_agents
-from iwbc.data.episodes import Transitions
+from iwbc.data.episodes import Transitions, stack_episodes
 from iwbc.data.statistics import normalization_stats
 
 
@@ -47,6 +48,59 @@ def test_episode_returns_and_reward_scale_split_at_terminals_and_timeouts() -> N
     # Episodes: steps 0-2 (terminal), 3-4 (timeout), 5 (end of data).
     np.testing.assert_allclose(episode_returns(t.rewards, t.terminals + t.timeouts), [3, 7, 5])
     assert locomotion_reward_scale(t) == pytest.approx(1000 / (7 - 3))
+
+
+@pytest.mark.parametrize(
+    ("rewards", "discount", "expected"),
+    [
+        ([0.5, 3.0, 1.0], 0.99, (0.5, 300.0)),  # positive rewards: one step at least, r_max/(1-γ)
+        ([-2.0, -1.0], 0.99, (-200.0, -1.0)),  # negative: the mirror image
+        ([-1.0, 0.0, 2.0], 0.9, (-10.0, 20.0)),
+        ([-1.0, 2.0], 1.0, (-np.inf, np.inf)),  # undiscounted: unbounded
+    ],
+)
+def test_value_bounds_are_the_range_of_discounted_returns(rewards, discount, expected) -> None:
+    assert value_bounds(np.array(rewards), discount) == pytest.approx(expected)
+
+
+def test_every_discounted_return_of_the_data_lies_within_its_value_bounds() -> None:
+    """Brute force: discounted sums of random reward sequences drawn from the data, ended by a
+    terminal at random, never leave the bounds, and the longest reach close to them."""
+    rng = np.random.default_rng(0)
+    rewards, discount = rng.uniform(-0.5, 4.0, 200), 0.95
+    low, high = value_bounds(rewards, discount)
+    powers = discount ** np.arange(400)
+    sums = [
+        float(rng.choice(rewards, size=length) @ powers[:length])
+        for length in rng.integers(1, 400, 2000)
+    ]
+    assert low <= min(sums) and max(sums) <= high
+    best = float(np.full(400, rewards.max()) @ powers)
+    assert best <= high and best == pytest.approx(high, rel=1e-8)
+
+
+def test_a_critics_value_bounds_are_in_the_units_of_its_rewards() -> None:
+    """IQL scales its rewards (CORL's normalize_reward), so its bounds scale alike; TD3+BC's
+    do not; the BC family has no critic."""
+    # Rewards 0..5 in episodes of returns 3 (terminated), 7 (truncated) and 5, as transitions().
+    lengths, ends = (3, 2, 1), ((1, 0), (0, 1), (0, 0))
+    rewards = np.split(np.arange(6, dtype=np.float32), [3, 5])
+    episodes = stack_episodes(
+        [np.zeros((n + 1, 3), np.float32) for n in lengths],
+        [np.zeros((n, 2), np.float32) for n in lengths],
+        rewards,
+        [
+            np.eye(n, dtype=np.float32)[-1] * term
+            for n, (term, _) in zip(lengths, ends, strict=True)
+        ],
+        [np.eye(n, dtype=np.float32)[-1] * cut for n, (_, cut) in zip(lengths, ends, strict=True)],
+    )
+    scale = 1000 / (7 - 3)
+    iql = critic_value_bounds(METHODS["iql"], episodes, IQLConfig())
+    assert iql == pytest.approx((0.0, 5 * scale / (1 - 0.99)))
+    td3_bc = critic_value_bounds(METHODS["td3_bc"], episodes, TD3BCConfig(discount=0.9))
+    assert td3_bc == pytest.approx((0.0, 50.0))
+    assert critic_value_bounds(METHODS["bc"], episodes, IQLConfig()) is None
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,8 @@ from conftest import make_scripted_dataset
 
 from iwbc.bench.experiment import write_file_set
 from iwbc.cli import main
+from iwbc.core.sampling import value_bounds
+from iwbc.data import load_dataset
 from iwbc.errors import WriteError
 
 DATASET = "iwbc-test/idp/cli-v0"
@@ -149,6 +151,10 @@ def test_run_says_whether_each_baselines_critic_had_settled(
     assert f"td3_bc {start} → {end} over updates 2,000 → 3,000, moved {moved:.1%}" in line
     assert moved >= 0.05  # 3k updates: far from settled
     assert "Still learning: td3_bc." in line
+    rewards = load_dataset(DATASET, root=root).episodes.to_transitions().rewards
+    td_range = value_bounds(rewards, 0.99)
+    assert tail["q_bounds"] == [pytest.approx(list(td_range))] * 2
+    assert tail["outside_bounds"] == [bool(v > td_range[1]) for v in q[:, 1]]
     warning = (
         f"iwbc: warning: td3_bc's critic (mean Q) still moved {moved:.1%} over updates 2,000 to "
         "3,000: more --algo-steps may change its score (table.md)\n"
@@ -222,3 +228,28 @@ def test_a_settled_critic_is_named_as_such() -> None:
     assert "iql 75 → 75 over updates 9,000 → 10,000, moved 1.5%" in line and blank == ""
     assert line.endswith("None was still learning by that measure.")
     assert _critic_lines([]) == []
+
+
+def test_a_critic_past_its_datas_values_is_named_diverged(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A final mean Q outside the range TD on the data can reach is named in the table's critic
+    line and warned of on stderr, though it no longer moves."""
+    from iwbc.bench.experiment import _critic_lines
+    from iwbc.report.convergence import CriticEnd
+
+    q, bounds = np.array([[900.0, 901.0], [300.0, 301.0]]), np.array([[0.5, 395.0]] * 2)
+    end = CriticEnd(DATASET, "awac", (9000, 10000), q, bounds)
+    (line, _) = _critic_lines([end])
+    assert line.endswith(
+        "None was still learning by that measure. awac's critic diverged: its final mean Q lies "
+        "outside [0.5, 395], every value TD targets of the data's rewards can reach, on 1 of 2 "
+        "seeds, so its score is of a policy following values no data supports."
+    )
+    monkeypatch.setattr("iwbc.bench.experiment.run_experiment", lambda *args, **kwargs: ([], [end]))
+    argv = ["run", DATASET, "--root", str(root), "--methods", "awac", "--seeds", "2"]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert capsys.readouterr().err == (
+        "iwbc: warning: awac's critic diverged: its final mean Q lies outside every value TD "
+        "targets of the data's rewards can reach on 1 of 2 seeds (table.md)\n"
+    )

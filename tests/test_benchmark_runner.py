@@ -19,6 +19,7 @@ from iwbc.bench.records import RECORD_KEYS, check_record, load_records, records_
 from iwbc.bench.runner import plan, run_suite
 from iwbc.bench.suites import Suite, load_suite
 from iwbc.cli import main
+from iwbc.core.sampling import value_bounds
 from iwbc.data import DatasetError, load_dataset
 from iwbc.data.scripted import generate_mixed_dataset
 from iwbc.envs.evaluate import evaluate_agent
@@ -107,6 +108,8 @@ def test_sweep_writes_one_schema_record_per_run(sweep: dict) -> None:
     assert [(r["method"], r["seed"]) for r in records] == [
         (m, s) for m in ("bc", "iw_bc", "td3_bc") for s in (0, 1)
     ]
+    rewards = load_dataset(DATASET, root=sweep["root"]).episodes.to_transitions().rewards
+    td_range = value_bounds(rewards, suite.agent_config("td3_bc").discount)
     for record in records:
         check_record(record)
         assert set(RECORD_KEYS) <= set(record)
@@ -139,6 +142,11 @@ def test_sweep_writes_one_schema_record_per_run(sweep: dict) -> None:
         assert all(np.isfinite(training["loss"]))
         if record["method"] == "iw_bc":
             assert all(0 < ess <= 1 for ess in training["weight_ess"])
+        # The range TD3+BC's critic can reach on these rewards; the BC family has no critic.
+        if record["method"] == "td3_bc":
+            assert record["q_bounds"] == pytest.approx(list(td_range))
+        else:
+            assert "q_bounds" not in record
 
 
 def test_curves_by_until_reproduce_a_straight_run(sweep: dict) -> None:

@@ -101,10 +101,14 @@ def test_the_report_marks_explains_and_warns_of_rising_cells(tmp_path: Path) -> 
     ]
 
 
-def write_critics(results: Path, q_ends: dict[str, list[tuple[float, float]] | None]) -> None:
+def write_critics(
+    results: Path,
+    q_ends: dict[str, list[tuple[float, float]] | None],
+    q_bounds: dict[str, list | None] | None = None,
+) -> None:
     """Records of flat score curves whose critic's mean Q (chunk means every 500 updates) ends
     going from the first value at 3k updates to the second at 4k, per seed; None: no training
-    metrics."""
+    metrics. ``q_bounds``: the record's range TD on its data can reach, where given."""
     for method, ends in q_ends.items():
         for seed, curve in enumerate(seeds(30, 31, 29, 30.5)):
             record = make_record(DATASET, method, seed, curve[-1])
@@ -113,6 +117,8 @@ def write_critics(results: Path, q_ends: dict[str, list[tuple[float, float]] | N
                 first, last = ends[seed]
                 q = [*np.linspace(first / 2, first, 6).tolist(), (first + last) / 2, last]
                 record["training"] = {"steps": list(range(500, 4001, 500)), "q_mean": q}
+            if (q_bounds or {}).get(method) is not None:
+                record["q_bounds"] = q_bounds[method]
             check_record(record)
             save_record(records_dir(SUITE, results), record)
 
@@ -138,10 +144,14 @@ def test_critics_still_moving_are_named_though_their_scores_are_flat(tmp_path: P
     table = (tmp_path / SUITE / "table.md").read_text()
     section = table.split("## Critics at the end of training")[1].split("\n## ")[0]
     ten = ", ".join(["+10.0%"] * 5)
-    assert f"| {DATASET} | td3_bc | 3,000 → 4,000 | 50 → 55 | 10.0% | {ten} | **still" in section
-    assert f"| {DATASET} | iql | 3,000 → 4,000 | 100 → 102 | 2.0% | " in section
+    assert (
+        f"| td3_bc | 3,000 → 4,000 | 50 → 55 | — | 10.0% | {ten} | **still learning** |" in section
+    )
+    assert f"| {DATASET} | iql | 3,000 → 4,000 | 100 → 102 | — | 2.0% | " in section
     swing = "+10.0%, -10.0%, +10.0%, -10.0%, +0.0%"
-    assert f"| {DATASET} | cql | 3,000 → 4,000 | 100 → 100 | 8.0% | {swing} | **still" in section
+    assert (
+        f"| cql | 3,000 → 4,000 | 100 → 100 | — | 8.0% | {swing} | **still learning** |" in section
+    )
     assert "awac" not in section
     warnings = report_main(SUITE, tmp_path, reps=20).splitlines()[1:]
     assert warnings == [
@@ -171,6 +181,62 @@ def test_critics_still_moving_are_named_though_their_scores_are_flat(tmp_path: P
         "cql": ("0.0800", "1"),
         "awac": ("", ""),
     }
+
+
+def test_a_critic_past_what_its_data_allows_is_marked_diverged_though_settled(
+    tmp_path: Path,
+) -> None:
+    """A mean Q outside the range TD targets of the data's rewards can reach is no policy's
+    value: the cell is marked Q! whether or not Q still moves; records before the range was
+    kept (awac here) are marked neither way."""
+    settled_high = [(500.0, 501.0)] * 5  # +0.2%, far above 395
+    within = [(100.0, 102.0)] * 5
+    two_seeds = [(100.0, 101.0)] * 3 + [(-50.0, -51.0), (400.0, 420.0)]  # one below, one above
+    write_critics(
+        tmp_path,
+        {"td3_bc": settled_high, "iql": within, "cql": two_seeds, "awac": settled_high},
+        {"td3_bc": [0.5, 395.0], "iql": [0.5, 395.0], "cql": [0.0, 395.0], "awac": None},
+    )
+    ends = {end.method: end for end in critic_ends(load_runs(SUITE, tmp_path))}
+    assert ends["td3_bc"].diverged and not ends["td3_bc"].still_learning
+    np.testing.assert_array_equal(ends["cql"].outside, [False, False, False, True, True])
+    assert not ends["iql"].diverged and not ends["awac"].diverged
+
+    write_suite_report(SUITE, tmp_path, reps=20)
+    table = (tmp_path / SUITE / "table.md").read_text()
+    section = table.split("## Critics at the end of training")[1].split("\n## ")[0]
+    assert (
+        "| td3_bc | 3,000 → 4,000 | 500 → 501 | [0.5, 395] | 0.2% | "
+        + ", ".join(["+0.2%"] * 5)
+        + " | **outside the range** (5/5 seeds) |"
+    ) in section
+    assert "| iql | 3,000 → 4,000 | 100 → 102 | [0.5, 395] | 2.0% | " in section
+    assert "| cql | 3,000 → 4,000 | " in section and "**outside the range** (2/5 seeds)" in section
+    assert "| awac | 3,000 → 4,000 | 500 → 501 | — | 0.2% |" in section
+    header, row, average = (
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in table.split("\n## ")[0].splitlines()
+        if line.startswith(("| env ", f"| hopper | {DATASET} ", "| **average**"))
+    )
+    cells, averages = dict(zip(header, row, strict=True)), dict(zip(header, average, strict=True))
+    assert cells["td3_bc"].endswith(" Q!") and cells["cql"].endswith(" Q!")
+    assert not cells["iql"].endswith("!") and not cells["awac"].endswith("!")
+    assert averages["cql"].endswith(" Q!") and not averages["awac"].endswith("!")
+    assert "Q!: some seed's critic ended with a mean Q outside the range" in table
+    final = {
+        row["method"]: row["critic_outside_bounds"]
+        for row in csv.DictReader(io.StringIO((tmp_path / SUITE / "table.csv").read_text()))
+        if row["table"] == "final" and row["dataset"] == DATASET
+    }
+    assert final == {"td3_bc": "5", "iql": "0", "cql": "2", "awac": ""}
+    warnings = report_main(SUITE, tmp_path, reps=20).splitlines()[1:]
+    assert warnings == [
+        "warning: 2 cell(s) ended with a critic whose mean Q lies outside the range any "
+        f"discounted return of its training rewards can take (td3_bc on {DATASET} (5/5 "
+        f"seeds), cql on {DATASET} (2/5 seeds)): those value estimates have diverged, so the "
+        "scores, marked Q!, are of policies following values no data supports (*Critics at "
+        "the end of training*)"
+    ]
 
 
 def test_a_critic_is_read_only_where_its_metrics_meet_the_curve() -> None:

@@ -33,7 +33,7 @@ from iwbc.agents.cql import CQLAgent, CQLConfig
 from iwbc.agents.iql import IQLAgent, IQLConfig
 from iwbc.agents.td3_bc import TD3BCAgent, TD3BCConfig
 from iwbc.core.agent import Agent, DataSpec
-from iwbc.core.sampling import DeviceEpisodes, prepare_data
+from iwbc.core.sampling import DeviceEpisodes, prepare_data, reward_scale, value_bounds
 from iwbc.core.trainer import create_agents, train
 from iwbc.data import EpisodeData, OfflineDataset, quality_scores, stratified_top, top_fraction
 from iwbc.data.statistics import normalization_stats
@@ -184,6 +184,19 @@ def training_episodes(method: Method, episodes: EpisodeData, selection: Selectio
     if method.agent.data_kind == "episodes":
         return len(selection.index(method.selection, episodes.returns))
     return episodes.num_episodes
+
+
+def critic_value_bounds(
+    method: Method, episodes: EpisodeData, config: Any
+) -> tuple[float, float] | None:
+    """The range a critic of ``method`` trained on ``episodes`` can reach by TD on them, in the
+    units of the rewards it trains on (scaled where ``config`` says so): see
+    :func:`iwbc.core.sampling.value_bounds`. None for methods without a critic."""
+    if method.agent.data_kind == "episodes":
+        return None
+    transitions = episodes.to_transitions()
+    rewards = np.asarray(transitions.rewards, np.float64) * reward_scale(transitions, config)
+    return value_bounds(rewards, config.discount)
 
 
 def _spec(

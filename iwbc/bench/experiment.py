@@ -23,7 +23,13 @@ from typing import Any
 import numpy as np
 
 from iwbc.agents.registry import BASELINES, METHODS
-from iwbc.bench.records import critic_q_tail, final_weight_ess, read_record, record_path
+from iwbc.bench.records import (
+    critic_q_bounds,
+    critic_q_tail,
+    final_weight_ess,
+    read_record,
+    record_path,
+)
 from iwbc.bench.runner import run_suite
 from iwbc.bench.suites import (
     OfflineRLSettings,
@@ -167,7 +173,8 @@ def _critic_tail(dataset_id: str, method: str, runs: Sequence[Mapping]) -> Criti
     if any(tail is None for tail in tails):
         return None
     steps = tails[0][0]
-    return CriticEnd(dataset_id, method, steps, np.array([q for _, q in tails]))
+    bounds = np.array([critic_q_bounds(run) or (np.nan, np.nan) for run in runs], float)
+    return CriticEnd(dataset_id, method, steps, np.array([q for _, q in tails]), bounds)
 
 
 def _write_results(
@@ -250,6 +257,13 @@ def _write_results(
                             "steps": list(end.steps),
                             "q_mean": end.q.tolist(),
                             "moved": end.moved,
+                            # Per seed: the range TD on the data can reach (null: unknown or
+                            # unbounded), and whether the final mean Q lies outside it.
+                            "q_bounds": [
+                                [v if np.isfinite(v) else None for v in pair]
+                                for pair in end.bounds.tolist()
+                            ],
+                            "outside_bounds": end.outside.tolist(),
                         }
                     }
                     if (end := critic_of.get(s.method))
@@ -392,6 +406,16 @@ def _critic_lines(critics: Sequence[CriticEnd]) -> list[str]:
         if learning
         else "None was still learning by that measure."
     )
+    diverged = [end for end in critics if end.diverged]
+    if diverged:
+        verdict += " " + " ".join(
+            f"{end.method}'s critic diverged: its final mean Q lies outside [{low:.4g}, "
+            f"{high:.4g}], every value TD targets of the data's rewards can reach, on "
+            f"{int(end.outside.sum())} of {len(end.q)} seeds, so its score is of a policy "
+            "following values no data supports."
+            for end in diverged
+            for low, high in [end.bounds[0]]
+        )
     return [
         f"Critics at the end of training (mean Q on the training batches, seed mean, at the "
         f"last chunk end at or before 90% of the updates and at the end; moved: per seed the "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,16 @@ def critic_q_end(record: Mapping[str, Any]) -> tuple[float, float] | None:
     if not values or not at or len(steps) < 2 or at[-1] != steps[-1] or steps[-2] not in at:
         return None
     return float(values[at.index(steps[-2])]), float(values[-1])
+
+
+def critic_q_bounds(record: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The range the run's critic could reach by TD on its data (``q_bounds``; an unbounded
+    side is infinite); None for methods without a critic and records made before the key."""
+    bounds = record.get("q_bounds")
+    if not bounds:
+        return None
+    low, high = bounds
+    return (-math.inf if low is None else float(low), math.inf if high is None else float(high))
 
 
 def final_weight_ess(record: Mapping[str, Any]) -> float | None:

@@ -24,6 +24,7 @@ import functools
 import hashlib
 import io
 import json
+import math
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -33,7 +34,13 @@ from typing import Any, Literal
 import flax.serialization
 import numpy as np
 
-from iwbc.agents.registry import METHODS, STARTS, training_data, training_episodes
+from iwbc.agents.registry import (
+    METHODS,
+    STARTS,
+    critic_value_bounds,
+    training_data,
+    training_episodes,
+)
 from iwbc.bench.records import (
     SCHEMA,
     config_fingerprint,
@@ -257,6 +264,9 @@ def run_unit(
         wall = _add_wall_seconds(directory, spent, started)
     stage = _stage_directory(unit.method, unit, context, dataset, directory)
     history = checkpoint_history(stage / "checkpoint.msgpack")
+    q_bounds = critic_value_bounds(
+        method, dataset.episodes, suite.agent_config(unit.method, dataset.id)
+    )
     return tuple(
         _write_success(
             unit,
@@ -270,6 +280,7 @@ def run_unit(
             history=_seed_history(history, unit.seeds.index(seed)),
             engine=engine,
             evaluated_at=list(made_at),
+            q_bounds=q_bounds,
         )
         for seed in unit.pending
     )
@@ -505,10 +516,12 @@ def _write_success(
     history: dict[str, list] | None,
     engine: str,
     evaluated_at: list[str | None],
+    q_bounds: tuple[float, float] | None,
 ) -> Path:
     """The seed's record: its mean return at each evaluation step, normalized, its training
-    (episodes trained on, per-chunk metrics), the engine that evaluated it and the source
-    commits of the processes that made its evaluations."""
+    (episodes trained on, per-chunk metrics, the range its critic's values can reach by TD on
+    the data), the engine that evaluated it and the source commits of the processes that made
+    its evaluations."""
     index = unit.seeds.index(seed)
     per_episode = [np.asarray(returns[index], np.float64) for returns in curve]
     means = [float(r.mean()) for r in per_episode]
@@ -542,5 +555,8 @@ def _write_success(
         # Per-chunk means of the losses and diagnostics (iw-BC's weight_ess among them).
         training=history,
     )
+    if q_bounds is not None:
+        # JSON has no infinity: an unbounded side (a discount of 1) is null.
+        record["q_bounds"] = [v if math.isfinite(v) else None for v in q_bounds]
     path = record_path(context.records_dir, unit.dataset, unit.method, seed)
     return write_json_atomic(path, record)

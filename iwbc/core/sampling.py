@@ -323,8 +323,29 @@ def prepare_data(
         mean, std = normalization_stats(transitions.obs)
     else:
         mean, std = np.zeros(dim, np.float32), np.ones(dim, np.float32)
-    scale = (
-        locomotion_reward_scale(transitions) if getattr(config, "normalize_rewards", False) else 1.0
-    )
+    scale = reward_scale(transitions, config)
     data = device_transitions(transitions, obs_mean=mean, obs_std=std, reward_scale=scale)
     return data, mean, std
+
+
+def reward_scale(transitions: Transitions, config: Any) -> float:
+    """The factor ``config`` scales the rewards by before training (1 unless it asks for
+    CORL's locomotion scaling)."""
+    if getattr(config, "normalize_rewards", False):
+        return locomotion_reward_scale(transitions)
+    return 1.0
+
+
+def value_bounds(rewards: np.ndarray, discount: float) -> tuple[float, float]:
+    """The range of every value that TD targets built from these rewards can reach.
+
+    Any discounted sum Σ γ^t r_t of rewards in [r_min, r_max], ended by a terminal or not,
+    lies in [r_min / (1 − γ) if r_min < 0 else r_min, r_max / (1 − γ) if r_max > 0 else
+    r_max] (infinite at γ = 1). A critic whose mean Q on its training batches leaves that range
+    is not the fixed point of any policy's Bellman backup on the data: its value estimates
+    have diverged (overestimation, as a rule), whatever its score curve shows.
+    """
+    rewards = np.asarray(rewards, np.float64)
+    low, high = float(rewards.min()), float(rewards.max())
+    horizon = np.inf if discount >= 1.0 else 1.0 / (1.0 - discount)
+    return (low * horizon if low < 0 else low, high * horizon if high > 0 else high)

@@ -14,7 +14,9 @@ A flat score can hide a critic still learning: an offline-RL baseline's policy f
 and a Q still climbing towards its fixed point (or diverging) may move the score later, as AWAC
 on Hopper medium-expert left a 10k-update plateau after 12k. So the report also gives each
 critic's mean Q over the last evaluation interval, and names the cells where it still moved by
-``CRITIC_MOVE`` or more (either way: seeds whose Q rises and seeds whose Q falls do not cancel).
+``CRITIC_MOVE`` or more (either way: seeds whose Q rises and seeds whose Q falls do not cancel),
+and those where it ended outside the range any discounted return of its training rewards can
+take (``value_bounds``): a critic there has diverged, however settled it looks.
 """
 
 from __future__ import annotations
@@ -116,6 +118,8 @@ class CriticEnd:
     method: str
     steps: tuple[int, int]
     q: np.ndarray  # [seeds, 2]
+    # [seeds, 2]: per seed, the range its critic could reach by TD on its data (NaN: unknown).
+    bounds: np.ndarray | None = None
 
     @property
     def changes(self) -> np.ndarray:
@@ -130,6 +134,20 @@ class CriticEnd:
     @property
     def still_learning(self) -> bool:
         return self.moved >= CRITIC_MOVE
+
+    @property
+    def outside(self) -> np.ndarray:
+        """Per seed, whether its final mean Q lies outside the range TD on its data can reach
+        (False where the range is unknown)."""
+        if self.bounds is None:
+            return np.zeros(len(self.q), bool)
+        final = self.q[:, 1]
+        return (final < self.bounds[:, 0]) | (final > self.bounds[:, 1])
+
+    @property
+    def diverged(self) -> bool:
+        """Some seed's critic ended outside the range its data's returns allow."""
+        return bool(self.outside.any())
 
 
 def critic_ends(runs: SuiteRuns) -> list[CriticEnd]:
@@ -147,5 +165,6 @@ def critic_ends(runs: SuiteRuns) -> list[CriticEnd]:
                 continue
             steps, cell = _same_last_steps(cell, 2)
             q = np.array([run.critic_q for run in cell])
-            ends.append(CriticEnd(dataset, method, steps, q))
+            bounds = np.array([run.q_bounds for run in cell], float)
+            ends.append(CriticEnd(dataset, method, steps, q, bounds))
     return ends

@@ -23,6 +23,7 @@ import numpy as np
 
 from iwbc.agents.registry import METHODS
 from iwbc.bench.records import (
+    critic_q_bounds,
     critic_q_end,
     final_weight_ess,
     read_record,
@@ -84,6 +85,9 @@ class Run:
     # The critic's mean Q on its training batches at the evaluation before the last and at the
     # last (iwbc.bench.records.critic_q_end); NaN for methods without a critic.
     critic_q: tuple[float, float] = (math.nan, math.nan)
+    # The range that critic could reach by TD on its data (iwbc.core.sampling.value_bounds);
+    # NaN for methods without a critic and records before the key.
+    q_bounds: tuple[float, float] = (math.nan, math.nan)
     # Where the reference scores came from (iwbc.data.scores' sources) and the share of the
     # data's steps whose action was clipped into the box; None and NaN in records before them.
     ref_source: str | None = None
@@ -264,6 +268,7 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
             **common,
             weight_ess=_number(final_weight_ess(record)),
             critic_q=critic_q_end(record) or (math.nan, math.nan),
+            q_bounds=critic_q_bounds(record) or (math.nan, math.nan),
             ref_source=record.get("ref_source"),
             clipped_actions=_number(record.get("clipped_actions")),
             error=None,

@@ -45,8 +45,10 @@ from iwbc.report.stats import (
     suite_stats,
 )
 from iwbc.report.tables import (
+    DIVERGED_MARK,
     RISING_MARK,
     UNSETTLED_MARK,
+    diverged_cells,
     footnote_mark,
     published_columns,
     suite_csv_table,
@@ -225,6 +227,36 @@ def critics_summary(learning: Sequence[CriticEnd]) -> str:
     )
 
 
+def diverged_summary(diverged: Sequence[CriticEnd]) -> str:
+    """One line naming the cells (``critic_ends``' diverged) where some seed's critic ended
+    outside the range any discounted return of its training rewards can take."""
+    cells = ", ".join(
+        f"{end.method} on {end.dataset} ({int(end.outside.sum())}/{len(end.q)} seeds)"
+        for end in diverged
+    )
+    return (
+        f"{len(diverged)} cell(s) ended with a critic whose mean Q lies outside the range any "
+        f"discounted return of its training rewards can take ({cells}): those value estimates "
+        f"have diverged, so the scores, marked {DIVERGED_MARK}, are of policies following "
+        "values no data supports (*Critics at the end of training*)"
+    )
+
+
+def _value_range(end: CriticEnd) -> str:
+    """The range TD on the cell's data can reach (its seeds share it), or — when unknown."""
+    if end.bounds is None or not np.isfinite(end.bounds[0]).any():
+        return "—"
+    low, high = end.bounds[0]
+    return f"[{low:.4g}, {high:.4g}]"
+
+
+def _critic_verdict(end: CriticEnd) -> str:
+    words = ["**still learning**"] if end.still_learning else []
+    if end.diverged:
+        words.append(f"**outside the range** ({int(end.outside.sum())}/{len(end.q)} seeds)")
+    return ", ".join(words)
+
+
 def _critics_at_the_end(runs: SuiteRuns) -> list[str]:
     """The section on whether the offline-RL baselines' critics had settled."""
     ends = critic_ends(runs)
@@ -240,25 +272,32 @@ def _critics_at_the_end(runs: SuiteRuns) -> list[str]:
         "cancel), and the seeds' signed changes. A score curve can be flat while the critic "
         "it follows still moves (towards its fixed point, or away): where Q still moved by "
         f"{CRITIC_MOVE:.0%} or more over that interval (**still learning**), more updates may "
-        "change the score. (Q is in the units of the rewards the method trains on: scaled "
-        "where its config says so. Cells not listed have no critic, or records made before "
-        "training metrics were kept.)",
+        "change the score. *TD range*: every value TD targets built from the data's rewards "
+        "(in [r_min, r_max]) can reach, from r_min (r_min / (1 − γ) if r_min < 0) to "
+        "r_max / (1 − γ) (r_max if r_max < 0); a final mean Q outside it (**outside the "
+        "range**) is no policy's value on these data: that critic has diverged, however "
+        "little it still moves. (Q is in the units of the rewards the method trains on: "
+        "scaled where its config says so. Cells not listed have no critic, or records made "
+        "before training metrics were kept; — in *TD range*: records made before it was "
+        "kept.)",
         "",
-        "| dataset | method | updates | mean Q | moved | per seed | |",
-        "|---|---|---|---|---|---|---|",
+        "| dataset | method | updates | mean Q | TD range | moved | per seed | |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     lines += [
         f"| {end.dataset} | {end.method} | {' → '.join(f'{s:,}' for s in end.steps)} | "
-        f"{' → '.join(f'{v:.4g}' for v in end.q.mean(axis=0))} | {end.moved:.1%} | "
-        f"{', '.join(f'{c:+.1%}' for c in end.changes)} | "
-        f"{'**still learning**' if end.still_learning else ''} |"
+        f"{' → '.join(f'{v:.4g}' for v in end.q.mean(axis=0))} | {_value_range(end)} | "
+        f"{end.moved:.1%} | {', '.join(f'{c:+.1%}' for c in end.changes)} | "
+        f"{_critic_verdict(end)} |"
         for end in ends
     ]
     learning = [end for end in ends if end.still_learning]
+    diverged = [end for end in ends if end.diverged]
     return [
         *lines,
         "",
         critics_summary(learning) + "." if learning else "None was still learning.",
+        *([diverged_summary(diverged) + "."] if diverged else []),
         "",
     ]
 
@@ -554,6 +593,13 @@ def table_markdown(
             if unsettled_cells(runs)
             else ""
         )
+        + (
+            f"{DIVERGED_MARK}: some seed's critic ended with a mean Q outside the range any "
+            "discounted return of its training rewards can take (*Critics at the end of "
+            "training*): its value estimates diverged. "
+            if diverged_cells(runs)
+            else ""
+        )
         + "**average**: mean over datasets of the per-dataset means, — unless every dataset "
         "has a finished run; (incomplete) when some cell has fewer finished seeds than the "
         "suite's; marked as any of its cells is.",
@@ -706,7 +752,7 @@ def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
     """What ``iwbc report`` prints: the files written and how long it took, then a warning
     line if some scores are stale, another if a dataset's runs were made on different contents
     of it, another if some learning curves were still rising at the end (the tables flag all),
-    another if some critics were still learning.
+    another if some critics were still learning, another if some diverged.
     ``suite`` is a suite's name or, as for ``iwbc bench``, the path of its ``.toml`` file."""
     started = time.perf_counter()
     layout, given = None, suite
@@ -725,6 +771,9 @@ def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
     warnings = caveat_summaries(runs, results_dir)
     rising = still_rising(runs)
     warnings += [rising_summary(rising)] if rising else []
-    learning = [end for end in critic_ends(runs) if end.still_learning]
+    ends = critic_ends(runs)
+    learning = [end for end in ends if end.still_learning]
     warnings += [critics_summary(learning)] if learning else []
+    diverged = [end for end in ends if end.diverged]
+    warnings += [diverged_summary(diverged)] if diverged else []
     return "\n".join([line, *(f"warning: {warning}" for warning in warnings)])

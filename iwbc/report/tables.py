@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iwbc.report.convergence import critic_ends, curve_ends, still_rising
+from iwbc.report.convergence import CriticEnd, critic_ends, curve_ends, still_rising
 from iwbc.report.literature import PublishedSource
 from iwbc.report.runs import SuiteRuns, split_dataset_id
 
@@ -96,6 +96,9 @@ RISING_MARK = "↑"
 # On the score itself, not only in the critics section: a cell is what gets quoted, and a
 # baseline whose value estimates had not settled is budget-limited whatever its score curve did.
 UNSETTLED_MARK = "Q~"
+# A critic that ended outside the range any discounted return of its training rewards can take
+# has diverged: its policy follows value estimates no data supports, however settled they look.
+DIVERGED_MARK = "Q!"
 
 
 def score_cell(
@@ -104,11 +107,13 @@ def score_cell(
     stale: int = 0,
     rising: bool = False,
     unsettled: bool = False,
+    diverged: bool = False,
 ) -> str:
     """``mean ± std`` over seeds (std with ddof 0), ``(k/n)`` when only k of n seeds finished,
     ``—`` when none did; ``(s stale)`` when s of them ran under another configuration than the
     suite's current one; ``↑`` when its learning curve was still rising at the end of training,
-    ``Q~`` when its critic's mean Q was still moving (``iwbc.report.convergence``)."""
+    ``Q~`` when its critic's mean Q was still moving, ``Q!`` when some seed's critic ended
+    outside the range its data's returns allow (``iwbc.report.convergence``)."""
     if values.size == 0:
         return "—"
     cell = _mean_std(values)
@@ -116,16 +121,22 @@ def score_cell(
         cell = f"{cell} ({values.size}/{expected})"
     if stale:
         cell = f"{cell} ({stale} stale)"
-    return cell + _marks(rising, unsettled)
+    return cell + _marks(rising, unsettled, diverged)
 
 
-def _marks(rising: bool, unsettled: bool) -> str:
-    return (f" {RISING_MARK}" if rising else "") + (f" {UNSETTLED_MARK}" if unsettled else "")
+def _marks(rising: bool, unsettled: bool, diverged: bool) -> str:
+    marks = [(rising, RISING_MARK), (unsettled, UNSETTLED_MARK), (diverged, DIVERGED_MARK)]
+    return "".join(f" {mark}" for flagged, mark in marks if flagged)
 
 
 def unsettled_cells(runs: SuiteRuns) -> set[tuple[str, str]]:
     """(dataset, method) cells whose critic was still learning at the end of training."""
     return {(end.dataset, end.method) for end in critic_ends(runs) if end.still_learning}
+
+
+def diverged_cells(runs: SuiteRuns) -> set[tuple[str, str]]:
+    """(dataset, method) cells where some seed's critic ended outside its data's value range."""
+    return {(end.dataset, end.method) for end in critic_ends(runs) if end.diverged}
 
 
 def _average(runs: SuiteRuns, method: str, best: bool) -> float:
@@ -163,10 +174,12 @@ def suite_markdown_table(
     """Rows = datasets grouped by environment, columns = methods (``mean ± std`` over seeds),
     then an ``average`` row; with ``literature``, a column group of published numbers. Final
     scores still rising at the end of training are marked ``↑``, those whose critic was still
-    learning ``Q~``, and so is an average over any such cell."""
+    learning ``Q~``, those whose critic diverged ``Q!``, and so is an average over any such
+    cell."""
     published = [] if best else published_columns(runs, literature)
     rising = set() if best else {(i.dataset, i.method) for i in still_rising(runs)}
     unsettled = set() if best else unsettled_cells(runs)
+    diverged = set() if best else diverged_cells(runs)
     header = ["env", "dataset", *runs.methods]
     groups = list(dict.fromkeys(source for source, _ in published))
     for index, source in enumerate(groups):
@@ -186,6 +199,7 @@ def suite_markdown_table(
                 runs.stale_in(dataset, m),
                 rising=(dataset, m) in rising,
                 unsettled=(dataset, m) in unsettled,
+                diverged=(dataset, m) in diverged,
             )
             for m in runs.methods
         ]
@@ -205,6 +219,7 @@ def suite_markdown_table(
             marks += _marks(
                 any((d, method) in rising for d in runs.datasets),
                 any((d, method) in unsettled for d in runs.datasets),
+                any((d, method) in diverged for d in runs.datasets),
             )
         average.append(_number(value) + marks)
     for source in groups:
@@ -247,7 +262,9 @@ def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ())
     ``still_rising`` (final rows): 1 or 0 as ``iwbc.report.convergence`` finds the learning
     curve at the end of training, empty where it cannot be tested; ``critic_moved`` and
     ``critic_still_learning`` (final rows of methods with a critic): how far its mean Q moved
-    over the last evaluation interval (mean relative change's size over seeds), and 1 or 0."""
+    over the last evaluation interval (mean relative change's size over seeds), and 1 or 0;
+    ``critic_outside_bounds``: how many seeds' critics ended outside the range TD on their data
+    can reach (empty where records do not say)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
@@ -264,6 +281,7 @@ def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ())
             "still_rising",
             "critic_moved",
             "critic_still_learning",
+            "critic_outside_bounds",
         ]
     )
     ends = curve_ends(runs)
@@ -279,19 +297,23 @@ def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ())
                 end = ends.get((dataset, method)) if table == "final" else None
                 rising = "" if end is None else str(int(end.still_rising))
                 critic = critics.get((dataset, method)) if table == "final" else None
-                moved, learning = (
-                    ("", "")
+                moved, learning, outside = (
+                    ("", "", "")
                     if critic is None
-                    else (f"{critic.moved:.4f}", str(int(critic.still_learning)))
+                    else (
+                        f"{critic.moved:.4f}",
+                        str(int(critic.still_learning)),
+                        _outside_count(critic),
+                    )
                 )
                 row = [table, dataset, method, mean, std, values.size, expected, "ours"]
-                writer.writerow([*row, stale, rising, moved, learning])
+                writer.writerow([*row, stale, rising, moved, learning, outside])
         for method in runs.methods:
             average = _average(runs, method, table == "best")
             mean = "" if np.isnan(average) else f"{average:.4f}"
             stale = sum(runs.stale_in(d, method) for d in runs.datasets)
             row = [table, "average", method, mean, "", "", "", "ours", stale]
-            writer.writerow([*row, "", "", ""])
+            writer.writerow([*row, "", "", "", ""])
     for source, method in published_columns(runs, literature):
         for dataset in (*runs.datasets, "average"):
             value = (
@@ -301,5 +323,11 @@ def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ())
             )
             mean = "" if np.isnan(value) else f"{value:.1f}"
             row = ["published", dataset, method, mean, "", "", "", source.citation]
-            writer.writerow([*row, "", "", "", ""])
+            writer.writerow([*row, "", "", "", "", ""])
     return out.getvalue()
+
+
+def _outside_count(critic: CriticEnd) -> str:
+    """Seeds whose critic ended outside its data's value range; empty when no record says."""
+    known = critic.bounds is not None and np.isfinite(critic.bounds).any(axis=1).any()
+    return str(int(critic.outside.sum())) if known else ""
