@@ -25,6 +25,7 @@ import time
 import numpy as np
 from minimal_td3bc_check import (
     check_parser,
+    chunked_curve,
     load_check_data,
     make_evaluate,
     mlp,
@@ -125,21 +126,10 @@ def train(data: dict[str, np.ndarray], max_action: float, steps: int, chunk: int
         new = dict(pi=pi, q=q, q_t=q_t, v=v, pi_opt=pi_opt, q_opt=q_opt, v_opt=v_opt, key=key)
         return new, q_mean
 
-    run_chunk = jax.jit(jax.vmap(lambda st: jax.lax.scan(update, st, None, length=chunk)))
-    state = jax.vmap(init)(jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
-    policy = jax.jit(jax.vmap(lambda pi, raw: actor_mean(pi, (raw - mean) / std)))
-    curve = []
-    for done in range(chunk, steps + 1, chunk):
-        state, q_mean = run_chunk(state)
-        returns_now = evaluate(policy, state["pi"])
-        q_end = np.asarray(q_mean[:, -1])
-        curve.append(dict(step=done, returns=returns_now.tolist(), q_mean=q_end.tolist()))
-        print(
-            f"  {done:>7} updates: return per seed {np.round(returns_now.mean(1), 1).tolist()}, "
-            f"Q {np.round(q_end, 1).tolist()}",
-            flush=True,
-        )
-    return curve
+    def policy(pi, raw):
+        return actor_mean(pi, (raw - mean) / std)
+
+    return chunked_curve(update, init, policy, seeds, steps, chunk, evaluate)
 
 
 def main() -> None:

@@ -183,6 +183,30 @@ def train(data: dict[str, np.ndarray], max_action: float, steps: int, chunk: int
     return curve
 
 
+def chunked_curve(update, init, policy, seeds, steps: int, chunk: int, evaluate) -> list[dict]:
+    """Train every seed at once, ``chunk`` updates (one jitted, vmapped ``lax.scan``) between
+    evaluations of ``policy(state["pi"], raw_obs)``; ``update(state, _)`` returns the new
+    state and the critic's mean Q on its batch. Each curve point: returns and the last Q."""
+    import jax
+    import jax.numpy as jnp
+
+    run_chunk = jax.jit(jax.vmap(lambda st: jax.lax.scan(update, st, None, length=chunk)))
+    state = jax.vmap(init)(jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
+    act = jax.jit(jax.vmap(policy))
+    curve = []
+    for done in range(chunk, steps + 1, chunk):
+        state, q_mean = run_chunk(state)
+        returns = evaluate(act, state["pi"])
+        q_end = np.asarray(q_mean[:, -1])
+        curve.append(dict(step=done, returns=returns.tolist(), q_mean=q_end.tolist()))
+        print(
+            f"  {done:>7} updates: return per seed {np.round(returns.mean(1), 1).tolist()}, "
+            f"Q {np.round(q_end, 1).tolist()}",
+            flush=True,
+        )
+    return curve
+
+
 def make_evaluate(dataset, num_seeds: int, episodes: int, to_env, first_reset: int):
     """Mean-free evaluation: ``episodes`` fixed-seed episodes per training seed, deterministic."""
     envs = [
