@@ -7,6 +7,7 @@ import csv
 import errno
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -217,6 +218,40 @@ def test_new_reference_scores_rescore_finished_runs_without_training(
         assert returns == first["methods"][method]["returns"]
         np.testing.assert_allclose(second["methods"][method]["normalized"], returns)  # 0 to 100
     assert "ref_min = 0.00 and ref_max = 100.00" in (tmp_path / "second" / "table.md").read_text()
+
+
+def test_caches_keyed_before_the_reference_scores_were_dropped_are_reused(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checkpoints and evaluations made when caches were keyed by the data's whole content
+    fingerprint (reference scores included) are moved to the current key on first use: a
+    finished run, its records gone, rescores from them instead of training again."""
+    from iwbc.data import OfflineDataset
+
+    work = tmp_path / "runs"
+    argv = ["run", DATASET, "--root", str(root), "--methods", "bc,iw_bc", "--seeds", "1"]
+    argv += ["--bc-steps", "10", "--bc-batch-size", "4", "--finetune-steps", "10"]
+    argv += ["--warmup-steps", "2", "--finetune-batch-size", "4", "--window", "8"]
+    argv += ["--hidden", "16,16", "--eval-episodes", "2", "--work-dir", str(work), "--quiet"]
+    with monkeypatch.context() as old_keys:
+        old_keys.setattr(
+            OfflineDataset, "training_fingerprint", property(lambda d: d.content_fingerprint)
+        )
+        assert main([*argv, "--out", str(tmp_path / "first")]) == 0
+    first = json.loads((tmp_path / "first" / "scores.json").read_text())
+    cached = {p.relative_to(work).parts[1:] for p in work.rglob("*.npy")}
+    shutil.rmtree(work / "records")
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr("iwbc.bench.units.Training", no_training)
+    assert main([*argv, "--out", str(tmp_path / "second")]) == 0
+    second = json.loads((tmp_path / "second" / "scores.json").read_text())
+    assert second["methods"] == first["methods"]
+    moved = {p.relative_to(work).parts[1:] for p in work.rglob("*.npy")}
+    assert {name[1:] for name in moved} == {name[1:] for name in cached}
+    assert moved != cached  # under the new keys
 
 
 def test_a_settled_critic_is_named_as_such() -> None:

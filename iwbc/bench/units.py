@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import functools
 import hashlib
 import io
@@ -153,7 +154,23 @@ def cache_directory(context: UnitContext, unit: WorkUnit, dataset: OfflineDatase
     *Evaluation*); the CPU resolutions keep the keys they always had."""
     engine = evaluation_engine(context.suite, dataset)
     on_mjx = ("mjx",) if context.suite.engine == "auto" and engine == "mjx" else ()
-    return _keyed_directory(context, unit, dataset.training_fingerprint, *on_mjx)
+    return _keyed_by_data(lambda data: _keyed_directory(context, unit, data, *on_mjx), dataset)
+
+
+def _keyed_by_data(directory_for: Callable[[str], Path], dataset: OfflineDataset) -> Path:
+    """``directory_for(dataset.training_fingerprint)``. Caches made before that key dropped the
+    reference scores sit under the content fingerprint's: such a directory is moved to the new
+    key on first use, so upgrading loses no checkpoint or evaluation (hours at paper budgets)."""
+    directory = directory_for(dataset.training_fingerprint)
+    legacy = directory_for(dataset.content_fingerprint)
+    if not directory.exists() and legacy.exists():
+        try:
+            legacy.rename(directory)
+        except OSError as error:
+            # Another process moved it, or made the new one, first: use the new one.
+            if error.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    return directory
 
 
 def unit_lock(context: UnitContext, unit: WorkUnit) -> Path:
@@ -361,15 +378,19 @@ def _stage_directory(
     by the methods that start from it (keyed by everything that defines that training)."""
     if name not in STARTS:
         return unit_dir
-    key = fingerprint(
-        dataset.id,
-        name,
-        dataclasses.asdict(context.suite.agent_config(name, dataset.id)),
-        unit.seeds,
-        context.suite.eval_targets(name, dataset.id),
-        dataset.training_fingerprint,
-    )
-    return context.work_dir / dataset_slug(dataset.id) / f"{name}-stage-{key}"
+
+    def directory_for(data: str) -> Path:
+        key = fingerprint(
+            dataset.id,
+            name,
+            dataclasses.asdict(context.suite.agent_config(name, dataset.id)),
+            unit.seeds,
+            context.suite.eval_targets(name, dataset.id),
+            data,
+        )
+        return context.work_dir / dataset_slug(dataset.id) / f"{name}-stage-{key}"
+
+    return _keyed_by_data(directory_for, dataset)
 
 
 def _seed_history(history: list[dict] | None, index: int) -> dict[str, list] | None:
