@@ -123,6 +123,16 @@ def write_critics(
             save_record(records_dir(SUITE, results), record)
 
 
+def main_table_cells(table: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The main table's cells of DATASET's row and of the average row, by column."""
+    header, row, average = (
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in table.split("\n## ")[0].splitlines()
+        if line.startswith(("| env ", f"| hopper | {DATASET} ", "| **average**"))
+    )
+    return dict(zip(header, row, strict=True)), dict(zip(header, average, strict=True))
+
+
 def test_critics_still_moving_are_named_though_their_scores_are_flat(tmp_path: Path) -> None:
     rising = [(50.0, 55.0)] * 5  # +10% on every seed
     settled = [(100.0, 102.0)] * 5  # +2%
@@ -160,12 +170,7 @@ def test_critics_still_moving_are_named_though_their_scores_are_flat(tmp_path: P
         "estimates had not settled, so a larger budget may change their scores, marked Q~, "
         "even where the score curve is flat (*Critics at the end of training*)"
     ]
-    header, row, average = (
-        [cell.strip() for cell in line.strip("|").split("|")]
-        for line in table.split("\n## ")[0].splitlines()
-        if line.startswith(("| env ", f"| hopper | {DATASET} ", "| **average**"))
-    )
-    cells, averages = dict(zip(header, row, strict=True)), dict(zip(header, average, strict=True))
+    cells, averages = main_table_cells(table)
     assert cells["td3_bc"].endswith(" Q~") and cells["cql"].endswith(" Q~")
     assert not cells["iql"].endswith("~") and not cells["awac"].endswith("~")
     assert averages["td3_bc"].endswith(" Q~") and not averages["iql"].endswith("~")
@@ -213,12 +218,7 @@ def test_a_critic_past_what_its_data_allows_is_marked_diverged_though_settled(
     assert "| iql | 3,000 → 4,000 | 100 → 102 | [0.5, 395] | 2.0% | " in section
     assert "| cql | 3,000 → 4,000 | " in section and "**outside the range** (2/5 seeds)" in section
     assert "| awac | 3,000 → 4,000 | 500 → 501 | — | 0.2% |" in section
-    header, row, average = (
-        [cell.strip() for cell in line.strip("|").split("|")]
-        for line in table.split("\n## ")[0].splitlines()
-        if line.startswith(("| env ", f"| hopper | {DATASET} ", "| **average**"))
-    )
-    cells, averages = dict(zip(header, row, strict=True)), dict(zip(header, average, strict=True))
+    cells, averages = main_table_cells(table)
     assert cells["td3_bc"].endswith(" Q!") and cells["cql"].endswith(" Q!")
     assert not cells["iql"].endswith("!") and not cells["awac"].endswith("!")
     assert averages["cql"].endswith(" Q!") and not averages["awac"].endswith("!")
