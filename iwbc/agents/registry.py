@@ -33,7 +33,12 @@ from iwbc.agents.cql import CQLAgent, CQLConfig
 from iwbc.agents.iql import IQLAgent, IQLConfig
 from iwbc.agents.td3_bc import TD3BCAgent, TD3BCConfig
 from iwbc.core.agent import Agent, DataSpec
-from iwbc.core.sampling import DeviceEpisodes, prepare_data, reward_scale, value_bounds
+from iwbc.core.sampling import (
+    DeviceEpisodes,
+    prepare_data,
+    returns_reward_scale,
+    value_bounds,
+)
 from iwbc.core.trainer import create_agents, train
 from iwbc.data import EpisodeData, OfflineDataset, quality_scores, stratified_top, top_fraction
 from iwbc.data.statistics import normalization_stats
@@ -194,8 +199,11 @@ def critic_value_bounds(
     :func:`iwbc.core.sampling.value_bounds`. None for methods without a critic."""
     if method.agent.data_kind == "episodes":
         return None
-    transitions = episodes.to_transitions()
-    rewards = np.asarray(transitions.rewards, np.float64) * reward_scale(transitions, config)
+    # From the padded episodes, not their transitions: a flat copy of every observation
+    # would cost gigabytes on large datasets for a min and a max.
+    scaled = getattr(config, "normalize_rewards", False)
+    scale = returns_reward_scale(episodes.returns) if scaled else 1.0
+    rewards = np.asarray(episodes.rewards[episodes.mask > 0], np.float64) * scale
     return value_bounds(rewards, config.discount)
 
 

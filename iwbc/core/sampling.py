@@ -277,7 +277,12 @@ def return_spread(returns: np.ndarray, method: str = "<method>") -> float:
 def locomotion_reward_scale(transitions: Transitions, max_episode_steps: int = 1000) -> float:
     """CORL's reward scaling for locomotion: rewards · 1000 / (max return − min return)."""
     ends = np.logical_or(transitions.terminals, transitions.timeouts)
-    return max_episode_steps / return_spread(episode_returns(transitions.rewards, ends))
+    return returns_reward_scale(episode_returns(transitions.rewards, ends), max_episode_steps)
+
+
+def returns_reward_scale(returns: np.ndarray, max_episode_steps: int = 1000) -> float:
+    """:func:`locomotion_reward_scale` from the episodes' undiscounted returns."""
+    return max_episode_steps / return_spread(returns)
 
 
 def device_transitions(
@@ -323,17 +328,11 @@ def prepare_data(
         mean, std = normalization_stats(transitions.obs)
     else:
         mean, std = np.zeros(dim, np.float32), np.ones(dim, np.float32)
-    scale = reward_scale(transitions, config)
+    scale = (
+        locomotion_reward_scale(transitions) if getattr(config, "normalize_rewards", False) else 1.0
+    )
     data = device_transitions(transitions, obs_mean=mean, obs_std=std, reward_scale=scale)
     return data, mean, std
-
-
-def reward_scale(transitions: Transitions, config: Any) -> float:
-    """The factor ``config`` scales the rewards by before training (1 unless it asks for
-    CORL's locomotion scaling)."""
-    if getattr(config, "normalize_rewards", False):
-        return locomotion_reward_scale(transitions)
-    return 1.0
 
 
 def value_bounds(rewards: np.ndarray, discount: float) -> tuple[float, float]:
