@@ -24,6 +24,7 @@ import numpy as np
 
 from iwbc.agents.registry import BASELINES, METHODS
 from iwbc.bench.records import (
+    bounds_json,
     critic_q_bounds,
     critic_q_tail,
     final_weight_ess,
@@ -257,12 +258,9 @@ def _write_results(
                             "steps": list(end.steps),
                             "q_mean": end.q.tolist(),
                             "moved": end.moved,
-                            # Per seed: the range TD on the data can reach (null: unknown or
-                            # unbounded), and whether the final mean Q lies outside it.
-                            "q_bounds": [
-                                [v if np.isfinite(v) else None for v in pair]
-                                for pair in end.bounds.tolist()
-                            ],
+                            # Per seed: the range TD on the data can reach, and whether the
+                            # final mean Q lies outside it.
+                            "q_bounds": [bounds_json(pair) for pair in end.bounds],
                             "outside_bounds": end.outside.tolist(),
                         }
                     }
@@ -414,7 +412,7 @@ def _critic_lines(critics: Sequence[CriticEnd]) -> list[str]:
             f"{int(end.outside.sum())} of {len(end.q)} seeds, so its score is of a policy "
             "following values no data supports."
             for end in diverged
-            for low, high in [end.bounds[0]]
+            for low, high in [end.value_range]
         )
     return [
         f"Critics at the end of training (mean Q on the training batches, seed mean, at the "

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,12 @@ def critic_q_end(record: Mapping[str, Any]) -> tuple[float, float] | None:
     if not values or not at or len(steps) < 2 or at[-1] != steps[-1] or steps[-2] not in at:
         return None
     return float(values[at.index(steps[-2])]), float(values[-1])
+
+
+def bounds_json(bounds: Sequence[float]) -> list[float | None]:
+    """A critic's value range as records and scores.json hold it: JSON has no infinity or
+    NaN, so an unbounded side (a discount of 1), or an unknown one, is null."""
+    return [float(v) if math.isfinite(v) else None for v in bounds]
 
 
 def critic_q_bounds(record: Mapping[str, Any]) -> tuple[float, float] | None:

@@ -25,7 +25,6 @@ import functools
 import hashlib
 import io
 import json
-import math
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -44,6 +43,7 @@ from iwbc.agents.registry import (
 )
 from iwbc.bench.records import (
     SCHEMA,
+    bounds_json,
     config_fingerprint,
     is_finished,
     read_record,
@@ -577,7 +577,6 @@ def _write_success(
         training=history,
     )
     if q_bounds is not None:
-        # JSON has no infinity: an unbounded side (a discount of 1) is null.
-        record["q_bounds"] = [v if math.isfinite(v) else None for v in q_bounds]
+        record["q_bounds"] = bounds_json(q_bounds)
     path = record_path(context.records_dir, unit.dataset, unit.method, seed)
     return write_json_atomic(path, record)

@@ -145,6 +145,15 @@ class CriticEnd:
         return (final < self.bounds[:, 0]) | (final > self.bounds[:, 1])
 
     @property
+    def value_range(self) -> tuple[float, float] | None:
+        """The range TD on the cell's data can reach (its seeds share the data), from the first
+        seed whose record gives it; None when none does."""
+        if self.bounds is None:
+            return None
+        known = [row for row in self.bounds if np.isfinite(row).any()]
+        return (float(known[0][0]), float(known[0][1])) if known else None
+
+    @property
     def diverged(self) -> bool:
         """Some seed's critic ended outside the range its data's returns allow."""
         return bool(self.outside.any())

@@ -243,10 +243,10 @@ def diverged_summary(diverged: Sequence[CriticEnd]) -> str:
 
 
 def _value_range(end: CriticEnd) -> str:
-    """The range TD on the cell's data can reach (its seeds share it), or — when unknown."""
-    if end.bounds is None or not np.isfinite(end.bounds[0]).any():
+    """The range TD on the cell's data can reach, or — when no record gives it."""
+    if end.value_range is None:
         return "—"
-    low, high = end.bounds[0]
+    low, high = end.value_range
     return f"[{low:.4g}, {high:.4g}]"
 
 

@@ -329,5 +329,4 @@ def suite_csv_table(runs: SuiteRuns, literature: Sequence[PublishedSource] = ())
 
 def _outside_count(critic: CriticEnd) -> str:
     """Seeds whose critic ended outside its data's value range; empty when no record says."""
-    known = critic.bounds is not None and np.isfinite(critic.bounds).any(axis=1).any()
-    return str(int(critic.outside.sum())) if known else ""
+    return "" if critic.value_range is None else str(int(critic.outside.sum()))
