@@ -22,8 +22,10 @@ from iwbc.core.sampling import DeviceEpisodes
 from iwbc.core.trainer import (
     Training,
     agents_structure,
+    batch_rows,
     create_agents,
     finite_state,
+    piece_size,
     run_chunk,
     train,
 )
@@ -157,6 +159,94 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(
     again, again_history = run(config, [0, 1], data, chunk_size=5, checkpoint=path)
     assert_trees_close(again, straight)
     assert again_history == history
+
+
+@pytest.mark.parametrize("piece", [1, 2, 3])
+def test_a_chunk_run_in_pieces_gives_the_whole_chunk_s_agent_and_history(
+    data: DeviceEpisodes, straight_iw: tuple[BCAgent, list[dict]], piece: int
+) -> None:
+    """Pieces of 1, 2 (a divisor of nothing here: 2 + 2 + 1) and 3 updates within chunks of 5:
+    the same agent and history records to the bit, as a record is the mean of the chunk's
+    per-update metrics however many calls made them."""
+    straight, straight_history = straight_iw
+    pieces, history = run(iw_config(), [0, 1], data, chunk_size=5, piece=piece)
+    assert_trees_close(pieces, straight)
+    assert history == straight_history
+
+
+def test_a_kill_part_way_through_a_chunk_resumes_from_the_part_saved(
+    data: DeviceEpisodes,
+    straight_iw: tuple[BCAgent, list[dict]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Saved after every piece (checkpoint_every_s=0), killed after update 9 of the chunk of
+    updates 6-10: the resumed run trains update 10 only and ends with the uninterrupted history."""
+    path = tmp_path / "stage.msgpack"
+    options = dict(chunk_size=5, piece=2, checkpoint=path, checkpoint_every_s=0.0)
+    save = iwbc.core.trainer.save_checkpoint
+    saved_at = []
+
+    def save_then_die_at_update_9(state: Any, *args: Any) -> None:
+        save(state, *args)
+        saved_at.append(int(np.asarray(args[0].step)[0]))
+        if saved_at[-1] == 9:
+            raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(iwbc.core.trainer, "save_checkpoint", save_then_die_at_update_9)
+        with pytest.raises(Killed):
+            run(iw_config(), [0, 1], data, **options)
+    assert saved_at == [2, 4, 5, 7, 9]  # part-way saves, and every chunk's end
+    resumed_run = Training(agents(iw_config(), [0, 1]), data, progress=False, **options)
+    assert resumed_run.step == 9
+    assert [r["step"] for r in resumed_run.history] == [5]
+    assert {name: v.shape for name, v in resumed_run.pending.items()}["loss"] == (2, 4)
+    calls = []
+    chunk = iwbc.core.trainer.run_chunk
+    monkeypatch.setattr(
+        iwbc.core.trainer,
+        "run_chunk",
+        lambda agent, data, start, length: (
+            calls.append((int(start), length)) or chunk(agent, data, start, length)
+        ),
+    )
+    resumed = resumed_run.to(20)
+    assert calls[0] == (9, 1)  # update 10 alone: nothing trained twice
+    straight, straight_history = straight_iw
+    assert_trees_close(resumed, straight)
+    assert resumed_run.history == straight_history
+
+
+def test_a_checkpoint_without_pending_metrics_still_loads(
+    data: DeviceEpisodes, good_checkpoint: Path, tmp_path: Path
+) -> None:
+    """Checkpoints written before chunks were saved part-way hold no pending metrics."""
+    path = copy_checkpoint(good_checkpoint, tmp_path)
+    payload = flax.serialization.msgpack_restore(path.read_bytes())
+    del payload["pending"]
+    path.write_bytes(flax.serialization.msgpack_serialize(payload))
+    resumed = Training(agents(bc_config(), [0]), data, checkpoint=path, progress=False)
+    assert resumed.step == 5
+    assert resumed.pending == {}
+
+
+def test_piece_size_splits_only_large_batches_on_a_cpu() -> None:
+    rows = iwbc.core.trainer.CPU_PIECE_ROWS
+    assert piece_size(500, 5 * 256, "cpu") == 500  # the quick suite's updates: whole chunks
+    assert piece_size(500, 5 * 128 * 1000, "gpu") == 500  # an accelerator: whole chunks
+    assert piece_size(500, 5 * 128 * 1000, "cpu") == 1  # the paper's BC, 5 seeds
+    assert piece_size(500, rows // 30, "cpu") == 25  # the largest divisor of 500 up to 30
+    assert piece_size(7, rows // 3, "cpu") == 1  # 7 is prime
+    assert piece_size(500, 10 * rows, "cpu") == 1
+
+
+@pytest.mark.parametrize("window", [None, 4], ids=["episodes", "windows"])
+def test_batch_rows_counts_every_seed_s_batch_steps(data: DeviceEpisodes, window: Any) -> None:
+    config = bc_config(window=window, batch_size=3)
+    training = Training(agents(config, [0, 1]), data, progress=False)
+    steps = max(LENGTHS) if window is None else window
+    assert batch_rows(training.agent, data) == 2 * 3 * steps
 
 
 def test_shorter_run_then_longer_run_continues_from_the_checkpoint(

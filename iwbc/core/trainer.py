@@ -5,13 +5,16 @@ seed-stacked agent on device-resident data in chunks, jit(vmap over seeds(scan o
 ``sample`` + ``update``)), so no Python runs between the updates of a chunk. Between chunks it
 shows progress, checks the chunk for divergence and writes a checkpoint; a fresh agent resumes
 from an existing checkpoint, and an agent trained on in memory (to evaluate along a learning
-curve) never reads it again.
+curve) never reads it again. Updates that take seconds each on a CPU (the paper's batches of
+whole episodes) run a chunk as several compiled pieces, so that progress shows and a kill
+loses at most about a minute, with the agent and history a whole chunk gives.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -158,8 +161,12 @@ def check_chunk(
     )
 
 
-def save_checkpoint(path: Path, state: Any, history: list[dict]) -> None:
+def save_checkpoint(
+    path: Path, state: Any, history: list[dict], pending: dict[str, np.ndarray] | None = None
+) -> None:
     """Write state and history as one file, atomically: a kill leaves the old one or the new one.
+    ``pending`` holds the per-update metrics ([seeds, updates]) of a chunk saved part-way, which
+    its history record is made of once the chunk ends.
 
     Not orbax: a checkpoint here is one small seed-stacked pytree and its JSON history, rewritten
     every chunk to resume from; flax's msgpack of the state dict and one atomic rename cover it,
@@ -167,6 +174,7 @@ def save_checkpoint(path: Path, state: Any, history: list[dict]) -> None:
     payload = {
         "state": flax.serialization.to_state_dict(state),
         "history": json.dumps(history),
+        "pending": dict(pending or {}),
     }
     write_atomic(path, flax.serialization.msgpack_serialize(payload))
 
@@ -181,12 +189,15 @@ def checkpoint_history(path: Path) -> list[dict] | None:
         return None
 
 
-def load_checkpoint(path: Path, template: Any) -> tuple[Any, list[dict]]:
-    """Restore a checkpoint, refusing one written for other seeds or another network."""
+def load_checkpoint(path: Path, template: Any) -> tuple[Any, list[dict], dict[str, np.ndarray]]:
+    """Restore a checkpoint (state, history and the pending metrics of a chunk saved part-way;
+    none in one written before chunks were saved part-way), refusing one written for other
+    seeds or another network."""
     try:
         payload = flax.serialization.msgpack_restore(path.read_bytes())
         state = flax.serialization.from_state_dict(template, payload["state"])
         history = json.loads(payload["history"])
+        pending = {name: np.asarray(v) for name, v in payload.get("pending", {}).items()}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise UserError(
             f"checkpoint {path} is unreadable ({type(error).__name__}); delete it to start over"
@@ -198,7 +209,41 @@ def load_checkpoint(path: Path, template: Any) -> tuple[Any, list[dict]]:
             f"checkpoint {path} was written for other seeds or another network; "
             "delete it or use another checkpoint path"
         )
-    return state, history
+    return state, history, pending
+
+
+# Batch rows (transitions, or steps of episodes and windows), summed over the seeds, that one
+# compiled piece of a chunk holds at most on a CPU: about 5-10 s of a 2-core box's matrix
+# products for the paper's 3x256 policy (4 s an update for 5 seeds x 128 episodes of 1,000
+# steps). The quick suite's updates (5 x 256 rows) stay whole chunks; an accelerator runs whole
+# chunks, as a chunk of the paper's updates takes seconds there.
+CPU_PIECE_ROWS = 2**20
+# How often a chunk run in pieces is saved part-way.
+CHECKPOINT_EVERY_S = 60.0
+
+
+def batch_rows(agent: Agent, data: Any) -> int:
+    """Rows of one update's batches over all seeds: the largest batch leaf's leading axes
+    (seeds, episodes, window steps), read from shapes, nothing computed."""
+    key = jax.random.PRNGKey(0)
+    batch = jax.eval_shape(
+        lambda a: jax.vmap(lambda one: one.sample(key, data, jnp.zeros((), jnp.int32))[1])(a),
+        agent,
+    )
+    return max(
+        (int(np.prod(leaf.shape[:-1])) for leaf in jax.tree.leaves(batch) if leaf.ndim >= 2),
+        default=1,
+    )
+
+
+def piece_size(chunk_size: int, rows: int, backend: str | None = None) -> int:
+    """Updates per compiled call within a chunk of ``chunk_size``: the whole chunk, except on a
+    CPU where it would hold more than :data:`CPU_PIECE_ROWS` batch rows, then the largest
+    divisor of ``chunk_size`` that fits (a divisor, so a chunk compiles one length)."""
+    if (backend or jax.default_backend()) != "cpu" or rows * chunk_size <= CPU_PIECE_ROWS:
+        return chunk_size
+    limit = max(1, CPU_PIECE_ROWS // rows)
+    return max(d for d in range(1, limit + 1) if chunk_size % d == 0)
 
 
 class Training:
@@ -210,6 +255,12 @@ class Training:
     losses or resulting state hold a NaN or infinity raises :class:`TrainingDiverged` naming
     ``description`` (method and stage) and the update, before it is checkpointed: checked on
     the host once per chunk, never per update.
+
+    A chunk runs as pieces of :func:`piece_size` updates (on a CPU, when its batches are
+    large), each checked and shown as it ends, and saved part-way every ``checkpoint_every_s``
+    seconds with its metrics so far: a run resumed from there ends the chunk with the agent and
+    history record an uninterrupted one has (a chunk's record is the mean of its per-update
+    metrics however many pieces made them).
     """
 
     def __init__(
@@ -221,20 +272,25 @@ class Training:
         chunk_size: int = 500,
         description: str = "train",
         progress: bool = True,
+        piece: int | None = None,
+        checkpoint_every_s: float = CHECKPOINT_EVERY_S,
     ) -> None:
         self.data = data
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.chunk_size = chunk_size
         self.description = description
         self.progress = progress
+        self.checkpoint_every_s = checkpoint_every_s
         self.history: list[dict] = []
+        self.pending: dict[str, np.ndarray] = {}
         if self.checkpoint is not None and self.checkpoint.exists():
             # The prepared agent's structure is the template; the checkpoint holds its state
             # (iw-BC's trajectory tables included), so preparing would be a wasted data pass.
             template = jax.eval_shape(_prepare, agent, data)
-            self.agent, self.history = load_checkpoint(self.checkpoint, template)
+            self.agent, self.history, self.pending = load_checkpoint(self.checkpoint, template)
         else:
             self.agent = _prepare(agent, data)
+        self.piece = piece or piece_size(chunk_size, batch_rows(self.agent, data))
 
     @property
     def step(self) -> int:
@@ -258,27 +314,40 @@ class Training:
                 f"checkpoint {self.checkpoint} is at update {done}, past {until}; delete it "
                 "(or use another checkpoint path) to train a shorter run"
             )
-        chunk_size = max(1, min(self.chunk_size, until))
         bar = tqdm(
             total=until, initial=done, desc=self.description, disable=not self.progress, unit="step"
         )
+        saved = time.monotonic()
         with bar:
             while done < until:
-                length = min(chunk_size, until - done)
+                # A chunk saved part-way began before the updates its pending metrics hold.
+                begun = done - next((v.shape[1] for v in self.pending.values()), 0)
+                end = min(begun + self.chunk_size, until)
+                length = min(self.piece, end - done)
                 agent, metrics = run_chunk(self.agent, self.data, jnp.asarray(done), length)
                 values = {name: np.asarray(value) for name, value in metrics.items()}
                 finite = np.asarray(finite_state(agent))
                 check_chunk(self.description, done, done + length, values, finite)
                 self.agent, done = agent, done + length
-                record = {"step": done}
-                record.update({name: v.mean(axis=1).tolist() for name, v in values.items()})
-                self.history.append(record)
-                if self.checkpoint is not None:
-                    save_checkpoint(self.checkpoint, self.agent, self.history)
+                self.pending = {
+                    name: np.concatenate([self.pending[name], v], axis=1)
+                    if name in self.pending
+                    else v
+                    for name, v in values.items()
+                }
                 bar.update(length)
-                shown = "loss" if "loss" in record else next(iter(metrics), None)
+                shown = "loss" if "loss" in values else next(iter(values), None)
                 if shown is not None:
-                    bar.set_postfix({shown: f"{np.mean(record[shown]):.3f}"})
+                    bar.set_postfix({shown: f"{np.mean(values[shown]):.3f}"})
+                if done == end:
+                    means = {name: v.mean(axis=1).tolist() for name, v in self.pending.items()}
+                    self.history.append({"step": done, **means})
+                    self.pending = {}
+                elif time.monotonic() - saved < self.checkpoint_every_s:
+                    continue
+                if self.checkpoint is not None:
+                    save_checkpoint(self.checkpoint, self.agent, self.history, self.pending)
+                    saved = time.monotonic()
         return self.agent
 
 
