@@ -150,7 +150,13 @@ def _run(args: argparse.Namespace) -> None:
     check_writable(args.work_dir, "--work-dir")
     command = "iwbc " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     _, critics = run_experiment(
-        dataset, config, out, work_dir=args.work_dir, command=command, progress=not args.quiet
+        dataset,
+        config,
+        out,
+        work_dir=args.work_dir,
+        command=command,
+        progress=not args.quiet,
+        note=lambda line: print(f"iwbc: note: {line}", file=sys.stderr),
     )
     print(f"wrote {out}/table.md, table.csv, scores.json and returns.png")
     for end in critics:

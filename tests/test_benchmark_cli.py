@@ -10,11 +10,14 @@ import os
 import shutil
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from conftest import make_scripted_dataset
 
-from iwbc.bench.experiment import write_file_set
+from iwbc.agents.bc import BCConfig
+from iwbc.bench.experiment import ExperimentConfig, cpu_cost_notes, write_file_set
+from iwbc.bench.suites import PipelineConfig
 from iwbc.cli import main
 from iwbc.core.sampling import value_bounds
 from iwbc.data import load_dataset
@@ -81,6 +84,50 @@ def test_bad_input_is_one_line(
     err = capsys.readouterr().err
     assert err.startswith("iwbc: error: ") and message in err
     assert err.count("\n") == 1
+
+
+def test_cpu_cost_notes_name_what_takes_hours_and_the_flags_that_take_minutes() -> None:
+    paper = ExperimentConfig(methods=("iw_bc", "td3_bc", "iql"))
+    whole, baselines = cpu_cost_notes(paper, DATASET, 1000)
+    # BC trains too, as iw-BC starts from it.
+    assert whole.startswith("bc, iw_bc train on batches of 128 or 256 whole episodes of up to ")
+    assert "1,000 steps" in whole and "--window 1 --bc-batch-size 256" in whole
+    assert baselines.startswith("td3_bc, iql train for 1,000,000 updates: hours each on a CPU")
+    assert "--algo-steps" in baselines
+    windows = BCConfig(window=1, batch_size=256)
+    one_step = ExperimentConfig(
+        methods=("bc", "td3_bc"),
+        pipeline=PipelineConfig(pretrain=windows),
+        algorithm_steps=20_000,
+    )
+    assert cpu_cost_notes(one_step, DATASET, 1000) == []
+    # Short episodes are cheap whole: 256 x 50 rows a seed.
+    assert cpu_cost_notes(ExperimentConfig(methods=("iw_bc",)), DATASET, 50) == []
+    # A method's own setting counts: BC on windows, the fine-tune on whole episodes.
+    own = ExperimentConfig(methods=("iw_bc",), settings=(("bc", (("window", 8),)),))
+    (note,) = cpu_cost_notes(own, DATASET, 1000)
+    assert note.startswith("iw_bc trains on batches of 256 whole episodes")
+    longer = ExperimentConfig(methods=("awac",), settings=(("awac", (("steps", 200_000),)),))
+    assert cpu_cost_notes(longer, DATASET, 1000) == [
+        "awac trains for 200,000 updates: hours each on a CPU; --algo-steps sets fewer"
+    ]
+
+
+def test_run_notes_on_a_cpu_what_takes_hours(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The paper's whole-episode BC batch (128 episodes) at 2 updates: the note comes first."""
+    argv = ["run", DATASET, "--root", str(root), "--methods", "bc", "--seeds", "1"]
+    argv += ["--bc-steps", "2", "--hidden", "16,16", "--eval-episodes", "1", "--quiet"]
+    argv += ["--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "runs")]
+    longest = int(load_dataset(DATASET, root=root).episodes.lengths.max())
+    assert 128 * longest >= 2**14  # the fixture's episodes are long enough to matter
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    expected = f"iwbc: note: bc trains on batches of 128 whole episodes of up to {longest:,} steps"
+    assert (expected in err) == (jax.default_backend() == "cpu")
+    assert main([*argv, "--window", "1", "--bc-batch-size", "4"]) == 0
+    assert "iwbc: note:" not in capsys.readouterr().err
 
 
 def test_run_on_a_full_disk_replaces_none_of_its_files(
@@ -283,6 +330,7 @@ def test_a_critic_past_its_datas_values_is_named_diverged(
     )
     monkeypatch.setattr("iwbc.bench.experiment.run_experiment", lambda *args, **kwargs: ([], [end]))
     argv = ["run", DATASET, "--root", str(root), "--methods", "awac", "--seeds", "2"]
+    argv += ["--algo-steps", "10000"]  # under an hour: no note on a CPU
     assert main([*argv, "--out", str(tmp_path / "out"), "--quiet"]) == 0
     assert capsys.readouterr().err == (
         "iwbc: warning: awac's critic diverged: its final mean Q lies outside every value TD "

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from iwbc.agents.registry import BASELINES, METHODS
@@ -112,6 +113,55 @@ class ExperimentConfig:
         return with_overrides(suite, {m: dict(v) for m, v in self.settings})
 
 
+# Rows of one seed's BC-family batch from which an update takes a CPU about 0.1 s or more, and
+# the baseline budget from which training takes it an hour or more (5 seeds, 2 cores:
+# results/perf/train_throughput.md, algo_throughput.md).
+SLOW_ON_CPU_ROWS = 2**14
+SLOW_ON_CPU_UPDATES = 100_000
+
+
+def cpu_cost_notes(config: ExperimentConfig, dataset_id: str, longest: int) -> list[str]:
+    """What of the experiment takes hours on a CPU at its settings, with the flags that make it
+    minutes: BC-family stages on batches of whole episodes (``longest`` steps at most), and
+    baselines at CORL's budgets. The defaults are the paper's and CORL's protocols, sized for a
+    GPU; a CPU user should know before the first update, not after the first hour."""
+    suite = config.suite(dataset_id)
+    starts = {METHODS[m].start for m in config.methods if METHODS[m].start is not None}
+    trained = set(config.methods) | starts
+    configs = {m: suite.agent_config(m, dataset_id) for m in METHODS if m in trained}
+    whole = {
+        m: c
+        for m, c in configs.items()
+        if METHODS[m].family == "bc"
+        and c.window is None
+        and c.batch_size * longest >= SLOW_ON_CPU_ROWS
+    }
+    notes = []
+    if whole:
+        sizes = " or ".join(str(n) for n in sorted({c.batch_size for c in whole.values()}))
+        notes.append(
+            f"{', '.join(whole)} {_train(whole)} on batches of {sizes} whole episodes of up to "
+            f"{longest:,} steps (the paper's protocol): seconds an update on a CPU, hours a "
+            "method; --window 1 --bc-batch-size 256 --finetune-batch-size 256 trains on 256 "
+            "one-step windows (CORL's BC batch), minutes a method"
+        )
+    long = {
+        m: c.steps
+        for m, c in configs.items()
+        if METHODS[m].family == "offline_rl" and c.steps >= SLOW_ON_CPU_UPDATES
+    }
+    if long:
+        notes.append(
+            f"{', '.join(long)} {_train(long)} for {max(long.values()):,} updates: hours each "
+            "on a CPU; --algo-steps sets fewer"
+        )
+    return notes
+
+
+def _train(methods: Mapping[str, Any]) -> str:
+    return "trains" if len(methods) == 1 else "train"
+
+
 def run_experiment(
     dataset: OfflineDataset,
     config: ExperimentConfig,
@@ -120,15 +170,21 @@ def run_experiment(
     work_dir: str | Path = "runs",
     command: str = "",
     progress: bool = True,
+    note: Callable[[str], object] | None = None,
 ) -> tuple[list[MethodScores], list[CriticEnd]]:
     """Train, evaluate and write ``table.md``, ``table.csv``, ``scores.json``, ``returns.png``;
-    the scores, and the baselines' critics over the last tenth of their updates."""
+    the scores, and the baselines' critics over the last tenth of their updates. On a CPU,
+    ``note`` is given each of :func:`cpu_cost_notes` once the inputs are checked."""
     started = time.perf_counter()
     dataset_scores = dataset_normalized_score(dataset, dataset.episodes.returns)
     check_evaluable(dataset.env, config.engine, dataset.id)  # before anything trains
     suite = config.suite(dataset.id)
     for method in config.methods:
         check_trainable(suite, method, dataset)
+    if note is not None and jax.default_backend() == "cpu":
+        longest = int(dataset.episodes.lengths.max())
+        for line in cpu_cost_notes(config, dataset.id, longest):
+            note(line)
     # the content too: the same id under another root, or regenerated, is another experiment
     key = "-".join(
         (dataset_slug(dataset.id), config.fingerprint(dataset.id), dataset.content_fingerprint[:12])
