@@ -174,6 +174,16 @@ def test_a_chunk_run_in_pieces_gives_the_whole_chunk_s_agent_and_history(
     assert history == straight_history
 
 
+def test_pieces_keep_the_trajectory_table_refreshes_in_step(data: DeviceEpisodes) -> None:
+    """Under windows, iw-BC refreshes its q_iw table at updates 0, 3, 6, ... (``refresh_every``
+    3): pieces of 2 start at other indices, and must refresh where a whole chunk does."""
+    config = iw_config(window=4, refresh_every=3)
+    straight, straight_history = run(config, [0, 1], data, chunk_size=10)
+    pieces, history = run(config, [0, 1], data, chunk_size=10, piece=2)
+    assert_trees_close(pieces, straight)
+    assert history == straight_history
+
+
 def test_a_kill_part_way_through_a_chunk_resumes_from_the_part_saved(
     data: DeviceEpisodes,
     straight_iw: tuple[BCAgent, list[dict]],
