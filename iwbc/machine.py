@@ -50,6 +50,17 @@ def cpu_identity() -> dict[str, str | None]:
     return {"cpu": cpu_model(), "cpu_vector_extension": cpu_vector_extension()}
 
 
+def available_memory(meminfo: str = "/proc/meminfo") -> int | None:
+    """Bytes of memory new allocations can take without swapping (the kernel's MemAvailable);
+    None where there is no such file (not Linux)."""
+    try:
+        with open(meminfo) as f:
+            line = next(line for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return None
+    return int(line.split()[1]) * 1024
+
+
 def source_commit(package: str | Path = PACKAGE_DIR) -> str | None:
     """The git commit of the checkout holding ``package`` (iwbc's source), with ``+dirty`` when
     a tracked file under ``package`` differs from it (results being written elsewhere in the

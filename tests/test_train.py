@@ -23,6 +23,7 @@ from iwbc.core.trainer import (
     Training,
     agents_structure,
     batch_rows,
+    check_memory,
     create_agents,
     finite_state,
     piece_size,
@@ -213,13 +214,11 @@ def test_a_kill_part_way_through_a_chunk_resumes_from_the_part_saved(
     assert [r["step"] for r in resumed_run.history] == [5]
     assert {name: v.shape for name, v in resumed_run.pending.items()}["loss"] == (2, 4)
     calls = []
-    chunk = iwbc.core.trainer.run_chunk
+    run_updates = Training._run
     monkeypatch.setattr(
-        iwbc.core.trainer,
-        "run_chunk",
-        lambda agent, data, start, length: (
-            calls.append((int(start), length)) or chunk(agent, data, start, length)
-        ),
+        Training,
+        "_run",
+        lambda self, done, length: calls.append((done, length)) or run_updates(self, done, length),
     )
     resumed = resumed_run.to(20)
     assert calls[0] == (9, 1)  # update 10 alone: nothing trained twice
@@ -249,6 +248,56 @@ def test_piece_size_splits_only_large_batches_on_a_cpu() -> None:
     assert piece_size(500, rows // 30, "cpu") == 25  # the largest divisor of 500 up to 30
     assert piece_size(7, rows // 3, "cpu") == 1  # 7 is prime
     assert piece_size(500, 10 * rows, "cpu") == 1
+
+
+def test_a_batch_larger_than_the_free_memory_is_a_clear_error_before_any_update(
+    data: DeviceEpisodes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """XLA's own estimate of the compiled updates' working memory against what is free: on a
+    CPU the kernel would otherwise kill the run without a word."""
+    path = tmp_path / "stage.msgpack"
+    training = Training(
+        agents(bc_config(), [0, 1]),
+        data,
+        checkpoint=path,
+        description="bc pre-training",
+        progress=False,
+    )
+    monkeypatch.setattr(iwbc.core.trainer, "free_memory", lambda: 1024)
+    message = (
+        r"^bc pre-training needs \d+\.\d GiB of working memory for its updates \(XLA's "
+        r"estimate\) and 0\.0 GiB is free; train fewer seeds at once \(--seeds"
+    )
+    with pytest.raises(UserError, match=message) as error:
+        training.to(10)
+    assert "\n" not in str(error.value)
+    assert training.step == 0 and not path.exists()
+    monkeypatch.setattr(iwbc.core.trainer, "free_memory", lambda: None)  # unknown: no check
+    assert np.asarray(training.to(10).step).tolist() == [10, 10]
+
+
+def test_check_memory_compares_the_estimate_with_the_free_memory() -> None:
+    check_memory("x", 2**30, 2**31)
+    check_memory("x", 2**31, None)
+    with pytest.raises(UserError, match=r"^x needs 2\.0 GiB .* and 1\.0 GiB is free; "):
+        check_memory("x", 2**31, 2**30)
+
+
+def test_running_out_of_an_accelerator_s_memory_is_a_clear_error(
+    data: DeviceEpisodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def exhausted(*args: Any, **kwargs: Any) -> None:
+        raise jax.errors.JaxRuntimeError(
+            "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 9262080448 bytes.\nmore"
+        )
+
+    exhausted.lower = exhausted  # type: ignore[attr-defined]
+    training = Training(agents(bc_config(), [0]), data, description="iw_bc fine-tune")
+    monkeypatch.setattr(iwbc.core.trainer, "run_chunk", exhausted)
+    message = r"^iw_bc fine-tune ran out of memory at update 1 "
+    with pytest.raises(UserError, match=message) as error:
+        training.to(5)
+    assert "allocate 9262080448 bytes" in str(error.value) and "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("window", [None, 4], ids=["episodes", "windows"])

@@ -25,8 +25,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from iwbc.core.agent import Agent, DataSpec
-from iwbc.errors import TrainingDiverged, UserError
+from iwbc.errors import TrainingDiverged, UserError, one_line
 from iwbc.files import write_atomic
+from iwbc.machine import available_memory
 
 
 def create_agents(
@@ -246,6 +247,36 @@ def piece_size(chunk_size: int, rows: int, backend: str | None = None) -> int:
     return max(d for d in range(1, limit + 1) if chunk_size % d == 0)
 
 
+def free_memory(device: jax.Device | None = None) -> int | None:
+    """Bytes a new allocation on ``device`` (default: JAX's first) can take: the host's
+    available memory for a CPU, the limit less what is in use for an accelerator that reports
+    them; None where unknown."""
+    device = device or jax.devices()[0]
+    if device.platform == "cpu":
+        return available_memory()
+    stats = device.memory_stats() or {}
+    if "bytes_limit" not in stats:
+        return None
+    return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+
+
+SHRINK = (
+    "train fewer seeds at once (--seeds, a suite's seeds), on windows (--window 1, window) or "
+    "with a smaller batch (--bc-batch-size, --finetune-batch-size, batch_size)"
+)
+
+
+def check_memory(description: str, needed: int, free: int | None) -> None:
+    """A one-line UserError if a compiled chunk needs more working memory than is free: without
+    it, a CPU run is killed by the kernel with no message, part-way into compiling or later."""
+    if free is None or needed <= free:
+        return
+    raise UserError(
+        f"{description} needs {needed / 2**30:.1f} GiB of working memory for its updates "
+        f"(XLA's estimate) and {free / 2**30:.1f} GiB is free; {SHRINK}"
+    )
+
+
 class Training:
     """A seed-stacked agent trained on device ``data``, chunk by chunk, resumable.
 
@@ -283,6 +314,7 @@ class Training:
         self.checkpoint_every_s = checkpoint_every_s
         self.history: list[dict] = []
         self.pending: dict[str, np.ndarray] = {}
+        self._checked: set[int] = set()  # chunk lengths compiled and checked for memory
         if self.checkpoint is not None and self.checkpoint.exists():
             # The prepared agent's structure is the template; the checkpoint holds its state
             # (iw-BC's trajectory tables included), so preparing would be a wasted data pass.
@@ -324,7 +356,7 @@ class Training:
                 begun = done - next((v.shape[1] for v in self.pending.values()), 0)
                 end = min(begun + self.chunk_size, until)
                 length = min(self.piece, end - done)
-                agent, metrics = run_chunk(self.agent, self.data, jnp.asarray(done), length)
+                agent, metrics = self._run(done, length)
                 values = {name: np.asarray(value) for name, value in metrics.items()}
                 finite = np.asarray(finite_state(agent))
                 check_chunk(self.description, done, done + length, values, finite)
@@ -349,6 +381,31 @@ class Training:
                     save_checkpoint(self.checkpoint, self.agent, self.history, self.pending)
                     saved = time.monotonic()
         return self.agent
+
+    def _run(self, done: int, length: int) -> tuple[Agent, dict]:
+        """``length`` updates from update ``done``: compiled (once per length, into jit's cache)
+        and checked against the free memory before the first run, so a batch too large for the
+        machine is a one-line error, as is running out of an accelerator's memory."""
+        start = jnp.asarray(done)
+        try:
+            if length not in self._checked:
+                compiled = run_chunk.lower(self.agent, self.data, start, length).compile()
+                stats = compiled.memory_analysis()
+                if stats is not None:
+                    check_memory(
+                        self.description,
+                        stats.temp_size_in_bytes + stats.output_size_in_bytes,
+                        free_memory(),
+                    )
+                self._checked.add(length)
+            return run_chunk(self.agent, self.data, start, length)
+        except jax.errors.JaxRuntimeError as error:
+            if "RESOURCE_EXHAUSTED" not in str(error):
+                raise
+            raise UserError(
+                f"{self.description} ran out of memory at update {done + 1} "
+                f"({one_line(error)[:200]}); {SHRINK}"
+            ) from error
 
 
 def train(agent: Agent, data: Any, until: int, **options: Any) -> tuple[Agent, list[dict]]:
