@@ -1111,6 +1111,15 @@ def cases() -> list[Case]:
         True,
     )
     add(
+        "run --window 8 --bc-batch-size 100000000 (a batch larger than the machine's memory)",
+        g,
+        train(
+            [*SMALL, *TINY, *words("--window 8 --bc-batch-size 100000000")],
+            expect="GiB of working memory for its updates (XLA's estimate)",
+        ),
+        True,
+    )
+    add(
         "run --methods bc,td3_bc --bc-lr 1e30 --algo-steps 20 (bc diverges, td3_bc not)",
         g,
         train(
