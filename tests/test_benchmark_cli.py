@@ -90,10 +90,16 @@ def test_cpu_cost_notes_name_what_takes_hours_and_the_flags_that_take_minutes() 
     paper = ExperimentConfig(methods=("iw_bc", "td3_bc", "iql"))
     whole, baselines = cpu_cost_notes(paper, DATASET, 1000)
     # BC trains too, as iw-BC starts from it.
-    assert whole.startswith("bc, iw_bc train on batches of 128 or 256 whole episodes of up to ")
-    assert "1,000 steps" in whole and "--window 1 --bc-batch-size 256" in whole
-    assert baselines.startswith("td3_bc, iql train for 1,000,000 updates: hours each on a CPU")
-    assert "--algo-steps" in baselines
+    assert whole == (
+        "bc (128 whole episodes of up to 1,000 steps a batch, 10,000 updates), iw_bc (256 whole "
+        "episodes of up to 1,000 steps a batch, 2,000 updates) with 5 seeds: hours on a CPU; "
+        "--window 1 --bc-batch-size 256 --finetune-batch-size 256 trains on 256 one-step windows "
+        "(CORL's BC batch), minutes a method"
+    )
+    assert baselines == (
+        "td3_bc, iql train for 1,000,000 updates with 5 seeds: hours each on a CPU; "
+        "--algo-steps sets fewer"
+    )
     windows = BCConfig(window=1, batch_size=256)
     one_step = ExperimentConfig(
         methods=("bc", "td3_bc"),
@@ -101,30 +107,42 @@ def test_cpu_cost_notes_name_what_takes_hours_and_the_flags_that_take_minutes() 
         algorithm_steps=20_000,
     )
     assert cpu_cost_notes(one_step, DATASET, 1000) == []
-    # Short episodes are cheap whole: 256 x 50 rows a seed.
+    # Little work in all: short episodes, or a few updates of one seed (the tests' budgets).
     assert cpu_cost_notes(ExperimentConfig(methods=("iw_bc",)), DATASET, 50) == []
-    # A method's own setting counts: BC on windows, the fine-tune on whole episodes.
-    own = ExperimentConfig(methods=("iw_bc",), settings=(("bc", (("window", 8),)),))
-    (note,) = cpu_cost_notes(own, DATASET, 1000)
-    assert note.startswith("iw_bc trains on batches of 256 whole episodes")
+    few = ExperimentConfig(
+        methods=("bc", "awac"),
+        seeds=(0,),
+        pipeline=PipelineConfig(pretrain=BCConfig(steps=20)),
+        algorithm_steps=200_000,
+    )
+    assert cpu_cost_notes(few, DATASET, 1000) == []
+    # A method's own setting counts: BC on long windows, the fine-tune on whole episodes.
+    own = ExperimentConfig(methods=("iw_bc",), seeds=(0,), settings=(("bc", (("window", 8),)),))
+    assert cpu_cost_notes(own, DATASET, 1000) == [
+        "iw_bc (256 whole episodes of up to 1,000 steps a batch, 2,000 updates) with 1 seed: "
+        "hours on a CPU; --window 1 --bc-batch-size 256 --finetune-batch-size 256 trains on 256 "
+        "one-step windows (CORL's BC batch), minutes a method"
+    ]
     longer = ExperimentConfig(methods=("awac",), settings=(("awac", (("steps", 200_000),)),))
     assert cpu_cost_notes(longer, DATASET, 1000) == [
-        "awac trains for 200,000 updates: hours each on a CPU; --algo-steps sets fewer"
+        "awac trains for 200,000 updates with 5 seeds: hours each on a CPU; --algo-steps sets fewer"
     ]
 
 
 def test_run_notes_on_a_cpu_what_takes_hours(
-    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The paper's whole-episode BC batch (128 episodes) at 2 updates: the note comes first."""
+    """The paper's whole-episode BC batch (128 episodes) at 2 updates, counted as the work of
+    10,000: the note comes first; with one-step windows there is none."""
+    monkeypatch.setattr("iwbc.bench.experiment.SLOW_ON_CPU_SEED_ROWS", 128 * 1000 * 2)
     argv = ["run", DATASET, "--root", str(root), "--methods", "bc", "--seeds", "1"]
     argv += ["--bc-steps", "2", "--hidden", "16,16", "--eval-episodes", "1", "--quiet"]
     argv += ["--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "runs")]
     longest = int(load_dataset(DATASET, root=root).episodes.lengths.max())
-    assert 128 * longest >= 2**14  # the fixture's episodes are long enough to matter
+    assert longest == 1000  # the fixture's expert episodes run to the time limit
     assert main(argv) == 0
     err = capsys.readouterr().err
-    expected = f"iwbc: note: bc trains on batches of 128 whole episodes of up to {longest:,} steps"
+    expected = f"iwbc: note: bc (128 whole episodes of up to {longest:,} steps a batch, 2 updates)"
     assert (expected in err) == (jax.default_backend() == "cpu")
     assert main([*argv, "--window", "1", "--bc-batch-size", "4"]) == 0
     assert "iwbc: note:" not in capsys.readouterr().err
