@@ -275,7 +275,7 @@ def run_unit(
     for step in targets:
         episodes = suite.final_eval_episodes if step == targets[-1] else suite.eval_episodes
         if report is not None:
-            report(f"{unit.dataset} {unit.method} step {step}/{targets[-1]}")
+            report(f"{unit.dataset} {unit.method} to step {step}/{targets[-1]}")
         curve.append(cached_evaluation(directory, unit.method, step, episodes, agent_at, evaluate))
         made_at[evaluation_commit(directory, step, episodes)] = None
         wall = _add_wall_seconds(directory, spent, started)
