@@ -5,7 +5,13 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from iwbc.machine import VECTOR_EXTENSIONS, cpu_vector_extension, machine_record, source_commit
+from iwbc.machine import (
+    VECTOR_EXTENSIONS,
+    available_memory,
+    cpu_vector_extension,
+    machine_record,
+    source_commit,
+)
 
 
 def test_machine_record_gives_none_for_a_package_not_installed() -> None:
@@ -31,6 +37,15 @@ def test_the_widest_vector_extension_is_recorded(tmp_path: Path) -> None:
     assert cpu_vector_extension(str(cpuinfo)) is None
     assert cpu_vector_extension(str(tmp_path / "absent")) is None
     assert machine_record(())["cpu_vector_extension"] in (*VECTOR_EXTENSIONS, None)
+
+
+def test_available_memory_is_the_kernel_s_memavailable(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:  24000000 kB\nMemFree:  1000 kB\nMemAvailable:  2048 kB\n")
+    assert available_memory(str(meminfo)) == 2048 * 1024  # not MemFree: the cache is reusable
+    meminfo.write_text("MemTotal:  24000000 kB\n")  # a kernel before 3.14
+    assert available_memory(str(meminfo)) is None
+    assert available_memory(str(tmp_path / "absent")) is None  # not Linux
 
 
 def test_the_source_commit_says_which_code_ran(tmp_path: Path) -> None:

@@ -124,9 +124,9 @@ SLOW_ON_CPU_SEED_UPDATES = 500_000
 def cpu_cost_notes(config: ExperimentConfig, dataset_id: str, longest: int) -> list[str]:
     """What of the experiment takes hours on a CPU at its settings, with the flags that make it
     minutes: BC-family stages whose batches (whole episodes of up to ``longest`` steps, or
-    windows) over all updates and seeds are that much work, and baselines at CORL's budgets.
-    The defaults are the paper's and CORL's protocols, sized for a GPU; a CPU user should know
-    before the first update, not after the first hour."""
+    windows) over all updates and seeds are that much work, and baselines whose updates over
+    all seeds are (CORL's 1M updates are). The defaults are the paper's and CORL's protocols,
+    sized for a GPU; a CPU user should know before the first update, not after the first hour."""
     suite = config.suite(dataset_id)
     seeds = len(config.seeds)
     starts = {METHODS[m].start for m in config.methods if METHODS[m].start is not None}
