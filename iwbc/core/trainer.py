@@ -314,7 +314,7 @@ class Training:
         self.checkpoint_every_s = checkpoint_every_s
         self.history: list[dict] = []
         self.pending: dict[str, np.ndarray] = {}
-        self._checked: set[int] = set()  # chunk lengths compiled and checked for memory
+        self._programs: dict[int, Any] = {}  # per chunk length, compiled and memory-checked
         if self.checkpoint is not None and self.checkpoint.exists():
             # The prepared agent's structure is the template; the checkpoint holds its state
             # (iw-BC's trajectory tables included), so preparing would be a wasted data pass.
@@ -383,22 +383,22 @@ class Training:
         return self.agent
 
     def _run(self, done: int, length: int) -> tuple[Agent, dict]:
-        """``length`` updates from update ``done``: compiled (once per length, into jit's cache)
-        and checked against the free memory before the first run, so a batch too large for the
-        machine is a one-line error, as is running out of an accelerator's memory."""
+        """``length`` updates from update ``done`` by :func:`run_chunk`, compiled ahead once per
+        length and checked against the free memory before its first run, so a batch too large
+        for the machine is a one-line error, as is running out of an accelerator's memory."""
         start = jnp.asarray(done)
         try:
-            if length not in self._checked:
-                compiled = run_chunk.lower(self.agent, self.data, start, length).compile()
-                stats = compiled.memory_analysis()
+            if length not in self._programs:
+                program = run_chunk.lower(self.agent, self.data, start, length).compile()
+                stats = program.memory_analysis()
                 if stats is not None:
                     check_memory(
                         self.description,
                         stats.temp_size_in_bytes + stats.output_size_in_bytes,
                         free_memory(),
                     )
-                self._checked.add(length)
-            return run_chunk(self.agent, self.data, start, length)
+                self._programs[length] = program
+            return self._programs[length](self.agent, self.data, start)
         except jax.errors.JaxRuntimeError as error:
             if "RESOURCE_EXHAUSTED" not in str(error):
                 raise
