@@ -1,4 +1,4 @@
-"""Episode sampling on the device: uniform with replacement, copies up-weighted, exact windows."""
+"""Episode sampling on the device: uniform with replacement, copies weighted, unbiased windows."""
 
 from __future__ import annotations
 
@@ -69,7 +69,9 @@ def test_repeated_episodes_are_drawn_in_proportion_to_their_copies() -> None:
     np.testing.assert_allclose(frequencies, [3 / 6, 1 / 6, 2 / 6, 0.0], atol=0.01)
 
 
-def test_windows_are_contiguous_slices_with_the_source_mask() -> None:
+def test_episode_windows_wrap_around_their_episode() -> None:
+    """Episode weighting: a window is the window steps from a uniform start, modulo the episode's
+    length; an episode no longer than the window is taken whole, in order, the rest masked."""
     episodes = tagged_episodes()
     window = 8
     batch = sample(jax.random.PRNGKey(4), to_device(episodes), 2_000, window)
@@ -78,19 +80,43 @@ def test_windows_are_contiguous_slices_with_the_source_mask() -> None:
     assert observations.shape == (2_000, window, OBS_DIM)
     starts: dict[int, set[int]] = {e: set() for e in range(len(LENGTHS))}
     for row, episode in enumerate(drawn_ids(batch)):
-        start = int(observations[row, 0, 0])  # step index tag of the window's first step
         n = LENGTHS[episode]
-        assert 0 <= start <= max(n - window, 0)
-        stop = start + window
-        np.testing.assert_array_equal(observations[row], episodes.observations[episode, start:stop])
-        np.testing.assert_array_equal(actions[row], episodes.actions[episode, start:stop])
-        np.testing.assert_array_equal(mask[row], episodes.mask[episode, start:stop])
+        start = int(observations[row, 0, 0])  # step index tag of the window's first step
+        valid = min(window, n)
+        steps = (start + np.arange(valid)) % n
+        source = episodes.observations[episode, steps]
+        np.testing.assert_array_equal(observations[row, :valid], source)
+        np.testing.assert_array_equal(actions[row, :valid], episodes.actions[episode, steps])
+        np.testing.assert_array_equal(mask[row], np.arange(window) < n)
         starts[episode].add(start)
-    # A shorter episode than the window is taken whole, from its first step.
     assert starts[0] == {0}
-    # Every admissible start occurs, the last one (len − window) included.
-    for episode in (1, 2):
-        assert starts[episode] == set(range(LENGTHS[episode] - window + 1))
+    # Every step of a longer episode starts some window, its last ones included.
+    for episode in (1, 2, 3):
+        assert starts[episode] == set(range(LENGTHS[episode]))
+
+
+@pytest.mark.parametrize("window", [1, 4, 16])
+def test_episode_windows_estimate_episode_means_without_bias(window: int) -> None:
+    """Within an episode every step is equally likely, so the mean over draws of the windows'
+    means of any per-step value equals the mean over episodes of its episode means (NumPy)."""
+    episodes = tagged_episodes()
+    draws = 60_000
+    batch = sample(jax.random.PRNGKey(5), to_device(episodes), draws, window, "episode")
+    obs, mask = np.asarray(batch.observations), np.asarray(batch.mask)
+    ids = drawn_ids(batch)
+    counts = np.zeros((len(LENGTHS), max(LENGTHS)))
+    np.add.at(counts, (obs[..., 1][mask > 0].astype(int), obs[..., 0][mask > 0].astype(int)), 1)
+    for episode, n in enumerate(LENGTHS):
+        expected = counts[episode, :n].sum() / n
+        # 375 hits a step at the fewest: 4.5 standard deviations of the count either way.
+        np.testing.assert_allclose(counts[episode, :n], expected, atol=4.5 * np.sqrt(expected))
+    value = obs[..., 0] ** 2  # a per-step value that differs across an episode's steps
+    window_means = (value * mask).sum(axis=1) / mask.sum(axis=1)
+    exact = np.mean([np.mean(np.arange(n) ** 2) for n in LENGTHS])
+    per_episode = np.array([window_means[ids == e].mean() for e in range(len(LENGTHS))])
+    reference = np.array([np.mean(np.arange(n) ** 2) for n in LENGTHS])
+    np.testing.assert_allclose(per_episode, reference, rtol=0.03)
+    assert window_means.mean() == pytest.approx(exact, rel=0.03)
 
 
 def test_short_episode_window_covers_the_whole_episode() -> None:

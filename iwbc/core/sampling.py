@@ -11,11 +11,14 @@ several times (the stratified union of percentiles) is sampled in proportion to 
 contiguous window of that many steps instead of all of its steps. How episodes and windows are
 drawn follows the loss's ``weighting`` (:mod:`iwbc.losses`):
 
-- ``"episode"``: episodes uniformly, the window's start uniformly among the L − window + 1
-  positions where it fits in an episode of L steps. At window 1 every step of the episode is
-  equally likely, so the batch mean estimates the episode means without bias; a longer window
-  covers step t with probability min(t + 1, window, L − t, L − window + 1) / (L − window + 1),
-  so an episode's first and last window − 1 steps count less, as in any random-crop training.
+- ``"episode"``: episodes uniformly, then a window that wraps around its episode: a start drawn
+  uniformly among the episode's L steps and the next window steps modulo L (an episode no longer
+  than the window is taken whole, the rest masked). Every step of the episode is then in exactly
+  window of the L windows, so the window's mean estimates the episode's mean without bias. A
+  crop that must fit inside the episode (starts 0 … L − window) would not: it covers step t with
+  probability min(t + 1, window, L − t, L − window + 1) / (L − window + 1), so an episode's
+  first and last steps would count less. The losses are per step (an MLP on s_t), so a wrapped
+  window loses nothing by not being contiguous.
 - ``"transition"``: a window start uniformly among all starts of all episodes, a start being any
   step from −(window − 1) to the episode's last (steps outside the episode are masked), so every
   transition of the dataset is covered by exactly ``window`` starts and is equally likely. With
@@ -175,21 +178,16 @@ def sample_episodes(
             quality=quality,
             index=index,
         )
-    slack = jnp.maximum(data.lengths[index] - window, 0)
-    start = jnp.floor(jax.random.uniform(start_key, (batch_size,)) * (slack + 1)).astype(jnp.int32)
-
-    def take(array: jax.Array, row: jax.Array, first: jax.Array) -> jax.Array:
-        starts = (row, first) + (0,) * (array.ndim - 2)
-        sizes = (1, window, *array.shape[2:])
-        return jax.lax.dynamic_slice(array, starts, sizes)[0]
-
-    def windows(array: jax.Array) -> jax.Array:
-        return jax.vmap(take, in_axes=(None, 0, 0))(array, index, start)
-
+    length = data.lengths[index]
+    start = jnp.floor(jax.random.uniform(start_key, (batch_size,)) * length).astype(jnp.int32)
+    start = jnp.where(length > window, start, 0)
+    offsets = jnp.arange(window)
+    steps = (start[:, None] + offsets) % length[:, None]
+    rows = index[:, None]
     return EpisodeBatch(
-        observations=windows(data.observations),
-        actions=windows(data.actions),
-        mask=windows(data.mask),
+        observations=data.observations[rows, steps],
+        actions=data.actions[rows, steps],
+        mask=(offsets < length[:, None]).astype(jnp.float32),
         quality=quality,
         index=index,
     )
