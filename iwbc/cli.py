@@ -191,6 +191,8 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
     from iwbc.bench.runner import run_suite, select
     from iwbc.bench.suites import load_suite
 
@@ -212,6 +214,7 @@ def _bench(args: argparse.Namespace) -> int:
         only_datasets=args.only_datasets,
         only_methods=args.only_methods,
         progress=not args.quiet,
+        note=lambda line: tqdm.write(f"iwbc: note: {line}", file=sys.stderr),
     )
     print(
         f"{suite.name}: {summary.ok} runs done now, {summary.skipped} already done, "

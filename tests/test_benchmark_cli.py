@@ -134,7 +134,7 @@ def test_run_notes_on_a_cpu_what_takes_hours(
 ) -> None:
     """The paper's whole-episode BC batch (128 episodes) at 2 updates, counted as the work of
     10,000: the note comes first; with one-step windows there is none."""
-    monkeypatch.setattr("iwbc.bench.experiment.SLOW_ON_CPU_SEED_ROWS", 128 * 1000 * 2)
+    monkeypatch.setattr("iwbc.bench.cpu_cost.SLOW_ON_CPU_SEED_ROWS", 128 * 1000 * 2)
     argv = ["run", DATASET, "--root", str(root), "--methods", "bc", "--seeds", "1"]
     argv += ["--bc-steps", "2", "--hidden", "16,16", "--eval-episodes", "1", "--quiet"]
     argv += ["--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "runs")]

@@ -9,6 +9,7 @@ import shutil
 import warnings
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -529,3 +530,33 @@ def test_failing_unit_is_recorded_and_the_sweep_goes_on(
     units, _, finished = plan(suite, records_dir("mixed", results))
     assert finished == 2
     assert [(u.dataset, u.method) for u in units] == [(MISSING, "bc")]
+
+
+def test_bench_notes_on_a_cpu_what_takes_hours_before_the_dataset_trains(
+    sweep: dict, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stages of pending units whose work passes the CPU-hours marks (lowered here to the tiny
+    budgets) are named with the suite keys that shrink them; a dataset that cannot load gets
+    no note (its unit fails as before), and a finished sweep none."""
+    monkeypatch.setattr("iwbc.bench.cpu_cost.SLOW_ON_CPU_SEED_ROWS", 2 * 20 * 4 * 8)
+    monkeypatch.setattr("iwbc.bench.cpu_cost.SLOW_ON_CPU_SEED_UPDATES", 2 * 20)
+    write_suite(
+        sweep["base"], "noted", tiny_suite_toml(("bc", "td3_bc"), datasets=(MISSING, DATASET))
+    )
+    argv = ["bench", "--suite", str(sweep["base"] / "noted.toml"), "--quiet"]
+    argv += ["--results", str(sweep["base"] / "results-noted"), "--work-dir", str(sweep["work"])]
+    argv += ["--root", str(sweep["root"])]
+    assert main(argv) == 1  # the missing dataset's runs fail
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if line.startswith("iwbc: note:")]
+    expected = [
+        f"iwbc: note: {DATASET}: bc (4 windows of 8 steps a batch, 20 updates) with 2 seeds: "
+        "hours on a CPU; window = 1 and batch_size = 256 under the suite's [bc_family.pretrain] "
+        "and [bc_family.finetune] train on 256 one-step windows (CORL's BC batch), minutes a "
+        "method",
+        f"iwbc: note: {DATASET}: td3_bc trains for 20 updates with 2 seeds: hours each on a CPU; "
+        "a smaller steps under the suite's [offline_rl] sets fewer",
+    ]
+    assert notes == (expected if jax.default_backend() == "cpu" else [])
+    assert main(argv) == 1
+    assert "iwbc: note:" not in capsys.readouterr().err

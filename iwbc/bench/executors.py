@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from iwbc.bench.units import UnitContext, UnitOutcome, WorkUnit, execute_unit, record_failure
 from iwbc.envs.mujoco_warnings import mujoco_warnings_as_python
@@ -20,7 +20,7 @@ EXECUTORS = ("local", "ray")
 
 
 def run_local(
-    units: Sequence[WorkUnit],
+    units: Iterable[WorkUnit],
     context: UnitContext,
     report: Callable[[str], None] | None = None,
 ) -> Iterator[UnitOutcome]:

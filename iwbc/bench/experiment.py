@@ -24,6 +24,7 @@ import jax
 import numpy as np
 
 from iwbc.agents.registry import BASELINES, METHODS
+from iwbc.bench.cpu_cost import slow_stages
 from iwbc.bench.records import (
     bounds_json,
     critic_q_bounds,
@@ -113,67 +114,22 @@ class ExperimentConfig:
         return with_overrides(suite, {m: dict(v) for m, v in self.settings})
 
 
-# Work from which a stage takes a CPU about an hour or more: seed-rows of BC-family batches
-# summed over the updates (~6 µs each for the 3x256 policy on the 2-core box: 4 s an update of
-# 5 seeds x 128 x 1,000 rows), and seed-updates of a baseline (150-250 a second there;
-# results/perf/train_throughput.md, algo_throughput.md).
-SLOW_ON_CPU_SEED_ROWS = 5 * 10**8
-SLOW_ON_CPU_SEED_UPDATES = 500_000
-
-
 def cpu_cost_notes(config: ExperimentConfig, dataset_id: str, longest: int) -> list[str]:
-    """What of the experiment takes hours on a CPU at its settings, with the flags that make it
-    minutes: BC-family stages whose batches (whole episodes of up to ``longest`` steps, or
-    windows) over all updates and seeds are that much work, and baselines whose updates over
-    all seeds are (CORL's 1M updates are). The defaults are the paper's and CORL's protocols,
-    sized for a GPU; a CPU user should know before the first update, not after the first hour."""
-    suite = config.suite(dataset_id)
-    seeds = len(config.seeds)
-    starts = {METHODS[m].start for m in config.methods if METHODS[m].start is not None}
-    trained = set(config.methods) | starts
-    configs = {m: suite.agent_config(m, dataset_id) for m in METHODS if m in trained}
-    slow_bc = {
-        m: c
-        for m, c in configs.items()
-        if METHODS[m].family == "bc"
-        and seeds * c.steps * c.batch_size * (c.window or longest) >= SLOW_ON_CPU_SEED_ROWS
-    }
+    """What of the experiment takes hours on a CPU at its settings (:mod:`iwbc.bench.cpu_cost`),
+    with the flags that make it minutes."""
+    slow = slow_stages(
+        config.suite(dataset_id), dataset_id, config.methods, len(config.seeds), longest
+    )
     notes = []
-    if slow_bc:
-        stages = ", ".join(
-            f"{m} ({c.batch_size} "
-            + (
-                f"whole episodes of up to {longest:,} steps"
-                if c.window is None
-                else f"windows of {c.window} steps"
-            )
-            + f" a batch, {c.steps:,} updates)"
-            for m, c in slow_bc.items()
-        )
+    if slow.bc_family:
         notes.append(
-            f"{stages} with {_seeds(seeds)}: hours on a CPU; --window 1 --bc-batch-size 256 "
+            f"{slow.bc_family_text()}: hours on a CPU; --window 1 --bc-batch-size 256 "
             "--finetune-batch-size 256 trains on 256 one-step windows (CORL's BC batch), "
             "minutes a method"
         )
-    slow_rl = {
-        m: c.steps
-        for m, c in configs.items()
-        if METHODS[m].family == "offline_rl" and seeds * c.steps >= SLOW_ON_CPU_SEED_UPDATES
-    }
-    if slow_rl:
-        notes.append(
-            f"{', '.join(slow_rl)} {_train(slow_rl)} for {max(slow_rl.values()):,} updates with "
-            f"{_seeds(seeds)}: hours each on a CPU; --algo-steps sets fewer"
-        )
+    if slow.offline_rl:
+        notes.append(f"{slow.offline_rl_text()}: hours each on a CPU; --algo-steps sets fewer")
     return notes
-
-
-def _train(methods: Mapping[str, Any]) -> str:
-    return "trains" if len(methods) == 1 else "train"
-
-
-def _seeds(count: int) -> str:
-    return f"{count} seed{'' if count == 1 else 's'}"
 
 
 def run_experiment(

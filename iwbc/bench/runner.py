@@ -16,11 +16,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+import jax
 from tqdm.auto import tqdm
 
+from iwbc.bench.cpu_cost import SlowStages, slow_stages
 from iwbc.bench.executors import EXECUTORS, run_local, run_ray
 from iwbc.bench.records import is_finished, read_record, record_path
 from iwbc.bench.suites import Suite
@@ -193,6 +195,46 @@ def _current_content(context: UnitContext, progress: bool, dataset: str) -> str:
     return context_dataset(context, dataset).content_fingerprint
 
 
+def _noting_cpu_costs(
+    units: Sequence[WorkUnit], context: UnitContext, note: Callable[[str], object]
+) -> Iterator[WorkUnit]:
+    """``units`` in order; before a dataset's first one, its pending stages that take a CPU
+    hours (:mod:`iwbc.bench.cpu_cost`), with the suite keys that make them minutes. Said as the
+    dataset's turn comes: its dataset is the one its units then train on (loaded once)."""
+    by_dataset: dict[str, list[str]] = {}
+    for unit in units:
+        by_dataset.setdefault(unit.dataset, []).append(unit.method)
+    for unit in units:
+        methods = by_dataset.pop(unit.dataset, None)
+        if methods is not None:
+            try:
+                dataset = context_dataset(context, unit.dataset)
+            except Exception:  # the unit itself records why the dataset cannot load
+                pass
+            else:
+                longest = int(dataset.episodes.lengths.max())
+                slow = slow_stages(context.suite, unit.dataset, methods, len(unit.seeds), longest)
+                for line in _suite_cost_notes(slow):
+                    note(f"{unit.dataset}: {line}")
+        yield unit
+
+
+def _suite_cost_notes(slow: SlowStages) -> list[str]:
+    notes = []
+    if slow.bc_family:
+        notes.append(
+            f"{slow.bc_family_text()}: hours on a CPU; window = 1 and batch_size = 256 under "
+            "the suite's [bc_family.pretrain] and [bc_family.finetune] train on 256 one-step "
+            "windows (CORL's BC batch), minutes a method"
+        )
+    if slow.offline_rl:
+        notes.append(
+            f"{slow.offline_rl_text()}: hours each on a CPU; a smaller steps under the suite's "
+            "[offline_rl] sets fewer"
+        )
+    return notes
+
+
 def run_suite(
     suite: Suite,
     records_dir: str | Path,
@@ -207,12 +249,14 @@ def run_suite(
     progress: bool = True,
     train_progress: bool = False,
     dataset: OfflineDataset | None = None,
+    note: Callable[[str], object] | None = None,
 ) -> SweepSummary:
     """Run every unfinished run of ``suite`` and write its records under ``records_dir``.
 
     ``progress`` shows runs done / total with an ETA; ``train_progress`` also each training's
     steps (local executor). ``dataset`` is an already loaded dataset that units on it use
-    instead of loading it.
+    instead of loading it. ``note`` hears, when the local executor trains on a CPU, which of a
+    dataset's pending stages take hours there, before its first unit starts.
     """
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
@@ -242,7 +286,10 @@ def run_suite(
     if executor == "ray":
         outcomes = run_ray(units, context, num_cpus=num_cpus, address=address)
     else:
-        outcomes = run_local(units, context, report=bar.set_postfix_str)
+        noted = units
+        if note is not None and jax.default_backend() == "cpu":
+            noted = _noting_cpu_costs(units, context, note)
+        outcomes = run_local(noted, context, report=bar.set_postfix_str)
     tally = _Tally(bar, progress)
     with bar:
         running = []
