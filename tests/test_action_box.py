@@ -16,6 +16,7 @@ from minari.data_collector import EpisodeBuffer
 
 from iwbc.agents.bc import BCConfig
 from iwbc.agents.registry import train_methods
+from iwbc.bench.records import load_records
 from iwbc.cli import main
 from iwbc.data import DatasetError, load_dataset
 from iwbc.envs.action_box import from_unit, rescaled, to_unit
@@ -124,6 +125,30 @@ def test_iwbc_runs_table_says_the_box_was_mapped(tmp_path: Path) -> None:
         "- action box [-3, 3] on every dimension: mapped into [-1, 1] for every policy and back "
         "on evaluation; TD3+BC's BC term is in the box's units" in table
     )
+
+
+def test_bench_records_and_report_state_the_mapped_box(tmp_path: Path) -> None:
+    """A sweep's records keep the env's action box and its report's provenance table names it
+    where it was mapped ([-1, 1] tasks' reports have no such column)."""
+    rng = np.random.default_rng(2)
+    obs = rng.normal(size=(4, 11, 4)).astype(np.float32)
+    actions = np.clip(2.5 * obs[:, :-1, 1:2], -3, 3).astype(np.float32)
+    _write(tmp_path, "test/pendulum/bench-v0", actions, obs, gym.make(PENDULUM).action_space)
+    (tmp_path / "boxed.toml").write_text(
+        'datasets = ["test/pendulum/bench-v0"]\nmethods = ["bc"]\nseeds = [0]\n'
+        "eval_episodes = 1\nfinal_eval_episodes = 1\n"
+        "[bc_family]\nhidden_dims = [8, 8]\n"
+        "[bc_family.pretrain]\nsteps = 5\nbatch_size = 4\nwindow = 1\n"
+    )
+    results = tmp_path / "results"
+    argv = ["bench", "--suite", str(tmp_path / "boxed.toml"), "--root", str(tmp_path)]
+    assert main([*argv, "--results", str(results), "--work-dir", str(tmp_path / "runs")]) == 0
+    (record,) = load_records("boxed", results)
+    assert record["action_box"] == {"low": [-3.0], "high": [3.0]}
+    assert main(["report", "--suite", str(tmp_path / "boxed.toml"), "--results", str(results)]) == 0
+    table = (results / "boxed" / "table.md").read_text()
+    assert "| action box (mapped into [-1, 1] to train, back to act) |" in table
+    assert "| [-3, 3] on every dimension |" in table
 
 
 def test_a_dataset_on_another_box_than_its_env_is_refused(tmp_path: Path) -> None:

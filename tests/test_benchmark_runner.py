@@ -337,6 +337,10 @@ def test_a_regenerated_dataset_retrains_and_the_report_flags_mixed_data(sweep: d
     assert {(r["ref_source"], r["clipped_actions"]) for r in load_records("tiny", results)} == {
         ("the dataset's metadata", 0.0)
     }
+    # The action box is kept; a [-1, 1] one (InvertedDoublePendulum's) gets no column.
+    boxes = [r["action_box"] for r in load_records("tiny", results) if r["status"] == "ok"]
+    assert boxes and all(box == {"low": [-1.0], "high": [1.0]} for box in boxes)
+    assert "action box" not in table
     # iw-BC's weights: the last chunk's effective sample fraction, mean (min–max) over seeds.
     records = load_records("tiny", results)
     ess = [r["training"]["weight_ess"][-1] for r in records if r["method"] == "iw_bc"]

@@ -10,6 +10,7 @@ from test_report_records import SUITE, make_record, save_record, write_records
 
 from iwbc.bench.records import records_dir
 from iwbc.cli import main
+from iwbc.errors import UserError
 from iwbc.report.suite_report import write_suite_report
 
 OUTCOMES = {
@@ -93,6 +94,28 @@ def test_provenance_says_where_reference_scores_came_from_and_what_was_clipped(
         "| iwbc/toy/clipped-v0 | Toy-v5 | 0.00 | 100.00 | --ref-min/--ref-max | 1.2% | — |" in table
     )
     assert "| iwbc/toy/medium-v0 | Toy-v5 | 0.00 | 100.00 | — | — | — |" in table
+    assert "action box" not in table
+    # A box mapped into [-1, 1] gets a column; [-1, 1] boxes and older records a dash there.
+    for seed in (0, 1):
+        record = make_record("iwbc/toy/boxed-v0", "bc", seed, 50.0)
+        record.update(action_box={"low": [-3.0, -0.4], "high": [3.0, 0.4]})
+        save_record(directory, record)
+        record = make_record("iwbc/toy/unit-v0", "bc", seed, 50.0)
+        record.update(action_box={"low": [-1.0], "high": [1.0]})
+        save_record(directory, record)
+    write_suite_report(SUITE, tmp_path, reps=20)
+    table = (tmp_path / SUITE / "table.md").read_text()
+    assert "| action box (mapped into [-1, 1] to train, back to act) | content fingerprint |" in (
+        table
+    )
+    scores = "Toy-v5 | 0.00 | 100.00 | — | —"
+    assert f"| iwbc/toy/boxed-v0 | {scores} | [-3, 3]; [-0.4, 0.4] | — |" in table
+    assert f"| iwbc/toy/unit-v0 | {scores} | [-1, 1] on every dimension | — |" in table
+    assert f"| iwbc/toy/medium-v0 | {scores} | — | — |" in table
+    record.update(action_box={"low": [-1.0], "high": [1.0, 2.0]})
+    save_record(directory, record)
+    with pytest.raises(UserError, match=r"has a malformed curve, final, best or action_box"):
+        write_suite_report(SUITE, tmp_path, reps=20)
 
 
 def test_published_numbers_beside_imported_d4rl_files_say_same_files(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ from iwbc.bench.suites import (
 )
 from iwbc.bench.units import VERSIONED, check_trainable, dataset_slug
 from iwbc.data import OfflineDataset, dataset_normalized_score
-from iwbc.envs.action_box import rescaled
+from iwbc.envs.action_box import box_text, rescaled
 from iwbc.envs.evaluate import EVAL_SEED_BASE, check_evaluable
 from iwbc.errors import UserError, write_error
 from iwbc.files import json_text
@@ -249,7 +249,7 @@ def _write_results(
         ),
         *(
             [
-                f"- action box {_box(dataset.action_low, dataset.action_high)}: mapped into "
+                f"- action box {box_text(dataset.action_low, dataset.action_high)}: mapped into "
                 "[-1, 1] for every policy and back on evaluation; TD3+BC's BC term is in the "
                 "box's units"
             ]
@@ -471,11 +471,3 @@ def _method_lines(suite: Suite) -> list[str]:
         *(f"- {method}: {suite.agent_config(method, dataset)}" for method in trained),
         *([f"- curated selections: {selection}"] if selection else []),
     ]
-
-
-def _box(low: np.ndarray, high: np.ndarray) -> str:
-    """[low, high], once when every dimension has the same bounds."""
-    bounds = list(zip(np.ravel(low).tolist(), np.ravel(high).tolist(), strict=True))
-    if len(set(bounds)) == 1:
-        return f"[{bounds[0][0]:g}, {bounds[0][1]:g}] on every dimension"
-    return "; ".join(f"[{a:g}, {b:g}]" for a, b in bounds)

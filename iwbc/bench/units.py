@@ -570,6 +570,9 @@ def _write_success(
         # box (clipped on loading): what a table quoting the run must say of its data.
         ref_source=dataset.ref_source,
         clipped_actions=dataset.clipped_actions,
+        # The env's action box: one other than [-1, 1] was mapped into [-1, 1] for training
+        # and back on evaluation (iwbc.envs.action_box).
+        action_box={"low": dataset.action_low.tolist(), "high": dataset.action_high.tolist()},
         trained_on_episodes=trained_on,
         engine=engine,
         evaluated_at_commits=evaluated_at,

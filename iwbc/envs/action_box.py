@@ -34,6 +34,14 @@ def unit_scale(low: Any, high: Any) -> tuple[float, ...]:
     return tuple(float(x) for x in (0.5 * (high - low)).ravel())
 
 
+def box_text(low: Any, high: Any) -> str:
+    """[low, high] for tables: once when every dimension has the same bounds."""
+    bounds = list(zip(np.ravel(low).tolist(), np.ravel(high).tolist(), strict=True))
+    if len(set(bounds)) == 1:
+        return f"[{bounds[0][0]:g}, {bounds[0][1]:g}] on every dimension"
+    return "; ".join(f"[{a:g}, {b:g}]" for a, b in bounds)
+
+
 def to_unit(actions: Any, low: Any, high: Any) -> Any:
     """Actions in the box [low, high] as actions in [-1, 1] (numpy or jax arrays)."""
     return 2.0 * (actions - low) / (high - low) - 1.0

@@ -30,6 +30,7 @@ from iwbc.bench.records import (
     record_fingerprint,
     records_dir,
 )
+from iwbc.envs.action_box import box_text, rescaled
 from iwbc.errors import UserError
 
 # Rows of a paper-style table: each environment's tiers in this order, unknown tiers after.
@@ -92,6 +93,10 @@ class Run:
     # data's steps whose action was clipped into the box; None and NaN in records before them.
     ref_source: str | None = None
     clipped_actions: float = math.nan
+    # The env's action box as tables print it, and whether it was mapped into [-1, 1]
+    # (iwbc.envs.action_box); None and False in records before the key.
+    action_box: str | None = None
+    action_box_rescaled: bool = False
 
     @property
     def ok(self) -> bool:
@@ -222,6 +227,14 @@ def _number(value: object) -> float:
     return math.nan if value is None else float(value)
 
 
+def _action_box(box: dict[str, list[float]] | None) -> dict[str, Any]:
+    """Run's action-box fields from a record's ``action_box`` (absent in older records)."""
+    if box is None:
+        return {}
+    low, high = np.asarray(box["low"], np.float64), np.asarray(box["high"], np.float64)
+    return {"action_box": box_text(low, high), "action_box_rescaled": rescaled(low, high)}
+
+
 def parse_record(record: dict[str, Any], path: Path) -> Run:
     """Read a record that passed ``check_record``, checking it against the path it was found at
     and that a finished run has a usable curve and final score."""
@@ -271,6 +284,7 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
             q_bounds=critic_q_bounds(record) or (math.nan, math.nan),
             ref_source=record.get("ref_source"),
             clipped_actions=_number(record.get("clipped_actions")),
+            **_action_box(record.get("action_box")),
             error=None,
             steps=np.asarray(curve["steps"], dtype=float),
             curve=np.asarray(curve["normalized"], dtype=float),
@@ -280,7 +294,8 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
         )
     except (TypeError, KeyError, ValueError, AttributeError) as error:
         raise UserError(
-            f"record {path} has a malformed curve, final or best ({error!r}); delete it and "
+            f"record {path} has a malformed curve, final, best or action_box ({error!r}); delete "
+            "it and "
             "rerun `iwbc bench`"
         ) from error
     if run.steps.shape != run.curve.shape or not np.isfinite(run.final):

@@ -416,6 +416,7 @@ def _metadata(runs: SuiteRuns, command: str, results_dir: str | Path) -> list[st
     # Columns records state only since they were added: shown once some record states them.
     sources = any(run.ref_source for run in done)
     clipped = any(np.isfinite(run.clipped_actions) for run in done)
+    boxes = any(run.action_box_rescaled for run in done)  # a column only where one was mapped
     grid = len(runs.grid())
     lines = [
         "## Runs and provenance",
@@ -450,8 +451,9 @@ def _metadata(runs: SuiteRuns, command: str, results_dir: str | Path) -> list[st
         "| dataset | env | ref_min_score | ref_max_score | "
         + ("reference scores from | " if sources else "")
         + ("actions clipped into the box | " if clipped else "")
+        + ("action box (mapped into [-1, 1] to train, back to act) | " if boxes else "")
         + "content fingerprint |",
-        "|---|---|---|---|---|" + "---|" * (sources + clipped),
+        "|---|---|---|---|---|" + "---|" * (sources + clipped + boxes),
     ]
     for dataset in runs.datasets:
         cell = [r for r in runs.runs.values() if r.dataset == dataset]
@@ -463,6 +465,7 @@ def _metadata(runs: SuiteRuns, command: str, results_dir: str | Path) -> list[st
             f"{_distinct([f'{r.ref_max_score:.2f}' for r in ok])} | "
             + (f"{_distinct([r.ref_source for r in ok if r.ref_source])} | " if sources else "")
             + (f"{_distinct(shares)} | " if clipped else "")
+            + (f"{_distinct([r.action_box for r in ok if r.action_box])} | " if boxes else "")
             + f"{_distinct([r.data_fingerprint[:12] for r in ok if r.data_fingerprint])} |"
         )
     keys = dict.fromkeys(k for r in runs.runs.values() for k in r.environment)
