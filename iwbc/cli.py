@@ -34,6 +34,7 @@ from iwbc.data import list_datasets, load_dataset
 from iwbc.data.command import add_data_parsers
 from iwbc.data.errors import DatasetWarning
 from iwbc.datagen.command import add_generate_parser
+from iwbc.envs.action_box import box_text, rescaled
 from iwbc.envs.mujoco_warnings import forward_warning, mujoco_warnings_as_python
 from iwbc.envs.rollout import ENGINES, require_mjx
 from iwbc.errors import UserError, one_line
@@ -238,6 +239,9 @@ def _data_info(args: argparse.Namespace) -> None:
     print(f"{dataset.id}: env {env}")
     print(f"  episodes {dataset.num_episodes}, steps {dataset.num_steps}")
     print(f"  obs dim {dataset.observation_dim}, action dim {dataset.action_dim}")
+    if rescaled(dataset.action_low, dataset.action_high):
+        box = box_text(dataset.action_low, dataset.action_high)
+        print(f"  action box {box} (mapped into [-1, 1] to train, back to act)")
     print(f"  return p10/p50/p90 {p10:.1f} / {p50:.1f} / {p90:.1f}")
     if dataset.clipped_actions:
         print(f"  actions outside the box (clipped to it): {dataset.clipped_actions:.1%} of steps")

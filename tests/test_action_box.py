@@ -127,6 +127,19 @@ def test_iwbc_runs_table_says_the_box_was_mapped(tmp_path: Path) -> None:
     )
 
 
+def test_data_info_names_a_mapped_box(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rng = np.random.default_rng(3)
+    obs = rng.normal(size=(2, 6, 4)).astype(np.float32)
+    actions = np.clip(2.5 * obs[:, :-1, 1:2], -3, 3).astype(np.float32)
+    _write(tmp_path, "test/pendulum/info-v0", actions, obs, gym.make(PENDULUM).action_space)
+    assert main(["data", "info", "test/pendulum/info-v0", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "  action box [-3, 3] on every dimension (mapped into [-1, 1] to train, back to act)\n"
+        in out
+    )
+
+
 def test_bench_records_and_report_state_the_mapped_box(tmp_path: Path) -> None:
     """A sweep's records keep the env's action box and its report's provenance table names it
     where it was mapped ([-1, 1] tasks' reports have no such column)."""
