@@ -162,6 +162,8 @@ def test_bench_records_and_report_state_the_mapped_box(tmp_path: Path) -> None:
     table = (results / "boxed" / "table.md").read_text()
     assert "| action box (mapped into [-1, 1] to train, back to act) |" in table
     assert "| [-3, 3] on every dimension |" in table
+    # The provenance names the command that wrote the records, suite file and folder included.
+    assert f"written by `iwbc bench --suite {tmp_path / 'boxed.toml'} --results {results}`" in table
 
 
 def test_a_dataset_on_another_box_than_its_env_is_refused(tmp_path: Path) -> None:

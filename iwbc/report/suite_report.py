@@ -422,7 +422,8 @@ def _metadata(runs: SuiteRuns, command: str, results_dir: str | Path) -> list[st
         "## Runs and provenance",
         "",
         f"- regenerate: `{command}` (reads {records_dir(runs.suite, results_dir)}/, written by "
-        f"`iwbc bench --suite {runs.suite}`; each record holds its run's full training config)",
+        f"`{_bench_command(runs, results_dir, '')}`; each record holds its run's full training "
+        "config)",
         f"- grid: {len(runs.datasets)} datasets × {len(runs.methods)} methods × "
         f"{len(runs.seeds)} seeds = {grid} runs: {len(done)} finished"
         + (f" ({len(runs.stale)} stale)" if runs.stale else "")
