@@ -34,7 +34,18 @@ class SlowStages:
     seeds: int
     longest: int
 
-    def bc_family_text(self) -> str:
+    def notes(self, bc_family_remedy: str, offline_rl_remedy: str) -> list[str]:
+        """One line for the slow BC-family stages and one for the slow baselines (none for a
+        family with none), each ending in the remedy worded for the caller (flags, suite keys),
+        e.g. ``td3_bc, iql train for 1,000,000 updates with 5 seeds: hours each on a CPU; …``."""
+        notes = []
+        if self.bc_family:
+            notes.append(f"{self._bc_family_text()}: hours on a CPU; {bc_family_remedy}")
+        if self.offline_rl:
+            notes.append(f"{self._offline_rl_text()}: hours each on a CPU; {offline_rl_remedy}")
+        return notes
+
+    def _bc_family_text(self) -> str:
         """e.g. ``bc (128 whole episodes of up to 1,000 steps a batch, 10,000 updates) with 5
         seeds``."""
         stages = ", ".join(
@@ -49,7 +60,7 @@ class SlowStages:
         )
         return f"{stages} with {_seeds(self.seeds)}"
 
-    def offline_rl_text(self) -> str:
+    def _offline_rl_text(self) -> str:
         """e.g. ``td3_bc, iql train for 1,000,000 updates with 5 seeds``."""
         verb = "trains" if len(self.offline_rl) == 1 else "train"
         return (

@@ -120,16 +120,11 @@ def cpu_cost_notes(config: ExperimentConfig, dataset_id: str, longest: int) -> l
     slow = slow_stages(
         config.suite(dataset_id), dataset_id, config.methods, len(config.seeds), longest
     )
-    notes = []
-    if slow.bc_family:
-        notes.append(
-            f"{slow.bc_family_text()}: hours on a CPU; --window 1 --bc-batch-size 256 "
-            "--finetune-batch-size 256 trains on 256 one-step windows (CORL's BC batch), "
-            "minutes a method"
-        )
-    if slow.offline_rl:
-        notes.append(f"{slow.offline_rl_text()}: hours each on a CPU; --algo-steps sets fewer")
-    return notes
+    return slow.notes(
+        "--window 1 --bc-batch-size 256 --finetune-batch-size 256 trains on 256 one-step windows "
+        "(CORL's BC batch), minutes a method",
+        "--algo-steps sets fewer",
+    )
 
 
 def run_experiment(

@@ -22,7 +22,7 @@ from pathlib import Path
 import jax
 from tqdm.auto import tqdm
 
-from iwbc.bench.cpu_cost import SlowStages, slow_stages
+from iwbc.bench.cpu_cost import slow_stages
 from iwbc.bench.executors import EXECUTORS, run_local, run_ray
 from iwbc.bench.records import is_finished, read_record, record_path
 from iwbc.bench.suites import Suite
@@ -214,25 +214,14 @@ def _noting_cpu_costs(
             else:
                 longest = int(dataset.episodes.lengths.max())
                 slow = slow_stages(context.suite, unit.dataset, methods, len(unit.seeds), longest)
-                for line in _suite_cost_notes(slow):
+                for line in slow.notes(
+                    "window = 1 and batch_size = 256 under the suite's [bc_family.pretrain] and "
+                    "[bc_family.finetune] train on 256 one-step windows (CORL's BC batch), "
+                    "minutes a method",
+                    "a smaller steps under the suite's [offline_rl] sets fewer",
+                ):
                     note(f"{unit.dataset}: {line}")
         yield unit
-
-
-def _suite_cost_notes(slow: SlowStages) -> list[str]:
-    notes = []
-    if slow.bc_family:
-        notes.append(
-            f"{slow.bc_family_text()}: hours on a CPU; window = 1 and batch_size = 256 under "
-            "the suite's [bc_family.pretrain] and [bc_family.finetune] train on 256 one-step "
-            "windows (CORL's BC batch), minutes a method"
-        )
-    if slow.offline_rl:
-        notes.append(
-            f"{slow.offline_rl_text()}: hours each on a CPU; a smaller steps under the suite's "
-            "[offline_rl] sets fewer"
-        )
-    return notes
 
 
 def run_suite(
