@@ -32,6 +32,7 @@ from minimal_td3bc_check import (
     make_evaluate,
     mlp,
     mlp_init,
+    standardized_states,
     write_check,
 )
 
@@ -53,9 +54,7 @@ def train(
     import jax.numpy as jnp
     import optax
 
-    mean, std = data["obs"].mean(0), data["obs"].std(0) + 1e-3
-    obs = jnp.asarray((data["obs"] - mean) / std)
-    nxt = jnp.asarray((data["next"] - mean) / std)
+    mean, std, obs, nxt = standardized_states(data)
     act, rew, term = (jnp.asarray(data[k]) for k in ("act", "rew", "term"))
     obs_dim, act_dim = obs.shape[1], act.shape[1]
     hidden = (256, 256, 256)

@@ -32,6 +32,7 @@ from minimal_td3bc_check import (
     make_evaluate,
     mlp,
     mlp_init,
+    standardized_states,
     write_check,
 )
 
@@ -47,9 +48,7 @@ def train(data: dict[str, np.ndarray], max_action: float, steps: int, chunk: int
     import jax.numpy as jnp
     import optax
 
-    mean, std = data["obs"].mean(0), data["obs"].std(0) + 1e-3
-    obs = jnp.asarray((data["obs"] - mean) / std)
-    nxt = jnp.asarray((data["next"] - mean) / std)
+    mean, std, obs, nxt = standardized_states(data)
     act, rew, term = (jnp.asarray(data[k]) for k in ("act", "rew", "term"))
     obs_dim, act_dim = obs.shape[1], act.shape[1]
     target_entropy = -float(act_dim)

@@ -30,6 +30,7 @@ from minimal_td3bc_check import (
     make_evaluate,
     mlp,
     mlp_init,
+    standardized_states,
     write_check,
 )
 
@@ -43,9 +44,7 @@ def train(data: dict[str, np.ndarray], max_action: float, steps: int, chunk: int
     import jax.numpy as jnp
     import optax
 
-    mean, std = data["obs"].mean(0), data["obs"].std(0) + 1e-3
-    obs = jnp.asarray((data["obs"] - mean) / std)
-    nxt = jnp.asarray((data["next"] - mean) / std)
+    mean, std, obs, nxt = standardized_states(data)
     scale = 1000.0 / (data["returns"].max() - data["returns"].min())
     act, term = jnp.asarray(data["act"]), jnp.asarray(data["term"])
     rew = jnp.asarray(data["rew"] * scale)

@@ -47,6 +47,20 @@ def transitions(dataset) -> dict[str, np.ndarray]:
     return {**{k: np.concatenate(v) for k, v in parts.items()}, "returns": returns}
 
 
+def standardized_states(data: dict[str, np.ndarray]):
+    """CORL's state normalization: mean and std + 1e-3 of the data's states, and the states and
+    next states standardized with them (on the device)."""
+    import jax.numpy as jnp
+
+    mean, std = data["obs"].mean(0), data["obs"].std(0) + 1e-3
+    return (
+        mean,
+        std,
+        jnp.asarray((data["obs"] - mean) / std),
+        jnp.asarray((data["next"] - mean) / std),
+    )
+
+
 def mlp_init(key, sizes: tuple[int, ...]) -> list:
     """PyTorch's default ``nn.Linear`` start, U(±1/sqrt(fan_in)) for weights and biases, as
     CORL's networks begin (iwbc's start as Flax's)."""
@@ -79,9 +93,7 @@ def train(data: dict[str, np.ndarray], max_action: float, steps: int, chunk: int
     import jax.numpy as jnp
     import optax
 
-    mean, std = data["obs"].mean(0), data["obs"].std(0) + 1e-3
-    obs = jnp.asarray((data["obs"] - mean) / std)
-    nxt = jnp.asarray((data["next"] - mean) / std)
+    mean, std, obs, nxt = standardized_states(data)
     act, rew, term = (jnp.asarray(data[k]) for k in ("act", "rew", "term"))
     obs_dim, act_dim = obs.shape[1], act.shape[1]
 
