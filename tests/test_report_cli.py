@@ -40,6 +40,10 @@ def test_report_writes_tables_stats_and_figures(tmp_path: Path) -> None:
     assert "| bc | iwbc/hopper/medium-replay-v0 | 2 | missing |" in table
     assert "55.0 ± 5.0 (2/3)" in table
     assert "published (D4RL v2, other data)" in table and "other data than ours" in table.lower()
+    # The BC column's published recipe is not ours, and the footnote says how; 10%BC's is not
+    # said, as its column is not shown.
+    assert "as well as implementations: CORL's BC is a deterministic" in table
+    assert "CORL's 10%BC" not in table
     assert "## Best during training (labelled: not the final policy)" in table
     assert "3 seeds = 12 runs: 10 finished, 1 failed, 1 missing" in table
     assert "jax 0.0.test" in table and "loadavg" not in table

@@ -17,6 +17,7 @@ def test_literature_file_maps_d4rl_names_to_our_rows() -> None:
     assert corl.score("awac", "iwbc/walker2d/medium-expert-v0") == 111.4
     assert corl.score("top10_bc", "iwbc/halfcheetah/medium-replay-v0") == 23.6
     assert corl.labels["td3_bc"] == "TD3+BC"
+    assert set(corl.recipes) == {"bc", "top10_bc", "awac", "iql", "cql"}  # not TD3+BC's
     assert np.isnan(corl.score("iw_bc", "iwbc/hopper/medium-v0"))  # not published
     # D4RL's own file, imported under its default id, has the same published number.
     assert corl.score("bc", "d4rl/hopper/medium-replay-v2") == 29.8
@@ -54,6 +55,10 @@ def test_bad_literature_file(tmp_path: Path) -> None:
     )
     (tmp_path / "lit.toml").write_text(text)
     with pytest.raises(ValueError, match="\\[imported\\] names 'hopper-v9', absent from"):
+        load_literature(tmp_path / "lit.toml")
+    text = LITERATURE_FILE.read_text().replace("\ntop10_bc = ", "\ntop_bc = ")
+    (tmp_path / "lit.toml").write_text(text)
+    with pytest.raises(ValueError, match="recipes name 'top_bc', absent from its methods"):
         load_literature(tmp_path / "lit.toml")
     (tmp_path / "lit.toml").write_text("[sources.x]\n")
     with pytest.raises(ValueError, match="lacks 'datasets'"):

@@ -1,8 +1,9 @@
 """Per-dimension observation statistics: the one standardization every method of a table shares.
 
-CORL standardizes states for BC, 10%BC and every offline-RL baseline with the training dataset's
-mean and std + 1e-3. Computing them here, once per dataset, lets the BC family and the baselines
-see the same inputs (the BC start, q_ref, q_iw and the fine-tuned policy included).
+CORL standardizes states for BC and every offline-RL baseline with the training dataset's mean
+and std + 1e-3 (its 10%BC with those of its top-10% subset alone). Computing them here, once per
+dataset, lets the BC family and the baselines see the same inputs (the BC start, q_ref, q_iw, the
+fine-tuned policy and the curated methods included), as METHOD.md's protocol asks.
 """
 
 from __future__ import annotations

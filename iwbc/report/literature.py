@@ -32,6 +32,7 @@ class PublishedSource:
     group_same_files: str  # ... rows on imported D4RL files
     group_mixed: str  # ... rows of both kinds
     labels: dict[str, str]  # our method name -> the source's column label
+    recipes: dict[str, str]  # our method name -> how the source's recipe differs from ours
     scores: dict[str, dict[str, float]]  # our method name -> D4RL dataset name -> score
     averages: dict[str, float]  # our method name -> the source's own average over its datasets
     ids: dict[str, str]  # our dataset id -> D4RL dataset name
@@ -76,6 +77,10 @@ def _source(
             )
         for method, value in zip(methods, row, strict=True):
             scores[method][d4rl_name] = float(value)
+    recipes = {str(m): str(text) for m, text in dict(table.get("recipes", {})).items()}
+    unknown = sorted(set(recipes) - set(methods))
+    if unknown:
+        raise ValueError(f"{path}: {where} recipes name '{unknown[0]}', absent from its methods")
     average = list(dict(table.get("average", {})).get("scores", []))
     if average and len(average) != len(methods):
         raise ValueError(f"{path}: {where} average has {len(average)} scores, not {len(methods)}")
@@ -88,6 +93,7 @@ def _source(
         group_same_files=str(_require(table, "group_same_files", where, path)),
         group_mixed=str(_require(table, "group_mixed", where, path)),
         labels=dict(zip(methods, labels, strict=True)),
+        recipes=recipes,
         scores=scores,
         averages={m: float(v) for m, v in zip(methods, average, strict=False)},
         ids=ids,

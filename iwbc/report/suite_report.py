@@ -561,12 +561,24 @@ def _data_relation(source: PublishedSource, datasets: Sequence[str]) -> str:
     )
 
 
+def _recipes(source: PublishedSource, methods: Sequence[str]) -> str:
+    """The sentence naming the shown columns whose published recipe is not ours, or ""."""
+    differ = [source.recipes[m] for m in methods if m in source.recipes]
+    if not differ:
+        return ""
+    return (
+        "A column whose published recipe is not ours compares recipes as well as "
+        "implementations: " + " ".join(f"{text}." for text in differ) + " "
+    )
+
+
 def table_markdown(
     runs: SuiteRuns, literature: Sequence[PublishedSource], command: str, results_dir: str | Path
 ) -> str:
     """``table.md``: final scores with the literature group, best-during-training apart,
     failed and missing runs, and where the numbers came from."""
-    shown = list(dict.fromkeys(source for source, _ in published_columns(runs, literature)))
+    columns = published_columns(runs, literature)
+    shown = list(dict.fromkeys(source for source, _ in columns))
     lines = [
         f"# Suite {runs.suite}: final normalized scores",
         "",
@@ -613,7 +625,10 @@ def table_markdown(
         lines += [
             f"{footnote_mark(index)} {source.header(runs.datasets)}: {source.citation} "
             f"({source.url}), on {source.data}. {_data_relation(source, runs.datasets)} "
-            "Their average is over the rows shown.",
+            + _recipes(
+                source, [method for shown_source, method in columns if shown_source is source]
+            )
+            + "Their average is over the rows shown.",
             "",
         ]
     if not shown:
