@@ -19,6 +19,7 @@ import jax
 import minari
 import numpy as np
 import pytest
+from gymnasium.envs.registration import EnvSpec
 from minari.data_collector import EpisodeBuffer
 from minari.storage import remotes
 from minari.storage.remotes.cloud_storage import CloudStorage
@@ -132,13 +133,14 @@ def make_minari_dataset(
     """Factory: write a Minari dataset (default InvertedPendulum, 5 episodes); return its buffers.
 
     `root` writes into another Minari root (e.g. a fake remote) instead of `minari_root`;
-    `env=None` needs explicit spaces and records no env_spec.
+    `env=None` needs explicit spaces and records no env_spec; `eval_env` records an evaluation
+    env other than `env` (Minari's `eval_env_spec`).
     """
 
     def make(
         dataset_id: str,
         *,
-        env: str | None = PENDULUM_ENV,
+        env: str | EnvSpec | None = PENDULUM_ENV,
         observation_space: gym.Space | None = None,
         action_space: gym.Space | None = None,
         lengths: Sequence[int] = EPISODE_LENGTHS,
@@ -147,6 +149,7 @@ def make_minari_dataset(
         ref_max_score: float | None = REF_MAX_SCORE,
         root: Path | None = None,
         seed: int = 0,
+        eval_env: str | EnvSpec | None = None,
     ) -> list[EpisodeBuffer]:
         if env is not None:
             made = gym.make(env)
@@ -165,7 +168,7 @@ def make_minari_dataset(
                 action_space=action_space,
                 ref_min_score=ref_min_score,
                 ref_max_score=ref_max_score,
-                eval_env=env,
+                eval_env=env if eval_env is None else eval_env,
                 algorithm_name="synthetic",
                 author="iwbc tests",
                 author_email="tests@example.invalid",

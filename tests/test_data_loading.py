@@ -116,6 +116,18 @@ def test_fingerprint_follows_the_recorded_env(pendulum_dataset: Pendulum) -> Non
     )
 
 
+def test_evaluation_env_is_minaris_eval_env_spec(make_minari_dataset: MakeDataset) -> None:
+    """Minari computes reference scores on a dataset's ``eval_env_spec``: data recorded under a
+    short time limit is evaluated (and fingerprinted) on the evaluation env it names."""
+    short = dataclasses.replace(gym.spec("InvertedPendulum-v5"), max_episode_steps=20)
+    make_minari_dataset("iwbc-test/pendulum/short-v0", env=short, eval_env="InvertedPendulum-v5")
+    ds = load_dataset("iwbc-test/pendulum/short-v0")
+    assert ds.env_spec.max_episode_steps == 1000 and ds.env_label == "InvertedPendulum-v5"
+    make_minari_dataset("iwbc-test/pendulum/evalshort-v0", eval_env=short)
+    ds = load_dataset("iwbc-test/pendulum/evalshort-v0")
+    assert ds.env_label == "InvertedPendulum-v5 (max_episode_steps=20)"
+
+
 def test_views_match_per_episode_python(pendulum_dataset: Pendulum) -> None:
     dataset_id, buffers = pendulum_dataset
     ep = load_dataset(dataset_id).episodes

@@ -202,8 +202,9 @@ class OfflineDataset:
     """A loaded Minari dataset: identity, dimensions, reference scores and the episode arrays.
 
     `ref_min_score`/`ref_max_score` are None when the dataset's metadata has none, and
-    `ref_source` says where they came from (tables print it); `env_spec` is the spec recorded
-    by Minari (None if absent) so evaluation builds the same environment.
+    `ref_source` says where they came from (tables print it); `env_spec` is the spec Minari
+    recorded for evaluation (its ``eval_env_spec``, by default the env the data was recorded
+    on; None if absent) so evaluation builds that environment.
     `episodes.actions` are in [-1, 1]: actions of a box [`action_low`, `action_high`] other than
     [-1, 1] are mapped into it on loading, and back on evaluation (:mod:`iwbc.envs.action_box`).
     """

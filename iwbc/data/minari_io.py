@@ -237,8 +237,16 @@ def _check_spaces(dataset: minari.MinariDataset) -> tuple[gym.spaces.Box, gym.sp
 
 
 def _env_spec(dataset: minari.MinariDataset, env: str | None) -> EnvSpec | None:
-    """The env the dataset records, else the registered ``env`` the caller names."""
-    recorded = dataset.env_spec
+    """The env to evaluate on: the dataset's evaluation env (Minari's ``eval_env_spec``, on
+    which Minari computes reference scores), else the env it was recorded on, else the
+    registered ``env`` the caller names.
+
+    Minari parses ``eval_env_spec`` on loading but exposes it only by building the env
+    (``recover_environment(eval_env=True)``), so its parsed attribute is read instead. A
+    dataset made without an ``eval_env`` stores its recording env there (Minari's MuJoCo sets
+    and every dataset iwbc writes), so for them nothing changes.
+    """
+    recorded = getattr(dataset, "_eval_env_spec", None) or dataset.env_spec
     if env is None:
         return recorded
     if recorded is not None:
