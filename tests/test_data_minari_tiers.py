@@ -218,6 +218,29 @@ def test_missing_tier_is_a_one_line_error(make_minari_dataset, minari_root, caps
     assert list_datasets(minari_root) == ["mujoco/hopper/medium-v0"]
 
 
+def test_scores_need_only_the_expert_tier(make_minari_dataset, minari_root, capsys):
+    """Without medium-v0 (and no --download) the scores are made and the command succeeds,
+    saying why no medium-expert was; every tier then loads with them."""
+    for tier in ("simple", "expert"):
+        options = TIERS[tier]
+        make_minari_dataset(
+            f"mujoco/hopper/{tier}-v0", env=ENV, ref_min_score=None, ref_max_score=None, **options
+        )
+    args = ["data", "minari-tiers", "hopper", "--root", str(minari_root), "--episodes", "4"]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == (
+        "  medium-expert: not made: mujoco/hopper/medium-v0 is not in the local root; rerun "
+        "with --download (or download it) to make it"
+    )
+    assert sorted(list_datasets(minari_root)) == [
+        "mujoco/hopper/expert-v0",
+        "mujoco/hopper/simple-v0",
+    ]
+    simple = load_dataset("mujoco/hopper/simple-v0", root=minari_root)
+    assert simple.ref_min_score == uniform_random_return(ENV, 4, seed=0)
+
+
 def test_expert_below_random_is_refused(make_minari_dataset, minari_root: Path):
     for tier in ("medium", "expert"):
         make_minari_dataset(

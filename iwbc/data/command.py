@@ -46,6 +46,8 @@ def _minari_tiers(args: argparse.Namespace) -> None:
             f"({result.reference['ref_max_rule']})"
         )
         medium_expert = result.medium_expert or f"{result.namespace}/medium-expert-v0 (kept)"
+        if result.medium_expert_skipped is not None:
+            medium_expert = f"not made: {result.medium_expert_skipped}"
         print(f"  medium-expert: {medium_expert}")
 
 

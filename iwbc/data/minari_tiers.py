@@ -110,7 +110,10 @@ class TierResult:
     ref_min_score: float
     ref_max_score: float
     reference: dict
-    medium_expert: str | None  # the id written, None if it existed and was kept
+    medium_expert: str | None  # the id written, None if it existed and was kept (or not made)
+    # Why no medium-expert was made (its medium tier is not local and no download was asked),
+    # else None: the scores serve the namespace without it.
+    medium_expert_skipped: str | None = None
 
 
 def episode_buffers(dataset_id: str, root: str | Path | None) -> list[EpisodeBuffer]:
@@ -207,7 +210,9 @@ def prepare_namespace(
     seed: int = 0,
     overwrite: bool = False,
 ) -> TierResult:
-    """Reference scores (computed once, cached) and ``medium-expert-v0`` for one namespace.
+    """Reference scores (computed once, cached) and ``medium-expert-v0`` for one namespace
+    (made only where ``medium-v0`` is local or ``download`` may fetch it: the scores need only
+    ``expert-v0``).
 
     ``overwrite`` recomputes the scores and rewrites medium-expert; without it both are kept
     when they already exist (so a second call costs nothing), unless ``episodes`` or ``seed``
@@ -224,15 +229,21 @@ def prepare_namespace(
         store_reference_scores(base, namespace, entry)
     medium_id, expert_id = tier_id(namespace, "medium"), tier_id(namespace, "expert")
     target = tier_id(namespace, "medium-expert")
-    written = None
+    written = skipped = None
     # Rewritten too when its scores are not the namespace's (recomputed with another seed or
     # episode count): its own metadata would otherwise outrank the cache.
     scores = (entry["ref_min_score"], entry["ref_max_score"])
-    if (
+    due = (
         overwrite
         or not dataset_exists(target, root)
         or stored_reference_scores(target, root) != scores
-    ):
+    )
+    if due and not download and not dataset_exists(medium_id, root):
+        skipped = (
+            f"{medium_id} is not in the local root; rerun with --download (or download it) to "
+            "make it"
+        )
+    elif due:
         medium = load_dataset(medium_id, root=root, download=download)
         expert = load_dataset(expert_id, root=root, download=download)
         if (medium.env_id, medium.observation_dim, medium.action_dim) != (
@@ -268,4 +279,5 @@ def prepare_namespace(
         ref_max_score=float(entry["ref_max_score"]),
         reference=entry,
         medium_expert=written,
+        medium_expert_skipped=skipped,
     )
