@@ -139,6 +139,12 @@ def _run(args: argparse.Namespace) -> None:
     if args.engine == "mjx":
         require_mjx()
     given = None if args.ref_min is None else (args.ref_min, args.ref_max)
+    if given is None:
+        from iwbc.data.minari_tiers import derive_missing_scores
+
+        derive_missing_scores(
+            args.dataset, args.root, lambda line: print(f"iwbc: note: {line}", file=sys.stderr)
+        )
     dataset = load_dataset(
         args.dataset,
         root=args.root,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import minari
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from conftest import PENDULUM_ENV
 
 import iwbc.datagen.generate as generate
+from iwbc.bench.runner import prepare_datasets
 from iwbc.cli import main
 from iwbc.data import DatasetError, dataset_normalized_score, list_datasets, load_dataset
 from iwbc.data.minari_io import minari_root as minari_root_env
@@ -71,6 +73,18 @@ def test_namespace_names():
     assert resolve_namespace("mujoco/walker2d/") == "mujoco/walker2d"
     with pytest.raises(DatasetError, match="empty namespace"):
         resolve_namespace(" ")
+
+
+def _local_tiers(make_minari_dataset, tiers=("medium", "expert")) -> None:
+    """The Minari-shaped ``tiers`` in the local root, without scores as Minari ships them."""
+    for tier in tiers:
+        make_minari_dataset(
+            f"mujoco/hopper/{tier}-v0",
+            env=ENV,
+            ref_min_score=None,
+            ref_max_score=None,
+            **TIERS[tier],
+        )
 
 
 def test_scores_cached_and_medium_expert_written(minari_mujoco, minari_root, capsys):
@@ -221,11 +235,7 @@ def test_missing_tier_is_a_one_line_error(make_minari_dataset, minari_root, caps
 def test_scores_need_only_the_expert_tier(make_minari_dataset, minari_root, capsys):
     """Without medium-v0 (and no --download) the scores are made and the command succeeds,
     saying why no medium-expert was; every tier then loads with them."""
-    for tier in ("simple", "expert"):
-        options = TIERS[tier]
-        make_minari_dataset(
-            f"mujoco/hopper/{tier}-v0", env=ENV, ref_min_score=None, ref_max_score=None, **options
-        )
+    _local_tiers(make_minari_dataset, ("simple", "expert"))
     args = ["data", "minari-tiers", "hopper", "--root", str(minari_root), "--episodes", "4"]
     assert main(args) == 0
     out = capsys.readouterr().out.splitlines()
@@ -239,6 +249,47 @@ def test_scores_need_only_the_expert_tier(make_minari_dataset, minari_root, caps
     ]
     simple = load_dataset("mujoco/hopper/simple-v0", root=minari_root)
     assert simple.ref_min_score == uniform_random_return(ENV, 4, seed=0)
+
+
+def test_run_makes_missing_scores_from_the_local_expert(
+    make_minari_dataset, minari_root: Path, tmp_path: Path, capsys
+):
+    """`iwbc run` on a Minari tier without scores makes its namespace's, as minari-tiers does,
+    says so, and trains; --ref-min/--ref-max instead leave the namespace as it was."""
+    _local_tiers(make_minari_dataset)
+    argv = ["run", "mujoco/hopper/medium-v0", "--root", str(minari_root), "--methods", "bc"]
+    argv += ["--seeds", "1", "--bc-steps", "2", "--hidden", "16,16", "--window", "1"]
+    argv += ["--bc-batch-size", "4", "--eval-episodes", "1", "--quiet"]
+    argv += ["--work-dir", str(tmp_path / "runs")]
+    assert main([*argv, "--ref-min", "0", "--ref-max", "10", "--out", str(tmp_path / "a")]) == 0
+    assert not (minari_root / CACHE_FILE).exists()
+    assert "iwbc: note: mujoco/hopper/medium-v0 has no" not in capsys.readouterr().err
+
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    ref_min = uniform_random_return(ENV, 100, seed=0)
+    assert (
+        "iwbc: note: mujoco/hopper/medium-v0 has no reference scores: made mujoco/hopper's as "
+        f"`iwbc data minari-tiers mujoco/hopper` does, ref_min_score {ref_min:.2f}"
+    ) in err
+    scores = json.loads((tmp_path / "b" / "scores.json").read_text())
+    assert json.dumps(ref_min) in json.dumps(scores)
+    ds = load_dataset("mujoco/hopper/medium-v0", root=minari_root)
+    assert ds.ref_min_score == ref_min
+
+
+def test_suites_make_missing_scores_before_their_units(make_minari_dataset, minari_root: Path):
+    """`iwbc bench` makes them once per namespace under its datasets lock, before any unit."""
+    _local_tiers(make_minari_dataset, ("simple", "medium", "expert"))
+    notes: list[str] = []
+    suite = SimpleNamespace(scripted=())
+    datasets = ("mujoco/hopper/simple-v0", "mujoco/hopper/medium-v0")
+    prepare_datasets(suite, datasets, str(minari_root), minari_root / "lock", notes.append)
+    assert len(notes) == 1 and notes[0].startswith("mujoco/hopper/simple-v0 has no reference")
+    prepare_datasets(suite, datasets, str(minari_root), minari_root / "lock", notes.append)
+    assert len(notes) == 1  # cached
+    for dataset in datasets:
+        assert load_dataset(dataset, root=minari_root).ref_source is not None
 
 
 def test_expert_below_random_is_refused(make_minari_dataset, minari_root: Path):

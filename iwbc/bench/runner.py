@@ -35,6 +35,7 @@ from iwbc.bench.units import (
     execute_unit,
 )
 from iwbc.data import OfflineDataset, list_datasets
+from iwbc.data.minari_tiers import derive_missing_scores
 from iwbc.data.scripted import generate_mixed_dataset, recorded_mixture
 from iwbc.errors import UserError
 from iwbc.files import file_lock
@@ -158,15 +159,22 @@ def plan(
 
 
 def prepare_datasets(
-    suite: Suite, datasets: Sequence[str], data_root: str | None, lock: Path
+    suite: Suite,
+    datasets: Sequence[str],
+    data_root: str | None,
+    lock: Path,
+    scores_note: Callable[[str], object] | None = None,
 ) -> None:
-    """Make the suite's scripted datasets that are missing from the data root, before any
-    worker needs them, holding ``lock`` (so neither parallel workers nor a concurrent sweep
-    race to write one); one already there must be the one the suite asks for."""
+    """Make the suite's scripted datasets that are missing from the data root and, with
+    ``scores_note``, the reference scores of Minari namespaces that lack them
+    (``derive_missing_scores``, which tells it), before any worker needs them, holding ``lock``
+    (so neither parallel workers nor a concurrent sweep race to write one); a scripted one
+    already there must be the one the suite asks for."""
     wanted = [spec for spec in suite.scripted if spec.dataset in datasets]
-    if not wanted:
-        return
     with file_lock(lock):
+        if scores_note is not None:
+            for dataset in datasets:
+                derive_missing_scores(dataset, data_root, scores_note)
         local = set(list_datasets(data_root))
         for spec in wanted:
             if spec.dataset not in local:
@@ -254,7 +262,11 @@ def run_suite(
     running_commit()
     root = None if data_root is None else str(Path(data_root).expanduser().resolve())
     work = Path(work_dir).resolve()
-    prepare_datasets(suite, select(suite, only_datasets)[0], root, work / "datasets.lock")
+    # A dataset passed in was loaded with the scores its caller chose (`iwbc run --ref-min`).
+    scores_note = None if dataset is not None else (note or (lambda line: None))
+    prepare_datasets(
+        suite, select(suite, only_datasets)[0], root, work / "datasets.lock", scores_note
+    )
     context = UnitContext(
         suite=suite,
         records_dir=Path(records_dir).resolve(),

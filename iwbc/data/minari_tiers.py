@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
@@ -37,7 +38,12 @@ from minari.storage import get_dataset_path
 from iwbc.data.errors import DatasetError
 from iwbc.data.minari_io import METADATA_SCORES, load_dataset, minari_root
 from iwbc.data.minari_write import dataset_exists, write_dataset
-from iwbc.data.reference_cache import cached_entry, store_reference_scores
+from iwbc.data.reference_cache import (
+    CACHE_FILE,
+    cached_entry,
+    namespace_of,
+    store_reference_scores,
+)
 from iwbc.envs import rollout_returns
 from iwbc.envs.specs import Env, spec_for
 from iwbc.errors import UserError
@@ -199,6 +205,43 @@ def reference_entry(
         "seconds": round(time.perf_counter() - started, 2),
         "made_by": "iwbc data minari-tiers",
     }
+
+
+def derive_missing_scores(
+    dataset_id: str, root: str | Path | None, note: Callable[[str], object]
+) -> bool:
+    """Make and cache the reference scores of ``dataset_id``'s namespace, as ``iwbc data
+    minari-tiers`` does (its medium-expert aside), when the dataset's metadata has none, the
+    namespace has none cached and its ``expert-v0`` on the same env is local; ``note`` says what
+    was made. True if it made them; anything else is left to loading to report.
+
+    So ``iwbc run`` and ``iwbc bench`` work on a Minari ``mujoco/<task>`` tier as they come,
+    at the cost of 100 random episodes once per namespace.
+    """
+    namespace = namespace_of(dataset_id)
+    expert_id = tier_id(namespace, "expert")
+    with minari_root(root):
+        base = get_dataset_path()
+    if (
+        not namespace
+        or not dataset_exists(dataset_id, root)
+        or not dataset_exists(expert_id, root)
+        or cached_entry(base, namespace) is not None
+        or stored_reference_scores(dataset_id, root) is not None
+    ):
+        return False
+    recorded, expert = stored_env_spec(dataset_id, root), stored_env_spec(expert_id, root)
+    if recorded is None or expert is None or recorded.id != expert.id:
+        return False
+    entry = reference_entry(namespace, root=root)
+    store_reference_scores(base, namespace, entry)
+    note(
+        f"{dataset_id} has no reference scores: made {namespace}'s as `iwbc data minari-tiers "
+        f"{namespace}` does, ref_min_score {entry['ref_min_score']:.2f} "
+        f"({entry['ref_min_rule']}), ref_max_score {entry['ref_max_score']:.2f} "
+        f"({entry['ref_max_rule']}); cached in {base / CACHE_FILE}"
+    )
+    return True
 
 
 def prepare_namespace(
