@@ -17,6 +17,7 @@ from iwbc.cli import main
 from iwbc.data import DatasetError, dataset_normalized_score, list_datasets, load_dataset
 from iwbc.data.d4rl import import_d4rl, infer_names
 from iwbc.envs.evaluate import evaluate_actor
+from iwbc.envs.rollout import resolve_engine
 from iwbc.envs.specs import spec_for
 
 # D4RL's published constants (d4rl/gym_mujoco/__init__.py, d4rl/infos.py), typed here again.
@@ -146,7 +147,10 @@ def test_float64_layout_of_medium_replay_imports(tmp_path, minari_root):
     returns = [e["rewards"].sum() for e in sequence_dataset(data)]
     np.testing.assert_allclose(ds.returns, returns, rtol=1e-12)
     assert (ds.ref_min_score, ds.ref_max_score) == D4RL_REF["walker2d"]
-    assert ds.env_id == "Walker2d-v5"
+    # Evaluated on the model D4RL recorded it on (gym's), on the batch engine.
+    assert ds.env_id == "Walker2d-v5" and ds.env_spec.kwargs == {"xml_file": "walker2d.xml"}
+    assert ds.env_label == "Walker2d-v5 (xml_file='walker2d.xml')"
+    assert resolve_engine(ds.env) == "batch"
 
 
 def test_ant_drops_the_worldbody_contact_forces(tmp_path, minari_root):

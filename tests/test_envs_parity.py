@@ -115,6 +115,8 @@ RECORDED_ENVS = {
         dict(exclude_current_positions_from_observation=False, reset_noise_scale=0.5),
     ),
     "ant": ("Ant-v5", dict(include_cfrc_ext_in_observation=False, contact_cost_weight=1e-3)),
+    # gym's v2-v4 model, which Gymnasium still ships: D4RL's Walker2d data was recorded on it.
+    "walker2d-gym-model": ("Walker2d-v5", dict(xml_file="walker2d.xml")),
 }
 
 
@@ -130,6 +132,17 @@ def test_recorded_env_arguments_match_gymnasium(name: str) -> None:
     if limit is not None:
         assert any((limit, "truncated") in row for row in ends), ends
         assert any(kind == "terminated" for row in ends for _, kind in row) == (name == "hopper")
+
+
+def test_walker2d_gym_model_is_the_one_whose_right_foot_slides() -> None:
+    """Walker2d-v5's own model gives the right foot the left's friction (1.9); gym's earlier
+    model, named by ``xml_file``, keeps 0.9, and the batch engine loads it."""
+    made = gymnasium.make("Walker2d-v5", xml_file="walker2d.xml")
+    spec = spec_for(made.spec)
+    made.close()
+    assert spec.model_file == "walker2d.xml"
+    assert spec.model().geom("foot_geom").friction[0] == pytest.approx(0.9)
+    assert get_spec("Walker2d-v5").model().geom("foot_geom").friction[0] == pytest.approx(1.9)
 
 
 def test_truncation_at_max_episode_steps() -> None:

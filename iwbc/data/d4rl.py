@@ -19,7 +19,10 @@ What is followed, and where it comes from:
   ``d4rl/gym_mujoco/__init__.py`` registers for every dataset of an env (ant's in
   ``d4rl/infos.py``), so normalized scores equal ``100 * d4rl.get_normalized_score``.
 - Evaluation env: the Gymnasium v5 task of the same robot. The data came from gym's -v3 envs
-  (mujoco-py). Ant-v3's 111-wide observation ends with ``cfrc_ext`` of its 14 bodies. Under
+  (mujoco-py). Walker2d-v5's model gives the right foot the left's friction (1.9, was 0.9), so
+  Walker2d data is evaluated on Walker2d-v5 with ``xml_file="walker2d.xml"``, gym's model,
+  which Gymnasium still ships (recorded in the dataset's EnvSpec; the batch and MJX engines
+  load it). Ant-v3's 111-wide observation ends with ``cfrc_ext`` of its 14 bodies. Under
   MuJoCo 2.0, which D4RL's mujoco-py used, nothing computes ``cfrc_ext`` (gym issues #1541,
   #2593; D4RL issue #143), so in D4RL's Ant files all 84 columns are 0, while Ant-v5 fills
   them with real forces: such a file is imported with its 27 position and velocity columns and
@@ -68,6 +71,9 @@ REQUIRED_KEYS = ("observations", "actions", "rewards", "terminals", "timeouts")
 # Ant-v3's observation: 13 positions, 14 velocities, then cfrc_ext of 14 bodies (6 each), the
 # first being the worldbody, which Ant-v5 leaves out.
 _ANT_V3_WIDTH = 111
+# Gym's Walker2d-v2 to v4 model, which Gymnasium still ships: D4RL's Walker2d data was recorded
+# on it (right foot friction 0.9; Walker2d-v5's own model gives that foot 1.9).
+WALKER2D_GYM_MODEL = "walker2d.xml"
 _ANT_CFRC = slice(27, _ANT_V3_WIDTH)
 _ANT_WORLDBODY_CFRC = slice(27, 33)
 _WITHOUT_CONTACT_FORCES = (
@@ -223,9 +229,12 @@ def episode_bounds(terminals: np.ndarray, timeouts: np.ndarray) -> tuple[np.ndar
 
 
 def evaluation_env(task: str, arrays: D4RLArrays) -> str | EnvSpec:
-    """The Gymnasium v5 env that ``task``'s data is evaluated on: Ant-v5 without contact
-    forces in its observation when the file holds none (see the module doc)."""
+    """The Gymnasium v5 env that ``task``'s data is evaluated on: Walker2d-v5 on gym's model
+    of the data (``walker2d.xml``), Ant-v5 without contact forces in its observation when the
+    file holds none (see the module doc)."""
     env_id = TASKS[task]
+    if task == "walker2d":
+        return _recorded_spec(env_id, xml_file=WALKER2D_GYM_MODEL)
     if task != "ant" or arrays.observations.shape[1] != _ANT_V3_WIDTH:
         return env_id
     observed = [arrays.observations] + (
@@ -233,7 +242,12 @@ def evaluation_env(task: str, arrays: D4RLArrays) -> str | EnvSpec:
     )
     if any(np.any(o[:, _ANT_CFRC] != 0) for o in observed):
         return env_id
-    env = gym.make(env_id, include_cfrc_ext_in_observation=False)
+    return _recorded_spec(env_id, include_cfrc_ext_in_observation=False)
+
+
+def _recorded_spec(env_id: str, **kwargs: object) -> EnvSpec:
+    """The EnvSpec Gymnasium records for ``env_id`` made with ``kwargs``."""
+    env = gym.make(env_id, **kwargs)
     try:
         return env.spec
     finally:

@@ -68,15 +68,20 @@ class TaskSpec:
 
     env_id: ClassVar[str]
     xml_file: ClassVar[str]
+    # Other model files Gymnasium ships for the task with the same bodies, joints, sites and
+    # actuators (physical parameters alone differ), which an env's ``xml_file`` may name.
+    other_models: ClassVar[tuple[str, ...]] = ()
     derived_fields: ClassVar[tuple[str, ...]] = ()
     """MjData fields besides qpos/qvel that the spec's functions read."""
 
     frame_skip: int = 1
     max_episode_steps: int = 1000
+    model_file: str | None = None
+    """One of ``other_models`` to load instead of ``xml_file``; None loads ``xml_file``."""
 
     def model(self) -> mujoco.MjModel:
         """The compiled model (cached and shared: copy it before editing)."""
-        return _load_model(gymnasium_asset(self.xml_file))
+        return _load_model(gymnasium_asset(self.model_file or self.xml_file))
 
     def dt(self) -> float:
         """Seconds per env step, computed as Gymnasium's ``MujocoEnv.dt``."""
@@ -212,6 +217,9 @@ class Walker2dSpec(_PlanarLocomotionSpec):
 
     env_id: ClassVar[str] = "Walker2d-v5"
     xml_file: ClassVar[str] = "walker2d_v5.xml"
+    # Gym's Walker2d-v2 to v4 model (right foot friction 0.9, not v5's 1.9), on which D4RL's
+    # Walker2d data was recorded.
+    other_models: ClassVar[tuple[str, ...]] = ("walker2d.xml",)
 
     healthy_z_range: tuple[float, float] = (0.8, 2.0)
     healthy_angle_range: tuple[float, float] = (-1.0, 1.0)
@@ -474,11 +482,18 @@ def spec_for(env: Env) -> TaskSpec:
     if isinstance(env, str):
         return get_spec(env)
     spec = get_spec(env.id)
-    fields = {f.name for f in dataclasses.fields(spec)} - {"max_episode_steps"}
+    fields = {f.name for f in dataclasses.fields(spec)} - {"max_episode_steps", "model_file"}
     changes: dict[str, Any] = {}
     problems = [f"wrapper {w.name}" for w in env.additional_wrappers]
     for name, value in env.kwargs.items():
-        if name in _RENDERING_ARGUMENTS or (name == "xml_file" and _default_model(spec, value)):
+        if name in _RENDERING_ARGUMENTS:
+            continue
+        if name == "xml_file":
+            known = [m for m in (spec.xml_file, *spec.other_models) if _names_model(value, m)]
+            if not known:
+                problems.append(f"{name}={value!r}")
+            elif known[0] != spec.xml_file:
+                changes["model_file"] = known[0]
             continue
         try:
             if name not in fields:
@@ -498,10 +513,10 @@ def spec_for(env: Env) -> TaskSpec:
     return dataclasses.replace(spec, **changes)
 
 
-def _default_model(spec: TaskSpec, xml_file: object) -> bool:
+def _names_model(xml_file: object, model: str) -> bool:
+    """Whether an env's ``xml_file`` argument is Gymnasium's asset ``model``."""
     return isinstance(xml_file, str) and (
-        xml_file == spec.xml_file
-        or os.path.abspath(xml_file) == os.path.abspath(gymnasium_asset(spec.xml_file))
+        xml_file == model or os.path.abspath(xml_file) == os.path.abspath(gymnasium_asset(model))
     )
 
 
