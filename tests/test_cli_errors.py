@@ -141,6 +141,10 @@ CASES: list[tuple[list[str], str]] = [
     ([*RUN, "--work-dir", "{ro}"], "--work-dir {ro} is not writable"),
     (["run", "not-an-id", "--root", "{root}"], "'not-an-id' is not a Minari dataset id"),
     (
+        ["run", "hopper_medium-v2.hdf5", "--root", "{root}"],
+        "imported first (`iwbc data import-d4rl hopper_medium-v2.hdf5`), then run by the id",
+    ),
+    (
         ["run", "iwbc-test/idp/none-v0", "--root", "{root}"],
         "pass --download (download=True from Python)",
     ),

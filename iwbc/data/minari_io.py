@@ -147,9 +147,15 @@ def _check_id_syntax(dataset_id: str) -> None:
     try:
         parse_dataset_id(dataset_id)
     except (ValueError, TypeError) as err:
+        hint = (
+            f"; a D4RL HDF5 file is imported first (`iwbc data import-d4rl {dataset_id}`), then "
+            "run by the id that prints"
+            if str(dataset_id).lower().endswith((".hdf5", ".h5"))
+            else ""
+        )
         raise DatasetError(
             f"'{dataset_id}' is not a Minari dataset id; ids look like "
-            "'namespace/name-v0', e.g. 'mujoco/hopper/expert-v0'"
+            f"'namespace/name-v0', e.g. 'mujoco/hopper/expert-v0'{hint}"
         ) from err
 
 
