@@ -36,7 +36,7 @@ from minari.data_collector import EpisodeBuffer
 from minari.storage import get_dataset_path
 
 from iwbc.data.errors import DatasetError
-from iwbc.data.minari_io import METADATA_SCORES, load_dataset, minari_root
+from iwbc.data.minari_io import METADATA_SCORES, datasets_root, load_dataset, minari_root
 from iwbc.data.minari_write import dataset_exists, write_dataset
 from iwbc.data.reference_cache import (
     CACHE_FILE,
@@ -220,12 +220,11 @@ def derive_missing_scores(
     """
     namespace = namespace_of(dataset_id)
     expert_id = tier_id(namespace, "expert")
-    with minari_root(root):
-        base = get_dataset_path()
+    base = datasets_root(root)  # found without Minari's lookup, which would create it
     if (
         not namespace
-        or not dataset_exists(dataset_id, root)
-        or not dataset_exists(expert_id, root)
+        or not (base / dataset_id).is_dir()
+        or not (base / expert_id).is_dir()
         or cached_entry(base, namespace) is not None
         or stored_reference_scores(dataset_id, root) is not None
     ):
