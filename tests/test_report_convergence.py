@@ -67,6 +67,38 @@ def test_only_a_curve_still_climbing_at_its_end_is_flagged(tmp_path: Path) -> No
     assert not any(ends[DATASET, m].still_rising for m in ("filtered_bc", "iw_bc", "top10_bc"))
 
 
+def test_the_final_point_is_scored_on_the_intermediate_evaluations_episodes(
+    tmp_path: Path,
+) -> None:
+    """The final evaluation's 100 episodes start from other states than the 10 of each earlier
+    evaluation, except its first 10: the trend compares the final policy on those alone. A
+    curve level on them is not rising, whatever its other 90 episodes score, and one climbing
+    on them is, though its 100-episode mean fell back."""
+    level_on_ten = seeds(10, 20, 30, 30.2)
+    climbing_on_ten = seeds(10, 20, 30, 40)
+    for method, on_ten, others in (
+        ("bc", level_on_ten, 60.0),
+        ("iql", climbing_on_ten, 0.0),
+    ):
+        for seed, curve in enumerate(on_ten):
+            episodes = [curve[-1]] * 10 + [others] * 90  # normalized = return: ref 0 to 100
+            final = float(np.mean(episodes))
+            record = make_record(DATASET, method, seed, final)
+            record["config"]["evaluation"] = {"eval_episodes": 10, "final_eval_episodes": 100}
+            shown = [*curve[:-1], final]
+            record["curve"] = {"steps": STEPS, "returns": shown, "normalized": shown}
+            record["final"]["episode_returns"] = episodes
+            record["best"] = {"normalized": max(shown), "step": STEPS[int(np.argmax(shown))]}
+            check_record(record)
+            save_record(records_dir(SUITE, tmp_path), record)
+    runs = load_runs(SUITE, tmp_path)
+    ends = curve_ends(runs)
+    np.testing.assert_allclose(ends[DATASET, "bc"].scores[:, -1], [c[-1] for c in level_on_ten])
+    assert [end.method for end in still_rising(runs)] == ["iql"]
+    bc = runs.ok_runs(DATASET, "bc")[0]
+    assert bc.curve[-1] == pytest.approx(0.1 * level_on_ten[0][-1] + 54.0)  # the table's
+
+
 def test_curves_too_short_or_with_one_seed_are_not_tested(tmp_path: Path) -> None:
     write_curves(tmp_path, {"iw_bc": seeds(40, 60)}, steps=[500, 1000])  # a fine-tune
     write_curves(tmp_path, {"bc": seeds(10, 20, 30, 40)[:1]})

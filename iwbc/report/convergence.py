@@ -6,7 +6,10 @@ its score climbed over the last evaluation interval (seed mean at least ``MIN_GA
 points) on a trend that seed noise does not explain: the per-seed least-squares slopes over the
 last ``POINTS`` evaluations are positive by a one-sided t-test over seeds at ``ALPHA``. (The
 last interval alone is too noisy to test, intermediate evaluations using few episodes; the
-trend alone would flag a curve that rose and then levelled off.) A cell whose runs were
+trend alone would flag a curve that rose and then levelled off.) The final evaluation runs more
+episodes than the intermediate ones, and its first ones are theirs (the same reset seeds): the
+test scores the final policy on those alone (``Run.like_for_like_curve``), so that a gain is the
+policy's, not the difference between two sets of start states. A cell whose runs were
 evaluated fewer than ``POINTS`` times (a fine-tune scored only at its end) or that has fewer
 than two finished seeds cannot be tested.
 
@@ -84,7 +87,7 @@ def curve_end(runs: SuiteRuns, dataset: str, method: str) -> CurveEnd | None:
     steps, curves = _same_last_steps(curves, POINTS)
     if len(curves) < 2:
         return None
-    scores = np.array([run.curve[-POINTS:] for run in curves])
+    scores = np.array([run.like_for_like_curve[-POINTS:] for run in curves])
     return CurveEnd(dataset, method, steps, scores)
 
 

@@ -97,10 +97,19 @@ class Run:
     # (iwbc.envs.action_box); None and False in records before the key.
     action_box: str | None = None
     action_box_rescaled: bool = False
+    # The curve with its final point scored on the intermediate evaluations' episodes alone
+    # (the final evaluation's first ones, on the same reset seeds), so that every point scores
+    # the same episodes; None where they already do (or the record does not say).
+    trend_curve: np.ndarray | None = None
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def like_for_like_curve(self) -> np.ndarray:
+        """The learning curve on one set of episodes: what a trend over it may compare."""
+        return self.curve if self.trend_curve is None else self.trend_curve
 
 
 @dataclass(frozen=True)
@@ -291,6 +300,7 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
             final=float(final["normalized"]),
             best=float(record["best"]["normalized"]),
             final_episodes=len(final.get("episode_returns") or ()),
+            trend_curve=_trend_curve(record),
         )
     except (TypeError, KeyError, ValueError, AttributeError) as error:
         raise UserError(
@@ -304,6 +314,20 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
             "is not finite; delete it and rerun `iwbc bench`"
         )
     return run
+
+
+def _trend_curve(record: dict[str, Any]) -> np.ndarray | None:
+    """``Run.trend_curve`` of a finished record: its curve, the final point rescored on the
+    first ``eval_episodes`` of the final evaluation's episodes; None where the final evaluation
+    ran no more episodes than the others (or the record does not say how many)."""
+    per_point = (record["config"] or {}).get("evaluation", {}).get("eval_episodes")
+    returns = np.asarray(record["final"].get("episode_returns") or (), dtype=float)
+    curve = np.asarray(record["curve"]["normalized"], dtype=float)
+    if not isinstance(per_point, int) or not 0 < per_point < returns.size or curve.size < 2:
+        return None
+    low, high = float(record["ref_min_score"]), float(record["ref_max_score"])
+    last = 100.0 * (returns[:per_point].mean() - low) / (high - low)
+    return np.append(curve[:-1], last)
 
 
 def load_runs(
