@@ -125,6 +125,8 @@ def test_the_report_marks_explains_and_warns_of_rising_cells(tmp_path: Path) -> 
         if row["table"] == "final" and row["dataset"] == DATASET
     }
     assert final == {"bc": "1", "iw_bc": "", "iql": "0"}
+    stats = (tmp_path / SUITE / "stats.md").read_text()
+    assert "Cells table.md marks: bc 1 of 1 ↑. These methods' aggregates take them in" in stats
     warnings = report_main(SUITE, tmp_path, reps=20).splitlines()[1:]
     assert warnings == [
         f"warning: 1 cell(s) were still improving when training stopped (bc on {DATASET}): "

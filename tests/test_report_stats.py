@@ -13,7 +13,14 @@ from scipy.stats import trim_mean
 from test_report_records import SUITE, write_records
 
 from iwbc.report.runs import load_runs
-from iwbc.report.stats import METRICS, fraction_above, stats_csv, stats_markdown, suite_stats
+from iwbc.report.stats import (
+    METRICS,
+    fraction_above,
+    profiles_csv,
+    stats_csv,
+    stats_markdown,
+    suite_stats,
+)
 
 DATASETS = ("e/x/medium-v0", "e/x/medium-replay-v0", "e/y/medium-v0")
 
@@ -112,3 +119,6 @@ def test_one_run_per_dataset_has_no_interval(tmp_path: Path, scores) -> None:
     rows = list(csv.DictReader(io.StringIO(stats_csv(stats))))
     assert {(r["ci_low"], r["ci_high"]) for r in rows if r["method"] == "bc"} == {("", "")}
     assert all(r["ci_low"] for r in rows if r["method"] == "iw_bc")
+    profiles = list(csv.DictReader(io.StringIO(profiles_csv(stats))))
+    assert {(r["ci_low"], r["ci_high"]) for r in profiles if r["method"] == "bc"} == {("", "")}
+    assert all(r["ci_low"] for r in profiles if r["method"] == "iw_bc")

@@ -224,8 +224,8 @@ def _write_results(
         f"{config.eval_episodes} evaluation episodes (deterministic policy, fixed reset "
         f"seeds {EVAL_SEED_BASE}…"
         f"{EVAL_SEED_BASE + config.eval_episodes - 1}, shared by all methods and seeds); the "
-        f"table gives mean ± std over {len(config.seeds)} training seeds of the final policy "
-        "(no best-over-training selection).",
+        f"table gives mean ± std (ddof 0) over {len(config.seeds)} training seeds of the final "
+        "policy (no best-over-training selection).",
         "",
         *_repeat_lines(scores),
         *_weight_lines(scores),

@@ -175,7 +175,8 @@ def profiles_figure(stats: SuiteStats, runs: SuiteRuns, stem: Path) -> list[Path
     for method, profile in stats.profiles.items():
         low, high = stats.profile_intervals[method]
         ax.plot(stats.taus, profile, color=colors[method], label=method, lw=1.5)
-        ax.fill_between(stats.taus, low, high, color=colors[method], alpha=0.2, lw=0)
+        if stats.has_interval(method):  # else no CI to draw
+            ax.fill_between(stats.taus, low, high, color=colors[method], alpha=0.2, lw=0)
     ax.set_xlabel("normalized score τ")
     ax.set_ylabel("fraction of runs with score > τ")
     ax.set_ylim(-0.02, 1.02)

@@ -176,6 +176,7 @@ def profiles_csv(stats: SuiteStats) -> str:
     writer.writerow(["method", "tau", "fraction_above", "ci_low", "ci_high"])
     for method, profile in stats.profiles.items():
         low, high = stats.profile_intervals[method]
-        for row in zip(stats.taus, profile, low, high, strict=True):
-            writer.writerow([method, *(f"{x:.4f}" for x in row)])
+        for tau, fraction, lo, hi in zip(stats.taus, profile, low, high, strict=True):
+            ci = [f"{lo:.4f}", f"{hi:.4f}"] if stats.has_interval(method) else ["", ""]
+            writer.writerow([method, f"{tau:.4f}", f"{fraction:.4f}", *ci])
     return out.getvalue()

@@ -692,7 +692,8 @@ def stats_report(
         else "No method has a finished run on every dataset, so there are no aggregates.",
         "",
         "Over all (dataset × seed) runs of each method (rliable, Agarwal et al. 2021). IQM: mean "
-        "of the middle 50% of all runs' scores (25% trimmed mean); median: median over datasets "
+        "of the middle 50% of all runs' scores (25% trimmed mean, ⌊n/4⌋ of the n scores cut "
+        "from each end, so of fewer than 4 runs their plain mean); median: median over datasets "
         f"of the per-dataset mean; mean: over all runs; optimality gap: {EXPERT:.0f} − "
         f"mean(min(score, {EXPERT:.0f})), lower is better. 95% CIs: percentile stratified "
         f"bootstrap (runs resampled within each dataset), {stats.reps} resamples, NumPy seed "
@@ -711,10 +712,38 @@ def stats_report(
             "table.md lists them.",
             "",
         ]
-    caveats = _caveats(runs, results_dir)
+    caveats = _caveats(runs, results_dir) + _marked_in_aggregates(runs)
     if caveats:
         lines += ["Included in the aggregates:", "", *caveats]
     return "\n".join(lines)
+
+
+def _marked_in_aggregates(runs: SuiteRuns) -> list[str]:
+    """A paragraph naming the methods whose aggregates take in cells table.md marks (↑, Q~,
+    Q!): those summarize scores still learning or following diverged critics too."""
+    marked = {
+        RISING_MARK: {(end.dataset, end.method) for end in still_rising(runs)},
+        UNSETTLED_MARK: unsettled_cells(runs),
+        DIVERGED_MARK: diverged_cells(runs),
+    }
+    parts = []
+    for method in runs.methods:
+        counts = [
+            f"{count} of {len(runs.datasets)} {mark}"
+            for mark, cells in marked.items()
+            if (count := sum((dataset, method) in cells for dataset in runs.datasets))
+        ]
+        if counts:
+            parts.append(f"{method} {', '.join(counts)}")
+    if not parts:
+        return []
+    return [
+        f"Cells table.md marks: {'; '.join(parts)}. These methods' aggregates take them in: "
+        f"scores of curves still rising ({RISING_MARK}) or critics still learning "
+        f"({UNSETTLED_MARK}) are budget-limited, not converged, and those of critics that "
+        f"diverged ({DIVERGED_MARK}) follow values no data supports.",
+        "",
+    ]
 
 
 def write_suite_report(
