@@ -33,7 +33,9 @@ LOG_2PI = float(jnp.log(2.0 * jnp.pi))
 NORMALIZER = "normalizer"
 
 # Kernel initializations of an MLP (biases always start at zero, Flax's default):
-# "lecun": Flax's default LeCun-normal kernels in every layer (TD3+BC, IQL, AWAC, SAC, BC).
+# "lecun": Flax's default LeCun-normal kernels in every layer (TD3+BC, IQL, AWAC, SAC, BC). CORL's
+#   PyTorch agents start from nn.Linear's default instead (weights and biases uniform in
+#   ±1/√fan_in) and the authors' iw-SFT code too; the README says so.
 # "corl_cql_orthogonal": CORL cql.py's orthogonal_init=True, orthogonal kernels with gain √2 in
 #   the hidden layers and 1e-2 in the output layer (CQL's critics).
 # "corl_cql_xavier": CORL cql.py's orthogonal_init=False, default hidden layers (Flax's
