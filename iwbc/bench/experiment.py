@@ -111,7 +111,17 @@ class ExperimentConfig:
             pipeline=dataclasses.replace(self.pipeline, eval_every=None),
             offline_rl=OfflineRLSettings(algorithms),
         )
-        return with_overrides(suite, {m: dict(v) for m, v in self.settings})
+        suite = with_overrides(suite, {m: dict(v) for m, v in self.settings})
+        # The critics are read at chunk ends (``critic_q_tail``: the last at or before 90% of
+        # the updates, and the end), so chunks of at most a tenth of the shortest baseline's
+        # updates make that window its last tenth whatever its budget.
+        steps = [suite.agent_config(m, dataset_id).steps for m in self.methods if m in BASELINES]
+        if not steps:
+            return suite
+        chunk = min(suite.offline_rl.chunk_size, max(1, min(steps) // 10))
+        return dataclasses.replace(
+            suite, offline_rl=dataclasses.replace(suite.offline_rl, chunk_size=chunk)
+        )
 
 
 def cpu_cost_notes(config: ExperimentConfig, dataset_id: str, longest: int) -> list[str]:
