@@ -70,6 +70,7 @@ SUITES = {
 }
 
 RUN = ["run", DATASET, "--root", "{root}"]
+BASELINES = [*RUN, "--methods", "td3_bc,iql,cql,awac"]
 GENERATE = ["data", "generate", "hopper"]
 
 # (argv, fragment of the one-line message). "{root}": a local root holding DATASET; "{file}":
@@ -119,6 +120,21 @@ CASES: list[tuple[list[str], str]] = [
     ),
     ([*RUN, "--hidden", "64,"], "--hidden must be comma-separated positive integers"),
     ([*RUN, "--algo-steps", "0"], "--algo-steps must be an integer ≥ 1, got 0"),
+    # a baseline's own hyperparameters are checked against the values they may take
+    (
+        [*BASELINES, "--set", "iql.expectile=2.0"],
+        "IQLConfig.expectile must be in (0, 1), got 2.0",
+    ),
+    (
+        [*BASELINES, "--set", "awac.awac_lambda=0"],
+        "AWACConfig.awac_lambda must be in (0, ∞), got 0",
+    ),
+    ([*BASELINES, "--set", "td3_bc.alpha=-1"], "TD3BCConfig.alpha must be in [0, ∞), got -1"),
+    ([*BASELINES, "--set", "cql.cql_temp=0"], "CQLConfig.cql_temp must be in (0, ∞), got 0"),
+    (
+        [*BASELINES, "--set", "iql.log_std_min=5"],
+        "IQLConfig.log_std_min must be below log_std_max, got 5",
+    ),
     ([*RUN, "--eval-episodes", "0"], "--eval-episodes must be an integer ≥ 1, got 0"),
     ([*RUN, "--eval-episodes", "-1"], "--eval-episodes must be an integer ≥ 1, got -1"),
     ([*RUN, "--engine", "warp"], "--engine: invalid choice: 'warp'"),

@@ -8,14 +8,16 @@ a' ~ π(s). Hyperparameters are CORL's ``awac.py`` defaults for D4RL locomotion.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 
 from iwbc.agents.common import (
+    POSITIVE,
     Adam,
+    Interval,
     OfflineRLAgent,
     OfflineRLConfig,
     Trained,
@@ -42,6 +44,8 @@ class AWACConfig(OfflineRLConfig):
     # Gaussian actor (mean not squashed, samples clipped to [-1, 1]); log-std clip.
     log_std_min: float = -20.0
     log_std_max: float = 2.0
+
+    bounds: ClassVar[dict[str, Interval]] = {"awac_lambda": POSITIVE, "exp_adv_max": POSITIVE}
 
 
 def sampled_action(mean: jax.Array, log_std: jax.Array, noise: jax.Array) -> jax.Array:

@@ -42,10 +42,37 @@ def stated_fields(config: Any) -> dict[str, Any]:
     return values
 
 
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """The values a hyperparameter may take: ``low`` to ``high``, each end open or closed."""
+
+    low: float
+    high: float = math.inf
+    closed_low: bool = True
+    closed_high: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value >= self.low if self.closed_low else value > self.low
+        below = value <= self.high if self.closed_high else value < self.high
+        return above and below
+
+    def __str__(self) -> str:
+        high = "∞" if math.isinf(self.high) else f"{self.high:g}"
+        return (
+            f"{'[' if self.closed_low else '('}{self.low:g}, {high}"
+            f"{']' if self.closed_high else ')'}"
+        )
+
+
+NON_NEGATIVE = Interval(0.0)
+POSITIVE = Interval(0.0, closed_low=False)
+
+
 def check_config(config: Any) -> None:
     """Refuse, in one line, a config no run could use (a suite typo or a CLI value), before the
     run starts: counts below 1, non-finite numbers, learning rates ≤ 0, a discount outside
-    [0, 1], a Polyak rate outside (0, 1], empty or non-positive hidden layers."""
+    [0, 1], a Polyak rate outside (0, 1], empty or non-positive hidden layers, a log-std range
+    that is empty, and any field outside the interval its config class's ``bounds`` give."""
     name = type(config).__name__
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
@@ -64,6 +91,12 @@ def check_config(config: Any) -> None:
         raise UserError(f"{name}.discount must be in [0, 1], got {config.discount!r}")
     if not 0.0 < config.tau <= 1.0:
         raise UserError(f"{name}.tau must be in (0, 1], got {config.tau!r}")
+    for field, interval in getattr(config, "bounds", {}).items():
+        if getattr(config, field) not in interval:
+            raise UserError(f"{name}.{field} must be in {interval}, got {getattr(config, field)!r}")
+    low, high = getattr(config, "log_std_min", None), getattr(config, "log_std_max", None)
+    if low is not None and high is not None and not low < high:
+        raise UserError(f"{name}.log_std_min must be below log_std_max, got {low!r} and {high!r}")
 
 
 def optimizer_step(
@@ -119,6 +152,8 @@ class OfflineRLConfig:
     tau: float = 5e-3
     # States standardized with the dataset's mean and std (iwbc.core.sampling.prepare_data).
     normalize_states: bool = True
+    # The values each of a baseline's own hyperparameters may take (check_config).
+    bounds: ClassVar[dict[str, Interval]] = {}
 
     def __post_init__(self) -> None:
         check_config(self)

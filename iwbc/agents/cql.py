@@ -12,7 +12,7 @@ locomotion are left out (BC warm-start, max-target and entropy backups, diff cli
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.struct
 import jax
@@ -20,7 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from iwbc.agents.common import (
+    NON_NEGATIVE,
+    POSITIVE,
     Adam,
+    Interval,
     OfflineRLAgent,
     OfflineRLConfig,
     Trained,
@@ -63,6 +66,8 @@ class CQLConfig(OfflineRLConfig):
     # CORL's normalize_reward: rewards scaled by 1000 / (max return − min return), as IQL's
     # (iwbc.core.sampling.prepare_data); off in CORL's D4RL configs but Hopper medium's.
     normalize_rewards: bool = later_option(False)
+
+    bounds: ClassVar[dict[str, Interval]] = {"cql_alpha": NON_NEGATIVE, "cql_temp": POSITIVE}
 
 
 class CQLNoise(flax.struct.PyTreeNode):

@@ -8,14 +8,17 @@ queried. Hyperparameters are CORL's D4RL locomotion defaults.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 
 from iwbc.agents.common import (
+    NON_NEGATIVE,
+    POSITIVE,
     Adam,
+    Interval,
     OfflineRLAgent,
     OfflineRLConfig,
     Trained,
@@ -60,6 +63,12 @@ class IQLConfig(OfflineRLConfig):
     # a = tanh(MLP(s)), fitted by the advantage-weighted squared error Σ_j (a_j − π(s)_j)²
     # instead of the weighted log-likelihood.
     deterministic_actor: bool = later_option(False)
+
+    bounds: ClassVar[dict[str, Interval]] = {
+        "expectile": Interval(0.0, 1.0, closed_low=False),
+        "beta": NON_NEGATIVE,
+        "exp_adv_max": POSITIVE,
+    }
 
 
 def expectile_loss(diff: jax.Array, expectile: float) -> jax.Array:

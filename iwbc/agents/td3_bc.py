@@ -14,14 +14,16 @@ was tuned for.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.struct
 import jax
 import jax.numpy as jnp
 
 from iwbc.agents.common import (
+    NON_NEGATIVE,
     Adam,
+    Interval,
     OfflineRLAgent,
     OfflineRLConfig,
     Trained,
@@ -46,6 +48,12 @@ class TD3BCConfig(OfflineRLConfig):
     policy_freq: int = 2
     # Weight of the Q term relative to BC: λ = alpha / mean|Q|.
     alpha: float = 2.5
+
+    bounds: ClassVar[dict[str, Interval]] = {
+        "policy_noise": NON_NEGATIVE,
+        "noise_clip": NON_NEGATIVE,
+        "alpha": NON_NEGATIVE,
+    }
 
 
 def critic_target(
