@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--out",
         default=None,
-        help="folder of its tables and figure (default: results/<dataset id>)",
+        help="folder of its tables and figure (default: results/<dataset id, / as __>)",
     )
     run.add_argument(
         "--set",

@@ -19,7 +19,7 @@ from iwbc.bench.runner import plan
 from iwbc.bench.suites import Suite, parse_suite
 from iwbc.bench.units import UnitContext, WorkUnit, record_failure
 from iwbc.report.runs import load_runs
-from iwbc.report.suite_report import report_main, write_suite_report
+from iwbc.report.suite_report import SWEEP_PATHS, report_main, write_suite_report
 
 DATASETS = ("e/x/medium-v0", "e/y/medium-v0")
 BEFORE = """
@@ -88,7 +88,8 @@ def test_report_flags_stale_cells_and_says_how_to_rerun(mixed: Path) -> None:
     summary = (
         f"4 finished run(s) were made under another configuration of suite {SUITE} than its "
         "file's current one (bc on e/x/medium-v0, bc on e/y/medium-v0); their scores are "
-        f"marked 'stale'. Rerun them with `{rerun}`."
+        f"marked 'stale'. Rerun them with `{rerun}` (with the --root and --work-dir the sweep "
+        "used, if it set them)."
     )
     assert summary in table
     assert "= 8 runs: 8 finished (4 stale), 0 failed, 0 missing" in table
@@ -114,7 +115,8 @@ def test_report_command_prints_a_warning_line(mixed: Path, monkeypatch: pytest.M
     lines = report_main(SUITE, mixed, reps=20).splitlines()
     assert len(lines) == 2 and lines[0].startswith("wrote ")
     assert lines[1].startswith("warning: 4 finished run(s) were made under another configuration")
-    assert lines[1].endswith(f"`iwbc bench --suite {SUITE} --results {mixed} --only-methods bc`")
+    command = f"`iwbc bench --suite {SUITE} --results {mixed} --only-methods bc`"
+    assert lines[1].endswith(f"{command}{SWEEP_PATHS}")
 
 
 def test_a_suite_given_as_a_path_gets_the_warning_line_too(mixed: Path) -> None:
@@ -125,7 +127,8 @@ def test_a_suite_given_as_a_path_gets_the_warning_line_too(mixed: Path) -> None:
     assert len(lines) == 2 and lines[0].startswith("wrote ")
     assert lines[1].startswith("warning: 4 finished run(s) were made under another configuration")
     # The commands it writes name the file, as `iwbc bench` needs it.
-    assert lines[1].endswith(f"`iwbc bench --suite {path} --results {mixed} --only-methods bc`")
+    command = f"`iwbc bench --suite {path} --results {mixed} --only-methods bc`"
+    assert lines[1].endswith(f"{command}{SWEEP_PATHS}")
     table = (mixed / SUITE / "table.md").read_text()
     assert f"iwbc report --suite {path} --results {mixed}" in table
 
@@ -199,7 +202,8 @@ def test_runs_on_other_contents_of_one_dataset_are_named(
         "The runs of 1 dataset(s) were made on different contents of their data (content "
         f"fingerprints): {DATASETS[0]} ({'a' * 12}, {'b' * 12}). Their methods were not "
         f"compared on the same data; `iwbc bench --suite {SUITE} --results {tmp_path} "
-        f"--only-datasets {DATASETS[0]}` retrains every run not made on the data as it is now"
+        f"--only-datasets {DATASETS[0]}` (with the --root and --work-dir the sweep used, if it "
+        "set them) retrains every run not made on the data as it is now"
     )
     assert lines[1:] == [f"warning: {summary}"]
     table = (tmp_path / SUITE / "table.md").read_text()

@@ -83,6 +83,10 @@ def _distinct(values: Sequence[object]) -> str:
     return " / ".join(str(v) for v in dict.fromkeys(values)) or "—"
 
 
+# Records do not keep the sweep's data root or work directory, so commands name them in words.
+SWEEP_PATHS = " (with the --root and --work-dir the sweep used, if it set them)"
+
+
 def _bench_command(runs: SuiteRuns, results_dir: str | Path, options: str) -> str:
     """``iwbc bench`` on the suite and results folder of ``runs``, with ``options``."""
     return f"iwbc bench --suite {runs.suite_argument}{_results_option(results_dir)}{options}"
@@ -104,7 +108,7 @@ def stale_summary(runs: SuiteRuns, results_dir: str | Path) -> str:
     return (
         f"{len(stale)} finished run(s) were made under another configuration of suite "
         f"{runs.suite} than its file's current one ({cells}); their scores are marked "
-        f"'stale'. Rerun them with `{rerun_command(runs, results_dir)}`"
+        f"'stale'. Rerun them with `{rerun_command(runs, results_dir)}`{SWEEP_PATHS}"
     )
 
 
@@ -120,8 +124,7 @@ def mixed_data_summary(runs: SuiteRuns, results_dir: str | Path) -> str:
     return (
         f"The runs of {len(mixed)} dataset(s) were made on different contents of their data "
         f"(content fingerprints): {named}. Their methods were not compared on the same data; "
-        f"`{rerun}` "
-        "retrains every run not made on the data as it is now"
+        f"`{rerun}`{SWEEP_PATHS} retrains every run not made on the data as it is now"
     )
 
 
@@ -134,8 +137,8 @@ def mixed_engines_summary(runs: SuiteRuns, results_dir: str | Path) -> str:
     return (
         f"The runs of {len(mixed)} dataset(s) were evaluated on different engines: {named} "
         "(engine `auto` is MJX on a GPU, the CPU batch engine elsewhere). Their methods were "
-        f"not scored on the same simulator; `{rerun}` reruns every run evaluated on another "
-        "engine than the machine running it"
+        f"not scored on the same simulator; `{rerun}`{SWEEP_PATHS} reruns every run evaluated "
+        "on another engine than the machine running it"
     )
 
 
