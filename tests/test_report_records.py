@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from iwbc.bench.records import check_record, record_path, records_dir
+from iwbc.bench.records import check_record, read_record, record_path, records_dir
 from iwbc.files import write_json_atomic
 from iwbc.report.runs import load_runs, order_datasets
 
@@ -151,6 +151,7 @@ def test_no_records_says_to_run_bench_first(tmp_path: Path) -> None:
         (lambda r: r.update(seed=7), "belongs at"),
         (lambda r: r.pop("final"), "lacks final"),
         (lambda r: r.update(final={"return": 1.0}), "malformed"),
+        (lambda r: r.update(final=None), "lacks its curve, final or best evaluation"),
         (lambda r: r.update(schema=2), "schema 2"),
         (lambda r: r["curve"].update(steps=[1, 2]), "differ in length"),
     ],
@@ -171,3 +172,17 @@ def test_unreadable_record(tmp_path: Path) -> None:
     record_path(directory, "e/x/medium-v0", "bc", 0).write_text("{not json")
     with pytest.raises(ValueError, match="unreadable"):
         load_runs(SUITE, tmp_path)
+    for text, kind in (("null", "NoneType"), ("3", "int"), ("[]", "list")):
+        record_path(directory, "e/x/medium-v0", "bc", 0).write_text(text)
+        with pytest.raises(ValueError, match=f"holds {kind}, not a record; delete it"):
+            load_runs(SUITE, tmp_path)
+
+
+def test_a_record_in_another_runs_place_is_refused_by_the_runner_too(tmp_path: Path) -> None:
+    """A record copied to another seed's place would count that run as done with the first
+    seed's scores: every reader refuses it, naming where it belongs."""
+    directory = write_records(tmp_path, {("e/x/medium-v0", "bc"): [1.0]})
+    copy = record_path(directory, "e/x/medium-v0", "bc", 1)
+    copy.write_text(record_path(directory, "e/x/medium-v0", "bc", 0).read_text())
+    with pytest.raises(ValueError, match=r"belongs at e__x__medium-v0/bc/seed-0\.json: move it"):
+        read_record(copy)

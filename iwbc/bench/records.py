@@ -122,6 +122,10 @@ def final_weight_ess(record: Mapping[str, Any]) -> float | None:
 
 def check_record(record: Mapping[str, Any], source: str = "record") -> None:
     """One-line UserError unless ``record`` has the schema's keys and a known status."""
+    if not isinstance(record, Mapping):
+        raise UserError(
+            f"{source} holds {type(record).__name__}, not a record; delete it to rerun that run"
+        )
     missing = [key for key in RECORD_KEYS if key not in record]
     if missing:
         raise UserError(f"{source} lacks {', '.join(missing)}; delete it to rerun that run")
@@ -129,6 +133,13 @@ def check_record(record: Mapping[str, Any], source: str = "record") -> None:
         raise UserError(
             f"{source} has schema {record['schema']!r} and status {record['status']!r}; "
             f"expected schema {SCHEMA} and a status in {', '.join(STATUSES)}"
+        )
+    if record["status"] == "ok" and not all(
+        isinstance(record[key], Mapping) for key in ("curve", "final", "best")
+    ):
+        raise UserError(
+            f"{source} is of a finished run but lacks its curve, final or best evaluation; "
+            "delete it to rerun that run"
         )
 
 
@@ -142,7 +153,26 @@ def read_record(path: str | Path) -> dict[str, Any] | None:
     except (OSError, json.JSONDecodeError) as error:
         raise UserError(f"record {path} is unreadable ({error}); delete it to rerun") from error
     check_record(record, f"record {path}")
+    check_place(record, path)
     return record
+
+
+def check_place(record: Mapping[str, Any], path: Path) -> None:
+    """One-line UserError unless ``record`` is the run its path names: a record copied or moved
+    to another seed's, method's or dataset's place would count that run as done with its
+    scores (``record_path``'s layout: ``<dataset, / as __>/<method>/seed-<n>.json``)."""
+    try:
+        dataset, method, seed = str(record["dataset"]), str(record["method"]), int(record["seed"])
+    except (TypeError, ValueError):
+        raise UserError(
+            f"record {path} names no dataset, method and integer seed; delete it to rerun that run"
+        ) from None
+    expected = record_path(path.parent.parent.parent, dataset, method, seed)
+    if expected.parts[-3:] != path.parts[-3:]:
+        raise UserError(
+            f"record {path} is for {dataset} / {method} / seed {seed}; it belongs at "
+            f"{'/'.join(expected.parts[-3:])}: move it there or delete it"
+        )
 
 
 def is_finished(

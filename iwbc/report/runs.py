@@ -245,16 +245,9 @@ def _action_box(box: dict[str, list[float]] | None) -> dict[str, Any]:
 
 
 def parse_record(record: dict[str, Any], path: Path) -> Run:
-    """Read a record that passed ``check_record``, checking it against the path it was found at
-    and that a finished run has a usable curve and final score."""
+    """Read a record that passed ``read_record``'s checks (its keys, and that it is the run its
+    path names), checking that a finished run has a usable curve and final score."""
     dataset, method, seed = str(record["dataset"]), str(record["method"]), int(record["seed"])
-    found = (path.parent.parent.name, path.parent.name, path.name)
-    expected = (dataset.replace("/", "__"), method, f"seed-{seed}.json")
-    if found != expected:
-        raise UserError(
-            f"record {path} is for {dataset} / {method} / seed {seed}; it belongs at "
-            f"{'/'.join(expected)}"
-        )
     common = {
         "dataset": dataset,
         "method": method,
