@@ -279,6 +279,15 @@ def test_method_config_is_plain_json_and_says_what_steps_count() -> None:
             {"bc_family": {"pretrain": {"steps": 0}}},
             r"bad value in \[bc_family\]: steps and batch_size",
         ),
+        # fields whose default is None are checked against their annotation
+        (
+            {"bc_family": {"pretrain": {"window": 2.5}}},
+            r"window in \[bc_family.pretrain\] must be of type int \| None, got 2.5",
+        ),
+        (
+            {"bc_family": {"finetune": {"warmup_steps": True}}},
+            r"warmup_steps in \[bc_family.finetune\] must be of type int \| None, got True",
+        ),
         (
             {"offline_rl": {"expectile": 0.9}},
             r"unknown key 'expectile' in \[offline_rl\] \(a table per",

@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
@@ -612,11 +614,38 @@ def _check_types(cls: type, values: Mapping[str, Any], where: str, scope: str) -
     a float and becomes one, so ``10`` and ``10.0`` make the same configuration (and the same
     fingerprint: records compare by their configuration's JSON text)."""
     defaults = {f.name: _default(f) for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     for key, value in values.items():
-        if not _type_matches(value, defaults.get(key)):
-            expected = type(defaults[key]).__name__
+        default = defaults.get(key)
+        if default is None:
+            matches, expected = _annotation_matches(value, hints.get(key)), str(hints.get(key))
+        else:
+            matches, expected = _type_matches(value, default), type(default).__name__
+        if not matches:
             raise UserError(f"{where}: {key} in {scope} must be of type {expected}, got {value!r}")
     return {key: _as_default_type(value, defaults.get(key)) for key, value in values.items()}
+
+
+def _annotation_matches(value: Any, annotation: Any) -> bool:
+    """For a field whose default (None) says nothing of its type: whether ``value`` is one of
+    the types its annotation names (``int | None``: an int, never a bool or a float)."""
+    if annotation is None:
+        return True
+    for kind in typing.get_args(annotation) if _is_union(annotation) else (annotation,):
+        origin = typing.get_origin(kind) or kind
+        if origin is typing.Literal and value in typing.get_args(kind):
+            return True
+        if origin in (int, float) and isinstance(value, bool):
+            continue
+        if origin is float and isinstance(value, int):
+            return True
+        if isinstance(origin, type) and isinstance(value, origin):
+            return True
+    return False
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
 
 
 def _as_default_type(value: Any, default: Any) -> Any:
@@ -630,8 +659,6 @@ def _as_default_type(value: Any, default: Any) -> Any:
 
 
 def _type_matches(value: Any, default: Any) -> bool:
-    if default is None:
-        return True
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(default, bool) and isinstance(value, bool)
     if isinstance(default, float):
