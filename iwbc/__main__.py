@@ -8,6 +8,7 @@ one line and exit status 130 as an interrupt later on.
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import sys
 import threading
@@ -45,7 +46,24 @@ def main() -> int:
     if caught:
         print(STARTING, file=sys.stderr)
         return 130
-    return cli_main()
+    status = cli_main()
+    if status == 130:
+        _exit_now(status)
+    return status
+
+
+def _exit_now(status: int) -> None:
+    """Exit at once after an interrupt, without the interpreter's teardown: a Ctrl-C landing
+    while XLA compiles leaves its threads running, and tearing the interpreter down under them
+    crashed the process (SIGSEGV) after the interrupt's line was printed. Everything worth
+    keeping is already on disk (records and checkpoints are written atomically); a local Ray
+    cluster this process started is shut down first, as its exit handler would."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _in_gc_callback(frame: FrameType | None) -> bool:
