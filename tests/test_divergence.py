@@ -20,7 +20,7 @@ from test_train import bc_config, padded_data, run
 
 from iwbc.bench.records import load_records, records_dir
 from iwbc.bench.runner import run_suite
-from iwbc.bench.units import cached_evaluation
+from iwbc.bench.units import _read_snapshot, cached_evaluation
 from iwbc.cli import main
 from iwbc.core.agent import Agent
 from iwbc.core.trainer import Training, train
@@ -133,6 +133,41 @@ def test_a_non_finite_evaluation_is_a_failure_never_cached(tmp_path: Path) -> No
     with pytest.raises(TrainingDiverged, match=message):
         cached_evaluation(tmp_path, "bc", 20, 2, lambda step: None, evaluate)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_damaged_cached_evaluation_is_made_again(tmp_path: Path) -> None:
+    """Evaluations are deterministic: a cache file damaged on disk (garbage, truncated, another
+    shape) is evaluated again and rewritten, never read as returns nor a crash."""
+    calls = []
+
+    def evaluate(params: Any, episodes: int) -> np.ndarray:
+        calls.append(episodes)
+        return np.array([[1.0, 2.0], [3.0, 4.0]])
+
+    first = cached_evaluation(tmp_path, "bc", 20, 2, lambda step: None, evaluate)
+    cache = tmp_path / "eval-20-2ep.npy"
+    good = cache.read_bytes()
+    for damaged in (b"garbage", good[: len(good) // 2], b""):
+        cache.write_bytes(damaged)
+        again = cached_evaluation(tmp_path, "bc", 20, 2, lambda step: None, evaluate)
+        np.testing.assert_array_equal(again, first)
+        assert cache.read_bytes() == good
+    np.save(cache, np.zeros((2, 3)))  # another episode count than the file's name
+    np.testing.assert_array_equal(
+        cached_evaluation(tmp_path, "bc", 20, 2, lambda step: None, evaluate), first
+    )
+    assert len(calls) == 5
+    cached_evaluation(tmp_path, "bc", 20, 2, lambda step: None, evaluate)
+    assert len(calls) == 5  # read back, not evaluated
+
+
+def test_a_damaged_snapshot_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "agent-20.msgpack"
+    path.write_bytes(b"\x93garbage")
+    with pytest.raises(UserError, match=r"snapshot .*agent-20.msgpack is unreadable") as error:
+        _read_snapshot(path, lambda: {"params": np.zeros(2)})
+    assert "delete it and the checkpoint.msgpack beside it" in str(error.value)
+    assert "\n" not in str(error.value)
 
 
 @pytest.fixture(scope="module")

@@ -57,7 +57,7 @@ from iwbc.data.errors import one_line
 from iwbc.data.scores import require_reference_scores
 from iwbc.envs.evaluate import check_evaluable, evaluate_agent
 from iwbc.envs.rollout import resolve_engine
-from iwbc.errors import TrainingDiverged
+from iwbc.errors import TrainingDiverged, UserError
 from iwbc.files import file_lock, write_atomic, write_json_atomic
 from iwbc.machine import machine_record, running_commit
 
@@ -317,8 +317,9 @@ def cached_evaluation(
     and the update, never cached nor scored.
     """
     cache = _evaluation_file(directory, step, episodes)
-    fresh = not cache.exists()
-    returns = np.asarray(evaluate(agent_at(step), episodes)) if fresh else np.load(cache)
+    cached = _read_evaluation(cache, episodes)
+    fresh = cached is None
+    returns = np.asarray(evaluate(agent_at(step), episodes)) if fresh else cached
     finite = np.isfinite(returns).all(axis=1)
     if not finite.all():
         seeds = ", ".join(map(str, np.flatnonzero(~finite)))
@@ -332,6 +333,21 @@ def cached_evaluation(
         buffer = io.BytesIO()
         np.save(buffer, returns)
         write_atomic(cache, buffer.getvalue())
+    return returns
+
+
+def _read_evaluation(cache: Path, episodes: int) -> np.ndarray | None:
+    """The cached returns [seeds, episodes], or None when there are none to trust: no file, or
+    one unreadable or of another shape (damaged on disk). The evaluation is deterministic, so
+    making it again gives what the file held."""
+    try:
+        returns = np.load(cache, allow_pickle=False)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, EOFError):
+        return None
+    if returns.ndim != 2 or returns.shape[1] != episodes or returns.dtype.kind != "f":
+        return None
     return returns
 
 
@@ -465,10 +481,22 @@ def _agent_at(
                     if not path.exists():
                         write_atomic(path, flax.serialization.to_bytes(training().to(target)))
             if target == step:
-                return flax.serialization.from_bytes(structure(), path.read_bytes())
+                return _read_snapshot(path, structure)
         raise ValueError(f"step {step} is not one of the evaluation steps {tuple(targets)}")
 
     return snapshot_at
+
+
+def _read_snapshot(path: Path, structure: Callable[[], Any]) -> Any:
+    """The agents saved at ``path``; a one-line error naming it and the fix when it cannot be
+    read back (damaged on disk): the stage's checkpoint may already be past its update."""
+    try:
+        return flax.serialization.from_bytes(structure(), path.read_bytes())
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(
+            f"snapshot {path} is unreadable ({type(error).__name__}); delete it and the "
+            "checkpoint.msgpack beside it, and rerun: that stage trains again"
+        ) from None
 
 
 @functools.lru_cache(maxsize=1)
