@@ -279,6 +279,7 @@ def test_method_config_is_plain_json_and_says_what_steps_count() -> None:
             {"bc_family": {"pretrain": {"steps": 0}}},
             r"bad value in \[bc_family\]: steps and batch_size",
         ),
+        ({"description": 5}, r"description must be text, got 5"),
         # fields whose default is None are checked against their annotation
         (
             {"bc_family": {"pretrain": {"window": 2.5}}},

@@ -406,9 +406,12 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
         for key in ("eval_episodes", "final_eval_episodes", "eval_every", "chunk_size"):
             if key in values:
                 _check_int(values[key], where, f"{key} in {scope}", minimum=key != "eval_every")
+    description = table.get("description", "")
+    if not isinstance(description, str):
+        raise UserError(f"{where}: description must be text, got {description!r}")
     suite = Suite(
         name=name,
-        description=str(table.get("description", "")),
+        description=description,
         datasets=tuple(datasets),
         methods=tuple(methods),
         seeds=tuple(seeds),
