@@ -342,9 +342,7 @@ def _read_evaluation(cache: Path, episodes: int) -> np.ndarray | None:
     making it again gives what the file held."""
     try:
         returns = np.load(cache, allow_pickle=False)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, EOFError):
+    except (OSError, ValueError, EOFError):  # FileNotFoundError is an OSError
         return None
     if returns.ndim != 2 or returns.shape[1] != episodes or returns.dtype.kind != "f":
         return None

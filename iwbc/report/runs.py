@@ -30,6 +30,7 @@ from iwbc.bench.records import (
     record_fingerprint,
     records_dir,
 )
+from iwbc.data.scores import normalized_score
 from iwbc.envs.action_box import box_text, rescaled
 from iwbc.errors import UserError
 
@@ -279,6 +280,7 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
         )
     try:
         curve, final = record["curve"], record["final"]
+        normalized = np.asarray(curve["normalized"], dtype=float)
         run = Run(
             **common,
             weight_ess=_number(final_weight_ess(record)),
@@ -289,11 +291,11 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
             **_action_box(record.get("action_box")),
             error=None,
             steps=np.asarray(curve["steps"], dtype=float),
-            curve=np.asarray(curve["normalized"], dtype=float),
+            curve=normalized,
             final=float(final["normalized"]),
             best=float(record["best"]["normalized"]),
             final_episodes=len(final.get("episode_returns") or ()),
-            trend_curve=_trend_curve(record),
+            trend_curve=_trend_curve(record, normalized),
         )
     except (TypeError, KeyError, ValueError, AttributeError) as error:
         raise UserError(
@@ -309,17 +311,17 @@ def parse_record(record: dict[str, Any], path: Path) -> Run:
     return run
 
 
-def _trend_curve(record: dict[str, Any]) -> np.ndarray | None:
-    """``Run.trend_curve`` of a finished record: its curve, the final point rescored on the
-    first ``eval_episodes`` of the final evaluation's episodes; None where the final evaluation
-    ran no more episodes than the others (or the record does not say how many)."""
+def _trend_curve(record: dict[str, Any], curve: np.ndarray) -> np.ndarray | None:
+    """``Run.trend_curve`` of a finished record whose normalized curve is ``curve``: the final
+    point rescored on the first ``eval_episodes`` of the final evaluation's episodes; None where
+    the final evaluation ran no more episodes than the others (or the record does not say)."""
     per_point = (record["config"] or {}).get("evaluation", {}).get("eval_episodes")
     returns = np.asarray(record["final"].get("episode_returns") or (), dtype=float)
-    curve = np.asarray(record["curve"]["normalized"], dtype=float)
     if not isinstance(per_point, int) or not 0 < per_point < returns.size or curve.size < 2:
         return None
-    low, high = float(record["ref_min_score"]), float(record["ref_max_score"])
-    last = 100.0 * (returns[:per_point].mean() - low) / (high - low)
+    last = normalized_score(
+        returns[:per_point].mean(), record["ref_min_score"], record["ref_max_score"]
+    )
     return np.append(curve[:-1], last)
 
 
