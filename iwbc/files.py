@@ -4,7 +4,8 @@ Checkpoints, records, manifests and cached evaluations are rewritten while a run
 or a second worker may be writing the same path: each goes to a unique temporary file in the
 same directory and replaces the target with one rename. The temporary file is created with mode
 0666 less the umask, as ``open`` would, so a record is as readable as any other output.
-:func:`file_lock` keeps two processes from doing the same work at once.
+:func:`file_lock` keeps two processes from doing the same work at once, and
+:func:`staging_directory` gathers a set of files (or a whole dataset) before they move into place.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import fcntl
 import json
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -97,3 +100,49 @@ def file_lock(path: str | Path, *, wait: bool = True) -> Iterator[bool]:
         yield True
     finally:
         os.close(fd)
+
+
+_STAGING_PREFIX = ".staging-"
+_STAGING_OWNER = ".owner"
+
+
+@contextlib.contextmanager
+def staging_directory(parent: Path) -> Iterator[Path]:
+    """A new hidden directory ``.staging-<random>`` in ``parent`` for the block, then removed.
+
+    A writer killed outright (SIGKILL, the OOM killer) cannot remove its staging directory, and
+    one may hold a whole dataset. So the writer holds a ``flock`` on the directory's ``.owner``
+    file while it lives (the kernel drops it when the writer dies, however it dies), and each new
+    staging directory first removes the others in ``parent`` whose owner lock is free: those of
+    dead writers, never a live one's, on this host or another sharing the filesystem.
+    """
+    parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_staging(parent)
+    path = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=parent))
+    try:
+        # Locked under another name and then renamed, so no other process ever sees an owner
+        # file that is not yet locked.
+        fd = os.open(path / f"{_STAGING_OWNER}.new", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(path / f"{_STAGING_OWNER}.new", path / _STAGING_OWNER)
+            yield path
+        finally:
+            os.close(fd)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_abandoned_staging(parent: Path) -> None:
+    """Remove the staging directories in ``parent`` whose owner lock no process holds; one with
+    no owner file (its writer is between creating and locking it) is left alone."""
+    for path in parent.glob(f"{_STAGING_PREFIX}*"):
+        owner = path / _STAGING_OWNER
+        if not owner.is_file():
+            continue
+        try:
+            with file_lock(owner, wait=False) as free:
+                if free:
+                    shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue

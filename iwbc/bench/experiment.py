@@ -13,8 +13,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -45,7 +43,7 @@ from iwbc.data import OfflineDataset, dataset_normalized_score
 from iwbc.envs.action_box import box_text, rescaled
 from iwbc.envs.evaluate import EVAL_SEED_BASE, check_evaluable
 from iwbc.errors import UserError, write_error
-from iwbc.files import json_text
+from iwbc.files import json_text, staging_directory
 from iwbc.machine import machine_record
 from iwbc.report.convergence import CRITIC_MOVE, CriticEnd
 from iwbc.report.figures import returns_figure
@@ -324,18 +322,16 @@ def write_file_set(out_dir: Path, writers: Mapping[str, Callable[[Path], object]
     renamed into place, so a failure while writing (a full disk) replaces none of a previous
     set and leaves no partial file. A failed write raises a one-line WriteError naming the
     file."""
-    staging: Path | None = None
     target, replaced = out_dir, []
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
-        for name, write in writers.items():
-            target = out_dir / name
-            write(staging / name)
-        for name in writers:
-            target = out_dir / name
-            os.replace(staging / name, target)
-            replaced.append(name)
+        with staging_directory(out_dir) as staging:
+            for name, write in writers.items():
+                target = out_dir / name
+                write(staging / name)
+            for name in writers:
+                target = out_dir / name
+                os.replace(staging / name, target)
+                replaced.append(name)
     except OSError as err:
         if err.errno is None:
             raise
@@ -346,9 +342,6 @@ def write_file_set(out_dir: Path, writers: Mapping[str, Callable[[Path], object]
             f"{kept}: free space or fix permissions and run again (finished runs are kept and "
             "not trained again)",
         ) from err
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def method_names(names: Sequence[str] | str) -> tuple[str, ...]:

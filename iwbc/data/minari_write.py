@@ -4,7 +4,7 @@
 full disk halfway leaves a dataset that lists but cannot be loaded. Here it writes into a
 hidden staging directory of the same root (Minari's listing skips hidden directories) and the
 finished dataset is moved into place with one rename; on any failure, Ctrl-C included, the
-staging directory is removed.
+staging directory is removed, and one a killed writer left is removed by the next write.
 
 The HDF5 writing runs in a forked child process. HDF5 cannot close a file whose write failed
 (a full disk): every close fails again, h5py prints a traceback for each of the file's objects,
@@ -38,6 +38,7 @@ from minari.storage import get_dataset_path
 from iwbc.data.errors import DatasetError, one_line
 from iwbc.data.minari_io import minari_root
 from iwbc.errors import WriteError, hdf5_errno, io_errno, write_error
+from iwbc.files import staging_directory
 
 
 def dataset_exists(dataset_id: str, root: str | Path | None = None) -> bool:
@@ -82,7 +83,6 @@ def write_dataset(
             f"Minari dataset {dataset_id!r} already exists at {final}; "
             "pass --overwrite (overwrite=True) to replace it"
         )
-    staging = base / f".staging-{uuid.uuid4().hex}"
     create = partial(
         minari.create_dataset_from_buffers,
         dataset_id=dataset_id,
@@ -97,21 +97,20 @@ def write_dataset(
     )
     consequence = f"nothing was written: free space or fix permissions under {base} and run again"
     try:
-        with minari_root(staging):
-            _in_child_process(create, final, consequence)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        retired = base / f".retired-{uuid.uuid4().hex}"
-        if final.exists():
-            final.rename(retired)
-        (staging / dataset_id).rename(final)
-        shutil.rmtree(retired, ignore_errors=True)
+        with staging_directory(base) as staging:
+            with minari_root(staging):
+                _in_child_process(create, final, consequence)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            retired = base / f".retired-{uuid.uuid4().hex}"
+            if final.exists():
+                final.rename(retired)
+            (staging / dataset_id).rename(final)
+            shutil.rmtree(retired, ignore_errors=True)
     except Exception as err:
         code = io_errno(err)
         if code is None:
             raise
         raise write_error(final, code, consequence) from err
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return final
 
 
