@@ -22,12 +22,12 @@ import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 
 from iwbc.agents.bc import BCConfig
-from iwbc.agents.registry import METHODS
+from iwbc.agents.registry import BASELINES, METHODS
 from iwbc.bench.records import records_dir
 from iwbc.bench.suites import PipelineConfig, parse_settings
 from iwbc.data import list_datasets, load_dataset
@@ -99,6 +99,7 @@ def _pipeline(args: argparse.Namespace) -> PipelineConfig:
         finetune=finetune,
         hidden_dims=args.hidden,
         standardize_observations=not args.raw_observations,
+        layer_init=args.layer_init,
     )
 
 
@@ -110,6 +111,18 @@ def _methods(text: str) -> tuple[str, ...]:
         return method_names(text)
     except UserError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _settings(args: argparse.Namespace) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+    """Each method's own fields: ``--layer-init`` for the baselines (the BC family takes it
+    from the pipeline), then ``--set``, which wins."""
+    given = parse_settings(args.set)
+    settings: dict[str, dict[str, Any]] = {}
+    if args.layer_init != "flax":
+        settings = {m: {"layer_init": args.layer_init} for m in args.methods if m in BASELINES}
+    for method, fields in given.items():
+        settings[method] = {**settings.get(method, {}), **fields}
+    return tuple((m, tuple(v.items())) for m, v in settings.items())
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -134,7 +147,7 @@ def _run(args: argparse.Namespace) -> None:
         eval_episodes=args.eval_episodes,
         engine=args.engine,
         algorithm_steps=args.algo_steps,
-        settings=tuple((m, tuple(v.items())) for m, v in parse_settings(args.set).items()),
+        settings=_settings(args),
     )
     if args.engine == "mjx":
         require_mjx()
@@ -353,6 +366,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train the BC family on raw observations, as the authors' code does (default: "
         "standardized with the dataset's mean and std, as the baselines are)",
+    )
+    run.add_argument(
+        "--layer-init",
+        default="flax",
+        choices=("flax", "torch"),
+        help="how every method's layers start: 'flax' = LeCun-normal kernels, zero biases; "
+        "'torch' = PyTorch's nn.Linear default, kernels and biases uniform in ±1/√fan_in, as "
+        "in the authors' code and CORL's (CQL keeps CORL's own output layers) "
+        "(default: %(default)s)",
     )
     run.add_argument(
         "--hidden",

@@ -195,6 +195,49 @@ def test_agents_are_created_by_one_compiled_initializer_whatever_the_statistics(
     assert any(not np.array_equal(x[0], x[1]) for x in jax.tree.leaves(first.actor.params))
 
 
+def _dense_layers(params: dict) -> list[dict]:
+    """Every Dense layer (its kernel and bias) in a parameter tree, ensembles included."""
+    if "kernel" in params and "bias" in params:
+        return [params]
+    return [
+        layer
+        for value in params.values()
+        if isinstance(value, dict)
+        for layer in _dense_layers(value)
+    ]
+
+
+@pytest.mark.parametrize("name", ["bc", *BASELINES])
+def test_layer_init_reaches_every_network_an_agent_creates(name: str) -> None:
+    """``layer_init="torch"`` starts every layer the recipe leaves at the default as PyTorch's
+    nn.Linear does (biases uniform in ±1/√fan_in, not zero); CQL's own output layers keep zero
+    biases. The default draws are Flax's, zero biases throughout."""
+    method = METHODS[name]
+    spec = DataSpec(jnp.zeros(3), jnp.ones(3), 2)
+    for layer_init in ("flax", "torch"):
+        config = method.config(hidden_dims=(64, 64), layer_init=layer_init)
+        agent = method.agent.create(jax.random.PRNGKey(0), spec, config)
+        trees = {"actor": agent.params} if name == "bc" else {"actor": agent.actor.params}
+        if name != "bc":
+            trees["critic"] = agent.critic.params
+        if name == "iql":
+            trees["value"] = agent.value.params
+        for network, tree in trees.items():
+            layers = _dense_layers(dict(tree["params"]))
+            assert len(layers) == 3, (network, len(layers))
+            for i, layer in enumerate(layers):
+                bias = np.asarray(layer["bias"])
+                fan_in = np.shape(layer["kernel"])[-2]
+                kept = name == "cql" and i == len(layers) - 1  # CORL's own output layers
+                if layer_init == "flax" or kept or (name == "cql" and network == "critic"):
+                    assert not np.any(bias), (network, i)
+                else:
+                    assert np.all(np.abs(bias) <= 1 / np.sqrt(fan_in)) and np.any(bias), (
+                        network,
+                        i,
+                    )
+
+
 def test_creating_agents_for_no_seeds_is_refused() -> None:
     spec = DataSpec(jnp.zeros(3), jnp.ones(3), 2)
     with pytest.raises(ValueError, match="no seeds given; pass at least one training seed"):

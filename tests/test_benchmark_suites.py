@@ -9,6 +9,7 @@ import pytest
 
 from iwbc.agents.bc import BCConfig
 from iwbc.agents.registry import BASELINES, METHODS
+from iwbc.bench.experiment import ExperimentConfig
 from iwbc.bench.records import is_finished, load_records, record_fingerprint
 from iwbc.bench.suites import (
     available_suites,
@@ -428,6 +429,30 @@ def test_standardization_and_weighting_are_suite_keys_and_in_the_config() -> Non
                 "bc_family": {"pretrain": {"weighting": "steps"}},
             },
         )
+
+
+def test_layer_init_is_a_suite_key_stated_only_where_set() -> None:
+    """Records made before the key existed (every one at Flax's init) keep their fingerprints;
+    PyTorch's init is stated in the record and makes another run."""
+    flax = parse()
+    torch = parse(bc_family={"layer_init": "torch"}, offline_rl={"layer_init": "torch"})
+    for method in ("bc", "td3_bc"):
+        assert "layer_init" not in json.dumps(flax.method_config(method))
+        assert flax.method_fingerprint(method) != torch.method_fingerprint(method)
+    assert torch.method_config("bc")["layer_init"] == "torch"
+    assert torch.method_config("td3_bc")["algorithm"]["layer_init"] == "torch"
+    assert torch.agent_config("bc").layer_init == "torch"
+    explicit = parse(bc_family={"layer_init": "flax"}, offline_rl={"layer_init": "flax"})
+    assert explicit.method_fingerprint("bc") == flax.method_fingerprint("bc")
+    assert explicit.method_fingerprint("td3_bc") == flax.method_fingerprint("td3_bc")
+    # An experiment's run directory keeps the key it had before the option existed.
+    assert ExperimentConfig().fingerprint("mujoco/hopper/medium-v0") == "88f78470e2da"
+    with pytest.raises(ValueError, match=r"^t.toml: .*layer_init must be one of flax, torch, "):
+        parse(bc_family={"layer_init": "pytorch"})
+    with pytest.raises(ValueError, match=r"^t.toml: .*TD3BCConfig.layer_init must be one of"):
+        parse(offline_rl={"td3_bc": {"layer_init": "he"}})
+    with pytest.raises(ValueError, match=r"unknown key 'layer_init' in \[bc_family.pretrain\]"):
+        parse(bc_family={"pretrain": {"layer_init": "torch"}})
 
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"

@@ -70,7 +70,7 @@ def test_value_and_deterministic_actor_shapes_and_bounds() -> None:
     assert actions.shape == (BATCH, ACT_DIM) and np.all(np.abs(actions) <= 1.0)
 
 
-def test_lecun_scheme_is_flax_default_dense() -> None:
+def test_default_scheme_is_flax_default_dense() -> None:
     """The default scheme draws what a plain nn.Dense stack draws (TD3+BC, IQL, AWAC, SAC)."""
 
     class Plain(nn.Module):
@@ -111,10 +111,71 @@ def test_corl_cql_xavier_scheme() -> None:
     assert not np.any(layers["Dense_2"]["bias"])
 
 
+def _torch_bound(fan_in: int) -> float:
+    """PyTorch's nn.Linear.reset_parameters: kaiming_uniform_(a=√5) for the weight, bound
+    gain·√(3/fan_in) with gain √(2/(1+a²)); the bias uniform in ±1/√fan_in."""
+    gain = np.sqrt(2.0 / (1.0 + 5.0))
+    return float(gain * np.sqrt(3.0 / fan_in))
+
+
+def _assert_torch_uniform(values: np.ndarray, fan_in: int) -> None:
+    bound = _torch_bound(fan_in)
+    assert np.all(np.abs(values) <= bound)
+    # Uniform in ±b: with hundreds of draws some near b, and variance b²/3 within 15%.
+    if values.size >= 256:
+        assert np.abs(values).max() > 0.95 * bound
+        np.testing.assert_allclose(values.var(), bound**2 / 3.0, rtol=0.15)
+
+
+def test_torch_layer_init_is_pytorchs_linear_default_in_every_network() -> None:
+    """Kernels and biases of every layer uniform in ±1/√fan_in (the authors' GaussPolicyMLP
+    and CORL's agents), where Flax's default draws LeCun-normal kernels and zero biases."""
+    wide = (256, 256)
+    obs, actions = observations(), jnp.zeros((BATCH, ACT_DIM))
+    networks = {
+        "policy": GaussianPolicy(ACT_DIM, wide, standardize=False, layer_init="torch").init(
+            KEY, obs
+        )["params"],
+        "critic": EnsembleCritic(wide, ensemble_size=1, layer_init="torch").init(KEY, obs, actions)[
+            "params"
+        ]["VmapMLP_0"],
+        "value": ValueNet(wide, "torch").init(KEY, obs)["params"]["MLP_0"],
+        "actor": DeterministicActor(ACT_DIM, wide, "torch").init(KEY, obs)["params"]["MLP_0"],
+    }
+    for name, layers in networks.items():
+        fan_in = OBS_DIM + (ACT_DIM if name == "critic" else 0)
+        for i in range(len(wide) + 1):
+            kernel = np.asarray(layers[f"Dense_{i}"]["kernel"]).reshape(-1)
+            bias = np.asarray(layers[f"Dense_{i}"]["bias"]).reshape(-1)
+            _assert_torch_uniform(kernel, fan_in if i == 0 else wide[i - 1])
+            _assert_torch_uniform(bias, fan_in if i == 0 else wide[i - 1])
+    assert not np.any(networks["policy"]["log_std"])
+    # Flax's default is unchanged: LeCun-normal kernels (variance 1/fan_in), zero biases.
+    flax = GaussianPolicy(ACT_DIM, wide, standardize=False).init(KEY, obs)["params"]
+    np.testing.assert_allclose(np.var(flax["Dense_1"]["kernel"]), 1.0 / 256, rtol=0.1)
+    assert not np.any(flax["Dense_1"]["bias"])
+
+
+def test_torch_layer_init_keeps_corl_cqls_own_layers() -> None:
+    """CQL's actor: PyTorch's default hidden layers, its Xavier output layer with zero bias;
+    its orthogonal critic is the same whatever ``layer_init``."""
+    obs = observations()
+    layers = MLP(HIDDEN, 4, "corl_cql_xavier", "torch").init(KEY, obs)["params"]
+    _assert_torch_uniform(np.asarray(layers["Dense_0"]["bias"]), OBS_DIM)
+    _assert_torch_uniform(np.asarray(layers["Dense_1"]["kernel"]), HIDDEN[0])
+    assert np.abs(layers["Dense_2"]["kernel"]).max() <= 1e-2 * np.sqrt(6.0 / (HIDDEN[-1] + 4))
+    assert not np.any(layers["Dense_2"]["bias"])
+    orthogonal = MLP(HIDDEN, 1, "corl_cql_orthogonal").init(KEY, obs)
+    same = MLP(HIDDEN, 1, "corl_cql_orthogonal", "torch").init(KEY, obs)
+    jax.tree.map(np.testing.assert_array_equal, orthogonal, same)
+
+
 def test_unknown_schemes_are_refused() -> None:
     obs = observations()
     with pytest.raises(ValueError, match="init_scheme 'orthogonal'"):
         MLP(HIDDEN, 1, "orthogonal").init(KEY, obs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="layer_init 'pytorch'"):
+        MLP(HIDDEN, 1, layer_init="pytorch").init(KEY, obs)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="log_std_scheme 'clip'"):
         TanhGaussianActor(ACT_DIM, HIDDEN, log_std_scheme="clip").init(KEY, obs)  # type: ignore[arg-type]
 

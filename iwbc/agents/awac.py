@@ -125,9 +125,8 @@ class AWACAgent(OfflineRLAgent):
     ) -> AWACAgent:
         """A fresh agent for one seed; the target starts as a copy."""
         actor = gaussian_actor(spec.action_dim, config, tanh_mean=False)
-        rng, actor_params, critic_params, _ = init_actor_critic(
-            key, spec, actor, EnsembleCritic(config.hidden_dims)
-        )
+        critic = EnsembleCritic(config.hidden_dims, layer_init=config.layer_init)
+        rng, actor_params, critic_params, _ = init_actor_critic(key, spec, actor, critic)
         optimizer = Adam(config.learning_rate)
         return cls.fresh(
             rng,

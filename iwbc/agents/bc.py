@@ -20,9 +20,10 @@ import jax.numpy as jnp
 import optax
 
 from iwbc import losses
-from iwbc.agents.common import Adam
+from iwbc.agents.common import Adam, check_layer_init, later_option
 from iwbc.agents.networks import (
     GaussianPolicy,
+    LayerInit,
     policy_log_prob,
     policy_mean_action,
     with_statistics,
@@ -72,6 +73,10 @@ class BCConfig:
     # and std (CORL's choice for BC and every baseline); False is the authors' raw input.
     hidden_dims: tuple[int, ...] = (256, 256, 256)
     standardize: bool = True
+    # How the policy's layers start: "flax" (LeCun-normal kernels, zero biases) or "torch" (the
+    # authors' PyTorch nn.Linear default; iwbc.agents.networks.LayerInit). Only a run from
+    # scratch draws them; a fine-tune starts from its BC.
+    layer_init: LayerInit = later_option("flax")
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -101,6 +106,7 @@ class BCConfig:
             raise UserError(f"hidden_dims must be a non-empty list of integers, got {dims!r}")
         if min(dims) < 1:
             raise UserError(f"hidden_dims must be positive layer widths, got {dims!r}")
+        check_layer_init(self.layer_init, "layer_init")
 
     @classmethod
     def iw_finetune(cls, **overrides: Any) -> BCConfig:
@@ -357,5 +363,8 @@ class MeanAction:
 def bc_policy(action_dim: int, config: BCConfig) -> GaussianPolicy:
     """The policy network a BC-family config trains."""
     return GaussianPolicy(
-        action_dim=action_dim, hidden_dims=config.hidden_dims, standardize=config.standardize
+        action_dim=action_dim,
+        hidden_dims=config.hidden_dims,
+        standardize=config.standardize,
+        layer_init=config.layer_init,
     )

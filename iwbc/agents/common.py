@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import flax.linen as nn
 import flax.struct
@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from iwbc.agents.networks import EnsembleCritic, GaussianPolicy
+from iwbc.agents.networks import EnsembleCritic, GaussianPolicy, LayerInit
 from iwbc.core.agent import Agent, DataKind, DataSpec
 from iwbc.errors import UserError
 
@@ -34,12 +34,25 @@ def later_option(default: Any) -> Any:
 
 
 def stated_fields(config: Any) -> dict[str, Any]:
-    """``config`` as records state it: every field, except a ``later_option`` at its default."""
-    values = dataclasses.asdict(config)
-    for field in dataclasses.fields(config):
-        if field.metadata.get(_STATED_WHEN_SET) and values[field.name] == field.default:
-            del values[field.name]
-    return values
+    """``config`` as records state it: ``dataclasses.asdict``, except a ``later_option`` at its
+    default, in nested dataclasses too."""
+    return {
+        field.name: _stated(getattr(config, field.name))
+        for field in dataclasses.fields(config)
+        if not (
+            field.metadata.get(_STATED_WHEN_SET) and getattr(config, field.name) == field.default
+        )
+    }
+
+
+def _stated(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return stated_fields(value)
+    if isinstance(value, list | tuple):
+        return type(value)(_stated(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _stated(v) for k, v in value.items()}
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +100,7 @@ def check_config(config: Any) -> None:
             raise UserError(f"{name}.{field.name} must be a finite number, got {value!r}")
         elif field.name.endswith(("_lr", "learning_rate")) and value <= 0:
             raise UserError(f"{name}.{field.name} must be > 0, got {value!r}")
+    check_layer_init(config.layer_init, f"{name}.layer_init")
     if not 0.0 <= config.discount <= 1.0:
         raise UserError(f"{name}.discount must be in [0, 1], got {config.discount!r}")
     if not 0.0 < config.tau <= 1.0:
@@ -97,6 +111,12 @@ def check_config(config: Any) -> None:
     low, high = getattr(config, "log_std_min", None), getattr(config, "log_std_max", None)
     if low is not None and high is not None and not low < high:
         raise UserError(f"{name}.log_std_min must be below log_std_max, got {low!r} and {high!r}")
+
+
+def check_layer_init(value: object, where: str) -> None:
+    """Refuse, in one line, a ``layer_init`` that is not one of :data:`LayerInit`."""
+    if value not in get_args(LayerInit):
+        raise UserError(f"{where} must be one of {', '.join(get_args(LayerInit))}, got {value!r}")
 
 
 def optimizer_step(
@@ -152,6 +172,9 @@ class OfflineRLConfig:
     tau: float = 5e-3
     # States standardized with the dataset's mean and std (iwbc.core.sampling.prepare_data).
     normalize_states: bool = True
+    # How the layers CORL leaves at PyTorch's default start: "flax" (LeCun-normal kernels,
+    # zero biases) or "torch" (CORL's nn.Linear default; iwbc.agents.networks.LayerInit).
+    layer_init: LayerInit = later_option("flax")
     # The values each of a baseline's own hyperparameters may take (check_config).
     bounds: ClassVar[dict[str, Interval]] = {}
 
@@ -267,4 +290,5 @@ def gaussian_actor(action_dim: int, config: Any, *, tanh_mean: bool) -> Gaussian
         log_std_max=config.log_std_max,
         standardize=False,
         tanh_mean=tanh_mean,
+        layer_init=config.layer_init,
     )

@@ -320,7 +320,8 @@ def _alpha_prime(log_alpha_prime: jax.Array) -> jax.Array:
 
 
 def _actor(action_dim: int, config: CQLConfig) -> TanhGaussianActor:
-    """CORL's actor: log σ = clip(m·raw + b, −20, 2), Xavier output layer with gain 1e-2."""
+    """CORL's actor: log σ = clip(m·raw + b, −20, 2), Xavier output layer with gain 1e-2, the
+    hidden layers at ``layer_init``."""
     return TanhGaussianActor(
         action_dim,
         config.hidden_dims,
@@ -328,10 +329,13 @@ def _actor(action_dim: int, config: CQLConfig) -> TanhGaussianActor:
         log_std_min=-20.0,
         log_std_max=2.0,
         init_scheme="corl_cql_xavier",
+        layer_init=config.layer_init,
     )
 
 
 def _critic(config: CQLConfig) -> EnsembleCritic:
     """CORL's twin critics: orthogonal with ``orthogonal_init``, else the Xavier output layer."""
     init_scheme = "corl_cql_orthogonal" if config.orthogonal_init else "corl_cql_xavier"
-    return EnsembleCritic(config.hidden_dims, ensemble_size=2, init_scheme=init_scheme)
+    return EnsembleCritic(
+        config.hidden_dims, ensemble_size=2, init_scheme=init_scheme, layer_init=config.layer_init
+    )

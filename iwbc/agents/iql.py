@@ -173,10 +173,12 @@ class IQLAgent(OfflineRLAgent):
         """A fresh agent for one seed; the target starts as a copy. The actor's learning rate
         decays to 0 over the run (cosine, as CORL)."""
         actor = _actor(spec.action_dim, config)
+        critic = EnsembleCritic(config.hidden_dims, layer_init=config.layer_init)
         rng, actor_params, critic_params, (value_key,) = init_actor_critic(
-            key, spec, actor, EnsembleCritic(config.hidden_dims), extra_keys=1
+            key, spec, actor, critic, extra_keys=1
         )
-        value_params = ValueNet(config.hidden_dims).init(value_key, spec.example_observations)
+        value = ValueNet(config.hidden_dims, config.layer_init)
+        value_params = value.init(value_key, spec.example_observations)
         return cls.fresh(
             rng,
             spec,
@@ -190,5 +192,5 @@ class IQLAgent(OfflineRLAgent):
 def _actor(action_dim: int, config: IQLConfig) -> GaussianPolicy | DeterministicActor:
     """CORL IQL's actor: a Gaussian with a tanh mean, or its deterministic tanh MLP."""
     if config.deterministic_actor:
-        return DeterministicActor(action_dim, config.hidden_dims)
+        return DeterministicActor(action_dim, config.hidden_dims, config.layer_init)
     return gaussian_actor(action_dim, config, tanh_mean=True)

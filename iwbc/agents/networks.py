@@ -1,7 +1,7 @@
 """Every network of the package, one class per concept, with options for the papers' variants.
 
-- :class:`MLP`: ReLU hidden layers, linear output; ``init_scheme`` picks Flax's LeCun-normal
-  kernels or one of CORL ``cql.py``'s two initializations.
+- :class:`MLP`: ReLU hidden layers, linear output; ``layer_init`` starts its layers as Flax's
+  or PyTorch's default, ``init_scheme`` as one of CORL ``cql.py``'s two initializations.
 - :class:`EnsembleCritic`: ``ensemble_size`` independent Q(s, a) MLPs, returning [n, ...]
   (the twin critics of TD3+BC, IQL, CQL, AWAC and SAC).
 - :class:`ValueNet`: V(s) (IQL).
@@ -32,15 +32,18 @@ LOG_2PI = float(jnp.log(2.0 * jnp.pi))
 # The variable collection holding the observation statistics of a standardizing policy.
 NORMALIZER = "normalizer"
 
-# Kernel initializations of an MLP (biases always start at zero, Flax's default):
-# "lecun": Flax's default LeCun-normal kernels in every layer (TD3+BC, IQL, AWAC, SAC, BC). CORL's
-#   PyTorch agents start from nn.Linear's default instead (weights and biases uniform in
-#   ±1/√fan_in) and the authors' iw-SFT code too; the README says so.
+# How a layer that a recipe leaves at its framework's default starts:
+# "flax": Flax's nn.Dense default, LeCun-normal kernels and zero biases (iwbc's default).
+# "torch": PyTorch's nn.Linear default, kernels and biases uniform in ±1/√fan_in (a third of
+#   LeCun's kernel variance), as in CORL's agents and the iw-SFT authors' code.
+LayerInit = Literal["flax", "torch"]
+# Which layers of an MLP are not at the default (biases of such layers start at zero):
+# "default": none; every layer as ``LayerInit`` says (BC, TD3+BC, IQL, AWAC, SAC).
 # "corl_cql_orthogonal": CORL cql.py's orthogonal_init=True, orthogonal kernels with gain √2 in
 #   the hidden layers and 1e-2 in the output layer (CQL's critics).
-# "corl_cql_xavier": CORL cql.py's orthogonal_init=False, default hidden layers (Flax's
-#   LeCun-normal here) and a Xavier-uniform output layer with gain 1e-2 (CQL's actor).
-InitScheme = Literal["lecun", "corl_cql_orthogonal", "corl_cql_xavier"]
+# "corl_cql_xavier": CORL cql.py's orthogonal_init=False, default hidden layers and a
+#   Xavier-uniform output layer with gain 1e-2 (CQL's actor).
+InitScheme = Literal["default", "corl_cql_orthogonal", "corl_cql_xavier"]
 # How a TanhGaussianActor turns the MLP's raw log-std output into log σ:
 # "sac_tanh": squashed by tanh into [log_std_min, log_std_max] (SAC as D4RL trained its
 #   behaviour policies).
@@ -64,43 +67,72 @@ def one_at_a_time(initializer: Initializer) -> Initializer:
     return init
 
 
-def _kernel_initializers(init_scheme: InitScheme) -> tuple[Initializer, Initializer]:
-    """The (hidden, output) kernel initializers of ``init_scheme`` (see :data:`InitScheme`)."""
+def torch_linear_default(fan_in: int) -> Initializer:
+    """PyTorch's ``nn.Linear`` default for a layer with ``fan_in`` inputs, kernel or bias:
+    uniform in ±1/√fan_in (``kaiming_uniform_(a=√5)`` works out to that bound)."""
+    bound = 1.0 / np.sqrt(fan_in)
+
+    def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+def _layer_initializers(
+    init_scheme: InitScheme, layer_init: LayerInit, fan_in: int, output: bool
+) -> tuple[Initializer, Initializer]:
+    """The (kernel, bias) initializers of one Dense layer (see :data:`InitScheme`)."""
     init = nn.initializers
-    if init_scheme == "lecun":
-        return init.lecun_normal(), init.lecun_normal()
+    if init_scheme not in get_args(InitScheme):
+        raise ValueError(f"unknown init_scheme {init_scheme!r}; expected {get_args(InitScheme)}")
+    if layer_init not in get_args(LayerInit):
+        raise ValueError(f"unknown layer_init {layer_init!r}; expected {get_args(LayerInit)}")
     if init_scheme == "corl_cql_orthogonal":
-        return one_at_a_time(init.orthogonal(np.sqrt(2.0))), one_at_a_time(init.orthogonal(1e-2))
-    if init_scheme == "corl_cql_xavier":
+        gain = 1e-2 if output else np.sqrt(2.0)
+        return one_at_a_time(init.orthogonal(gain)), init.zeros
+    if init_scheme == "corl_cql_xavier" and output:
         # Xavier-uniform with gain g is variance scaling g² over the mean fan, uniform.
-        return init.lecun_normal(), init.variance_scaling(1e-4, "fan_avg", "uniform")
-    raise ValueError(f"unknown init_scheme {init_scheme!r}; expected {get_args(InitScheme)}")
+        return init.variance_scaling(1e-4, "fan_avg", "uniform"), init.zeros
+    if layer_init == "torch":
+        return torch_linear_default(fan_in), torch_linear_default(fan_in)
+    return init.lecun_normal(), init.zeros
 
 
 def _dense_layers(
-    x: jax.Array, hidden_dims: Sequence[int], output_dim: int, init_scheme: InitScheme = "lecun"
+    x: jax.Array,
+    hidden_dims: Sequence[int],
+    output_dim: int,
+    init_scheme: InitScheme = "default",
+    layer_init: LayerInit = "flax",
 ) -> jax.Array:
     """ReLU hidden layers and a linear output, made in the calling module's own scope.
 
     Call it inside an ``nn.compact`` method: the layers are that module's ``Dense_0`` …
     ``Dense_n``, with no submodule level (the parameter tree of :class:`GaussianPolicy`).
     """
-    hidden_init, output_init = _kernel_initializers(init_scheme)
-    for width in hidden_dims:
-        x = nn.relu(nn.Dense(width, kernel_init=hidden_init)(x))
-    return nn.Dense(output_dim, kernel_init=output_init)(x)
+    widths = (*hidden_dims, output_dim)
+    for i, width in enumerate(widths):
+        output = i == len(widths) - 1
+        kernel, bias = _layer_initializers(init_scheme, layer_init, x.shape[-1], output)
+        x = nn.Dense(width, kernel_init=kernel, bias_init=bias)(x)
+        if not output:
+            x = nn.relu(x)
+    return x
 
 
 class MLP(nn.Module):
-    """ReLU hidden layers, linear output, initialized by ``init_scheme``."""
+    """ReLU hidden layers, linear output, initialized by ``init_scheme`` and ``layer_init``."""
 
     hidden_dims: Sequence[int]
     output_dim: int
-    init_scheme: InitScheme = "lecun"
+    init_scheme: InitScheme = "default"
+    layer_init: LayerInit = "flax"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return _dense_layers(x, self.hidden_dims, self.output_dim, self.init_scheme)
+        return _dense_layers(
+            x, self.hidden_dims, self.output_dim, self.init_scheme, self.layer_init
+        )
 
 
 class EnsembleCritic(nn.Module):
@@ -109,7 +141,8 @@ class EnsembleCritic(nn.Module):
 
     hidden_dims: Sequence[int] = (256, 256)
     ensemble_size: int = 2
-    init_scheme: InitScheme = "lecun"
+    init_scheme: InitScheme = "default"
+    layer_init: LayerInit = "flax"
 
     @nn.compact
     def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
@@ -122,17 +155,18 @@ class EnsembleCritic(nn.Module):
             out_axes=0,
             axis_size=self.ensemble_size,
         )
-        return ensemble(self.hidden_dims, 1, self.init_scheme)(inputs)[..., 0]
+        return ensemble(self.hidden_dims, 1, self.init_scheme, self.layer_init)(inputs)[..., 0]
 
 
 class ValueNet(nn.Module):
     """V(s)."""
 
     hidden_dims: Sequence[int] = (256, 256)
+    layer_init: LayerInit = "flax"
 
     @nn.compact
     def __call__(self, observations: jax.Array) -> jax.Array:
-        return MLP(self.hidden_dims, 1)(observations)[..., 0]
+        return MLP(self.hidden_dims, 1, layer_init=self.layer_init)(observations)[..., 0]
 
 
 class DeterministicActor(nn.Module):
@@ -140,10 +174,12 @@ class DeterministicActor(nn.Module):
 
     action_dim: int
     hidden_dims: Sequence[int] = (256, 256)
+    layer_init: LayerInit = "flax"
 
     @nn.compact
     def __call__(self, observations: jax.Array) -> jax.Array:
-        return jnp.tanh(MLP(self.hidden_dims, self.action_dim)(observations))
+        mlp = MLP(self.hidden_dims, self.action_dim, layer_init=self.layer_init)
+        return jnp.tanh(mlp(observations))
 
 
 class GaussianPolicy(nn.Module):
@@ -169,6 +205,7 @@ class GaussianPolicy(nn.Module):
     log_std_max: float = 2.0
     standardize: bool = True
     tanh_mean: bool = True
+    layer_init: LayerInit = "flax"
 
     @nn.compact
     def __call__(self, observations: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -180,7 +217,7 @@ class GaussianPolicy(nn.Module):
             std = self.variable(NORMALIZER, "std", jnp.ones, (dim,), jnp.float32).value
             # Statistics of the data, not parameters: no gradient reaches them.
             x = (x - jax.lax.stop_gradient(mean)) / jax.lax.stop_gradient(std)
-        mean = _dense_layers(x, self.hidden_dims, self.action_dim)
+        mean = _dense_layers(x, self.hidden_dims, self.action_dim, layer_init=self.layer_init)
         if self.tanh_mean:
             mean = jnp.tanh(mean)
         raw_log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
@@ -201,12 +238,14 @@ class TanhGaussianActor(nn.Module):
     log_std_scheme: LogStdScheme = "sac_tanh"
     log_std_min: float = -5.0
     log_std_max: float = 2.0
-    init_scheme: InitScheme = "lecun"
+    init_scheme: InitScheme = "default"
+    layer_init: LayerInit = "flax"
 
     @nn.compact
     def __call__(self, observations: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Return (mean, log_std) of the Gaussian before the tanh."""
-        out = MLP(self.hidden_dims, 2 * self.action_dim, self.init_scheme)(observations)
+        mlp = MLP(self.hidden_dims, 2 * self.action_dim, self.init_scheme, self.layer_init)
+        out = mlp(observations)
         mean, raw_log_std = jnp.split(out, 2, axis=-1)
         low, high = self.log_std_min, self.log_std_max
         if self.log_std_scheme == "sac_tanh":

@@ -174,10 +174,9 @@ class TD3BCAgent(OfflineRLAgent):
         cls, key: jax.Array, spec: DataSpec, config: TD3BCConfig, init: TD3BCAgent | None = None
     ) -> TD3BCAgent:
         """A fresh agent for one seed; targets start as copies."""
-        actor = DeterministicActor(spec.action_dim, config.hidden_dims)
-        rng, actor_params, critic_params, _ = init_actor_critic(
-            key, spec, actor, EnsembleCritic(config.hidden_dims)
-        )
+        actor = DeterministicActor(spec.action_dim, config.hidden_dims, config.layer_init)
+        critic = EnsembleCritic(config.hidden_dims, layer_init=config.layer_init)
+        rng, actor_params, critic_params, _ = init_actor_critic(key, spec, actor, critic)
         return cls.fresh(
             rng,
             spec,

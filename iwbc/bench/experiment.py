@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from iwbc.agents.common import stated_fields
 from iwbc.agents.registry import BASELINES, METHODS
 from iwbc.bench.cpu_cost import slow_stages
 from iwbc.bench.records import (
@@ -80,7 +81,7 @@ class ExperimentConfig:
 
     def fingerprint(self, dataset_id: str) -> str:
         """A short hash naming the records directory of this configuration on this dataset."""
-        fields = dataclasses.asdict(self)
+        fields = stated_fields(self)
         # A suite's curve setting, which an experiment never uses: left out so that run
         # directories made before it existed keep their key.
         del fields["pipeline"]["eval_every"]

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from iwbc.agents.bc import BCConfig
-from iwbc.agents.common import stated_fields
+from iwbc.agents.common import later_option, stated_fields
+from iwbc.agents.networks import LayerInit
 from iwbc.agents.registry import BASELINES, METHODS, Family, Method, SelectionConfig
 from iwbc.bench.records import config_fingerprint
 from iwbc.data.scripted import check_mixture_seeds
@@ -58,11 +59,12 @@ _BC_KEYS = (
     "percentiles",
     "top_fraction",
     "standardize_observations",
+    "layer_init",
 )
 _RL_KEYS = ("eval_every", "chunk_size", "datasets")
 _STAGES = ("pretrain", "finetune")
 # The method decides the loss; [bc_family] sets the network and inputs of every stage.
-_PIPELINE_FIELDS = ("loss", "hidden_dims", "standardize")
+_PIPELINE_FIELDS = ("loss", "hidden_dims", "standardize", "layer_init")
 _STAGE_KEYS = tuple(f.name for f in dataclasses.fields(BCConfig) if f.name not in _PIPELINE_FIELDS)
 
 
@@ -90,7 +92,8 @@ class PipelineConfig:
     a 3×256 policy, percentiles 90/95/98 and a 10% top fraction; except two choices made on
     evidence (METHOD.md, README): observations standardized with the dataset's statistics, as
     CORL does for BC and every baseline (``standardize_observations=False`` is the authors'
-    raw input), and transition-uniform step weighting (``BCConfig.weighting``).
+    raw input), and transition-uniform step weighting (``BCConfig.weighting``). The policy's
+    layers start as Flax's default (``layer_init="torch"``: PyTorch's, as the authors' code).
 
     ``datasets`` holds (dataset, stage, fields): a stage's fields on one dataset (a suite's
     ``[bc_family.datasets."<id>".finetune]``), so that a task whose curves flatten later gets
@@ -106,6 +109,7 @@ class PipelineConfig:
     standardize_observations: bool = True
     eval_every: int | None = None
     datasets: tuple[tuple[str, str, tuple[tuple[str, Any], ...]], ...] = ()
+    layer_init: LayerInit = later_option("flax")
 
     def __post_init__(self) -> None:
         # Built once here so that a bad network, input or selection setting fails at once.
@@ -131,6 +135,7 @@ class PipelineConfig:
             loss=method.loss,
             hidden_dims=self.hidden_dims,
             standardize=self.standardize_observations,
+            layer_init=self.layer_init,
         )
 
     def describe(self, method: Method, config: BCConfig, start: BCConfig | None) -> dict[str, Any]:
@@ -142,6 +147,7 @@ class PipelineConfig:
             "start": method.start or "scratch",
             "stage": stage_fields(config),
             "hidden_dims": list(config.hidden_dims),
+            **({} if config.layer_init == "flax" else {"layer_init": config.layer_init}),
             "chunk_size": self.chunk_size,
             "steps_counted": "updates from scratch",
         }

@@ -34,6 +34,7 @@ from typing import Any, Literal
 import flax.serialization
 import numpy as np
 
+from iwbc.agents.common import stated_fields
 from iwbc.agents.registry import (
     METHODS,
     STARTS,
@@ -397,7 +398,7 @@ def _stage_directory(
         key = fingerprint(
             dataset.id,
             name,
-            dataclasses.asdict(context.suite.agent_config(name, dataset.id)),
+            stated_fields(context.suite.agent_config(name, dataset.id)),
             unit.seeds,
             context.suite.eval_targets(name, dataset.id),
             data,

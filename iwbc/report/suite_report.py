@@ -501,7 +501,26 @@ def _preprocessing(runs: SuiteRuns) -> list[str]:
         weighting = _distinct([_weighting(c) for c in configs])
         batch = _distinct([_batch(c) for c in configs])
         lines.append(f"| {method} | {observations} | {weighting} | {batch} |")
+    torch = [
+        method
+        for method in runs.methods
+        if any(
+            r.method == method and _layer_init(r.config or {}) == "torch"
+            for r in runs.runs.values()
+        )
+    ]
+    if torch:
+        lines += [
+            "",
+            f"Layers started as PyTorch's `nn.Linear` default (layer_init torch): "
+            f"{', '.join(torch)}; the others' as Flax's (LeCun-normal kernels, zero biases).",
+        ]
     return [*lines, ""]
+
+
+def _layer_init(config: dict) -> str:
+    # Stated only where set otherwise than "flax" (a later option).
+    return config.get("algorithm", config).get("layer_init", "flax")
 
 
 def _weighting(config: dict) -> str:
