@@ -156,7 +156,10 @@ def _run(args: argparse.Namespace) -> None:
         from iwbc.data.minari_tiers import derive_missing_scores
 
         derive_missing_scores(
-            args.dataset, args.root, lambda line: print(f"iwbc: note: {line}", file=sys.stderr)
+            args.dataset,
+            args.root,
+            lambda line: print(f"iwbc: note: {line}", file=sys.stderr),
+            download=args.download,
         )
     dataset = load_dataset(
         args.dataset,

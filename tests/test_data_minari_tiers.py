@@ -278,6 +278,31 @@ def test_run_makes_missing_scores_from_the_local_expert(
     assert ds.ref_min_score == ref_min
 
 
+def test_run_download_fetches_the_expert_tier_for_missing_scores(
+    minari_mujoco, minari_root: Path, tmp_path: Path, capsys
+):
+    """`iwbc run --download` on a Minari tier missing locally downloads it and, as it has no
+    scores, its namespace's expert-v0 to make them, then trains on them."""
+    argv = ["run", "mujoco/hopper/medium-v0", "--root", str(minari_root), "--download"]
+    argv += ["--methods", "bc", "--seeds", "1", "--bc-steps", "2", "--hidden", "16,16"]
+    argv += ["--window", "1", "--bc-batch-size", "4", "--eval-episodes", "1", "--quiet"]
+    argv += ["--work-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert (
+        "iwbc: note: mujoco/hopper/medium-v0 has no reference scores: downloaded "
+        "mujoco/hopper/expert-v0 to make them"
+    ) in err
+    ref_min = uniform_random_return(ENV, 100, seed=0)
+    ref_max = float(np.mean([_return(b) for b in minari_mujoco["expert"]]))
+    scores = json.loads((tmp_path / "out" / "scores.json").read_text())["reference_scores"]
+    assert (scores["ref_min"], scores["ref_max"]) == (ref_min, ref_max)
+    assert sorted(list_datasets(minari_root)) == [
+        "mujoco/hopper/expert-v0",
+        "mujoco/hopper/medium-v0",
+    ]
+
+
 def test_suites_make_missing_scores_before_their_units(make_minari_dataset, minari_root: Path):
     """`iwbc bench` makes them once per namespace under its datasets lock, before any unit."""
     _local_tiers(make_minari_dataset, ("simple", "medium", "expert"))

@@ -172,6 +172,17 @@ def _missing_root_message(dataset_id: str, root: str | Path | None) -> str:
     )
 
 
+def fetch_if_missing(dataset_id: str, root: str | Path | None) -> bool:
+    """Download ``dataset_id`` into ``root`` unless it is there, as ``load_dataset(...,
+    download=True)`` would (the same one-line errors); True if it downloaded."""
+    _check_id_syntax(dataset_id)
+    with minari_root(root):
+        if _is_local(dataset_id):
+            return False
+        _download(dataset_id)
+    return True
+
+
 def _is_local(dataset_id: str) -> bool:
     """Same test minari.load_dataset uses: the dataset's data directory exists."""
     return get_dataset_path(dataset_id).joinpath("data").is_dir()

@@ -36,7 +36,13 @@ from minari.data_collector import EpisodeBuffer
 from minari.storage import get_dataset_path
 
 from iwbc.data.errors import DatasetError
-from iwbc.data.minari_io import METADATA_SCORES, datasets_root, load_dataset, minari_root
+from iwbc.data.minari_io import (
+    METADATA_SCORES,
+    datasets_root,
+    fetch_if_missing,
+    load_dataset,
+    minari_root,
+)
 from iwbc.data.minari_write import dataset_exists, write_dataset
 from iwbc.data.reference_cache import (
     CACHE_FILE,
@@ -208,7 +214,11 @@ def reference_entry(
 
 
 def derive_missing_scores(
-    dataset_id: str, root: str | Path | None, note: Callable[[str], object]
+    dataset_id: str,
+    root: str | Path | None,
+    note: Callable[[str], object],
+    *,
+    download: bool = False,
 ) -> bool:
     """Make and cache the reference scores of ``dataset_id``'s namespace, as ``iwbc data
     minari-tiers`` does (its medium-expert aside), when the dataset's metadata has none, the
@@ -216,18 +226,29 @@ def derive_missing_scores(
     was made. True if it made them; anything else is left to loading to report.
 
     So ``iwbc run`` and ``iwbc bench`` work on a Minari ``mujoco/<task>`` tier as they come,
-    at the cost of 100 random episodes once per namespace.
+    at the cost of 100 random episodes once per namespace. With ``download`` (``iwbc run
+    --download``) the dataset is fetched first if missing and, when it has no scores, its
+    namespace's ``expert-v0`` too; a namespace with no such tier remotely is left to loading.
     """
     namespace = namespace_of(dataset_id)
     expert_id = tier_id(namespace, "expert")
     base = datasets_root(root)  # found without Minari's lookup, which would create it
+    if namespace and download:
+        fetch_if_missing(dataset_id, root)
     if (
         not namespace
         or not (base / dataset_id).is_dir()
-        or not (base / expert_id).is_dir()
         or cached_entry(base, namespace) is not None
         or stored_reference_scores(dataset_id, root) is not None
     ):
+        return False
+    if download and not (base / expert_id).is_dir():
+        try:
+            fetch_if_missing(expert_id, root)
+        except DatasetError:
+            return False
+        note(f"{dataset_id} has no reference scores: downloaded {expert_id} to make them")
+    if not (base / expert_id).is_dir():
         return False
     recorded, expert = stored_env_spec(dataset_id, root), stored_env_spec(expert_id, root)
     if recorded is None or expert is None or recorded.id != expert.id:
