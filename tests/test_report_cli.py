@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -70,6 +71,25 @@ def test_provenance_names_the_env_with_its_recorded_arguments(tmp_path: Path) ->
     table = (tmp_path / SUITE / "table.md").read_text()
     assert f"| d4rl/ant/medium-v2 | {label} | 0.00 | 100.00 |" in table
     assert "| iwbc/toy/medium-v0 | Toy-v5 | 0.00 | 100.00 |" in table
+
+
+def test_report_names_methods_whose_layers_started_as_pytorchs(tmp_path: Path) -> None:
+    """layer_init is stated only where set (torch): the report names those methods and says
+    nothing for a suite at the default."""
+    write_records(tmp_path, OUTCOMES)
+    write_suite_report(SUITE, tmp_path, reps=20)
+    assert "nn.Linear" not in (tmp_path / SUITE / "table.md").read_text()
+    directory = records_dir(SUITE, tmp_path)
+    for path in directory.rglob("td3_bc/seed-*.json"):
+        record = json.loads(path.read_text())
+        record["config"]["algorithm"]["layer_init"] = "torch"
+        path.write_text(json.dumps(record))
+    write_suite_report(SUITE, tmp_path, reps=20)
+    assert (
+        "Layers started as PyTorch's `nn.Linear` default (layer_init torch: kernels and biases "
+        "uniform in ±1/√fan_in): td3_bc; bc's as Flax's default (LeCun-normal kernels, zero "
+        "biases)."
+    ) in (tmp_path / SUITE / "table.md").read_text()
 
 
 def test_provenance_says_where_reference_scores_came_from_and_what_was_clipped(

@@ -510,10 +510,13 @@ def _preprocessing(runs: SuiteRuns) -> list[str]:
         )
     ]
     if torch:
+        others = [m for m in runs.methods if m not in torch]
         lines += [
             "",
-            f"Layers started as PyTorch's `nn.Linear` default (layer_init torch): "
-            f"{', '.join(torch)}; the others' as Flax's (LeCun-normal kernels, zero biases).",
+            "Layers started as PyTorch's `nn.Linear` default (layer_init torch: kernels and "
+            f"biases uniform in ±1/√fan_in): {', '.join(torch)}; "
+            + (f"{', '.join(others)}'s as" if others else "not as")
+            + " Flax's default (LeCun-normal kernels, zero biases).",
         ]
     return [*lines, ""]
 
