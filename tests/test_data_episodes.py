@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from iwbc.core.sampling import locomotion_reward_scale
-from iwbc.data import DatasetError, EpisodeData, stack_episodes
+from iwbc.data import DatasetError, EpisodeData, episodes, stack_episodes
 
 
 def _episodes(lengths: list[int], obs_dim: int = 3, act_dim: int = 2, seed: int = 0) -> dict:
@@ -88,6 +88,37 @@ def test_an_episode_whose_recording_stopped_ends_its_transitions_in_a_timeout() 
     assert tr.timeouts.dtype == data.truncations.dtype
     spread = data.returns.max() - data.returns.min()
     assert locomotion_reward_scale(tr) == pytest.approx(1000 / spread, rel=1e-5)
+
+
+def test_padding_that_would_not_fit_in_memory_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many short episodes beside one long one pad to far more than their steps: refused with
+    the sizes, before allocating, where twice the padded arrays exceed the memory available."""
+    fields = _episodes([1000] + [25] * 1500, obs_dim=348, act_dim=17)
+    padded = 1501 * 1000 * (2 * 348 + 17 + 4) * 4
+    monkeypatch.setattr(episodes, "available_memory", lambda: 2 * padded - 1)
+    with pytest.raises(DatasetError) as error:
+        stack_episodes(**fields)
+    message = str(error.value)
+    assert message.startswith(
+        "1,501 episodes padded to the longest one's 1,000 steps take 4.0 GiB (0.10 GiB of real "
+        "steps, 38,500), and loading and training need about twice that, with 8.0 GiB of memory "
+        "available: iwbc keeps episodes padded to the longest"
+    )
+    assert "\n" not in message
+    monkeypatch.setattr(episodes, "available_memory", lambda: 2 * padded)
+    monkeypatch.setattr(episodes.np, "zeros", _no_allocation)
+    with pytest.raises(_Allocated):
+        stack_episodes(**fields)
+
+
+class _Allocated(Exception):
+    pass
+
+
+def _no_allocation(*args: object, **kwargs: object) -> None:
+    raise _Allocated
 
 
 def test_stack_rejects_inconsistent_episodes() -> None:

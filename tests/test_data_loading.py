@@ -335,6 +335,29 @@ def test_download_failure_is_one_line(minari_root: Path, monkeypatch: pytest.Mon
     _raises_one_line("Max retries exceeded with url", "mujoco/hopper/expert-v0", download=True)
 
 
+def test_a_missing_remote_client_says_so_not_to_check_the_network(
+    minari_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_client(dataset_id: str, force_download: bool = False) -> None:
+        raise ImportError(
+            'huggingface_hub is not installed. Please install it using `pip install "minari[hf]"`'
+        )
+
+    monkeypatch.setattr(minari, "download_dataset", no_client)
+    message = _raises_one_line(
+        "huggingface_hub is not installed", "mujoco/hopper/expert-v0", download=True
+    )
+    assert "reinstall iwbc" in message and "network" not in message
+
+
+def test_minaris_default_remote_can_download() -> None:
+    """Minari's default remote is hf://: its client is installed with iwbc (minari[hf])."""
+    from minari.storage.remotes import DEFAULT_REMOTE, get_hfs
+
+    assert DEFAULT_REMOTE.startswith("hf://")
+    assert get_hfs().__name__ == "HuggingFaceStorage"  # ImportError without huggingface_hub
+
+
 def _set_metadata(root: Path, dataset_id: str, **values: object) -> None:
     path = root / dataset_id / "data" / "metadata.json"
     metadata = json.loads(path.read_text())

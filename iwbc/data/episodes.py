@@ -14,6 +14,7 @@ from gymnasium.envs.registration import EnvSpec
 
 from iwbc.data.errors import DatasetError
 from iwbc.envs.action_box import rescaled, unit_scale
+from iwbc.machine import available_memory
 
 
 class Transitions(NamedTuple):
@@ -101,6 +102,34 @@ class EpisodeData(NamedTuple):
         )
 
 
+# Float32 numbers per padded step: observation, next observation, action, reward,
+# termination, truncation and mask.
+def _padded_floats(obs_dim: int, act_dim: int) -> int:
+    return 2 * obs_dim + act_dim + 4
+
+
+def _check_padded_size(num: int, horizon: int, obs_dim: int, act_dim: int, steps: int) -> None:
+    """Refuse, in one line, episodes whose padded arrays would not fit in memory.
+
+    Every episode is padded to the longest, so many short episodes beside one long one (a
+    weak policy's Humanoid data) take far more than their steps: the kernel would kill the
+    process without a word, loading or training (which holds the arrays again, on the
+    device), so twice the padded size must be free.
+    """
+    free = available_memory()
+    padded = num * horizon * _padded_floats(obs_dim, act_dim) * 4
+    if free is None or 2 * padded <= free:
+        return
+    gib = 2**30
+    own = steps * _padded_floats(obs_dim, act_dim) * 4
+    raise DatasetError(
+        f"{num:,} episodes padded to the longest one's {horizon:,} steps take "
+        f"{padded / gib:.1f} GiB ({own / gib:.2f} GiB of real steps, {steps:,}), and loading and "
+        f"training need about twice that, with {free / gib:.1f} GiB of memory available: "
+        "iwbc keeps episodes padded to the longest, so load it on a machine with more memory"
+    )
+
+
 def stack_episodes(
     observations: Sequence[np.ndarray],
     actions: Sequence[np.ndarray],
@@ -132,6 +161,7 @@ def stack_episodes(
     obs_dim = _feature_shape(observations[0], "observations")
     act_dim = _feature_shape(actions[0], "actions")
     horizon = int(lengths.max())
+    _check_padded_size(num, horizon, obs_dim, act_dim, int(lengths.sum()))
 
     obs = np.zeros((num, horizon, obs_dim), np.float32)
     next_obs = np.zeros((num, horizon, obs_dim), np.float32)

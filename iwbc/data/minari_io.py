@@ -202,6 +202,11 @@ def _download(dataset_id: str) -> None:
     remote = os.environ.get(REMOTE_ENV_VAR, "Farama's default remote")
     try:
         minari.download_dataset(dataset_id)
+    except ImportError as err:  # the remote's client library (huggingface_hub for hf://)
+        raise DatasetError(
+            f"could not download dataset '{dataset_id}' from {remote}: {one_line(err)} (it is "
+            "among iwbc's dependencies: reinstall iwbc, e.g. make install)"
+        ) from err
     except Exception as err:  # network, auth and "no such remote dataset" errors all land here
         raise DatasetError(
             f"could not download dataset '{dataset_id}' from {remote}: {one_line(err)}; check "
