@@ -496,6 +496,24 @@ def test_a_dataset_without_reference_scores_fails_before_training(
     write_suite_report("tiny", results, reps=20, layout=suite)
     assert "has no ref_min_score" in (results / "tiny" / "table.md").read_text()
 
+    # The suite gives them (iwbc run's --ref-min/--ref-max): the units train and score with them.
+    given = f'\n[reference_scores."{dataset}"]\nref_min = -10.0\nref_max = 30\n'
+    text = tiny_suite_toml(("bc",), (dataset,), scripted=None) + given
+    suite = write_suite(tmp_path, "tiny", text)
+    summary = run_suite(
+        suite,
+        records_dir("tiny", results),
+        work_dir=tmp_path / "runs",
+        data_root=minari_root,
+        progress=False,
+    )
+    assert (summary.total, summary.ok, summary.failed) == (2, 2, 0)
+    for record in load_records("tiny", results):
+        assert (record["ref_min_score"], record["ref_max_score"]) == (-10.0, 30.0)
+        assert record["ref_source"] == f'the suite\'s [reference_scores."{dataset}"]'
+        returns = np.array(record["curve"]["returns"])
+        np.testing.assert_allclose(record["curve"]["normalized"], 100 * (returns + 10) / 40)
+
 
 def test_failing_unit_is_recorded_and_the_sweep_goes_on(
     sweep: dict, capsys: pytest.CaptureFixture

@@ -377,6 +377,26 @@ def test_method_config_is_plain_json_and_says_what_steps_count() -> None:
             {"bc_family": {"datasets": {"a/b/c-v0": {"pretrain": 3000}}}},
             r'datasets."a/b/c-v0".pretrain must be a table',
         ),
+        (
+            {"reference_scores": {"q/r/s-v0": {"ref_min": 0, "ref_max": 1}}},
+            r'\[reference_scores."q/r/s-v0"\] is not one of the suite\'s datasets',
+        ),
+        (
+            {"reference_scores": {"a/b/c-v0": {"ref_min": 0, "ref_max": 0}}},
+            r'ref_max must be greater than ref_min in \[reference_scores."a/b/c-v0"\], got 0 and 0',
+        ),
+        (
+            {"reference_scores": {"a/b/c-v0": {"ref_min": 0}}},
+            r'\[reference_scores."a/b/c-v0"\] needs ref_max as a number, got None',
+        ),
+        (
+            {"reference_scores": {"a/b/c-v0": {"ref_min": 0, "ref_max": 1, "max": 2}}},
+            r"unknown key 'max' in \[reference_scores.\"a/b/c-v0\"\]",
+        ),
+        (
+            {"reference_scores": {"a/b/c-v0": {"ref_min": float("nan"), "ref_max": 1}}},
+            r"ref_min in \[reference_scores.\"a/b/c-v0\"\] must be finite",
+        ),
     ],
 )
 def test_mistakes_are_one_line_errors(changes: dict, message: str) -> None:

@@ -114,6 +114,13 @@ def test_fingerprint_follows_the_recorded_env(pendulum_dataset: Pendulum) -> Non
     assert dataclasses.replace(ds, env_spec=limited).env_label == (
         "InvertedPendulum-v5 (reset_noise_scale=0.1, max_episode_steps=50)"
     )
+    # gym.make(id, render_mode=None) records the argument; how an env renders is not named.
+    rendered = dataclasses.replace(ds.env_spec, kwargs={"render_mode": None, "width": 64})
+    assert dataclasses.replace(ds, env_spec=rendered).env_label == "InvertedPendulum-v5"
+    rendered.kwargs["reset_noise_scale"] = 0.1
+    assert dataclasses.replace(ds, env_spec=rendered).env_label == (
+        "InvertedPendulum-v5 (reset_noise_scale=0.1)"
+    )
 
 
 def test_evaluation_env_is_minaris_eval_env_spec(make_minari_dataset: MakeDataset) -> None:

@@ -55,10 +55,10 @@ def test_overrides_and_missing_refs(make_minari_dataset: Callable[..., list]) ->
         dataset_normalized_score(ds, [1.0])
     assert str(info.value) == (
         "dataset iwbc-test/pendulum/norefs-v0 has no ref_min_score/ref_max_score in its "
-        "metadata; pass --ref-min and --ref-max to `iwbc run` (ref_min=/ref_max= from "
-        "Python), or for "
-        "Minari's mujoco/<task> datasets run "
-        "`iwbc data minari-tiers mujoco/<task>` once"
+        "metadata; pass --ref-min and --ref-max to `iwbc run` (ref_min = and ref_max = under "
+        '[reference_scores."iwbc-test/pendulum/norefs-v0"] in a suite for `iwbc bench`; '
+        "ref_min=/ref_max= from Python), or for Minari's mujoco/<task> datasets with an "
+        "expert-v0 tier run `iwbc data minari-tiers mujoco/<task>` once"
     )
     np.testing.assert_allclose(
         dataset_normalized_score(ds, [5.0], ref_min=0.0, ref_max=10.0), [50.0]

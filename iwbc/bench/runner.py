@@ -167,14 +167,16 @@ def prepare_datasets(
 ) -> None:
     """Make the suite's scripted datasets that are missing from the data root and, with
     ``scores_note``, the reference scores of Minari namespaces that lack them
-    (``derive_missing_scores``, which tells it), before any worker needs them, holding ``lock``
+    (``derive_missing_scores``, which tells it; not for a dataset the suite gives scores),
+    before any worker needs them, holding ``lock``
     (so neither parallel workers nor a concurrent sweep race to write one); a scripted one
     already there must be the one the suite asks for."""
     wanted = [spec for spec in suite.scripted if spec.dataset in datasets]
     with file_lock(lock):
         if scores_note is not None:
             for dataset in datasets:
-                derive_missing_scores(dataset, data_root, scores_note)
+                if suite.given_scores(dataset) is None:
+                    derive_missing_scores(dataset, data_root, scores_note)
         local = set(list_datasets(data_root))
         for spec in wanted:
             if spec.dataset not in local:

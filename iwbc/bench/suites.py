@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 import types
 import typing
@@ -51,6 +52,7 @@ _TOP_KEYS = (
     "scripted",
     "bc_family",
     "offline_rl",
+    "reference_scores",
 )
 _BC_KEYS = (
     "eval_every",
@@ -230,6 +232,13 @@ class Suite:
     # (method, ((field, value), ...)): a suite's [methods.<name>] tables and `--set`, applied
     # to the method's config last.
     overrides: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    # (dataset, (ref_min, ref_max)): a suite's [reference_scores."<id>"] tables, for datasets
+    # whose metadata has none (iwbc run's --ref-min/--ref-max); they replace the metadata's.
+    reference_scores: tuple[tuple[str, tuple[float, float]], ...] = ()
+
+    def given_scores(self, dataset: str) -> tuple[float, float] | None:
+        """The reference scores the suite gives ``dataset``, if it gives some."""
+        return dict(self.reference_scores).get(dataset)
 
     def family(self, method: str) -> FamilySettings:
         """The settings of ``method``'s family (its suite table)."""
@@ -430,6 +439,7 @@ def parse_suite(name: str, table: Mapping[str, Any], *, where: str = "suite") ->
             per_dataset,
         ),
         scripted=tuple(scripted),
+        reference_scores=_reference_scores(table, datasets, where),
         **numbers,
     )
     overrides = {
@@ -702,6 +712,35 @@ def _check_keys(table: Mapping[str, Any], allowed: tuple[str, ...], where: str, 
         raise UserError(
             f"{where}: unknown key {unknown[0]!r} in {scope}; known keys: {', '.join(allowed)}"
         )
+
+
+def _reference_scores(
+    table: Mapping[str, Any], datasets: Sequence[str], where: str
+) -> tuple[tuple[str, tuple[float, float]], ...]:
+    """The suite's ``[reference_scores."<id>"]`` tables: ``ref_min`` and ``ref_max``, finite,
+    ref_max above ref_min, for one of the suite's datasets."""
+    given = []
+    for dataset, values in _table(table, "reference_scores", where).items():
+        name = f'[reference_scores."{dataset}"]'
+        if dataset not in datasets:
+            raise UserError(f"{where}: {name} is not one of the suite's datasets")
+        values = _section(values, f'reference_scores."{dataset}"', where)
+        _check_keys(values, ("ref_min", "ref_max"), where, name)
+        scores = []
+        for key in ("ref_min", "ref_max"):
+            value = values.get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise UserError(f"{where}: {name} needs {key} as a number, got {value!r}")
+            if not math.isfinite(value):
+                raise UserError(f"{where}: {key} in {name} must be finite, got {value!r}")
+            scores.append(float(value))
+        if scores[1] <= scores[0]:
+            raise UserError(
+                f"{where}: ref_max must be greater than ref_min in {name}, got {scores[0]:g} "
+                f"and {scores[1]:g}"
+            )
+        given.append((dataset, (scores[0], scores[1])))
+    return tuple(given)
 
 
 def _table(table: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:

@@ -499,16 +499,22 @@ def _read_snapshot(path: Path, structure: Callable[[], Any]) -> Any:
 
 
 @functools.lru_cache(maxsize=1)
-def _load(dataset_id: str, root: str | None) -> OfflineDataset:
-    """The last dataset loaded in this process: units come grouped by dataset."""
-    return load_dataset(dataset_id, root=root)
+def _load(dataset_id: str, root: str | None, scores: tuple[float, float] | None) -> OfflineDataset:
+    """The last dataset loaded in this process (units come grouped by dataset), with the
+    reference scores its suite gives it, if any."""
+    dataset = load_dataset(dataset_id, root=root, reference_scores=scores)
+    if scores is None:
+        return dataset
+    return dataclasses.replace(
+        dataset, ref_source=f'the suite\'s [reference_scores."{dataset_id}"]'
+    )
 
 
 def context_dataset(context: UnitContext, dataset_id: str) -> OfflineDataset:
     """The dataset units of ``context`` train on: the one it was given, else loaded."""
     if context.dataset is not None and context.dataset.id == dataset_id:
         return context.dataset
-    return _load(dataset_id, context.data_root)
+    return _load(dataset_id, context.data_root, context.suite.given_scores(dataset_id))
 
 
 def _record(

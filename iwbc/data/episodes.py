@@ -14,6 +14,7 @@ from gymnasium.envs.registration import EnvSpec
 
 from iwbc.data.errors import DatasetError
 from iwbc.envs.action_box import rescaled, unit_scale
+from iwbc.envs.specs import RENDERING_ARGUMENTS
 from iwbc.machine import available_memory
 
 
@@ -320,12 +321,15 @@ class OfflineDataset:
 
 def env_label(env_id: str | None, env_spec: EnvSpec | None) -> str:
     """``env_id``, with what ``env_spec`` sets otherwise than the id's default, e.g.
-    ``Ant-v5 (include_cfrc_ext_in_observation=False)``."""
+    ``Ant-v5 (include_cfrc_ext_in_observation=False)``. Arguments of how the env renders
+    (``render_mode=None``, which ``gym.make`` records) change no score and are left out."""
     arguments = _env_arguments(env_spec)
     if not arguments:
         return str(env_id)
     kwargs, wrappers, limit = arguments
-    parts = [f"{name}={value!r}" for name, value in kwargs]
+    parts = [f"{name}={value!r}" for name, value in kwargs if name not in RENDERING_ARGUMENTS]
+    if not parts and not wrappers and not limit:
+        return str(env_id)
     parts += [f"wrapper {name}" for name in wrappers]
     parts += [f"max_episode_steps={steps}" for steps in limit]
     return f"{env_id} ({', '.join(parts)})"

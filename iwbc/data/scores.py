@@ -61,7 +61,9 @@ def require_reference_scores(dataset: OfflineDataset) -> tuple[float, float]:
     if dataset.ref_min_score is None or dataset.ref_max_score is None:
         raise DatasetError(
             f"dataset {dataset.id} has no ref_min_score/ref_max_score in its metadata; pass "
-            "--ref-min and --ref-max to `iwbc run` (ref_min=/ref_max= from Python), or for "
-            "Minari's mujoco/<task> datasets run `iwbc data minari-tiers mujoco/<task>` once"
+            "--ref-min and --ref-max to `iwbc run` (ref_min = and ref_max = under "
+            f'[reference_scores."{dataset.id}"] in a suite for `iwbc bench`; ref_min=/ref_max= '
+            "from Python), or for Minari's mujoco/<task> datasets with an expert-v0 tier run "
+            "`iwbc data minari-tiers mujoco/<task>` once"
         )
     return dataset.ref_min_score, dataset.ref_max_score

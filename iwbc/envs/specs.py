@@ -450,7 +450,7 @@ Env = str | EnvSpec
 ``gymnasium.envs.registration.EnvSpec`` a dataset records, with its arguments and time limit."""
 
 # Arguments of Gymnasium's MuJoCo envs that change how they render, not what they simulate.
-_RENDERING_ARGUMENTS = frozenset(
+RENDERING_ARGUMENTS = frozenset(
     {
         "render_mode",
         "width",
@@ -486,7 +486,7 @@ def spec_for(env: Env) -> TaskSpec:
     changes: dict[str, Any] = {}
     problems = [f"wrapper {w.name}" for w in env.additional_wrappers]
     for name, value in env.kwargs.items():
-        if name in _RENDERING_ARGUMENTS:
+        if name in RENDERING_ARGUMENTS:
             continue
         if name == "xml_file":
             known = [m for m in (spec.xml_file, *spec.other_models) if _names_model(value, m)]
