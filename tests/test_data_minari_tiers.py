@@ -227,7 +227,12 @@ def test_missing_tier_is_a_one_line_error(make_minari_dataset, minari_root, caps
     assert main(["data", "minari-tiers", "mujoco/hopper", "--root", str(minari_root)]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
-    assert err.startswith("iwbc: error: dataset 'mujoco/hopper/expert-v0' is not in the local")
+    assert err == (
+        "iwbc: error: mujoco/hopper's reference scores come from its expert tier, "
+        "mujoco/hopper/expert-v0, which is not in the local root: rerun with --download to fetch "
+        "it, or give the scores yourself (iwbc run --ref-min/--ref-max, a suite's "
+        '[reference_scores."<id>"])'
+    )
     assert not (minari_root / CACHE_FILE).exists()
     assert list_datasets(minari_root) == ["mujoco/hopper/medium-v0"]
 
@@ -307,7 +312,7 @@ def test_suites_make_missing_scores_before_their_units(make_minari_dataset, mina
     """`iwbc bench` makes them once per namespace under its datasets lock, before any unit."""
     _local_tiers(make_minari_dataset, ("simple", "medium", "expert"))
     notes: list[str] = []
-    suite = SimpleNamespace(scripted=())
+    suite = SimpleNamespace(scripted=(), given_scores=lambda dataset: None)
     datasets = ("mujoco/hopper/simple-v0", "mujoco/hopper/medium-v0")
     prepare_datasets(suite, datasets, str(minari_root), minari_root / "lock", notes.append)
     assert len(notes) == 1 and notes[0].startswith("mujoco/hopper/simple-v0 has no reference")

@@ -176,7 +176,14 @@ def reference_entry(
     metadata carries (Minari computes them when its publisher passes the expert policy), so
     that every tier of the namespace is normalized as the expert is; else by the module's rule.
     """
-    expert = load_dataset(tier_id(namespace, "expert"), root=root, download=download)
+    expert_id = tier_id(namespace, "expert")
+    if not download and not dataset_exists(expert_id, root):
+        raise DatasetError(
+            f"{namespace}'s reference scores come from its expert tier, {expert_id}, which is not "
+            "in the local root: rerun with --download to fetch it, or give the scores yourself "
+            '(iwbc run --ref-min/--ref-max, a suite\'s [reference_scores."<id>"])'
+        )
+    expert = load_dataset(expert_id, root=root, download=download)
     if expert.env_id is None:
         raise DatasetError(f"{expert.id} records no env, so no random policy can be run on it")
     started = time.perf_counter()
