@@ -478,16 +478,22 @@ def test_a_dataset_without_reference_scores_fails_before_training(
     its units at once with the one-line fix, and the report lists them as failed."""
     dataset = "iwbc-test/pendulum/noref-v0"
     make_minari_dataset(dataset, ref_min_score=None, ref_max_score=None)
-    suite = write_suite(tmp_path, "tiny", tiny_suite_toml(("bc",), (dataset,), scripted=None))
     results = tmp_path / "results"
-    summary = run_suite(
-        suite,
-        records_dir("tiny", results),
-        work_dir=tmp_path / "runs",
-        data_root=minari_root,
-        progress=False,
-    )
-    assert (summary.total, summary.ok, summary.failed) == (2, 0, 2)
+
+    def run(given: str = "") -> tuple[Suite, tuple[int, int, int]]:
+        text = tiny_suite_toml(("bc",), (dataset,), scripted=None) + given
+        suite = write_suite(tmp_path, "tiny", text)
+        summary = run_suite(
+            suite,
+            records_dir("tiny", results),
+            work_dir=tmp_path / "runs",
+            data_root=minari_root,
+            progress=False,
+        )
+        return suite, (summary.total, summary.ok, summary.failed)
+
+    suite, counts = run()
+    assert counts == (2, 0, 2)
     for record in load_records("tiny", results):
         assert record["status"] == "failed"
         assert f"dataset {dataset} has no ref_min_score/ref_max_score" in record["error"]
@@ -497,17 +503,8 @@ def test_a_dataset_without_reference_scores_fails_before_training(
     assert "has no ref_min_score" in (results / "tiny" / "table.md").read_text()
 
     # The suite gives them (iwbc run's --ref-min/--ref-max): the units train and score with them.
-    given = f'\n[reference_scores."{dataset}"]\nref_min = -10.0\nref_max = 30\n'
-    text = tiny_suite_toml(("bc",), (dataset,), scripted=None) + given
-    suite = write_suite(tmp_path, "tiny", text)
-    summary = run_suite(
-        suite,
-        records_dir("tiny", results),
-        work_dir=tmp_path / "runs",
-        data_root=minari_root,
-        progress=False,
-    )
-    assert (summary.total, summary.ok, summary.failed) == (2, 2, 0)
+    _, counts = run(f'\n[reference_scores."{dataset}"]\nref_min = -10.0\nref_max = 30\n')
+    assert counts == (2, 2, 0)
     for record in load_records("tiny", results):
         assert (record["ref_min_score"], record["ref_max_score"]) == (-10.0, 30.0)
         assert record["ref_source"] == f'the suite\'s [reference_scores."{dataset}"]'
