@@ -103,12 +103,6 @@ class EpisodeData(NamedTuple):
         )
 
 
-# Float32 numbers per padded step: observation, next observation, action, reward,
-# termination, truncation and mask.
-def _padded_floats(obs_dim: int, act_dim: int) -> int:
-    return 2 * obs_dim + act_dim + 4
-
-
 def _check_padded_size(num: int, horizon: int, obs_dim: int, act_dim: int, steps: int) -> None:
     """Refuse, in one line, episodes whose padded arrays would not fit in memory.
 
@@ -118,11 +112,14 @@ def _check_padded_size(num: int, horizon: int, obs_dim: int, act_dim: int, steps
     device), so twice the padded size must be free.
     """
     free = available_memory()
-    padded = num * horizon * _padded_floats(obs_dim, act_dim) * 4
+    # Float32 numbers a padded step holds: observation, next observation, action, reward,
+    # termination, truncation and mask.
+    step_bytes = (2 * obs_dim + act_dim + 4) * 4
+    padded = num * horizon * step_bytes
     if free is None or 2 * padded <= free:
         return
     gib = 2**30
-    own = steps * _padded_floats(obs_dim, act_dim) * 4
+    own = steps * step_bytes
     raise DatasetError(
         f"{num:,} episodes padded to the longest one's {horizon:,} steps take "
         f"{padded / gib:.1f} GiB ({own / gib:.2f} GiB of real steps, {steps:,}), and loading and "

@@ -249,12 +249,13 @@ def derive_missing_scores(
         or stored_reference_scores(dataset_id, root) is not None
     ):
         return False
-    if download and not (base / expert_id).is_dir():
+    if download:
         try:
-            fetch_if_missing(expert_id, root)
+            downloaded = fetch_if_missing(expert_id, root)
         except DatasetError:
             return False
-        note(f"{dataset_id} has no reference scores: downloaded {expert_id} to make them")
+        if downloaded:
+            note(f"{dataset_id} has no reference scores: downloaded {expert_id} to make them")
     if not (base / expert_id).is_dir():
         return False
     recorded, expert = stored_env_spec(dataset_id, root), stored_env_spec(expert_id, root)
