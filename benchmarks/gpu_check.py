@@ -624,7 +624,9 @@ def child_training(child: Child) -> None:
         data={
             "episodes": tt.NUM_EPISODES,
             "padded_length": tt.MAX_LEN,
-            "valid_step_fraction": float(np.asarray(data.mask).mean()),
+            "valid_step_fraction": float(
+                np.asarray(data.lengths).sum() / (data.num_episodes * data.max_length)
+            ),
             "observation_dim": tt.OBS_DIM,
             "action_dim": tt.ACT_DIM,
             "hidden_dims": list(tt.HIDDEN_DIMS),

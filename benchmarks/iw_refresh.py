@@ -175,21 +175,24 @@ def write_report(out: Path, report: dict, lines: list[str]) -> None:
 def listed_rows_layout(data: DeviceEpisodes) -> DeviceEpisodes:
     """``data`` with the flat steps of every listed row, copies included: the refresh's layout
     before a trajectory listed several times was computed once, as the reference for its time."""
-    valid = np.asarray(data.mask) > 0
-    steps = int(valid.sum())
+    lengths = np.asarray(data.lengths)
+    steps = int(lengths.sum())
     padded = -(-steps // FLAT_BLOCK) * FLAT_BLOCK
+    first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    at = np.repeat(np.asarray(data.starts) - first, lengths) + np.arange(steps)
 
     def flat(array: jax.Array) -> jax.Array:
         rows = np.zeros((padded, array.shape[-1]), np.float32)
-        rows[:steps] = np.asarray(array)[valid]
+        rows[:steps] = np.asarray(array)[at]
         return jnp.asarray(rows)
 
     episode = np.full(padded, data.num_episodes, np.int32)
-    episode[:steps] = np.nonzero(valid)[0]
+    episode[:steps] = np.repeat(np.arange(data.num_episodes), lengths)
     return data.replace(
-        flat_observations=flat(data.observations),
-        flat_actions=flat(data.actions),
+        flat_observations=flat(data.flat_observations),
+        flat_actions=flat(data.flat_actions),
         flat_episode=jnp.asarray(episode),
+        starts=jnp.asarray(first, jnp.int32),
         episode_source=jnp.arange(data.num_episodes, dtype=jnp.int32),
     )
 

@@ -101,7 +101,7 @@ def synthetic_episodes(seed: int = 0, num_episodes: int = NUM_EPISODES) -> Devic
     actions = rng.uniform(-0.99, 0.99, (num_episodes, MAX_LEN, ACT_DIM)).astype(np.float32)
     observations *= mask[..., None]
     actions *= mask[..., None]
-    return DeviceEpisodes.from_numpy(observations, actions, mask)
+    return DeviceEpisodes.from_padded(observations, actions, mask)
 
 
 def stage(loss: str, batch_size: int, window: int | None) -> BCConfig:

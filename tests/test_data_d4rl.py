@@ -124,18 +124,18 @@ def test_episodes_returns_and_scores_match_d4rl(tmp_path, minari_root, next_obse
     )
     for i, episode in enumerate(expected):
         n = len(episode["rewards"])
-        np.testing.assert_array_equal(ds.episodes.observations[i, :n], episode["observations"])
-        np.testing.assert_array_equal(ds.episodes.actions[i, :n], episode["actions"])
-        np.testing.assert_array_equal(ds.episodes.terminations[i, :n], episode["terminals"])
-        np.testing.assert_array_equal(ds.episodes.truncations[i, :n], episode["timeouts"])
-        np.testing.assert_array_equal(
-            ds.episodes.next_observations[i, : n - 1], episode["observations"][1:]
-        )
+        steps = slice(ds.episodes.starts[i], ds.episodes.starts[i] + n)
+        np.testing.assert_array_equal(ds.episodes.observations[steps], episode["observations"])
+        np.testing.assert_array_equal(ds.episodes.actions[steps], episode["actions"])
+        np.testing.assert_array_equal(ds.episodes.terminations[steps], episode["terminals"])
+        np.testing.assert_array_equal(ds.episodes.truncations[steps], episode["timeouts"])
+        next_observations_of = ds.episodes.next_observations[steps]
+        np.testing.assert_array_equal(next_observations_of[:-1], episode["observations"][1:])
         # The final observation: the file's next_observations, else the last one repeated.
         final = (
             episode["next_observations"][-1] if next_observations else episode["observations"][-1]
         )
-        np.testing.assert_array_equal(ds.episodes.next_observations[i, n - 1], final)
+        np.testing.assert_array_equal(next_observations_of[-1], final)
 
 
 def test_float64_layout_of_medium_replay_imports(tmp_path, minari_root):
@@ -160,7 +160,7 @@ def test_ant_drops_the_worldbody_contact_forces(tmp_path, minari_root):
     assert (ds.env_id, ds.observation_dim) == ("Ant-v5", 105)
     first = sequence_dataset(data)[0]["observations"]
     np.testing.assert_array_equal(
-        ds.episodes.observations[0, : len(first)], np.delete(first, np.s_[27:33], axis=1)
+        ds.episodes.observations[: len(first)], np.delete(first, np.s_[27:33], axis=1)
     )
     bad = tmp_path / "ant_expert-v2.hdf5"
     write_d4rl(bad, "ant", edit=lambda d: d["observations"].__setitem__((0, 30), 1.0))
@@ -185,7 +185,7 @@ def test_ant_without_contact_forces_is_evaluated_without_them(tmp_path, minari_r
     assert (ds.env_id, ds.observation_dim) == ("Ant-v5", 27)
     assert ds.env_spec.kwargs == {"include_cfrc_ext_in_observation": False}
     first = sequence_dataset(data)[0]["observations"]
-    np.testing.assert_array_equal(ds.episodes.observations[0, : len(first)], first[:, :27])
+    np.testing.assert_array_equal(ds.episodes.observations[: len(first)], first[:, :27])
     assert spec_for(ds.env).obs_dim == 27
     assert ds.env_label == "Ant-v5 (include_cfrc_ext_in_observation=False)"
     scores = evaluate_actor(

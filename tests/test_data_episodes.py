@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -32,17 +34,24 @@ def data() -> EpisodeData:
     return stack_episodes(**_episodes([4, 1, 6]))
 
 
-def test_stack_pads_to_longest_episode(data: EpisodeData) -> None:
-    assert data.observations.shape == (3, 6, 3)
-    assert data.actions.shape == (3, 6, 2)
-    for name in ("rewards", "terminations", "truncations", "mask"):
-        assert getattr(data, name).shape == (3, 6)
+def test_stack_lays_episodes_one_after_another(data: EpisodeData) -> None:
+    raw = _episodes([4, 1, 6])
+    assert data.observations.shape == (11, 3) and data.next_observations.shape == (11, 3)
+    assert data.actions.shape == (11, 2)
+    for name in ("rewards", "terminations", "truncations"):
+        assert getattr(data, name).shape == (11,)
     for field in data[:-2]:
         assert field.dtype == np.float32
     assert data.lengths.dtype == np.int32 and data.returns.dtype == np.float64
     np.testing.assert_array_equal(data.lengths, [4, 1, 6])
-    np.testing.assert_array_equal(data.mask.sum(axis=1), [4, 1, 6])
-    assert (data.observations[1, 1:] == 0).all() and (data.rewards[0, 4:] == 0).all()
+    np.testing.assert_array_equal(data.starts, [0, 4, 5])
+    np.testing.assert_array_equal(data.step_episodes, [0] * 4 + [1] + [2] * 6)
+    for i, start in enumerate(data.starts):
+        steps = slice(start, start + data.lengths[i])
+        np.testing.assert_allclose(data.observations[steps], raw["observations"][i][:-1], 1e-6)
+        np.testing.assert_allclose(data.next_observations[steps], raw["observations"][i][1:], 1e-6)
+        np.testing.assert_allclose(data.actions[steps], raw["actions"][i], 1e-6)
+        assert data.returns[i] == pytest.approx(raw["rewards"][i].sum(), rel=1e-12)
     assert (data.num_episodes, data.max_length, data.num_steps) == (3, 6, 11)
 
 
@@ -50,9 +59,64 @@ def test_subset_with_repeats(data: EpisodeData) -> None:
     sub = data.subset([2, 0, 2])
     assert sub.num_episodes == 3 and sub.max_length == data.max_length
     np.testing.assert_array_equal(sub.lengths, [6, 4, 6])
-    np.testing.assert_array_equal(sub.observations[0], sub.observations[2])
+    np.testing.assert_array_equal(sub.starts, [0, 6, 10])
+    for name in ("observations", "actions", "rewards", "next_observations", "terminations"):
+        field, whole = getattr(sub, name), getattr(data, name)
+        np.testing.assert_array_equal(field[:6], whole[5:11])
+        np.testing.assert_array_equal(field[6:10], whole[:4])
+        np.testing.assert_array_equal(field[10:], whole[5:11])
     np.testing.assert_array_equal(sub.returns, data.returns[[2, 0, 2]])
-    assert sub.subset(np.array([], dtype=int)).num_episodes == 0
+    assert data.subset([0, 1, 2]) is data
+    empty = sub.subset(np.array([], dtype=int))
+    assert (empty.num_episodes, empty.num_steps, empty.max_length) == (0, 0, 0)
+
+
+def test_fingerprints_hash_the_padded_layout_runs_were_keyed_by(data: EpisodeData) -> None:
+    """Records and caches made when episodes were kept padded keep their keys: the digest is
+    that of the padded arrays, rebuilt here with NumPy from the raw episodes."""
+    raw = _episodes([4, 1, 6])
+    padded = {
+        name: np.zeros((3, 6, *np.shape(raw[name][0])[1:]), np.float32)
+        for name in ("observations", "actions", "rewards", "terminations", "truncations")
+    }
+    next_observations = np.zeros((3, 6, 3), np.float32)
+    mask = np.zeros((3, 6), np.float32)
+    for i, n in enumerate([4, 1, 6]):
+        padded["observations"][i, :n] = raw["observations"][i][:-1]
+        next_observations[i, :n] = raw["observations"][i][1:]
+        for name in ("actions", "rewards", "terminations", "truncations"):
+            padded[name][i, :n] = raw[name][i]
+        mask[i, :n] = 1
+    returns = np.array([np.sum(r, dtype=np.float64) for r in raw["rewards"]])
+    expected = hashlib.blake2b(digest_size=16)
+    layout = (
+        padded["observations"],
+        padded["actions"],
+        padded["rewards"],
+        next_observations,
+        padded["terminations"],
+        padded["truncations"],
+        mask,
+        np.array([4, 1, 6], np.int32),
+        returns,
+    )
+    for array in layout:
+        expected.update(repr((array.dtype.str, array.shape)).encode())
+        expected.update(array.tobytes())
+    digest = hashlib.blake2b(digest_size=16)
+    data.update_digest(digest)
+    assert digest.hexdigest() == expected.hexdigest()
+
+
+def test_the_fingerprint_digest_builds_the_padded_layout_a_block_at_a_time(
+    data: EpisodeData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = hashlib.blake2b(digest_size=16)
+    data.update_digest(whole)
+    monkeypatch.setattr(episodes, "_DIGEST_BLOCK_BYTES", 1)
+    blocks = hashlib.blake2b(digest_size=16)
+    data.update_digest(blocks)
+    assert blocks.hexdigest() == whole.hexdigest()
 
 
 @pytest.mark.parametrize("bad", [[3], [-1], [[0, 1]], [0.5]])
@@ -90,24 +154,34 @@ def test_an_episode_whose_recording_stopped_ends_its_transitions_in_a_timeout() 
     assert locomotion_reward_scale(tr) == pytest.approx(1000 / spread, rel=1e-5)
 
 
-def test_padding_that_would_not_fit_in_memory_is_a_one_line_error(
+def test_many_short_episodes_beside_a_long_one_take_only_their_steps(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Many short episodes beside one long one pad to far more than their steps: refused with
-    the sizes, before allocating, where twice the padded arrays exceed the memory available."""
+    """A weak policy's Humanoid data: padded to the longest episode it would take 4 GiB; kept
+    flat it takes its 38,500 steps, and loads with 1 GiB available."""
     fields = _episodes([1000] + [25] * 1500, obs_dim=348, act_dim=17)
-    padded = 1501 * 1000 * (2 * 348 + 17 + 4) * 4
-    monkeypatch.setattr(episodes, "available_memory", lambda: 2 * padded - 1)
+    monkeypatch.setattr(episodes, "available_memory", lambda: 2**30)
+    data = stack_episodes(**fields)
+    assert data.observations.shape == (38_500, 348) and data.num_episodes == 1501
+    assert sum(field.nbytes for field in data) < 0.11 * 2**30
+
+
+def test_episodes_that_would_not_fit_in_memory_are_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Refused with the sizes, before allocating, where twice the arrays exceed the memory
+    available."""
+    fields = _episodes([1000] + [25] * 1500, obs_dim=348, act_dim=17)
+    size = 38_500 * (2 * 348 + 17 + 3) * 4
+    monkeypatch.setattr(episodes, "available_memory", lambda: 2 * size - 1)
     with pytest.raises(DatasetError) as error:
         stack_episodes(**fields)
     message = str(error.value)
-    assert message.startswith(
-        "1,501 episodes padded to the longest one's 1,000 steps take 4.0 GiB (0.10 GiB of real "
-        "steps, 38,500), and loading and training need about twice that, with 8.0 GiB of memory "
-        "available: iwbc keeps episodes padded to the longest"
+    assert message == (
+        "38,500 steps take 0.1 GiB, and loading and training need about twice that, with 0.2 "
+        "GiB of memory available: load it on a machine with more memory"
     )
-    assert "\n" not in message
-    monkeypatch.setattr(episodes, "available_memory", lambda: 2 * padded)
+    monkeypatch.setattr(episodes, "available_memory", lambda: 2 * size)
     monkeypatch.setattr(episodes.np, "zeros", _no_allocation)
     with pytest.raises(_Allocated):
         stack_episodes(**fields)

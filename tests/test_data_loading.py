@@ -141,22 +141,22 @@ def test_views_match_per_episode_python(pendulum_dataset: Pendulum) -> None:
     lengths = _lengths(buffers)
     terminated = [bool(b.terminations[-1]) for b in buffers]
     assert 0 < sum(terminated) < len(terminated) and len(set(lengths)) > 1
-    horizon = max(lengths)
-    assert ep.observations.shape == (5, horizon, 4) and ep.actions.shape == (5, horizon, 1)
+    assert ep.observations.shape == (sum(lengths), 4) and ep.actions.shape == (sum(lengths), 1)
     np.testing.assert_array_equal(ep.lengths, lengths)
+    np.testing.assert_array_equal(ep.starts, np.cumsum([0, *lengths[:-1]]))
     for i, buf in enumerate(buffers):
         n = lengths[i]
+        steps = slice(ep.starts[i], ep.starts[i] + n)
         assert ep.returns[i] == pytest.approx(sum(float(r) for r in buf.rewards), rel=1e-12)
-        assert ep.mask[i].tolist() == [1.0] * n + [0.0] * (horizon - n)
-        np.testing.assert_allclose(ep.observations[i, :n], buf.observations[:-1], rtol=1e-6)
-        np.testing.assert_allclose(ep.next_observations[i, :n], buf.observations[1:], rtol=1e-6)
+        np.testing.assert_array_equal(ep.step_episodes[steps], i)
+        np.testing.assert_allclose(ep.observations[steps], buf.observations[:-1], rtol=1e-6)
+        np.testing.assert_allclose(ep.next_observations[steps], buf.observations[1:], rtol=1e-6)
         # InvertedPendulum's box is [-3, 3]: actions are loaded mapped into [-1, 1].
-        np.testing.assert_allclose(ep.actions[i, :n], np.asarray(buf.actions) / 3.0, rtol=1e-6)
-        assert not ep.actions[i, n:].any()
-        np.testing.assert_allclose(ep.rewards[i, :n], buf.rewards, rtol=1e-6)
-        assert ep.terminations[i, n - 1] == float(terminated[i])
-        assert ep.truncations[i, n - 1] == float(not terminated[i])
-        assert ep.terminations[i].sum() + ep.truncations[i].sum() == 1.0
+        np.testing.assert_allclose(ep.actions[steps], np.asarray(buf.actions) / 3.0, rtol=1e-6)
+        np.testing.assert_allclose(ep.rewards[steps], buf.rewards, rtol=1e-6)
+        assert ep.terminations[steps][-1] == float(terminated[i])
+        assert ep.truncations[steps][-1] == float(not terminated[i])
+        assert ep.terminations[steps].sum() + ep.truncations[steps].sum() == 1.0
     tr = ep.to_transitions()
     assert tr.obs.shape == (sum(lengths), 4)
     assert tr.terminals.sum() == sum(terminated)
@@ -415,9 +415,10 @@ def test_actions_outside_the_box_are_clipped_with_a_warning(
         "clamps them: clip them when recording the dataset to silence this"
     )
     assert ds.clipped_actions == pytest.approx(1 / sum(_lengths(buffers)))
-    assert ds.episodes.actions[2, 1, 0] == 1.0 and ds.episodes.actions[2, 4, 0] == -1.0
+    actions = ds.episodes.actions[ds.episodes.starts[2] :]
+    assert actions[1, 0] == 1.0 and actions[4, 0] == -1.0
     expected = np.asarray(buffers[2].actions[0], np.float64) / 3.0
-    np.testing.assert_allclose(ds.episodes.actions[2, 0], expected, rtol=1e-6)
+    np.testing.assert_allclose(actions[0], expected, rtol=1e-6)
 
 
 def test_an_episode_that_goes_on_after_terminating_is_refused(

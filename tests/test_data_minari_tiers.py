@@ -128,12 +128,13 @@ def test_scores_cached_and_medium_expert_written(minari_mujoco, minari_root, cap
     np.testing.assert_array_equal(joined.episodes.lengths, [len(b.rewards) for b in buffers])
     np.testing.assert_array_equal(joined.returns, [_return(b) for b in buffers])
     for i, buffer in enumerate(buffers):
-        n = len(buffer.rewards)
+        start = joined.episodes.starts[i]
+        steps = slice(start, start + len(buffer.rewards))
         np.testing.assert_array_equal(
-            joined.episodes.observations[i, :n], np.asarray(buffer.observations[:-1], np.float32)
+            joined.episodes.observations[steps], np.asarray(buffer.observations[:-1], np.float32)
         )
-        np.testing.assert_array_equal(joined.episodes.terminations[i, :n], buffer.terminations)
-        np.testing.assert_array_equal(joined.episodes.truncations[i, :n], buffer.truncations)
+        np.testing.assert_array_equal(joined.episodes.terminations[steps], buffer.terminations)
+        np.testing.assert_array_equal(joined.episodes.truncations[steps], buffer.truncations)
     # Each episode keeps the reset seed it was recorded with.
     with minari_root_env(minari_root):
         stored = minari.load_dataset("mujoco/hopper/medium-expert-v0")

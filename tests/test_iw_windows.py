@@ -46,7 +46,7 @@ def setting() -> dict:
     quality = rng.uniform(0.1, 1.0, size=len(LENGTHS)).astype(np.float32)
     params = create_agents(BCAgent, BCConfig(hidden_dims=HIDDEN), SPEC, [0]).params
     return {
-        "data": DeviceEpisodes.from_numpy(obs, actions, mask, quality),
+        "data": DeviceEpisodes.from_padded(obs, actions, mask, quality),
         "obs": obs,
         "actions": actions,
         "mask": mask,
@@ -98,7 +98,7 @@ def test_a_trajectory_listed_several_times_gets_its_own_mean_in_every_row(settin
     the data listing each episode once (where its steps sit elsewhere in the flat blocks)."""
     rows = np.array([5, 0, 5, 2, 0, 5, 7])
     obs, actions, mask = (setting[name][rows] for name in ("obs", "actions", "mask"))
-    listed = DeviceEpisodes.from_numpy(obs, actions, mask)
+    listed = DeviceEpisodes.from_padded(obs, actions, mask)
     assert np.unique(np.asarray(listed.episode_source)).size == 4
     tables = jax.vmap(episode_log_probs, in_axes=(None, 0, None))
     table = np.asarray(tables(POLICY, setting["params"], listed)[0])

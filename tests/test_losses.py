@@ -232,7 +232,7 @@ def test_bc_family_loss_matches_numpy(setting: dict, loss: str, weighting: str) 
 def test_update_moves_ema_before_the_loss(setting: dict) -> None:
     """Each step first sets q_iw ← 0.9 q_iw + 0.1 θ (θ before the step), as the authors do."""
     config = BCConfig.iw_finetune(**NETWORK)
-    data = DeviceEpisodes.from_numpy(setting["obs"], setting["actions"], setting["mask"])
+    data = DeviceEpisodes.from_padded(setting["obs"], setting["actions"], setting["mask"])
     stacked = jax.tree.map(lambda x: x[None], setting["params"])
     # A fine-tune from an agent holding θ: params = q_ref = θ; then q_iw set apart from θ.
     start = create_agents(BCAgent, BCConfig(**NETWORK), SPEC, [0]).replace(params=stacked)

@@ -50,7 +50,7 @@ def padded_data(noise: float = 0.3, seed: int = 0) -> DeviceEpisodes:
     actions += noise * rng.normal(size=actions.shape).astype(np.float32)
     observations *= mask[..., None]
     actions *= mask[..., None]
-    return DeviceEpisodes.from_numpy(observations, actions, mask)
+    return DeviceEpisodes.from_padded(observations, actions, mask)
 
 
 NETWORK = {"hidden_dims": HIDDEN, "standardize": False}
@@ -465,8 +465,7 @@ def test_bc_learns_a_fixed_observation_to_action_map() -> None:
     losses = [r["loss"][0] for r in history]
     assert losses[-1] < losses[0] - 1.0
 
-    valid = np.asarray(data.mask) > 0
-    observations = np.asarray(data.observations)[valid]
+    observations = np.asarray(data.flat_observations)[: int(np.asarray(data.lengths).sum())]
     target = np.tanh(observations @ TARGET)
     start = agents(config, [0])
     before = np.asarray(row(start, 0).act(observations))

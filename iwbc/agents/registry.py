@@ -163,10 +163,10 @@ def training_data(
         returns = episodes.returns
         index = selection.index(method.selection, returns)
         chosen = episodes.subset(index)
-        device = DeviceEpisodes.from_numpy(
-            chosen.observations, chosen.actions, chosen.mask, quality_scores(returns)[index]
+        device = DeviceEpisodes.from_episodes(
+            chosen, quality_scores(returns)[index], max_length=episodes.max_length
         )
-        mean, std = normalization_stats(episodes.observations[episodes.mask > 0])
+        mean, std = normalization_stats(episodes.observations)
         spec = _spec(mean, std, episodes.actions.shape[-1], action_scale)
         return TrainingData(device, spec, device.num_episodes)
     transitions = episodes.to_transitions()
@@ -199,11 +199,9 @@ def critic_value_bounds(
     :func:`iwbc.core.sampling.value_bounds`. None for methods without a critic."""
     if method.agent.data_kind == "episodes":
         return None
-    # From the padded episodes, not their transitions: a flat copy of every observation
-    # would cost gigabytes on large datasets for a min and a max.
     scaled = getattr(config, "normalize_rewards", False)
     scale = returns_reward_scale(episodes.returns) if scaled else 1.0
-    rewards = np.asarray(episodes.rewards[episodes.mask > 0], np.float64) * scale
+    rewards = np.asarray(episodes.rewards, np.float64) * scale
     return value_bounds(rewards, config.discount)
 
 

@@ -1,11 +1,12 @@
 """Training data resident on the device and the batches drawn from it there.
 
 Two kinds, one per family of agent (``Agent.data_kind``): flat transitions (s, a, r, s', done)
-for the offline-RL agents, drawn uniformly; and padded episodes for the BC family, below.
+for the offline-RL agents, drawn uniformly; and episodes for the BC family, below.
 
-The iw-SFT losses are per-trajectory, so batches are episodes (padded, with a mask), drawn
-uniformly with replacement as in the authors' code. A filtered dataset that lists a trajectory
-several times (the stratified union of percentiles) is sampled in proportion to its copies.
+The iw-SFT losses are per-trajectory, so batches are episodes (padded to the longest episode or to
+the window, with a mask), drawn uniformly with replacement as in the authors' code. A filtered
+dataset that lists a trajectory several times (the stratified union of percentiles) is sampled in
+proportion to its copies.
 
 ``window`` bounds the cost of an update on CPU: each sampled episode contributes a random
 contiguous window of that many steps instead of all of its steps. How episodes and windows are
@@ -24,13 +25,15 @@ drawn follows the loss's ``weighting`` (:mod:`iwbc.losses`):
   transition of the dataset is covered by exactly ``window`` starts and is equally likely. With
   whole episodes, episodes are drawn uniformly and every step counts once.
 
-The episodes are also kept flat (valid steps only, padded to a block size) so that a statistic of
-whole trajectories, such as iw-BC's log q(τ)/|τ|, can be computed for every episode at once.
+On the device the episodes are flat (each distinct one's steps once, padded to a block size, not
+to the longest episode): batches gather their steps from there, and a statistic of whole
+trajectories, such as iw-BC's log q(τ)/|τ|, is computed for every episode at once.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import flax.struct
@@ -38,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from iwbc.data.episodes import Transitions
+from iwbc.data.episodes import EpisodeData, Transitions
 from iwbc.data.errors import DatasetError
 from iwbc.data.statistics import normalization_stats
 from iwbc.errors import UserError
@@ -49,92 +52,137 @@ FLAT_BLOCK = 4096
 
 
 class DeviceEpisodes(flax.struct.PyTreeNode):
-    """Padded episodes as device arrays: observations/actions [E, T, ·], mask [E, T].
+    """Training episodes as device arrays: each distinct episode's steps once, flat.
 
-    ``flat_*`` hold the valid steps of each distinct episode once, in episode order, padded to a
-    multiple of ``FLAT_BLOCK`` (two blocks at least): a selection that lists an episode several
-    times (the stratified union of percentiles lists the best ones up to three times) is sampled
-    by its rows, but a statistic of whole trajectories is computed once per distinct one.
-    ``flat_episode`` names each flat step's episode by the first row listing it (E on padding),
-    and ``episode_source`` [E] gives that first row for every row.
+    ``flat_observations``/``flat_actions`` [P, ·] hold the steps of each distinct episode once,
+    one after another, padded to a multiple of ``FLAT_BLOCK`` (two blocks at least), so that a
+    statistic of whole trajectories is computed once per distinct one and in fixed-size blocks.
+    The rows [E] are what batches are drawn from: a selection that lists an episode several
+    times (the stratified union of percentiles lists the best ones up to three times) has a
+    row per listing, all reading that episode's steps from ``starts``. ``flat_episode`` names
+    each flat step's episode by the first row listing it (E on padding), and ``episode_source``
+    [E] gives that first row for every row. ``max_length`` is how wide batches of whole
+    episodes are, and what a window must reach to take whole episodes: the longest episode, or
+    the whole dataset's longest for a selection of it (:meth:`from_steps`).
     """
 
-    observations: jax.Array
-    actions: jax.Array
-    mask: jax.Array
-    lengths: jax.Array
-    quality: jax.Array
     flat_observations: jax.Array
     flat_actions: jax.Array
     flat_episode: jax.Array
+    starts: jax.Array
+    lengths: jax.Array
+    quality: jax.Array
     episode_source: jax.Array
+    max_length: int = flax.struct.field(pytree_node=False)
 
     @classmethod
-    def from_numpy(
+    def from_episodes(
+        cls,
+        episodes: EpisodeData,
+        quality: np.ndarray | None = None,
+        *,
+        max_length: int | None = None,
+    ) -> DeviceEpisodes:
+        """Move host episodes' observations and actions to the default device (float32)."""
+        return cls.from_steps(
+            episodes.observations, episodes.actions, episodes.lengths, quality, max_length
+        )
+
+    @classmethod
+    def from_padded(
         cls,
         observations: np.ndarray,
         actions: np.ndarray,
         mask: np.ndarray,
         quality: np.ndarray | None = None,
     ) -> DeviceEpisodes:
-        """Move padded numpy episodes to the default device (float32)."""
-        mask = np.asarray(mask, dtype=np.float32)
-        num_episodes = mask.shape[0]
+        """Episodes padded to a common length [E, T, ·], each valid on a prefix of ``mask``."""
+        valid = np.asarray(mask) > 0
+        lengths = valid.sum(axis=1)
+        if not np.array_equal(valid, np.arange(valid.shape[1]) < lengths[:, None]):
+            raise ValueError("mask must mark a prefix of each episode's steps (1s, then 0s)")
+        return cls.from_steps(
+            np.asarray(observations)[valid], np.asarray(actions)[valid], lengths, quality
+        )
+
+    @classmethod
+    def from_steps(
+        cls,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        lengths: np.ndarray | Sequence[int],
+        quality: np.ndarray | None = None,
+        max_length: int | None = None,
+    ) -> DeviceEpisodes:
+        """Episodes of ``lengths`` whose steps lie one after another in ``observations`` and
+        ``actions`` [N, ·] (float32 on the default device).
+
+        ``max_length`` defaults to the longest of them; training passes a selection the whole
+        dataset's, so that every method of a table reads ``window`` alike (whole episodes once
+        it reaches the dataset's longest), whichever episodes it keeps.
+        """
+        lengths = np.asarray(lengths, np.int64)
+        num_episodes = len(lengths)
         if num_episodes == 0:
             raise ValueError("no episodes to train on: the selection is empty")
+        longest = int(lengths.max())
+        if max_length is not None and max_length < longest:
+            raise ValueError(f"max_length {max_length} is below the longest episode's {longest}")
+        first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         quality = np.ones(num_episodes, np.float32) if quality is None else quality
-        valid = mask > 0
         for name, values in (("observations", observations), ("actions", actions)):
-            bad = ~np.isfinite(np.asarray(values)[valid]).all(axis=-1)
+            bad = ~np.isfinite(np.asarray(values)).all(axis=-1)
             if bad.any():
-                episode = int(np.nonzero(valid)[0][np.argmax(bad)])
+                episode = int(np.searchsorted(first, np.argmax(bad), side="right") - 1)
                 raise DatasetError(
                     f"{name} hold NaN or infinite values (first in episode {episode} of the "
                     "training selection); clean the dataset before training"
                 )
         observations = np.asarray(observations, np.float32)
         actions = np.asarray(actions, np.float32)
-        source = _distinct_episodes(observations, actions, valid)
-        flat = valid & (source == np.arange(num_episodes))[:, None]
-        steps = int(flat.sum())
+        source = _distinct_episodes(observations, actions, first, lengths)
+        distinct = np.flatnonzero(source == np.arange(num_episodes))
+        # Where each distinct episode starts in the flat arrays, and so each row.
+        flat_first = np.zeros(num_episodes, np.int64)
+        flat_first[distinct] = np.concatenate([[0], np.cumsum(lengths[distinct])[:-1]])
+        steps = int(lengths[distinct].sum())
+        keep = np.repeat(first[distinct] - flat_first[distinct], lengths[distinct]) + np.arange(
+            steps
+        )
         # At least two blocks: XLA inlines a one-iteration lax.map into the training program,
         # which rounds differently from the loop, so iw-BC's numbers would otherwise depend on
         # whether the distinct trajectories fit in one block (measured: benchmarks/iw_refresh.py
         # on the quick HalfCheetah medium-replay tier, 4,000 steps).
         padded = max(2, -(-max(steps, 1) // FLAT_BLOCK)) * FLAT_BLOCK
         episode_of_step = np.full(padded, num_episodes, np.int32)
-        episode_of_step[:steps] = np.nonzero(flat)[0]
+        episode_of_step[:steps] = np.repeat(distinct, lengths[distinct])
         return cls(
-            observations=jnp.asarray(observations),
-            actions=jnp.asarray(actions),
-            mask=jnp.asarray(mask),
-            lengths=jnp.asarray(mask.sum(axis=1), jnp.int32),
-            quality=jnp.asarray(quality, jnp.float32),
-            flat_observations=jnp.asarray(_pad_rows(observations[flat], padded)),
-            flat_actions=jnp.asarray(_pad_rows(actions[flat], padded)),
+            flat_observations=jnp.asarray(_pad_rows(observations[keep], padded)),
+            flat_actions=jnp.asarray(_pad_rows(actions[keep], padded)),
             flat_episode=jnp.asarray(episode_of_step),
+            starts=jnp.asarray(flat_first[source], jnp.int32),
+            lengths=jnp.asarray(lengths, jnp.int32),
+            quality=jnp.asarray(quality, jnp.float32),
             episode_source=jnp.asarray(source, jnp.int32),
+            max_length=longest if max_length is None else int(max_length),
         )
 
     @property
     def num_episodes(self) -> int:
-        return self.mask.shape[0]
-
-    @property
-    def max_length(self) -> int:
-        return self.mask.shape[1]
+        return self.lengths.shape[0]
 
 
 def _distinct_episodes(
-    observations: np.ndarray, actions: np.ndarray, valid: np.ndarray
+    observations: np.ndarray, actions: np.ndarray, first: np.ndarray, lengths: np.ndarray
 ) -> np.ndarray:
-    """[E]: for each episode row, the first row holding the same valid steps (itself if none)."""
-    first: dict[bytes, int] = {}
-    source = np.empty(len(valid), np.int64)
-    for row, steps in enumerate(valid):
-        digest = hashlib.blake2b(observations[row][steps].tobytes(), digest_size=16)
-        digest.update(actions[row][steps].tobytes())
-        source[row] = first.setdefault(digest.digest(), row)
+    """[E]: for each episode row, the first row holding the same steps (itself if none)."""
+    seen: dict[bytes, int] = {}
+    source = np.empty(len(lengths), np.int64)
+    for row, (start, length) in enumerate(zip(first, lengths, strict=True)):
+        steps = slice(start, start + length)
+        digest = hashlib.blake2b(observations[steps].tobytes(), digest_size=16)
+        digest.update(actions[steps].tobytes())
+        source[row] = seen.setdefault(digest.digest(), row)
     return source
 
 
@@ -145,8 +193,9 @@ def _pad_rows(rows: np.ndarray, size: int) -> np.ndarray:
 
 
 class EpisodeBatch(flax.struct.PyTreeNode):
-    """A batch of episodes: observations/actions [B, L, ·], mask [B, L], quality [B], and the
-    row of ``DeviceEpisodes`` each one was drawn from, ``index`` [B]."""
+    """A batch of episodes: observations/actions [B, L, ·], mask [B, L] (steps off the episode
+    are zero), quality [B], and the row of ``DeviceEpisodes`` each one was drawn from,
+    ``index`` [B]."""
 
     observations: jax.Array
     actions: jax.Array
@@ -169,28 +218,15 @@ def sample_episodes(
     if weighting == "transition" and not whole:
         return _transition_windows(index_key, data, batch_size, window)
     index = jax.random.randint(index_key, (batch_size,), 0, data.num_episodes)
-    quality = data.quality[index]
-    if whole:
-        return EpisodeBatch(
-            observations=data.observations[index],
-            actions=data.actions[index],
-            mask=data.mask[index],
-            quality=quality,
-            index=index,
-        )
     length = data.lengths[index]
+    if whole:
+        steps = jnp.broadcast_to(jnp.arange(data.max_length), (batch_size, data.max_length))
+        return _gather(data, index, steps, steps < length[:, None])
     start = jnp.floor(jax.random.uniform(start_key, (batch_size,)) * length).astype(jnp.int32)
     start = jnp.where(length > window, start, 0)
     offsets = jnp.arange(window)
     steps = (start[:, None] + offsets) % length[:, None]
-    rows = index[:, None]
-    return EpisodeBatch(
-        observations=data.observations[rows, steps],
-        actions=data.actions[rows, steps],
-        mask=(offsets < length[:, None]).astype(jnp.float32),
-        quality=quality,
-        index=index,
-    )
+    return _gather(data, index, steps, offsets < length[:, None])
 
 
 def _transition_windows(
@@ -204,11 +240,19 @@ def _transition_windows(
     first = draw - (cumulative[index] - starts[index]) - (window - 1)
     steps = first[:, None] + jnp.arange(window)
     valid = (steps >= 0) & (steps < data.lengths[index][:, None])
-    rows = index[:, None]
-    safe = jnp.clip(steps, 0, data.max_length - 1)
+    return _gather(data, index, steps, valid)
+
+
+def _gather(
+    data: DeviceEpisodes, index: jax.Array, steps: jax.Array, valid: jax.Array
+) -> EpisodeBatch:
+    """Rows ``index`` [B] at their episodes' ``steps`` [B, L], zero where not ``valid``."""
+    last = data.lengths[index][:, None] - 1
+    at = data.starts[index][:, None] + jnp.clip(steps, 0, last)
+    keep = valid[..., None]
     return EpisodeBatch(
-        observations=data.observations[rows, safe],
-        actions=data.actions[rows, safe],
+        observations=jnp.where(keep, data.flat_observations[at], 0.0),
+        actions=jnp.where(keep, data.flat_actions[at], 0.0),
         mask=valid.astype(jnp.float32),
         quality=data.quality[index],
         index=index,

@@ -1,4 +1,4 @@
-"""Padded per-episode arrays and flat transitions: the two views training code consumes."""
+"""Episodes as flat steps with their lengths, and the transitions TD-style methods read."""
 
 from __future__ import annotations
 
@@ -33,12 +33,14 @@ class Transitions(NamedTuple):
 
 
 class EpisodeData(NamedTuple):
-    """Episodes padded to the longest length T so trajectory-level methods can vectorise.
+    """Episodes as flat steps, one after another, and each episode's length.
 
-    Shapes: observations/next_observations [E,T,d], actions [E,T,a], rewards, terminations,
-    truncations and mask [E,T] (all float32, zero on padding); lengths [E] int32; returns [E]
-    float64 (undiscounted sums accumulated in float64 from the stored rewards). A NamedTuple, so
-    it is a JAX pytree as is.
+    Flat, not padded to the longest episode: many short episodes beside one long one (a weak
+    policy's Humanoid data) would take many times their steps padded. Episode ``i`` is steps
+    ``starts[i]`` … ``starts[i] + lengths[i] − 1``. Shapes: observations/next_observations
+    [N, d], actions [N, a], rewards, terminations and truncations [N] (all float32); lengths
+    [E] int32; returns [E] float64 (undiscounted sums accumulated in float64 from the stored
+    rewards).
     """
 
     observations: np.ndarray
@@ -47,7 +49,6 @@ class EpisodeData(NamedTuple):
     next_observations: np.ndarray
     terminations: np.ndarray
     truncations: np.ndarray
-    mask: np.ndarray
     lengths: np.ndarray
     returns: np.ndarray
 
@@ -57,11 +58,21 @@ class EpisodeData(NamedTuple):
 
     @property
     def max_length(self) -> int:
-        return int(self.mask.shape[1])
+        return int(self.lengths.max(initial=0))
 
     @property
     def num_steps(self) -> int:
-        return int(self.lengths.sum())
+        return int(self.rewards.shape[0])
+
+    @property
+    def starts(self) -> np.ndarray:
+        """[E] int64: the flat index of each episode's first step."""
+        return _first_steps(self.lengths)
+
+    @property
+    def step_episodes(self) -> np.ndarray:
+        """[N] int64: the episode of each flat step."""
+        return np.repeat(np.arange(self.num_episodes), self.lengths)
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> EpisodeData:
         """Episodes at `indices` (repeats allowed, so filtered BC can up-weight good episodes)."""
@@ -78,53 +89,100 @@ class EpisodeData(NamedTuple):
                 f"and max {idx.max()}"
             )
         idx = idx.astype(np.intp)
-        return EpisodeData(*(field[idx] for field in self))
+        if np.array_equal(idx, np.arange(n)):
+            return self
+        steps = _episode_steps(self.starts[idx], self.lengths[idx])
+        return EpisodeData(
+            *(field[steps] for field in self[:6]), self.lengths[idx], self.returns[idx]
+        )
 
     def to_transitions(self) -> Transitions:
-        """Valid steps only, flattened in episode order.
+        """The steps as (s, a, r, s') tuples, in episode order (the arrays themselves, no copy
+        but the timeouts).
 
         An episode whose last step is neither terminated nor truncated (its recording stopped)
         ends in a timeout: the flat steps carry no other episode boundary, and without it the
         episode would run into the next one where whole-episode returns are needed (CORL's
         reward scaling for IQL). Such an end is a truncation in Gymnasium's sense.
         """
-        valid = self.mask.astype(bool)
-        last = np.zeros_like(valid)
-        last[np.arange(self.num_episodes), np.maximum(self.lengths, 1) - 1] = True
-        unflagged_end = last & (self.terminations == 0) & (self.truncations == 0)
-        timeouts = np.where(unflagged_end, np.float32(1), self.truncations)
+        last = (self.starts + self.lengths - 1)[self.lengths > 0]
+        unflagged = last[(self.terminations[last] == 0) & (self.truncations[last] == 0)]
+        timeouts = self.truncations.copy()
+        timeouts[unflagged] = 1
         return Transitions(
-            obs=self.observations[valid],
-            actions=self.actions[valid],
-            rewards=self.rewards[valid],
-            next_obs=self.next_observations[valid],
-            terminals=self.terminations[valid],
-            timeouts=timeouts[valid].astype(self.truncations.dtype),
+            obs=self.observations,
+            actions=self.actions,
+            rewards=self.rewards,
+            next_obs=self.next_observations,
+            terminals=self.terminations,
+            timeouts=timeouts,
         )
 
+    def update_digest(self, digest: Any) -> None:
+        """Feed ``digest`` the episodes as iwbc stored them before it kept them flat: each
+        field padded with zeros to the longest episode, then a mask, lengths and returns.
 
-def _check_padded_size(num: int, horizon: int, obs_dim: int, act_dim: int, steps: int) -> None:
-    """Refuse, in one line, episodes whose padded arrays would not fit in memory.
+        Content fingerprints key every record and cached run; hashing that layout (built a
+        bounded block of episodes at a time) keeps them, so runs already made still count.
+        """
+        horizon = self.max_length
+        starts = self.starts
+        ones = np.ones(self.num_steps, np.float32)
+        for values in (*self[:6], ones):
+            tail = values.shape[1:]
+            digest.update(repr((values.dtype.str, (self.num_episodes, horizon, *tail))).encode())
+            row_bytes = horizon * values.dtype.itemsize * int(np.prod(tail, dtype=np.int64))
+            block = max(1, _DIGEST_BLOCK_BYTES // max(row_bytes, 1))
+            for first in range(0, self.num_episodes, block):
+                rows = slice(first, first + block)
+                digest.update(_padded(values, starts[rows], self.lengths[rows], horizon).data)
+        for array in (self.lengths, self.returns):
+            digest.update(repr((array.dtype.str, array.shape)).encode())
+            digest.update(np.ascontiguousarray(array).data)
 
-    Every episode is padded to the longest, so many short episodes beside one long one (a
-    weak policy's Humanoid data) take far more than their steps: the kernel would kill the
-    process without a word, loading or training (which holds the arrays again, on the
-    device), so twice the padded size must be free.
+
+# Padded bytes built at a time for a fingerprint (the layout is never held whole).
+_DIGEST_BLOCK_BYTES = 64 * 2**20
+
+
+def _first_steps(lengths: np.ndarray) -> np.ndarray:
+    """[E] int64: where each of episodes of ``lengths`` starts when they lie one after another."""
+    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)[:-1]])
+
+
+def _episode_steps(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The flat indices of the steps of episodes starting at ``starts``, one after another."""
+    return np.repeat(starts - _first_steps(lengths), lengths) + np.arange(int(lengths.sum()))
+
+
+def _padded(
+    values: np.ndarray, starts: np.ndarray, lengths: np.ndarray, horizon: int
+) -> np.ndarray:
+    """[len(starts), horizon, ...]: those episodes' steps of ``values``, zero after each end."""
+    out = np.zeros((len(starts), horizon, *values.shape[1:]), values.dtype)
+    rows = np.repeat(np.arange(len(starts)), lengths)
+    columns = np.arange(len(rows)) - np.repeat(_first_steps(lengths), lengths)
+    out[rows, columns] = values[_episode_steps(starts, lengths)]
+    return out
+
+
+def _check_size(steps: int, obs_dim: int, act_dim: int) -> None:
+    """Refuse, in one line, episodes whose arrays would not fit in memory.
+
+    The kernel would kill the process without a word, loading or training (which holds the
+    arrays again, on the device), so twice their size must be free.
     """
     free = available_memory()
-    # Float32 numbers a padded step holds: observation, next observation, action, reward,
-    # termination, truncation and mask.
-    step_bytes = (2 * obs_dim + act_dim + 4) * 4
-    padded = num * horizon * step_bytes
-    if free is None or 2 * padded <= free:
+    # Float32 numbers a step holds: observation, next observation, action, reward, termination
+    # and truncation.
+    size = steps * (2 * obs_dim + act_dim + 3) * 4
+    if free is None or 2 * size <= free:
         return
     gib = 2**30
-    own = steps * step_bytes
     raise DatasetError(
-        f"{num:,} episodes padded to the longest one's {horizon:,} steps take "
-        f"{padded / gib:.1f} GiB ({own / gib:.2f} GiB of real steps, {steps:,}), and loading and "
-        f"training need about twice that, with {free / gib:.1f} GiB of memory available: "
-        "iwbc keeps episodes padded to the longest, so load it on a machine with more memory"
+        f"{steps:,} steps take {size / gib:.1f} GiB, and loading and training need about twice "
+        f"that, with {free / gib:.1f} GiB of memory available: load it on a machine with more "
+        "memory"
     )
 
 
@@ -135,7 +193,7 @@ def stack_episodes(
     terminations: Sequence[np.ndarray],
     truncations: Sequence[np.ndarray],
 ) -> EpisodeData:
-    """Pad Minari-style episodes (T_i+1 observations, T_i of everything else) into EpisodeData.
+    """Minari-style episodes (T_i+1 observations, T_i of everything else) as EpisodeData.
 
     One preallocation and one slice copy per episode, so a million steps take well under a
     second; the episode's final observation only appears as the last next_observation.
@@ -158,16 +216,17 @@ def stack_episodes(
         )
     obs_dim = _feature_shape(observations[0], "observations")
     act_dim = _feature_shape(actions[0], "actions")
-    horizon = int(lengths.max())
-    _check_padded_size(num, horizon, obs_dim, act_dim, int(lengths.sum()))
+    steps = int(lengths.sum(dtype=np.int64))
+    _check_size(steps, obs_dim, act_dim)
 
-    obs = np.zeros((num, horizon, obs_dim), np.float32)
-    next_obs = np.zeros((num, horizon, obs_dim), np.float32)
-    acts = np.zeros((num, horizon, act_dim), np.float32)
-    rews = np.zeros((num, horizon), np.float32)
-    terms = np.zeros((num, horizon), np.float32)
-    truncs = np.zeros((num, horizon), np.float32)
+    obs = np.zeros((steps, obs_dim), np.float32)
+    next_obs = np.zeros((steps, obs_dim), np.float32)
+    acts = np.zeros((steps, act_dim), np.float32)
+    rews = np.zeros(steps, np.float32)
+    terms = np.zeros(steps, np.float32)
+    truncs = np.zeros(steps, np.float32)
     returns = np.zeros(num, np.float64)
+    start = 0
     for i in range(num):
         n = int(lengths[i])
         o = np.asarray(observations[i]).reshape(len(observations[i]), -1)
@@ -190,15 +249,16 @@ def stack_episodes(
                 f"episode {i} terminates at step {ended[0]} of its {n} and goes on; an episode "
                 "ends at its first termination: split it there or regenerate the dataset"
             )
-        _store(obs[i, :n], o[:n], "observations", i)
-        _store(next_obs[i, :n], o[1:], "observations", i)
-        _store(acts[i, :n], a, "actions", i)
-        _store(rews[i, :n], rewards[i], "rewards", i)
-        terms[i, :n] = terminations[i]
-        truncs[i, :n] = truncations[i]
+        here = slice(start, start + n)
+        _store(obs[here], o[:n], "observations", i)
+        _store(next_obs[here], o[1:], "observations", i)
+        _store(acts[here], a, "actions", i)
+        _store(rews[here], rewards[i], "rewards", i)
+        terms[here] = terminations[i]
+        truncs[here] = truncations[i]
         returns[i] = np.sum(rewards[i], dtype=np.float64)
-    mask = (np.arange(horizon)[None, :] < lengths[:, None]).astype(np.float32)
-    return EpisodeData(obs, acts, rews, next_obs, terms, truncs, mask, lengths, returns)
+        start += n
+    return EpisodeData(obs, acts, rews, next_obs, terms, truncs, lengths, returns)
 
 
 def _store(target: np.ndarray, values: Any, name: str, episode: int) -> None:
@@ -293,9 +353,7 @@ class OfflineDataset:
         if rescaled(self.action_low, self.action_high):  # likewise for [-1, 1] boxes
             box = (self.action_low.tolist(), self.action_high.tolist())
             digest.update(repr(("action box", box)).encode())
-        for array in self.episodes:
-            digest.update(repr((array.dtype.str, array.shape)).encode())
-            digest.update(np.ascontiguousarray(array).data)
+        self.episodes.update_digest(digest)
         return digest.hexdigest()
 
     @property

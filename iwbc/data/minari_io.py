@@ -78,7 +78,7 @@ def load_dataset(
     reference_scores: tuple[float, float] | None = None,
     env: str | None = None,
 ) -> OfflineDataset:
-    """Load a Minari dataset with continuous Box spaces into padded episode arrays.
+    """Load a Minari dataset with continuous Box spaces into flat episode arrays.
 
     `root` overrides MINARI_DATASETS_PATH (else Minari's default root). With `download=True`
     an id missing locally is fetched through `minari.download_dataset` (remote taken from
@@ -125,7 +125,7 @@ def load_dataset(
     if rescaled(act_space.low, act_space.high):
         # Policies act in [-1, 1]; evaluation maps their actions back into the box.
         low, high = (np.asarray(b, np.float64) for b in (act_space.low, act_space.high))
-        unit = to_unit(episodes.actions.astype(np.float64), low, high) * episodes.mask[..., None]
+        unit = to_unit(episodes.actions.astype(np.float64), low, high)
         episodes = episodes._replace(actions=unit.astype(np.float32))
     return OfflineDataset(
         id=dataset_id,
@@ -381,16 +381,15 @@ def _check_data_shapes(
 
 def _check_finite(dataset_id: str, episodes: EpisodeData, episode_ids: np.ndarray) -> None:
     """NaN/inf would silently poison every gradient, so name the field and episode instead."""
-    num = episodes.num_episodes
     for name, values in (
         ("observations", episodes.observations),
         ("observations", episodes.next_observations),
         ("actions", episodes.actions),
         ("rewards", episodes.rewards),
     ):
-        bad = ~np.isfinite(values.reshape(num, -1)).all(axis=1)
+        bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
         if bad.any():
-            rows = np.flatnonzero(bad)
+            rows = np.unique(episodes.step_episodes[bad])
             more = f" and {rows.size - 1} more episode(s)" if rows.size > 1 else ""
             raise DatasetError(
                 f"dataset '{dataset_id}' has NaN/inf {name} in episode {int(episode_ids[rows[0]])}"
@@ -414,11 +413,11 @@ def _clip_to_box(
     if np.array_equal(clipped, actions):
         return episodes, 0.0
     width = np.where(np.isfinite(high - low), high - low, 0.0)
-    excess = np.where(episodes.mask[..., None] > 0, np.maximum(actions - high, low - actions), 0.0)
+    excess = np.maximum(actions - high, low - actions)
     outside = (excess > 1e-6 * width).any(axis=-1)
-    fraction = float(outside.sum() / episodes.mask.sum())
+    fraction = float(outside.mean())
     if fraction:
-        first = int(np.flatnonzero(outside.any(axis=1))[0])
+        first = int(episodes.step_episodes[np.argmax(outside)])
         warnings.warn(
             f"dataset '{dataset_id}': {fraction:.1%} of its steps have actions outside the "
             f"action box [{_bounds(act_space)}] (by up to {excess.max():.3g}, first in episode "
