@@ -623,7 +623,7 @@ def child_training(child: Child) -> None:
         child.part,
         data={
             "episodes": tt.NUM_EPISODES,
-            "padded_length": tt.MAX_LEN,
+            "max_length": tt.MAX_LEN,
             "valid_step_fraction": float(
                 np.asarray(data.lengths).sum() / (data.num_episodes * data.max_length)
             ),
@@ -1111,9 +1111,10 @@ def md_training(entry: dict[str, Any]) -> list[str]:
         "`time_scan` of benchmarks/train_throughput.py: one compiled jit(vmap(scan)) chunk of "
         f"{TRAIN_STEPS} updates (smoke: {SMOKE_TRAIN_STEPS}), best of 3 timed calls, compile "
         "apart; updates counted per seed. Whole episodes (no window): "
-        f"{data.get('episodes', '?')} synthetic episodes padded to "
-        f"{data.get('padded_length', '?')} steps ({fmt(data.get('valid_step_fraction'), '.0%')}"
-        f" of steps valid), {data.get('observation_dim', '?')}-dim observations, "
+        f"{data.get('episodes', '?')} synthetic episodes of up to "
+        f"{data.get('max_length', '?')} steps (batches padded to it, "
+        f"{fmt(data.get('valid_step_fraction'), '.0%')} of their steps valid), "
+        f"{data.get('observation_dim', '?')}-dim observations, "
         f"{data.get('action_dim', '?')}-dim actions, the paper's 3 x 256 Gaussian policy. "
         "TFLOP/s = updates/s x FLOPs of the MLP's matrix products in one update: 2 x (17x256 "
         "+ 256x256 + 256x256 + 256x6) per row per pass, 3 passes for BC (forward, backward "

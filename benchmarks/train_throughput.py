@@ -1,10 +1,10 @@
 """Gradient updates/s of the BC family's trainer: the kernel, a Python loop, and the run path.
 
-Kernel: jit(vmap(scan(update))) vs a Python loop of jitted updates, on synthetic padded episodes
-shaped like D4RL locomotion (17-dim observations, 6-dim actions, episodes of 200-1000 steps
-padded to 1000) with the paper's 3 x 256 Gaussian policy. The paper's batches (128 BC / 256
-iw-BC whole episodes, i.e. up to 128k-256k steps an update) take seconds an update on a CPU, so
-the measured configuration is CPU-sized: 32 episodes x a random window of 32 steps.
+Kernel: jit(vmap(scan(update))) vs a Python loop of jitted updates, on synthetic episodes shaped
+like D4RL locomotion (17-dim observations, 6-dim actions, episodes of 200-1000 steps) with the
+paper's 3 x 256 Gaussian policy. The paper's batches (128 BC / 256 iw-BC whole episodes, i.e. up
+to 128k-256k steps an update) take seconds an update on a CPU, so the measured configuration is
+CPU-sized: 32 episodes x a random window of 32 steps.
 
 Run path: BC pre-training and the iw-BC fine-tune at the quick suite's stage configurations
 (256 one-step windows; iwbc/suites/quick.toml) trained as a benchmark unit trains them
@@ -92,7 +92,7 @@ def flops_per_update(config: BCConfig, flat_steps: int) -> float:
 
 
 def synthetic_episodes(seed: int = 0, num_episodes: int = NUM_EPISODES) -> DeviceEpisodes:
-    """D4RL-locomotion-shaped padded episodes; the values do not affect the speed."""
+    """D4RL-locomotion-shaped episodes; the values do not affect the speed."""
     rng = np.random.default_rng(seed)
     lengths = rng.integers(200, MAX_LEN + 1, size=num_episodes)
     lengths[: num_episodes // 4] = MAX_LEN  # many locomotion episodes run to the time limit
@@ -297,7 +297,7 @@ def write_report(report: dict[str, Any]) -> None:
         "trains on 128 (BC) / 256 (iw-BC) whole episodes, up to",
         "128k-256k steps a batch, which takes seconds per update on this CPU. Data: "
         f"{setup['num_episodes']} synthetic episodes",
-        f"of 200-{MAX_LEN} steps padded to {MAX_LEN} ({setup['data_steps']:,} steps), "
+        f"of 200-{MAX_LEN} steps ({setup['data_steps']:,} steps), "
         f"{OBS_DIM}-dim observations, {ACT_DIM}-dim actions (D4RL locomotion",
         "shape); policy: the paper's 3 x 256 Gaussian MLP. `bc` is BC pre-training (Adam 1e-3);",
         "`iw_trajectory` is the iw-BC fine-tune (warm-up cosine schedule, EMA q_iw, frozen q_ref; "
