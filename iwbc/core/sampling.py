@@ -157,8 +157,8 @@ class DeviceEpisodes(flax.struct.PyTreeNode):
         episode_of_step = np.full(padded, num_episodes, np.int32)
         episode_of_step[:steps] = np.repeat(distinct, lengths[distinct])
         return cls(
-            flat_observations=jnp.asarray(_pad_rows(observations[keep], padded)),
-            flat_actions=jnp.asarray(_pad_rows(actions[keep], padded)),
+            flat_observations=jnp.asarray(_padded_rows(observations, keep, padded)),
+            flat_actions=jnp.asarray(_padded_rows(actions, keep, padded)),
             flat_episode=jnp.asarray(episode_of_step),
             starts=jnp.asarray(flat_first[source], jnp.int32),
             lengths=jnp.asarray(lengths, jnp.int32),
@@ -186,9 +186,11 @@ def _distinct_episodes(
     return source
 
 
-def _pad_rows(rows: np.ndarray, size: int) -> np.ndarray:
-    out = np.zeros((size, *rows.shape[1:]), rows.dtype)
-    out[: len(rows)] = rows
+def _padded_rows(values: np.ndarray, rows: np.ndarray, size: int) -> np.ndarray:
+    """``values[rows]`` then zero rows up to ``size``, taken straight into the result (a
+    dataset's observations can be gigabytes)."""
+    out = np.zeros((size, *values.shape[1:]), values.dtype)
+    np.take(values, rows, axis=0, out=out[: len(rows)])
     return out
 
 
