@@ -592,7 +592,7 @@ def test_an_env_no_engine_here_runs_is_refused_before_training(
 ) -> None:
     """Checked before anything trains: at paper budgets a failure at the first evaluation
     would cost hours."""
-    make_minari_dataset("iwbc-test/pendulum/cli-v0")  # InvertedPendulum: no batch-engine spec
+    make_minari_dataset("iwbc-test/pendulum/cli-v0", env="Pendulum-v1")  # no batch-engine spec
     make_minari_dataset(
         "iwbc-test/pendulum/no-env-v0",
         env=None,

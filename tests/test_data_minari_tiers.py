@@ -11,7 +11,6 @@ from types import SimpleNamespace
 import minari
 import numpy as np
 import pytest
-from conftest import PENDULUM_ENV
 
 import iwbc.datagen.generate as generate
 from iwbc.bench.runner import prepare_datasets
@@ -169,14 +168,15 @@ def test_task_without_batch_engine_says_gymnasium_ran_it(make_minari_dataset, mi
     recorded rule says so."""
     for tier in ("medium", "expert"):
         make_minari_dataset(
-            f"mujoco/invertedpendulum/{tier}-v0",
+            f"mujoco/pendulum/{tier}-v0",
+            env="Pendulum-v1",  # classic control: no MuJoCo spec
             ref_min_score=None,
             ref_max_score=None,
             lengths=(80, 100, 90),
-            terminated=(True, False, True),
+            terminated=(False, False, False),
         )
-    result = prepare_namespace("invertedpendulum", root=minari_root, episodes=4)
-    assert result.ref_min_score == uniform_random_return(PENDULUM_ENV, 4)
+    result = prepare_namespace("pendulum", root=minari_root, episodes=4)
+    assert result.ref_min_score == uniform_random_return("Pendulum-v1", 4)
     assert result.reference["ref_min_rule"].endswith("action seed 0, Gymnasium engine")
 
 

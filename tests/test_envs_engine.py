@@ -15,6 +15,7 @@ from iwbc.envs import (
     get_spec,
     make_engine,
     resolve_engine,
+    rollout,
     rollout_returns,
 )
 from iwbc.envs.evaluate import evaluate_actor
@@ -126,6 +127,20 @@ def test_non_box_action_space_is_rejected() -> None:
         make_engine("CartPole-v1", 2)
     assert str(err.value) == (
         "CartPole-v1 has a Discrete(2) action space; iwbc needs a continuous (Box) action space"
+    )
+
+
+def test_a_model_mjx_cannot_run_stays_on_the_batch_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Humanoid's model uses the PGS solver, which MJX lacks: ``auto`` keeps it on the batch
+    engine even on a GPU with MJX, and naming MJX is a one-line error saying why."""
+    monkeypatch.setattr(rollout, "_gpu_with_mjx", lambda: True)
+    assert resolve_engine("Humanoid-v5") == "batch"
+    assert resolve_engine("Hopper-v5") == "mjx"
+    with pytest.raises(UserError) as err:
+        resolve_engine("Humanoid-v5", "mjx")
+    assert str(err.value) == (
+        "Humanoid-v5 cannot run on MJX: its model uses MuJoCo's PGS solver, which MJX does not "
+        "implement; evaluate it with engine 'batch' (or 'auto', which picks it)"
     )
 
 

@@ -85,7 +85,9 @@ def test_float64_actions_match_gymnasium() -> None:
     _compare_episodes("HalfCheetah-v5", [3], num_steps=200, action_scale=1.0, dtype=np.float64)
 
 
-@pytest.mark.parametrize("env_id", ["Hopper-v5", "Walker2d-v5"])
+@pytest.mark.parametrize(
+    "env_id", ["Hopper-v5", "Walker2d-v5", "Humanoid-v5", "InvertedPendulum-v5"]
+)
 def test_unhealthy_episode_terminates_like_gymnasium(env_id: str) -> None:
     ends = _compare_episodes(env_id, SEEDS, num_steps=150, action_scale=1.0, dtype=np.float32)
     assert all(any(kind == "terminated" for _, kind in row) for row in ends)
@@ -117,6 +119,23 @@ RECORDED_ENVS = {
     "ant": ("Ant-v5", dict(include_cfrc_ext_in_observation=False, contact_cost_weight=1e-3)),
     # gym's v2-v4 model, which Gymnasium still ships: D4RL's Walker2d data was recorded on it.
     "walker2d-gym-model": ("Walker2d-v5", dict(xml_file="walker2d.xml")),
+    "humanoid": (
+        "Humanoid-v5",
+        dict(
+            include_cinert_in_observation=False,
+            include_qfrc_actuator_in_observation=False,
+            contact_cost_weight=1e-5,
+            contact_cost_range=(-float("inf"), 0.5),
+            healthy_z_range=(0.8, 2.1),
+        ),
+    ),
+    "swimmer": (
+        "Swimmer-v5",
+        dict(exclude_current_positions_from_observation=False, ctrl_cost_weight=1e-2),
+    ),
+    "inverted-pendulum": ("InvertedPendulum-v5", dict(reset_noise_scale=0.05)),
+    # Pusher-v4's model, which Pusher-v5 loads when named.
+    "pusher-v4-model": ("Pusher-v5", dict(xml_file="pusher.xml", reward_near_weight=1.0)),
 }
 
 

@@ -15,13 +15,15 @@ it pays one device round trip per step.
 MJX runs in float32 unless ``jax_enable_x64`` is set. Checked on CPU in float64 against
 MuJoCo's C engine of the same release (``mujoco`` and ``mujoco-mjx`` are pinned
 together): InvertedDoublePendulum, Hopper, Walker2d and HalfCheetah agree to 1e-7 or
-better over 50 steps through contacts and falls. Ant does not: MJX orients a
+better over 50 steps through contacts and falls; Swimmer, InvertedPendulum and Pusher to 1e-12
+(Pusher's rewards to 2e-7, their control cost summed in float32). Ant does not: MJX orients a
 capsule-plane contact's tangent frame along the plane's axes where MuJoCo orients it
 along the capsule, and Ant-v5's pyramidal friction cone depends on that frame, so
 trajectories part by O(1) from the first ground contact. With an elliptic cone its
 steps agree to the solver's tolerance (``cfrc_ext`` from ``mjx.rne_postconstraint``,
 as Gymnasium calls ``mj_rnePostConstraint``). In float32, and for Ant always, compare
-returns over many episodes, not trajectories.
+returns over many episodes, not trajectories. Humanoid's model uses MuJoCo's PGS solver, which
+MJX does not implement, so Humanoid stays on the batch engine (``TaskSpec.mjx_unsupported``).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ import numpy as np
 from iwbc.envs.engine import StepResult, check_num_envs, checked_actions, reset_targets, resolve_ids
 from iwbc.envs.rollout import RolloutResult
 from iwbc.envs.specs import Env, SimState, TaskSpec, spec_for
+
+# MjData fields MJX's JAX implementation keeps in ``Data._impl`` (read on ``Data`` they are
+# deprecated).
+_IMPL_FIELDS = frozenset({"cfrc_ext", "cinert"})
 
 # What mujoco.mjx prints (with print, on stdout) on import when its optional Warp backend, a
 # GPU-only alternative iwbc never uses, is not installed.
@@ -97,7 +103,7 @@ class MjxTask:
         fields: dict[str, jax.Array] = {}
         for name in self.spec.derived_fields:
             # cfrc_ext is filled by rne_postconstraint after each step (see step_one)
-            fields[name] = d._impl.cfrc_ext if name == "cfrc_ext" else getattr(d, name)
+            fields[name] = getattr(d._impl if name in _IMPL_FIELDS else d, name)
         return SimState(qpos=d.qpos, qvel=d.qvel, **fields)
 
     def data_at(self, qpos: jax.Array, qvel: jax.Array) -> mjx.Data:

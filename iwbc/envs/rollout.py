@@ -11,7 +11,7 @@ import numpy as np
 from iwbc.envs.batch import BatchEngine
 from iwbc.envs.engine import Engine, check_num_envs
 from iwbc.envs.gymnasium_engine import GymnasiumEngine, check_env_id
-from iwbc.envs.specs import Env, spec_for
+from iwbc.envs.specs import Env, env_name, spec_for
 from iwbc.errors import UserError
 
 ENGINES = ("auto", "batch", "gymnasium", "mjx")
@@ -22,21 +22,28 @@ def resolve_engine(env: Env, engine: str = "auto") -> str:
     """The engine ``auto`` stands for, or ``engine`` itself when it is named.
 
     ``auto`` takes MJX when JAX runs on a GPU and ``mujoco.mjx`` is installed (MJX pays
-    off only there), else the CPU batch engine, for envs a built-in spec reproduces
-    (``spec_for``: the id, and any arguments a dataset's EnvSpec records); Gymnasium for
-    the others. Name an engine to override.
+    off only there) and MJX can run the task's model, else the CPU batch engine, for envs a
+    built-in spec reproduces (``spec_for``: the id, and any arguments a dataset's EnvSpec
+    records); Gymnasium for the others. Name an engine to override.
     """
     if engine not in ENGINES:
         raise UserError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine == "mjx":
+        reason = spec_for(env).mjx_unsupported
+        if reason is not None:
+            raise UserError(
+                f"{env_name(env)} cannot run on MJX: {reason}; evaluate it with engine 'batch' "
+                "(or 'auto', which picks it)"
+            )
     if engine != "auto":
         return engine
     try:
-        spec_for(env)
+        spec = spec_for(env)
     except UserError:
         if isinstance(env, str):
             check_env_id(env)
         return "gymnasium"
-    return "mjx" if _gpu_with_mjx() else "batch"
+    return "mjx" if spec.mjx_unsupported is None and _gpu_with_mjx() else "batch"
 
 
 def _gpu_with_mjx() -> bool:

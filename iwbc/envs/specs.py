@@ -48,6 +48,10 @@ class SimState(NamedTuple):
     site_xpos: Array | None = None
     cfrc_ext: Array | None = None
     qfrc_constraint: Array | None = None
+    xipos: Array | None = None
+    cinert: Array | None = None
+    cvel: Array | None = None
+    qfrc_actuator: Array | None = None
 
 
 def gymnasium_asset(xml_file: str) -> str:
@@ -73,6 +77,8 @@ class TaskSpec:
     other_models: ClassVar[tuple[str, ...]] = ()
     derived_fields: ClassVar[tuple[str, ...]] = ()
     """MjData fields besides qpos/qvel that the spec's functions read."""
+    mjx_unsupported: ClassVar[str | None] = None
+    """Why MJX cannot run the task's model, where it cannot (the batch engine runs it)."""
 
     frame_skip: int = 1
     max_episode_steps: int = 1000
@@ -102,6 +108,10 @@ class TaskSpec:
             site_xpos=np.zeros((1, m.nsite, 3)),
             cfrc_ext=np.zeros((1, m.nbody, 6)),
             qfrc_constraint=np.zeros((1, m.nv)),
+            xipos=np.zeros((1, m.nbody, 3)),
+            cinert=np.zeros((1, m.nbody, 10)),
+            cvel=np.zeros((1, m.nbody, 6)),
+            qfrc_actuator=np.zeros((1, m.nv)),
         )
         return int(self.observation(np, state).shape[-1])
 
@@ -420,6 +430,199 @@ class ReacherSpec(TaskSpec):
         return qpos, qvel
 
 
+@dataclass(frozen=True)
+class SwimmerSpec(TaskSpec):
+    """``Swimmer-v5`` with its default arguments; it never terminates."""
+
+    env_id: ClassVar[str] = "Swimmer-v5"
+    xml_file: ClassVar[str] = "swimmer.xml"
+
+    frame_skip: int = 4
+    forward_reward_weight: float = 1.0
+    ctrl_cost_weight: float = 1e-4
+    reset_noise_scale: float = 0.1
+    exclude_current_positions_from_observation: bool = True
+
+    def observation(self, xp: ArrayNamespace, s: SimState) -> Array:
+        position = s.qpos[:, 2:] if self.exclude_current_positions_from_observation else s.qpos
+        return xp.concatenate([position, s.qvel], axis=-1)
+
+    def reward(
+        self, xp: ArrayNamespace, before: SimState, after: SimState, action: Array, dt: float
+    ) -> Array:
+        x_velocity = (after.qpos[:, 0] - before.qpos[:, 0]) / dt
+        forward_reward = self.forward_reward_weight * x_velocity
+        return forward_reward - _ctrl_cost(xp, self.ctrl_cost_weight, action)
+
+    def reset_state(
+        self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return _noisy_reset(rng, init_qpos, init_qvel, self.reset_noise_scale, normal_qvel=False)
+
+
+@dataclass(frozen=True)
+class InvertedPendulumSpec(TaskSpec):
+    """``InvertedPendulum-v5``: reward 1 a step until the pole leans past 0.2 rad."""
+
+    env_id: ClassVar[str] = "InvertedPendulum-v5"
+    xml_file: ClassVar[str] = "inverted_pendulum.xml"
+
+    frame_skip: int = 2
+    reset_noise_scale: float = 0.01
+
+    def observation(self, xp: ArrayNamespace, s: SimState) -> Array:
+        return xp.concatenate([s.qpos, s.qvel], axis=-1)
+
+    def terminated(self, xp: ArrayNamespace, s: SimState) -> Array:
+        obs = self.observation(xp, s)
+        finite = xp.all(xp.isfinite(obs), axis=-1)
+        return xp.logical_or(xp.logical_not(finite), xp.abs(obs[:, 1]) > 0.2)
+
+    def reward(
+        self, xp: ArrayNamespace, before: SimState, after: SimState, action: Array, dt: float
+    ) -> Array:
+        return xp.logical_not(self.terminated(xp, after)).astype(float)
+
+    def reset_state(
+        self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return _noisy_reset(rng, init_qpos, init_qvel, self.reset_noise_scale, normal_qvel=False)
+
+
+@dataclass(frozen=True)
+class PusherSpec(TaskSpec):
+    """``Pusher-v5``: a 7-DoF arm pushes a cylinder to a goal, 100-step episodes."""
+
+    env_id: ClassVar[str] = "Pusher-v5"
+    xml_file: ClassVar[str] = "pusher_v5.xml"
+    other_models: ClassVar[tuple[str, ...]] = ("pusher.xml",)
+    derived_fields: ClassVar[tuple[str, ...]] = ("xpos",)
+    # Bodies of Gymnasium's get_body_com("tips_arm"), ("object") and ("goal"), in both models.
+    tips_arm_body: ClassVar[int] = 10
+    object_body: ClassVar[int] = 11
+    goal_body: ClassVar[int] = 12
+
+    frame_skip: int = 5
+    max_episode_steps: int = 100
+    reward_near_weight: float = 0.5
+    reward_dist_weight: float = 1.0
+    reward_control_weight: float = 0.1
+
+    def observation(self, xp: ArrayNamespace, s: SimState) -> Array:
+        bodies = (self.tips_arm_body, self.object_body, self.goal_body)
+        return xp.concatenate(
+            [s.qpos[:, :7], s.qvel[:, :7], *(s.xpos[:, b] for b in bodies)], axis=-1
+        )
+
+    def reward(
+        self, xp: ArrayNamespace, before: SimState, after: SimState, action: Array, dt: float
+    ) -> Array:
+        target = after.xpos[:, self.object_body]
+        near = target - after.xpos[:, self.tips_arm_body]
+        dist = target - after.xpos[:, self.goal_body]
+        reward_near = -xp.sqrt(xp.sum(near * near, axis=-1)) * self.reward_near_weight
+        reward_dist = -xp.sqrt(xp.sum(dist * dist, axis=-1)) * self.reward_dist_weight
+        reward_ctrl = -xp.sum(xp.square(action), axis=-1) * self.reward_control_weight
+        return reward_dist + reward_ctrl + reward_near
+
+    def reset_state(
+        self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        qpos = init_qpos.copy()
+        goal = np.zeros(2)
+        while True:
+            cylinder = np.concatenate(
+                [rng.uniform(low=-0.3, high=0, size=1), rng.uniform(low=-0.2, high=0.2, size=1)]
+            )
+            if np.linalg.norm(cylinder - goal) > 0.17:
+                break
+        qpos[-4:-2] = cylinder
+        qpos[-2:] = goal
+        qvel = init_qvel + rng.uniform(low=-0.005, high=0.005, size=init_qvel.size)
+        qvel[-4:] = 0
+        return qpos, qvel
+
+
+@dataclass(frozen=True)
+class HumanoidSpec(TaskSpec):
+    """``Humanoid-v5`` with its default arguments: the centre of mass's forward speed, a
+    healthy bonus while the torso's height is in (1, 2), control and contact costs."""
+
+    env_id: ClassVar[str] = "Humanoid-v5"
+    xml_file: ClassVar[str] = "humanoid.xml"
+    derived_fields: ClassVar[tuple[str, ...]] = (
+        "xipos",
+        "cinert",
+        "cvel",
+        "qfrc_actuator",
+        "cfrc_ext",
+    )
+    mjx_unsupported: ClassVar[str | None] = (
+        "its model uses MuJoCo's PGS solver, which MJX does not implement"
+    )
+
+    frame_skip: int = 5
+    forward_reward_weight: float = 1.25
+    ctrl_cost_weight: float = 0.1
+    contact_cost_weight: float = 5e-7
+    contact_cost_range: tuple[float, float] = (-math.inf, 10.0)
+    healthy_reward: float = 5.0
+    terminate_when_unhealthy: bool = True
+    healthy_z_range: tuple[float, float] = (1.0, 2.0)
+    reset_noise_scale: float = 1e-2
+    exclude_current_positions_from_observation: bool = True
+    include_cinert_in_observation: bool = True
+    include_cvel_in_observation: bool = True
+    include_qfrc_actuator_in_observation: bool = True
+    include_cfrc_ext_in_observation: bool = True
+
+    def is_healthy(self, xp: ArrayNamespace, s: SimState) -> Array:
+        return _in_open(xp, s.qpos[:, 2], self.healthy_z_range)
+
+    def observation(self, xp: ArrayNamespace, s: SimState) -> Array:
+        n = s.qpos.shape[0]
+        position = s.qpos[:, 2:] if self.exclude_current_positions_from_observation else s.qpos
+        parts = [position, s.qvel]
+        if self.include_cinert_in_observation:
+            parts.append(xp.reshape(s.cinert[:, 1:], (n, -1)))
+        if self.include_cvel_in_observation:
+            parts.append(xp.reshape(s.cvel[:, 1:], (n, -1)))
+        if self.include_qfrc_actuator_in_observation:
+            parts.append(s.qfrc_actuator[:, 6:])
+        if self.include_cfrc_ext_in_observation:
+            parts.append(xp.reshape(s.cfrc_ext[:, 1:], (n, -1)))
+        return xp.concatenate(parts, axis=-1)
+
+    def mass_center_x(self, xp: ArrayNamespace, s: SimState) -> Array:
+        """Gymnasium's ``mass_center(model, data)[0]``: body masses times ``xipos``."""
+        mass = self.model().body_mass
+        return (xp.einsum("b,nbj->nj", mass, s.xipos) / mass.sum())[:, 0]
+
+    def reward(
+        self, xp: ArrayNamespace, before: SimState, after: SimState, action: Array, dt: float
+    ) -> Array:
+        n = after.qpos.shape[0]
+        x_velocity = (self.mass_center_x(xp, after) - self.mass_center_x(xp, before)) / dt
+        forward_reward = self.forward_reward_weight * x_velocity
+        healthy_reward = self.is_healthy(xp, after) * self.healthy_reward
+        # Gymnasium takes the control cost on data.ctrl: the action as MuJoCo's float64
+        ctrl_cost = _ctrl_cost(xp, self.ctrl_cost_weight, action.astype(after.qpos.dtype))
+        forces = xp.reshape(after.cfrc_ext, (n, -1))
+        contact_cost = xp.clip(
+            self.contact_cost_weight * xp.sum(xp.square(forces), axis=-1),
+            *self.contact_cost_range,
+        )
+        return forward_reward + healthy_reward - (ctrl_cost + contact_cost)
+
+    def terminated(self, xp: ArrayNamespace, s: SimState) -> Array:
+        return xp.logical_and(xp.logical_not(self.is_healthy(xp, s)), self.terminate_when_unhealthy)
+
+    def reset_state(
+        self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return _noisy_reset(rng, init_qpos, init_qvel, self.reset_noise_scale, normal_qvel=False)
+
+
 SPECS: dict[str, TaskSpec] = {
     cls.env_id: cls()
     for cls in (
@@ -429,6 +632,10 @@ SPECS: dict[str, TaskSpec] = {
         AntSpec,
         InvertedDoublePendulumSpec,
         ReacherSpec,
+        SwimmerSpec,
+        InvertedPendulumSpec,
+        PusherSpec,
+        HumanoidSpec,
     )
 }
 """The tasks with a built-in spec, by Gymnasium env id, with default arguments."""
