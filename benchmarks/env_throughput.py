@@ -30,7 +30,7 @@ import numpy as np
 from iwbc.envs import BatchEngine, get_spec
 from iwbc.machine import machine_record
 
-DEFAULT_ENV_IDS = ("Hopper-v5", "HalfCheetah-v5")
+DEFAULT_ENV_IDS = ("Hopper-v5", "HalfCheetah-v5", "Humanoid-v5")
 DEFAULT_NUM_ENVS = (1, 16, 64, 256)
 ENV_STEPS_PER_RUN = 3_000
 REPEATS = 2
