@@ -48,6 +48,9 @@ def test_run_accepts_baselines_and_writes_its_tables(root: Path, tmp_path: Path)
     low, high = (scores["reference_scores"][k] for k in ("ref_min", "ref_max"))
     assert scores["reference_scores"]["source"] == "the dataset's metadata"
     assert f"ref_min = {low:.2f} and ref_max = {high:.2f} (from the dataset's metadata)" in table
+    # The engine the records say evaluated every run (auto resolved: the batch engine here).
+    assert scores["config"]["engine"] == "auto" and scores["evaluation_engines"] == ["batch"]
+    assert "shared by all methods and seeds; batch engine); the table gives" in table
     rows = list(csv.DictReader((out / "table.csv").open()))
     assert [(r["method"], r["seed_index"]) for r in rows] == [
         (m, str(s)) for m in ("bc", "iw_bc", "td3_bc") for s in (0, 1)

@@ -178,9 +178,10 @@ def run_experiment(
             f"{summary.failed} of {summary.total} runs failed, e.g. {summary.errors[0]}; fix the "
             "cause and run the same command again (finished runs are kept)"
         )
-    scores, critics = [], []
+    scores, critics, engines = [], [], set()
     for method in config.methods:
         runs = [read_record(record_path(records, dataset.id, method, s)) for s in config.seeds]
+        engines |= {str(run.get("engine", "unrecorded")) for run in runs}
         critics += [end] if (end := _critic_tail(dataset.id, method, runs)) else []
         returns = np.array([run["final"]["episode_returns"] for run in runs])
         scores.append(
@@ -194,7 +195,17 @@ def run_experiment(
             )
         )
     wall = time.perf_counter() - started
-    _write_results(dataset, config, scores, critics, dataset_scores, Path(out_dir), command, wall)
+    _write_results(
+        dataset,
+        config,
+        scores,
+        critics,
+        dataset_scores,
+        sorted(engines),
+        Path(out_dir),
+        command,
+        wall,
+    )
     return scores, critics
 
 
@@ -214,10 +225,13 @@ def _write_results(
     scores: list[MethodScores],
     critics: list[CriticEnd],
     dataset_scores: np.ndarray,
+    engines: list[str],
     out_dir: Path,
     command: str,
     wall_seconds: float,
 ) -> None:
+    """``engines``: the evaluation engines the records name (one, unless runs were resumed
+    from records evaluated on another machine)."""
     returns = dataset.episodes.returns
     p10, p50, p90 = np.percentile(returns, [10, 50, 90])
     env = machine_record(VERSIONED)
@@ -232,7 +246,8 @@ def _write_results(
         f"{dataset.ref_source or 'the caller'}). Each seed's score is its mean over "
         f"{config.eval_episodes} evaluation episodes (deterministic policy, fixed reset "
         f"seeds {EVAL_SEED_BASE}…"
-        f"{EVAL_SEED_BASE + config.eval_episodes - 1}, shared by all methods and seeds); the "
+        f"{EVAL_SEED_BASE + config.eval_episodes - 1}, shared by all methods and seeds; "
+        f"{' and '.join(engines)} engine{'s' if len(engines) > 1 else ''}); the "
         f"table gives mean ± std (ddof 0) over {len(config.seeds)} training seeds of the final "
         "policy (no best-over-training selection).",
         "",
@@ -271,6 +286,7 @@ def _write_results(
         "dataset": dataset.id,
         "config": dataclasses.asdict(config),
         "environment": env,
+        "evaluation_engines": engines,
         "wall_seconds": wall_seconds,
         "reference_scores": {
             "ref_min": dataset.ref_min_score,

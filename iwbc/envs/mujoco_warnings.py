@@ -4,9 +4,10 @@ MuJoCo prints each warning on stderr (cutting through the progress bar) and appe
 ``MUJOCO_LOG.TXT`` it creates in the working directory. Gymnasium 1.4's ``half_cheetah.xml``
 and ``humanoid.xml`` set ``settotalmass``, which MuJoCo 3.17 deprecates but still applies (the
 compiled cheetah weighs 14, as the XML asks), so every HalfCheetah or Humanoid env made that
-way warned and littered the user's folder. Under :func:`mujoco_warnings_as_python` they are :class:`MujocoWarning`\\ s:
-that one is ignored, any other goes through Python's warning filters (by default shown once
-per message and place; warnings from MuJoCo's thread pool, once per thread).
+way warned and littered the user's folder. Under :func:`mujoco_warnings_as_python` they are
+:class:`MujocoWarning`\\ s: that one is ignored, any other goes through Python's warning
+filters (by default shown once per message and place; warnings from MuJoCo's thread pool, once
+per thread).
 
 Only the command installs the handler (MuJoCo's is process-wide), and a Ray task around its
 unit (:func:`iwbc.bench.executors.execute_in_worker`): a program importing iwbc keeps MuJoCo's
