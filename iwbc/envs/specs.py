@@ -241,21 +241,22 @@ class Walker2dSpec(_PlanarLocomotionSpec):
 
 
 @dataclass(frozen=True)
-class HalfCheetahSpec(TaskSpec):
-    """``HalfCheetah-v5`` with its default arguments; it never terminates."""
+class _ForwardSpeedSpec(TaskSpec):
+    """Shared by HalfCheetah and Swimmer: forward speed minus control cost; never terminates."""
 
-    env_id: ClassVar[str] = "HalfCheetah-v5"
-    xml_file: ClassVar[str] = "half_cheetah.xml"
+    # qpos entries the observation leaves out (the x position; Swimmer's x and y), and whether
+    # reset noise on qvel is Gaussian (else uniform, as on qpos)
+    excluded_positions: ClassVar[int]
+    normal_qvel_noise: ClassVar[bool]
 
-    frame_skip: int = 5
     forward_reward_weight: float = 1.0
     ctrl_cost_weight: float = 0.1
     reset_noise_scale: float = 0.1
     exclude_current_positions_from_observation: bool = True
 
     def observation(self, xp: ArrayNamespace, s: SimState) -> Array:
-        position = s.qpos[:, 1:] if self.exclude_current_positions_from_observation else s.qpos
-        return xp.concatenate([position, s.qvel], axis=-1)
+        skip = self.excluded_positions if self.exclude_current_positions_from_observation else 0
+        return xp.concatenate([s.qpos[:, skip:], s.qvel], axis=-1)
 
     def reward(
         self, xp: ArrayNamespace, before: SimState, after: SimState, action: Array, dt: float
@@ -267,7 +268,21 @@ class HalfCheetahSpec(TaskSpec):
     def reset_state(
         self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        return _noisy_reset(rng, init_qpos, init_qvel, self.reset_noise_scale, normal_qvel=True)
+        return _noisy_reset(
+            rng, init_qpos, init_qvel, self.reset_noise_scale, normal_qvel=self.normal_qvel_noise
+        )
+
+
+@dataclass(frozen=True)
+class HalfCheetahSpec(_ForwardSpeedSpec):
+    """``HalfCheetah-v5`` with its default arguments."""
+
+    env_id: ClassVar[str] = "HalfCheetah-v5"
+    xml_file: ClassVar[str] = "half_cheetah.xml"
+    excluded_positions: ClassVar[int] = 1
+    normal_qvel_noise: ClassVar[bool] = True
+
+    frame_skip: int = 5
 
 
 @dataclass(frozen=True)
@@ -431,33 +446,16 @@ class ReacherSpec(TaskSpec):
 
 
 @dataclass(frozen=True)
-class SwimmerSpec(TaskSpec):
-    """``Swimmer-v5`` with its default arguments; it never terminates."""
+class SwimmerSpec(_ForwardSpeedSpec):
+    """``Swimmer-v5`` with its default arguments."""
 
     env_id: ClassVar[str] = "Swimmer-v5"
     xml_file: ClassVar[str] = "swimmer.xml"
+    excluded_positions: ClassVar[int] = 2
+    normal_qvel_noise: ClassVar[bool] = False
 
     frame_skip: int = 4
-    forward_reward_weight: float = 1.0
     ctrl_cost_weight: float = 1e-4
-    reset_noise_scale: float = 0.1
-    exclude_current_positions_from_observation: bool = True
-
-    def observation(self, xp: ArrayNamespace, s: SimState) -> Array:
-        position = s.qpos[:, 2:] if self.exclude_current_positions_from_observation else s.qpos
-        return xp.concatenate([position, s.qvel], axis=-1)
-
-    def reward(
-        self, xp: ArrayNamespace, before: SimState, after: SimState, action: Array, dt: float
-    ) -> Array:
-        x_velocity = (after.qpos[:, 0] - before.qpos[:, 0]) / dt
-        forward_reward = self.forward_reward_weight * x_velocity
-        return forward_reward - _ctrl_cost(xp, self.ctrl_cost_weight, action)
-
-    def reset_state(
-        self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return _noisy_reset(rng, init_qpos, init_qvel, self.reset_noise_scale, normal_qvel=False)
 
 
 @dataclass(frozen=True)
