@@ -238,6 +238,29 @@ def test_missing_tier_is_a_one_line_error(make_minari_dataset, minari_root, caps
     assert list_datasets(minari_root) == ["mujoco/hopper/medium-v0"]
 
 
+def test_a_dataset_left_without_data_is_one_line_before_its_scores(
+    minari_root: Path, tmp_path: Path, capsys
+):
+    """An interrupted write or download leaves a dataset directory with an empty data folder:
+    `iwbc run` (which looks for the dataset's scores first) and `data info` name it and the
+    fix, in one line, instead of Minari's traceback."""
+    empty = minari_root / "mujoco" / "hopper" / "medium-v0" / "data"
+    empty.mkdir(parents=True)
+    root = ["--root", str(minari_root)]
+    run = ["--methods", "bc", "--work-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "o")]
+    for argv in (
+        ["run", "mujoco/hopper/medium-v0", *root, *run],
+        ["data", "info", "mujoco/hopper/medium-v0", *root],
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(
+            "iwbc: error: dataset 'mujoco/hopper/medium-v0' at "
+        ), err
+        assert f"cannot be opened (No data found in data path {empty})" in err
+        assert "delete " in err and "re-download it with --download" in err
+
+
 def test_scores_need_only_the_expert_tier(make_minari_dataset, minari_root, capsys):
     """Without medium-v0 (and no --download) the scores are made and the command succeeds,
     saying why no medium-expert was; every tier then loads with them."""

@@ -98,7 +98,7 @@ def load_dataset(
             if not download:
                 raise DatasetError(_not_local_message(dataset_id))
             _download(dataset_id)
-        dataset = _open(dataset_id)
+        dataset = open_dataset(dataset_id)
         obs_space, act_space = _check_spaces(dataset)
         if dataset.total_episodes == 0:
             raise DatasetError(
@@ -220,7 +220,9 @@ def _download(dataset_id: str) -> None:
         )
 
 
-def _open(dataset_id: str) -> minari.MinariDataset:
+def open_dataset(dataset_id: str) -> minari.MinariDataset:
+    """``minari.load_dataset`` under the current root, any failure to open a one-line
+    DatasetError naming the dataset's path and the fix."""
     try:
         return minari.load_dataset(dataset_id)
     except (OSError, ValueError, KeyError, TypeError) as err:

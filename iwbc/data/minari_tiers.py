@@ -29,7 +29,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
-import minari
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 from minari.data_collector import EpisodeBuffer
@@ -42,6 +41,7 @@ from iwbc.data.minari_io import (
     fetch_if_missing,
     load_dataset,
     minari_root,
+    open_dataset,
 )
 from iwbc.data.minari_write import dataset_exists, write_dataset
 from iwbc.data.reference_cache import (
@@ -131,7 +131,7 @@ class TierResult:
 def episode_buffers(dataset_id: str, root: str | Path | None) -> list[EpisodeBuffer]:
     """A dataset's episodes as stored (float64 observations and rewards kept)."""
     with minari_root(root):
-        dataset = minari.load_dataset(dataset_id)
+        dataset = open_dataset(dataset_id)
         attrs = dataset.storage.get_episode_metadata(dataset.episode_indices)
         return [
             EpisodeBuffer(
@@ -150,14 +150,14 @@ def episode_buffers(dataset_id: str, root: str | Path | None) -> list[EpisodeBuf
 
 def stored_env_spec(dataset_id: str, root: str | Path | None) -> EnvSpec | None:
     with minari_root(root):
-        return minari.load_dataset(dataset_id).env_spec
+        return open_dataset(dataset_id).env_spec
 
 
 def stored_reference_scores(dataset_id: str, root: str | Path | None) -> tuple[float, float] | None:
     """The reference scores in a dataset's own metadata (not the namespace cache's), if any:
     None too where they are no numbers, so a damaged medium-expert is rewritten, not a crash."""
     with minari_root(root):
-        metadata = minari.load_dataset(dataset_id).storage.metadata
+        metadata = open_dataset(dataset_id).storage.metadata
     try:
         return float(metadata["ref_min_score"]), float(metadata["ref_max_score"])
     except (KeyError, TypeError, ValueError):

@@ -15,13 +15,12 @@ from functools import lru_cache, partial
 from pathlib import Path
 
 import gymnasium as gym
-import minari
 import mujoco
 import numpy as np
 import scipy.linalg
 from minari.data_collector import EpisodeBuffer
 
-from iwbc.data.minari_io import minari_root
+from iwbc.data.minari_io import minari_root, open_dataset
 from iwbc.data.minari_write import dataset_exists, write_dataset
 from iwbc.envs.evaluate import EVAL_SEED_BASE
 from iwbc.errors import UserError
@@ -180,7 +179,7 @@ def recorded_mixture(dataset_id: str, root: str | Path | None = None) -> tuple[i
     """(episodes, seed) of a mixture dataset as written (seed None: its episodes record no
     reset seed), read from its episodes, so a suite can tell it asks for another one."""
     with minari_root(root):
-        dataset = minari.load_dataset(dataset_id)
+        dataset = open_dataset(dataset_id)
         first = next(iter(dataset.storage.get_episode_metadata([0])), {})
         count = dataset.total_episodes
     reset = first.get("seed")
