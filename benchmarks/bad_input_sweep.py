@@ -719,6 +719,11 @@ def _empty_dataset_dir(ctx: Ctx) -> None:
     shutil.rmtree(ctx.dataset_dir() / "data")
 
 
+def _empty_minari_tier(ctx: Ctx) -> None:
+    """What an interrupted download leaves: a Minari tier's folder with an empty data/."""
+    (ctx.root() / "mujoco" / "hopper" / "medium-v0" / "data").mkdir(parents=True)
+
+
 HOPPER_OBS, HOPPER_ACT = 11, 3
 
 
@@ -1422,6 +1427,15 @@ def cases() -> list[Case]:
             g,
             error([*RUN, *SMALL, *TINY, *OUT], expect, setup=fn, timeout=TRAIN_TIMEOUT),
         )
+    add(
+        "run, a Minari mujoco/* dataset (no reference scores) whose data/ folder is empty",
+        g,
+        error(
+            ["run", "mujoco/hopper/medium-v0", "--root", "{root}", *SMALL, *TINY, *OUT],
+            "cannot be opened",
+            setup=_empty_minari_tier,
+        ),
+    )
     add(
         "data list, a dataset with metadata.json missing",
         g,
