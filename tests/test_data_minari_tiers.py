@@ -261,6 +261,24 @@ def test_a_dataset_left_without_data_is_one_line_before_its_scores(
         assert "delete " in err and "re-download it with --download" in err
 
 
+def test_data_list_names_a_dataset_it_cannot_open_in_one_line(
+    make_minari_dataset, minari_root: Path, capsys
+):
+    """Minari leaves such a dataset out with a warning and its source line; iwbc's is one line
+    naming the folder and the fix, and the usable datasets are listed."""
+    make_minari_dataset("mujoco/hopper/expert-v0", env=ENV)
+    empty = minari_root / "mujoco" / "hopper" / "medium-v0"
+    (empty / "data").mkdir(parents=True)
+    assert main(["data", "list", "--root", str(minari_root)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "mujoco/hopper/expert-v0\n"
+    assert err == (
+        f"iwbc: warning: dataset 'mujoco/hopper/medium-v0' at {empty} cannot be opened (No data "
+        f"found in data path {empty / 'data'}), so it is not listed: delete {empty} and "
+        "regenerate or re-download it\n"
+    )
+
+
 def test_scores_need_only_the_expert_tier(make_minari_dataset, minari_root, capsys):
     """Without medium-v0 (and no --download) the scores are made and the command succeeds,
     saying why no medium-expert was; every tier then loads with them."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,11 +63,41 @@ def datasets_root(root: str | Path | None = None) -> Path:
 
 def list_datasets(root: str | Path | None = None) -> list[str]:
     """Ids of the datasets in the local Minari root (`root`, else MINARI_DATASETS_PATH/default);
-    none for a root that does not exist."""
+    none for a root that does not exist.
+
+    Minari leaves out a dataset it cannot open with a warning of its own; each becomes a
+    one-line DatasetWarning naming the dataset's folder and the fix.
+    """
     if not datasets_root(root).is_dir():
         return []
     with minari_root(root):
-        return list(minari.list_local_datasets())
+        return _local_datasets()
+
+
+def _local_datasets() -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ids = list(minari.list_local_datasets())
+    for warning in caught:
+        unusable = _MISCONFIGURED.fullmatch(str(warning.message))
+        if unusable is None:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+            continue
+        dataset_id, reason = unusable.groups()
+        path = get_dataset_path(dataset_id)
+        warnings.warn(
+            f"dataset '{dataset_id}' at {path} cannot be opened ({one_line(reason)}), so it is "
+            f"not listed: delete {path} and regenerate or re-download it",
+            DatasetWarning,
+            stacklevel=3,
+        )
+    return ids
+
+
+# How minari.list_local_datasets warns of a dataset it cannot open.
+_MISCONFIGURED = re.compile(r"Misconfigured dataset named (\S+): (.*)", re.DOTALL)
 
 
 def load_dataset(
@@ -189,7 +220,7 @@ def _is_local(dataset_id: str) -> bool:
 
 
 def _not_local_message(dataset_id: str) -> str:
-    local = list(minari.list_local_datasets())
+    local = _local_datasets()
     listing = ", ".join(local) if local else "none"
     return (
         f"dataset '{dataset_id}' is not in the local Minari root {get_dataset_path()} "
