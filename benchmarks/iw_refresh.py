@@ -178,7 +178,7 @@ def listed_rows_layout(data: DeviceEpisodes) -> DeviceEpisodes:
     lengths = np.asarray(data.lengths)
     steps = int(lengths.sum())
     padded = -(-steps // FLAT_BLOCK) * FLAT_BLOCK
-    first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    first = np.cumsum(lengths) - lengths
     at = np.repeat(np.asarray(data.starts) - first, lengths) + np.arange(steps)
 
     def flat(array: jax.Array) -> jax.Array:

@@ -69,6 +69,7 @@ def test_subset_with_repeats(data: EpisodeData) -> None:
     assert data.subset([0, 1, 2]) is data
     empty = sub.subset(np.array([], dtype=int))
     assert (empty.num_episodes, empty.num_steps, empty.max_length) == (0, 0, 0)
+    assert empty.starts.shape == (0,) and empty.step_episodes.shape == (0,)
 
 
 def test_fingerprints_hash_the_padded_layout_runs_were_keyed_by(data: EpisodeData) -> None:

@@ -128,7 +128,7 @@ class DeviceEpisodes(flax.struct.PyTreeNode):
         longest = int(lengths.max())
         if max_length is not None and max_length < longest:
             raise ValueError(f"max_length {max_length} is below the longest episode's {longest}")
-        first = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        first = np.cumsum(lengths) - lengths
         quality = np.ones(num_episodes, np.float32) if quality is None else quality
         for name, values in (("observations", observations), ("actions", actions)):
             bad = ~np.isfinite(np.asarray(values)).all(axis=-1)
@@ -144,7 +144,7 @@ class DeviceEpisodes(flax.struct.PyTreeNode):
         distinct = np.flatnonzero(source == np.arange(num_episodes))
         # Where each distinct episode starts in the flat arrays, and so each row.
         flat_first = np.zeros(num_episodes, np.int64)
-        flat_first[distinct] = np.concatenate([[0], np.cumsum(lengths[distinct])[:-1]])
+        flat_first[distinct] = np.cumsum(lengths[distinct]) - lengths[distinct]
         steps = int(lengths[distinct].sum())
         keep = np.repeat(first[distinct] - flat_first[distinct], lengths[distinct]) + np.arange(
             steps

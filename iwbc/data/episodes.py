@@ -147,7 +147,7 @@ _DIGEST_BLOCK_BYTES = 64 * 2**20
 
 def _first_steps(lengths: np.ndarray) -> np.ndarray:
     """[E] int64: where each of episodes of ``lengths`` starts when they lie one after another."""
-    return np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)[:-1]])
+    return np.cumsum(lengths, dtype=np.int64) - lengths
 
 
 def _episode_steps(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
