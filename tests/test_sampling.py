@@ -277,6 +277,9 @@ def test_a_mask_with_holes_is_refused() -> None:
     mask = np.array([[1, 0, 1], [1, 1, 0]], np.float32)
     with pytest.raises(ValueError, match="mask must mark a prefix"):
         DeviceEpisodes.from_padded(np.zeros((2, 3, OBS_DIM)), np.zeros((2, 3, ACT_DIM)), mask)
+    mask[0] = 0
+    with pytest.raises(ValueError, match="episode 0 of the selection has no steps"):
+        DeviceEpisodes.from_padded(np.zeros((2, 3, OBS_DIM)), np.zeros((2, 3, ACT_DIM)), mask)
 
 
 def test_a_selection_is_drawn_from_as_wide_as_its_dataset() -> None:

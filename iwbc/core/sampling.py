@@ -125,6 +125,11 @@ class DeviceEpisodes(flax.struct.PyTreeNode):
         num_episodes = len(lengths)
         if num_episodes == 0:
             raise ValueError("no episodes to train on: the selection is empty")
+        if (lengths <= 0).any():
+            raise ValueError(
+                f"episode {int(np.argmax(lengths <= 0))} of the selection has no steps; every "
+                "episode needs at least one"
+            )
         longest = int(lengths.max())
         if max_length is not None and max_length < longest:
             raise ValueError(f"max_length {max_length} is below the longest episode's {longest}")
