@@ -109,6 +109,27 @@ def test_fingerprints_hash_the_padded_layout_runs_were_keyed_by(data: EpisodeDat
     assert digest.hexdigest() == expected.hexdigest()
 
 
+def test_a_padded_layout_past_the_limit_hashes_the_flat_arrays(
+    data: EpisodeData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """3 episodes x 6 steps x (3 + 2 + 1 + 3 + 1 + 1 + 1) float32 = 864 padded bytes: at a
+    limit below that the flat arrays are hashed, tagged, and the digest differs."""
+    padded = hashlib.blake2b(digest_size=16)
+    data.update_digest(padded)
+    monkeypatch.setattr(episodes, "PADDED_DIGEST_LIMIT", 864)
+    same = hashlib.blake2b(digest_size=16)
+    data.update_digest(same)
+    assert same.hexdigest() == padded.hexdigest()
+    monkeypatch.setattr(episodes, "PADDED_DIGEST_LIMIT", 863)
+    flat = hashlib.blake2b(digest_size=16)
+    data.update_digest(flat)
+    expected = hashlib.blake2b(b"flat episodes", digest_size=16)
+    for array in data:
+        expected.update(repr((array.dtype.str, array.shape)).encode())
+        expected.update(array.tobytes())
+    assert flat.hexdigest() == expected.hexdigest() != padded.hexdigest()
+
+
 def test_the_fingerprint_digest_builds_the_padded_layout_a_block_at_a_time(
     data: EpisodeData, monkeypatch: pytest.MonkeyPatch
 ) -> None:
