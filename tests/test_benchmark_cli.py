@@ -357,3 +357,36 @@ def test_a_critic_past_its_datas_values_is_named_diverged(
         "iwbc: warning: awac's critic diverged: its final mean Q lies outside every value TD "
         "targets of the data's rewards can reach on 1 of 2 seeds (table.md)\n"
     )
+
+
+def test_a_weak_humanoid_dataset_trains_and_scores_on_the_batch_engine(
+    make_minari_dataset, minari_root: Path, tmp_path: Path
+) -> None:
+    """A weak policy's Humanoid data (many short episodes beside a long one, 348-dim
+    observations, a [-0.4, 0.4] action box) loads flat, trains, and is scored on the batch
+    engine, its actions mapped back into the box."""
+    lengths = (300, *[12] * 40)
+    make_minari_dataset(
+        "iwbc-test/humanoid/weak-v0",
+        env="Humanoid-v5",
+        lengths=lengths,
+        terminated=(False, *[True] * 40),
+        ref_min_score=0.0,
+        ref_max_score=5000.0,
+    )
+    dataset = load_dataset("iwbc-test/humanoid/weak-v0", root=minari_root)
+    assert dataset.episodes.observations.shape == (sum(lengths), 348)
+    out = tmp_path / "out"
+    argv = ["run", "iwbc-test/humanoid/weak-v0", "--root", str(minari_root), "--methods", "bc"]
+    argv += ["--seeds", "1", "--bc-steps", "4", "--bc-batch-size", "4", "--window", "4"]
+    argv += ["--hidden", "16,16", "--eval-episodes", "2", "--quiet"]
+    argv += ["--out", str(out), "--work-dir", str(tmp_path / "runs")]
+    assert main(argv) == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["evaluation_engines"] == ["batch"]
+    table = (out / "table.md").read_text()
+    assert f"- dataset: 41 episodes, {sum(lengths)} steps, env Humanoid-v5;" in table
+    assert "- action box [-0.4, 0.4] on every dimension: mapped into [-1, 1]" in table
+    # An untrained policy earns the healthy bonus (5 a step) until the humanoid falls.
+    returns = np.array(scores["methods"]["bc"]["returns"])
+    assert returns.shape == (1, 2) and np.all(returns > 0)
