@@ -136,7 +136,8 @@ def mixed_engines_summary(runs: SuiteRuns, results_dir: str | Path) -> str:
     rerun = _bench_command(runs, results_dir, " --only-datasets " + ",".join(mixed))
     return (
         f"The runs of {len(mixed)} dataset(s) were evaluated on different engines: {named} "
-        "(engine `auto` is MJX on a GPU, the CPU batch engine elsewhere). Their methods were "
+        "(engine `auto` is MJX on a GPU where MJX runs the task, else the CPU batch engine where "
+        "a built-in spec has it, else Gymnasium's). Their methods were "
         f"not scored on the same simulator; `{rerun}`{SWEEP_PATHS} reruns every run evaluated "
         "on another engine than the machine running it"
     )
