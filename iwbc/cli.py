@@ -401,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         default="auto",
         choices=ENGINES,
-        help="evaluation engine; auto: MJX on a GPU, else the CPU batch engine "
+        help="evaluation engine; auto: MJX on a GPU, else the CPU batch engine, for tasks with "
+        "a built-in spec (Humanoid: always the batch engine), Gymnasium for the others "
         "(default: %(default)s)",
     )
     run.add_argument(
