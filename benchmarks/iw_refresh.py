@@ -31,6 +31,7 @@ from iwbc.agents.registry import METHODS, SelectionConfig, train_methods, traini
 from iwbc.core.sampling import FLAT_BLOCK, DeviceEpisodes
 from iwbc.core.trainer import Training, create_agents, run_chunk
 from iwbc.data import list_datasets, load_dataset
+from iwbc.data.episodes import episode_steps, first_steps
 from iwbc.data.scripted import DEFAULT_DATASET_ID, generate_mixed_dataset
 from iwbc.machine import machine_record
 
@@ -178,8 +179,8 @@ def listed_rows_layout(data: DeviceEpisodes) -> DeviceEpisodes:
     lengths = np.asarray(data.lengths)
     steps = int(lengths.sum())
     padded = -(-steps // FLAT_BLOCK) * FLAT_BLOCK
-    first = np.cumsum(lengths) - lengths
-    at = np.repeat(np.asarray(data.starts) - first, lengths) + np.arange(steps)
+    first = first_steps(lengths)
+    at = episode_steps(np.asarray(data.starts), lengths)
 
     def flat(array: jax.Array) -> jax.Array:
         rows = np.zeros((padded, array.shape[-1]), np.float32)

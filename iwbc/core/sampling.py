@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from iwbc.data.episodes import EpisodeData, Transitions
+from iwbc.data.episodes import EpisodeData, Transitions, episode_steps, first_steps
 from iwbc.data.errors import DatasetError
 from iwbc.data.statistics import normalization_stats
 from iwbc.errors import UserError
@@ -133,7 +133,7 @@ class DeviceEpisodes(flax.struct.PyTreeNode):
         longest = int(lengths.max())
         if max_length is not None and max_length < longest:
             raise ValueError(f"max_length {max_length} is below the longest episode's {longest}")
-        first = np.cumsum(lengths) - lengths
+        first = first_steps(lengths)
         quality = np.ones(num_episodes, np.float32) if quality is None else quality
         for name, values in (("observations", observations), ("actions", actions)):
             bad = ~np.isfinite(np.asarray(values)).all(axis=-1)
@@ -149,11 +149,9 @@ class DeviceEpisodes(flax.struct.PyTreeNode):
         distinct = np.flatnonzero(source == np.arange(num_episodes))
         # Where each distinct episode starts in the flat arrays, and so each row.
         flat_first = np.zeros(num_episodes, np.int64)
-        flat_first[distinct] = np.cumsum(lengths[distinct]) - lengths[distinct]
-        steps = int(lengths[distinct].sum())
-        keep = np.repeat(first[distinct] - flat_first[distinct], lengths[distinct]) + np.arange(
-            steps
-        )
+        flat_first[distinct] = first_steps(lengths[distinct])
+        keep = episode_steps(first[distinct], lengths[distinct])
+        steps = len(keep)
         # At least two blocks: XLA inlines a one-iteration lax.map into the training program,
         # which rounds differently from the loop, so iw-BC's numbers would otherwise depend on
         # whether the distinct trajectories fit in one block (measured: benchmarks/iw_refresh.py

@@ -67,7 +67,7 @@ class EpisodeData(NamedTuple):
     @property
     def starts(self) -> np.ndarray:
         """[E] int64: the flat index of each episode's first step."""
-        return _first_steps(self.lengths)
+        return first_steps(self.lengths)
 
     @property
     def step_episodes(self) -> np.ndarray:
@@ -91,7 +91,7 @@ class EpisodeData(NamedTuple):
         idx = idx.astype(np.intp)
         if np.array_equal(idx, np.arange(n)):
             return self
-        steps = _episode_steps(self.starts[idx], self.lengths[idx])
+        steps = episode_steps(self.starts[idx], self.lengths[idx])
         return EpisodeData(
             *(field[steps] for field in self[:6]), self.lengths[idx], self.returns[idx]
         )
@@ -134,8 +134,7 @@ class EpisodeData(NamedTuple):
         if self.num_episodes * horizon * row > PADDED_DIGEST_LIMIT:
             digest.update(b"flat episodes")
             for array in self:
-                digest.update(repr((array.dtype.str, array.shape)).encode())
-                digest.update(np.ascontiguousarray(array).data)
+                _hash_array(digest, array)
             return
         starts = self.starts
         for values in (*self[:6], np.ones(self.num_steps, np.float32)):
@@ -147,8 +146,12 @@ class EpisodeData(NamedTuple):
                 rows = slice(first, first + block)
                 digest.update(_padded(values, starts[rows], self.lengths[rows], horizon).data)
         for array in (self.lengths, self.returns):
-            digest.update(repr((array.dtype.str, array.shape)).encode())
-            digest.update(np.ascontiguousarray(array).data)
+            _hash_array(digest, array)
+
+
+def _hash_array(digest: Any, array: np.ndarray) -> None:
+    digest.update(repr((array.dtype.str, array.shape)).encode())
+    digest.update(np.ascontiguousarray(array).data)
 
 
 # Padded bytes built at a time for a fingerprint (the layout is never held whole).
@@ -158,14 +161,15 @@ _DIGEST_BLOCK_BYTES = 64 * 2**20
 PADDED_DIGEST_LIMIT = 8 * 2**30
 
 
-def _first_steps(lengths: np.ndarray) -> np.ndarray:
+def first_steps(lengths: np.ndarray) -> np.ndarray:
     """[E] int64: where each of episodes of ``lengths`` starts when they lie one after another."""
     return np.cumsum(lengths, dtype=np.int64) - lengths
 
 
-def _episode_steps(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """The flat indices of the steps of episodes starting at ``starts``, one after another."""
-    return np.repeat(starts - _first_steps(lengths), lengths) + np.arange(int(lengths.sum()))
+def episode_steps(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The flat indices of the steps of episodes of ``lengths`` starting at ``starts``, one
+    after another."""
+    return np.repeat(starts - first_steps(lengths), lengths) + np.arange(int(lengths.sum()))
 
 
 def _padded(
@@ -174,8 +178,8 @@ def _padded(
     """[len(starts), horizon, ...]: those episodes' steps of ``values``, zero after each end."""
     out = np.zeros((len(starts), horizon, *values.shape[1:]), values.dtype)
     rows = np.repeat(np.arange(len(starts)), lengths)
-    columns = np.arange(len(rows)) - np.repeat(_first_steps(lengths), lengths)
-    out[rows, columns] = values[_episode_steps(starts, lengths)]
+    columns = episode_steps(np.zeros_like(lengths), lengths)
+    out[rows, columns] = values[episode_steps(starts, lengths)]
     return out
 
 
