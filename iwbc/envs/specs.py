@@ -161,6 +161,16 @@ def _noisy_reset(
     return qpos, qvel
 
 
+def _ends_unhealthy(xp: ArrayNamespace, healthy: Array, terminate: bool) -> Array:
+    """Gymnasium's ``terminated = not is_healthy and terminate_when_unhealthy``."""
+    return xp.logical_and(xp.logical_not(healthy), terminate)
+
+
+def _distance(xp: ArrayNamespace, vec: Array) -> Array:
+    """Euclidean norm over the last axis, Gymnasium's ``np.linalg.norm`` of a 3-vector."""
+    return xp.sqrt(xp.sum(vec * vec, axis=-1))
+
+
 def _in_open(xp: ArrayNamespace, x: Array, bounds: tuple[float, float]) -> Array:
     return xp.logical_and(bounds[0] < x, x < bounds[1])
 
@@ -193,7 +203,7 @@ class _PlanarLocomotionSpec(TaskSpec):
         return forward_reward + healthy_reward - _ctrl_cost(xp, self.ctrl_cost_weight, action)
 
     def terminated(self, xp: ArrayNamespace, s: SimState) -> Array:
-        return xp.logical_and(xp.logical_not(self.is_healthy(xp, s)), self.terminate_when_unhealthy)
+        return _ends_unhealthy(xp, self.is_healthy(xp, s), self.terminate_when_unhealthy)
 
     def reset_state(
         self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
@@ -341,7 +351,7 @@ class AntSpec(TaskSpec):
         return rewards - (ctrl_cost + contact_cost)
 
     def terminated(self, xp: ArrayNamespace, s: SimState) -> Array:
-        return xp.logical_and(xp.logical_not(self.is_healthy(xp, s)), self.terminate_when_unhealthy)
+        return _ends_unhealthy(xp, self.is_healthy(xp, s), self.terminate_when_unhealthy)
 
     def reset_state(
         self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
@@ -427,7 +437,7 @@ class ReacherSpec(TaskSpec):
         self, xp: ArrayNamespace, before: SimState, after: SimState, action: Array, dt: float
     ) -> Array:
         vec = self._fingertip_to_target(after)
-        reward_dist = -xp.sqrt(xp.sum(vec * vec, axis=-1)) * self.reward_dist_weight
+        reward_dist = -_distance(xp, vec) * self.reward_dist_weight
         reward_ctrl = -xp.sum(xp.square(action), axis=-1) * self.reward_control_weight
         return reward_dist + reward_ctrl
 
@@ -518,8 +528,8 @@ class PusherSpec(TaskSpec):
         target = after.xpos[:, self.object_body]
         near = target - after.xpos[:, self.tips_arm_body]
         dist = target - after.xpos[:, self.goal_body]
-        reward_near = -xp.sqrt(xp.sum(near * near, axis=-1)) * self.reward_near_weight
-        reward_dist = -xp.sqrt(xp.sum(dist * dist, axis=-1)) * self.reward_dist_weight
+        reward_near = -_distance(xp, near) * self.reward_near_weight
+        reward_dist = -_distance(xp, dist) * self.reward_dist_weight
         reward_ctrl = -xp.sum(xp.square(action), axis=-1) * self.reward_control_weight
         return reward_dist + reward_ctrl + reward_near
 
@@ -613,7 +623,7 @@ class HumanoidSpec(TaskSpec):
         return forward_reward + healthy_reward - (ctrl_cost + contact_cost)
 
     def terminated(self, xp: ArrayNamespace, s: SimState) -> Array:
-        return xp.logical_and(xp.logical_not(self.is_healthy(xp, s)), self.terminate_when_unhealthy)
+        return _ends_unhealthy(xp, self.is_healthy(xp, s), self.terminate_when_unhealthy)
 
     def reset_state(
         self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
