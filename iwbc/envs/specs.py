@@ -79,6 +79,8 @@ class TaskSpec:
     """MjData fields besides qpos/qvel that the spec's functions read."""
     mjx_unsupported: ClassVar[str | None] = None
     """Why MJX cannot run the task's model, where it cannot (the batch engine runs it)."""
+    normal_qvel_noise: ClassVar[bool] = False
+    """Whether :meth:`reset_state`'s noise on qvel is Gaussian (else uniform, as on qpos)."""
 
     frame_skip: int = 1
     max_episode_steps: int = 1000
@@ -132,8 +134,14 @@ class TaskSpec:
     def reset_state(
         self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One env's initial (qpos, qvel): Gymnasium's ``reset_model`` draws from ``rng``."""
-        raise NotImplementedError
+        """One env's initial (qpos, qvel): Gymnasium's ``reset_model`` draws from ``rng``.
+
+        Most tasks add noise of the spec's ``reset_noise_scale`` (:func:`_noisy_reset`, on
+        qvel Gaussian where ``normal_qvel_noise``); tasks that reset otherwise override this.
+        """
+        return _noisy_reset(
+            rng, init_qpos, init_qvel, self.reset_noise_scale, normal_qvel=self.normal_qvel_noise
+        )
 
 
 def _ctrl_cost(xp: ArrayNamespace, weight: float, action: Array) -> Array:
@@ -205,11 +213,6 @@ class _PlanarLocomotionSpec(TaskSpec):
     def terminated(self, xp: ArrayNamespace, s: SimState) -> Array:
         return _ends_unhealthy(xp, self.is_healthy(xp, s), self.terminate_when_unhealthy)
 
-    def reset_state(
-        self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return _noisy_reset(rng, init_qpos, init_qvel, self.reset_noise_scale, normal_qvel=False)
-
 
 @dataclass(frozen=True)
 class HopperSpec(_PlanarLocomotionSpec):
@@ -254,10 +257,8 @@ class Walker2dSpec(_PlanarLocomotionSpec):
 class _ForwardSpeedSpec(TaskSpec):
     """Shared by HalfCheetah and Swimmer: forward speed minus control cost; never terminates."""
 
-    # qpos entries the observation leaves out (the x position; Swimmer's x and y), and whether
-    # reset noise on qvel is Gaussian (else uniform, as on qpos)
+    # qpos entries the observation leaves out (the x position; Swimmer's x and y)
     excluded_positions: ClassVar[int]
-    normal_qvel_noise: ClassVar[bool]
 
     forward_reward_weight: float = 1.0
     ctrl_cost_weight: float = 0.1
@@ -274,13 +275,6 @@ class _ForwardSpeedSpec(TaskSpec):
         x_velocity = (after.qpos[:, 0] - before.qpos[:, 0]) / dt
         forward_reward = self.forward_reward_weight * x_velocity
         return forward_reward - _ctrl_cost(xp, self.ctrl_cost_weight, action)
-
-    def reset_state(
-        self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return _noisy_reset(
-            rng, init_qpos, init_qvel, self.reset_noise_scale, normal_qvel=self.normal_qvel_noise
-        )
 
 
 @dataclass(frozen=True)
@@ -302,6 +296,7 @@ class AntSpec(TaskSpec):
     env_id: ClassVar[str] = "Ant-v5"
     xml_file: ClassVar[str] = "ant.xml"
     derived_fields: ClassVar[tuple[str, ...]] = ("xpos", "cfrc_ext")
+    normal_qvel_noise: ClassVar[bool] = True
 
     frame_skip: int = 5
     forward_reward_weight: float = 1.0
@@ -353,11 +348,6 @@ class AntSpec(TaskSpec):
     def terminated(self, xp: ArrayNamespace, s: SimState) -> Array:
         return _ends_unhealthy(xp, self.is_healthy(xp, s), self.terminate_when_unhealthy)
 
-    def reset_state(
-        self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return _noisy_reset(rng, init_qpos, init_qvel, self.reset_noise_scale, normal_qvel=True)
-
 
 @dataclass(frozen=True)
 class InvertedDoublePendulumSpec(TaskSpec):
@@ -366,6 +356,7 @@ class InvertedDoublePendulumSpec(TaskSpec):
     env_id: ClassVar[str] = "InvertedDoublePendulum-v5"
     xml_file: ClassVar[str] = "inverted_double_pendulum.xml"
     derived_fields: ClassVar[tuple[str, ...]] = ("site_xpos", "qfrc_constraint")
+    normal_qvel_noise: ClassVar[bool] = True
 
     frame_skip: int = 5
     healthy_reward: float = 10.0
@@ -395,11 +386,6 @@ class InvertedDoublePendulumSpec(TaskSpec):
         vel_penalty = 0.001 * v1**2 + 0.005 * v2**2
         alive_bonus = self.healthy_reward * xp.logical_not(self.terminated(xp, after))
         return alive_bonus - dist_penalty - vel_penalty
-
-    def reset_state(
-        self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return _noisy_reset(rng, init_qpos, init_qvel, self.reset_noise_scale, normal_qvel=True)
 
 
 @dataclass(frozen=True)
@@ -462,7 +448,6 @@ class SwimmerSpec(_ForwardSpeedSpec):
     env_id: ClassVar[str] = "Swimmer-v5"
     xml_file: ClassVar[str] = "swimmer.xml"
     excluded_positions: ClassVar[int] = 2
-    normal_qvel_noise: ClassVar[bool] = False
 
     frame_skip: int = 4
     ctrl_cost_weight: float = 1e-4
@@ -490,11 +475,6 @@ class InvertedPendulumSpec(TaskSpec):
         self, xp: ArrayNamespace, before: SimState, after: SimState, action: Array, dt: float
     ) -> Array:
         return xp.logical_not(self.terminated(xp, after)).astype(float)
-
-    def reset_state(
-        self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return _noisy_reset(rng, init_qpos, init_qvel, self.reset_noise_scale, normal_qvel=False)
 
 
 @dataclass(frozen=True)
@@ -624,11 +604,6 @@ class HumanoidSpec(TaskSpec):
 
     def terminated(self, xp: ArrayNamespace, s: SimState) -> Array:
         return _ends_unhealthy(xp, self.is_healthy(xp, s), self.terminate_when_unhealthy)
-
-    def reset_state(
-        self, rng: np.random.Generator, init_qpos: np.ndarray, init_qvel: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return _noisy_reset(rng, init_qpos, init_qvel, self.reset_noise_scale, normal_qvel=False)
 
 
 SPECS: dict[str, TaskSpec] = {
