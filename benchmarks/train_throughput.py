@@ -70,8 +70,6 @@ RUN_SEED_COUNTS = (1, 5)
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "perf"
 # Context only: JAX-CORL's TD3+BC / IQL on a GTX 1080 Ti (another algorithm, batch and device).
 JAX_CORL_ANCHOR = 1_850
-# The paper's batches: whole episodes, 128 for BC pre-training and 256 for the iw-BC fine-tune.
-PAPER_BATCH = {"bc": 128, "iw_trajectory": 256}
 
 
 def flops_per_update(config: BCConfig, flat_steps: int) -> float:
@@ -359,15 +357,17 @@ def paper_batch_estimate(results: list[dict[str, Any]]) -> str:
     """How long one update of the paper's batch would take at the GFLOP/s measured for 1 seed
     under jit (an estimate from the matrix products alone: the paper's batch takes seconds
     per update here, too long to time in this table)."""
+    # The paper's batches of whole episodes are BCConfig's defaults for each stage.
+    batches = {"bc": BCConfig().batch_size, "iw_trajectory": BCConfig.iw_finetune().batch_size}
     seconds = {}
     for row in results:
         if row["mode"] != "python loop" and row["seeds"] == 1:
-            config = stage(row["loss"], PAPER_BATCH[row["loss"]], None)
+            config = stage(row["loss"], batches[row["loss"]], None)
             seconds[row["loss"]] = flops_per_update(config, 0) / (row["gflops"] * 1e9)
     return (
         f"At the GFLOP/s above (1 seed), one update of the paper's batch would take about "
-        f"{seconds['bc']:.1f} s (BC, {PAPER_BATCH['bc']} x up to {MAX_LEN} steps) and "
-        f"{seconds['iw_trajectory']:.1f} s (iw-BC, {PAPER_BATCH['iw_trajectory']} x up to "
+        f"{seconds['bc']:.1f} s (BC, {batches['bc']} x up to {MAX_LEN} steps) and "
+        f"{seconds['iw_trajectory']:.1f} s (iw-BC, {batches['iw_trajectory']} x up to "
         f"{MAX_LEN} steps; an estimate)."
     )
 
