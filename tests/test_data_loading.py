@@ -421,15 +421,37 @@ def test_actions_outside_the_box_are_clipped_with_a_warning(
     np.testing.assert_allclose(actions[0], expected, rtol=1e-6)
 
 
-def test_an_episode_that_goes_on_after_terminating_is_refused(
-    pendulum_dataset: Pendulum, minari_root: Path
+@pytest.mark.parametrize(
+    "key, verb", [("terminations", "terminates"), ("truncations", "is truncated")]
+)
+def test_an_episode_that_goes_on_after_ending_is_refused(
+    pendulum_dataset: Pendulum, minari_root: Path, key: str, verb: str
 ) -> None:
     dataset_id, _ = pendulum_dataset
     with h5py.File(_main_file(minari_root, dataset_id), "r+") as f:
-        f["episode_2/terminations"][3] = True
+        f[f"episode_2/{key}"][3] = True
     _raises_one_line(
-        rf"^dataset '{dataset_id}': episode 2 terminates at step 3 of its 10 and goes on; an "
-        "episode ends at its first termination",
+        rf"^dataset '{dataset_id}': episode 2 {verb} at step 3 of its 10 and goes on; an "
+        "episode ends at its first termination or truncation",
+        dataset_id,
+    )
+
+
+@pytest.mark.parametrize("key", ["rewards", "terminations"])
+def test_per_step_values_stored_as_columns_are_named(
+    pendulum_dataset: Pendulum, minari_root: Path, key: str
+) -> None:
+    """[steps, 1] rewards or flags (a common converter's output) are one line, not a
+    broadcasting traceback."""
+    dataset_id, _ = pendulum_dataset
+    with h5py.File(_main_file(minari_root, dataset_id), "r+") as f:
+        column = f[f"episode_0/{key}"][()][:, None]
+        del f[f"episode_0/{key}"]
+        f[f"episode_0/{key}"] = column
+    n = len(column)
+    _raises_one_line(
+        rf"^dataset '{dataset_id}': episode 0 has {key} of shape \({n}, 1\), expected \({n},\): "
+        "one value a step",
         dataset_id,
     )
 

@@ -254,18 +254,27 @@ def stack_episodes(
                 f"{a.shape}, expected ({n + 1}, {obs_dim}) and ({n}, {act_dim}) for {n} "
                 "rewards; regenerate the dataset"
             )
-        if len(terminations[i]) != n or len(truncations[i]) != n:
+        per_step = (
+            ("rewards", rewards[i]),
+            ("terminations", terminations[i]),
+            ("truncations", truncations[i]),
+        )
+        wrong = [f"{name} of shape {np.shape(v)}" for name, v in per_step if np.shape(v) != (n,)]
+        if wrong:
             raise DatasetError(
-                f"episode {i} has {len(terminations[i])} terminations and "
-                f"{len(truncations[i])} truncations for {n} rewards; regenerate the dataset"
+                f"episode {i} has {' and '.join(wrong)}, expected ({n},): one value a step for "
+                f"its {n} steps; flatten them or regenerate the dataset"
             )
-        ended = np.flatnonzero(np.asarray(terminations[i], bool)[:-1])
-        if ended.size:
-            # Its TD target would stop at a step the data then carries on from.
-            raise DatasetError(
-                f"episode {i} terminates at step {ended[0]} of its {n} and goes on; an episode "
-                "ends at its first termination: split it there or regenerate the dataset"
-            )
+        for name, flags in (("terminates", terminations[i]), ("is truncated", truncations[i])):
+            ended = np.flatnonzero(np.asarray(flags, bool)[:-1])
+            if ended.size:
+                # A TD target would stop (or bootstrap from a reset) at a step the data then
+                # carries on from, and the episode's return would mix two episodes.
+                raise DatasetError(
+                    f"episode {i} {name} at step {ended[0]} of its {n} and goes on; an episode "
+                    "ends at its first termination or truncation: split it there or "
+                    "regenerate the dataset"
+                )
         here = slice(start, start + n)
         _store(obs[here], o[:n], "observations", i)
         _store(next_obs[here], o[1:], "observations", i)
