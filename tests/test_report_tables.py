@@ -10,11 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.image import imread
 from test_report_records import SUITE, write_records
 
+from iwbc.report.figures import returns_figure
 from iwbc.report.literature import load_literature
 from iwbc.report.runs import load_runs
 from iwbc.report.tables import (
+    MethodScores,
     footnote_mark,
     suite_csv_table,
     suite_markdown_table,
@@ -152,3 +155,16 @@ def test_weight_table_lists_the_runs_that_logged_importance_weights(tmp_path: Pa
     for path in directory.glob("*/iw_bc/seed-*.json"):
         path.unlink()
     assert weight_ess_table(load_runs(SUITE, tmp_path)) == ""
+
+
+@pytest.mark.parametrize(
+    "dataset_scores",
+    [np.full(30, 10.0), 10.0 + np.arange(30) * 1e-15, np.linspace(-5.0, 80.0, 30)],
+    ids=["equal", "equal-up-to-rounding", "spread"],
+)
+def test_the_returns_figure_draws_any_dataset(tmp_path: Path, dataset_scores: np.ndarray) -> None:
+    """Episodes whose returns differ by a few ulps once made numpy refuse 40 bins, after all
+    the training, and no table was written."""
+    scores = [MethodScores("d", "bc", np.zeros((2, 3)), np.full((2, 3), 50.0), 30)]
+    path = returns_figure(dataset_scores, scores, tmp_path / "returns.png")
+    assert imread(path).shape[2] == 4

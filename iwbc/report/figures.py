@@ -32,7 +32,7 @@ def returns_figure(
     Right: each method's final normalized score, mean ± std over seeds, one dot per seed."""
     fig = Figure(figsize=(11, 4), layout="tight")
     left, right = fig.subplots(1, 2, width_ratios=(1, 1.4))
-    left.hist(dataset_scores, bins=40, color="0.6")
+    left.hist(dataset_scores, bins=40, range=_histogram_range(dataset_scores), color="0.6")
     for p in percentiles:
         cut = np.percentile(dataset_scores, p)
         left.axvline(cut, color="tab:red", lw=1, ls="--")
@@ -59,6 +59,16 @@ def returns_figure(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     return path
+
+
+def _histogram_range(values: np.ndarray) -> tuple[float, float] | None:
+    """The data's own range, or one unit around it where the values are equal up to rounding:
+    numpy cannot cut a span of a few ulps into 40 bins (it widens exactly equal values by ±0.5
+    itself, and this does the same for nearly equal ones)."""
+    low, high = float(np.min(values)), float(np.max(values))
+    if high - low > 1e-6 * max(1.0, abs(low), abs(high)):
+        return None
+    return low - 0.5, high + 0.5
 
 
 def _colors(methods: Sequence[str]) -> dict[str, tuple]:
