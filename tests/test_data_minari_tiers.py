@@ -381,6 +381,11 @@ def test_expert_below_random_is_refused(make_minari_dataset, minari_root: Path):
         ("[1, 2]", "is not a JSON object"),
         ('{"mujoco/hopper": {"ref_min_score": 1}}', "no finite ref_min_score and ref_max_score"),
         ('{"mujoco/hopper": {"ref_min_score": "x", "ref_max_score": 2}}', "no finite ref_min"),
+        (
+            '{"mujoco/hopper": {"ref_min_score": 100, "ref_max_score": 50}}',
+            "has ref_max_score 50 not above ref_min_score 100 for mujoco/hopper",
+        ),
+        ('{"mujoco/hopper": {"ref_min_score": 5, "ref_max_score": 5}}', "not above"),
     ],
 )
 def test_a_damaged_score_cache_is_a_one_line_error_and_kept(

@@ -46,6 +46,12 @@ def _read(root: Path) -> dict[str, Any]:
                 f"the reference-score cache {path} has no finite ref_min_score and "
                 f"ref_max_score for {namespace}; {fix}"
             )
+        if scores[1] <= scores[0]:
+            # Normalized scores would run backwards (or divide by zero) for the namespace.
+            raise DatasetError(
+                f"the reference-score cache {path} has ref_max_score {scores[1]} not above "
+                f"ref_min_score {scores[0]} for {namespace}; {fix}"
+            )
     return table
 
 
