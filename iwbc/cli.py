@@ -97,7 +97,7 @@ def _pipeline(args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig(
         pretrain=pretrain,
         finetune=finetune,
-        hidden_dims=args.hidden,
+        hidden_dims=args.hidden or PipelineConfig.hidden_dims,
         standardize_observations=not args.raw_observations,
         layer_init=args.layer_init,
     )
@@ -139,6 +139,11 @@ def _run(args: argparse.Namespace) -> None:
         raise UserError(
             f"--seed {args.seed} with --seeds {args.seeds} goes past 2**32 - 1, and JAX keys "
             "keep 32 bits; start lower"
+        )
+    if args.hidden and all(m in BASELINES for m in args.methods):
+        raise UserError(
+            "--hidden sets the BC family's widths and --methods has none of it; set a "
+            "baseline's with --set METHOD.hidden_dims=[...], e.g. --set td3_bc.hidden_dims=[64,64]"
         )
     config = ExperimentConfig(
         methods=args.methods,
@@ -382,8 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--hidden",
         type=layer_widths,
-        default="256,256,256",
-        help="hidden layer widths (default: %(default)s)",
+        default=None,
+        help="the BC family's hidden layer widths; the baselines keep CORL's, set with --set "
+        "METHOD.hidden_dims=[...] (default: "
+        f"{','.join(map(str, PipelineConfig.hidden_dims))})",
     )
     run.add_argument(
         "--algo-steps",

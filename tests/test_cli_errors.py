@@ -150,6 +150,11 @@ CASES: list[tuple[list[str], str]] = [
     ),
     ([*RUN, "--ref-min", "0", "--ref-max", "1e-306"], "overflow with ref_min=0 and ref_max=1e-306"),
     ([*RUN, "--bogus"], "unrecognized arguments: --bogus"),
+    (
+        [*RUN, "--methods", "td3_bc,iql", "--hidden", "32,32"],
+        "--hidden sets the BC family's widths and --methods has none of it; set a baseline's "
+        "with --set METHOD.hidden_dims=[...]",
+    ),
     (["run", DATASET, "--root", "{file}"], "--root {file} is a file; it must be a directory"),
     ([*RUN, "--out", "{file}"], "--out {file} is a file; it must be a directory"),
     ([*RUN, "--work-dir", "{file}"], "--work-dir {file} is a file; it must be a directory"),
