@@ -209,6 +209,15 @@ def run_experiment(
     return scores, critics
 
 
+def _counted(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _seed_range(episodes: int) -> str:
+    last = EVAL_SEED_BASE + episodes - 1
+    return f"reset seed {last}" if episodes == 1 else f"reset seeds {EVAL_SEED_BASE}…{last}"
+
+
 def _critic_tail(dataset_id: str, method: str, runs: Sequence[Mapping]) -> CriticEnd | None:
     """The method's critic over the last tenth of its updates, when every seed logged one."""
     tails = [critic_q_tail(run) for run in runs]
@@ -244,12 +253,11 @@ def _write_results(
         "Normalized score = 100·(R − ref_min)/(ref_max − ref_min) with ref_min = "
         f"{dataset.ref_min_score:.2f} and ref_max = {dataset.ref_max_score:.2f} (from "
         f"{dataset.ref_source or 'the caller'}). Each seed's score is its mean over "
-        f"{config.eval_episodes} evaluation episodes (deterministic policy, fixed reset "
-        f"seeds {EVAL_SEED_BASE}…"
-        f"{EVAL_SEED_BASE + config.eval_episodes - 1}, shared by all methods and seeds; "
+        f"{_counted(config.eval_episodes, 'evaluation episode')} (deterministic policy, fixed "
+        f"{_seed_range(config.eval_episodes)}, shared by all methods and seeds; "
         f"{' and '.join(engines)} engine{'s' if len(engines) > 1 else ''}); the "
-        f"table gives mean ± std (ddof 0) over {len(config.seeds)} training seeds of the final "
-        "policy (no best-over-training selection).",
+        f"table gives mean ± std (ddof 0) over {_counted(len(config.seeds), 'training seed')} "
+        "of the final policy (no best-over-training selection).",
         "",
         *_repeat_lines(scores),
         *_weight_lines(scores),
