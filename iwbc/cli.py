@@ -607,7 +607,17 @@ def _kept(args: argparse.Namespace | None) -> str:
             f"checkpoints under {args.work_dir}; {resume}"
         )
     if command == ("data", "generate"):
-        return f"; the behaviour policies' checkpoints are kept under {args.work_dir}; {resume}"
+        from iwbc.datagen.generate import PRESETS
+
+        preset = PRESETS.get(args.preset)
+        every = "" if preset is None else preset.behaviour.checkpoint_every
+        if every and args.env_steps:
+            every = min(every, args.env_steps)
+        taken = f", taken every {every:,} env steps," if every else ""
+        return (
+            f"; the behaviour policies' SAC checkpoints{taken} are kept under {args.work_dir} "
+            f"(a SAC run stopped before its first starts over); {resume}"
+        )
     return ""
 
 

@@ -664,3 +664,28 @@ def test_equal_returns_under_reward_scaling_are_refused_before_any_method_trains
         "(normalize_rewards = false in a suite's [offline_rl.iql])\n"
     )
     assert not [path for path in (tmp_path / "runs").rglob("*") if path.is_file()]
+
+
+@pytest.mark.parametrize(("extra", "every"), [([], "25,000"), (["--env-steps", "14000"], "14,000")])
+def test_interrupted_generate_says_how_often_sac_checkpoints(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    every: str,
+) -> None:
+    """A user stopping SAC before its first checkpoint must not expect to resume from one."""
+    import iwbc.datagen.command
+
+    def interrupted(args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(iwbc.datagen.command, "_generate", interrupted)
+    work = tmp_path / "work"
+    argv = [*GENERATE, "--preset", "quick", "--work-dir", str(work), *extra]
+    assert main(argv) == 130
+    assert capsys.readouterr().err == (
+        f"iwbc: interrupted; the behaviour policies' SAC checkpoints, taken every {every} env "
+        f"steps, are kept under {work} (a SAC run stopped before its first starts over); run "
+        "the same command again to resume\n"
+    )

@@ -254,13 +254,14 @@ def add_generate_parser(commands: argparse._SubParsersAction) -> None:
         "--tier-steps",
         type=positive_int,
         default=None,
-        help="steps of the medium and expert tiers (default: the preset's)",
+        help="steps of the medium and expert tiers, at least: whole episodes are recorded "
+        "until they hold this many, the episodes then running finish (default: the preset's)",
     )
     parser.add_argument(
         "--random-steps",
         type=positive_int,
         default=None,
-        help="steps of the random tier (default: the preset's)",
+        help="steps of the random tier, at least, as --tier-steps (default: the preset's)",
     )
     parser.add_argument(
         "--report", default=None, help="write a markdown summary to this file (default: none)"
