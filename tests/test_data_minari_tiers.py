@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -277,6 +278,30 @@ def test_data_list_names_a_dataset_it_cannot_open_in_one_line(
         f"found in data path {empty / 'data'}), so it is not listed: delete {empty} and "
         "regenerate or re-download it\n"
     )
+
+
+def test_data_list_names_a_copied_dataset_and_the_id_to_set(
+    make_minari_dataset, minari_root: Path, capsys
+):
+    """A folder copied under a new id opens (by path) but Minari does not list it: the warning
+    says why and what to change, not to delete usable data."""
+    make_minari_dataset("mujoco/hopper/expert-v0", env=ENV)
+    copy = minari_root / "mujoco" / "hopper" / "mine-v0"
+    shutil.copytree(minari_root / "mujoco" / "hopper" / "expert-v0", copy)
+    assert main(["data", "list", "--root", str(minari_root)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "mujoco/hopper/expert-v0\n"
+    assert err == (
+        f"iwbc: warning: dataset 'mujoco/hopper/mine-v0' at {copy} is not listed: its "
+        "data/metadata.json names it 'mujoco/hopper/expert-v0'; set dataset_id there to "
+        "'mujoco/hopper/mine-v0' (or move the folder to that id's) for Minari to list it\n"
+    )
+    metadata = copy / "data" / "metadata.json"
+    metadata.write_text(
+        json.dumps({**json.loads(metadata.read_text()), "dataset_id": "mujoco/hopper/mine-v0"})
+    )
+    assert main(["data", "list", "--root", str(minari_root)]) == 0
+    assert capsys.readouterr() == ("mujoco/hopper/expert-v0\nmujoco/hopper/mine-v0\n", "")
 
 
 def test_scores_need_only_the_expert_tier(make_minari_dataset, minari_root, capsys):

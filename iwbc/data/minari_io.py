@@ -87,17 +87,27 @@ def _local_datasets() -> list[str]:
             continue
         dataset_id, reason = unusable.groups()
         path = get_dataset_path(dataset_id)
-        warnings.warn(
-            f"dataset '{dataset_id}' at {path} cannot be opened ({one_line(reason)}), so it is "
-            f"not listed: delete {path} and regenerate or re-download it",
-            DatasetWarning,
-            stacklevel=3,
-        )
+        moved = _MOVED.fullmatch(reason)
+        if moved is not None:
+            # A copied or renamed folder: its data is fine (load_dataset opens it by path).
+            message = (
+                f"dataset '{dataset_id}' at {path} is not listed: its data/metadata.json names it "
+                f"'{moved.group(2)}'; set dataset_id there to '{dataset_id}' (or move the folder "
+                "to that id's) for Minari to list it"
+            )
+        else:
+            message = (
+                f"dataset '{dataset_id}' at {path} cannot be opened ({one_line(reason)}), so it "
+                f"is not listed: delete {path} and regenerate or re-download it"
+            )
+        warnings.warn(message, DatasetWarning, stacklevel=3)
     return ids
 
 
-# How minari.list_local_datasets warns of a dataset it cannot open.
+# How minari.list_local_datasets warns of a dataset it cannot open, and of one whose folder
+# is not the id its metadata gives.
 _MISCONFIGURED = re.compile(r"Misconfigured dataset named (\S+): (.*)", re.DOTALL)
+_MOVED = re.compile(r"Namespace location '(.+)' does not match id '(.+)'\.?")
 
 
 def load_dataset(
