@@ -217,6 +217,22 @@ def test_truncated_hdf5(pendulum_dataset: Pendulum, minari_root: Path):
     assert str(main) in message and "re-download" in message
 
 
+def test_metadata_listing_more_episodes_than_the_file_holds(
+    pendulum_dataset: Pendulum, minari_root: Path
+) -> None:
+    """The missing episode is Minari's complaint; the counts say which of the two is wrong."""
+    dataset_id, buffers = pendulum_dataset
+    metadata = _main_file(minari_root, dataset_id).parent / "metadata.json"
+    listed = len(buffers) + 3
+    metadata.write_text(json.dumps({**json.loads(metadata.read_text()), "total_episodes": listed}))
+    _raises_one_line(
+        rf"\(.*episode_{len(buffers)}.*\); it holds {len(buffers)} episodes "
+        rf"where data/metadata.json's total_episodes says {listed}, so that number is wrong or "
+        "the file is corrupted or truncated",
+        dataset_id,
+    )
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [("observations", np.nan), ("actions", np.inf), ("rewards", np.nan), ("observations", -np.inf)],

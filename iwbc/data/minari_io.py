@@ -396,8 +396,16 @@ def _read_episodes(dataset: minari.MinariDataset) -> EpisodeData:
                 values.append(np.asarray(getattr(episode, name)))
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as err:
         file = _data_file(dataset)
+        stored = _stored_episodes(file)
+        listed = dataset.total_episodes
+        counts = (
+            f"; it holds {stored} episodes where data/metadata.json's total_episodes says "
+            f"{listed}, so that number is wrong or"
+            if stored is not None and stored != listed
+            else "; "
+        )
         raise DatasetError(
-            f"dataset '{dataset.id}': cannot read {file} ({one_line(err)}); the file is "
+            f"dataset '{dataset.id}': cannot read {file} ({one_line(err)}){counts} the file is "
             f"corrupted or truncated: regenerate the dataset, or delete "
             f"{get_dataset_path(dataset.id)} and re-download it with --download (download=True "
             "from Python)"
@@ -406,6 +414,17 @@ def _read_episodes(dataset: minari.MinariDataset) -> EpisodeData:
         return stack_episodes(**fields)
     except DatasetError as err:
         raise DatasetError(f"dataset '{dataset.id}': {err}") from err
+
+
+def _stored_episodes(file: Path) -> int | None:
+    """How many ``episode_*`` groups an HDF5 data file holds; None where it cannot be read."""
+    import h5py
+
+    try:
+        with h5py.File(file, "r") as f:
+            return sum(1 for name in f if name.startswith("episode_"))
+    except (OSError, ValueError):
+        return None
 
 
 def _check_data_shapes(
