@@ -215,7 +215,10 @@ def _report(args: argparse.Namespace) -> None:
     out = Path(args.results) / _suite_name(args.suite)
     if out.is_dir():
         check_writable(out, "--results")
-    print(report_main(args.suite, args.results, args.reps))
+    line, warnings = report_main(args.suite, args.results, args.reps)
+    print(line)
+    for warning in warnings:
+        print(f"iwbc: warning: {warning}", file=sys.stderr)
 
 
 def _bench(args: argparse.Namespace) -> int:

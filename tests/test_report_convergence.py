@@ -127,9 +127,9 @@ def test_the_report_marks_explains_and_warns_of_rising_cells(tmp_path: Path) -> 
     assert final == {"bc": "1", "iw_bc": "", "iql": "0"}
     stats = (tmp_path / SUITE / "stats.md").read_text()
     assert "Cells table.md marks: bc 1 of 1 ↑. These methods' aggregates take them in" in stats
-    warnings = report_main(SUITE, tmp_path, reps=20).splitlines()[1:]
+    _, warnings = report_main(SUITE, tmp_path, reps=20)
     assert warnings == [
-        f"warning: 1 cell(s) were still improving when training stopped (bc on {DATASET}): "
+        f"1 cell(s) were still improving when training stopped (bc on {DATASET}): "
         "their scores, marked ↑, understate what those methods reach; compare them at a budget "
         "where every curve has flattened (the suite's steps)"
     ]
@@ -197,9 +197,9 @@ def test_critics_still_moving_are_named_though_their_scores_are_flat(tmp_path: P
         f"| cql | 3,000 → 4,000 | 100 → 100 | — | 8.0% | {swing} | **still learning** |" in section
     )
     assert "awac" not in section
-    warnings = report_main(SUITE, tmp_path, reps=20).splitlines()[1:]
+    _, warnings = report_main(SUITE, tmp_path, reps=20)
     assert warnings == [
-        "warning: 2 cell(s) ended with their critic's mean Q still moving by 5% or more over "
+        "2 cell(s) ended with their critic's mean Q still moving by 5% or more over "
         f"the last evaluation interval (td3_bc on {DATASET}, cql on {DATASET}): their value "
         "estimates had not settled, so a larger budget may change their scores, marked Q~, "
         "even where the score curve is flat (*Critics at the end of training*)"
@@ -263,9 +263,9 @@ def test_a_critic_past_what_its_data_allows_is_marked_diverged_though_settled(
         if row["table"] == "final" and row["dataset"] == DATASET
     }
     assert final == {"td3_bc": "5", "iql": "0", "cql": "2", "awac": ""}
-    warnings = report_main(SUITE, tmp_path, reps=20).splitlines()[1:]
+    _, warnings = report_main(SUITE, tmp_path, reps=20)
     assert warnings == [
-        "warning: 2 cell(s) ended with a critic whose mean Q lies outside the range any "
+        "2 cell(s) ended with a critic whose mean Q lies outside the range any "
         f"discounted return of its training rewards can take (td3_bc on {DATASET} (5/5 "
         f"seeds), cql on {DATASET} (2/5 seeds)): those value estimates have diverged, so the "
         "scores, marked Q!, are of policies following values no data supports (*Critics at "

@@ -18,6 +18,7 @@ from iwbc.bench.records import read_record, record_path, records_dir
 from iwbc.bench.runner import plan
 from iwbc.bench.suites import Suite, parse_suite
 from iwbc.bench.units import UnitContext, WorkUnit, record_failure
+from iwbc.cli import main
 from iwbc.report.runs import load_runs
 from iwbc.report.suite_report import SWEEP_PATHS, report_main, write_suite_report
 
@@ -112,23 +113,36 @@ def test_current_records_say_every_run_finished(tmp_path: Path) -> None:
 
 def test_report_command_prints_a_warning_line(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(iwbc.report.suite_report, "suite_layout", lambda name: suite(AFTER))
-    lines = report_main(SUITE, mixed, reps=20).splitlines()
-    assert len(lines) == 2 and lines[0].startswith("wrote ")
-    assert lines[1].startswith("warning: 4 finished run(s) were made under another configuration")
+    line, warnings = report_main(SUITE, mixed, reps=20)
+    assert line.startswith("wrote ") and len(warnings) == 1
+    assert warnings[0].startswith("4 finished run(s) were made under another configuration")
     command = f"`iwbc bench --suite {SUITE} --results {mixed} --only-methods bc`"
-    assert lines[1].endswith(f"{command}{SWEEP_PATHS}")
+    assert warnings[0].endswith(f"{command}{SWEEP_PATHS}")
+
+
+def test_the_report_command_prints_its_warnings_on_stderr(
+    mixed: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As every other command's: prefixed, apart from the line of what was written."""
+    monkeypatch.setattr(iwbc.report.suite_report, "suite_layout", lambda name: suite(AFTER))
+    assert main(["report", "--suite", SUITE, "--results", str(mixed), "--reps", "20"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("wrote ") and out.count("\n") == 1
+    assert err.startswith("iwbc: warning: 4 finished run(s) were made under another") and (
+        err.count("\n") == 1
+    )
 
 
 def test_a_suite_given_as_a_path_gets_the_warning_line_too(mixed: Path) -> None:
     """A suite file outside the shipped ones: its records are compared with that file."""
     path = mixed / f"{SUITE}.toml"
     path.write_text(AFTER)
-    lines = report_main(str(path), mixed, reps=20).splitlines()
-    assert len(lines) == 2 and lines[0].startswith("wrote ")
-    assert lines[1].startswith("warning: 4 finished run(s) were made under another configuration")
+    line, warnings = report_main(str(path), mixed, reps=20)
+    assert line.startswith("wrote ") and len(warnings) == 1
+    assert warnings[0].startswith("4 finished run(s) were made under another configuration")
     # The commands it writes name the file, as `iwbc bench` needs it.
     command = f"`iwbc bench --suite {path} --results {mixed} --only-methods bc`"
-    assert lines[1].endswith(f"{command}{SWEEP_PATHS}")
+    assert warnings[0].endswith(f"{command}{SWEEP_PATHS}")
     table = (mixed / SUITE / "table.md").read_text()
     assert f"iwbc report --suite {path} --results {mixed}" in table
 
@@ -197,7 +211,7 @@ def test_runs_on_other_contents_of_one_dataset_are_named(
         path.write_text(json.dumps(record))
     assert load_runs(SUITE, tmp_path, current).mixed_data == {DATASETS[0]: ["a" * 32, "b" * 32]}
     monkeypatch.setattr(iwbc.report.suite_report, "suite_layout", lambda name: current)
-    lines = report_main(SUITE, tmp_path, reps=20).splitlines()
+    _, warnings = report_main(SUITE, tmp_path, reps=20)
     summary = (
         "The runs of 1 dataset(s) were made on different contents of their data (content "
         f"fingerprints): {DATASETS[0]} ({'a' * 12}, {'b' * 12}). Their methods were not "
@@ -205,7 +219,7 @@ def test_runs_on_other_contents_of_one_dataset_are_named(
         f"--only-datasets {DATASETS[0]}` (with the --root and --work-dir the sweep used, if it "
         "set them) retrains every run not made on the data as it is now"
     )
-    assert lines[1:] == [f"warning: {summary}"]
+    assert warnings == [summary]
     table = (tmp_path / SUITE / "table.md").read_text()
     assert "every run of the grid finished" not in table
     assert f"| bc | {DATASETS[0]} | 0 | mixed data | made on content {'a' * 12} |" in table

@@ -824,11 +824,11 @@ def write_suite_report(
     return written
 
 
-def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
-    """What ``iwbc report`` prints: the files written and how long it took, then a warning
-    line if some scores are stale, another if a dataset's runs were made on different contents
-    of it, another if some learning curves were still rising at the end (the tables flag all),
-    another if some critics were still learning, another if some diverged.
+def report_main(suite: str, results_dir: str | Path, reps: int) -> tuple[str, list[str]]:
+    """What ``iwbc report`` prints: the line of the files written and how long it took, and
+    the warnings: one if some scores are stale, another if a dataset's runs were made on
+    different contents of it, another if some learning curves were still rising at the end (the
+    tables flag all), another if some critics were still learning, another if some diverged.
     ``suite`` is a suite's name or, as for ``iwbc bench``, the path of its ``.toml`` file."""
     started = time.perf_counter()
     layout, given = None, suite
@@ -852,4 +852,4 @@ def report_main(suite: str, results_dir: str | Path, reps: int) -> str:
     warnings += [critics_summary(learning)] if learning else []
     diverged = [end for end in ends if end.diverged]
     warnings += [diverged_summary(diverged)] if diverged else []
-    return "\n".join([line, *(f"warning: {warning}" for warning in warnings)])
+    return line, warnings
