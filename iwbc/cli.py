@@ -275,7 +275,13 @@ def _data_info(args: argparse.Namespace) -> None:
     print(f"  return p10/p50/p90 {p10:.1f} / {p50:.1f} / {p90:.1f}")
     if dataset.clipped_actions:
         print(f"  actions outside the box (clipped to it): {dataset.clipped_actions:.1%} of steps")
-    source = f" (from {dataset.ref_source})" if dataset.ref_source else " (none recorded)"
+    namespace = dataset.id.rpartition("/")[0]
+    source = (
+        f" (from {dataset.ref_source})"
+        if dataset.ref_source
+        else f" (none recorded; where {namespace}/expert-v0 is local, `iwbc run` makes them from "
+        f"it, as `iwbc data minari-tiers {namespace}` does; else pass --ref-min and --ref-max)"
+    )
     print(f"  ref_min_score {dataset.ref_min_score}, ref_max_score {dataset.ref_max_score}{source}")
 
 

@@ -304,6 +304,18 @@ def test_data_list_names_a_copied_dataset_and_the_id_to_set(
     assert capsys.readouterr() == ("mujoco/hopper/expert-v0\nmujoco/hopper/mine-v0\n", "")
 
 
+def test_data_info_without_scores_says_where_they_come_from(
+    make_minari_dataset, minari_root: Path, capsys
+):
+    make_minari_dataset("mujoco/hopper/medium-v0", env=ENV, ref_min_score=None, ref_max_score=None)
+    assert main(["data", "info", "mujoco/hopper/medium-v0", "--root", str(minari_root)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "  ref_min_score None, ref_max_score None (none recorded; where mujoco/hopper/expert-v0 "
+        "is local, `iwbc run` makes them from it, as `iwbc data minari-tiers mujoco/hopper` "
+        "does; else pass --ref-min and --ref-max)"
+    )
+
+
 def test_scores_need_only_the_expert_tier(make_minari_dataset, minari_root, capsys):
     """Without medium-v0 (and no --download) the scores are made and the command succeeds,
     saying why no medium-expert was; every tier then loads with them."""
