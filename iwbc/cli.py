@@ -450,8 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="METHOD.FIELD=VALUE",
-        help="set any field of one method's config, e.g. iql.expectile=0.9 or bc.window=16 "
-        "(repeatable; fields: iwbc/agents/*.py configs; default: the configs as they are)",
+        help="set any field of one method's config, e.g. iql.expectile=0.9, bc.window=16 or "
+        "bc.window=none (repeatable; fields: iwbc/agents/*.py configs; default: the configs as "
+        "they are)",
     )
     run.add_argument(
         "--work-dir",

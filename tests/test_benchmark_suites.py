@@ -15,10 +15,12 @@ from iwbc.bench.suites import (
     available_suites,
     eval_targets,
     load_suite,
+    parse_settings,
     parse_suite,
     with_overrides,
 )
 from iwbc.data.scripted import DEFAULT_DATASET_ID
+from iwbc.errors import UserError
 
 MINIMAL = {"datasets": ["a/b/c-v0"], "methods": ["bc", "td3_bc"], "seeds": [0, 1]}
 
@@ -519,3 +521,19 @@ def test_committed_records_match_the_current_suite_configuration(
         }
     )
     assert stale == []
+
+
+def test_set_none_restores_a_field_whose_default_is_none() -> None:
+    """TOML has no null: ``--set iw_bc.window=none`` is how a fine-tune of a suite that samples
+    one-step windows goes back to whole episodes; a field that cannot be None refuses it."""
+    assert parse_settings(["iw_bc.window=none", "bc.weighting=episode"]) == {
+        "iw_bc": {"window": None},
+        "bc": {"weighting": "episode"},
+    }
+    quick = load_suite("quick")
+    dataset = quick.datasets[0]
+    whole = with_overrides(quick, parse_settings(["iw_bc.window=None"]))
+    assert whole.agent_config("iw_bc", dataset).window is None
+    assert whole.agent_config("bc", dataset).window == 1
+    with pytest.raises(UserError, match="steps in the settings of iw_bc must be of type int"):
+        with_overrides(quick, parse_settings(["iw_bc.steps=none"]))

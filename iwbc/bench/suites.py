@@ -496,7 +496,9 @@ def with_overrides(
 
 def parse_settings(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     """``--set`` values ``method.field=value`` as {method: {field: value}}; the value is read
-    as a TOML value (``0.9``, ``true``, ``[256, 256]``), else taken as a string (``episode``)."""
+    as a TOML value (``0.9``, ``true``, ``[256, 256]``), ``none`` as None (which TOML lacks: a
+    field whose default is None, such as ``window``, set back to it), else taken as a string
+    (``episode``)."""
     settings: dict[str, dict[str, Any]] = {}
     for item in items:
         target, sep, text = item.partition("=")
@@ -508,7 +510,7 @@ def parse_settings(items: Sequence[str]) -> dict[str, dict[str, Any]]:
         try:
             value = tomllib.loads(f"value = {text.strip()}")["value"]
         except tomllib.TOMLDecodeError:
-            value = text.strip()
+            value = None if text.strip().lower() == "none" else text.strip()
         settings.setdefault(method, {})[field.strip()] = value
     return settings
 
