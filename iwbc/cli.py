@@ -275,13 +275,17 @@ def _data_info(args: argparse.Namespace) -> None:
     print(f"  return p10/p50/p90 {p10:.1f} / {p50:.1f} / {p90:.1f}")
     if dataset.clipped_actions:
         print(f"  actions outside the box (clipped to it): {dataset.clipped_actions:.1%} of steps")
-    namespace = dataset.id.rpartition("/")[0]
-    source = (
-        f" (from {dataset.ref_source})"
-        if dataset.ref_source
-        else f" (none recorded; where {namespace}/expert-v0 is local, `iwbc run` makes them from "
-        f"it, as `iwbc data minari-tiers {namespace}` does; else pass --ref-min and --ref-max)"
-    )
+    if dataset.ref_source:
+        source = f" (from {dataset.ref_source})"
+    else:
+        namespace = dataset.id.rpartition("/")[0]
+        derived = (
+            f"where {namespace}/expert-v0 is local, `iwbc run` makes them from it, as "
+            f"`iwbc data minari-tiers {namespace}` does; else "
+            if namespace
+            else ""
+        )
+        source = f" (none recorded; {derived}pass --ref-min and --ref-max to iwbc run)"
     print(f"  ref_min_score {dataset.ref_min_score}, ref_max_score {dataset.ref_max_score}{source}")
 
 
@@ -619,11 +623,10 @@ def _kept(args: argparse.Namespace | None) -> str:
     if command == ("data", "generate"):
         from iwbc.datagen.generate import PRESETS
 
-        preset = PRESETS.get(args.preset)
-        every = "" if preset is None else preset.behaviour.checkpoint_every
-        if every and args.env_steps:
-            every = min(every, args.env_steps)
-        taken = f", taken every {every:,} env steps," if every else ""
+        preset, taken = PRESETS.get(args.preset), ""
+        if preset is not None:
+            every = preset.behaviour.checkpoint_every
+            taken = f", taken every {min(every, args.env_steps or every):,} env steps,"
         return (
             f"; the behaviour policies' SAC checkpoints{taken} are kept under {args.work_dir} "
             f"(a SAC run stopped before its first starts over); {resume}"

@@ -312,7 +312,7 @@ def test_data_info_without_scores_says_where_they_come_from(
     assert capsys.readouterr().out.splitlines()[-1] == (
         "  ref_min_score None, ref_max_score None (none recorded; where mujoco/hopper/expert-v0 "
         "is local, `iwbc run` makes them from it, as `iwbc data minari-tiers mujoco/hopper` "
-        "does; else pass --ref-min and --ref-max)"
+        "does; else pass --ref-min and --ref-max to iwbc run)"
     )
 
 
