@@ -282,6 +282,8 @@ class BCAgent(Agent):
         iw = config.importance_weighted
         return cls(
             step=jnp.zeros((), jnp.int32),
+            # A fine-tune of the same seed gets its BC start's stream, so its k-th batch is drawn
+            # with BC's k-th key: results/finetune-stream measures that this moves no score.
             rng=jax.random.fold_in(key, 1),
             params=params,
             opt_state=make_optimizer(config).init(params),
