@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 import pytest
 from conftest import make_scripted_dataset
-from gymnasium.envs.registration import WrapperSpec
+from gymnasium.envs.registration import EnvSpec, WrapperSpec
 from test_mujoco_warnings import SLIDER
 from test_report_records import write_records
 
@@ -628,6 +628,26 @@ def test_an_env_gymnasium_cannot_rebuild_is_one_line() -> None:
     )
     with pytest.raises(UserError, match=r"^dataset x's env Hopper-v5 cannot be built here \("):
         check_evaluable(spec, "auto", "x")
+
+
+def test_an_env_of_gymnasium_robotics_names_the_package_to_install() -> None:
+    """Minari's D4RL Adroit datasets record AdroitHandPen-v1 and its kind, whose module is
+    Gymnasium-Robotics' (with it installed they run on the Gymnasium engine)."""
+    spec = EnvSpec(
+        "AdroitHandPen-v1",
+        entry_point="gymnasium_robotics.envs.adroit_hand.adroit_pen:AdroitHandPenEnv",
+        max_episode_steps=100,
+    )
+    if importlib.util.find_spec("gymnasium_robotics") is not None:
+        pytest.skip("gymnasium-robotics is installed here")
+    with pytest.raises(UserError) as info:
+        check_evaluable(spec, "auto", "D4RL/pen/human-v2")
+    assert str(info.value) == (
+        "dataset D4RL/pen/human-v2's env AdroitHandPen-v1 cannot be built here (No module named "
+        "'gymnasium_robotics'); evaluation runs the env the dataset records, so install what it "
+        "needs (`pip install gymnasium-robotics`), or record the dataset on an env (and "
+        "wrappers) Gymnasium can rebuild from its spec"
+    )
 
 
 def test_reward_scaling_of_equal_returns_names_the_switch() -> None:

@@ -63,6 +63,12 @@ def _checked_box(
     return tuple(map(float, np.ravel(low))), tuple(map(float, np.ravel(high)))
 
 
+# The packages of the env modules Minari's datasets record beyond Gymnasium's own: its D4RL
+# Adroit, Kitchen, Point- and AntMaze datasets' envs (AdroitHandPen-v1, ...) are
+# Gymnasium-Robotics'.
+ENV_PACKAGES = {"gymnasium_robotics": "gymnasium-robotics"}
+
+
 def check_evaluable(env: Env | None, engine: str, dataset_id: str) -> str:
     """The engine that will score a policy of dataset ``dataset_id`` on ``env`` (``auto``
     resolved), once it is known that it can: called before anything trains, so that an env
@@ -84,10 +90,13 @@ def check_evaluable(env: Env | None, engine: str, dataset_id: str) -> str:
     try:
         built = gym.make(env)
     except Exception as error:  # whatever the env's own code raises, said in one line
+        missing = error.name if isinstance(error, ModuleNotFoundError) else None
+        package = ENV_PACKAGES.get((missing or "").partition(".")[0])
+        need = f" (`pip install {package}`)" if package else ""
         raise UserError(
             f"dataset {dataset_id}'s env {env_name(env)} cannot be built here ({one_line(error)}); "
-            "evaluation runs the env the dataset records, so install what it needs, or record "
-            "the dataset on an env (and wrappers) Gymnasium can rebuild from its spec"
+            f"evaluation runs the env the dataset records, so install what it needs{need}, or "
+            "record the dataset on an env (and wrappers) Gymnasium can rebuild from its spec"
         ) from None
     limit = built.spec.max_episode_steps if built.spec is not None else None
     built.close()
