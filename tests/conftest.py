@@ -71,6 +71,25 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+class DictObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """InvertedPendulum's observation as a Dict (positions, velocities), the layout of
+    goal-conditioned datasets; an env spec names it as ``conftest:DictObservation``."""
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
+        box = env.observation_space
+        self.observation_space = gym.spaces.Dict(
+            {
+                "velocity": gym.spaces.Box(box.low[2:], box.high[2:], dtype=box.dtype),
+                "position": gym.spaces.Box(box.low[:2], box.high[:2], dtype=box.dtype),
+            }
+        )
+
+    def observation(self, observation: np.ndarray) -> dict[str, np.ndarray]:
+        return {"velocity": observation[2:], "position": observation[:2]}
+
+
 PENDULUM_ENV = "InvertedPendulum-v5"
 # Varied lengths; episode 1 and 3 terminate, the others are truncated (time limit).
 EPISODE_LENGTHS = (7, 3, 10, 1, 5)

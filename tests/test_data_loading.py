@@ -261,17 +261,89 @@ def test_discrete_actions_rejected(make_minari_dataset: MakeDataset) -> None:
     )
 
 
-def test_dict_observations_rejected(make_minari_dataset: MakeDataset) -> None:
+def test_dict_observations_are_flattened_as_gymnasium_flattens_them(
+    make_minari_dataset: MakeDataset,
+) -> None:
+    """Goal-conditioned data (Minari's D4RL mazes and Kitchen) stores Dict observations; each
+    row is ``gymnasium.spaces.flatten`` of that step's dict, nested dicts included."""
     obs_space = gym.spaces.Dict(
-        {"pos": gym.spaces.Box(-1, 1, (2,)), "vel": gym.spaces.Box(-1, 1, (2,))}
+        {
+            "observation": gym.spaces.Box(-1, 1, (3,)),
+            "goal": gym.spaces.Dict({"xy": gym.spaces.Box(-5, 5, (2,)), "z": gym.spaces.Box(0, 1)}),
+        }
     )
-    make_minari_dataset(
+    buffers = make_minari_dataset(
         "iwbc-test/dict/obs-v0",
         env=None,
         observation_space=obs_space,
         action_space=gym.spaces.Box(-1, 1, (1,)),
     )
-    _raises_one_line("Dict observation space; iwbc needs a flat", "iwbc-test/dict/obs-v0")
+    ds = load_dataset("iwbc-test/dict/obs-v0")
+    assert ds.observation_dim == 6
+    for i, buffer in enumerate(buffers):
+        rows = ds.episodes.observations[
+            ds.episodes.starts[i] : ds.episodes.starts[i] + len(buffer.rewards)
+        ]
+        dicts = [
+            {
+                "observation": buffer.observations["observation"][t],
+                "goal": {k: v[t] for k, v in buffer.observations["goal"].items()},
+            }
+            for t in range(len(buffer.rewards) + 1)
+        ]
+        expected = np.stack([gym.spaces.flatten(obs_space, d) for d in dicts]).astype(np.float32)
+        np.testing.assert_array_equal(rows, expected[:-1])
+        np.testing.assert_array_equal(
+            ds.episodes.next_observations[ds.episodes.starts[i] + len(buffer.rewards) - 1],
+            expected[-1],
+        )
+
+
+def test_a_dict_with_other_than_flat_boxes_is_refused(make_minari_dataset: MakeDataset) -> None:
+    obs_space = gym.spaces.Dict(
+        {"observation": gym.spaces.Box(-1, 1, (3,)), "goal": gym.spaces.Discrete(4)}
+    )
+    make_minari_dataset(
+        "iwbc-test/dict/discrete-v0",
+        env=None,
+        observation_space=obs_space,
+        action_space=gym.spaces.Box(-1, 1, (1,)),
+    )
+    _raises_one_line(
+        r"^dataset 'iwbc-test/dict/discrete-v0': its Dict observation space has goal = "
+        r"Discrete\(4\); iwbc flattens Dicts of 1-D Boxes only",
+        "iwbc-test/dict/discrete-v0",
+    )
+
+
+def test_a_dict_observation_env_is_evaluated_through_flatten_observation(
+    make_minari_dataset: MakeDataset,
+) -> None:
+    """The env hands the policy the rows it trained on: its spec gains FlattenObservation."""
+    from gymnasium.envs.registration import WrapperSpec
+
+    from iwbc.envs.evaluate import check_evaluable
+    from iwbc.envs.gymnasium_engine import GymnasiumEngine
+
+    spec = dataclasses.replace(
+        gym.spec("InvertedPendulum-v5"),
+        additional_wrappers=(WrapperSpec("DictObservation", "conftest:DictObservation", {}),),
+    )
+    make_minari_dataset("iwbc-test/dict/pendulum-v0", env=spec)
+    ds = load_dataset("iwbc-test/dict/pendulum-v0")
+    assert [w.name for w in ds.env_spec.additional_wrappers] == [
+        "DictObservation",
+        "FlattenObservation",
+    ]
+    assert check_evaluable(ds.env_spec, "auto", ds.id) == "gymnasium"
+    engine = GymnasiumEngine(ds.env_spec, 2)
+    observations = engine.reset([5, 6])
+    plain = gym.make("InvertedPendulum-v5")
+    for row, seed in zip(observations, [5, 6], strict=True):
+        raw, _ = plain.reset(seed=seed)
+        # Dict spaces order their keys: position before velocity, as the data's rows are.
+        np.testing.assert_array_equal(row, raw)
+    assert ds.observation_dim == engine.obs_dim == 4
 
 
 def test_image_observations_rejected(make_minari_dataset: MakeDataset) -> None:

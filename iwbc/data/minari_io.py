@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -9,11 +10,12 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import minari
 import numpy as np
-from gymnasium.envs.registration import EnvSpec
+from gymnasium.envs.registration import EnvSpec, WrapperSpec
 from minari.dataset.minari_dataset import parse_dataset_id
 from minari.storage import get_dataset_path
 
@@ -145,7 +147,7 @@ def load_dataset(
             raise DatasetError(
                 f"dataset '{dataset_id}' has 0 episodes; regenerate it with at least one episode"
             )
-        env_spec = _env_spec(dataset, env)
+        env_spec = _with_flat_observations(dataset, _env_spec(dataset, env))
         if check_env:
             _check_env_shapes(dataset.id, env_spec, obs_space, act_space)
         episodes = _read_episodes(dataset)
@@ -276,15 +278,21 @@ def open_dataset(dataset_id: str) -> minari.MinariDataset:
 
 
 def _check_spaces(dataset: minari.MinariDataset) -> tuple[gym.spaces.Box, gym.spaces.Box]:
+    """The observation and action Boxes the policy sees: a Dict observation space (goal-
+    conditioned data, e.g. Minari's D4RL mazes and Kitchen) as Gymnasium's ``flatten_space``."""
     hints = {
-        "observation": "flat gymnasium.spaces.Box observation space (record the dataset "
-        "through gymnasium.wrappers.FlattenObservation)",
+        "observation": "gymnasium.spaces.Box observation space, or a Dict of them (record the "
+        "dataset through gymnasium.wrappers.FlattenObservation)",
         "action": "continuous gymnasium.spaces.Box action space (pick a continuous-control "
         "dataset)",
     }
+    observation_space = dataset.observation_space
+    if isinstance(observation_space, gym.spaces.Dict):
+        _check_dict_leaves(dataset.id, observation_space, "")
+        observation_space = gym.spaces.flatten_space(observation_space)
     checked = []
     for kind, space in (
-        ("observation", dataset.observation_space),
+        ("observation", observation_space),
         ("action", dataset.action_space),
     ):
         if not isinstance(space, gym.spaces.Box):
@@ -299,6 +307,41 @@ def _check_spaces(dataset: minari.MinariDataset) -> tuple[gym.spaces.Box, gym.sp
             )
         checked.append(space)
     return checked[0], checked[1]
+
+
+def _check_dict_leaves(dataset_id: str, space: gym.spaces.Dict, path: str) -> None:
+    for key, sub in space.spaces.items():
+        name = f"{path}{key}"
+        if isinstance(sub, gym.spaces.Dict):
+            _check_dict_leaves(dataset_id, sub, f"{name}.")
+        elif not isinstance(sub, gym.spaces.Box) or len(sub.shape) > 1:
+            raise DatasetError(
+                f"dataset '{dataset_id}': its Dict observation space has {name} = {sub}; iwbc "
+                "flattens Dicts of 1-D Boxes only (a policy here takes one flat vector)"
+            )
+
+
+def _flat_observations(space: gym.Space, observations: Any) -> np.ndarray:
+    """An episode's observations (a Dict space's: nested dicts of [steps, ...] arrays) as
+    [steps, dim] rows, concatenated in the order ``gymnasium.spaces.flatten`` uses, which is
+    what ``FlattenObservation`` feeds the policy at evaluation. Minari stores a Dict space's
+    observations key by key, so flattening them one step at a time would cost a Python call
+    per step: this does it per key."""
+    if not isinstance(space, gym.spaces.Dict):
+        values = np.asarray(observations)
+        return values.reshape(len(values), -1)
+    return np.concatenate(
+        [_flat_observations(sub, observations[key]) for key, sub in space.spaces.items()], axis=1
+    )
+
+
+def _with_flat_observations(dataset: minari.MinariDataset, spec: EnvSpec | None) -> EnvSpec | None:
+    """``spec`` evaluated through ``FlattenObservation`` when the data's observations are a
+    Dict, so the env hands the policy the rows it trained on."""
+    if spec is None or not isinstance(dataset.observation_space, gym.spaces.Dict):
+        return spec
+    flatten = WrapperSpec("FlattenObservation", "gymnasium.wrappers:FlattenObservation", {})
+    return dataclasses.replace(spec, additional_wrappers=(*spec.additional_wrappers, flatten))
 
 
 def _env_spec(dataset: minari.MinariDataset, env: str | None) -> EnvSpec | None:
@@ -391,9 +434,12 @@ def _read_episodes(dataset: minari.MinariDataset) -> EpisodeData:
         "truncations": [],
     }
     try:
+        space = dataset.observation_space
         for episode in dataset.iterate_episodes():
             for name, values in fields.items():
-                values.append(np.asarray(getattr(episode, name)))
+                value = getattr(episode, name)
+                flat = name == "observations"
+                values.append(_flat_observations(space, value) if flat else np.asarray(value))
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as err:
         file = _data_file(dataset)
         stored = _stored_episodes(file)
