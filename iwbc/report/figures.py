@@ -96,6 +96,8 @@ def _curve(runs: Sequence[Run]) -> tuple[np.ndarray, np.ndarray]:
 
 def learning_curves_figure(runs: SuiteRuns, stem: Path) -> list[Path]:
     """One panel per dataset: each method's normalized score vs updates, mean ± std over seeds.
+    The last point of a curve is its final evaluation, on the suite's final episodes (more than
+    the intermediate ones), and the y label says so.
 
     Updates span orders of magnitude between BC fine-tunes and offline RL, so the x axis turns
     symlog when the methods' last evaluations differ by more than 20x.
@@ -126,7 +128,7 @@ def learning_curves_figure(runs: SuiteRuns, stem: Path) -> list[Path]:
             ax.set_xscale("symlog", linthresh=min(positive))
         ax.set_title(dataset, fontsize=10)
         ax.set_xlabel("updates (fine-tunes: after BC pre-training)")
-        ax.set_ylabel("normalized score")
+        ax.set_ylabel("normalized score (last point: final evaluation)")
         ax.axhline(100, color="0.5", lw=0.8, ls=":")
         ax.grid(alpha=0.3)
     for ax in axes[len(runs.datasets) :]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iwbc.agents.registry import METHODS
+from iwbc.agents.registry import BASELINES, METHODS
 from iwbc.bench.suites import available_suites, load_suite
 from iwbc.errors import UserError
 from iwbc.report.convergence import (
@@ -263,6 +263,18 @@ def _critic_verdict(end: CriticEnd) -> str:
     return ", ".join(words)
 
 
+def untested_critics(runs: SuiteRuns, ends: Sequence[CriticEnd]) -> list[tuple[str, str]]:
+    """(dataset, method) of the baselines' finished cells with no critic to test (records
+    made before training metrics were kept): unmarked there means unknown, not settled."""
+    tested = {(end.dataset, end.method) for end in ends}
+    return [
+        (dataset, method)
+        for dataset in runs.datasets
+        for method in runs.methods
+        if method in BASELINES and runs.ok_runs(dataset, method) and (dataset, method) not in tested
+    ]
+
+
 def _critics_at_the_end(runs: SuiteRuns) -> list[str]:
     """The section on whether the offline-RL baselines' critics had settled."""
     ends = critic_ends(runs)
@@ -299,11 +311,21 @@ def _critics_at_the_end(runs: SuiteRuns) -> list[str]:
     ]
     learning = [end for end in ends if end.still_learning]
     diverged = [end for end in ends if end.diverged]
+    untested = untested_critics(runs, ends)
     return [
         *lines,
         "",
         critics_summary(learning) + "." if learning else "None was still learning.",
         *([diverged_summary(diverged) + "."] if diverged else []),
+        *(
+            [
+                f"Not tested: {', '.join(f'{m} on {d}' for d, m in untested)} (records made "
+                "before training metrics were kept); the score table leaves them unmarked, which "
+                "says nothing of their critics: rerun them to test."
+            ]
+            if untested
+            else []
+        ),
         "",
     ]
 
@@ -752,10 +774,13 @@ def _marked_in_aggregates(runs: SuiteRuns) -> list[str]:
         UNSETTLED_MARK: unsettled_cells(runs),
         DIVERGED_MARK: diverged_cells(runs),
     }
+    untested = untested_critics(runs, critic_ends(runs))
     parts = []
     for method in runs.methods:
+        unknown = sum(m == method for _, m in untested)
         counts = [
             f"{count} of {len(runs.datasets)} {mark}"
+            + (f" ({unknown} untested)" if unknown and mark != RISING_MARK else "")
             for mark, cells in marked.items()
             if (count := sum((dataset, method) in cells for dataset in runs.datasets))
         ]
