@@ -278,9 +278,12 @@ def _data_info(args: argparse.Namespace) -> None:
     if dataset.ref_source:
         source = f" (from {dataset.ref_source})"
     else:
-        namespace = dataset.id.rpartition("/")[0]
+        from iwbc.data.minari_tiers import tier_id
+        from iwbc.data.reference_cache import namespace_of
+
+        namespace = namespace_of(dataset.id)
         derived = (
-            f"where {namespace}/expert-v0 is local, `iwbc run` makes them from it, as "
+            f"where {tier_id(namespace, 'expert')} is local, `iwbc run` makes them from it, as "
             f"`iwbc data minari-tiers {namespace}` does; else "
             if namespace
             else ""
