@@ -108,6 +108,17 @@ def test_curves_too_short_or_with_one_seed_are_not_tested(tmp_path: Path) -> Non
     }
 
 
+def test_a_stale_seed_zero_does_not_decide_which_runs_are_tested(tmp_path: Path) -> None:
+    """Seed 0 made under an older budget, evaluated at other steps: the test reads the four
+    seeds that share their last steps, not seed 0 alone (which would leave it untested)."""
+    write_curves(tmp_path, {"bc": seeds(10, 20, 30, 40)})
+    write_curves(tmp_path, {"bc": seeds(10, 20, 30, 40)[:1]}, steps=[500, 1000, 1500, 2000])
+    end = curve_ends(load_runs(SUITE, tmp_path))[DATASET, "bc"]
+    assert end is not None and end.steps == (2000, 3000, 4000)
+    np.testing.assert_allclose(end.scores, np.array(seeds(10, 20, 30, 40))[1:, 1:])
+    assert end.still_rising
+
+
 def test_the_report_marks_explains_and_warns_of_rising_cells(tmp_path: Path) -> None:
     write_curves(tmp_path, {"bc": seeds(10, 20, 30, 40), "iql": seeds(30, 31, 29, 30.5)})
     write_curves(tmp_path, {"iw_bc": seeds(40, 60)}, steps=[500, 1000])

@@ -24,6 +24,7 @@ take (``value_bounds``): a critic there has diverged, however settled it looks.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,8 +80,8 @@ class CurveEnd:
 
 
 def curve_end(runs: SuiteRuns, dataset: str, method: str) -> CurveEnd | None:
-    """The cell's curve end over its finished runs evaluated at the same last steps as its
-    first such run (a stale run may have others); None when fewer than two seeds have one."""
+    """The cell's curve end over its finished runs evaluated at the last steps most of them
+    share (a stale run may have others); None when fewer than two seeds have one."""
     curves = [run for run in runs.ok_runs(dataset, method) if run.steps.size >= POINTS]
     if not curves:
         return None
@@ -92,10 +93,12 @@ def curve_end(runs: SuiteRuns, dataset: str, method: str) -> CurveEnd | None:
 
 
 def _same_last_steps(cell: list[Run], count: int) -> tuple[tuple[int, ...], list[Run]]:
-    """The last ``count`` evaluation steps of the cell's first run, and the runs evaluated at
-    those same steps (a stale run may have others)."""
-    steps = tuple(int(step) for step in cell[0].steps[-count:])
-    return steps, [run for run in cell if np.array_equal(run.steps[-count:], steps)]
+    """The last ``count`` evaluation steps most of the cell's runs share (the first seed's on a
+    tie), and the runs evaluated at those steps: a stale run, made under another budget, may
+    have others, and must not decide which runs the test reads when it is seed 0."""
+    last = [tuple(int(step) for step in run.steps[-count:]) for run in cell]
+    steps = Counter(last).most_common(1)[0][0]  # ties: the first met, in seed order
+    return steps, [run for run, ends in zip(cell, last, strict=True) if ends == steps]
 
 
 def curve_ends(runs: SuiteRuns) -> dict[tuple[str, str], CurveEnd | None]:
@@ -163,8 +166,8 @@ class CriticEnd:
 
 
 def critic_ends(runs: SuiteRuns) -> list[CriticEnd]:
-    """Every cell whose finished runs logged a critic, over those evaluated at the same last two
-    steps as its first, in grid order."""
+    """Every cell whose finished runs logged a critic, over those evaluated at the last two
+    steps most of them share, in grid order."""
     ends = []
     for dataset in runs.datasets:
         for method in runs.methods:
