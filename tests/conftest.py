@@ -6,6 +6,7 @@ Data fixtures build tiny Minari datasets in a temporary MINARI_DATASETS_PATH (no
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
@@ -88,6 +89,18 @@ class DictObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
     def observation(self, observation: np.ndarray) -> dict[str, np.ndarray]:
         return {"velocity": observation[2:], "position": observation[:2]}
+
+
+class OrderedDictObservation(DictObservation):
+    """As DictObservation, its keys kept in the env's order (velocity first), as an
+    ``OrderedDict`` space keeps them: Minari reads a stored Dict space back with sorted keys."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        spaces = self.observation_space.spaces
+        self.observation_space = gym.spaces.Dict(
+            collections.OrderedDict((key, spaces[key]) for key in ("velocity", "position"))
+        )
 
 
 PENDULUM_ENV = "InvertedPendulum-v5"

@@ -217,18 +217,19 @@ def test_truncated_hdf5(pendulum_dataset: Pendulum, minari_root: Path):
     assert str(main) in message and "re-download" in message
 
 
-def test_metadata_listing_more_episodes_than_the_file_holds(
-    pendulum_dataset: Pendulum, minari_root: Path
+@pytest.mark.parametrize("extra", [3, -2])
+def test_metadata_listing_other_episodes_than_the_file_holds(
+    pendulum_dataset: Pendulum, minari_root: Path, extra: int
 ) -> None:
-    """The missing episode is Minari's complaint; the counts say which of the two is wrong."""
+    """More listed would fail in Minari's reader, fewer would silently drop the rest (Minari
+    reads the first total_episodes): either is an error giving both counts."""
     dataset_id, buffers = pendulum_dataset
     metadata = _main_file(minari_root, dataset_id).parent / "metadata.json"
-    listed = len(buffers) + 3
+    listed = len(buffers) + extra
     metadata.write_text(json.dumps({**json.loads(metadata.read_text()), "total_episodes": listed}))
     _raises_one_line(
-        rf"\(.*episode_{len(buffers)}.*\); it holds {len(buffers)} episodes "
-        rf"where data/metadata.json's total_episodes says {listed}, so that number is wrong or "
-        "the file is corrupted or truncated",
+        rf"holds {len(buffers)} episodes where data/metadata.json's total_episodes says "
+        rf"{listed}; set total_episodes to {len(buffers)} there",
         dataset_id,
     )
 
@@ -344,6 +345,78 @@ def test_a_dict_observation_env_is_evaluated_through_flatten_observation(
         # Dict spaces order their keys: position before velocity, as the data's rows are.
         np.testing.assert_array_equal(row, raw)
     assert ds.observation_dim == engine.obs_dim == 4
+
+
+def test_dict_rows_follow_the_evaluation_envs_key_order(make_minari_dataset: MakeDataset) -> None:
+    """An env whose Dict keeps its own key order (velocity first) flattens in that order, while
+    Minari reads the stored space back sorted (position first): the data's rows are built in
+    the env's order, so training and evaluation see the same columns."""
+    from gymnasium.envs.registration import WrapperSpec
+
+    wrapper = WrapperSpec("OrderedDictObservation", "conftest:OrderedDictObservation", {})
+    spec = dataclasses.replace(gym.spec("InvertedPendulum-v5"), additional_wrappers=(wrapper,))
+    buffers = make_minari_dataset("iwbc-test/dict/ordered-v0", env=spec)
+    ds = load_dataset("iwbc-test/dict/ordered-v0")
+    first = buffers[0].observations
+    np.testing.assert_array_equal(
+        ds.episodes.observations[0],
+        np.concatenate([first["velocity"][0], first["position"][0]]).astype(np.float32),
+    )
+    env = gym.make(ds.env_spec)
+    row, _ = env.reset(seed=3)
+    raw, _ = gym.make("InvertedPendulum-v5").reset(seed=3)
+    np.testing.assert_array_equal(row, np.concatenate([raw[2:], raw[:2]]))
+
+
+def test_dict_data_named_a_box_env_is_refused(make_minari_dataset: MakeDataset) -> None:
+    """Dict data recording no env, named a Box env of the same width: its flattened columns
+    need not be that env's, so it is refused rather than trained on swapped halves."""
+    obs_space = gym.spaces.Dict(
+        {"position": gym.spaces.Box(-1, 1, (2,)), "velocity": gym.spaces.Box(-1, 1, (2,))}
+    )
+    make_minari_dataset(
+        "iwbc-test/dict/noenv-v0",
+        env=None,
+        observation_space=obs_space,
+        action_space=gym.spaces.Box(-3, 3, (1,)),
+    )
+    _raises_one_line(
+        r"has Dict observations \{'position': \(2,\), 'velocity': \(2,\)\} but its env "
+        r"InvertedPendulum-v5 observes \(4,\); evaluate it on the env the data was recorded on",
+        "iwbc-test/dict/noenv-v0",
+        env="InvertedPendulum-v5",
+    )
+
+
+def test_episodes_longer_than_the_recorded_time_limit_are_refused(
+    make_minari_dataset: MakeDataset,
+) -> None:
+    """An episode past the time limit of the env it records merged several (lost timeouts)."""
+    spec = dataclasses.replace(gym.spec("InvertedPendulum-v5"), max_episode_steps=6)
+    make_minari_dataset("iwbc-test/pendulum/merged-v0", env=spec)
+    _raises_one_line(
+        r"episode 2 has 10 steps \(2 episode\(s\) exceed the limit\), more than the 6-step "
+        r"time limit of InvertedPendulum-v5, the env it records: its episode boundaries were lost",
+        "iwbc-test/pendulum/merged-v0",
+    )
+
+
+def test_a_format_whose_reader_is_not_installed_is_one_line(
+    pendulum_dataset: Pendulum, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Minari raises ImportError for an Arrow dataset without pyarrow: one line with its fix."""
+    dataset_id, _ = pendulum_dataset
+
+    def arrow(dataset_id: str) -> None:
+        raise ImportError(
+            'pyarrow is not installed. Please install it using pip install "minari[arrow]"'
+        )
+
+    monkeypatch.setattr("iwbc.data.minari_io.minari.load_dataset", arrow)
+    _raises_one_line(
+        r"needs a package not installed here \(pyarrow is not installed.*minari\[arrow\]",
+        dataset_id,
+    )
 
 
 def test_image_observations_rejected(make_minari_dataset: MakeDataset) -> None:
@@ -463,22 +536,20 @@ def _set_metadata(root: Path, dataset_id: str, **values: object) -> None:
     ("scores", "match"),
     [
         ({"ref_min_score": "n/a"}, r"has ref_min_score = 'n/a' in its metadata, not a finite"),
-        ({"ref_max_score": None, "ref_min_score": 1.0}, None),
+        ({"ref_max_score": None, "ref_min_score": 1.0}, r"has ref_min_score but no ref_max_score"),
         ({"ref_min_score": 50.0}, r"has ref_max_score 50 <= ref_min_score 50 in its metadata"),
     ],
 )
 def test_reference_scores_from_the_metadata_are_checked(
-    pendulum_dataset: Pendulum, minari_root: Path, scores: dict, match: str | None
+    pendulum_dataset: Pendulum, minari_root: Path, scores: dict, match: str
 ) -> None:
-    """A score that is no number, or a pair that cannot normalize, is a one-line error naming
-    --ref-min/--ref-max, which replace the metadata's (and so load such a dataset)."""
+    """A score that is no number, one without the other, or a pair that cannot normalize, is
+    a one-line error naming --ref-min/--ref-max, which replace the metadata's (and so load such
+    a dataset)."""
     dataset_id, _ = pendulum_dataset
     assert load_dataset(dataset_id).ref_source == "the dataset's metadata"
     _set_metadata(minari_root, dataset_id, **scores)
-    if match is None:  # one absent: the dataset has none, as before
-        assert load_dataset(dataset_id).ref_min_score is None
-    else:
-        assert "--ref-min and --ref-max" in _raises_one_line(match, dataset_id)
+    assert "--ref-min and --ref-max" in _raises_one_line(match, dataset_id)
     given = load_dataset(dataset_id, reference_scores=(0.0, 10.0))
     assert (given.ref_min_score, given.ref_max_score) == (0.0, 10.0)
     assert given.ref_source == "--ref-min/--ref-max"

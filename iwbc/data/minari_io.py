@@ -16,6 +16,7 @@ import gymnasium as gym
 import minari
 import numpy as np
 from gymnasium.envs.registration import EnvSpec, WrapperSpec
+from gymnasium.wrappers import FlattenObservation
 from minari.dataset.minari_dataset import parse_dataset_id
 from minari.storage import get_dataset_path
 
@@ -79,7 +80,7 @@ def list_datasets(root: str | Path | None = None) -> list[str]:
 def _local_datasets() -> list[str]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ids = list(minari.list_local_datasets())
+        ids = _listed("")
     for warning in caught:
         unusable = _MISCONFIGURED.fullmatch(str(warning.message))
         if unusable is None:
@@ -104,6 +105,27 @@ def _local_datasets() -> list[str]:
             )
         warnings.warn(message, DatasetWarning, stacklevel=3)
     return ids
+
+
+def _listed(prefix: str) -> list[str]:
+    """``minari.list_local_datasets`` under ``prefix``, skipping with a DatasetWarning each
+    folder holding data whose path is no dataset id (a backup copy named ``old``): Minari's
+    listing fails as a whole on one, so the subtree it is in is listed folder by folder."""
+    try:
+        return list(minari.list_local_datasets(prefix=prefix or None))
+    except (TypeError, ValueError):
+        folder = get_dataset_path() / prefix
+        if (folder / "data").is_dir():
+            warnings.warn(
+                f"{folder} holds a dataset but its path under the root is no Minari id "
+                "(namespace/name-vN), so it is not listed: move it to its id's folder, or out "
+                "of the root",
+                DatasetWarning,
+                stacklevel=4,
+            )
+            return []
+        children = sorted(c.name for c in folder.iterdir() if c.is_dir() and c.name[0] != ".")
+        return [i for child in children for i in _listed(f"{prefix}/{child}".lstrip("/"))]
 
 
 # How minari.list_local_datasets warns of a dataset it cannot open, and of one whose folder
@@ -148,21 +170,25 @@ def load_dataset(
                 f"dataset '{dataset_id}' has 0 episodes; regenerate it with at least one episode"
             )
         env_spec = _with_flat_observations(dataset, _env_spec(dataset, env))
+        observation_order = dataset.observation_space
         if check_env:
-            _check_env_shapes(dataset.id, env_spec, obs_space, act_space)
-        episodes = _read_episodes(dataset)
+            observation_order = _check_env_shapes(dataset, env_spec, obs_space, act_space)
+        episodes = _read_episodes(dataset, observation_order)
         if reference_scores is not None:
-            (ref_min, ref_max), ref_source = reference_scores, GIVEN_SCORES
+            ref_min, ref_max = _given_scores(reference_scores)
+            ref_source = GIVEN_SCORES
         else:
             ref_min, ref_max, ref_source = _metadata_scores(dataset_id, dataset.storage.metadata)
         if ref_min is None or ref_max is None:
             # Minari's MuJoCo sets have none; `iwbc data minari-tiers` stores them beside the root.
-            cached = cached_reference_scores(get_dataset_path(), dataset_id)
+            env_id = env_spec.id if env_spec is not None else None
+            cached = cached_reference_scores(get_dataset_path(), dataset_id, env_id)
             if cached is not None:
                 (ref_min, ref_max), ref_source = cached, CACHED_SCORES
 
     _check_data_shapes(dataset_id, episodes, obs_space, act_space)
     episode_ids = np.asarray(dataset.episode_indices)
+    _check_time_limit(dataset_id, dataset.env_spec, episodes, episode_ids)
     _check_finite(dataset_id, episodes, episode_ids)
     episodes, clipped = _clip_to_box(dataset_id, episodes, act_space, episode_ids)
     if rescaled(act_space.low, act_space.high):
@@ -268,6 +294,11 @@ def open_dataset(dataset_id: str) -> minari.MinariDataset:
     DatasetError naming the dataset's path and the fix."""
     try:
         return minari.load_dataset(dataset_id)
+    except ImportError as err:  # an optional format's reader: Arrow needs pyarrow
+        raise DatasetError(
+            f"dataset '{dataset_id}' at {get_dataset_path(dataset_id)} needs a package not "
+            f"installed here ({one_line(err)})"
+        ) from err
     except (OSError, ValueError, KeyError, TypeError) as err:
         path = get_dataset_path(dataset_id)
         raise DatasetError(
@@ -374,19 +405,25 @@ def _env_spec(dataset: minari.MinariDataset, env: str | None) -> EnvSpec | None:
 
 
 def _check_env_shapes(
-    dataset_id: str,
+    dataset: minari.MinariDataset,
     spec: EnvSpec | None,
     obs_space: gym.spaces.Box,
     act_space: gym.spaces.Box,
-) -> None:
+) -> gym.Space:
+    """Check the data's shapes and action box against the env's; return the observation space
+    whose order the data is flattened in: the env's own Dict space where the data's is a Dict,
+    since ``FlattenObservation`` concatenates in the env's key order, which may not be the
+    order Minari reads back (it sorts a stored Dict's keys)."""
+    dataset_id = dataset.id
     if spec is None:
-        return
+        return dataset.observation_space
     try:
         env = gym.make(spec)
     except Exception:  # env not installed/registered here: nothing to compare against
-        return
+        return dataset.observation_space
     try:
         env_obs, env_act = env.observation_space, env.action_space
+        order = _flattened_space(env, dataset_id, dataset.observation_space)
     finally:
         env.close()
     for kind, ours, theirs in (
@@ -409,6 +446,31 @@ def _check_env_shapes(
             "or through an action wrapper: use a matching dataset (from Python, check_env=False "
             "skips this check)"
         )
+    return order
+
+
+def _flattened_space(env: gym.Env, dataset_id: str, stored: gym.Space) -> gym.Space:
+    """The space the env's ``FlattenObservation`` (the last wrapper, for Dict data) flattens,
+    when the data's is a Dict: same keys and shapes as the data's, else a one-line error."""
+    if not isinstance(stored, gym.spaces.Dict):
+        return stored
+    inner = env.env.observation_space if isinstance(env, FlattenObservation) else None
+    if not isinstance(inner, gym.spaces.Dict) or _structure(inner) != _structure(stored):
+        shown = inner if inner is not None else env.observation_space
+        raise DatasetError(
+            f"dataset '{dataset_id}' has Dict observations {_structure(stored)} but its env "
+            f"{env.spec.id if env.spec else env} observes {_structure(shown)}; evaluate it on "
+            "the env the data was recorded on (from Python, check_env=False skips this check)"
+        )
+    return inner
+
+
+def _structure(space: gym.Space) -> Any:
+    """A space's keys and leaf shapes, order apart: what two spaces must share for data of one
+    to be flattened as the other."""
+    if isinstance(space, gym.spaces.Dict):
+        return {key: _structure(sub) for key, sub in sorted(space.spaces.items())}
+    return tuple(space.shape) if space.shape is not None else type(space).__name__
 
 
 def _bounds(space: gym.spaces.Box) -> str:
@@ -424,8 +486,9 @@ def _data_file(dataset: minari.MinariDataset) -> Path:
     return hdf5 if hdf5.exists() else data_path
 
 
-def _read_episodes(dataset: minari.MinariDataset) -> EpisodeData:
-    """Stream episodes through Minari's reader, keeping only the arrays training needs."""
+def _read_episodes(dataset: minari.MinariDataset, observation_order: gym.Space) -> EpisodeData:
+    """Stream episodes through Minari's reader, keeping only the arrays training needs, the
+    observations flattened in ``observation_order``'s key order (the evaluation env's)."""
     fields: dict[str, list[np.ndarray]] = {
         "observations": [],
         "actions": [],
@@ -433,25 +496,26 @@ def _read_episodes(dataset: minari.MinariDataset) -> EpisodeData:
         "terminations": [],
         "truncations": [],
     }
+    file = _data_file(dataset)
+    stored, listed = _stored_episodes(file), dataset.total_episodes
+    if stored is not None and stored != listed:
+        # Minari reads the first total_episodes episodes: fewer listed would drop the rest.
+        raise DatasetError(
+            f"dataset '{dataset.id}': {file} holds {stored} episodes where data/metadata.json's "
+            f"total_episodes says {listed}; set total_episodes to {stored} there, or regenerate "
+            "the dataset"
+        )
     try:
-        space = dataset.observation_space
         for episode in dataset.iterate_episodes():
             for name, values in fields.items():
                 value = getattr(episode, name)
                 flat = name == "observations"
-                values.append(_flat_observations(space, value) if flat else np.asarray(value))
+                values.append(
+                    _flat_observations(observation_order, value) if flat else np.asarray(value)
+                )
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as err:
-        file = _data_file(dataset)
-        stored = _stored_episodes(file)
-        listed = dataset.total_episodes
-        counts = (
-            f"; it holds {stored} episodes where data/metadata.json's total_episodes says "
-            f"{listed}, so that number is wrong or"
-            if stored is not None and stored != listed
-            else "; "
-        )
         raise DatasetError(
-            f"dataset '{dataset.id}': cannot read {file} ({one_line(err)}){counts} the file is "
+            f"dataset '{dataset.id}': cannot read {file} ({one_line(err)}); the file is "
             f"corrupted or truncated: regenerate the dataset, or delete "
             f"{get_dataset_path(dataset.id)} and re-download it with --download (download=True "
             "from Python)"
@@ -485,6 +549,27 @@ def _check_data_shapes(
                 f"dataset '{dataset_id}' stores {kind} of width {stored} but declares a space of "
                 f"width {declared}; regenerate the dataset"
             )
+
+
+def _check_time_limit(
+    dataset_id: str, recorded: EnvSpec | None, episodes: EpisodeData, episode_ids: np.ndarray
+) -> None:
+    """An episode longer than the time limit of the env it was recorded on cannot be one
+    episode of that env: its boundaries were lost (timeouts unset when the data was stored),
+    and returns, percentile selection and quality scores would be over merged episodes.
+    (Only the recording env's limit: Minari's mazes record a long one and evaluate on a
+    shorter ``eval_env_spec``.)"""
+    limit = None if recorded is None else recorded.max_episode_steps
+    if limit is None or episodes.max_length <= limit:
+        return
+    longest = int(np.argmax(episodes.lengths))
+    longer = int(np.sum(episodes.lengths > limit))
+    raise DatasetError(
+        f"dataset '{dataset_id}': episode {int(episode_ids[longest])} has {episodes.max_length} "
+        f"steps ({longer} episode(s) exceed the limit), more than the {limit}-step time limit "
+        f"of {recorded.id}, the env it records: its episode boundaries were lost; store a "
+        "truncation at each time limit (D4RL's timeouts) and regenerate the dataset"
+    )
 
 
 def _check_finite(dataset_id: str, episodes: EpisodeData, episode_ids: np.ndarray) -> None:
@@ -547,24 +632,50 @@ def _metadata_scores(
         "fix the dataset's metadata, or pass --ref-min and --ref-max to `iwbc run` "
         "(reference_scores= from Python)"
     )
-    scores = []
-    for key in ("ref_min_score", "ref_max_score"):
-        value = metadata.get(key)
-        if value is None:
-            return None, None, None
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = math.nan
-        if not math.isfinite(number) or isinstance(value, bool):
-            raise DatasetError(
-                f"dataset '{dataset_id}' has {key} = {value!r} in its metadata, not a finite "
-                f"number; {fix}"
-            )
-        scores.append(number)
+    keys = ("ref_min_score", "ref_max_score")
+    present = [key for key in keys if metadata.get(key) is not None]
+    if not present:
+        return None, None, None
+    if len(present) == 1:
+        (missing,) = set(keys) - set(present)
+        raise DatasetError(
+            f"dataset '{dataset_id}' has {present[0]} but no {missing} in its metadata; {fix}"
+        )
+    scores = [
+        _finite_score(metadata[key], f"dataset '{dataset_id}' has {key}", "in its metadata", fix)
+        for key in keys
+    ]
+    _check_order(scores, f"dataset '{dataset_id}' has", " in its metadata", fix)
+    return scores[0], scores[1], METADATA_SCORES
+
+
+def _given_scores(scores: Any) -> tuple[float, float]:
+    """``load_dataset``'s ``reference_scores`` checked as the metadata's are."""
+    fix = "pass reference_scores=(ref_min, ref_max), two finite numbers with ref_min < ref_max"
+    if not isinstance(scores, tuple | list) or len(scores) != 2:
+        raise DatasetError(f"reference_scores = {scores!r} is not a (ref_min, ref_max) pair; {fix}")
+    pair = [
+        _finite_score(value, f"reference_scores' {key}", "", fix)
+        for key, value in zip(("ref_min", "ref_max"), scores, strict=True)
+    ]
+    _check_order(pair, "reference_scores has", "", fix)
+    return pair[0], pair[1]
+
+
+def _finite_score(value: Any, what: str, where: str, fix: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or isinstance(value, bool):
+        where = f" {where}" if where else ""
+        raise DatasetError(f"{what} = {value!r}{where}, not a finite number; {fix}")
+    return number
+
+
+def _check_order(scores: list[float], what: str, where: str, fix: str) -> None:
     if scores[1] <= scores[0]:
         raise DatasetError(
-            f"dataset '{dataset_id}' has ref_max_score {scores[1]:g} <= ref_min_score "
-            f"{scores[0]:g} in its metadata, so normalized scores are meaningless; {fix}"
+            f"{what} ref_max_score {scores[1]:g} <= ref_min_score {scores[0]:g}{where}, so "
+            f"normalized scores are meaningless; {fix}"
         )
-    return scores[0], scores[1], METADATA_SCORES
