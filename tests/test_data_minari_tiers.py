@@ -335,6 +335,35 @@ def test_scores_need_only_the_expert_tier(make_minari_dataset, minari_root, caps
     assert simple.ref_min_score == uniform_random_return(ENV, 4, seed=0)
 
 
+def test_a_namespaces_scores_serve_only_datasets_of_its_env(make_minari_dataset, minari_root):
+    """A dataset of another task filed under a namespace with stored scores is not normalized
+    by that task's returns: it loads as one without scores."""
+    _local_tiers(make_minari_dataset, ("simple", "expert"))
+    args = ["data", "minari-tiers", "hopper", "--root", str(minari_root), "--episodes", "4"]
+    assert main(args) == 0
+    make_minari_dataset("mujoco/hopper/pendulum-v0", ref_min_score=None, ref_max_score=None)
+    other = load_dataset("mujoco/hopper/pendulum-v0", root=minari_root)
+    assert (other.ref_min_score, other.ref_max_score, other.ref_source) == (None, None, None)
+    assert load_dataset("mujoco/hopper/simple-v0", root=minari_root).ref_min_score is not None
+
+
+def test_data_list_skips_a_folder_whose_path_is_no_id(
+    make_minari_dataset, minari_root: Path, capsys
+):
+    """Minari's listing fails as a whole on a backup copy named ``old`` (no version in its
+    path); iwbc lists the rest and names the folder in one line."""
+    make_minari_dataset("mujoco/hopper/expert-v0", env=ENV)
+    shutil.copytree(minari_root / "mujoco" / "hopper" / "expert-v0", minari_root / "old")
+    assert main(["data", "list", "--root", str(minari_root)]) == 0
+    out, err = capsys.readouterr()
+    assert out == "mujoco/hopper/expert-v0\n"
+    assert err == (
+        f"iwbc: warning: {minari_root / 'old'} holds a dataset but its path under the root is "
+        "no Minari id (namespace/name-vN), so it is not listed: move it to its id's folder, or "
+        "out of the root\n"
+    )
+
+
 def test_run_makes_missing_scores_from_the_local_expert(
     make_minari_dataset, minari_root: Path, tmp_path: Path, capsys
 ):

@@ -60,10 +60,14 @@ def namespace_of(dataset_id: str) -> str:
     return dataset_id.rpartition("/")[0]
 
 
-def cached_reference_scores(root: str | Path, dataset_id: str) -> tuple[float, float] | None:
-    """(ref_min, ref_max) stored for ``dataset_id``'s namespace under ``root``, else None."""
+def cached_reference_scores(
+    root: str | Path, dataset_id: str, env_id: str | None
+) -> tuple[float, float] | None:
+    """(ref_min, ref_max) stored for ``dataset_id``'s namespace under ``root``, else None; also
+    None when the entry was made on another env than ``env_id`` (a dataset of another task
+    filed under that namespace), since those returns are on another scale."""
     entry = _read(Path(root)).get(namespace_of(dataset_id))
-    if not entry:
+    if not entry or entry.get("env_id", env_id) != env_id:
         return None
     return float(entry["ref_min_score"]), float(entry["ref_max_score"])
 
