@@ -260,6 +260,16 @@ def _no_ends(d):
     d["timeouts"][:] = False
 
 
+def _merged(d):
+    """1,200 steps with their timeouts unset: one episode longer than any Hopper-v5 one."""
+    n = 1_200
+    for key in ("observations", "next_observations", "actions", "rewards"):
+        d[key] = np.resize(d[key], (n, *d[key].shape[1:]))
+    d["terminals"] = np.zeros(n, bool)
+    d["terminals"][-1] = True
+    d["timeouts"] = np.zeros(n, bool)
+
+
 def _nan_next(d):
     d["next_observations"][5, 0] = np.nan
 
@@ -277,6 +287,7 @@ def _nan_next(d):
         (_wide_actions, "actions are 6 wide but Hopper-v5 needs 3"),
         (_bad_flags, "'terminals' holds values other than 0/1"),
         (_no_ends, "no whole episode"),
+        (_merged, r"steps, more than Hopper-v5's 1000-step time limit, so its timeouts are"),
     ],
 )
 def test_malformed_file_is_refused_and_writes_nothing(tmp_path, minari_root, edit, message):

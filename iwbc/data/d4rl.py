@@ -351,6 +351,15 @@ def import_d4rl(
         raise DatasetError(
             f"{where}: no step is flagged in terminals or timeouts, so it holds no whole episode"
         )
+    lengths = bounds[:, 1] - bounds[:, 0]
+    limit = gym.spec(env_id).max_episode_steps
+    if limit is not None and lengths.max() > limit:
+        # As load_dataset would refuse it: returns and selection over merged episodes.
+        raise DatasetError(
+            f"{where}: episode {int(np.argmax(lengths))} has {int(lengths.max())} steps, more "
+            f"than {env_id}'s {limit}-step time limit, so its timeouts are missing or unset "
+            "and episodes run together; import a file that flags them (D4RL's -v2 files do)"
+        )
     episodes = d4rl_episodes(arrays)
     ref_min, ref_max = REFERENCE_SCORES[task]
     final = (
