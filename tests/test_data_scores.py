@@ -15,8 +15,31 @@ from iwbc.data import DatasetError, dataset_normalized_score, load_dataset, norm
 def test_normalized_score_scale() -> None:
     np.testing.assert_allclose(normalized_score([-10.0, 20.0, 50.0], -10.0, 50.0), [0, 50, 100])
     assert float(normalized_score(80.0, -10.0, 50.0)) == pytest.approx(150.0)
-    with pytest.raises(ValueError, match="must be finite and differ"):
-        normalized_score(1.0, 3.0, 3.0)
+    for ref_max in (3.0, 2.0, np.nan):  # equal, backwards (Minari would score -100), NaN
+        with pytest.raises(ValueError, match="must be finite with ref_min < ref_max"):
+            normalized_score(1.0, 3.0, ref_max)
+
+
+@pytest.mark.parametrize(
+    ("scores", "message"),
+    [
+        ((10.0, 5.0), r"reference_scores has ref_max_score 5 <= ref_min_score 10"),
+        ((np.nan, 100.0), r"reference_scores' ref_min = nan, not a finite number"),
+        (("0", {}), r"reference_scores' ref_max = \{\}, not a finite number"),
+        (
+            (0.0, 1.0, 2.0),
+            r"reference_scores = \(0.0, 1.0, 2.0\) is not a \(ref_min, ref_max\) pair",
+        ),
+    ],
+)
+def test_reference_scores_given_from_python_are_checked_on_loading(
+    pendulum_dataset: tuple[str, list[EpisodeBuffer]], scores: tuple, message: str
+) -> None:
+    """As the metadata's and the command line's: checked where given, not at the first score."""
+    dataset_id, _ = pendulum_dataset
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(dataset_id, reference_scores=scores)
+    assert load_dataset(dataset_id, reference_scores=("0", 10)).ref_max_score == 10.0
 
 
 @pytest.mark.parametrize(

@@ -17,10 +17,12 @@ def normalized_score(
     """100 * (R - ref_min) / (ref_max - ref_min): 0 = random policy, 100 = expert reference.
 
     Equals 100 * minari.get_normalized_score; returned as float64 with the shape of `returns`.
+    A ref_max below ref_min, which Minari accepts, would score every policy backwards: refused,
+    as it is in a dataset's metadata.
     """
-    if not (np.isfinite(ref_min) and np.isfinite(ref_max)) or ref_max == ref_min:
+    if not (np.isfinite(ref_min) and np.isfinite(ref_max)) or ref_max <= ref_min:
         raise UserError(
-            f"ref_min and ref_max must be finite and differ, got ref_min={ref_min}, "
+            f"ref_min and ref_max must be finite with ref_min < ref_max, got ref_min={ref_min}, "
             f"ref_max={ref_max}"
         )
     values = np.asarray(returns, dtype=np.float64)
