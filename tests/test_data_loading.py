@@ -388,17 +388,22 @@ def test_dict_data_named_a_box_env_is_refused(make_minari_dataset: MakeDataset) 
     )
 
 
-def test_episodes_longer_than_the_recorded_time_limit_are_refused(
+def test_episodes_longer_than_the_recorded_time_limit_are_named(
     make_minari_dataset: MakeDataset,
 ) -> None:
-    """An episode past the time limit of the env it records merged several (lost timeouts)."""
+    """An episode past the time limit of the env it records is either several run together
+    (lost timeouts) or longer by design (Minari's Adroit human demos): loaded, with a warning."""
     spec = dataclasses.replace(gym.spec("InvertedPendulum-v5"), max_episode_steps=6)
     make_minari_dataset("iwbc-test/pendulum/merged-v0", env=spec)
-    _raises_one_line(
-        r"episode 2 has 10 steps \(2 episode\(s\) exceed the limit\), more than the 6-step "
-        r"time limit of InvertedPendulum-v5, the env it records: its episode boundaries were lost",
-        "iwbc-test/pendulum/merged-v0",
-    )
+    with pytest.warns(DatasetWarning) as caught:
+        ds = load_dataset("iwbc-test/pendulum/merged-v0")
+    assert ds.episodes.max_length == 10
+    assert [str(w.message) for w in caught] == [
+        "dataset 'iwbc-test/pendulum/merged-v0': 2 episode(s) are longer than the 6-step time "
+        "limit of InvertedPendulum-v5, the env it records (episode 2: 10 steps), where "
+        "evaluation episodes stop; if the data's timeouts were lost they are episodes run "
+        "together: store a truncation at each time limit and regenerate the dataset"
+    ]
 
 
 def test_a_format_whose_reader_is_not_installed_is_one_line(

@@ -554,21 +554,24 @@ def _check_data_shapes(
 def _check_time_limit(
     dataset_id: str, recorded: EnvSpec | None, episodes: EpisodeData, episode_ids: np.ndarray
 ) -> None:
-    """An episode longer than the time limit of the env it was recorded on cannot be one
-    episode of that env: its boundaries were lost (timeouts unset when the data was stored),
-    and returns, percentile selection and quality scores would be over merged episodes.
-    (Only the recording env's limit: Minari's mazes record a long one and evaluate on a
-    shorter ``eval_env_spec``.)"""
+    """Warn of episodes longer than the time limit of the env they were recorded on: either
+    the data's timeouts were lost (several episodes run together, so returns, percentile
+    selection and quality scores are over merged episodes), or the data is longer by design
+    (Minari's D4RL Adroit human demonstrations run past their env's 200 steps); evaluation
+    episodes stop at the limit either way. Only the recording env's limit is compared: Minari's
+    mazes record a long one and evaluate on a shorter ``eval_env_spec``."""
     limit = None if recorded is None else recorded.max_episode_steps
     if limit is None or episodes.max_length <= limit:
         return
     longest = int(np.argmax(episodes.lengths))
-    longer = int(np.sum(episodes.lengths > limit))
-    raise DatasetError(
-        f"dataset '{dataset_id}': episode {int(episode_ids[longest])} has {episodes.max_length} "
-        f"steps ({longer} episode(s) exceed the limit), more than the {limit}-step time limit "
-        f"of {recorded.id}, the env it records: its episode boundaries were lost; store a "
-        "truncation at each time limit (D4RL's timeouts) and regenerate the dataset"
+    warnings.warn(
+        f"dataset '{dataset_id}': {int(np.sum(episodes.lengths > limit))} episode(s) are longer "
+        f"than the {limit}-step time limit of {recorded.id}, the env it records (episode "
+        f"{int(episode_ids[longest])}: {episodes.max_length} steps), where evaluation episodes "
+        "stop; if the data's timeouts were lost they are episodes run together: store a "
+        "truncation at each time limit and regenerate the dataset",
+        DatasetWarning,
+        stacklevel=3,
     )
 
 
