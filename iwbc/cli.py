@@ -278,8 +278,7 @@ def _data_info(args: argparse.Namespace) -> None:
     if dataset.ref_source:
         source = f" (from {dataset.ref_source})"
     else:
-        from iwbc.data.minari_tiers import tier_id
-        from iwbc.data.reference_cache import namespace_of
+        from iwbc.data.reference_cache import namespace_of, tier_id
 
         namespace = namespace_of(dataset.id)
         derived = (

@@ -212,6 +212,42 @@ def test_second_call_keeps_and_overwrite_recomputes(minari_mujoco, minari_root, 
     assert rewritten.medium_expert == "mujoco/hopper/medium-expert-v0" and len(calls) == 2
 
 
+def test_a_replaced_expert_tier_remakes_the_scores_and_medium_expert(
+    make_minari_dataset, minari_root: Path
+):
+    """Scores and medium-expert made from an expert-v0 since replaced are stale: loading with
+    them is a one-line error naming the change, and the next minari-tiers remakes both."""
+    _local_tiers(make_minari_dataset)
+    first = prepare_namespace("mujoco/hopper", root=minari_root, episodes=4)
+    assert first.medium_expert == "mujoco/hopper/medium-expert-v0"
+    shutil.rmtree(minari_root / "mujoco" / "hopper" / "expert-v0")
+    make_minari_dataset(
+        "mujoco/hopper/expert-v0",
+        env=ENV,
+        ref_min_score=None,
+        ref_max_score=None,
+        lengths=(120, 110),
+        terminated=(False, False),
+        seed=7,
+    )
+    with pytest.raises(
+        DatasetError,
+        match=(
+            r"^the reference scores cached for mujoco/hopper are stale: mujoco/hopper/expert-v0 "
+            r"now holds 2 episodes \(230 steps\), not the 3 \(270 steps\) they were made from; "
+            r"rerun `iwbc data minari-tiers mujoco/hopper` to remake them$"
+        ),
+    ):
+        load_dataset("mujoco/hopper/medium-v0", root=minari_root)
+    again = prepare_namespace("mujoco/hopper", root=minari_root, episodes=4)
+    expert = load_dataset("mujoco/hopper/expert-v0", root=minari_root)
+    assert again.ref_max_score == pytest.approx(float(expert.returns.mean()))
+    assert again.ref_max_score != first.ref_max_score
+    assert again.medium_expert == "mujoco/hopper/medium-expert-v0"
+    joined = load_dataset("mujoco/hopper/medium-expert-v0", root=minari_root)
+    assert joined.num_episodes == 3 + 2 and joined.ref_max_score == again.ref_max_score
+
+
 def test_a_medium_expert_with_damaged_scores_is_rewritten(minari_mujoco, minari_root: Path):
     first = prepare_namespace("mujoco/hopper", root=minari_root, download=True, episodes=4)
     metadata_file = minari_root / "mujoco/hopper/medium-expert-v0/data/metadata.json"

@@ -47,8 +47,12 @@ from iwbc.data.minari_write import dataset_exists, write_dataset
 from iwbc.data.reference_cache import (
     CACHE_FILE,
     cached_entry,
+    drop_reference_scores,
+    expert_change,
     namespace_of,
     store_reference_scores,
+    stored_counts,
+    tier_id,
 )
 from iwbc.envs import rollout_returns
 from iwbc.envs.specs import Env, spec_for
@@ -59,7 +63,6 @@ from iwbc.errors import UserError
 # that both give the same ref_min.
 REFERENCE_SEED_BASE = 1_000_000_000
 _RANDOM_TAG = 4
-VERSION = "v0"
 
 
 def resolve_namespace(name: str) -> str:
@@ -68,11 +71,6 @@ def resolve_namespace(name: str) -> str:
     if not name:
         raise DatasetError("empty namespace; pass e.g. mujoco/hopper")
     return name if "/" in name else f"mujoco/{name}"
-
-
-def tier_id(namespace: str, tier: str) -> str:
-    """``mujoco/hopper``, ``expert`` -> ``mujoco/hopper/expert-v0``."""
-    return f"{namespace}/{tier}-{VERSION}"
 
 
 def random_policy_engine(env: Env) -> str:
@@ -211,6 +209,9 @@ def reference_entry(
         "ref_min_score": ref_min,
         "ref_max_score": ref_max,
         "env_id": expert.env_id,
+        # What the expert tier held: a replaced one makes these scores stale (expert_change).
+        "expert_episodes": expert.num_episodes,
+        "expert_steps": expert.num_steps,
         "episodes": episodes,
         "seed": seed,
         "ref_min_rule": min_rule,
@@ -272,6 +273,16 @@ def derive_missing_scores(
     return True
 
 
+def _joins(base: Path, target: str, medium_id: str, expert_id: str) -> bool:
+    """Whether medium-expert holds as many episodes and steps as its two tiers do now (one of
+    them replaced since it was joined would leave it stale); True where a count is unknown."""
+    counts = [stored_counts(base, dataset_id) for dataset_id in (target, medium_id, expert_id)]
+    if any(count is None for count in counts):
+        return True
+    joined, medium, expert = counts
+    return joined == (medium[0] + expert[0], medium[1] + expert[1])
+
+
 def prepare_namespace(
     name: str,
     *,
@@ -287,13 +298,19 @@ def prepare_namespace(
 
     ``overwrite`` recomputes the scores and rewrites medium-expert; without it both are kept
     when they already exist (so a second call costs nothing), unless ``episodes`` or ``seed``
-    differ from the cached scores'.
+    differ from the cached scores', or the tiers they were made from changed since (their
+    episode and step counts).
     """
     namespace = resolve_namespace(name)
     with minari_root(root):
         base = get_dataset_path()
     entry = None if overwrite else cached_entry(base, namespace)
-    if entry is None or (entry.get("episodes"), entry.get("seed")) != (episodes, seed):
+    if (
+        entry is None
+        or (entry.get("episodes"), entry.get("seed")) != (episodes, seed)
+        or expert_change(base, namespace, entry) is not None
+    ):
+        drop_reference_scores(base, namespace)
         entry = reference_entry(
             namespace, root=root, download=download, episodes=episodes, seed=seed
         )
@@ -308,6 +325,7 @@ def prepare_namespace(
         overwrite
         or not dataset_exists(target, root)
         or stored_reference_scores(target, root) != scores
+        or not _joins(base, target, medium_id, expert_id)
     )
     if due and not download and not dataset_exists(medium_id, root):
         skipped = (

@@ -55,6 +55,38 @@ def _read(root: Path) -> dict[str, Any]:
     return table
 
 
+VERSION = "v0"
+
+
+def tier_id(namespace: str, tier: str) -> str:
+    """``mujoco/hopper``, ``expert`` -> ``mujoco/hopper/expert-v0``."""
+    return f"{namespace}/{tier}-{VERSION}"
+
+
+def stored_counts(root: str | Path, dataset_id: str) -> tuple[int, int] | None:
+    """(total_episodes, total_steps) from a local dataset's metadata.json, read without opening
+    its data (cheap on every load); None where either is unreadable."""
+    path = Path(root) / dataset_id / "data" / "metadata.json"
+    try:
+        metadata = json.loads(path.read_text())
+        return int(metadata["total_episodes"]), int(metadata["total_steps"])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def expert_change(root: str | Path, namespace: str, entry: dict[str, Any]) -> str | None:
+    """How the namespace's expert tier differs from the one its cached scores were made from
+    (episodes and steps), else None (also when the entry or the tier does not say)."""
+    made = (entry.get("expert_episodes"), entry.get("expert_steps"))
+    now = stored_counts(root, tier_id(namespace, "expert"))
+    if None in made or now is None or tuple(now) == made:
+        return None
+    return (
+        f"{tier_id(namespace, 'expert')} now holds {now[0]} episodes ({now[1]} steps), not the "
+        f"{made[0]} ({made[1]} steps) they were made from"
+    )
+
+
 def namespace_of(dataset_id: str) -> str:
     """``mujoco/hopper/medium-v0`` -> ``mujoco/hopper``."""
     return dataset_id.rpartition("/")[0]
@@ -66,15 +98,30 @@ def cached_reference_scores(
     """(ref_min, ref_max) stored for ``dataset_id``'s namespace under ``root``, else None; also
     None when the entry was made on another env than ``env_id`` (a dataset of another task
     filed under that namespace), since those returns are on another scale."""
-    entry = _read(Path(root)).get(namespace_of(dataset_id))
+    namespace = namespace_of(dataset_id)
+    entry = _read(Path(root)).get(namespace)
     if not entry or entry.get("env_id", env_id) != env_id:
         return None
+    change = expert_change(root, namespace, entry)
+    if change is not None:
+        raise DatasetError(
+            f"the reference scores cached for {namespace} are stale: {change}; rerun `iwbc data "
+            f"minari-tiers {namespace}` to remake them"
+        )
     return float(entry["ref_min_score"]), float(entry["ref_max_score"])
 
 
 def cached_entry(root: str | Path, namespace: str) -> dict[str, Any] | None:
     """The whole stored entry of ``namespace`` (scores and how they were made), else None."""
     return _read(Path(root)).get(namespace)
+
+
+def drop_reference_scores(root: str | Path, namespace: str) -> None:
+    """Forget ``namespace``'s entry before remaking it: its expert tier, loaded to remake it,
+    must not be refused for the stale scores being replaced."""
+    table = _read(Path(root))
+    if table.pop(namespace, None) is not None:
+        write_json_atomic(Path(root) / CACHE_FILE, table)
 
 
 def store_reference_scores(root: str | Path, namespace: str, entry: dict[str, Any]) -> Path:
