@@ -188,9 +188,15 @@ def test_root_argument_and_listing(
 def test_read_only_commands_leave_a_missing_root_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A --root that does not exist is a typo, most likely: one line, nothing created."""
     missing = tmp_path / "typo" / "minari"
-    assert cli.main(["data", "list", "--root", str(missing)]) == 0
-    assert capsys.readouterr().out.startswith("no local Minari datasets")
+    assert cli.main(["data", "list", "--root", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"iwbc: error: --root {missing} does not exist; pass the directory that holds your "
+        "Minari datasets\n"
+    )
+    assert cli.main(["data", "minari-tiers", "hopper", "--root", str(missing)]) == 2
+    assert "mujoco/hopper/expert-v0, which is not in the local root" in capsys.readouterr().err
     hint = "pass --root with the directory that holds dataset 'iwbc/some/data-v0', or --download"
     for argv in (["data", "info", "iwbc/some/data-v0"], ["run", "iwbc/some/data-v0"]):
         assert cli.main([*argv, "--root", str(missing)]) == 2

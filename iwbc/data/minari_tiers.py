@@ -32,7 +32,6 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 from minari.data_collector import EpisodeBuffer
-from minari.storage import get_dataset_path
 
 from iwbc.data.errors import DatasetError
 from iwbc.data.minari_io import (
@@ -302,8 +301,7 @@ def prepare_namespace(
     episode and step counts).
     """
     namespace = resolve_namespace(name)
-    with minari_root(root):
-        base = get_dataset_path()
+    base = datasets_root(root)  # not Minari's lookup, which would create it
     entry = None if overwrite else cached_entry(base, namespace)
     if (
         entry is None

@@ -36,15 +36,15 @@ from minari.data_collector import EpisodeBuffer
 from minari.storage import get_dataset_path
 
 from iwbc.data.errors import DatasetError, one_line
-from iwbc.data.minari_io import minari_root
+from iwbc.data.minari_io import datasets_root, minari_root
 from iwbc.errors import WriteError, hdf5_errno, io_errno, write_error
 from iwbc.files import staging_directory
 
 
 def dataset_exists(dataset_id: str, root: str | Path | None = None) -> bool:
-    """Whether ``dataset_id`` is a directory of the local Minari root."""
-    with minari_root(root):
-        return get_dataset_path(dataset_id).exists()
+    """Whether ``dataset_id`` is a directory of the local Minari root (looked up without
+    Minari's ``get_dataset_path``, which creates the root: a failed command left it behind)."""
+    return (datasets_root(root) / dataset_id).exists()
 
 
 def write_dataset(
