@@ -11,6 +11,7 @@ from scipy.stats import norm
 from iwbc import losses
 from iwbc.agents.bc import BCAgent, BCConfig, bc_loss, make_optimizer
 from iwbc.agents.networks import policy_log_prob
+from iwbc.agents.td3_bc import TD3BCConfig
 from iwbc.core.agent import DataSpec
 from iwbc.core.sampling import DeviceEpisodes, EpisodeBatch
 from iwbc.core.trainer import create_agents, run_chunk
@@ -310,6 +311,39 @@ def test_bad_bc_config_is_refused() -> None:
     for dims in ((), (16, 0), (16, True)):
         with pytest.raises(UserError, match="hidden_dims must be"):
             BCConfig(hidden_dims=dims)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("steps", True, r"steps and batch_size must be positive integers, got True and 128"),
+        ("steps", 50.0, r"steps and batch_size must be positive integers, got 50.0 and 128"),
+        ("steps", np.int64(50), r"steps and batch_size must be positive integers, got np.int64"),
+        ("batch_size", 64.0, r"steps and batch_size must be positive integers, got 10000 and 64.0"),
+        ("window", 2.5, r"window must be a positive number of steps or None, got 2.5"),
+        (
+            "warmup_steps",
+            1.5,
+            r"warmup_steps must be in \[0, steps=10000\) \(an integer\), got 1.5",
+        ),
+        ("refresh_every", True, r"refresh_every must be a positive step count, got True"),
+        ("hidden_dims", [32, np.int64(32)], r"hidden_dims must be a non-empty list of integers"),
+    ],
+)
+def test_bc_config_counts_must_be_python_integers(field: str, value: object, message: str) -> None:
+    """A float, a bool or a NumPy integer would train the wrong number of steps, fail deep in
+    JAX's static shapes, or break a checkpoint's JSON: refused in one line, as baselines do."""
+    with pytest.raises(UserError, match=f"^{message}"):
+        BCConfig(**{field: value})
+
+
+def test_a_list_of_hidden_dims_is_kept_as_a_hashable_tuple() -> None:
+    """Configs are static arguments of every compiled update, so they must hash."""
+    for config in (BCConfig(hidden_dims=[32, 32]), TD3BCConfig(hidden_dims=[32, 32])):
+        assert config.hidden_dims == (32, 32)
+        hash(config)
+    with pytest.raises(UserError, match=r"^TD3BCConfig.steps must be an integer ≥ 1, got 50.0$"):
+        TD3BCConfig(steps=50.0)
 
 
 def test_batch_type_is_a_pytree() -> None:

@@ -20,7 +20,13 @@ import jax.numpy as jnp
 import optax
 
 from iwbc import losses
-from iwbc.agents.common import Adam, check_layer_init, later_option
+from iwbc.agents.common import (
+    Adam,
+    check_layer_init,
+    hidden_dims_tuple,
+    is_integer,
+    later_option,
+)
 from iwbc.agents.networks import (
     GaussianPolicy,
     LayerInit,
@@ -81,28 +87,37 @@ class BCConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise UserError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
-        if self.steps <= 0 or self.batch_size <= 0:
-            raise UserError("steps and batch_size must be positive")
+        if not all(is_integer(n) and n >= 1 for n in (self.steps, self.batch_size)):
+            raise UserError(
+                "steps and batch_size must be positive integers, got "
+                f"{self.steps!r} and {self.batch_size!r}"
+            )
         for name in ("learning_rate", "temperature"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise UserError(f"{name} must be a positive finite number, got {value}")
-        if self.warmup_steps is not None and not 0 <= self.warmup_steps < self.steps:
-            raise UserError(f"warmup_steps must be in [0, steps={self.steps})")
+        warmup = self.warmup_steps
+        if warmup is not None and not (is_integer(warmup) and 0 <= warmup < self.steps):
+            raise UserError(
+                f"warmup_steps must be in [0, steps={self.steps}) (an integer), got {warmup!r}"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.window is not None and self.window <= 0:
-            raise UserError("window must be a positive number of steps or None")
+        if self.window is not None and not (is_integer(self.window) and self.window >= 1):
+            raise UserError(
+                f"window must be a positive number of steps or None, got {self.window!r}"
+            )
         if self.weighting not in WEIGHTINGS:
             raise UserError(
                 f"unknown weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}"
             )
-        if self.refresh_every <= 0:
+        if not (is_integer(self.refresh_every) and self.refresh_every >= 1):
             raise UserError(
                 f"refresh_every must be a positive step count, got {self.refresh_every}"
             )
+        hidden_dims_tuple(self)
         dims = self.hidden_dims
-        if not dims or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+        if not dims or not all(is_integer(d) for d in dims):
             raise UserError(f"hidden_dims must be a non-empty list of integers, got {dims!r}")
         if min(dims) < 1:
             raise UserError(f"hidden_dims must be positive layer widths, got {dims!r}")
@@ -133,6 +148,20 @@ class BCConfig:
         """Whether trajectory weights come from whole-episode tables (windows of a trajectory
         loss) rather than from the batch, which then holds whole episodes."""
         return self.loss in ("iw_trajectory", "iw_quality") and self.window is not None
+
+
+def check_start(config: BCConfig, start: BCConfig) -> None:
+    """A one-line error for a fine-tune (``config``) whose network is not its start's: it takes
+    over the start's parameters, so their layer widths and standardization must match."""
+    if tuple(config.hidden_dims) != tuple(start.hidden_dims):
+        raise UserError(
+            f"a fine-tune with hidden_dims {tuple(config.hidden_dims)} cannot start from an agent "
+            f"with hidden_dims {tuple(start.hidden_dims)}; give both the same hidden_dims"
+        )
+    if config.standardize != start.standardize:
+        raise UserError(
+            "a fine-tune must standardize observations as the agent it starts from does"
+        )
 
 
 def make_optimizer(config: BCConfig) -> optax.GradientTransformation:
@@ -274,10 +303,7 @@ class BCAgent(Agent):
             if config.standardize:
                 params = with_statistics(params, spec.obs_mean, spec.obs_std)
         else:
-            if init.config.standardize != config.standardize:
-                raise UserError(
-                    "a fine-tune must standardize observations as the agent it starts from does"
-                )
+            check_start(config, init.config)
             params = init.params
         iw = config.importance_weighted
         return cls(

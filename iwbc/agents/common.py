@@ -81,6 +81,19 @@ NON_NEGATIVE = Interval(0.0)
 POSITIVE = Interval(0.0, closed_low=False)
 
 
+def is_integer(value: object) -> bool:
+    """Whether ``value`` is a Python int, not a bool: a float, True or a NumPy integer would
+    reach JAX's static shapes, or a record's JSON, as something else."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def hidden_dims_tuple(config: Any) -> None:
+    """Store a list of ``hidden_dims`` as a tuple: the config is a static (hashed) argument of
+    every compiled update, and a list is not hashable."""
+    if isinstance(config.hidden_dims, list):
+        object.__setattr__(config, "hidden_dims", tuple(config.hidden_dims))
+
+
 def check_config(config: Any) -> None:
     """Refuse, in one line, a config no run could use (a suite typo or a CLI value), before the
     run starts: counts below 1, non-finite numbers, learning rates ≤ 0, a discount outside
@@ -90,11 +103,9 @@ def check_config(config: Any) -> None:
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
         if field.name == "hidden_dims":
-            if not value or not all(
-                isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in value
-            ):
+            if not value or not all(is_integer(d) and d >= 1 for d in value):
                 raise UserError(f"{name}.hidden_dims must be positive layer widths, got {value!r}")
-        elif field.type == "int" and value < 1:
+        elif field.type == "int" and not (is_integer(value) and value >= 1):
             raise UserError(f"{name}.{field.name} must be an integer ≥ 1, got {value!r}")
         elif field.type == "float" and not math.isfinite(value):
             raise UserError(f"{name}.{field.name} must be a finite number, got {value!r}")
@@ -179,6 +190,7 @@ class OfflineRLConfig:
     bounds: ClassVar[dict[str, Interval]] = {}
 
     def __post_init__(self) -> None:
+        hidden_dims_tuple(self)
         check_config(self)
 
 
