@@ -171,7 +171,9 @@ def test_iw_bc_trains_bc_once_and_starts_from_it(
         "filtered_bc": dataclasses.replace(small_iw, loss="bc"),
     }
 
-    alone = train_methods(episodes, ["iw_bc"], SEEDS, configs, progress=False)
+    alone = train_methods(
+        episodes, ["iw_bc"], SEEDS, {"bc": small_bc, "iw_bc": small_iw}, progress=False
+    )
     assert list(alone) == ["iw_bc"]
     assert [description for description, _ in trained] == ["bc pre-training", "iw_bc fine-tune"]
     bc = trained[0][1]
@@ -320,3 +322,120 @@ def test_a_loaded_datasets_action_box_reaches_the_agents_spec(dataset) -> None:
         method.agent, config, training_data(method, wide, config, SelectionConfig()).spec, [0]
     )
     assert agent.action_scale == (3.0,)
+
+
+def test_a_checkpoint_of_other_data_config_or_seeds_is_refused_not_returned(
+    episodes: EpisodeData, tmp_path: Path
+) -> None:
+    """A checkpoint folder reused for another training must not hand back the old agent: each
+    checkpoint records the data, config and seeds it was trained on, and a change is refused
+    naming the file and what differs (the same training still resumes: the test above)."""
+    config = dataclasses.replace(BC, steps=10)
+    run = dict(checkpoint_dir=tmp_path, chunk_size=10, progress=False)
+    train_methods(episodes, ["bc"], SEEDS, {"bc": config}, **run)
+    other_rewards = episodes._replace(rewards=episodes.rewards * 2, returns=episodes.returns * 2)
+    changes = [
+        ("config", episodes, SEEDS, dataclasses.replace(config, learning_rate=1e-2)),
+        ("data", other_rewards, SEEDS, config),
+        ("seeds", episodes, (1, 0), config),
+    ]
+    for what, data, seeds, changed in changes:
+        with pytest.raises(
+            UserError,
+            match=f"checkpoint {tmp_path / 'bc.msgpack'} was trained on other {what}: use "
+            "another checkpoint_dir or delete it$",
+        ) as error:
+            train_methods(data, ["bc"], seeds, {"bc": changed}, **run)
+        assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(("name", "given"), [("iw_bc", BC), ("iw_bc_step", IW)])
+def test_the_method_name_fixes_the_loss_whatever_config_is_given(
+    name: str, given: BCConfig, episodes: EpisodeData
+) -> None:
+    """A config passed for a BC-family method trains that method's loss, as suites do."""
+    configs = {"bc": dataclasses.replace(BC, steps=5), name: dataclasses.replace(given, steps=20)}
+    trained = train_methods(episodes, [name], SEEDS, configs, progress=False)[name]
+    assert trained.agent.config.loss == METHODS[name].loss
+    assert "weight_ess" in trained.history[-1]
+
+
+def test_configs_for_methods_not_trained_are_refused_in_one_line(episodes: EpisodeData) -> None:
+    """A misspelt or unused key would otherwise silently train the paper's budget; a
+    fine-tune's ``bc`` start config is used, so it is accepted."""
+    with pytest.raises(
+        UserError, match=r"^configs given for BC, which this call does not train; it trains bc$"
+    ):
+        train_methods(episodes, ["bc"], SEEDS, {"BC": BC}, progress=False)
+    with pytest.raises(UserError, match=r"configs given for bc, td3_bc, .* it trains top10_bc$"):
+        train_methods(episodes, ["top10_bc"], SEEDS, {"bc": BC, "td3_bc": TD3}, progress=False)
+    configs = {
+        "bc": dataclasses.replace(BC, steps=5),
+        "filtered_bc": dataclasses.replace(BC, steps=5),
+    }
+    assert train_methods(episodes, ["filtered_bc"], SEEDS, configs, progress=False)
+
+
+@pytest.mark.parametrize("chunk_size", [0, -5, 2.5, True])
+def test_a_chunk_size_below_one_is_refused_not_looped_on(
+    chunk_size: object, episodes: EpisodeData
+) -> None:
+    with pytest.raises(UserError, match=r"^chunk_size must be an integer ≥ 1, got "):
+        train_methods(episodes, ["bc"], SEEDS, {"bc": BC}, chunk_size=chunk_size, progress=False)
+    agent, data = fresh("bc", episodes, BC)
+    with pytest.raises(UserError, match=r"^chunk_size must be an integer ≥ 1, got "):
+        Training(agent, data, chunk_size=chunk_size, progress=False)
+
+
+@pytest.mark.parametrize(
+    ("seeds", "message"),
+    [
+        ([0, 0], r"seeds must be distinct \(a repeat trains the same run twice\), got \[0, 0\]"),
+        ([0, 2**32], r"seeds must be integers in \[0, 2\*\*32\), got \[0, 4294967296\]"),
+        ([-1], r"seeds must be integers in \[0, 2\*\*32\)"),
+        ([0.5], r"seeds must be integers in \[0, 2\*\*32\), got \[0.5\]"),
+        ([True, 2], r"seeds must be integers in \[0, 2\*\*32\)"),
+        (3, r"seeds must be a list of integers, got 3"),
+        ("01", r"seeds must be a list of integers, got '01'"),
+    ],
+)
+def test_seeds_that_are_no_distinct_jax_seeds_are_refused_in_one_line(
+    seeds: object, message: str, episodes: EpisodeData
+) -> None:
+    with pytest.raises(UserError, match=f"^{message}"):
+        train_methods(episodes, ["td3_bc"], seeds, {"td3_bc": TD3}, progress=False)
+
+
+def test_numpy_integer_seeds_train_as_ints(episodes: EpisodeData) -> None:
+    config = dataclasses.replace(TD3, steps=2)
+    trained = train_methods(episodes, ["td3_bc"], np.arange(2), {"td3_bc": config}, progress=False)
+    assert np.shape(trained["td3_bc"].agent.step) == (2,)
+
+
+def test_data_one_requested_method_refuses_is_refused_before_any_trains(
+    episodes: EpisodeData, tmp_path: Path
+) -> None:
+    """Equal returns leave IQL's reward scaling undefined: refused before TD3+BC, listed first,
+    trains (and its checkpoint is written)."""
+    equal = episodes._replace(
+        rewards=np.zeros_like(episodes.rewards), returns=np.zeros_like(episodes.returns)
+    )
+    configs = {"td3_bc": TD3, "iql": IQLConfig(steps=10, batch_size=64, hidden_dims=(32, 32))}
+    with pytest.raises(UserError, match=r"--set iql\.normalize_rewards=false"):
+        train_methods(
+            equal, ["td3_bc", "iql"], SEEDS, configs, checkpoint_dir=tmp_path, progress=False
+        )
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_fine_tune_wider_than_its_bc_start_is_refused_before_training(
+    episodes: EpisodeData, tmp_path: Path
+) -> None:
+    configs = {"bc": BC, "iw_bc": BCConfig.iw_finetune(steps=50, batch_size=8, warmup_steps=5)}
+    with pytest.raises(
+        UserError,
+        match=r"^a fine-tune with hidden_dims \(256, 256, 256\) cannot start from an agent with "
+        r"hidden_dims \(32, 32\); give both the same hidden_dims$",
+    ):
+        train_methods(episodes, ["iw_bc"], SEEDS, configs, checkpoint_dir=tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())

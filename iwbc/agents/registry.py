@@ -20,6 +20,7 @@ Adding a method is one agent module and one line here.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from iwbc.agents.awac import AWACAgent, AWACConfig
-from iwbc.agents.bc import BCAgent, BCConfig
+from iwbc.agents.bc import BCAgent, BCConfig, check_start
+from iwbc.agents.common import stated_fields
 from iwbc.agents.cql import CQLAgent, CQLConfig
 from iwbc.agents.iql import IQLAgent, IQLConfig
 from iwbc.agents.td3_bc import TD3BCAgent, TD3BCConfig
@@ -36,10 +38,11 @@ from iwbc.core.agent import Agent, DataSpec
 from iwbc.core.sampling import (
     DeviceEpisodes,
     prepare_data,
+    return_spread,
     returns_reward_scale,
     value_bounds,
 )
-from iwbc.core.trainer import create_agents, train
+from iwbc.core.trainer import check_chunk_size, check_seeds, create_agents, train
 from iwbc.data import EpisodeData, OfflineDataset, quality_scores, stratified_top, top_fraction
 from iwbc.data.statistics import normalization_stats
 from iwbc.errors import UserError
@@ -238,42 +241,101 @@ def train_methods(
     loaded dataset (or its bare episodes, taken to be a [-1, 1] action box's: see
     :func:`training_data`).
 
-    ``configs`` maps a method to its config (default: its config class's defaults; the BC
-    fine-tunes default to ``BCConfig.iw_finetune`` with their loss). With ``checkpoint_dir``
-    every method checkpoints after each chunk and resumes from there.
+    ``configs`` maps a method trained (a fine-tune's start ``bc`` included) to its config
+    (default: its config class's defaults; the BC fine-tunes default to ``BCConfig.iw_finetune``
+    with their loss). A BC-family method's name fixes its loss: its config's ``loss`` is
+    replaced with the method's, as suites do. Seeds, configs, chunk size and every method's
+    data requirements are checked before anything trains. With ``checkpoint_dir`` every method
+    checkpoints after each chunk and resumes from there; a checkpoint records the data's
+    fingerprint, config, seeds and selection it was trained with, and one trained otherwise is
+    refused rather than returned.
     """
-    configs = dict(configs or {})
+    seeds = check_seeds(seeds)
+    chunk_size = check_chunk_size(chunk_size)
+    methods = resolve_methods(method_names)
     selection = SelectionConfig() if selection is None else selection
     checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+    chosen = method_configs(methods, configs or {})
+    episodes, _ = _episodes_and_scale(data)
+    for name, config in chosen.items():
+        if getattr(config, "normalize_rewards", False):
+            return_spread(episodes.returns, name)  # IQL's (and CQL's) scaling, refused up front
+    data_fingerprint = None if checkpoint_dir is None else _training_fingerprint(data)
     results: dict[str, TrainedMethod] = {}
+    trained_on: dict[str, dict[str, Any]] = {}
 
     def run(method: Method) -> TrainedMethod:
         if method.name in results:
             return results[method.name]
         init = None if method.start is None else run(METHODS[method.start]).agent
-        config = configs.get(method.name) or default_config(method)
-        if not isinstance(config, method.config):
-            raise ValueError(
-                f"{method.name} needs a {method.config.__name__}, got a {type(config).__name__}"
-            )
+        config = chosen[method.name]
         prepared = training_data(method, data, config, selection)
         checkpoint = None if checkpoint_dir is None else checkpoint_dir / f"{method.name}.msgpack"
+        trained_on[method.name] = {
+            "method": method.name,
+            "data": data_fingerprint,
+            "config": stated_fields(config),
+            "seeds": list(seeds),
+            "selection": dataclasses.asdict(selection),
+            "start": trained_on.get(method.start),
+        }
         agent, history = train(
-            create_agents(method.agent, config, prepared.spec, list(seeds), init),
+            create_agents(method.agent, config, prepared.spec, seeds, init),
             prepared.data,
             config.steps,
             chunk_size=chunk_size,
             checkpoint=checkpoint,
             description=method.stage_name,
             progress=progress,
+            trained_on=None if checkpoint is None else trained_on[method.name],
         )
         results[method.name] = TrainedMethod(method.name, agent, history, prepared.num_episodes)
         return results[method.name]
 
-    methods = resolve_methods(method_names)
     for method in methods:
         run(method)
     return {m.name: results[m.name] for m in methods}
+
+
+def method_configs(methods: Sequence[Method], configs: dict[str, Any]) -> dict[str, Any]:
+    """The config each of ``methods`` and the starts they need trains with: ``configs``' (its
+    loss the method's) or :func:`default_config`. One-line errors for a key naming no method
+    trained, a config of another class, and a fine-tune whose network its start's is not."""
+    needed: list[Method] = []
+    for method in methods:
+        chain = [method]
+        while chain[-1].start is not None:
+            chain.append(METHODS[chain[-1].start])
+        needed += [m for m in reversed(chain) if m not in needed]
+    unused = [name for name in configs if name not in {m.name for m in needed}]
+    if unused:
+        raise UserError(
+            f"configs given for {', '.join(map(str, unused))}, which this call does not train; "
+            f"it trains {', '.join(m.name for m in needed)}"
+        )
+    chosen: dict[str, Any] = {}
+    for method in needed:
+        config = configs.get(method.name) or default_config(method)
+        if not isinstance(config, method.config):
+            raise ValueError(
+                f"{method.name} needs a {method.config.__name__}, got a {type(config).__name__}"
+            )
+        if method.loss is not None and config.loss != method.loss:
+            config = dataclasses.replace(config, loss=method.loss)
+        if method.start is not None:
+            check_start(config, chosen[method.start])
+        chosen[method.name] = config
+    return chosen
+
+
+def _training_fingerprint(data: OfflineDataset | EpisodeData) -> str:
+    """What a checkpoint's training read of ``data``: a loaded dataset's training fingerprint,
+    or a hash of bare episodes (as a [-1, 1] box's)."""
+    if isinstance(data, OfflineDataset):
+        return data.training_fingerprint
+    digest = hashlib.blake2b(digest_size=16)
+    data.update_digest(digest)
+    return digest.hexdigest()
 
 
 def default_config(method: Method) -> Any:

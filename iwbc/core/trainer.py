@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,39 @@ from iwbc.core.agent import Agent, DataSpec
 from iwbc.errors import TrainingDiverged, UserError, one_line
 from iwbc.files import write_atomic
 from iwbc.machine import available_memory
+from iwbc.options import SEED_LIMIT
+
+
+def check_seeds(seeds: Any) -> tuple[int, ...]:
+    """``seeds`` as a tuple of ints, or a one-line error: at least one, each an integer (a
+    NumPy one too; not a bool) in [0, 2**32), none twice (a repeat trains an identical copy,
+    and seeds 2**32 apart share a JAX key)."""
+    if isinstance(seeds, str | bytes) or not isinstance(seeds, Iterable):
+        raise UserError(f"seeds must be a list of integers, got {seeds!r}")
+    seeds = tuple(seeds)
+    if not seeds:
+        raise UserError("no seeds given; pass at least one training seed")
+    if not all(
+        isinstance(s, int | np.integer) and not isinstance(s, bool) for s in seeds
+    ) or not all(0 <= s < SEED_LIMIT for s in seeds):
+        raise UserError(f"seeds must be integers in [0, 2**32), got {list(seeds)!r}")
+    seeds = tuple(int(s) for s in seeds)
+    if len(set(seeds)) != len(seeds):
+        raise UserError(
+            f"seeds must be distinct (a repeat trains the same run twice), got {list(seeds)}"
+        )
+    return seeds
+
+
+def check_chunk_size(chunk_size: Any) -> int:
+    """``chunk_size`` as an int, or a one-line error: a chunk of no updates never advances."""
+    if (
+        not isinstance(chunk_size, int | np.integer)
+        or isinstance(chunk_size, bool)
+        or chunk_size < 1
+    ):
+        raise UserError(f"chunk_size must be an integer ≥ 1, got {chunk_size!r}")
+    return int(chunk_size)
 
 
 def create_agents(
@@ -40,8 +74,7 @@ def create_agents(
     """One ``agent_cls`` per seed (key ``PRNGKey(seed)``), stacked on a leading axis; ``init``
     (seed-stacked too) is what each starts from. Compiled once per class, config and shapes:
     initializing networks op by op takes seconds (results/perf/run_path.md)."""
-    if not seeds:
-        raise ValueError("no seeds given; pass at least one training seed")
+    seeds = check_seeds(seeds)
     if init is not None and not agent_cls.accepts_init:
         raise ValueError(f"{agent_cls.__name__} trains from scratch; it takes no init agent")
     keys = jnp.stack([jax.random.PRNGKey(seed) for seed in seeds])
@@ -163,11 +196,16 @@ def check_chunk(
 
 
 def save_checkpoint(
-    path: Path, state: Any, history: list[dict], pending: dict[str, np.ndarray] | None = None
+    path: Path,
+    state: Any,
+    history: list[dict],
+    pending: dict[str, np.ndarray] | None = None,
+    trained_on: dict[str, Any] | None = None,
 ) -> None:
     """Write state and history as one file, atomically: a kill leaves the old one or the new one.
     ``pending`` holds the per-update metrics ([seeds, updates]) of a chunk saved part-way, which
-    its history record is made of once the chunk ends.
+    its history record is made of once the chunk ends; ``trained_on`` (JSON) what the training
+    is, which :func:`load_checkpoint` compares before resuming.
 
     Not orbax: a checkpoint here is one small seed-stacked pytree and its JSON history, rewritten
     every chunk to resume from; flax's msgpack of the state dict and one atomic rename cover it,
@@ -177,6 +215,8 @@ def save_checkpoint(
         "history": json.dumps(history),
         "pending": dict(pending or {}),
     }
+    if trained_on is not None:
+        payload["trained_on"] = json.dumps(trained_on, sort_keys=True)
     write_atomic(path, flax.serialization.msgpack_serialize(payload))
 
 
@@ -190,16 +230,27 @@ def checkpoint_history(path: Path) -> list[dict] | None:
         return None
 
 
-def load_checkpoint(path: Path, template: Any) -> tuple[Any, list[dict], dict[str, np.ndarray]]:
+def load_checkpoint(
+    path: Path, template: Any, trained_on: dict[str, Any] | None = None
+) -> tuple[Any, list[dict], dict[str, np.ndarray]]:
     """Restore a checkpoint (state, history and the pending metrics of a chunk saved part-way;
     none in one written before chunks were saved part-way), refusing one written for other
-    seeds or another network."""
+    seeds or another network, and, given ``trained_on``, one whose training differs from it
+    (shapes alone let a run on other data or another config resume as this one)."""
     try:
         payload = flax.serialization.msgpack_restore(path.read_bytes())
+        saved = json.loads(payload["trained_on"]) if "trained_on" in payload else None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise UserError(
+            f"checkpoint {path} is unreadable ({type(error).__name__}); delete it to start over"
+        ) from error
+    if trained_on is not None:
+        check_trained_on(path, saved, trained_on)
+    try:
         state = flax.serialization.from_state_dict(template, payload["state"])
         history = json.loads(payload["history"])
         pending = {name: np.asarray(v) for name, v in payload.get("pending", {}).items()}
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError) as error:
         raise UserError(
             f"checkpoint {path} is unreadable ({type(error).__name__}); delete it to start over"
         ) from error
@@ -211,6 +262,19 @@ def load_checkpoint(path: Path, template: Any) -> tuple[Any, list[dict], dict[st
             "delete it or use another checkpoint path"
         )
     return state, history, pending
+
+
+def check_trained_on(path: Path, saved: dict | None, trained_on: dict[str, Any]) -> None:
+    """A one-line error naming what differs between the training a checkpoint records (None:
+    it records none) and the one about to resume from it."""
+    wanted = json.loads(json.dumps(trained_on, sort_keys=True))
+    differ = list(wanted) if saved is None else [k for k in wanted if saved.get(k) != wanted[k]]
+    if differ:
+        what = "unrecorded" if saved is None else "other"
+        raise UserError(
+            f"checkpoint {path} was trained on {what} {'/'.join(differ)}: use another "
+            "checkpoint_dir or delete it"
+        )
 
 
 # Batch rows (transitions, or steps of episodes and windows), summed over the seeds, that one
@@ -292,6 +356,9 @@ class Training:
     seconds with its metrics so far: a run resumed from there ends the chunk with the agent and
     history record an uninterrupted one has (a chunk's record is the mean of its per-update
     metrics however many pieces made them).
+
+    ``trained_on`` (JSON: the data's fingerprint, config, seeds, ...) is saved with every
+    checkpoint, and a checkpoint that records another is refused rather than resumed.
     """
 
     def __init__(
@@ -305,10 +372,12 @@ class Training:
         progress: bool = True,
         piece: int | None = None,
         checkpoint_every_s: float = CHECKPOINT_EVERY_S,
+        trained_on: dict[str, Any] | None = None,
     ) -> None:
         self.data = data
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
-        self.chunk_size = chunk_size
+        self.chunk_size = check_chunk_size(chunk_size)
+        self.trained_on = trained_on
         self.description = description
         self.progress = progress
         self.checkpoint_every_s = checkpoint_every_s
@@ -319,7 +388,9 @@ class Training:
             # The prepared agent's structure is the template; the checkpoint holds its state
             # (iw-BC's trajectory tables included), so preparing would be a wasted data pass.
             template = jax.eval_shape(_prepare, agent, data)
-            self.agent, self.history, self.pending = load_checkpoint(self.checkpoint, template)
+            self.agent, self.history, self.pending = load_checkpoint(
+                self.checkpoint, template, trained_on
+            )
         else:
             self.agent = _prepare(agent, data)
         self.piece = piece or piece_size(chunk_size, batch_rows(self.agent, data))
@@ -378,7 +449,9 @@ class Training:
                 elif time.monotonic() - saved < self.checkpoint_every_s:
                     continue
                 if self.checkpoint is not None:
-                    save_checkpoint(self.checkpoint, self.agent, self.history, self.pending)
+                    save_checkpoint(
+                        self.checkpoint, self.agent, self.history, self.pending, self.trained_on
+                    )
                     saved = time.monotonic()
         return self.agent
 
