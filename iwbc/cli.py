@@ -260,8 +260,7 @@ def _data_list(args: argparse.Namespace) -> None:
     if args.root is not None and not Path(args.root).expanduser().exists():
         # A typo, most likely: an empty listing would read as "no datasets there".
         raise UserError(
-            f"--root {args.root} does not exist; pass the directory that holds your Minari "
-            "datasets"
+            f"--root {args.root} does not exist; pass the directory that holds your Minari datasets"
         )
     ids = list_datasets(args.root)
     print("\n".join(ids) if ids else "no local Minari datasets (try `iwbc data scripted`)")

@@ -14,6 +14,7 @@ from iwbc.core.agent import DataSpec
 from iwbc.core.trainer import create_agents
 from iwbc.envs import rollout_returns
 from iwbc.envs.evaluate import EVAL_SEED_BASE, evaluate_agent, evaluation_seeds
+from iwbc.errors import UserError
 
 ENV_ID = "InvertedDoublePendulum-v5"  # 9-dim observations, 1-dim actions, short episodes
 OBS_DIM, ACT_DIM = 9, 1
@@ -113,3 +114,27 @@ def test_the_mjx_branch_hands_the_rollout_every_seed_row_in_order(
     assert actor.num_seeds == 2 and options == {}
     np.testing.assert_array_equal(seeds, np.tile(evaluation_seeds(3), 2))
     assert not np.allclose(on_mjx[0], on_mjx[1])
+
+
+def test_misused_evaluation_inputs_are_one_line_errors() -> None:
+    """What a Python user gets wrong first: the train_methods result instead of its agent, one
+    seed taken out of the stack, and an env that is neither an id nor an EnvSpec."""
+    agent = create_agents(BCAgent, CONFIG, spec(), [0, 1])
+
+    class Result:
+        def __init__(self) -> None:
+            self.agent = agent
+
+    cases = [
+        (lambda: evaluate_agent(Result(), ENV_ID, num_episodes=1), r"its \.agent is"),
+        (lambda: evaluate_agent(object(), ENV_ID, num_episodes=1), "takes a trained agent"),
+        (
+            lambda: evaluate_agent(jax.tree.map(lambda x: x[0], agent), ENV_ID, num_episodes=1),
+            "no leading training-seed axis",
+        ),
+        (lambda: evaluate_agent(agent, 3, num_episodes=1), "env must be a Gymnasium id"),
+    ]
+    for call, message in cases:
+        with pytest.raises(UserError, match=message) as error:
+            call()
+        assert "\n" not in str(error.value)

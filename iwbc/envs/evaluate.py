@@ -158,7 +158,20 @@ def evaluate_actor(
     The actor acts in [-1, 1]; an env with another action box gets its actions mapped into
     that box (:mod:`iwbc.envs.action_box`), as its dataset's were mapped out of it.
     """
-    num_seeds = jax.tree.leaves(params)[0].shape[0]
+    if not isinstance(env, str | EnvSpec):
+        raise UserError(
+            f"env must be a Gymnasium id or the EnvSpec a dataset records (dataset.env), got "
+            f"{type(env).__name__}: a dataset that records no env is given one by "
+            "load_dataset(..., env=ID)"
+        )
+    leading = {np.shape(leaf)[:1] for leaf in jax.tree.leaves(params)}
+    if len(leading) != 1 or () in leading:
+        raise UserError(
+            "the agent's parameters have no leading training-seed axis shared by all of them "
+            "(an agent taken out of its seed stack?): evaluate the stacked agent train_methods "
+            "returns, or add the axis with jax.tree.map(lambda x: x[None], agent)"
+        )
+    num_seeds = leading.pop()[0]
     engine = resolve_engine(env, engine)
     box = _checked_box(env, engine, observation_dim, action_dim)
     seeds = np.tile(evaluation_seeds(num_episodes, seed_base), num_seeds)
@@ -191,6 +204,12 @@ def evaluate_agent(
     """Returns [num_seeds, num_episodes] of every seed of a seed-stacked agent, acting with
     its deterministic ``act`` on the environment's raw observations (each agent applies its
     own observation statistics), on the shared evaluation seeds."""
+    if not hasattr(agent, "acting"):
+        held = " (its .agent is)" if hasattr(agent, "agent") else ""
+        raise UserError(
+            f"evaluate_agent takes a trained agent, got a {type(agent).__name__}{held}: pass "
+            "e.g. train_methods(...)['bc'].agent"
+        )
     act_fn, params = agent.acting()
     return evaluate_actor(
         act_fn,
