@@ -282,7 +282,8 @@ def stack_episodes(
         _store(rews[here], rewards[i], "rewards", i)
         terms[here] = terminations[i]
         truncs[here] = truncations[i]
-        returns[i] = np.sum(rewards[i], dtype=np.float64)
+        # np.asarray first: np.sum hands a JAX array to its own sum, which drops float64.
+        returns[i] = np.sum(np.asarray(rewards[i]), dtype=np.float64)
         start += n
     return EpisodeData(obs, acts, rews, next_obs, terms, truncs, lengths, returns)
 
