@@ -400,6 +400,40 @@ def test_data_list_skips_a_folder_whose_path_is_no_id(
     )
 
 
+def test_data_list_names_the_root_a_dataset_is_listed_under(
+    make_minari_dataset, minari_root: Path, capsys
+):
+    """A root given inside the namespace (``.../datasets/mujoco``), at the dataset's own
+    folder, or one folder above the real root: the warning names the root to pass, not an id
+    to write into the metadata."""
+    make_minari_dataset("mujoco/hopper/expert-v0", env=ENV)
+    folder = minari_root / "mujoco" / "hopper" / "expert-v0"
+    for inside, listed in ((minari_root / "mujoco", "hopper/expert-v0"), (folder, None)):
+        assert main(["data", "list", "--root", str(inside)]) == 0
+        out, err = capsys.readouterr()
+        assert out == "no local Minari datasets (try `iwbc data scripted`)\n"
+        if listed is None:
+            assert err == (
+                f"iwbc: warning: {folder} holds a dataset but its path under the root is no "
+                f"Minari id (namespace/name-vN), so it is not listed: pass --root {minari_root}, "
+                "the folder that holds its id's path\n"
+            )
+        else:
+            assert err == (
+                f"iwbc: warning: dataset 'mujoco/hopper/expert-v0' at {folder} is not listed: "
+                f"under the root {inside} its path reads '{listed}'; pass --root {minari_root} "
+                "(MINARI_DATASETS_PATH from Python), the folder that holds its id's path\n"
+            )
+    above = minari_root.parent
+    assert main(["data", "list", "--root", str(above)]) == 0
+    _, err = capsys.readouterr()
+    assert f"under the root {above} its path reads '{minari_root.name}/mujoco/" in err
+    assert err.endswith(
+        f"pass --root {minari_root} (MINARI_DATASETS_PATH from Python), the "
+        "folder that holds its id's path\n"
+    )
+
+
 def test_run_makes_missing_scores_from_the_local_expert(
     make_minari_dataset, minari_root: Path, tmp_path: Path, capsys
 ):

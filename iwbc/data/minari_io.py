@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -91,7 +92,14 @@ def _local_datasets() -> list[str]:
         dataset_id, reason = unusable.groups()
         path = get_dataset_path(dataset_id)
         moved = _MOVED.fullmatch(reason)
-        if moved is not None:
+        right_root = None if moved is None else _root_listing(path, moved.group(2))
+        if right_root is not None:
+            message = (
+                f"dataset '{moved.group(2)}' at {path} is not listed: under the root "
+                f"{get_dataset_path()} its path reads '{dataset_id}'; pass --root {right_root} "
+                "(MINARI_DATASETS_PATH from Python), the folder that holds its id's path"
+            )
+        elif moved is not None:
             # A copied or renamed folder: its data is fine (load_dataset opens it by path).
             message = (
                 f"dataset '{dataset_id}' at {path} is not listed: its data/metadata.json names it "
@@ -116,16 +124,42 @@ def _listed(prefix: str) -> list[str]:
     except (TypeError, ValueError):
         folder = get_dataset_path() / prefix
         if (folder / "data").is_dir():
+            right_root = _root_listing(folder, _recorded_id(folder))
+            fix = (
+                f"pass --root {right_root}, the folder that holds its id's path"
+                if right_root is not None
+                else "move it to its id's folder, or out of the root"
+            )
             warnings.warn(
                 f"{folder} holds a dataset but its path under the root is no Minari id "
-                "(namespace/name-vN), so it is not listed: move it to its id's folder, or out "
-                "of the root",
+                f"(namespace/name-vN), so it is not listed: {fix}",
                 DatasetWarning,
                 stacklevel=4,
             )
             return []
         children = sorted(c.name for c in folder.iterdir() if c.is_dir() and c.name[0] != ".")
         return [i for child in children for i in _listed(f"{prefix}/{child}".lstrip("/"))]
+
+
+def _recorded_id(folder: Path) -> str | None:
+    """The dataset_id a dataset folder's data/metadata.json records, if it can be read."""
+    try:
+        recorded = json.loads((folder / "data" / "metadata.json").read_text()).get("dataset_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return recorded if isinstance(recorded, str) else None
+
+
+def _root_listing(folder: Path, dataset_id: str | None) -> Path | None:
+    """The root under which ``folder`` is the path of ``dataset_id``: a root given one level
+    too deep (``--root ~/.minari/datasets/mujoco`` for ``mujoco/hopper/medium-v0``) or
+    too shallow; None where the folder's path does not end in the id."""
+    if not dataset_id:
+        return None
+    parts = tuple(part for part in dataset_id.split("/") if part)
+    if len(folder.parts) <= len(parts) or folder.parts[-len(parts) :] != parts:
+        return None
+    return folder.parents[len(parts) - 1]
 
 
 # How minari.list_local_datasets warns of a dataset it cannot open, and of one whose folder
