@@ -13,7 +13,7 @@ import scipy.stats
 from test_report_records import SUITE, make_record, save_record
 
 from iwbc.bench.records import check_record, critic_q_end, critic_q_tail, records_dir
-from iwbc.report.convergence import CurveEnd, critic_ends, curve_ends, still_rising
+from iwbc.report.convergence import CriticEnd, CurveEnd, critic_ends, curve_ends, still_rising
 from iwbc.report.runs import load_runs
 from iwbc.report.suite_report import report_main, write_suite_report
 
@@ -310,3 +310,17 @@ def test_a_run_scored_only_at_its_end_reads_its_critic_over_its_last_tenth() -> 
     assert critic_q_tail({"training": {"steps": [2000], "q_mean": [4.0]}}) is None
     assert critic_q_tail({"training": {"steps": [1000, 2000], "loss": [1.0, 2.0]}}) is None
     assert critic_q_tail({"training": None}) is None
+
+
+def test_a_critic_near_zero_is_measured_against_its_reachable_range() -> None:
+    """Sparse rewards leave Q near 0: 0.001 -> 0.002 is no 100% move on a range of 100 (it is
+    0.1% of the 1% floor's scale), while a Q far from 0 keeps its own scale, and a Q of exactly
+    0 that stays there has not moved (no 0/0)."""
+    q = np.array([[0.001, 0.002], [0.0, 0.0], [50.0, 55.0]])
+    bounds = np.array([[0.0, 100.0]] * 3)
+    end = CriticEnd("d", "iql", (1000, 2000), q, bounds)
+    np.testing.assert_allclose(end.changes, [0.001, 0.0, 0.1])
+    assert end.moved == pytest.approx(0.101 / 3)
+    unbounded = CriticEnd("d", "iql", (1000, 2000), q, np.array([[0.0, np.inf]] * 3))
+    np.testing.assert_allclose(unbounded.changes, [1.0, 0.0, 0.1])
+    assert not np.isnan(CriticEnd("d", "iql", (1, 2), q).changes).any()

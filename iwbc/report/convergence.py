@@ -39,6 +39,9 @@ ALPHA = 0.05
 # last evaluation interval has value estimates far from settled: target networks move Q a fixed
 # fraction of the way each interval, so a 5% step leaves several such steps to come.
 CRITIC_MOVE = 0.05
+# A Q within this fraction of its reachable range (``value_bounds``) of zero has its change
+# measured against that fraction of the range instead of against itself.
+NEAR_ZERO = 0.01
 
 
 @dataclass(frozen=True)
@@ -129,8 +132,16 @@ class CriticEnd:
 
     @property
     def changes(self) -> np.ndarray:
-        """Per seed, the relative change of Q over the last evaluation interval."""
-        return (self.q[:, 1] - self.q[:, 0]) / np.abs(self.q[:, 0])
+        """Per seed, the change of Q over the last evaluation interval relative to its Q there,
+        or to ``NEAR_ZERO`` of the range TD can reach where Q lies closer than that to 0 (a
+        critic of near-zero rewards would otherwise read as moving by thousands of percent)."""
+        start, end = self.q[:, 0], self.q[:, 1]
+        scale = np.abs(start)
+        if self.bounds is not None:
+            span = self.bounds[:, 1] - self.bounds[:, 0]
+            scale = np.fmax(scale, np.where(np.isfinite(span), NEAR_ZERO * span, 0.0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(end == start, 0.0, (end - start) / scale)
 
     @property
     def moved(self) -> float:
