@@ -438,10 +438,6 @@ def run_outputs(out: Path, methods: Sequence[str], seeds: int = 1) -> list[str]:
     return problems
 
 
-def records_of(folder: Path) -> list[dict]:
-    return [strict_json(p) for p in sorted(folder.rglob("seed-*.json"))]
-
-
 def bench_records(records: Path, expected: dict[tuple[str, int], str]) -> list[str]:
     """The records under ``records``: (method, seed) -> status as expected; ok ones finite."""
     problems, seen = [], {}
