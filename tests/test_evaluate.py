@@ -138,3 +138,23 @@ def test_misused_evaluation_inputs_are_one_line_errors() -> None:
         with pytest.raises(UserError, match=message) as error:
             call()
         assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("agent_cls", "config"),
+    [(BCAgent, CONFIG), (TD3BCAgent, TD3BCConfig(hidden_dims=(8,)))],
+    ids=["bc", "td3_bc"],
+)
+def test_act_on_a_seed_stack_is_refused_and_the_ways_it_names_act_alike(agent_cls, config) -> None:
+    """Three observations for three stacked seeds would broadcast seed against observation;
+    act refuses the stack, and the two ways its message gives act as each seed alone does."""
+    agent = create_agents(agent_cls, config, spec(), [0, 1, 2])
+    obs = jax.random.normal(jax.random.PRNGKey(1), (3, OBS_DIM))
+    with pytest.raises(UserError, match="holds 3 seeds stacked") as error:
+        agent.act(obs)
+    assert "\n" not in str(error.value)
+    every = jax.vmap(type(agent).act, in_axes=(0, None))(agent, obs)
+    for i in range(3):
+        alone = jax.tree.map(lambda x, i=i: x[i], agent).act(obs)
+        np.testing.assert_array_equal(every[i], alone)
+    assert not np.allclose(every[0], every[1])

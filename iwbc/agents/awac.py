@@ -114,7 +114,7 @@ class AWACAgent(OfflineRLAgent):
         agent = after_update(agent, rng, actor_grads, agent.critic, config.tau)
         return agent, {"loss": actor_info["actor_loss"], **critic_info, **actor_info}
 
-    def act(self, observations: jax.Array) -> jax.Array:
+    def _act(self, observations: jax.Array) -> jax.Array:
         """The Gaussian's mean, clipped to [-1, 1], for raw (unnormalized) observations."""
         mean, _ = self.actor_network.apply(self.actor.params, self.standardize(observations))
         return jnp.clip(mean, -1.0, 1.0)

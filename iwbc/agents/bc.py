@@ -370,7 +370,7 @@ class BCAgent(Agent):
         )
         return agent, {"loss": loss, **aux}
 
-    def act(self, observations: jax.Array) -> jax.Array:
+    def _act(self, observations: jax.Array) -> jax.Array:
         """The Gaussian's mean for raw observations (the policy standardizes them itself)."""
         return policy_mean_action(self.policy, self.params, observations)
 

@@ -290,7 +290,7 @@ class CQLAgent(OfflineRLAgent):
         }
         return agent, metrics
 
-    def act(self, observations: jax.Array) -> jax.Array:
+    def _act(self, observations: jax.Array) -> jax.Array:
         """tanh(μ(s)), the deterministic action, for raw (unnormalized) observations."""
         mean, _ = self.actor_network.apply(self.actor.params, self.standardize(observations))
         return jnp.tanh(mean)

@@ -159,7 +159,7 @@ class IQLAgent(OfflineRLAgent):
         )
         return agent, {"loss": actor_info["actor_loss"], **value_info, **critic_info, **actor_info}
 
-    def act(self, observations: jax.Array) -> jax.Array:
+    def _act(self, observations: jax.Array) -> jax.Array:
         """The Gaussian's mean (or the deterministic actor's action) for raw observations."""
         observations = self.standardize(observations)
         if self.config.deterministic_actor:

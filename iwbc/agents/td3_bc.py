@@ -165,7 +165,7 @@ class TD3BCAgent(OfflineRLAgent):
         )
         return agent, {"loss": critic_info["critic_loss"], **critic_info, **actor_info}
 
-    def act(self, observations: jax.Array) -> jax.Array:
+    def _act(self, observations: jax.Array) -> jax.Array:
         """The deterministic action for raw (unnormalized) observations."""
         return self.actor_network.apply(self.actor.params, self.standardize(observations))
 

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from iwbc.core.sampling import sample_transitions
+from iwbc.errors import UserError
 
 DataKind = Literal["episodes", "transitions"]
 
@@ -72,6 +73,22 @@ class Agent(flax.struct.PyTreeNode):
     @property
     def observation_dim(self) -> int:
         """The observations it acts on (an evaluation checks them against the environment)."""
+        raise NotImplementedError
+
+    def act(self, observations: jax.Array) -> jax.Array:
+        """The deterministic action for raw observations ([batch, obs_dim]) of one seed's
+        agent. A seed-stacked agent (what ``train_methods`` returns) is refused: its
+        parameters would broadcast against a batch of as many observations as it has seeds and
+        answer wrongly instead of failing."""
+        if jnp.ndim(self.step) != 0:
+            raise UserError(
+                f"act is one seed's, and this agent holds {jnp.shape(self.step)[0]} seeds "
+                "stacked: act with one, jax.tree.map(lambda x: x[i], agent).act(obs), or all, "
+                "jax.vmap(type(agent).act, in_axes=(0, None))(agent, obs)"
+            )
+        return self._act(observations)
+
+    def _act(self, observations: jax.Array) -> jax.Array:
         raise NotImplementedError
 
     def acting(self) -> tuple[Any, Any]:

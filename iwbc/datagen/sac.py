@@ -166,7 +166,7 @@ class SACAgent(Agent):
         index = jax.random.randint(key, (self.config.batch_size,), 0, buffer.size)
         return self, jax.tree.map(lambda x: x[index], buffer.data)
 
-    def act(self, observations: jax.Array) -> jax.Array:
+    def _act(self, observations: jax.Array) -> jax.Array:
         """The deterministic action tanh(μ(s)) (SAC acts on raw observations)."""
         mean, _ = self.actor_network.apply(self.actor.params, observations)
         return jnp.tanh(mean)
