@@ -125,9 +125,10 @@ def test_every_agent_implements_the_interface(name: str) -> None:
     assert issubclass(agent_cls, Agent)
     for attribute in INTERFACE:
         assert callable(getattr(agent_cls, attribute, None)), attribute
-    # The base supplies prepare and sample (uniform transitions); an agent writes the rest.
+    # The base supplies prepare and sample (uniform transitions) and act's one-seed check; an
+    # agent writes the rest, its action in _act.
     own = {attribute for c in agent_cls.__mro__[:-1] if c is not Agent for attribute in vars(c)}
-    assert {"create", "update", "act"} <= own
+    assert {"create", "update", "_act"} <= own
     assert list(inspect.signature(agent_cls.create).parameters) == ["key", "spec", "config", "init"]
     assert agent_cls.data_kind == ("episodes" if method.family == "bc" else "transitions")
     # The config is a static argument of the compiled trainer: frozen and hashable.
