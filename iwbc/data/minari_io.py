@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -23,7 +22,7 @@ from minari.storage import get_dataset_path
 
 from iwbc.data.episodes import EpisodeData, OfflineDataset, stack_episodes
 from iwbc.data.errors import DatasetError, DatasetWarning, one_line
-from iwbc.data.reference_cache import cached_reference_scores
+from iwbc.data.reference_cache import cached_reference_scores, stored_metadata
 from iwbc.envs.action_box import rescaled, to_unit
 
 ROOT_ENV_VAR = "MINARI_DATASETS_PATH"
@@ -143,10 +142,7 @@ def _listed(prefix: str) -> list[str]:
 
 def _recorded_id(folder: Path) -> str | None:
     """The dataset_id a dataset folder's data/metadata.json records, if it can be read."""
-    try:
-        recorded = json.loads((folder / "data" / "metadata.json").read_text()).get("dataset_id")
-    except (OSError, ValueError, AttributeError):
-        return None
+    recorded = (stored_metadata(folder) or {}).get("dataset_id")
     return recorded if isinstance(recorded, str) else None
 
 

@@ -63,14 +63,23 @@ def tier_id(namespace: str, tier: str) -> str:
     return f"{namespace}/{tier}-{VERSION}"
 
 
-def stored_counts(root: str | Path, dataset_id: str) -> tuple[int, int] | None:
-    """(total_episodes, total_steps) from a local dataset's metadata.json, read without opening
-    its data (cheap on every load); None where either is unreadable."""
-    path = Path(root) / dataset_id / "data" / "metadata.json"
+def stored_metadata(folder: Path) -> dict[str, Any] | None:
+    """A dataset folder's data/metadata.json, read without opening its data (cheap on every
+    load); None where it is missing, unreadable or not a JSON object."""
     try:
-        metadata = json.loads(path.read_text())
+        metadata = json.loads((folder / "data" / "metadata.json").read_text())
+    except (OSError, ValueError):  # ValueError: undecodable bytes or JSON
+        return None
+    return metadata if isinstance(metadata, dict) else None
+
+
+def stored_counts(root: str | Path, dataset_id: str) -> tuple[int, int] | None:
+    """(total_episodes, total_steps) from a local dataset's metadata.json; None where either
+    is unreadable."""
+    metadata = stored_metadata(Path(root) / dataset_id)
+    try:
         return int(metadata["total_episodes"]), int(metadata["total_steps"])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):  # TypeError: no metadata, or a count not a number
         return None
 
 
