@@ -192,9 +192,7 @@ def main() -> None:
         "episodes": dataset.num_episodes,
         "transitions": dataset.num_steps,
         "selection": {"rows": len(rows), "distinct_episodes": len(np.unique(rows))},
-        "settings": {
-            k: v for k, v in vars(args).items() if k not in ("dataset", "root", "out", "iwbc_table")
-        },
+        "settings": {k: v for k, v in vars(args).items() if k not in ("dataset", "root", "out")},
         "iw_effective_fraction_per_seed": np.asarray(stats["iw_effective_fraction"]).tolist(),
     }
     for method, params in policies.items():
