@@ -13,8 +13,7 @@ import math
 import tempfile
 from pathlib import Path
 
-from minari.dataset.minari_dataset import parse_dataset_id
-
+from iwbc.data.minari_io import dataset_id_problem
 from iwbc.errors import UserError, one_line
 
 # Every command's --root: where Minari datasets are read and written.
@@ -114,12 +113,11 @@ def name_list(text: str) -> tuple[str, ...]:
 
 def dataset_id(text: str) -> str:
     """A Minari dataset id (``namespace/name-v0``), checked before a dataset is made under it."""
-    try:
-        parse_dataset_id(text)
-    except (ValueError, TypeError):
+    problem = dataset_id_problem(text)
+    if problem is not None:
         raise argparse.ArgumentTypeError(
-            f"must be a Minari dataset id like 'namespace/name-v0', got {text!r}"
-        ) from None
+            f"must be a Minari dataset id like 'namespace/name-v0', got {text!r} ({problem})"
+        )
     return text
 
 

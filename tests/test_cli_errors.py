@@ -305,7 +305,8 @@ def test_debug_shows_the_traceback_of_a_user_error(
     assert err.startswith("Traceback (most recent call last):")
     assert "DatasetError" in err
     assert err.endswith(
-        "iwbc: error: 'bad' is not a Minari dataset id; ids look like "
+        "iwbc: error: 'bad' is not a Minari dataset id (it does not end in a version such as "
+        "-v0); ids look like "
         "'namespace/name-v0', e.g. 'mujoco/hopper/expert-v0'\n"
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from minari.data_collector import EpisodeBuffer
 from iwbc import cli
 from iwbc.data import DatasetError, OfflineDataset, list_datasets, load_dataset
 from iwbc.data.errors import DatasetWarning
+from iwbc.data.minari_io import dataset_id_problem
 
 MakeDataset = Callable[..., list[EpisodeBuffer]]
 Pendulum = tuple[str, list[EpisodeBuffer]]
@@ -212,6 +214,28 @@ def test_unknown_id_lists_local_ids(pendulum_dataset: Pendulum) -> None:
     message = _raises_one_line("not in the local Minari root", "iwbc-test/pendulum/missing-v0")
     assert pendulum_dataset[0] in message and "download=True" in message
     _raises_one_line("is not a Minari dataset id", "no version!")
+
+
+@pytest.mark.parametrize(
+    ("dataset_id", "problem"),
+    [
+        ("mujoco/hopper/medium", "does not end in a version such as -v0"),
+        ("d4rl/hopper/med ium-v2", "only letters, digits, '-', '_' and '/'"),
+        ("d4rl//medium-v2", "an empty part between slashes"),
+        ("/mujoco/hopper-v0", "an empty part between slashes"),
+        ("x/hopper-v0", "a namespace of two characters or more, and 'x' has one"),
+        ("-v0", "Minari's pattern is (namespace/)name-v<version>"),
+    ],
+)
+def test_a_malformed_id_names_what_is_wrong(dataset_id: str, problem: str) -> None:
+    start = re.escape(f"'{dataset_id}' is not a Minari dataset id (")
+    message = _raises_one_line(start, dataset_id)
+    assert problem in message
+
+
+@pytest.mark.parametrize("dataset_id", ["xy/hopper-v0", "hopper-v3", "d4rl/pen/human-v2"])
+def test_minari_ids_have_no_problem(dataset_id: str) -> None:
+    assert dataset_id_problem(dataset_id) is None
 
 
 def test_truncated_hdf5(pendulum_dataset: Pendulum, minari_root: Path):

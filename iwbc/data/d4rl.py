@@ -46,10 +46,10 @@ import h5py
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 from minari.data_collector import EpisodeBuffer
-from minari.dataset.minari_dataset import parse_dataset_id
 
 from iwbc.data.episodes import env_label
 from iwbc.data.errors import DatasetError, one_line
+from iwbc.data.minari_io import dataset_id_problem
 from iwbc.data.minari_write import dataset_exists, write_dataset
 
 # D4RL's name of each robot -> the Gymnasium v5 task its data is evaluated on.
@@ -314,12 +314,12 @@ def import_d4rl(
             f"cannot derive a dataset id from {Path(file).name!r}; pass --name, e.g. "
             f"d4rl/{task}/medium-replay-v2"
         )
-    try:
-        parse_dataset_id(dataset_id)
-    except (ValueError, TypeError) as err:
+    problem = dataset_id_problem(dataset_id)
+    if problem is not None:
         raise DatasetError(
-            f"{dataset_id!r} is not a Minari dataset id; ids look like 'd4rl/hopper/medium-v2'"
-        ) from err
+            f"{dataset_id!r} is not a Minari dataset id ({problem}); ids look like "
+            "'d4rl/hopper/medium-v2'"
+        )
     if dataset_exists(dataset_id, root) and not overwrite:
         raise DatasetError(
             f"dataset {dataset_id!r} already exists; pass --overwrite to replace it, or --name"

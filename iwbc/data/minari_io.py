@@ -242,10 +242,31 @@ def load_dataset(
     )
 
 
-def _check_id_syntax(dataset_id: str) -> None:
+def dataset_id_problem(dataset_id: str) -> str | None:
+    """What makes ``dataset_id`` no Minari id (None if it is one), in words: Minari's own error
+    restates the whole pattern, which leaves a user to guess, e.g., that a namespace needs two
+    characters."""
     try:
         parse_dataset_id(dataset_id)
-    except (ValueError, TypeError) as err:
+        return None
+    except (ValueError, TypeError):
+        pass
+    text = str(dataset_id)
+    if not re.search(r"-v\d+$", text):
+        return "it does not end in a version such as -v0"
+    if re.search(r"[^-\w/]", text):
+        return "only letters, digits, '-', '_' and '/' may appear in it"
+    if text.startswith("/") or "//" in text:
+        return "it has an empty part between slashes"
+    namespace = text.rpartition("/")[0]
+    if len(namespace) == 1:
+        return f"Minari needs a namespace of two characters or more, and {namespace!r} has one"
+    return "Minari's pattern is (namespace/)name-v<version>"
+
+
+def _check_id_syntax(dataset_id: str) -> None:
+    problem = dataset_id_problem(dataset_id)
+    if problem is not None:
         hint = (
             f"; a D4RL HDF5 file is imported first (`iwbc data import-d4rl {dataset_id}`), then "
             "run by the id that prints"
@@ -253,9 +274,9 @@ def _check_id_syntax(dataset_id: str) -> None:
             else ""
         )
         raise DatasetError(
-            f"'{dataset_id}' is not a Minari dataset id; ids look like "
+            f"'{dataset_id}' is not a Minari dataset id ({problem}); ids look like "
             f"'namespace/name-v0', e.g. 'mujoco/hopper/expert-v0'{hint}"
-        ) from err
+        )
 
 
 def _missing_root_message(dataset_id: str, root: str | Path | None) -> str:
