@@ -1,7 +1,7 @@
-"""Welch's t-test of the minimal iw-BC's final scores against iwbc's on the same data.
+"""Welch's t-test (and Mann-Whitney U) of the minimal iw-BC's final scores against iwbc's.
 
 Reads a JSON of ``benchmarks/minimal_iwbc_check.py`` and the ``table.csv`` of ``iwbc run --out``
-and adds, per method, iwbc's per-seed scores, both means and stds (ddof 0) and the p-value, so
+and adds, per method, iwbc's per-seed scores, both means and stds (ddof 0) and the two p-values, so
 that the verdict sits in the same file as the numbers it rests on.
 
     python benchmarks/minimal_iwbc_compare.py results/iwbc-check/minimal-pendulum-mixed.json \
@@ -32,6 +32,8 @@ def main() -> None:
         ours = np.array(report[method]["normalized_per_seed"])
         theirs = np.array([float(r["normalized_score"]) for r in rows if r["method"] == method])
         p = scipy.stats.ttest_ind(ours, theirs, equal_var=False).pvalue
+        # rank test beside Welch's: a few seeds far above the rest (BC on replay data) skew means
+        ranks_p = scipy.stats.mannwhitneyu(ours, theirs).pvalue
         report[method]["against_iwbc"] = {
             "table": str(args.table),
             "iwbc_per_seed": theirs.tolist(),
@@ -39,10 +41,12 @@ def main() -> None:
             "iwbc_std": float(np.std(theirs)),
             "difference": float(np.mean(ours) - np.mean(theirs)),
             "welch_p": None if np.isnan(p) else float(p),  # NaN: both sides constant
+            "mann_whitney_p": float(ranks_p),
         }
         print(
             f"{method}: minimal {np.mean(ours):.1f} ± {np.std(ours):.1f}, "
-            f"iwbc {np.mean(theirs):.1f} ± {np.std(theirs):.1f}, Welch p = {p:.2f}"
+            f"iwbc {np.mean(theirs):.1f} ± {np.std(theirs):.1f}, Welch p = {p:.2f}, "
+            f"Mann-Whitney p = {ranks_p:.2f}"
         )
     args.minimal.write_text(json.dumps(report, indent=1) + "\n")
 
