@@ -19,7 +19,7 @@ import sys
 import threading
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -661,6 +661,11 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     signal is sent again a moment later, once the callback is over."""
     if not _in_callback(frame):
         raise KeyboardInterrupt
+    _interrupt_again()
+
+
+def _interrupt_again() -> None:
+    """Send Ctrl-C to the main thread again in a moment, unless the command has ended by then."""
     main_thread = threading.main_thread().ident
 
     def again() -> None:
@@ -670,6 +675,22 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     timer = threading.Timer(0.01, again)
     timer.daemon = True
     timer.start()
+
+
+def _unraisable(previous: Callable[[Any], object]) -> Callable[[Any], None]:
+    """A ``sys.unraisablehook`` that interrupts again where Python ignored a KeyboardInterrupt
+    and hands every other exception to ``previous``: the callbacks ``_in_callback`` cannot list
+    (an ``os.register_at_fork`` handler, such as filelock's while Minari writes a dataset; a
+    ``__del__``; a weakref callback) print "Exception ignored" and run on, which lost the
+    Ctrl-C (exit 0)."""
+
+    def hook(unraisable: Any) -> None:
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+            _interrupt_again()
+        else:
+            previous(unraisable)
+
+    return hook
 
 
 @contextlib.contextmanager
@@ -683,9 +704,12 @@ def _reliable_ctrl_c() -> Iterator[None]:
         yield
         return
     signal.signal(signal.SIGINT, _interrupt)
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _unraisable(previous_hook)
     try:
         yield
     finally:
+        sys.unraisablehook = previous_hook
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 

@@ -512,17 +512,33 @@ def interrupt_inside():
 """
 
 
+# filelock (Minari's, while a dataset is written) registers one; Python ignores its exceptions
+_IN_AN_AT_FORK_HANDLER = """
+import os
+
+def interrupt_inside():
+    os.register_at_fork(after_in_parent=interrupt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # JAX's: fork and threads
+        child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
+"""
+
+
 @pytest.mark.parametrize(
     "interrupt_inside",
-    [_IN_A_GC_CALLBACK, _IN_MUJOCOS_WARNING_HANDLER],
-    ids=["gc-callback", "mujoco-warning-handler"],
+    [_IN_A_GC_CALLBACK, _IN_MUJOCOS_WARNING_HANDLER, _IN_AN_AT_FORK_HANDLER],
+    ids=["gc-callback", "mujoco-warning-handler", "at-fork-handler"],
 )
 def test_ctrl_c_inside_a_callback_interrupts_the_command(interrupt_inside: str) -> None:
     """Raised inside a gc callback, a KeyboardInterrupt is printed as "Exception ignored" and
     the command goes on: JAX registers one, so a Ctrl-C while a command loaded its libraries was
     often lost and the command ran to its end (found by the bad-input sweep). Raised inside the
     handler that routes MuJoCo's warnings to Python, it crosses MuJoCo's C frames and aborts the
-    process (SIGABRT, no message)."""
+    process (SIGABRT, no message). Raised in an at-fork handler, it is ignored the same way
+    (the bad-input sweep's Ctrl-C as `data scripted` wrote its dataset, inside filelock's)."""
     env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
     script = _INTERRUPTED_INSIDE.replace("{interrupt_inside}", interrupt_inside)
     done = subprocess.run(
