@@ -16,9 +16,9 @@ default root points into it too), on its own copy of one small dataset made once
 - read-only paths and files where folders are expected;
 - a stale-configuration ``iwbc report`` (a suite budget edited, one method rerun);
 - Ctrl-C (SIGINT to the process group, as a terminal sends it) during ``iwbc run`` and ``iwbc
-  bench`` once the first checkpoint exists, during ``iwbc data scripted`` (as its --root appears, its
-  rollouts, its HDF5 write), a second later and while ``iwbc run`` is still loading, and twice
-  in a row; ``kill -9`` mid-run, then the same command again (it must finish, and the records
+  bench`` once the first checkpoint exists, during ``iwbc data scripted`` (its rollouts, as its
+  --root appears, its HDF5 write), a second later and while ``iwbc run`` is still loading, and
+  twice in a row; ``kill -9`` mid-run, then the same command again (it must finish, and the records
   written before the kill must be intact);
 - two concurrent ``iwbc bench`` (and ``iwbc run``) on the same folders;
 - a full disk, simulated with ``RLIMIT_FSIZE`` (SIGXFSZ ignored, so writes fail with EFBIG),
