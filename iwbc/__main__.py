@@ -7,12 +7,11 @@ one line and exit status 130 as an interrupt later on.
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import sys
 import threading
-from types import FrameType
+from typing import Any
 
 STARTING = "iwbc: interrupted while starting; nothing was run"
 
@@ -20,14 +19,15 @@ STARTING = "iwbc: interrupted while starting; nothing was run"
 def main() -> int:
     """Import the CLI and run it; an interrupt while importing exits 130 in one line."""
     caught: list[int] = []
+    previous_hook = sys.unraisablehook
 
-    def interrupt(signum: int, frame: FrameType | None) -> None:
+    def ignored(unraisable: Any) -> None:
         # Raised inside a garbage-collector callback (JAX registers one while it imports),
         # KeyboardInterrupt is printed as "Exception ignored" and the command would run on.
-        if _in_gc_callback(frame):
-            caught.append(signum)
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+            caught.append(signal.SIGINT)
         else:
-            raise KeyboardInterrupt
+            previous_hook(unraisable)
 
     ours = (
         threading.current_thread() is threading.main_thread()
@@ -35,12 +35,11 @@ def main() -> int:
     )
     try:
         if ours:
-            signal.signal(signal.SIGINT, interrupt)
+            sys.unraisablehook = ignored
         try:
             from iwbc.cli import main as cli_main
         finally:
-            if ours:
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+            sys.unraisablehook = previous_hook
     except KeyboardInterrupt:
         caught.append(signal.SIGINT)
     if caught:
@@ -64,15 +63,6 @@ def _exit_now(status: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
-
-
-def _in_gc_callback(frame: FrameType | None) -> bool:
-    codes = {getattr(callback, "__code__", None) for callback in gc.callbacks}
-    while frame is not None:
-        if frame.f_code in codes:
-            return True
-        frame = frame.f_back
-    return False
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import gc
 import re
 import shlex
 import signal
@@ -641,25 +640,21 @@ def _kept(args: argparse.Namespace | None) -> str:
     return ""
 
 
-def _in_callback(frame: FrameType | None) -> bool:
-    """Whether ``frame`` runs (inside) one of the garbage collector's callbacks or MuJoCo's
-    warning handler."""
-    codes = {getattr(callback, "__code__", None) for callback in gc.callbacks}
-    codes.add(forward_warning.__code__)
+def _in_mujoco_warning_handler(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs (inside) the handler that routes MuJoCo's warnings to Python."""
     while frame is not None:
-        if frame.f_code in codes:
+        if frame.f_code is forward_warning.__code__:
             return True
         frame = frame.f_back
     return False
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """Ctrl-C: a KeyboardInterrupt, as Python's own handler raises, except inside a callback:
-    raised in a garbage-collector callback (JAX registers one, which runs often while a command
-    imports and allocates), it is printed as "Exception ignored" and the command goes on to its
-    end; in MuJoCo's warning handler, it crosses C frames and aborts the process. There the
-    signal is sent again a moment later, once the callback is over."""
-    if not _in_callback(frame):
+    """Ctrl-C: a KeyboardInterrupt, as Python's own handler raises, except inside MuJoCo's
+    warning handler, where it would cross C frames and abort the process: there the signal is
+    sent again a moment later, once the handler is over. Where Python ignores the exception
+    instead, :func:`_unraisable` sends it again."""
+    if not _in_mujoco_warning_handler(frame):
         raise KeyboardInterrupt
     _interrupt_again()
 
@@ -679,10 +674,11 @@ def _interrupt_again() -> None:
 
 def _unraisable(previous: Callable[[Any], object]) -> Callable[[Any], None]:
     """A ``sys.unraisablehook`` that interrupts again where Python ignored a KeyboardInterrupt
-    and hands every other exception to ``previous``: the callbacks ``_in_callback`` cannot list
-    (an ``os.register_at_fork`` handler, such as filelock's while Minari writes a dataset; a
-    ``__del__``; a weakref callback) print "Exception ignored" and run on, which lost the
-    Ctrl-C (exit 0)."""
+    and hands every other exception to ``previous``: raised in a garbage-collector callback
+    (JAX registers one, which runs often while a command imports and allocates), an
+    ``os.register_at_fork`` handler (filelock's, while Minari writes a dataset), a ``__del__``
+    or a weakref callback, it is printed as "Exception ignored" and the command runs on to its
+    end (exit 0)."""
 
     def hook(unraisable: Any) -> None:
         if issubclass(unraisable.exc_type, KeyboardInterrupt):
