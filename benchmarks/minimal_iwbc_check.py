@@ -10,16 +10,22 @@ policies on its fixed evaluation seeds, so both sides see the same episodes):
 - Gaussian policy: 3 x 256 ReLU MLP -> tanh mean, state-independent log-std clipped to
   [-5, 2]; LeCun-normal kernels and zero biases (Flax's default, iwbc's ``--layer-init
   flax``); evaluation acts with the mean;
-- batches of whole episodes drawn uniformly with replacement, padded to the longest with a
-  mask, each episode's log-likelihood averaged over its steps, then over the batch (the
-  authors' form, iwbc's ``--weighting episode``);
+- ``--weighting episode`` (the authors' form): batches of whole episodes drawn uniformly with
+  replacement, padded to the longest with a mask, each episode's log-likelihood averaged over
+  its steps, then over the batch;
+- ``--weighting transition`` (iwbc's default, with ``--window 1``): batches of single
+  transitions drawn uniformly over all the data's steps (the fine-tune: over all the steps of
+  the selection's rows, an episode listed twice twice as likely), log-likelihoods averaged;
 - BC: maximize that log-likelihood on every episode, Adam at a constant ``--bc-lr``;
 - iw-BC from the BC policy on the stratified selection (episodes with return >= p90, >= p95
   and >= p98 listed one after another: the best up to three times), q_ref the frozen BC,
   q_iw <- 0.9 q_iw + 0.1 theta before each loss, w(tau) = clip(exp(temp (log q_iw(tau) -
   log q_ref(tau)) / |tau|), 0, 1000) normalized to sum 1 over the batch, loss
-  -mean_batch[sg(w) (1/|tau|) sum_t log pi(a_t|s_t)]; Adam with linear warm-up then cosine
-  decay to 0 at the last step.
+  -mean_batch[sg(w) (1/|tau|) sum_t log pi(a_t|s_t)] (a transition's w that of its episode,
+  loss -mean_batch[sg(w) log pi(a|s)]); Adam with linear warm-up then cosine decay to 0 at
+  the last step. A transition batch cannot give w(tau), which is over the whole trajectory:
+  log q(tau) / |tau| of every selected episode comes from all its steps, under q_ref once and
+  under the q_iw of that update every ``--refresh-every`` updates (1: every update, exact).
 
     python benchmarks/minimal_iwbc_check.py iwbc/inverted-double-pendulum/mixed-v0 \
         --root data/minari --bc-steps 2000 --bc-batch-size 4 --finetune-steps 1000 \
@@ -56,6 +62,31 @@ def padded_episodes(flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     for i, (start, length) in enumerate(zip(starts, lengths, strict=True)):
         out[i, :length] = flat[start : start + length]
     return out
+
+
+def flat_selection(episodes, rows: np.ndarray, mean, std) -> dict:
+    """The steps one after another, and for the fine-tune: the step indices of every selection
+    row (an episode listed twice, twice) with its episode's place among the distinct selected
+    ones, and every distinct selected episode's steps once, for the trajectory tables."""
+    starts = np.concatenate([[0], np.cumsum(episodes.lengths)[:-1]])
+    distinct, place = np.unique(rows, return_inverse=True)
+
+    def steps_of(episode_ids):
+        return np.concatenate(
+            [np.arange(starts[e], starts[e] + episodes.lengths[e]) for e in episode_ids]
+        )
+
+    return {
+        "obs": jnp.asarray((episodes.observations - mean) / std, jnp.float32),
+        "act": jnp.asarray(episodes.actions, jnp.float32),
+        "sel_steps": jnp.asarray(steps_of(rows)),
+        "sel_episode": jnp.asarray(np.repeat(place, episodes.lengths[rows])),
+        "table_steps": jnp.asarray(steps_of(distinct)),
+        "table_episode": jnp.asarray(
+            np.repeat(np.arange(len(distinct)), episodes.lengths[distinct])
+        ),
+        "table_lengths": jnp.asarray(episodes.lengths[distinct], jnp.float32),
+    }
 
 
 def stratified_rows(returns: np.ndarray) -> np.ndarray:
@@ -95,6 +126,63 @@ def log_prob(params: dict, obs, act):
 def episode_mean_log_prob(params: dict, obs, act, mask):
     """Each episode's log-likelihood averaged over its valid steps: [B]."""
     return jnp.sum(log_prob(params, obs, act) * mask, -1) / jnp.sum(mask, -1)
+
+
+def train_transitions(data: dict, args, key) -> tuple[dict, dict]:
+    """``train`` on single transitions: BC over all steps, iw-BC over the selection's steps with
+    each episode's w(tau) read from whole-trajectory tables refreshed in blocks of updates."""
+    obs, act = data["obs"], data["act"]
+    sel_steps, sel_episode = data["sel_steps"], data["sel_episode"]
+    table_steps, table_episode = data["table_steps"], data["table_episode"]
+    num_table = data["table_lengths"].shape[0]
+    k_init, k_bc, k_ft = jax.random.split(key, 3)
+    bc_adam = optax.adam(args.bc_lr)
+
+    def bc_step(carry, key):
+        params, opt = carry
+        i = jax.random.randint(key, (args.bc_batch_size,), 0, obs.shape[0])
+        grads = jax.grad(lambda p: -jnp.mean(log_prob(p, obs[i], act[i])))(params)
+        updates, opt = bc_adam.update(grads, opt)
+        return (optax.apply_updates(params, updates), opt), None
+
+    params = init_policy(k_init, obs.shape[-1], act.shape[-1])
+    (bc, _), _ = jax.lax.scan(
+        bc_step, (params, bc_adam.init(params)), jax.random.split(k_bc, args.bc_steps)
+    )
+
+    def table(params):
+        """log q(tau) / |tau| of every selected episode, from all of its steps."""
+        lp = log_prob(params, obs[table_steps], act[table_steps])
+        return jax.ops.segment_sum(lp, table_episode, num_table) / data["table_lengths"]
+
+    ref_table = table(bc)
+    ft_adam = optax.adam(
+        optax.warmup_cosine_decay_schedule(
+            0.0, args.finetune_lr, args.warmup_steps, args.finetune_steps, 0.0
+        )
+    )
+
+    def iw_step(iw_table, carry, key):
+        params, q_iw, opt = carry
+        q_iw = jax.tree.map(lambda iw, p: 0.9 * iw + 0.1 * p, q_iw, params)
+        j = jax.random.randint(key, (args.finetune_batch_size,), 0, sel_steps.shape[0])
+        o, a, e = obs[sel_steps[j]], act[sel_steps[j]], sel_episode[j]
+        w = jnp.clip(jnp.exp(args.temperature * (iw_table[e] - ref_table[e])), 0.0, 1000.0)
+        w = jax.lax.stop_gradient(w / jnp.sum(w))
+        grads = jax.grad(lambda p: -jnp.mean(w * log_prob(p, o, a)))(params)
+        updates, opt = ft_adam.update(grads, opt)
+        effective = 1.0 / (w.shape[0] * jnp.sum(w**2))
+        return (optax.apply_updates(params, updates), q_iw, opt), effective
+
+    def block(carry, keys):
+        params, q_iw, _ = carry
+        iw_table = table(jax.tree.map(lambda iw, p: 0.9 * iw + 0.1 * p, q_iw, params))
+        return jax.lax.scan(lambda c, k: iw_step(iw_table, c, k), carry, keys)
+
+    blocks = args.finetune_steps // args.refresh_every
+    keys = jax.random.split(k_ft, args.finetune_steps).reshape(blocks, args.refresh_every, -1)
+    (iw, _, _), effective = jax.lax.scan(block, (bc, bc, ft_adam.init(bc)), keys)
+    return {"bc": bc, "iw_bc": iw}, {"iw_effective_fraction": jnp.mean(effective)}
 
 
 def train(data: dict, rows, args, key) -> tuple[dict, dict]:
@@ -160,9 +248,16 @@ def main() -> None:
     parser.add_argument("--finetune-lr", type=float, default=4e-5)
     parser.add_argument("--warmup-steps", type=int, default=300)
     parser.add_argument("--temperature", type=float, default=10.0)
+    parser.add_argument("--weighting", choices=("episode", "transition"), default="episode")
+    parser.add_argument(
+        "--refresh-every", type=int, default=10, help="transition weighting's q_iw table, updates"
+    )
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = parser.parse_args()
+    transition = args.weighting == "transition"
+    if transition and (args.refresh_every < 1 or args.finetune_steps % args.refresh_every):
+        parser.error("--refresh-every must be a positive divisor of --finetune-steps")
 
     start = time.perf_counter()
     dataset = load_dataset(args.dataset, root=args.root)
@@ -170,15 +265,20 @@ def main() -> None:
     mean, std = episodes.observations.mean(0), episodes.observations.std(0)
     std = np.where(std == 0, 1.0, std + 1e-3)
     lengths = episodes.lengths
-    data = {
-        "obs": jnp.asarray(padded_episodes((episodes.observations - mean) / std, lengths)),
-        "act": jnp.asarray(padded_episodes(episodes.actions, lengths)),
-        "mask": jnp.asarray(np.arange(lengths.max()) < lengths[:, None], jnp.float32),
-    }
     rows = stratified_rows(episodes.returns)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(args.seeds))
-    run = jax.vmap(lambda d, r, k: train(d, r, args, k), in_axes=(None, None, 0))
-    policies, stats = jax.jit(run)(data, jnp.asarray(rows), keys)
+    if args.weighting == "episode":
+        data = {
+            "obs": jnp.asarray(padded_episodes((episodes.observations - mean) / std, lengths)),
+            "act": jnp.asarray(padded_episodes(episodes.actions, lengths)),
+            "mask": jnp.asarray(np.arange(lengths.max()) < lengths[:, None], jnp.float32),
+        }
+        run = jax.vmap(lambda d, r, k: train(d, r, args, k), in_axes=(None, None, 0))
+        policies, stats = jax.jit(run)(data, jnp.asarray(rows), keys)
+    else:
+        data = flat_selection(episodes, rows, mean, std)
+        run = jax.vmap(lambda d, k: train_transitions(d, args, k), in_axes=(None, 0))
+        policies, stats = jax.jit(run)(data, keys)
     jax.block_until_ready(policies)
     trained = time.perf_counter() - start
 
