@@ -53,6 +53,7 @@ from iwbc.envs.evaluate import evaluate_actor
 from iwbc.machine import machine_record
 
 LOG_STD_RANGE = (-5.0, 2.0)
+LAST_UPDATES = 500  # `iwbc run`'s chunk of BC-family updates
 
 
 def padded_episodes(flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -182,12 +183,21 @@ def train_transitions(data: dict, args, key) -> tuple[dict, dict]:
     blocks = args.finetune_steps // args.refresh_every
     keys = jax.random.split(k_ft, args.finetune_steps).reshape(blocks, args.refresh_every, -1)
     (iw, _, _), effective = jax.lax.scan(block, (bc, bc, ft_adam.init(bc)), keys)
-    return {"bc": bc, "iw_bc": iw}, {"iw_effective_fraction": jnp.mean(effective)}
+    return {"bc": bc, "iw_bc": iw}, effective_fractions(effective.reshape(-1))
+
+
+def effective_fractions(per_update: jax.Array) -> dict:
+    """The effective sample fraction averaged over the whole fine-tune and over its last
+    ``LAST_UPDATES`` updates (what `iwbc run` reports: its last training chunk)."""
+    return {
+        "iw_effective_fraction": jnp.mean(per_update),
+        "iw_effective_fraction_last": jnp.mean(per_update[-LAST_UPDATES:]),
+    }
 
 
 def train(data: dict, rows, args, key) -> tuple[dict, dict]:
-    """BC then iw-BC for one seed; returns both policies and the fine-tune's mean effective
-    sample fraction of the normalized weights, 1 / (B sum w^2)."""
+    """BC then iw-BC for one seed; returns both policies and the fine-tune's effective sample
+    fractions of the normalized weights, 1 / (B sum w^2) (``effective_fractions``)."""
     obs, act, mask = data["obs"], data["act"], data["mask"]
     k_init, k_bc, k_ft = jax.random.split(key, 3)
 
@@ -232,7 +242,7 @@ def train(data: dict, rows, args, key) -> tuple[dict, dict]:
     (iw, _, _), effective = jax.lax.scan(
         iw_step, (bc, bc, ft_adam.init(bc)), jax.random.split(k_ft, args.finetune_steps)
     )
-    return {"bc": bc, "iw_bc": iw}, {"iw_effective_fraction": jnp.mean(effective)}
+    return {"bc": bc, "iw_bc": iw}, effective_fractions(effective)
 
 
 def main() -> None:
@@ -294,6 +304,9 @@ def main() -> None:
         "selection": {"rows": len(rows), "distinct_episodes": len(np.unique(rows))},
         "settings": {k: v for k, v in vars(args).items() if k not in ("dataset", "root", "out")},
         "iw_effective_fraction_per_seed": np.asarray(stats["iw_effective_fraction"]).tolist(),
+        f"iw_effective_fraction_last_{LAST_UPDATES}_per_seed": np.asarray(
+            stats["iw_effective_fraction_last"]
+        ).tolist(),
     }
     for method, params in policies.items():
         returns = evaluate_actor(
