@@ -25,7 +25,10 @@ policies on its fixed evaluation seeds, so both sides see the same episodes):
   loss -mean_batch[sg(w) log pi(a|s)]); Adam with linear warm-up then cosine decay to 0 at
   the last step. A transition batch cannot give w(tau), which is over the whole trajectory:
   log q(tau) / |tau| of every selected episode comes from all its steps, under q_ref once and
-  under the q_iw of that update every ``--refresh-every`` updates (1: every update, exact).
+  under the q_iw of that update every ``--refresh-every`` updates (1: every update, exact);
+- ``--per-step`` (with ``--weighting transition``): METHOD.md's per-step variant instead
+  (iwbc's ``iw_bc_step``), each transition weighted by clip(exp(temp (log q_iw(a|s) -
+  log q_ref(a|s))), 0, 2) of itself, normalized to sum 1 over the batch.
 
     python benchmarks/minimal_iwbc_check.py iwbc/inverted-double-pendulum/mixed-v0 \
         --root data/minari --bc-steps 2000 --bc-batch-size 4 --finetune-steps 1000 \
@@ -168,7 +171,11 @@ def train_transitions(data: dict, args, key) -> tuple[dict, dict]:
         q_iw = jax.tree.map(lambda iw, p: 0.9 * iw + 0.1 * p, q_iw, params)
         j = jax.random.randint(key, (args.finetune_batch_size,), 0, sel_steps.shape[0])
         o, a, e = obs[sel_steps[j]], act[sel_steps[j]], sel_episode[j]
-        w = jnp.clip(jnp.exp(args.temperature * (iw_table[e] - ref_table[e])), 0.0, 1000.0)
+        if args.per_step:
+            log_ratio = log_prob(q_iw, o, a) - log_prob(bc, o, a)
+            w = jnp.clip(jnp.exp(args.temperature * log_ratio), 0.0, 2.0)
+        else:
+            w = jnp.clip(jnp.exp(args.temperature * (iw_table[e] - ref_table[e])), 0.0, 1000.0)
         w = jax.lax.stop_gradient(w / jnp.sum(w))
         grads = jax.grad(lambda p: -jnp.mean(w * log_prob(p, o, a)))(params)
         updates, opt = ft_adam.update(grads, opt)
@@ -183,7 +190,8 @@ def train_transitions(data: dict, args, key) -> tuple[dict, dict]:
     blocks = args.finetune_steps // args.refresh_every
     keys = jax.random.split(k_ft, args.finetune_steps).reshape(blocks, args.refresh_every, -1)
     (iw, _, _), effective = jax.lax.scan(block, (bc, bc, ft_adam.init(bc)), keys)
-    return {"bc": bc, "iw_bc": iw}, effective_fractions(effective.reshape(-1))
+    iw_method = "iw_bc_step" if args.per_step else "iw_bc"
+    return {"bc": bc, iw_method: iw}, effective_fractions(effective.reshape(-1))
 
 
 def effective_fractions(per_update: jax.Array) -> dict:
@@ -262,10 +270,15 @@ def main() -> None:
     parser.add_argument(
         "--refresh-every", type=int, default=10, help="transition weighting's q_iw table, updates"
     )
+    parser.add_argument(
+        "--per-step", action="store_true", help="the per-step variant (transition weighting)"
+    )
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = parser.parse_args()
     transition = args.weighting == "transition"
+    if args.per_step and not transition:
+        parser.error("--per-step is written for --weighting transition only")
     if transition and (args.refresh_every < 1 or args.finetune_steps % args.refresh_every):
         parser.error("--refresh-every must be a positive divisor of --finetune-steps")
 
