@@ -28,7 +28,10 @@ policies on its fixed evaluation seeds, so both sides see the same episodes):
   under the q_iw of that update every ``--refresh-every`` updates (1: every update, exact);
 - ``--per-step`` (with ``--weighting transition``): METHOD.md's per-step variant instead
   (iwbc's ``iw_bc_step``), each transition weighted by clip(exp(temp (log q_iw(a|s) -
-  log q_ref(a|s))), 0, 2) of itself, normalized to sum 1 over the batch.
+  log q_ref(a|s))), 0, 2) of itself, normalized to sum 1 over the batch;
+- ``--quality`` (with ``--weighting transition``): the quality-scored generalization instead
+  (iwbc's ``iw_bc_quality``): every episode, not the selection, its w(tau) multiplied by its
+  min-max normalized return (1 for all if every return is equal), then normalized.
 
     python benchmarks/minimal_iwbc_check.py iwbc/inverted-double-pendulum/mixed-v0 \
         --root data/minari --bc-steps 2000 --bc-batch-size 4 --finetune-steps 1000 \
@@ -71,9 +74,16 @@ def padded_episodes(flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 def flat_selection(episodes, rows: np.ndarray, mean, std) -> dict:
     """The steps one after another, and for the fine-tune: the step indices of every selection
     row (an episode listed twice, twice) with its episode's place among the distinct selected
-    ones, and every distinct selected episode's steps once, for the trajectory tables."""
+    ones, and every distinct selected episode's steps once, for the trajectory tables, and its
+    quality (min-max normalized return over all episodes)."""
     starts = np.concatenate([[0], np.cumsum(episodes.lengths)[:-1]])
     distinct, place = np.unique(rows, return_inverse=True)
+    spread = np.ptp(episodes.returns)
+    quality = (
+        (episodes.returns - episodes.returns.min()) / spread
+        if spread > 0
+        else np.ones(len(episodes.returns))
+    )
 
     def steps_of(episode_ids):
         return np.concatenate(
@@ -90,6 +100,7 @@ def flat_selection(episodes, rows: np.ndarray, mean, std) -> dict:
             np.repeat(np.arange(len(distinct)), episodes.lengths[distinct])
         ),
         "table_lengths": jnp.asarray(episodes.lengths[distinct], jnp.float32),
+        "table_quality": jnp.asarray(quality[distinct], jnp.float32),
     }
 
 
@@ -176,10 +187,16 @@ def train_transitions(data: dict, args, key) -> tuple[dict, dict]:
             w = jnp.clip(jnp.exp(args.temperature * log_ratio), 0.0, 2.0)
         else:
             w = jnp.clip(jnp.exp(args.temperature * (iw_table[e] - ref_table[e])), 0.0, 1000.0)
-        w = jax.lax.stop_gradient(w / jnp.sum(w))
+        if args.quality:
+            w = w * data["table_quality"][e]
+        total = jnp.sum(w)  # all zero only if every row has quality 0: such a batch teaches nothing
+        w = jax.lax.stop_gradient(jnp.where(total > 0, w / jnp.where(total > 0, total, 1.0), 0.0))
         grads = jax.grad(lambda p: -jnp.mean(w * log_prob(p, o, a)))(params)
         updates, opt = ft_adam.update(grads, opt)
-        effective = 1.0 / (w.shape[0] * jnp.sum(w**2))
+        squares = jnp.sum(w**2)
+        effective = jnp.where(
+            squares > 0, 1.0 / (w.shape[0] * jnp.where(squares > 0, squares, 1)), 0
+        )
         return (optax.apply_updates(params, updates), q_iw, opt), effective
 
     def block(carry, keys):
@@ -190,7 +207,7 @@ def train_transitions(data: dict, args, key) -> tuple[dict, dict]:
     blocks = args.finetune_steps // args.refresh_every
     keys = jax.random.split(k_ft, args.finetune_steps).reshape(blocks, args.refresh_every, -1)
     (iw, _, _), effective = jax.lax.scan(block, (bc, bc, ft_adam.init(bc)), keys)
-    iw_method = "iw_bc_step" if args.per_step else "iw_bc"
+    iw_method = "iw_bc_step" if args.per_step else "iw_bc_quality" if args.quality else "iw_bc"
     return {"bc": bc, iw_method: iw}, effective_fractions(effective.reshape(-1))
 
 
@@ -273,12 +290,17 @@ def main() -> None:
     parser.add_argument(
         "--per-step", action="store_true", help="the per-step variant (transition weighting)"
     )
+    parser.add_argument(
+        "--quality", action="store_true", help="quality-scored iw-BC (transition weighting)"
+    )
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = parser.parse_args()
     transition = args.weighting == "transition"
-    if args.per_step and not transition:
-        parser.error("--per-step is written for --weighting transition only")
+    if (args.per_step or args.quality) and not transition:
+        parser.error("--per-step and --quality are written for --weighting transition only")
+    if args.per_step and args.quality:
+        parser.error("--per-step and --quality are two variants: give one")
     if transition and (args.refresh_every < 1 or args.finetune_steps % args.refresh_every):
         parser.error("--refresh-every must be a positive divisor of --finetune-steps")
 
@@ -288,7 +310,7 @@ def main() -> None:
     mean, std = episodes.observations.mean(0), episodes.observations.std(0)
     std = np.where(std == 0, 1.0, std + 1e-3)
     lengths = episodes.lengths
-    rows = stratified_rows(episodes.returns)
+    rows = np.arange(len(lengths)) if args.quality else stratified_rows(episodes.returns)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(args.seeds))
     if args.weighting == "episode":
         data = {
