@@ -26,12 +26,12 @@ policies on its fixed evaluation seeds, so both sides see the same episodes):
   the last step. A transition batch cannot give w(tau), which is over the whole trajectory:
   log q(tau) / |tau| of every selected episode comes from all its steps, under q_ref once and
   under the q_iw of that update every ``--refresh-every`` updates (1: every update, exact);
-- ``--per-step`` (with ``--weighting transition``): METHOD.md's per-step variant instead
-  (iwbc's ``iw_bc_step``), each transition weighted by clip(exp(temp (log q_iw(a|s) -
-  log q_ref(a|s))), 0, 2) of itself, normalized to sum 1 over the batch;
-- ``--quality`` (with ``--weighting transition``): the quality-scored generalization instead
-  (iwbc's ``iw_bc_quality``): every episode, not the selection, its w(tau) multiplied by its
-  min-max normalized return (1 for all if every return is equal), then normalized.
+- ``--fine-tune`` (with ``--weighting transition``) names another of iwbc's fine-tunes, written
+  as METHOD.md states it: ``iw_bc_step``, the per-step variant, each transition weighted by
+  clip(exp(temp (log q_iw(a|s) - log q_ref(a|s))), 0, 2) of itself, normalized to sum 1 over
+  the batch; ``iw_bc_quality``, the quality-scored generalization, every episode (not the
+  selection), its w(tau) multiplied by its min-max normalized return (1 for all if every return
+  is equal), then normalized; ``filtered_bc``, BC on the selection (every weight 1).
 
     python benchmarks/minimal_iwbc_check.py iwbc/inverted-double-pendulum/mixed-v0 \
         --root data/minari --bc-steps 2000 --bc-batch-size 4 --finetune-steps 1000 \
@@ -59,6 +59,7 @@ from iwbc.envs.evaluate import evaluate_actor
 from iwbc.machine import machine_record
 
 LOG_STD_RANGE = (-5.0, 2.0)
+FINE_TUNES = ("iw_bc", "iw_bc_step", "iw_bc_quality", "filtered_bc")
 LAST_UPDATES = 500  # `iwbc run`'s chunk of BC-family updates
 
 
@@ -182,12 +183,16 @@ def train_transitions(data: dict, args, key) -> tuple[dict, dict]:
         q_iw = jax.tree.map(lambda iw, p: 0.9 * iw + 0.1 * p, q_iw, params)
         j = jax.random.randint(key, (args.finetune_batch_size,), 0, sel_steps.shape[0])
         o, a, e = obs[sel_steps[j]], act[sel_steps[j]], sel_episode[j]
-        if args.per_step:
+        if args.fine_tune == "filtered_bc":  # BC on the selection: -mean log pi, weights 1
+            grads = jax.grad(lambda p: -jnp.mean(log_prob(p, o, a)))(params)
+            updates, opt = ft_adam.update(grads, opt)
+            return (optax.apply_updates(params, updates), q_iw, opt), jnp.float32(1.0)
+        if args.fine_tune == "iw_bc_step":
             log_ratio = log_prob(q_iw, o, a) - log_prob(bc, o, a)
             w = jnp.clip(jnp.exp(args.temperature * log_ratio), 0.0, 2.0)
         else:
             w = jnp.clip(jnp.exp(args.temperature * (iw_table[e] - ref_table[e])), 0.0, 1000.0)
-        if args.quality:
+        if args.fine_tune == "iw_bc_quality":
             w = w * data["table_quality"][e]
         total = jnp.sum(w)  # all zero only if every row has quality 0: such a batch teaches nothing
         w = jax.lax.stop_gradient(jnp.where(total > 0, w / jnp.where(total > 0, total, 1.0), 0.0))
@@ -207,8 +212,7 @@ def train_transitions(data: dict, args, key) -> tuple[dict, dict]:
     blocks = args.finetune_steps // args.refresh_every
     keys = jax.random.split(k_ft, args.finetune_steps).reshape(blocks, args.refresh_every, -1)
     (iw, _, _), effective = jax.lax.scan(block, (bc, bc, ft_adam.init(bc)), keys)
-    iw_method = "iw_bc_step" if args.per_step else "iw_bc_quality" if args.quality else "iw_bc"
-    return {"bc": bc, iw_method: iw}, effective_fractions(effective.reshape(-1))
+    return {"bc": bc, args.fine_tune: iw}, effective_fractions(effective.reshape(-1))
 
 
 def effective_fractions(per_update: jax.Array) -> dict:
@@ -288,19 +292,17 @@ def main() -> None:
         "--refresh-every", type=int, default=10, help="transition weighting's q_iw table, updates"
     )
     parser.add_argument(
-        "--per-step", action="store_true", help="the per-step variant (transition weighting)"
-    )
-    parser.add_argument(
-        "--quality", action="store_true", help="quality-scored iw-BC (transition weighting)"
+        "--fine-tune",
+        choices=FINE_TUNES,
+        default="iw_bc",
+        help="iwbc's fine-tune to write out (other than iw_bc: transition weighting only)",
     )
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = parser.parse_args()
     transition = args.weighting == "transition"
-    if (args.per_step or args.quality) and not transition:
-        parser.error("--per-step and --quality are written for --weighting transition only")
-    if args.per_step and args.quality:
-        parser.error("--per-step and --quality are two variants: give one")
+    if args.fine_tune != "iw_bc" and not transition:
+        parser.error(f"--fine-tune {args.fine_tune} is written for --weighting transition only")
     if transition and (args.refresh_every < 1 or args.finetune_steps % args.refresh_every):
         parser.error("--refresh-every must be a positive divisor of --finetune-steps")
 
@@ -310,7 +312,8 @@ def main() -> None:
     mean, std = episodes.observations.mean(0), episodes.observations.std(0)
     std = np.where(std == 0, 1.0, std + 1e-3)
     lengths = episodes.lengths
-    rows = np.arange(len(lengths)) if args.quality else stratified_rows(episodes.returns)
+    every = args.fine_tune == "iw_bc_quality"
+    rows = np.arange(len(lengths)) if every else stratified_rows(episodes.returns)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(args.seeds))
     if args.weighting == "episode":
         data = {

@@ -28,7 +28,9 @@ def main() -> None:
     report = json.loads(args.minimal.read_text())
     with args.table.open() as f:
         rows = list(csv.DictReader(f))
-    for method in [m for m in ("bc", "iw_bc", "iw_bc_step", "iw_bc_quality") if m in report]:
+    for method in [
+        m for m in ("bc", "iw_bc", "iw_bc_step", "iw_bc_quality", "filtered_bc") if m in report
+    ]:
         ours = np.array(report[method]["normalized_per_seed"])
         theirs = np.array([float(r["normalized_score"]) for r in rows if r["method"] == method])
         p = scipy.stats.ttest_ind(ours, theirs, equal_var=False).pvalue
