@@ -139,6 +139,11 @@ def log_prob(params: dict, obs, act):
     return jnp.sum(-0.5 * z**2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
 
 
+def ema(q_iw: dict, params: dict) -> dict:
+    """q_iw <- 0.9 q_iw + 0.1 theta (METHOD.md's proposal)."""
+    return jax.tree.map(lambda iw, p: 0.9 * iw + 0.1 * p, q_iw, params)
+
+
 def episode_mean_log_prob(params: dict, obs, act, mask):
     """Each episode's log-likelihood averaged over its valid steps: [B]."""
     return jnp.sum(log_prob(params, obs, act) * mask, -1) / jnp.sum(mask, -1)
@@ -180,7 +185,7 @@ def train_transitions(data: dict, args, key) -> tuple[dict, dict]:
 
     def iw_step(iw_table, carry, key):
         params, q_iw, opt = carry
-        q_iw = jax.tree.map(lambda iw, p: 0.9 * iw + 0.1 * p, q_iw, params)
+        q_iw = ema(q_iw, params)
         j = jax.random.randint(key, (args.finetune_batch_size,), 0, sel_steps.shape[0])
         o, a, e = obs[sel_steps[j]], act[sel_steps[j]], sel_episode[j]
         if args.fine_tune == "filtered_bc":  # BC on the selection: -mean log pi, weights 1
@@ -206,7 +211,7 @@ def train_transitions(data: dict, args, key) -> tuple[dict, dict]:
 
     def block(carry, keys):
         params, q_iw, _ = carry
-        iw_table = table(jax.tree.map(lambda iw, p: 0.9 * iw + 0.1 * p, q_iw, params))
+        iw_table = table(ema(q_iw, params))
         return jax.lax.scan(lambda c, k: iw_step(iw_table, c, k), carry, keys)
 
     blocks = args.finetune_steps // args.refresh_every
@@ -256,7 +261,7 @@ def train(data: dict, rows, args, key) -> tuple[dict, dict]:
 
     def iw_step(carry, key):
         params, q_iw, opt = carry
-        q_iw = jax.tree.map(lambda iw, p: 0.9 * iw + 0.1 * p, q_iw, params)
+        q_iw = ema(q_iw, params)
         o, a, m = batch(key, rows, args.finetune_batch_size)
         log_ratio = args.temperature * (
             episode_mean_log_prob(q_iw, o, a, m) - episode_mean_log_prob(bc, o, a, m)

@@ -29,7 +29,7 @@ def main() -> None:
     with args.table.open() as f:
         rows = list(csv.DictReader(f))
     for method in [
-        m for m in ("bc", "iw_bc", "iw_bc_step", "iw_bc_quality", "filtered_bc") if m in report
+        m for m, v in report.items() if isinstance(v, dict) and "normalized_per_seed" in v
     ]:
         ours = np.array(report[method]["normalized_per_seed"])
         theirs = np.array([float(r["normalized_score"]) for r in rows if r["method"] == method])
