@@ -150,13 +150,16 @@ def episode_mean_log_prob(params: dict, obs, act, mask):
 
 
 def train_transitions(data: dict, args, key) -> tuple[dict, dict]:
-    """``train`` on single transitions: BC over all steps, iw-BC over the selection's steps with
-    each episode's w(tau) read from whole-trajectory tables refreshed in blocks of updates."""
-    obs, act = data["obs"], data["act"]
-    sel_steps, sel_episode = data["sel_steps"], data["sel_episode"]
-    table_steps, table_episode = data["table_steps"], data["table_episode"]
-    num_table = data["table_lengths"].shape[0]
+    """``train`` on single transitions: BC over all steps, then ``finetune_transitions``."""
     k_init, k_bc, k_ft = jax.random.split(key, 3)
+    bc = bc_transitions(data, args, k_init, k_bc)
+    iw, effective = finetune_transitions(data, args, bc, k_ft)
+    return {"bc": bc, args.fine_tune: iw}, effective_fractions(effective)
+
+
+def bc_transitions(data: dict, args, k_init, k_bc) -> dict:
+    """BC from scratch on batches of single transitions drawn uniformly over all steps."""
+    obs, act = data["obs"], data["act"]
     bc_adam = optax.adam(args.bc_lr)
 
     def bc_step(carry, key):
@@ -170,13 +173,24 @@ def train_transitions(data: dict, args, key) -> tuple[dict, dict]:
     (bc, _), _ = jax.lax.scan(
         bc_step, (params, bc_adam.init(params)), jax.random.split(k_bc, args.bc_steps)
     )
+    return bc
 
-    def table(params):
-        """log q(tau) / |tau| of every selected episode, from all of its steps."""
-        lp = log_prob(params, obs[table_steps], act[table_steps])
-        return jax.ops.segment_sum(lp, table_episode, num_table) / data["table_lengths"]
 
-    ref_table = table(bc)
+def selection_log_q(data: dict, params: dict) -> jax.Array:
+    """log q(tau) / |tau| of every distinct selected episode, from all of its steps."""
+    steps = data["table_steps"]
+    log_probs = log_prob(params, data["obs"][steps], data["act"][steps])
+    num_table = data["table_lengths"].shape[0]
+    return jax.ops.segment_sum(log_probs, data["table_episode"], num_table) / data["table_lengths"]
+
+
+def finetune_transitions(data: dict, args, bc: dict, k_ft) -> tuple[dict, jax.Array]:
+    """``--fine-tune`` from ``bc`` over the selection's steps, each episode's w(tau) read from
+    whole-trajectory tables refreshed in blocks of updates; returns the policy and each
+    update's effective sample fraction."""
+    obs, act = data["obs"], data["act"]
+    sel_steps, sel_episode = data["sel_steps"], data["sel_episode"]
+    ref_table = selection_log_q(data, bc)
     ft_adam = optax.adam(
         optax.warmup_cosine_decay_schedule(
             0.0, args.finetune_lr, args.warmup_steps, args.finetune_steps, 0.0
@@ -211,13 +225,13 @@ def train_transitions(data: dict, args, key) -> tuple[dict, dict]:
 
     def block(carry, keys):
         params, q_iw, _ = carry
-        iw_table = table(ema(q_iw, params))
+        iw_table = selection_log_q(data, ema(q_iw, params))
         return jax.lax.scan(lambda c, k: iw_step(iw_table, c, k), carry, keys)
 
     blocks = args.finetune_steps // args.refresh_every
     keys = jax.random.split(k_ft, args.finetune_steps).reshape(blocks, args.refresh_every, -1)
     (iw, _, _), effective = jax.lax.scan(block, (bc, bc, ft_adam.init(bc)), keys)
-    return {"bc": bc, args.fine_tune: iw}, effective_fractions(effective.reshape(-1))
+    return iw, effective.reshape(-1)
 
 
 def effective_fractions(per_update: jax.Array) -> dict:
