@@ -61,6 +61,13 @@ from iwbc.machine import machine_record
 LOG_STD_RANGE = (-5.0, 2.0)
 FINE_TUNES = ("iw_bc", "iw_bc_step", "iw_bc_quality", "filtered_bc")
 LAST_UPDATES = 500  # `iwbc run`'s chunk of BC-family updates
+MAX_WEIGHT = 1000.0  # METHOD.md's clip of the trajectory weight w(tau)
+
+
+def state_statistics(observations: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std + 1e-3 of the states (std 1 for a constant feature)."""
+    mean, std = observations.mean(0), observations.std(0)
+    return mean, np.where(std == 0, 1.0, std + 1e-3)
 
 
 def padded_episodes(flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -210,7 +217,7 @@ def finetune_transitions(data: dict, args, bc: dict, k_ft) -> tuple[dict, jax.Ar
             log_ratio = log_prob(q_iw, o, a) - log_prob(bc, o, a)
             w = jnp.clip(jnp.exp(args.temperature * log_ratio), 0.0, 2.0)
         else:
-            w = jnp.clip(jnp.exp(args.temperature * (iw_table[e] - ref_table[e])), 0.0, 1000.0)
+            w = jnp.clip(jnp.exp(args.temperature * (iw_table[e] - ref_table[e])), 0.0, MAX_WEIGHT)
         if args.fine_tune == "iw_bc_quality":
             w = w * data["table_quality"][e]
         total = jnp.sum(w)  # all zero only if every row has quality 0: such a batch teaches nothing
@@ -280,7 +287,7 @@ def train(data: dict, rows, args, key) -> tuple[dict, dict]:
         log_ratio = args.temperature * (
             episode_mean_log_prob(q_iw, o, a, m) - episode_mean_log_prob(bc, o, a, m)
         )
-        w = jnp.clip(jnp.exp(log_ratio), 0.0, 1000.0)
+        w = jnp.clip(jnp.exp(log_ratio), 0.0, MAX_WEIGHT)
         w = jax.lax.stop_gradient(w / jnp.sum(w))
         grads = jax.grad(lambda p: -jnp.mean(w * episode_mean_log_prob(p, o, a, m)))(params)
         updates, opt = ft_adam.update(grads, opt)
@@ -328,8 +335,7 @@ def main() -> None:
     start = time.perf_counter()
     dataset = load_dataset(args.dataset, root=args.root)
     episodes = dataset.episodes
-    mean, std = episodes.observations.mean(0), episodes.observations.std(0)
-    std = np.where(std == 0, 1.0, std + 1e-3)
+    mean, std = state_statistics(episodes.observations)
     lengths = episodes.lengths
     every = args.fine_tune == "iw_bc_quality"
     rows = np.arange(len(lengths)) if every else stratified_rows(episodes.returns)

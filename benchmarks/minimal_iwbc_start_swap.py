@@ -36,11 +36,13 @@ import numpy as np
 import scipy.stats
 from minimal_iwbc_check import (
     LAST_UPDATES,
+    MAX_WEIGHT,
     bc_transitions,
     finetune_transitions,
     flat_selection,
     mean_action,
     selection_log_q,
+    state_statistics,
     stratified_rows,
 )
 
@@ -48,8 +50,6 @@ from iwbc.agents.bc import BCConfig
 from iwbc.agents.registry import train_methods
 from iwbc.data import load_dataset
 from iwbc.machine import machine_record
-
-MAX_WEIGHT = 1000.0
 
 
 def minimal_params(params: dict, mean: np.ndarray, std: np.ndarray) -> dict:
@@ -122,8 +122,7 @@ def main() -> None:
     start = time.perf_counter()
     dataset = load_dataset(args.dataset, root=args.root)
     episodes = dataset.episodes
-    mean, std = episodes.observations.mean(0), episodes.observations.std(0)
-    std = np.where(std == 0, 1.0, std + 1e-3)
+    mean, std = state_statistics(episodes.observations)
     rows = stratified_rows(episodes.returns)
     data = flat_selection(episodes, rows, mean, std)
     seeds = list(range(args.seed, args.seed + args.seeds))
