@@ -31,7 +31,12 @@ policies on its fixed evaluation seeds, so both sides see the same episodes):
   clip(exp(temp (log q_iw(a|s) - log q_ref(a|s))), 0, 2) of itself, normalized to sum 1 over
   the batch; ``iw_bc_quality``, the quality-scored generalization, every episode (not the
   selection), its w(tau) multiplied by its min-max normalized return (1 for all if every return
-  is equal), then normalized; ``filtered_bc``, BC on the selection (every weight 1).
+  is equal), then normalized; ``filtered_bc``, BC on the selection (every weight 1);
+- ``--top10`` (with ``--weighting transition``) also trains CORL's 10%BC as
+  ``any_percent_bc.py`` selects it: BC from scratch, at the BC settings, on the
+  ``max(1, int(0.1 E))`` episodes of highest return (``argsort`` of the returns, reversed),
+  single transitions drawn uniformly over their steps, standardized with the whole dataset's
+  statistics as everything else here.
 
     python benchmarks/minimal_iwbc_check.py iwbc/inverted-double-pendulum/mixed-v0 \
         --root data/minari --bc-steps 2000 --bc-batch-size 4 --finetune-steps 1000 \
@@ -79,12 +84,17 @@ def padded_episodes(flat: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return out
 
 
+def episode_steps(lengths: np.ndarray, episode_ids: np.ndarray) -> np.ndarray:
+    """Indices, among all steps one after another, of the given episodes' steps in order."""
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return np.concatenate([np.arange(starts[e], starts[e] + lengths[e]) for e in episode_ids])
+
+
 def flat_selection(episodes, rows: np.ndarray, mean, std) -> dict:
     """The steps one after another, and for the fine-tune: the step indices of every selection
     row (an episode listed twice, twice) with its episode's place among the distinct selected
     ones, and every distinct selected episode's steps once, for the trajectory tables, and its
     quality (min-max normalized return over all episodes)."""
-    starts = np.concatenate([[0], np.cumsum(episodes.lengths)[:-1]])
     distinct, place = np.unique(rows, return_inverse=True)
     spread = np.ptp(episodes.returns)
     quality = (
@@ -93,17 +103,12 @@ def flat_selection(episodes, rows: np.ndarray, mean, std) -> dict:
         else np.ones(len(episodes.returns))
     )
 
-    def steps_of(episode_ids):
-        return np.concatenate(
-            [np.arange(starts[e], starts[e] + episodes.lengths[e]) for e in episode_ids]
-        )
-
     return {
         "obs": jnp.asarray((episodes.observations - mean) / std, jnp.float32),
         "act": jnp.asarray(episodes.actions, jnp.float32),
-        "sel_steps": jnp.asarray(steps_of(rows)),
+        "sel_steps": jnp.asarray(episode_steps(episodes.lengths, rows)),
         "sel_episode": jnp.asarray(np.repeat(place, episodes.lengths[rows])),
-        "table_steps": jnp.asarray(steps_of(distinct)),
+        "table_steps": jnp.asarray(episode_steps(episodes.lengths, distinct)),
         "table_episode": jnp.asarray(
             np.repeat(np.arange(len(distinct)), episodes.lengths[distinct])
         ),
@@ -157,21 +162,29 @@ def episode_mean_log_prob(params: dict, obs, act, mask):
 
 
 def train_transitions(data: dict, args, key) -> tuple[dict, dict]:
-    """``train`` on single transitions: BC over all steps, then ``finetune_transitions``."""
+    """``train`` on single transitions: BC over all steps, then ``finetune_transitions``;
+    with ``--top10`` also 10%BC, from keys of its own (the others' stay as without it)."""
     k_init, k_bc, k_ft = jax.random.split(key, 3)
     bc = bc_transitions(data, args, k_init, k_bc)
     iw, effective = finetune_transitions(data, args, bc, k_ft)
-    return {"bc": bc, args.fine_tune: iw}, effective_fractions(effective)
+    policies = {"bc": bc, args.fine_tune: iw}
+    if args.top10:
+        policies["top10_bc"] = bc_transitions(
+            data, args, *jax.random.split(jax.random.fold_in(key, 10)), steps=data["top_steps"]
+        )
+    return policies, effective_fractions(effective)
 
 
-def bc_transitions(data: dict, args, k_init, k_bc) -> dict:
-    """BC from scratch on batches of single transitions drawn uniformly over all steps."""
+def bc_transitions(data: dict, args, k_init, k_bc, steps: jax.Array | None = None) -> dict:
+    """BC from scratch on batches of single transitions drawn uniformly over ``steps`` (step
+    indices; default all the data's steps)."""
     obs, act = data["obs"], data["act"]
+    pool = jnp.arange(obs.shape[0]) if steps is None else steps
     bc_adam = optax.adam(args.bc_lr)
 
     def bc_step(carry, key):
         params, opt = carry
-        i = jax.random.randint(key, (args.bc_batch_size,), 0, obs.shape[0])
+        i = pool[jax.random.randint(key, (args.bc_batch_size,), 0, pool.shape[0])]
         grads = jax.grad(lambda p: -jnp.mean(log_prob(p, obs[i], act[i])))(params)
         updates, opt = bc_adam.update(grads, opt)
         return (optax.apply_updates(params, updates), opt), None
@@ -323,12 +336,17 @@ def main() -> None:
         default="iw_bc",
         help="iwbc's fine-tune to write out (other than iw_bc: transition weighting only)",
     )
+    parser.add_argument(
+        "--top10", action="store_true", help="also 10%%BC (with --weighting transition)"
+    )
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = parser.parse_args()
     transition = args.weighting == "transition"
     if args.fine_tune != "iw_bc" and not transition:
         parser.error(f"--fine-tune {args.fine_tune} is written for --weighting transition only")
+    if args.top10 and not transition:
+        parser.error("--top10 is written for --weighting transition only")
     if transition and (args.refresh_every < 1 or args.finetune_steps % args.refresh_every):
         parser.error("--refresh-every must be a positive divisor of --finetune-steps")
 
@@ -350,6 +368,9 @@ def main() -> None:
         policies, stats = jax.jit(run)(data, jnp.asarray(rows), keys)
     else:
         data = flat_selection(episodes, rows, mean, std)
+        if args.top10:
+            best = np.argsort(episodes.returns)[::-1][: max(1, int(0.1 * len(lengths)))]
+            data["top_steps"] = jnp.asarray(episode_steps(lengths, best))
         run = jax.vmap(lambda d, k: train_transitions(d, args, k), in_axes=(None, 0))
         policies, stats = jax.jit(run)(data, keys)
     jax.block_until_ready(policies)

@@ -1,8 +1,8 @@
 """Welch's t-test (and Mann-Whitney U) of the minimal iw-BC's final scores against iwbc's.
 
 Reads a JSON of ``benchmarks/minimal_iwbc_check.py`` and the ``table.csv`` of ``iwbc run --out``
-and adds, per method, iwbc's per-seed scores, both means and stds (ddof 0) and the two p-values, so
-that the verdict sits in the same file as the numbers it rests on.
+and adds, per method in both, iwbc's per-seed scores, both means and stds (ddof 0) and the two
+p-values, so that the verdict sits in the same file as the numbers it rests on.
 
     python benchmarks/minimal_iwbc_compare.py results/iwbc-check/minimal-pendulum-mixed.json \
         results/iwbc-check/iwbc-pendulum-mixed/table.csv
@@ -33,6 +33,8 @@ def main() -> None:
     ]:
         ours = np.array(report[method]["normalized_per_seed"])
         theirs = np.array([float(r["normalized_score"]) for r in rows if r["method"] == method])
+        if theirs.size == 0:  # run the script once per table, each adds its methods
+            continue
         p = scipy.stats.ttest_ind(ours, theirs, equal_var=False).pvalue
         # rank test beside Welch's: a few seeds far above the rest (BC on replay data) skew means
         ranks_p = scipy.stats.mannwhitneyu(ours, theirs).pvalue
