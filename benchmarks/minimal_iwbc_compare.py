@@ -34,6 +34,7 @@ def main() -> None:
         ours = np.array(report[method]["normalized_per_seed"])
         theirs = np.array([float(r["normalized_score"]) for r in rows if r["method"] == method])
         if theirs.size == 0:  # run the script once per table, each adds its methods
+            print(f"{method}: not in {args.table}, left as it was")
             continue
         p = scipy.stats.ttest_ind(ours, theirs, equal_var=False).pvalue
         # rank test beside Welch's: a few seeds far above the rest (BC on replay data) skew means
