@@ -21,6 +21,8 @@ from iwbc import cli
 from iwbc.data import DatasetError, OfflineDataset, list_datasets, load_dataset
 from iwbc.data.errors import DatasetWarning
 from iwbc.data.minari_io import dataset_id_problem
+from iwbc.envs import BatchEngine, make_engine
+from iwbc.envs.evaluate import check_evaluable
 
 MakeDataset = Callable[..., list[EpisodeBuffer]]
 Pendulum = tuple[str, list[EpisodeBuffer]]
@@ -684,3 +686,62 @@ def test_the_env_of_a_dataset_that_records_none(make_minari_dataset: MakeDataset
         "iwbc-test/pendulum/env-v0",
         env="Hopper-v5",
     )
+
+
+def test_data_recorded_by_minaris_collector_replays_on_the_evaluation_engine(
+    minari_root: Path,
+) -> None:
+    """Minari's own datasets are recorded through ``minari.DataCollector``, not written from
+    buffers: such a dataset loads step for step as recorded, its env resolves to the batch
+    engine, and that engine, reset from the recorded seeds and fed the recorded actions,
+    gives back the recorded observations, rewards and endings."""
+    seeds, rng = [3, 7, 11], np.random.default_rng(0)
+    collector = minari.DataCollector(gym.make("Hopper-v5"))
+    recorded = []
+    for seed in seeds:
+        obs, _ = collector.reset(seed=seed)
+        steps: dict[str, list] = {"obs": [obs], "actions": [], "rewards": [], "terminated": []}
+        done = False
+        while not done:
+            action = rng.uniform(-1, 1, 3).astype(np.float32)
+            obs, reward, terminated, truncated, _ = collector.step(action)
+            for key, value in zip(steps, (obs, action, reward, terminated), strict=True):
+                steps[key].append(value)
+            done = terminated or truncated
+        recorded.append(steps)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`code_permalink`|`author`|`author_email`")
+        collector.create_dataset(
+            description="uniform random actions on Hopper-v5",
+            dataset_id="iwbc-test/hopper/collected-v0",
+            algorithm_name="uniform random",
+            eval_env="Hopper-v5",
+            ref_min_score=-20.0,
+            ref_max_score=3234.3,
+        )
+    collector.close()
+
+    ds = load_dataset("iwbc-test/hopper/collected-v0")
+    assert ds.env_label == "Hopper-v5" and (ds.ref_min_score, ds.ref_max_score) == (-20.0, 3234.3)
+    ep = ds.episodes
+    np.testing.assert_array_equal(ep.lengths, [len(r["actions"]) for r in recorded])
+    for i, steps in enumerate(recorded):
+        rows = slice(ep.starts[i], ep.starts[i] + ep.lengths[i])
+        observations = np.float32(steps["obs"])  # training data is float32
+        np.testing.assert_array_equal(ep.observations[rows], observations[:-1])
+        np.testing.assert_array_equal(ep.next_observations[rows], observations[1:])
+        np.testing.assert_array_equal(ep.actions[rows], steps["actions"])
+        np.testing.assert_array_equal(ep.rewards[rows], np.float32(steps["rewards"]))
+        assert ep.terminations[rows][-1] == float(steps["terminated"][-1])
+
+    engine = make_engine(ds.env_spec, 1, check_evaluable(ds.env_spec, "auto", ds.id))
+    assert isinstance(engine, BatchEngine)
+    for i, seed in enumerate(seeds):
+        rows = range(ep.starts[i], ep.starts[i] + ep.lengths[i])
+        first = engine.reset([seed])[0]
+        np.testing.assert_array_equal(np.float32(first), ep.observations[rows[0]])
+        for row in rows:
+            step = engine.step(ep.actions[row][None])
+            np.testing.assert_array_equal(np.float32(step.obs[0]), ep.next_observations[row])
+            np.testing.assert_allclose(step.reward[0], ep.rewards[row], rtol=1e-6)
+            assert bool(step.terminated[0]) == bool(ep.terminations[row])
