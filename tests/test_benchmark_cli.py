@@ -43,6 +43,10 @@ def test_run_accepts_baselines_and_writes_its_tables(root: Path, tmp_path: Path)
     for method in ("bc", "iw_bc", "td3_bc"):
         assert f"| {DATASET} | {method} |" in table
     assert "td3_bc: TD3BCConfig(steps=10," in table
+    # Each config as it trained, less the fields its loss never reads: BC has no temperature.
+    configs = dict(line[2:].split(": ", 1) for line in table.splitlines() if "Config(" in line)
+    assert "window=8" in configs["bc"] and "temperature" not in configs["bc"]
+    assert "temperature=10.0" in configs["iw_bc"] and "refresh_every=10" in configs["iw_bc"]
     assert "action box" not in table  # InvertedDoublePendulum's is [-1, 1]
     scores = json.loads((out / "scores.json").read_text())
     low, high = (scores["reference_scores"][k] for k in ("ref_min", "ref_max"))

@@ -149,6 +149,15 @@ class BCConfig:
         loss) rather than from the batch, which then holds whole episodes."""
         return self.loss in ("iw_trajectory", "iw_quality") and self.window is not None
 
+    @property
+    def inert_fields(self) -> tuple[str, ...]:
+        """The fields this config's loss never reads (BC's: every iw-BC field; refresh_every
+        without a trajectory table), left out where a config is shown to a reader. They stay in
+        records and fingerprints, which hold whole configs."""
+        if not self.importance_weighted:
+            return ("temperature", "normalize", "ema_decay", "refresh_every")
+        return () if self.trajectory_table else ("refresh_every",)
+
 
 def check_start(config: BCConfig, start: BCConfig) -> None:
     """A one-line error for a fine-tune (``config``) whose network is not its start's: it takes

@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from iwbc.agents.bc import BCConfig
 from iwbc.agents.common import stated_fields
 from iwbc.agents.registry import BASELINES, METHODS
 from iwbc.bench.cpu_cost import slow_stages
@@ -491,6 +492,15 @@ def _method_lines(suite: Suite) -> list[str]:
     return [
         "- observations: "
         + "; ".join(f"{', '.join(ms)} {text}" for text, ms in preprocessing.items()),
-        *(f"- {method}: {suite.agent_config(method, dataset)}" for method in trained),
+        *(f"- {method}: {_config_text(suite.agent_config(method, dataset))}" for method in trained),
         *([f"- curated selections: {selection}"] if selection else []),
     ]
+
+
+def _config_text(config: Any) -> str:
+    """``config`` as its dataclass repr, less a BC-family config's fields that its loss never
+    reads (plain BC showing a temperature would say it has one); scores.json keeps them all."""
+    inert = config.inert_fields if isinstance(config, BCConfig) else ()
+    fields = (f for f in dataclasses.fields(config) if f.repr and f.name not in inert)
+    shown = ", ".join(f"{f.name}={getattr(config, f.name)!r}" for f in fields)
+    return f"{type(config).__name__}({shown})"
