@@ -172,3 +172,60 @@ def test_a_dataset_on_another_box_than_its_env_is_refused(tmp_path: Path) -> Non
     _write(tmp_path, "test/pendulum/narrow-v0", np.zeros((1, 3, 1), np.float32), obs, narrow)
     with pytest.raises(DatasetError, match=r"has action bounds \[-1, 1\] but its env "):
         load_dataset("test/pendulum/narrow-v0", root=tmp_path)
+
+
+def _collect_through_clip_action(root: Path, dataset_id: str, scale: float) -> np.ndarray:
+    """Six InvertedPendulum episodes recorded around Gymnasium's ClipAction, which unbounds the
+    box to (-inf, inf): uniform actions in [-scale, scale]; returns them as recorded."""
+    collector = minari.DataCollector(gym.wrappers.ClipAction(gym.make(PENDULUM)))
+    rng, actions = np.random.default_rng(4), []
+    for seed in range(6):
+        collector.reset(seed=seed)
+        done = False
+        while not done:
+            actions.append(rng.uniform(-scale, scale, 1).astype(np.float32))
+            _, _, terminated, truncated, _ = collector.step(actions[-1])
+            done = terminated or truncated
+    with warnings.catch_warnings(), pytest.MonkeyPatch.context() as patch:
+        warnings.simplefilter("ignore")
+        patch.setenv("MINARI_DATASETS_PATH", str(root))
+        collector.create_dataset(
+            dataset_id=dataset_id,
+            algorithm_name="uniform random",
+            ref_min_score=0.0,
+            ref_max_score=1000.0,
+            description="recorded around ClipAction",
+        )
+    collector.close()
+    return np.array(actions)
+
+
+def test_an_unbounded_box_keeps_unit_actions_and_refuses_larger_ones(tmp_path: Path) -> None:
+    """No box to map from: actions in [-1, 1] train as recorded, the records hold the unbounded
+    sides as null (JSON has no infinity) and the report reads them back; actions beyond
+    [-1, 1], which no policy here can take, are a one-line error naming the fix."""
+    recorded = _collect_through_clip_action(tmp_path, "test/pendulum/unbounded-v0", 1.0)
+    ds = load_dataset("test/pendulum/unbounded-v0", root=tmp_path)
+    assert np.isinf(ds.action_low).all() and not rescaled(ds.action_low, ds.action_high)
+    np.testing.assert_array_equal(ds.episodes.actions, recorded)
+    (tmp_path / "unbounded.toml").write_text(
+        'datasets = ["test/pendulum/unbounded-v0"]\nmethods = ["bc"]\nseeds = [0]\n'
+        "eval_episodes = 1\nfinal_eval_episodes = 1\n"
+        "[bc_family]\nhidden_dims = [8, 8]\n"
+        "[bc_family.pretrain]\nsteps = 5\nbatch_size = 4\nwindow = 1\n"
+    )
+    suite, results = str(tmp_path / "unbounded.toml"), tmp_path / "results"
+    argv = ["bench", "--suite", suite, "--root", str(tmp_path), "--results", str(results)]
+    assert main([*argv, "--work-dir", str(tmp_path / "runs")]) == 0
+    (record,) = load_records("unbounded", results)
+    assert record["status"] == "ok" and record["engine"] == "gymnasium"
+    assert record["action_box"] == {"low": [None], "high": [None]}
+    assert main(["report", "--suite", suite, "--results", str(results)]) == 0
+    assert "action box" not in (results / "unbounded" / "table.md").read_text()
+
+    wide = _collect_through_clip_action(tmp_path, "test/pendulum/wide-unbounded-v0", 2.0)
+    with pytest.raises(DatasetError, match="unbounded action box") as error:
+        load_dataset("test/pendulum/wide-unbounded-v0", root=tmp_path)
+    message = str(error.value)
+    assert f"actions up to {np.abs(wide).max():.3g} in size (first in episode " in message
+    assert "put minari.DataCollector inside ClipAction" in message and "\n" not in message

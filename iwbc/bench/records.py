@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from iwbc.errors import UserError
 
 SCHEMA = 1
@@ -101,6 +103,18 @@ def bounds_json(bounds: Sequence[float]) -> list[float | None]:
     """A critic's value range as records and scores.json hold it: JSON has no infinity or
     NaN, so an unbounded side (a discount of 1), or an unknown one, is null."""
     return [float(v) if math.isfinite(v) else None for v in bounds]
+
+
+def action_box_json(low: Any, high: Any) -> dict[str, list[float | None]]:
+    """The env's action box as records hold it: an unbounded side of a dimension is null."""
+    return {"low": bounds_json(np.ravel(low)), "high": bounds_json(np.ravel(high))}
+
+
+def record_action_box(box: Mapping[str, Sequence[float | None]]) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) of a record's ``action_box``, null read back as the infinity it stands for."""
+    low = [-math.inf if v is None else float(v) for v in box["low"]]
+    high = [math.inf if v is None else float(v) for v in box["high"]]
+    return np.asarray(low), np.asarray(high)
 
 
 def critic_q_bounds(record: Mapping[str, Any]) -> tuple[float, float] | None:

@@ -44,6 +44,7 @@ from iwbc.agents.registry import (
 )
 from iwbc.bench.records import (
     SCHEMA,
+    action_box_json,
     bounds_json,
     config_fingerprint,
     is_finished,
@@ -605,7 +606,7 @@ def _write_success(
         clipped_actions=dataset.clipped_actions,
         # The env's action box: one other than [-1, 1] was mapped into [-1, 1] for training
         # and back on evaluation (iwbc.envs.action_box).
-        action_box={"low": dataset.action_low.tolist(), "high": dataset.action_high.tolist()},
+        action_box=action_box_json(dataset.action_low, dataset.action_high),
         trained_on_episodes=trained_on,
         engine=engine,
         evaluated_at_commits=evaluated_at,

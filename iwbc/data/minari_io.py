@@ -221,6 +221,7 @@ def load_dataset(
     _check_time_limit(dataset_id, dataset.env_spec, episodes, episode_ids)
     _check_finite(dataset_id, episodes, episode_ids)
     episodes, clipped = _clip_to_box(dataset_id, episodes, act_space, episode_ids)
+    _check_reachable(dataset_id, episodes, act_space, episode_ids)
     if rescaled(act_space.low, act_space.high):
         # Policies act in [-1, 1]; evaluation maps their actions back into the box.
         low, high = (np.asarray(b, np.float64) for b in (act_space.low, act_space.high))
@@ -642,6 +643,28 @@ def _check_finite(dataset_id: str, episodes: EpisodeData, episode_ids: np.ndarra
                 f"dataset '{dataset_id}' has NaN/inf {name} in episode {int(episode_ids[rows[0]])}"
                 f"{more}; clean or regenerate the dataset"
             )
+
+
+def _check_reachable(
+    dataset_id: str, episodes: EpisodeData, act_space: gym.spaces.Box, episode_ids: np.ndarray
+) -> None:
+    """Under a box with an unbounded side there is nothing to map actions from, so they stay as
+    recorded: ones beyond [-1, 1], where no policy here acts (tanh), are a one-line error, not
+    data BC silently cannot fit."""
+    low, high = (np.asarray(b, np.float64) for b in (act_space.low, act_space.high))
+    if np.isfinite(low).all() and np.isfinite(high).all():
+        return
+    beyond = (np.abs(episodes.actions) > 1.0 + 1e-6).any(axis=-1)
+    if not beyond.any():
+        return
+    first = int(episode_ids[int(episodes.step_episodes[np.argmax(beyond)])])
+    raise DatasetError(
+        f"dataset '{dataset_id}' has an unbounded action box [{_bounds(act_space)}] and actions "
+        f"up to {np.abs(episodes.actions).max():.3g} in size (first in episode {first}), beyond "
+        "the [-1, 1] every policy here acts in; record actions in [-1, 1], or on an env with a "
+        "bounded action box (Gymnasium's ClipAction unbounds it: put minari.DataCollector "
+        "inside ClipAction, not around it)"
+    )
 
 
 def _clip_to_box(

@@ -27,6 +27,7 @@ from iwbc.bench.records import (
     critic_q_end,
     final_weight_ess,
     read_record,
+    record_action_box,
     record_fingerprint,
     records_dir,
 )
@@ -241,7 +242,7 @@ def _action_box(box: dict[str, list[float]] | None) -> dict[str, Any]:
     """Run's action-box fields from a record's ``action_box`` (absent in older records)."""
     if box is None:
         return {}
-    low, high = np.asarray(box["low"], np.float64), np.asarray(box["high"], np.float64)
+    low, high = record_action_box(box)
     return {"action_box": box_text(low, high), "action_box_rescaled": rescaled(low, high)}
 
 
