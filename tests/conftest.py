@@ -166,7 +166,8 @@ def make_minari_dataset(
 
     `root` writes into another Minari root (e.g. a fake remote) instead of `minari_root`;
     `env=None` needs explicit spaces and records no env_spec; `eval_env` records an evaluation
-    env other than `env` (Minari's `eval_env_spec`).
+    env other than `env` (Minari's `eval_env_spec`); `data_format` is Minari's ("hdf5", its
+    default, or "arrow").
     """
 
     def make(
@@ -182,6 +183,7 @@ def make_minari_dataset(
         root: Path | None = None,
         seed: int = 0,
         eval_env: str | EnvSpec | None = None,
+        data_format: str | None = None,
     ) -> list[EpisodeBuffer]:
         if env is not None:
             made = gym.make(env)
@@ -206,6 +208,7 @@ def make_minari_dataset(
                 author_email="tests@example.invalid",
                 code_permalink="https://example.invalid/iwbc",
                 description="synthetic episodes for iwbc tests",
+                data_format=data_format,
             )
         return buffers
 

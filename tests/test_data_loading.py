@@ -139,6 +139,21 @@ def test_evaluation_env_is_minaris_eval_env_spec(make_minari_dataset: MakeDatase
     assert ds.env_label == "InvertedPendulum-v5 (max_episode_steps=20)"
 
 
+def test_an_arrow_dataset_loads_as_its_hdf5_twin(
+    make_minari_dataset: MakeDataset, minari_root: Path
+) -> None:
+    """Minari writes Arrow as well as HDF5 (``data_format="arrow"``): the same episodes in
+    either format load to the same arrays and content fingerprint, so one's runs serve both."""
+    make_minari_dataset("iwbc-test/pendulum/hdf5-v0")
+    make_minari_dataset("iwbc-test/pendulum/arrow-v0", data_format="arrow")
+    assert list((minari_root / "iwbc-test/pendulum/arrow-v0/data").glob("*/*.arrow"))
+    hdf5, arrow = (load_dataset(f"iwbc-test/pendulum/{name}-v0") for name in ("hdf5", "arrow"))
+    assert hdf5.episodes.num_episodes == 5
+    for name in hdf5.episodes._fields:
+        np.testing.assert_array_equal(getattr(arrow.episodes, name), getattr(hdf5.episodes, name))
+    assert arrow.content_fingerprint == hdf5.content_fingerprint
+
+
 def test_views_match_per_episode_python(pendulum_dataset: Pendulum) -> None:
     dataset_id, buffers = pendulum_dataset
     ep = load_dataset(dataset_id).episodes
