@@ -678,6 +678,23 @@ def _edit_metadata(ctx: Ctx, **values: object) -> None:
     path.write_text(json.dumps({**metadata, **values}))
 
 
+def _around_clip_action(ctx: Ctx) -> None:
+    """This case's copy as if recorded around Gymnasium's ClipAction: an unbounded action box,
+    the wrapper in its env specs."""
+    path = ctx.dataset_dir() / "data" / "metadata.json"
+    metadata = json.loads(path.read_text())
+    space = json.loads(metadata["action_space"])
+    space["low"] = [-math.inf] * len(space["low"])
+    space["high"] = [math.inf] * len(space["high"])
+    metadata["action_space"] = json.dumps(space)
+    clip = {"name": "ClipAction", "entry_point": "gymnasium.wrappers:ClipAction", "kwargs": {}}
+    for key in ("env_spec", "eval_env_spec"):
+        spec = json.loads(metadata[key])
+        spec["additional_wrappers"] = [clip]
+        metadata[key] = json.dumps(spec)
+    path.write_text(json.dumps(metadata))
+
+
 def edited_metadata(**values: object) -> Callable[[Ctx], None]:
     return functools.partial(_edit_metadata, **values)
 
@@ -1361,6 +1378,22 @@ def cases() -> list[Case]:
             [*SMALL, *TINY],
             check=functools.partial(_warned_and_noted, methods=("bc",)),
             setup=damaged("actions-outside-box"),
+        ),
+        True,
+    )
+    add(
+        "run, a dataset recorded around ClipAction (an unbounded action box)",
+        g,
+        train([*SMALL, *TINY], setup=_around_clip_action),
+        True,
+    )
+    add(
+        "run, an unbounded action box and actions beyond [-1, 1]",
+        g,
+        train(
+            [*SMALL, *TINY],
+            expect="unbounded action box",
+            setup=steps(_around_clip_action, damaged("actions-outside-box")),
         ),
         True,
     )
