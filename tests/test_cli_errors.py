@@ -18,6 +18,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import h5py
+import mujoco
 import numpy as np
 import pytest
 from conftest import make_scripted_dataset
@@ -643,27 +644,61 @@ def test_an_env_gymnasium_cannot_rebuild_is_one_line() -> None:
         gym.spec("Hopper-v5"),
         additional_wrappers=(WrapperSpec("Broken", "no_such_module:Broken", {}),),
     )
-    with pytest.raises(UserError, match=r"^dataset x's env Hopper-v5 cannot be built here \("):
+    with pytest.raises(
+        UserError, match=r"^dataset x's env Hopper-v5 cannot be built or run here \("
+    ):
         check_evaluable(spec, "auto", "x")
 
 
-def test_an_env_of_gymnasium_robotics_names_the_package_to_install() -> None:
+class FailsOnReset(gym.Env):
+    """An env that builds, then fails a bare assert on reset, as Gymnasium-Robotics' Kitchen
+    does under this MuJoCo."""
+
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,))
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,))
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple:
+        raise AssertionError
+
+
+def test_an_env_that_builds_but_cannot_reset_is_refused_before_training() -> None:
+    spec = EnvSpec("FailsOnReset-v0", entry_point=f"{__name__}:FailsOnReset", max_episode_steps=5)
+    with pytest.raises(UserError) as info:
+        check_evaluable(spec, "auto", "x")
+    message = str(info.value)
+    assert message.startswith(
+        "dataset x's env FailsOnReset-v0 cannot be built or run here (AssertionError at "
+        "test_cli_errors.py:"
+    )
+    assert f"install what it needs, in versions that run with MuJoCo {mujoco.__version__}, or" in (
+        message
+    )
+
+
+def test_an_env_of_gymnasium_robotics_names_the_package_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Minari's D4RL Adroit datasets record AdroitHandPen-v1 and its kind, whose module is
-    Gymnasium-Robotics' (with it installed they run on the Gymnasium engine)."""
+    Gymnasium-Robotics' (a dependency: here it is made unimportable, as where it is missing)."""
     spec = EnvSpec(
         "AdroitHandPen-v1",
         entry_point="gymnasium_robotics.envs.adroit_hand.adroit_pen:AdroitHandPenEnv",
         max_episode_steps=100,
     )
-    if importlib.util.find_spec("gymnasium_robotics") is not None:
-        pytest.skip("gymnasium-robotics is installed here")
+    for name in [m for m in sys.modules if m.partition(".")[0] == "gymnasium_robotics"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "gymnasium_robotics", None)
     with pytest.raises(UserError) as info:
         check_evaluable(spec, "auto", "D4RL/pen/human-v2")
-    assert str(info.value) == (
-        "dataset D4RL/pen/human-v2's env AdroitHandPen-v1 cannot be built here (No module named "
-        "'gymnasium_robotics'); evaluation runs the env the dataset records, so install what it "
-        "needs (`pip install gymnasium-robotics`), or record the dataset on an env (and "
-        "wrappers) Gymnasium can rebuild from its spec"
+    message = str(info.value)
+    assert message.startswith(
+        "dataset D4RL/pen/human-v2's env AdroitHandPen-v1 cannot be built or run here (No module "
+        "named 'gymnasium_robotics"
+    )
+    assert message.endswith(
+        "evaluation runs the env the dataset records, so install what it needs (`pip install "
+        "gymnasium-robotics`), or record the dataset on an env (and wrappers) Gymnasium can "
+        "rebuild from its spec"
     )
 
 

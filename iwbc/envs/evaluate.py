@@ -7,13 +7,16 @@ one batched rollout, the policy's mean action computed for all of them in one ji
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
+import mujoco
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 
@@ -88,21 +91,42 @@ def check_evaluable(env: Env | None, engine: str, dataset_id: str) -> str:
         spec_for(env)  # a one-line error naming what the batch and MJX engines cannot reproduce
         return resolved
     try:
+        # Built, reset and stepped once: some envs fail only there (Gymnasium-Robotics' Kitchen
+        # under this MuJoCo), found now rather than after training.
         built = gym.make(env)
+        try:
+            built.reset(seed=EVAL_SEED_BASE)
+            built.action_space.seed(0)
+            built.step(built.action_space.sample())
+        finally:
+            built.close()
     except Exception as error:  # whatever the env's own code raises, said in one line
         missing = error.name if isinstance(error, ModuleNotFoundError) else None
         package = ENV_PACKAGES.get((missing or "").partition(".")[0])
-        need = f" (`pip install {package}`)" if package else ""
+        if package:
+            need = f" (`pip install {package}`)"
+        else:
+            need = "" if missing else f", in versions that run with MuJoCo {mujoco.__version__}"
         raise UserError(
-            f"dataset {dataset_id}'s env {env_name(env)} cannot be built here ({one_line(error)}); "
-            f"evaluation runs the env the dataset records, so install what it needs{need}, or "
-            "record the dataset on an env (and wrappers) Gymnasium can rebuild from its spec"
+            f"dataset {dataset_id}'s env {env_name(env)} cannot be built or run here "
+            f"({_env_failure(error)}); evaluation runs the env the dataset records, so install "
+            f"what it needs{need}, or record the dataset on an env (and wrappers) Gymnasium can "
+            "rebuild from its spec"
         ) from None
     limit = built.spec.max_episode_steps if built.spec is not None else None
-    built.close()
     if limit is None:
         raise _no_time_limit(dataset_id, env_name(env))
     return resolved
+
+
+def _env_failure(error: Exception) -> str:
+    """An env's own exception in one line; a bare one (an assert) as its type and the line
+    that raised it, since its message says nothing."""
+    text = one_line(error)
+    frames = traceback.extract_tb(error.__traceback__)
+    if text or not frames:
+        return text or type(error).__name__
+    return f"{type(error).__name__} at {Path(frames[-1].filename).name}:{frames[-1].lineno}"
 
 
 def _no_time_limit(dataset_id: str, env_id: str) -> UserError:
