@@ -91,8 +91,8 @@ def check_evaluable(env: Env | None, engine: str, dataset_id: str) -> str:
         spec_for(env)  # a one-line error naming what the batch and MJX engines cannot reproduce
         return resolved
     try:
-        # Built, reset and stepped once: some envs fail only there (Gymnasium-Robotics' Kitchen
-        # under this MuJoCo), found now rather than after training.
+        # Built, reset and stepped once: an env whose code fails on this machine (its package
+        # against this MuJoCo, say) is found now rather than after training.
         built = gym.make(env)
         try:
             built.reset(seed=EVAL_SEED_BASE)
