@@ -215,6 +215,25 @@ def make_minari_dataset(
     return make
 
 
+def save_collected(
+    collector: minari.DataCollector, root: Path, dataset_id: str, ref_max_score: float
+) -> None:
+    """Write the uniform-random episodes ``collector`` recorded as ``dataset_id`` under the
+    Minari root ``root``, reference scores 0 and ``ref_max_score``, without Minari's warnings
+    on the fields left out; the collector is closed."""
+    with warnings.catch_warnings(), pytest.MonkeyPatch.context() as patch:
+        warnings.simplefilter("ignore")
+        patch.setenv("MINARI_DATASETS_PATH", str(root))
+        collector.create_dataset(
+            dataset_id=dataset_id,
+            algorithm_name="uniform random",
+            ref_min_score=0.0,
+            ref_max_score=ref_max_score,
+            description="uniform random actions",
+        )
+    collector.close()
+
+
 @pytest.fixture
 def pendulum_dataset(
     make_minari_dataset: Callable[..., list[EpisodeBuffer]],

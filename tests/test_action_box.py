@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import minari
 import numpy as np
 import pytest
+from conftest import save_collected
 from gymnasium.wrappers import RescaleAction
 from minari.data_collector import EpisodeBuffer
 
@@ -186,17 +187,7 @@ def _collect_through_clip_action(root: Path, dataset_id: str, scale: float) -> n
             actions.append(rng.uniform(-scale, scale, 1).astype(np.float32))
             _, _, terminated, truncated, _ = collector.step(actions[-1])
             done = terminated or truncated
-    with warnings.catch_warnings(), pytest.MonkeyPatch.context() as patch:
-        warnings.simplefilter("ignore")
-        patch.setenv("MINARI_DATASETS_PATH", str(root))
-        collector.create_dataset(
-            dataset_id=dataset_id,
-            algorithm_name="uniform random",
-            ref_min_score=0.0,
-            ref_max_score=1000.0,
-            description="recorded around ClipAction",
-        )
-    collector.close()
+    save_collected(collector, root, dataset_id, ref_max_score=1000.0)
     return np.array(actions)
 
 

@@ -5,7 +5,6 @@ Gymnasium engine, Dict observations flattened on both sides."""
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -13,6 +12,7 @@ import gymnasium_robotics
 import minari
 import numpy as np
 import pytest
+from conftest import save_collected
 
 from iwbc.cli import main
 from iwbc.data import load_dataset
@@ -30,17 +30,7 @@ def _record(root: Path, dataset_id: str, env_id: str, episodes: int, steps: int)
         while not done:
             _, _, terminated, truncated, _ = collector.step(collector.action_space.sample())
             done = terminated or truncated
-    with warnings.catch_warnings(), pytest.MonkeyPatch.context() as patch:
-        warnings.simplefilter("ignore")
-        patch.setenv("MINARI_DATASETS_PATH", str(root))
-        collector.create_dataset(
-            dataset_id=dataset_id,
-            algorithm_name="uniform random",
-            ref_min_score=0.0,
-            ref_max_score=100.0,
-            description=f"random actions on {env_id}",
-        )
-    collector.close()
+    save_collected(collector, root, dataset_id, ref_max_score=100.0)
 
 
 @pytest.mark.parametrize(
