@@ -117,15 +117,25 @@ def test_vmapped_seeds_equal_each_seed_trained_alone(
 _INERT_CHANGES = {"temperature": 3.0, "normalize": False, "ema_decay": 0.5, "refresh_every": 3}
 
 
+def test_inert_fields_by_loss() -> None:
+    """Plain BC reads none of iw-BC's fields; refresh_every acts only on a trajectory table
+    (windows of iw_trajectory or iw_quality), never for iw_step, whose weights are per step."""
+    iw_only = ("temperature", "normalize", "ema_decay", "refresh_every")
+    assert bc_config().inert_fields == bc_config(window=4).inert_fields == iw_only
+    for loss in ("iw_trajectory", "iw_quality", "iw_step"):
+        assert iw_config(loss=loss).inert_fields == ("refresh_every",)
+        table = loss != "iw_step"
+        assert iw_config(loss=loss, window=4).inert_fields == (() if table else ("refresh_every",))
+
+
 @pytest.mark.parametrize(
     ("config", "inert"),
     [
         (bc_config(steps=6), ("temperature", "normalize", "ema_decay", "refresh_every")),
-        (iw_config(steps=6, learning_rate=0.03, loss="iw_step", window=4), ("refresh_every",)),
         (iw_config(steps=6, learning_rate=0.03), ("refresh_every",)),
         (iw_config(steps=6, learning_rate=0.03, window=4, refresh_every=2), ()),
     ],
-    ids=["bc", "iw_step-windows", "iw_trajectory", "iw_trajectory-windows"],
+    ids=["bc", "iw_trajectory", "iw_trajectory-windows"],
 )
 def test_fields_a_loss_never_reads_change_nothing(
     data: DeviceEpisodes, config: BCConfig, inert: tuple[str, ...]
