@@ -100,9 +100,15 @@ def critic_q_end(record: Mapping[str, Any]) -> tuple[float, float] | None:
 
 
 def bounds_json(bounds: Sequence[float]) -> list[float | None]:
-    """A critic's value range as records and scores.json hold it: JSON has no infinity or
-    NaN, so an unbounded side (a discount of 1), or an unknown one, is null."""
+    """Bounds (a critic's value range, an action box's sides) as records and scores.json hold
+    them: JSON has no infinity or NaN, so an unbounded side (a discount of 1), or an unknown
+    one, is null."""
     return [float(v) if math.isfinite(v) else None for v in bounds]
+
+
+def _bound(value: float | None, infinity: float) -> float:
+    """A bound as ``bounds_json`` wrote it, null read back as the infinity it stands for."""
+    return infinity if value is None else float(value)
 
 
 def action_box_json(low: Any, high: Any) -> dict[str, list[float | None]]:
@@ -112,8 +118,8 @@ def action_box_json(low: Any, high: Any) -> dict[str, list[float | None]]:
 
 def record_action_box(box: Mapping[str, Sequence[float | None]]) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) of a record's ``action_box``, null read back as the infinity it stands for."""
-    low = [-math.inf if v is None else float(v) for v in box["low"]]
-    high = [math.inf if v is None else float(v) for v in box["high"]]
+    low = [_bound(v, -math.inf) for v in box["low"]]
+    high = [_bound(v, math.inf) for v in box["high"]]
     return np.asarray(low), np.asarray(high)
 
 
@@ -124,7 +130,7 @@ def critic_q_bounds(record: Mapping[str, Any]) -> tuple[float, float] | None:
     if not bounds:
         return None
     low, high = bounds
-    return (-math.inf if low is None else float(low), math.inf if high is None else float(high))
+    return _bound(low, -math.inf), _bound(high, math.inf)
 
 
 def final_weight_ess(record: Mapping[str, Any]) -> float | None:
