@@ -5,6 +5,7 @@ Gymnasium engine, Dict observations flattened on both sides."""
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import gymnasium as gym
@@ -39,10 +40,15 @@ def _record(root: Path, dataset_id: str, env_id: str, episodes: int, steps: int)
     ids=["adroit-pen", "pointmaze-dict"],
 )
 def test_a_gymnasium_robotics_dataset_trains_and_scores(
-    tmp_path: Path, env_id: str, obs_dim: int
+    tmp_path: Path, env_id: str, obs_dim: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dataset_id = "test/robotics/random-v0"
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where a maze env writes its model
     _record(tmp_path, dataset_id, env_id, episodes=3, steps=20)
+    for left in temp.iterdir():  # by the recording's own gym.make
+        left.unlink()
     ds = load_dataset(dataset_id, root=tmp_path)
     assert ds.observation_dim == obs_dim and ds.num_steps == 60
     out = tmp_path / "out"
@@ -54,3 +60,4 @@ def test_a_gymnasium_robotics_dataset_trains_and_scores(
     assert scores["evaluation_engines"] == ["gymnasium"]
     returns = np.array(scores["methods"]["bc"]["returns"])
     assert returns.shape == (1, 2) and np.isfinite(returns).all()
+    assert list(temp.iterdir()) == []  # Gymnasium-Robotics' maze leaves its model file there

@@ -24,6 +24,7 @@ from iwbc.data.episodes import EpisodeData, OfflineDataset, stack_episodes
 from iwbc.data.errors import DatasetError, DatasetWarning, one_line
 from iwbc.data.reference_cache import cached_reference_scores, stored_metadata
 from iwbc.envs.action_box import rescaled, to_unit
+from iwbc.envs.gymnasium_engine import make_env
 
 ROOT_ENV_VAR = "MINARI_DATASETS_PATH"
 REMOTE_ENV_VAR = "MINARI_REMOTE"
@@ -470,7 +471,7 @@ def _check_env_shapes(
     if spec is None:
         return dataset.observation_space
     try:
-        env = gym.make(spec)
+        env = make_env(spec)
     except Exception:  # env not installed/registered here: nothing to compare against
         return dataset.observation_space
     try:

@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 from gymnasium.envs.registration import EnvSpec
 from minari.data_collector import EpisodeBuffer
@@ -54,6 +53,7 @@ from iwbc.data.reference_cache import (
     tier_id,
 )
 from iwbc.envs import rollout_returns
+from iwbc.envs.gymnasium_engine import make_env
 from iwbc.envs.specs import Env, spec_for
 from iwbc.errors import UserError
 
@@ -96,7 +96,7 @@ def uniform_random_return(env: Env, episodes: int = 100, seed: int = 0) -> float
     if engine == "batch":
         low, high = spec_for(env).action_bounds()
     else:
-        made = gym.make(env)
+        made = make_env(env)
         low, high = made.action_space.low, made.action_space.high
         made.close()
 

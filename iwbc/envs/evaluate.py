@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import mujoco
@@ -22,6 +21,7 @@ from gymnasium.envs.registration import EnvSpec
 
 from iwbc.envs import make_engine, resolve_engine, rollout_returns
 from iwbc.envs.action_box import from_unit, rescaled
+from iwbc.envs.gymnasium_engine import make_env
 from iwbc.envs.rollout import require_mjx
 from iwbc.envs.specs import Env, env_name, spec_for
 from iwbc.errors import UserError, one_line
@@ -93,7 +93,7 @@ def check_evaluable(env: Env | None, engine: str, dataset_id: str) -> str:
     try:
         # Built, reset and stepped once: an env whose code fails on this machine (its package
         # against this MuJoCo, say) is found now rather than after training.
-        built = gym.make(env)
+        built = make_env(env)
         try:
             built.reset(seed=EVAL_SEED_BASE)
             built.action_space.seed(0)

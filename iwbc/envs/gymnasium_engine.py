@@ -7,6 +7,9 @@ asked, exactly like the batch engine.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import gymnasium
 import numpy as np
 from gymnasium import spaces
@@ -23,6 +26,22 @@ def check_env_id(env_id: str) -> None:
             f"unknown env id {env_id!r}: not registered with Gymnasium; "
             f"ids with a built-in spec: {', '.join(SPECS)}"
         )
+
+
+def make_env(env: Env) -> gymnasium.Env:
+    """``gymnasium.make(env)``, less the model file Gymnasium-Robotics' maze envs leave behind.
+
+    Its Point- and AntMaze envs (1.4 and before) write their MJCF to a new file in the temp
+    folder itself and never delete it (fixed upstream by Gymnasium-Robotics PR #308, which
+    keeps it in a folder of its own that ``close`` removes): an evaluation builds an env per
+    episode slot, so thousands would pile up. The model is read at construction, so the file
+    goes at once; one in a folder of its own is left to the env.
+    """
+    made = gymnasium.make(env)
+    leaked = getattr(made.unwrapped, "tmp_xml_file_path", None)
+    if isinstance(leaked, str) and Path(leaked).parent == Path(tempfile.gettempdir()):
+        Path(leaked).unlink(missing_ok=True)
+    return made
 
 
 def _check_spaces(env_id: str, env: gymnasium.Env) -> None:
@@ -51,7 +70,7 @@ class GymnasiumEngine:
         env_id = env_name(env)
         if isinstance(env, str):  # an EnvSpec carries its entry point: it needs no registration
             check_env_id(env)
-        first = gymnasium.make(env)
+        first = make_env(env)
         try:
             _check_spaces(env_id, first)
         except ValueError:
@@ -59,7 +78,7 @@ class GymnasiumEngine:
             raise
         self.env_id = env_id
         self.num_envs = num_envs
-        self.envs = [first] + [gymnasium.make(env) for _ in range(num_envs - 1)]
+        self.envs = [first] + [make_env(env) for _ in range(num_envs - 1)]
         self.max_episode_steps = first.spec.max_episode_steps if first.spec else None
         self.action_low = np.asarray(first.action_space.low).reshape(-1)
         self.action_high = np.asarray(first.action_space.high).reshape(-1)
