@@ -63,8 +63,20 @@ from iwbc.errors import TrainingDiverged, UserError
 from iwbc.files import file_lock, write_atomic, write_json_atomic
 from iwbc.machine import machine_record, running_commit
 
-# Packages whose versions a record states.
-VERSIONED = ("iwbc", "jax", "jaxlib", "flax", "optax", "mujoco", "gymnasium", "minari", "numpy")
+# Packages whose versions a record states; Gymnasium-Robotics' because its envs' rewards have
+# changed within one env version (Adroit's Door, Hammer and Relocate in 1.2.1).
+VERSIONED = (
+    "iwbc",
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "mujoco",
+    "gymnasium",
+    "gymnasium-robotics",
+    "minari",
+    "numpy",
+)
 
 AgentAt = Callable[[int], Any]
 Evaluate = Callable[[Any, int], np.ndarray]
