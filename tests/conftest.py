@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import gymnasium as gym
@@ -47,6 +47,16 @@ def pytest_configure(config: pytest.Config) -> None:
     if _CACHE_ENV in os.environ:  # this process imported JAX before the variable was set
         jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_ENV])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _drop_compiled_programs() -> Iterator[None]:
+    """XLA:CPU keeps ~6 memory maps per compiled program for as long as JAX's caches hold it:
+    the whole suite in one process (plain ``pytest``, without ``-n``) passed Linux's limit of
+    65,530 maps near its end and died of a segfault. Each module's programs go when it ends
+    (those worth caching come back from the persistent cache above)."""
+    yield
+    jax.clear_caches()
 
 
 # Modules with minute-long tests (MJX compiles on CPU, the GPU check's smoke run, BC learning a

@@ -20,6 +20,7 @@ from iwbc.bench.records import RECORD_KEYS, check_record, load_records, records_
 from iwbc.bench.runner import plan, run_suite
 from iwbc.bench.suites import Suite, load_suite
 from iwbc.cli import main
+from iwbc.core import trainer
 from iwbc.core.sampling import value_bounds
 from iwbc.data import DatasetError, load_dataset
 from iwbc.data.scripted import generate_mixed_dataset
@@ -381,6 +382,24 @@ def test_records_name_the_commit_of_the_code_the_sweep_loaded(
         machine.running_commit.cache_clear()
     records = load_records("committed", results)
     assert records and {r["environment"]["iwbc_commit"] for r in records} == {"a" * 40}
+
+
+def test_a_unit_drops_the_programs_it_compiled(sweep: dict) -> None:
+    """XLA:CPU keeps ~6 memory maps per compiled program while JAX's caches hold it: a sweep
+    of a few hundred units in one process would reach Linux's 65,530-map limit and segfault."""
+    suite = write_suite(sweep["base"], "dropped", tiny_suite_toml(("bc",)))
+    results = sweep["base"] / "results-dropped"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        summary = run_suite(
+            suite,
+            records_dir("dropped", results),
+            work_dir=sweep["base"] / "runs-dropped",  # its own: the unit trains, not reads
+            data_root=sweep["root"],
+            progress=False,
+        )
+    assert (summary.ok, summary.failed) == (2, 0)
+    assert trainer.finite_state._cache_size() == 0  # read after every chunk of the unit
 
 
 def test_records_rebuilt_from_evaluations_of_other_code_say_so(

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import flax.serialization
+import jax
 import numpy as np
 
 from iwbc.agents.common import stated_fields
@@ -227,7 +228,15 @@ def execute_unit(
 def _execute(
     unit: WorkUnit, context: UnitContext, report: Callable[[str], None] | None
 ) -> UnitOutcome:
-    """Run ``unit``, keeping the full traceback of a failure beside its checkpoints."""
+    """Run ``unit``, keeping the full traceback of a failure beside its checkpoints, then drop
+    the programs it compiled.
+
+    XLA:CPU maps about six memory regions per compiled program, held as long as JAX's caches
+    hold the program: a sweep in one process (or one Ray worker) gained ~450 maps a unit, so a
+    few hundred units reach Linux's limit of 65,530 (``vm.max_map_count``) and die of a
+    segfault. The next unit has other shapes or another method, so it would compile its own
+    programs anyway.
+    """
     started = time.perf_counter()
     try:
         dataset = context_dataset(context, unit.dataset)
@@ -239,6 +248,8 @@ def _execute(
         write_atomic(directory / "traceback.txt", traceback.format_exc().encode())
         message = f"{type(error).__name__}: {one_line(error)} (traceback: {directory})"
         return record_failure(unit, context, message, time.perf_counter() - started)
+    finally:
+        jax.clear_caches()
 
 
 def record_failure(unit: WorkUnit, context: UnitContext, message: str, wall: float) -> UnitOutcome:
