@@ -651,8 +651,8 @@ def test_an_env_gymnasium_cannot_rebuild_is_one_line() -> None:
 
 
 class FailsOnReset(gym.Env):
-    """An env that builds, then fails a bare assert on reset (Gymnasium-Robotics' Kitchen
-    fails one as it builds, under this MuJoCo)."""
+    """An env that builds, then fails a bare assert on reset (as Gymnasium-Robotics 1.4.2's
+    Kitchen does as it builds on MuJoCo 3.12+, without ``iwbc.envs.robotics_compat``)."""
 
     observation_space = gym.spaces.Box(-1.0, 1.0, (2,))
     action_space = gym.spaces.Box(-1.0, 1.0, (1,))

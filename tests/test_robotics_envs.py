@@ -1,6 +1,6 @@
 """Minari's D4RL datasets beyond locomotion record Gymnasium-Robotics' envs (Adroit hands, Point
-and Ant mazes): data recorded on them by ``minari.DataCollector`` trains and is scored on the
-Gymnasium engine, Dict observations flattened on both sides."""
+and Ant mazes, Kitchen): data recorded on them by ``minari.DataCollector`` trains and is scored
+on the Gymnasium engine, Dict observations flattened on both sides."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from pathlib import Path
 import gymnasium as gym
 import gymnasium_robotics
 import minari
+import mujoco
 import numpy as np
 import pytest
 from conftest import save_collected
+from gymnasium_robotics.utils import mujoco_utils
 
 from iwbc.cli import main
 from iwbc.data import load_dataset
+from iwbc.envs.robotics_compat import enum_equals_numpy_int, fix_joint_type_checks
 
 gym.register_envs(gymnasium_robotics)
 
@@ -36,8 +39,10 @@ def _record(root: Path, dataset_id: str, env_id: str, episodes: int, steps: int)
 
 @pytest.mark.parametrize(
     ("env_id", "obs_dim"),
-    [("AdroitHandPen-v1", 45), ("PointMaze_UMaze-v3", 8)],
-    ids=["adroit-pen", "pointmaze-dict"],
+    # Kitchen: 59 robot and object features, then achieved and desired goals of its 7 tasks
+    # (17 features each)
+    [("AdroitHandPen-v1", 45), ("PointMaze_UMaze-v3", 8), ("FrankaKitchen-v1", 59 + 2 * 17)],
+    ids=["adroit-pen", "pointmaze-dict", "kitchen-nested-dict"],
 )
 def test_a_gymnasium_robotics_dataset_trains_and_scores(
     tmp_path: Path, env_id: str, obs_dim: int, monkeypatch: pytest.MonkeyPatch
@@ -46,7 +51,10 @@ def test_a_gymnasium_robotics_dataset_trains_and_scores(
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where a maze env writes its model
+    monkeypatch.setattr(mujoco_utils, "mujoco", mujoco_utils.mujoco)  # restored at the end
+    fix_joint_type_checks()  # for the recording's own gym.make (Kitchen)
     _record(tmp_path, dataset_id, env_id, episodes=3, steps=20)
+    mujoco_utils.mujoco = mujoco  # as in a fresh process: iwbc's engine must fix it itself
     for left in temp.iterdir():  # by the recording's own gym.make
         left.unlink()
     ds = load_dataset(dataset_id, root=tmp_path)
@@ -61,3 +69,33 @@ def test_a_gymnasium_robotics_dataset_trains_and_scores(
     returns = np.array(scores["methods"]["bc"]["returns"])
     assert returns.shape == (1, 2) and np.isfinite(returns).all()
     assert list(temp.iterdir()) == []  # Gymnasium-Robotics' maze leaves its model file there
+
+
+def test_kitchens_joint_accessors_work_on_this_mujoco(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MuJoCo 3.12+ enums compare unequal to NumPy ints (enum on the left), which breaks
+    Gymnasium-Robotics 1.4.2's joint accessors on every hinge; after the fix they read and
+    write hinge and slide joints beside a free joint, as Gymnasium-Robotics PR #330's do."""
+    model = mujoco.MjModel.from_xml_string(
+        """<mujoco><worldbody>
+        <body name="arm"><joint name="robot0:hinge" type="hinge"/><geom size=".1"/>
+          <body pos="0 0 .3"><joint name="robot0:slide" type="slide"/><geom size=".1"/></body>
+        </body>
+        <body name="kettle" pos="1 0 0"><freejoint name="kettle"/><geom size=".1"/></body>
+        </worldbody></mujoco>"""
+    )
+    data = mujoco.MjData(model)
+    monkeypatch.setattr(mujoco_utils, "mujoco", mujoco)
+    if not enum_equals_numpy_int():  # the bug, as this MuJoCo has it
+        with pytest.raises(AssertionError):
+            mujoco_utils.get_joint_qpos(model, data, "robot0:hinge")
+    fix_joint_type_checks()
+    fix_joint_type_checks()  # idempotent
+    mujoco_utils.set_joint_qpos(model, data, "robot0:hinge", 0.5)
+    mujoco_utils.set_joint_qvel(model, data, "robot0:slide", -0.25)
+    mujoco_utils.set_joint_qpos(model, data, "kettle", [1, 2, 3, 1, 0, 0, 0])
+    np.testing.assert_array_equal(data.qpos, [0.5, 0, 1, 2, 3, 1, 0, 0, 0])
+    np.testing.assert_array_equal(data.qvel, [0, -0.25, 0, 0, 0, 0, 0, 0])
+    qpos, qvel = mujoco_utils.robot_get_obs(model, data, ["robot0:hinge", "robot0:slide"])
+    np.testing.assert_array_equal(qpos, [0.5, 0.0])
+    np.testing.assert_array_equal(qvel, [0.0, -0.25])
+    assert mujoco_utils.mujoco.mjtObj is mujoco.mjtObj  # everything else is MuJoCo's own

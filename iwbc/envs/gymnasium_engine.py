@@ -13,8 +13,10 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import EnvSpec
 
 from iwbc.envs.engine import StepResult, check_num_envs, checked_actions, reset_targets, resolve_ids
+from iwbc.envs.robotics_compat import fix_joint_type_checks, is_robotics_env
 from iwbc.envs.specs import SPECS, Env, env_name
 from iwbc.errors import UserError
 
@@ -29,7 +31,8 @@ def check_env_id(env_id: str) -> None:
 
 
 def make_env(env: Env) -> gymnasium.Env:
-    """``gymnasium.make(env)``, less the model file Gymnasium-Robotics' maze envs leave behind.
+    """``gymnasium.make(env)``, less the model file Gymnasium-Robotics' maze envs leave behind,
+    and with its Kitchen env's joint checks working on this MuJoCo (``robotics_compat``).
 
     Its Point- and AntMaze envs (1.4 and before) write their MJCF to a new file in the temp
     folder itself and never delete it (fixed upstream by Gymnasium-Robotics PR #308, which
@@ -37,6 +40,8 @@ def make_env(env: Env) -> gymnasium.Env:
     episode slot, so thousands would pile up. The model is read at construction, so the file
     goes at once; one in a folder of its own is left to the env.
     """
+    if is_robotics_env(env if isinstance(env, EnvSpec) else gymnasium.registry.get(env)):
+        fix_joint_type_checks()
     made = gymnasium.make(env)
     leaked = getattr(made.unwrapped, "tmp_xml_file_path", None)
     if isinstance(leaked, str) and Path(leaked).parent == Path(tempfile.gettempdir()):
