@@ -5,6 +5,8 @@ on the Gymnasium engine, Dict observations flattened on both sides."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -99,3 +101,25 @@ def test_kitchens_joint_accessors_work_on_this_mujoco(monkeypatch: pytest.Monkey
     np.testing.assert_array_equal(qpos, [0.5, 0.0])
     np.testing.assert_array_equal(qvel, [0.0, -0.25])
     assert mujoco_utils.mujoco.mjtObj is mujoco.mjtObj  # everything else is MuJoCo's own
+
+
+def test_a_robotics_datasets_fingerprint_does_not_depend_on_what_was_imported(
+    tmp_path: Path,
+) -> None:
+    """Whether an env's time limit is its id's default is asked of Gymnasium's registry, which
+    holds Gymnasium-Robotics' ids only once that package is imported: a fresh process loading
+    without the env check (which builds the env) must fingerprint the data as this one does,
+    or its runs would train again and read as made on other data."""
+    dataset_id = "test/robotics/random-v0"
+    _record(tmp_path, dataset_id, "AdroitHandPen-v1", episodes=1, steps=200)  # its own limit
+    here = load_dataset(dataset_id, root=tmp_path)
+    code = (
+        "from iwbc.data import load_dataset; "
+        f"ds = load_dataset({dataset_id!r}, root={str(tmp_path)!r}, check_env=False); "
+        "print(ds.training_fingerprint, ds.env_label)"
+    )
+    fresh = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split(maxsplit=1)
+    assert fresh == [here.training_fingerprint, f"{here.env_label}\n"]
+    assert here.env_label == "AdroitHandPen-v1 (reward_type='dense')"  # its default time limit

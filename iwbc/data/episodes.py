@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -422,7 +424,7 @@ def _env_arguments(env_spec: EnvSpec | None) -> tuple:
     limit (an env built otherwise scores differently). Empty for a default env."""
     if env_spec is None:
         return ()
-    registered = gymnasium.registry.get(env_spec.id)
+    registered = _registration(env_spec)
     limit = None if registered is None else registered.max_episode_steps
     parts = (
         tuple(sorted(env_spec.kwargs.items())),
@@ -430,3 +432,17 @@ def _env_arguments(env_spec: EnvSpec | None) -> tuple:
         () if env_spec.max_episode_steps == limit else (env_spec.max_episode_steps,),
     )
     return parts if any(parts) else ()
+
+
+def _registration(env_spec: EnvSpec) -> EnvSpec | None:
+    """The registration of ``env_spec``'s id. The package its entry point names is imported
+    first where the id is not yet registered, as Gymnasium-Robotics registers its envs (Adroit,
+    mazes, Kitchen) on import: otherwise the answer, and with it a dataset's fingerprint,
+    would depend on whether something had imported it earlier in the process."""
+    registered = gymnasium.registry.get(env_spec.id)
+    entry = env_spec.entry_point
+    if registered is None and isinstance(entry, str):
+        with contextlib.suppress(Exception):  # a package missing here: the env's build says so
+            importlib.import_module(entry.partition(":")[0].partition(".")[0])
+        registered = gymnasium.registry.get(env_spec.id)
+    return registered
