@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
@@ -123,3 +124,25 @@ def test_a_robotics_datasets_fingerprint_does_not_depend_on_what_was_imported(
     ).stdout.split(maxsplit=1)
     assert fresh == [here.training_fingerprint, f"{here.env_label}\n"]
     assert here.env_label == "AdroitHandPen-v1 (reward_type='dense')"  # its default time limit
+
+
+def test_a_bare_robotics_id_is_known_without_importing_its_package_first(
+    make_minari_dataset: Callable[..., object], minari_root: Path
+) -> None:
+    """``iwbc run --env AdroitHandPen-v1`` (a dataset recording no env) and evaluation on a bare
+    id work in a fresh process, where nothing has imported Gymnasium-Robotics, which registers
+    its ids only then."""
+    pen = gym.make("AdroitHandPen-v1")
+    dataset_id = "test/pen/no-env-v0"
+    spaces = {"observation_space": pen.observation_space, "action_space": pen.action_space}
+    make_minari_dataset(dataset_id, env=None, **spaces)
+    code = (
+        "from iwbc.data import load_dataset; from iwbc.envs.evaluate import check_evaluable; "
+        "from iwbc.envs.rollout import resolve_engine; "
+        f"ds = load_dataset({dataset_id!r}, root={str(minari_root)!r}, env='AdroitHandPen-v1'); "
+        f"print(ds.env_label, check_evaluable(ds.env, 'auto', {dataset_id!r}), "
+        "resolve_engine('FrankaKitchen-v1'))"
+    )
+    fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.stdout == "AdroitHandPen-v1 (reward_type='dense') gymnasium gymnasium\n"

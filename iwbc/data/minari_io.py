@@ -24,7 +24,7 @@ from iwbc.data.episodes import EpisodeData, OfflineDataset, stack_episodes
 from iwbc.data.errors import DatasetError, DatasetWarning, one_line
 from iwbc.data.reference_cache import cached_reference_scores, stored_metadata
 from iwbc.envs.action_box import rescaled, to_unit
-from iwbc.envs.gymnasium_engine import make_env
+from iwbc.envs.gymnasium_engine import make_env, registered
 
 ROOT_ENV_VAR = "MINARI_DATASETS_PATH"
 REMOTE_ENV_VAR = "MINARI_REMOTE"
@@ -448,6 +448,7 @@ def _env_spec(dataset: minari.MinariDataset, env: str | None) -> EnvSpec | None:
                 "names the env of a dataset that records none)"
             )
         return recorded
+    registered(env)  # registers Gymnasium-Robotics' ids where env is one
     try:
         return gym.spec(env)
     except gym.error.Error as error:

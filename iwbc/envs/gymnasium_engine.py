@@ -7,6 +7,8 @@ asked, exactly like the batch engine.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import tempfile
 from pathlib import Path
 
@@ -16,14 +18,24 @@ from gymnasium import spaces
 from gymnasium.envs.registration import EnvSpec
 
 from iwbc.envs.engine import StepResult, check_num_envs, checked_actions, reset_targets, resolve_ids
-from iwbc.envs.robotics_compat import fix_joint_type_checks, is_robotics_env
+from iwbc.envs.robotics_compat import ROBOTICS_PACKAGE, fix_joint_type_checks, is_robotics_env
 from iwbc.envs.specs import SPECS, Env, env_name
 from iwbc.errors import UserError
 
 
+def registered(env_id: str) -> EnvSpec | None:
+    """Gymnasium's registration of ``env_id``, Gymnasium-Robotics' ids (``AdroitHandPen-v1``,
+    ``FrankaKitchen-v1``, ...) included: that package, a dependency, registers them only once
+    it is imported, which nothing else here would do for a bare id."""
+    if env_id not in gymnasium.registry:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(ROBOTICS_PACKAGE)
+    return gymnasium.registry.get(env_id)
+
+
 def check_env_id(env_id: str) -> None:
     """UserError in one line if ``env_id`` is not registered with Gymnasium."""
-    if env_id not in gymnasium.registry:
+    if registered(env_id) is None:
         raise UserError(
             f"unknown env id {env_id!r}: not registered with Gymnasium; "
             f"ids with a built-in spec: {', '.join(SPECS)}"
@@ -40,7 +52,7 @@ def make_env(env: Env) -> gymnasium.Env:
     episode slot, so thousands would pile up. The model is read at construction, so the file
     goes at once; one in a folder of its own is left to the env.
     """
-    if is_robotics_env(env if isinstance(env, EnvSpec) else gymnasium.registry.get(env)):
+    if is_robotics_env(env if isinstance(env, EnvSpec) else registered(env)):
         fix_joint_type_checks()
     made = gymnasium.make(env)
     leaked = getattr(made.unwrapped, "tmp_xml_file_path", None)
