@@ -3,12 +3,13 @@
 MuJoCo 3.12 moved to pybind11 3.1, whose enums compare unequal to NumPy integers when the enum
 is on the left: ``mjJNT_HINGE == np.int32(3)`` is False, and so is ``model.jnt_type[j] in
 (mjJNT_HINGE, mjJNT_SLIDE)``, as tuple membership puts the tuple's item on the left.
-Gymnasium-Robotics 1.4.2 (the latest release) asserts exactly that in the four joint
-qpos / qvel getters and setters of ``gymnasium_robotics.utils.mujoco_utils``, so
+Gymnasium-Robotics 1.4.2 (the newest release on PyPI, 2026-12) asserts exactly that in the
+four joint qpos / qvel getters and setters of ``gymnasium_robotics.utils.mujoco_utils``, so
 ``FrankaKitchen-v1``, the env of Minari's D4RL Kitchen datasets, fails a bare assert as it
 builds. Gymnasium-Robotics fixed it after that release (PR #330: Python ints compared). Until a
 release has the fix, that module alone sees MuJoCo with its joint types as Python ints: its own
-code runs unchanged, with the comparison the fix makes; nothing else in it reads them.
+code runs unchanged, with the comparison the fix makes; nothing else in it reads them. On a
+MuJoCo whose enums compare equal to NumPy integers nothing is changed.
 """
 
 from __future__ import annotations
