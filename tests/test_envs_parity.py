@@ -7,7 +7,9 @@ import pytest
 from gymnasium.envs.registration import EnvSpec
 
 from iwbc.envs import SPECS, AntSpec, BatchEngine, SimState, get_spec
+from iwbc.envs.rollout import resolve_engine
 from iwbc.envs.specs import env_name, spec_for
+from iwbc.errors import UserError
 
 SEEDS = [0, 1, 12345]
 RTOL, ATOL = 1e-9, 1e-12
@@ -129,6 +131,17 @@ RECORDED_ENVS = {
             healthy_z_range=(0.8, 2.1),
         ),
     ),
+    "humanoid-standup": (
+        "HumanoidStandup-v5",
+        dict(
+            include_cvel_in_observation=False,
+            ctrl_cost_weight=0.2,
+            impact_cost_weight=1e-5,
+            impact_cost_range=(-float("inf"), 0.5),
+            reset_noise_scale=0.1,
+            max_episode_steps=60,
+        ),
+    ),
     "swimmer": (
         "Swimmer-v5",
         dict(exclude_current_positions_from_observation=False, ctrl_cost_weight=1e-2),
@@ -151,6 +164,17 @@ def test_recorded_env_arguments_match_gymnasium(name: str) -> None:
     if limit is not None:
         assert any((limit, "truncated") in row for row in ends), ends
         assert any(kind == "terminated" for row in ends for _, kind in row) == (name == "hopper")
+
+
+def test_a_standup_uphill_weight_runs_on_the_gymnasium_engine() -> None:
+    """Gymnasium's HumanoidStandup-v5 takes ``uph_cost_weight`` and never applies it; the spec
+    does not model it, so such an env runs on Gymnasium's own code, whatever that does."""
+    made = gymnasium.make("HumanoidStandup-v5", uph_cost_weight=2.0)
+    recorded = made.spec
+    made.close()
+    with pytest.raises(UserError, match=r"^HumanoidStandup-v5 with uph_cost_weight=2.0 has no"):
+        spec_for(recorded)
+    assert resolve_engine(recorded) == "gymnasium"
 
 
 def test_walker2d_gym_model_is_the_one_whose_right_foot_slides() -> None:

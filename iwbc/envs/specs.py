@@ -532,12 +532,10 @@ class PusherSpec(TaskSpec):
 
 
 @dataclass(frozen=True)
-class HumanoidSpec(TaskSpec):
-    """``Humanoid-v5`` with its default arguments: the centre of mass's forward speed, a
-    healthy bonus while the torso's height is in (1, 2), control and contact costs."""
+class _HumanoidBodySpec(TaskSpec):
+    """Shared by Humanoid and HumanoidStandup (one body, two models): the observation, the
+    reset and what MJX lacks."""
 
-    env_id: ClassVar[str] = "Humanoid-v5"
-    xml_file: ClassVar[str] = "humanoid.xml"
     derived_fields: ClassVar[tuple[str, ...]] = (
         "xipos",
         "cinert",
@@ -550,22 +548,12 @@ class HumanoidSpec(TaskSpec):
     )
 
     frame_skip: int = 5
-    forward_reward_weight: float = 1.25
-    ctrl_cost_weight: float = 0.1
-    contact_cost_weight: float = 5e-7
-    contact_cost_range: tuple[float, float] = (-math.inf, 10.0)
-    healthy_reward: float = 5.0
-    terminate_when_unhealthy: bool = True
-    healthy_z_range: tuple[float, float] = (1.0, 2.0)
     reset_noise_scale: float = 1e-2
     exclude_current_positions_from_observation: bool = True
     include_cinert_in_observation: bool = True
     include_cvel_in_observation: bool = True
     include_qfrc_actuator_in_observation: bool = True
     include_cfrc_ext_in_observation: bool = True
-
-    def is_healthy(self, xp: ArrayNamespace, s: SimState) -> Array:
-        return _in_open(xp, s.qpos[:, 2], self.healthy_z_range)
 
     def observation(self, xp: ArrayNamespace, s: SimState) -> Array:
         n = s.qpos.shape[0]
@@ -580,6 +568,26 @@ class HumanoidSpec(TaskSpec):
         if self.include_cfrc_ext_in_observation:
             parts.append(xp.reshape(s.cfrc_ext[:, 1:], (n, -1)))
         return xp.concatenate(parts, axis=-1)
+
+
+@dataclass(frozen=True)
+class HumanoidSpec(_HumanoidBodySpec):
+    """``Humanoid-v5`` with its default arguments: the centre of mass's forward speed, a
+    healthy bonus while the torso's height is in (1, 2), control and contact costs."""
+
+    env_id: ClassVar[str] = "Humanoid-v5"
+    xml_file: ClassVar[str] = "humanoid.xml"
+
+    forward_reward_weight: float = 1.25
+    ctrl_cost_weight: float = 0.1
+    contact_cost_weight: float = 5e-7
+    contact_cost_range: tuple[float, float] = (-math.inf, 10.0)
+    healthy_reward: float = 5.0
+    terminate_when_unhealthy: bool = True
+    healthy_z_range: tuple[float, float] = (1.0, 2.0)
+
+    def is_healthy(self, xp: ArrayNamespace, s: SimState) -> Array:
+        return _in_open(xp, s.qpos[:, 2], self.healthy_z_range)
 
     def mass_center_x(self, xp: ArrayNamespace, s: SimState) -> Array:
         """Gymnasium's ``mass_center(model, data)[0]``: body masses times ``xipos``."""
@@ -606,6 +614,36 @@ class HumanoidSpec(TaskSpec):
         return _ends_unhealthy(xp, self.is_healthy(xp, s), self.terminate_when_unhealthy)
 
 
+@dataclass(frozen=True)
+class HumanoidStandupSpec(_HumanoidBodySpec):
+    """``HumanoidStandup-v5`` with its default arguments: the torso's height over the
+    physics timestep, plus 1, less control and impact costs; it never terminates.
+
+    Gymnasium 1.x takes ``uph_cost_weight`` and never applies it; the spec does not model
+    it, so data recorded with one other than 1 runs on the Gymnasium engine, as it is."""
+
+    env_id: ClassVar[str] = "HumanoidStandup-v5"
+    xml_file: ClassVar[str] = "humanoidstandup.xml"
+
+    ctrl_cost_weight: float = 0.1
+    impact_cost_weight: float = 0.5e-6
+    impact_cost_range: tuple[float, float] = (-math.inf, 10.0)
+
+    def reward(
+        self, xp: ArrayNamespace, before: SimState, after: SimState, action: Array, dt: float
+    ) -> Array:
+        n = after.qpos.shape[0]
+        # Gymnasium divides by model.opt.timestep, not the env step dt
+        uphill = after.qpos[:, 2] / self.model().opt.timestep
+        ctrl_cost = _ctrl_cost(xp, self.ctrl_cost_weight, action.astype(after.qpos.dtype))
+        forces = xp.reshape(after.cfrc_ext, (n, -1))
+        impact_cost = xp.clip(
+            self.impact_cost_weight * xp.sum(xp.square(forces), axis=-1),
+            *self.impact_cost_range,
+        )
+        return uphill - ctrl_cost - impact_cost + 1
+
+
 SPECS: dict[str, TaskSpec] = {
     cls.env_id: cls()
     for cls in (
@@ -619,6 +657,7 @@ SPECS: dict[str, TaskSpec] = {
         InvertedPendulumSpec,
         PusherSpec,
         HumanoidSpec,
+        HumanoidStandupSpec,
     )
 }
 """The tasks with a built-in spec, by Gymnasium env id, with default arguments."""
