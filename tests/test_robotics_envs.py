@@ -134,7 +134,7 @@ def test_a_bare_robotics_id_is_known_without_importing_its_package_first(
 ) -> None:
     """``iwbc run --env AdroitHandPen-v1`` (a dataset recording no env) and evaluation on a bare
     id work in a fresh process, where nothing has imported Gymnasium-Robotics, which registers
-    its ids only then."""
+    its ids only then; a mistyped ``--env`` stays a one-line error."""
     pen = gym.make("AdroitHandPen-v1")
     dataset_id = "test/pen/no-env-v0"
     spaces = {"observation_space": pen.observation_space, "action_space": pen.action_space}
@@ -149,3 +149,9 @@ def test_a_bare_robotics_id_is_known_without_importing_its_package_first(
     fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert fresh.returncode == 0, fresh.stderr
     assert fresh.stdout == "AdroitHandPen-v1 (reward_type='dense') gymnasium gymnasium\n"
+    # A mistyped id is still one line: not the notice Gymnasium-Robotics prints as it loads.
+    argv = ["run", dataset_id, "--root", str(minari_root), "--env", "Hoper-v5"]
+    typo = subprocess.run([sys.executable, "-m", "iwbc", *argv], capture_output=True, text=True)
+    assert typo.returncode == 2
+    assert typo.stderr.startswith("iwbc: error: --env Hoper-v5: not a registered Gymnasium env")
+    assert typo.stderr.count("\n") == 1, typo.stderr

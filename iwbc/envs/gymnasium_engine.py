@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
+import sys
 import tempfile
 from pathlib import Path
 
@@ -26,10 +28,15 @@ from iwbc.errors import UserError
 def registered(env_id: str) -> EnvSpec | None:
     """Gymnasium's registration of ``env_id``, Gymnasium-Robotics' ids (``AdroitHandPen-v1``,
     ``FrankaKitchen-v1``, ...) included: that package, a dependency, registers them only once
-    it is imported, which nothing else here would do for a bare id."""
+    it is imported, which nothing else here would do for a bare id. The notice it prints as
+    it loads (on its Adroit rewards) is passed on only where the id is one of its own, so that
+    a mistyped id is the one-line error it was."""
     if env_id not in gymnasium.registry:
-        with contextlib.suppress(ImportError):
+        notice = io.StringIO()
+        with contextlib.redirect_stderr(notice), contextlib.suppress(ImportError):
             importlib.import_module(ROBOTICS_PACKAGE)
+        if env_id in gymnasium.registry:
+            sys.stderr.write(notice.getvalue())
     return gymnasium.registry.get(env_id)
 
 

@@ -619,8 +619,8 @@ class HumanoidStandupSpec(_HumanoidBodySpec):
     """``HumanoidStandup-v5`` with its default arguments: the torso's height over the
     physics timestep, plus 1, less control and impact costs; it never terminates.
 
-    Gymnasium 1.x takes ``uph_cost_weight`` and never applies it; the spec does not model
-    it, so data recorded with one other than 1 runs on the Gymnasium engine, as it is."""
+    Gymnasium 1.4 takes ``uph_cost_weight`` and never applies it; the spec does not model
+    it, so an env recorded with that argument runs on the Gymnasium engine, as it is."""
 
     env_id: ClassVar[str] = "HumanoidStandup-v5"
     xml_file: ClassVar[str] = "humanoidstandup.xml"
