@@ -187,7 +187,15 @@ def _run(args: argparse.Namespace) -> None:
     )
     print(f"wrote {out}/table.md, table.csv, scores.json and returns.png")
     for end in critics:
-        if end.still_learning:
+        if end.approaching.any():
+            print(
+                f"iwbc: warning: {end.method}'s critic (mean Q) ended outside every value TD "
+                "targets of the data's rewards can reach, still approaching them, on "
+                f"{int(end.approaching.sum())} of {len(end.q)} seeds: more --algo-steps may "
+                "change its score (table.md)",
+                file=sys.stderr,
+            )
+        elif end.still_learning:
             print(
                 f"iwbc: warning: {end.method}'s critic (mean Q) still moved {end.moved:.1%} over "
                 f"updates {end.steps[0]:,} to {end.steps[1]:,}: more --algo-steps may change its "
@@ -198,7 +206,7 @@ def _run(args: argparse.Namespace) -> None:
             print(
                 f"iwbc: warning: {end.method}'s critic diverged: its final mean Q lies outside "
                 "every value TD targets of the data's rewards can reach on "
-                f"{int(end.outside.sum())} of {len(end.q)} seeds (table.md)",
+                f"{int(end.diverging.sum())} of {len(end.q)} seeds (table.md)",
                 file=sys.stderr,
             )
 

@@ -363,6 +363,35 @@ def test_a_critic_past_its_datas_values_is_named_diverged(
     )
 
 
+def test_a_critic_entering_a_negative_range_is_named_still_learning(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Rewards all negative leave a critic from near-0 outside the TD range until it gets
+    there: one coming closer is still learning, not diverged (IQL on Pusher, 30 updates)."""
+    from iwbc.bench.experiment import _critic_lines
+    from iwbc.report.convergence import CriticEnd
+
+    q, bounds = np.array([[-5.879, -6.749]] * 2), np.array([[-2.097e4, -35.84]] * 2)
+    end = CriticEnd(DATASET, "iql", (27, 30), q, bounds)
+    (line, _) = _critic_lines([end])
+    assert line.endswith(
+        "Still learning: iql. Their value estimates had not settled, so more updates "
+        "(--algo-steps) may change their scores even where they look final. iql's critic ended "
+        "outside [-2.097e+04, -35.84], every value TD targets of the data's rewards can reach, "
+        "on 2 of 2 seeds, but closer to it than before: it is still on its way from its initial "
+        "values, hence still learning, whatever it moved."
+    )
+    monkeypatch.setattr("iwbc.bench.experiment.run_experiment", lambda *args, **kwargs: ([], [end]))
+    argv = ["run", DATASET, "--root", str(root), "--methods", "iql", "--seeds", "2"]
+    argv += ["--algo-steps", "30"]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert capsys.readouterr().err == (
+        "iwbc: warning: iql's critic (mean Q) ended outside every value TD targets of the data's "
+        "rewards can reach, still approaching them, on 2 of 2 seeds: more --algo-steps may "
+        "change its score (table.md)\n"
+    )
+
+
 def test_a_weak_humanoid_dataset_trains_and_scores_on_the_batch_engine(
     make_minari_dataset, minari_root: Path, tmp_path: Path
 ) -> None:

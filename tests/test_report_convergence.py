@@ -218,7 +218,8 @@ def test_critics_still_moving_are_named_though_their_scores_are_flat(tmp_path: P
     _, warnings = report_main(SUITE, tmp_path, reps=20)
     assert warnings == [
         "2 cell(s) ended with their critic's mean Q still moving by 5% or more over "
-        f"the last evaluation interval (td3_bc on {DATASET}, cql on {DATASET}): their value "
+        "the last evaluation interval, or still approaching the range TD on their data can "
+        f"reach from outside it (td3_bc on {DATASET}, cql on {DATASET}): their value "
         "estimates had not settled, so a larger budget may change their scores, marked Q~, "
         "even where the score curve is flat (*Critics at the end of training*)"
     ]
@@ -289,6 +290,47 @@ def test_a_critic_past_what_its_data_allows_is_marked_diverged_though_settled(
         "scores, marked Q!, are of policies following values no data supports (*Critics at "
         "the end of training*)"
     ]
+
+
+def test_a_critic_on_its_way_into_a_negative_range_is_still_learning_not_diverged(
+    tmp_path: Path,
+) -> None:
+    """Rewards all negative (Pusher, Reacher) put the TD range below 0: a critic starting near 0
+    is outside it until it gets there. Coming closer over the last interval is learning,
+    however little it moved relative to that range; drifting away from it is divergence."""
+    entering = [(-5.0, -7.0)] * 5  # towards [-20000, -30]
+    leaving = [(-5.0, -4.0)] * 5  # away from it
+    write_critics(
+        tmp_path,
+        {"td3_bc": entering, "iql": leaving},
+        {"td3_bc": [-20000.0, -30.0], "iql": [-20000.0, -30.0]},
+    )
+    ends = {end.method: end for end in critic_ends(load_runs(SUITE, tmp_path))}
+    entering_end, leaving_end = ends["td3_bc"], ends["iql"]
+    assert entering_end.moved < 0.05  # 2 on the floor scale, 1% of the range's 19,970: 1%
+    assert entering_end.approaching.all() and entering_end.still_learning
+    assert not entering_end.diverged
+    assert not leaving_end.approaching.any() and leaving_end.diverged
+    assert not leaving_end.still_learning
+
+    write_suite_report(SUITE, tmp_path, reps=20)
+    table = (tmp_path / SUITE / "table.md").read_text()
+    section = table.split("## Critics at the end of training")[1].split("\n## ")[0]
+    assert "**still learning**, approaching the range (5/5 seeds) |" in section
+    assert "| iql | 3,000 → 4,000 | -5 → -4 | [-2e+04, -30] |" in section
+    assert "**outside the range** (5/5 seeds) |" in section
+    cells, _ = main_table_cells(table)
+    assert cells["td3_bc"].endswith(" Q~") and cells["iql"].endswith(" Q!")
+    _, warnings = report_main(SUITE, tmp_path, reps=20)
+    assert warnings[0].startswith(
+        "1 cell(s) ended with their critic's mean Q still moving by 5% or more over the last "
+        "evaluation interval, or still approaching the range TD on their data can reach from "
+        f"outside it (td3_bc on {DATASET})"
+    )
+    assert warnings[1].startswith(
+        "1 cell(s) ended with a critic whose mean Q lies outside the range any discounted "
+        f"return of its training rewards can take (iql on {DATASET} (5/5 seeds))"
+    )
 
 
 def test_a_critic_is_read_only_where_its_metrics_meet_the_curve() -> None:

@@ -454,12 +454,21 @@ def _critic_lines(critics: Sequence[CriticEnd]) -> list[str]:
         if learning
         else "None was still learning by that measure."
     )
+    verdict += "".join(
+        f" {end.method}'s critic ended outside [{low:.4g}, {high:.4g}], every value TD targets "
+        f"of the data's rewards can reach, on {int(end.approaching.sum())} of {len(end.q)} "
+        "seeds, but closer to it than before: it is still on its way from its initial values, "
+        "hence still learning, whatever it moved."
+        for end in critics
+        if end.approaching.any()
+        for low, high in [end.value_range]
+    )
     diverged = [end for end in critics if end.diverged]
     if diverged:
         verdict += " " + " ".join(
             f"{end.method}'s critic diverged: its final mean Q lies outside [{low:.4g}, "
             f"{high:.4g}], every value TD targets of the data's rewards can reach, on "
-            f"{int(end.outside.sum())} of {len(end.q)} seeds, so its score is of a policy "
+            f"{int(end.diverging.sum())} of {len(end.q)} seeds, so its score is of a policy "
             "following values no data supports."
             for end in diverged
             for low, high in [end.value_range]

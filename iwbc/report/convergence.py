@@ -19,7 +19,10 @@ on Hopper medium-expert left a 10k-update plateau after 12k. So the report also 
 critic's mean Q over the last evaluation interval, and names the cells where it still moved by
 ``CRITIC_MOVE`` or more (either way: seeds whose Q rises and seeds whose Q falls do not cancel),
 and those where it ended outside the range any discounted return of its training rewards can
-take (``value_bounds``): a critic there has diverged, however settled it looks.
+take (``value_bounds``): a critic there has diverged, however settled it looks, unless it came
+closer to that range over the interval. Such a critic is still on its way from its initial
+values near 0 (into a range that excludes 0, as rewards all of one sign give: Pusher's and
+Reacher's are all negative), so it is still learning, not diverged.
 """
 
 from __future__ import annotations
@@ -150,7 +153,9 @@ class CriticEnd:
 
     @property
     def still_learning(self) -> bool:
-        return self.moved >= CRITIC_MOVE
+        """Q still moved by ``CRITIC_MOVE`` or more, or some seed's is still approaching the
+        range TD on its data can reach from outside."""
+        return self.moved >= CRITIC_MOVE or bool(self.approaching.any())
 
     @property
     def outside(self) -> np.ndarray:
@@ -171,9 +176,25 @@ class CriticEnd:
         return (float(known[0][0]), float(known[0][1])) if known else None
 
     @property
+    def approaching(self) -> np.ndarray:
+        """Per seed, whether its final mean Q lies outside the range TD on its data can reach
+        but closer to it than one evaluation before."""
+        if self.bounds is None:
+            return np.zeros(len(self.q), bool)
+        low, high = self.bounds[:, :1], self.bounds[:, 1:]
+        gaps = np.fmax(np.fmax(low - self.q, self.q - high), 0.0)  # [seeds, 2]; 0 inside
+        return self.outside & (gaps[:, 1] < gaps[:, 0])
+
+    @property
+    def diverging(self) -> np.ndarray:
+        """Per seed, whether its critic ended outside that range and did not come closer."""
+        return self.outside & ~self.approaching
+
+    @property
     def diverged(self) -> bool:
-        """Some seed's critic ended outside the range its data's returns allow."""
-        return bool(self.outside.any())
+        """Some seed's critic ended outside the range its data's returns allow, not on its way
+        into it."""
+        return bool(self.diverging.any())
 
 
 def critic_ends(runs: SuiteRuns) -> list[CriticEnd]:

@@ -227,7 +227,8 @@ def critics_summary(learning: Sequence[CriticEnd]) -> str:
     cells = ", ".join(f"{end.method} on {end.dataset}" for end in learning)
     return (
         f"{len(learning)} cell(s) ended with their critic's mean Q still moving by "
-        f"{CRITIC_MOVE:.0%} or more over the last evaluation interval ({cells}): their value "
+        f"{CRITIC_MOVE:.0%} or more over the last evaluation interval, or still approaching "
+        f"the range TD on their data can reach from outside it ({cells}): their value "
         f"estimates had not settled, so a larger budget may change their scores, marked "
         f"{UNSETTLED_MARK}, even where the score curve is flat (*Critics at the end of training*)"
     )
@@ -237,7 +238,7 @@ def diverged_summary(diverged: Sequence[CriticEnd]) -> str:
     """One line naming the cells (``critic_ends``' diverged) where some seed's critic ended
     outside the range any discounted return of its training rewards can take."""
     cells = ", ".join(
-        f"{end.method} on {end.dataset} ({int(end.outside.sum())}/{len(end.q)} seeds)"
+        f"{end.method} on {end.dataset} ({int(end.diverging.sum())}/{len(end.q)} seeds)"
         for end in diverged
     )
     return (
@@ -258,8 +259,10 @@ def _value_range(end: CriticEnd) -> str:
 
 def _critic_verdict(end: CriticEnd) -> str:
     words = ["**still learning**"] if end.still_learning else []
+    if end.approaching.any():
+        words.append(f"approaching the range ({int(end.approaching.sum())}/{len(end.q)} seeds)")
     if end.diverged:
-        words.append(f"**outside the range** ({int(end.outside.sum())}/{len(end.q)} seeds)")
+        words.append(f"**outside the range** ({int(end.diverging.sum())}/{len(end.q)} seeds)")
     return ", ".join(words)
 
 
@@ -294,10 +297,12 @@ def _critics_at_the_end(runs: SuiteRuns) -> list[str]:
         "(in [r_min, r_max]) can reach, from r_min (r_min / (1 − γ) if r_min < 0) to "
         "r_max / (1 − γ) (r_max if r_max < 0); a final mean Q outside it (**outside the "
         "range**) is no policy's value on these data: that critic has diverged, however "
-        "little it still moves. (Q is in the units of the rewards the method trains on: "
-        "scaled where its config says so. Cells not listed have no critic, or records made "
-        "before training metrics were kept; — in *TD range*: records made before it was "
-        "kept.)",
+        "little it still moves, unless it came closer to the range over the interval "
+        "(approaching the range: still on its way from its initial values near 0, as into a "
+        "range of rewards all of one sign, so still learning). (Q is in the units of the "
+        "rewards the method trains on: scaled where its config says so. Cells not listed "
+        "have no critic, or records made before training metrics were kept; — in *TD "
+        "range*: records made before it was kept.)",
         "",
         "| dataset | method | updates | mean Q | TD range | moved | per seed | |",
         "|---|---|---|---|---|---|---|---|",
