@@ -378,8 +378,8 @@ def test_a_critic_entering_a_negative_range_is_named_still_learning(
         "Still learning: iql. Their value estimates had not settled, so more updates "
         "(--algo-steps) may change their scores even where they look final. iql's critic ended "
         "outside [-2.097e+04, -35.84], every value TD targets of the data's rewards can reach, "
-        "on 2 of 2 seeds, but closer to it than before: it is still on its way from its initial "
-        "values, hence still learning, whatever it moved."
+        "on 2 of 2 seeds, but between it and 0 and closer to it than before: it is still on its "
+        "way from its initial values, hence still learning, whatever it moved."
     )
     monkeypatch.setattr("iwbc.bench.experiment.run_experiment", lambda *args, **kwargs: ([], [end]))
     argv = ["run", DATASET, "--root", str(root), "--methods", "iql", "--seeds", "2"]

@@ -333,6 +333,20 @@ def test_a_critic_on_its_way_into_a_negative_range_is_still_learning_not_diverge
     )
 
 
+def test_only_a_critic_between_zero_and_its_range_can_be_approaching_it() -> None:
+    """Coming closer counts only on the way in from 0: a critic far past its range that fell
+    back a little (AWAC's diverging ones on Hopper medium-expert) or one beyond it on the far
+    side of 0 has diverged; one just above 0 that falls into a negative range is on its way."""
+    q = np.array([[7000.0, 5000.0], [0.01, 0.05], [-3e4, -2.5e4], [0.5, 0.1], [-8.0, -9.0]])
+    bounds = np.array([[0.1, 395.0], [0.1, 395.0], [-2e4, -30.0], [-2e4, -30.0], [-2e4, -30.0]])
+    end = CriticEnd("d", "awac", (1000, 2000), q, bounds)
+    np.testing.assert_array_equal(end.outside, [True, True, True, True, True])
+    np.testing.assert_array_equal(end.approaching, [False, True, False, True, True])
+    np.testing.assert_array_equal(end.diverging, [True, False, True, False, False])
+    unknown = CriticEnd("d", "awac", (1, 2), q, np.full((5, 2), np.nan))
+    assert not unknown.approaching.any() and not unknown.diverged
+
+
 def test_a_critic_is_read_only_where_its_metrics_meet_the_curve() -> None:
     record = {"curve": {"steps": [2000, 4000]}, "training": {"steps": [1000, 2000, 3000, 4000]}}
     record["training"]["q_mean"] = [1.0, 2.0, 3.0, 4.0]

@@ -457,8 +457,8 @@ def _critic_lines(critics: Sequence[CriticEnd]) -> list[str]:
     verdict += "".join(
         f" {end.method}'s critic ended outside [{low:.4g}, {high:.4g}], every value TD targets "
         f"of the data's rewards can reach, on {int(end.approaching.sum())} of {len(end.q)} "
-        "seeds, but closer to it than before: it is still on its way from its initial values, "
-        "hence still learning, whatever it moved."
+        "seeds, but between it and 0 and closer to it than before: it is still on its way "
+        "from its initial values, hence still learning, whatever it moved."
         for end in critics
         if end.approaching.any()
         for low, high in [end.value_range]

@@ -19,10 +19,10 @@ on Hopper medium-expert left a 10k-update plateau after 12k. So the report also 
 critic's mean Q over the last evaluation interval, and names the cells where it still moved by
 ``CRITIC_MOVE`` or more (either way: seeds whose Q rises and seeds whose Q falls do not cancel),
 and those where it ended outside the range any discounted return of its training rewards can
-take (``value_bounds``): a critic there has diverged, however settled it looks, unless it came
-closer to that range over the interval. Such a critic is still on its way from its initial
-values near 0 (into a range that excludes 0, as rewards all of one sign give: Pusher's and
-Reacher's are all negative), so it is still learning, not diverged.
+take (``value_bounds``): a critic there has diverged, however settled it looks, unless it lies
+between 0 and a range that excludes 0 (as rewards all of one sign give: Pusher's and
+Reacher's are all negative) and came closer to it over the interval. Such a critic is still
+on its way from its initial values near 0, so it is still learning, not diverged.
 """
 
 from __future__ import annotations
@@ -177,13 +177,19 @@ class CriticEnd:
 
     @property
     def approaching(self) -> np.ndarray:
-        """Per seed, whether its final mean Q lies outside the range TD on its data can reach
-        but closer to it than one evaluation before."""
+        """Per seed, whether its final mean Q lies between 0, near which a critic starts, and
+        a range TD on its data can reach that excludes 0, closer to that range than one
+        evaluation before: on its way in. (A Q beyond the range, or one on the far side of 0
+        by more than ``NEAR_ZERO`` of the range, has diverged, whichever way it last moved.)"""
         if self.bounds is None:
             return np.zeros(len(self.q), bool)
-        low, high = self.bounds[:, :1], self.bounds[:, 1:]
-        gaps = np.fmax(np.fmax(low - self.q, self.q - high), 0.0)  # [seeds, 2]; 0 inside
-        return self.outside & (gaps[:, 1] < gaps[:, 0])
+        low, high = self.bounds[:, 0], self.bounds[:, 1]
+        margin = NEAR_ZERO * (high - low)
+        start, end = self.q[:, 0], self.q[:, 1]
+        with np.errstate(invalid="ignore"):  # unknown or unbounded ranges compare False
+            rising_in = (low > 0) & (-margin <= end) & (end < low) & (end > start)
+            falling_in = (high < 0) & (high < end) & (end <= margin) & (end < start)
+        return rising_in | falling_in
 
     @property
     def diverging(self) -> np.ndarray:

@@ -297,9 +297,10 @@ def _critics_at_the_end(runs: SuiteRuns) -> list[str]:
         "(in [r_min, r_max]) can reach, from r_min (r_min / (1 − γ) if r_min < 0) to "
         "r_max / (1 − γ) (r_max if r_max < 0); a final mean Q outside it (**outside the "
         "range**) is no policy's value on these data: that critic has diverged, however "
-        "little it still moves, unless it came closer to the range over the interval "
-        "(approaching the range: still on its way from its initial values near 0, as into a "
-        "range of rewards all of one sign, so still learning). (Q is in the units of the "
+        "little it still moves, unless it lies between 0 and a range that excludes 0 (as "
+        "rewards all of one sign give) and came closer to it over the interval (approaching "
+        "the range: still on its way from its initial values near 0, so still learning). (Q "
+        "is in the units of the "
         "rewards the method trains on: scaled where its config says so. Cells not listed "
         "have no critic, or records made before training metrics were kept; — in *TD "
         "range*: records made before it was kept.)",
