@@ -337,59 +337,59 @@ def test_a_settled_critic_is_named_as_such() -> None:
     assert _critic_lines([]) == []
 
 
-def test_a_critic_past_its_datas_values_is_named_diverged(
-    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
-    """A final mean Q outside the range TD on the data can reach is named in the table's critic
-    line and warned of on stderr, though it no longer moves."""
-    from iwbc.bench.experiment import _critic_lines
-    from iwbc.report.convergence import CriticEnd
-
-    q, bounds = np.array([[900.0, 901.0], [300.0, 301.0]]), np.array([[0.5, 395.0]] * 2)
-    end = CriticEnd(DATASET, "awac", (9000, 10000), q, bounds)
-    (line, _) = _critic_lines([end])
-    assert line.endswith(
+CRITIC_VERDICTS = {
+    # A final mean Q outside the range TD on the data can reach has diverged, though it no
+    # longer moves.
+    "diverged": (
+        "awac",
+        [[900.0, 901.0], [300.0, 301.0]],
+        [0.5, 395.0],
+        (9000, 10000),
         "None was still learning by that measure. awac's critic diverged: its final mean Q lies "
         "outside [0.5, 395], every value TD targets of the data's rewards can reach, on 1 of 2 "
-        "seeds, so its score is of a policy following values no data supports."
-    )
-    monkeypatch.setattr("iwbc.bench.experiment.run_experiment", lambda *args, **kwargs: ([], [end]))
-    argv = ["run", DATASET, "--root", str(root), "--methods", "awac", "--seeds", "2"]
-    argv += ["--algo-steps", "10000"]  # under an hour: no note on a CPU
-    assert main([*argv, "--out", str(tmp_path / "out"), "--quiet"]) == 0
-    assert capsys.readouterr().err == (
+        "seeds, so its score is of a policy following values no data supports.",
         "iwbc: warning: awac's critic diverged: its final mean Q lies outside every value TD "
-        "targets of the data's rewards can reach on 1 of 2 seeds (table.md)\n"
-    )
-
-
-def test_a_critic_entering_a_negative_range_is_named_still_learning(
-    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
-    """Rewards all negative leave a critic from near-0 outside the TD range until it gets
-    there: one coming closer is still learning, not diverged (IQL on Pusher, 30 updates)."""
-    from iwbc.bench.experiment import _critic_lines
-    from iwbc.report.convergence import CriticEnd
-
-    q, bounds = np.array([[-5.879, -6.749]] * 2), np.array([[-2.097e4, -35.84]] * 2)
-    end = CriticEnd(DATASET, "iql", (27, 30), q, bounds)
-    (line, _) = _critic_lines([end])
-    assert line.endswith(
+        "targets of the data's rewards can reach on 1 of 2 seeds (table.md)\n",
+    ),
+    # Rewards all negative leave a critic from near 0 outside the TD range until it gets there:
+    # one coming closer is still learning, not diverged (IQL on Pusher, 30 updates).
+    "approaching": (
+        "iql",
+        [[-5.879, -6.749]] * 2,
+        [-2.097e4, -35.84],
+        (27, 30),
         "Still learning: iql. Their value estimates had not settled, so more updates "
         "(--algo-steps) may change their scores even where they look final. iql's critic ended "
         "outside [-2.097e+04, -35.84], every value TD targets of the data's rewards can reach, "
         "on 2 of 2 seeds, but between it and 0 and closer to it than before: it is still on its "
-        "way from its initial values, hence still learning, whatever it moved."
-    )
-    monkeypatch.setattr("iwbc.bench.experiment.run_experiment", lambda *args, **kwargs: ([], [end]))
-    argv = ["run", DATASET, "--root", str(root), "--methods", "iql", "--seeds", "2"]
-    argv += ["--algo-steps", "30"]
-    assert main([*argv, "--out", str(tmp_path / "out"), "--quiet"]) == 0
-    assert capsys.readouterr().err == (
+        "way from its initial values, hence still learning, whatever it moved.",
         "iwbc: warning: iql's critic (mean Q) ended outside every value TD targets of the data's "
         "rewards can reach, still approaching them, on 2 of 2 seeds: more --algo-steps may "
-        "change its score (table.md)\n"
-    )
+        "change its score (table.md)\n",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CRITIC_VERDICTS))
+def test_a_critic_outside_its_datas_values_is_named_in_the_table_and_on_stderr(
+    case: str,
+    root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    from iwbc.bench.experiment import _critic_lines
+    from iwbc.report.convergence import CriticEnd
+
+    method, q, bounds, steps, line_end, stderr = CRITIC_VERDICTS[case]
+    end = CriticEnd(DATASET, method, steps, np.array(q), np.array([bounds] * 2))
+    (line, _) = _critic_lines([end])
+    assert line.endswith(line_end)
+    monkeypatch.setattr("iwbc.bench.experiment.run_experiment", lambda *args, **kwargs: ([], [end]))
+    argv = ["run", DATASET, "--root", str(root), "--methods", method, "--seeds", "2"]
+    argv += ["--algo-steps", str(steps[1])]  # under an hour: no note on a CPU
+    assert main([*argv, "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert capsys.readouterr().err == stderr
 
 
 def test_a_weak_humanoid_dataset_trains_and_scores_on_the_batch_engine(
