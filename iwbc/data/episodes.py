@@ -16,6 +16,7 @@ from gymnasium.envs.registration import EnvSpec
 
 from iwbc.data.errors import DatasetError
 from iwbc.envs.action_box import rescaled, unit_scale
+from iwbc.envs.robotics_compat import entry_point_package
 from iwbc.envs.specs import RENDERING_ARGUMENTS
 from iwbc.machine import available_memory
 
@@ -440,9 +441,9 @@ def _registration(env_spec: EnvSpec) -> EnvSpec | None:
     mazes, Kitchen) on import: otherwise the answer, and with it a dataset's fingerprint,
     would depend on whether something had imported it earlier in the process."""
     registered = gymnasium.registry.get(env_spec.id)
-    entry = env_spec.entry_point
-    if registered is None and isinstance(entry, str):
+    package = entry_point_package(env_spec)
+    if registered is None and package is not None:
         with contextlib.suppress(Exception):  # a package missing here: the env's build says so
-            importlib.import_module(entry.partition(":")[0].partition(".")[0])
+            importlib.import_module(package)
         registered = gymnasium.registry.get(env_spec.id)
     return registered

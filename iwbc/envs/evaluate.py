@@ -22,6 +22,7 @@ from gymnasium.envs.registration import EnvSpec
 from iwbc.envs import make_engine, resolve_engine, rollout_returns
 from iwbc.envs.action_box import from_unit, rescaled
 from iwbc.envs.gymnasium_engine import make_env
+from iwbc.envs.robotics_compat import ROBOTICS_PACKAGE
 from iwbc.envs.rollout import require_mjx
 from iwbc.envs.specs import Env, env_name, spec_for
 from iwbc.errors import UserError, one_line
@@ -69,7 +70,7 @@ def _checked_box(
 # The packages of the env modules Minari's datasets record beyond Gymnasium's own: its D4RL
 # Adroit, Kitchen, Point- and AntMaze datasets' envs (AdroitHandPen-v1, ...) are
 # Gymnasium-Robotics'.
-ENV_PACKAGES = {"gymnasium_robotics": "gymnasium-robotics"}
+ENV_PACKAGES = {ROBOTICS_PACKAGE: "gymnasium-robotics"}
 
 
 def check_evaluable(env: Env | None, engine: str, dataset_id: str) -> str:

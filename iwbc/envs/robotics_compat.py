@@ -55,7 +55,13 @@ def fix_joint_type_checks() -> None:
         mujoco_utils.mujoco = _MujocoWithIntJointTypes()
 
 
+def entry_point_package(spec: EnvSpec | None) -> str | None:
+    """The top-level package ``spec``'s entry point names (``module.path:Class``), or None
+    where it names none (no spec, or a callable)."""
+    entry = spec.entry_point if spec is not None else None
+    return entry.partition(":")[0].partition(".")[0] if isinstance(entry, str) else None
+
+
 def is_robotics_env(spec: EnvSpec | None) -> bool:
     """Whether ``spec``'s env is Gymnasium-Robotics' (Adroit, mazes, Kitchen, Fetch, hands)."""
-    entry = spec.entry_point if spec is not None else None
-    return isinstance(entry, str) and entry.partition(".")[0].partition(":")[0] == ROBOTICS_PACKAGE
+    return entry_point_package(spec) == ROBOTICS_PACKAGE
