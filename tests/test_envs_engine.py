@@ -1,12 +1,14 @@
 """Engine factory, fixed-seed rollouts and the errors users see."""
 
 import importlib.util
+import warnings
 from dataclasses import replace
 
 import gymnasium
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from gymnasium.envs.registration import EnvSpec
 
 from iwbc.envs import (
     SPECS,
@@ -18,7 +20,7 @@ from iwbc.envs import (
     rollout,
     rollout_returns,
 )
-from iwbc.envs.evaluate import evaluate_actor
+from iwbc.envs.evaluate import check_evaluable, evaluate_actor
 from iwbc.envs.specs import spec_for
 from iwbc.errors import UserError
 
@@ -96,6 +98,44 @@ def test_gymnasium_engine_for_env_without_spec() -> None:
     res = rollout_returns(env_id, act, [3, 4, 5], num_envs=2)
     np.testing.assert_allclose(res.returns, returns, rtol=1e-9)
     np.testing.assert_array_equal(res.lengths, lengths)
+
+
+class _OneObservationObject(gymnasium.Env):
+    """Hands back one array, changed in place, on every call, as Gymnasium-Robotics' Kitchen
+    does its desired-goal dict."""
+
+    observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (2,), np.float64)
+    action_space = gymnasium.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+    def __init__(self) -> None:
+        self._obs = np.zeros(2)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._obs[:] = [seed, 0.0]
+        return self._obs, {}
+
+    def step(self, action: np.ndarray):
+        self._obs[1] += 1.0
+        return self._obs, 1.0, False, False, {}
+
+
+def test_an_env_reusing_its_observation_object_is_read_without_warnings() -> None:
+    """Gymnasium's passive checker warns that such an env's observations "share an object";
+    the engine copies each observation it reads, so the warning, which a user could do nothing
+    about, is silenced there and in the env's check before training, and every row returned
+    stays as it was read."""
+    spec = EnvSpec("iwbc-test/OneObservationObject-v0", _OneObservationObject, max_episode_steps=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_evaluable(spec, "auto", "test/shared/obs-v0") == "gymnasium"
+        engine = make_engine(spec, 2)
+        reset = engine.reset([4, 7])
+        first = engine.step(np.zeros((2, 1), np.float32)).obs
+        second = engine.step(np.zeros((2, 1), np.float32), ids=[1]).obs
+    np.testing.assert_array_equal(reset, [[4, 0], [7, 0]])
+    np.testing.assert_array_equal(first, [[4, 1], [7, 1]])
+    np.testing.assert_array_equal(second, [[4, 1], [7, 2]])
 
 
 def test_auto_engine_prefers_batch() -> None:

@@ -189,7 +189,9 @@ def _keyed_by_data(directory_for: Callable[[str], Path], dataset: OfflineDataset
 
 
 def unit_lock(context: UnitContext, unit: WorkUnit) -> Path:
-    """The lock file held while ``unit`` runs, beside its checkpoints."""
+    """The lock file held while ``unit`` runs. It sits in ``unit_directory``, keyed before the
+    dataset is read, not beside the checkpoints (``cache_directory``, keyed by its content as
+    well): two sweeps must agree on the lock before either has loaded the data."""
     return unit_directory(context, unit) / "unit.lock"
 
 

@@ -21,7 +21,7 @@ from gymnasium.envs.registration import EnvSpec
 
 from iwbc.envs import make_engine, resolve_engine, rollout_returns
 from iwbc.envs.action_box import from_unit, rescaled
-from iwbc.envs.gymnasium_engine import make_env
+from iwbc.envs.gymnasium_engine import make_env, observations_copied
 from iwbc.envs.robotics_compat import ROBOTICS_PACKAGE
 from iwbc.envs.rollout import require_mjx
 from iwbc.envs.specs import Env, env_name, spec_for
@@ -96,9 +96,10 @@ def check_evaluable(env: Env | None, engine: str, dataset_id: str) -> str:
         # against this MuJoCo, say) is found now rather than after training.
         built = make_env(env)
         try:
-            built.reset(seed=EVAL_SEED_BASE)
-            built.action_space.seed(0)
-            built.step(built.action_space.sample())
+            with observations_copied():  # the check's observations are dropped unread
+                built.reset(seed=EVAL_SEED_BASE)
+                built.action_space.seed(0)
+                built.step(built.action_space.sample())
         finally:
             built.close()
     except Exception as error:  # whatever the env's own code raises, said in one line

@@ -12,6 +12,8 @@ import importlib
 import io
 import sys
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import gymnasium
@@ -38,6 +40,17 @@ def registered(env_id: str) -> EnvSpec | None:
         if env_id in gymnasium.registry:
             sys.stderr.write(notice.getvalue())
     return gymnasium.registry.get(env_id)
+
+
+@contextlib.contextmanager
+def observations_copied() -> Iterator[None]:
+    """Silence Gymnasium's passive checker on envs that hand back one observation object on
+    every call (Gymnasium-Robotics' Kitchen returns the same desired-goal dict throughout): a
+    hazard for code that keeps what it is given, not for this engine, which copies each
+    observation it reads, so the warning would only alarm a user who can do nothing about it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*share an object", category=UserWarning)
+        yield
 
 
 def check_env_id(env_id: str) -> None:
@@ -114,9 +127,10 @@ class GymnasiumEngine:
     def reset(self, seeds: list[int] | np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
         """Reset envs ``ids`` (default all) with ``env.reset(seed=seeds[k])``; all observations."""
         ids, seeds = reset_targets(seeds, ids, self.num_envs)
-        for i, seed in zip(ids, seeds, strict=True):
-            obs, _ = self.envs[i].reset(seed=seed)
-            self._obs[i] = np.asarray(obs, dtype=np.float64).reshape(-1)
+        with observations_copied():
+            for i, seed in zip(ids, seeds, strict=True):
+                obs, _ = self.envs[i].reset(seed=seed)
+                self._obs[i] = np.asarray(obs, dtype=np.float64).reshape(-1)
         return self._obs.copy()
 
     def step(self, actions: np.ndarray, ids: np.ndarray | None = None) -> StepResult:
@@ -126,10 +140,11 @@ class GymnasiumEngine:
         reward = np.zeros(self.num_envs)
         terminated = np.zeros(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)
-        for i in ids:
-            obs, r, term, trunc, _ = self.envs[i].step(actions[i].reshape(self._act_shape))
-            self._obs[i] = np.asarray(obs, dtype=np.float64).reshape(-1)
-            reward[i], terminated[i], truncated[i] = r, term, trunc
+        with observations_copied():
+            for i in ids:
+                obs, r, term, trunc, _ = self.envs[i].step(actions[i].reshape(self._act_shape))
+                self._obs[i] = np.asarray(obs, dtype=np.float64).reshape(-1)
+                reward[i], terminated[i], truncated[i] = r, term, trunc
         return StepResult(self._obs.copy(), reward, terminated, truncated)
 
     def close(self) -> None:
