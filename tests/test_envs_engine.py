@@ -138,6 +138,27 @@ def test_an_env_reusing_its_observation_object_is_read_without_warnings() -> Non
     np.testing.assert_array_equal(second, [[4, 1], [7, 2]])
 
 
+class _NotingEveryStep(_OneObservationObject):
+    def step(self, action: np.ndarray):
+        warnings.warn("a note of the env's own", UserWarning, stacklevel=1)
+        return super().step(action)
+
+
+def test_an_envs_own_warning_is_not_re_armed_on_every_step() -> None:
+    """Silencing the checker takes a ``warnings.catch_warnings``, which re-arms every show-once
+    warning; the engine does so only over the steps the checker looks at (each env's first
+    two), so a warning an env gives on every step is shown a few times, not on each of them."""
+    spec = EnvSpec("iwbc-test/NotingEveryStep-v0", _NotingEveryStep, max_episode_steps=50)
+    engine = make_engine(spec, 1)
+    engine.reset([0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        for _ in range(20):
+            engine.step(np.zeros((1, 1), np.float32))
+    notes = [w for w in caught if "of the env's own" in str(w.message)]
+    assert 1 <= len(notes) <= 3  # re-armed entering and leaving the two checked steps
+
+
 def test_auto_engine_prefers_batch() -> None:
     for env_id in SPECS:
         assert isinstance(make_engine(env_id, 1), BatchEngine)

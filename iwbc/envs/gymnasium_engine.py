@@ -42,6 +42,13 @@ def registered(env_id: str) -> EnvSpec | None:
     return gymnasium.registry.get(env_id)
 
 
+# Gymnasium's passive checker compares an env's reset with its first step, and that step with
+# its second, for a shared observation object, and never again: only those steps need its
+# warning silenced. (Silencing costs a ``warnings.catch_warnings``, which re-arms every
+# show-once warning, so an env's own warning would print on every later step too.)
+_CHECKED_STEPS = 2
+
+
 @contextlib.contextmanager
 def observations_copied() -> Iterator[None]:
     """Silence Gymnasium's passive checker on envs that hand back one observation object on
@@ -123,14 +130,14 @@ class GymnasiumEngine:
         self._act_shape = first.action_space.shape
         self.obs_dim = int(np.prod(first.observation_space.shape))
         self._obs = np.zeros((num_envs, self.obs_dim))
+        self._steps_taken = np.zeros(num_envs, np.int64)  # each env's, since it was made
 
     def reset(self, seeds: list[int] | np.ndarray, ids: np.ndarray | None = None) -> np.ndarray:
         """Reset envs ``ids`` (default all) with ``env.reset(seed=seeds[k])``; all observations."""
         ids, seeds = reset_targets(seeds, ids, self.num_envs)
-        with observations_copied():
-            for i, seed in zip(ids, seeds, strict=True):
-                obs, _ = self.envs[i].reset(seed=seed)
-                self._obs[i] = np.asarray(obs, dtype=np.float64).reshape(-1)
+        for i, seed in zip(ids, seeds, strict=True):
+            obs, _ = self.envs[i].reset(seed=seed)
+            self._obs[i] = np.asarray(obs, dtype=np.float64).reshape(-1)
         return self._obs.copy()
 
     def step(self, actions: np.ndarray, ids: np.ndarray | None = None) -> StepResult:
@@ -140,11 +147,13 @@ class GymnasiumEngine:
         reward = np.zeros(self.num_envs)
         terminated = np.zeros(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)
-        with observations_copied():
+        in_check = (self._steps_taken[ids] < _CHECKED_STEPS).any()
+        with observations_copied() if in_check else contextlib.nullcontext():
             for i in ids:
                 obs, r, term, trunc, _ = self.envs[i].step(actions[i].reshape(self._act_shape))
                 self._obs[i] = np.asarray(obs, dtype=np.float64).reshape(-1)
                 reward[i], terminated[i], truncated[i] = r, term, trunc
+        self._steps_taken[ids] += 1
         return StepResult(self._obs.copy(), reward, terminated, truncated)
 
     def close(self) -> None:
